@@ -1,0 +1,9 @@
+// Command affinity runs the affinity service: one binary, one role per
+// subcommand.
+//
+//	affinity serve    every role in one process, on the embedded log under --data
+//	affinity collect  only the HTTP collector, writing to Kafka (--kafka)
+//
+// main only parses flags (each also read from AFFINITY_<FLAG>), wires the
+// packages together, and shuts them down in order on SIGINT/SIGTERM.
+package main

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// envPrefix prefixes the environment variable of every flag: --api-token is
+// also read from AFFINITY_API_TOKEN.
+const envPrefix = "AFFINITY_"
+
+// envName returns the environment variable that sets flag name.
+func envName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// parseFlags parses args into fs, then sets every flag not given on the
+// command line from its AFFINITY_* variable. Command-line flags win.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: every setting is a --flag", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] {
+			return
+		}
+		v, ok := os.LookupEnv(envName(f.Name))
+		if !ok {
+			return
+		}
+		if serr := fs.Set(f.Name, v); serr != nil {
+			err = fmt.Errorf("invalid value %q for %s: %v", v, envName(f.Name), serr)
+		}
+	})
+	return err
+}
+
+// listFlag is a repeatable flag whose values may also be comma-separated.
+type listFlag struct {
+	values  []string
+	changed bool // the first Set replaces the default
+}
+
+func newListFlag(defaults ...string) *listFlag { return &listFlag{values: defaults} }
+
+func (l *listFlag) String() string { return strings.Join(l.values, ",") }
+
+func (l *listFlag) Set(s string) error {
+	if !l.changed {
+		l.values, l.changed = nil, true
+	}
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			l.values = append(l.values, v)
+		}
+	}
+	return nil
+}
+
+// durationFlag is a time.Duration flag that also takes days and weeks
+// ("7d", "2w", "1d12h"), the units event windows are thought in.
+type durationFlag struct{ d *time.Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return formatDuration(*f.d)
+}
+
+func (f durationFlag) Set(s string) error {
+	d, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	*f.d = d
+	return nil
+}
+
+// parseDuration parses a Go duration whose leading components may use the
+// units d (24h) and w (7d).
+func parseDuration(s string) (time.Duration, error) {
+	orig := s
+	var total time.Duration
+	for {
+		i := 0
+		for i < len(s) && (s[i] >= '0' && s[i] <= '9') {
+			i++
+		}
+		if i == 0 || i == len(s) || (s[i] != 'd' && s[i] != 'w') {
+			break
+		}
+		n, err := strconv.ParseInt(s[:i], 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("invalid duration %q", orig)
+		}
+		unit := 24 * time.Hour
+		if s[i] == 'w' {
+			unit *= 7
+		}
+		total += time.Duration(n) * unit
+		s = s[i+1:]
+		if s == "" {
+			return total, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q: want e.g. 90s, 15m, 12h, 7d, 2w", orig)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("invalid duration %q: negative", orig)
+	}
+	return total + d, nil
+}
+
+// formatDuration prints whole days as "7d" and anything else as Go does.
+func formatDuration(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}

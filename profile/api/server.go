@@ -1,0 +1,180 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/pprofhandler"
+)
+
+// Options configures a Server.
+type Options struct {
+	// Token is the bearer token every request but /healthz must carry. It
+	// must not be empty: cmd generates one when none is configured.
+	Token string
+	// Metrics are written, in order, on /metrics.
+	Metrics []*metrics.Set
+	// Health reports readiness for /healthz; nil error means ready.
+	Health func(ctx context.Context) error
+	Logger *log.Logger
+}
+
+// Server is the internal API listener.
+type Server struct {
+	opts     Options
+	token    []byte
+	srv      *fasthttp.Server
+	routes   []route
+	draining atomic.Bool
+
+	mu sync.Mutex
+	ln net.Listener
+}
+
+type route struct {
+	prefix string
+	h      fasthttp.RequestHandler
+}
+
+// New returns a Server for opts.
+func New(opts Options) (*Server, error) {
+	if opts.Token == "" {
+		return nil, errors.New("cannot create API server: empty token (--api-token)")
+	}
+	if opts.Logger == nil {
+		opts.Logger = log.Default()
+	}
+	s := &Server{opts: opts, token: []byte("Bearer " + opts.Token)}
+	s.srv = &fasthttp.Server{
+		Handler:              s.handle,
+		Name:                 "affinity-api",
+		ReadTimeout:          time.Minute,
+		IdleTimeout:          2 * time.Minute,
+		NoDefaultContentType: true,
+		CloseOnShutdown:      true,
+		StreamRequestBody:    false,
+		MaxRequestBodySize:   256 << 20, // catalogs
+		ReduceMemoryUsage:    true,
+	}
+	return s, nil
+}
+
+// Handle registers h for every path starting with prefix. Longer prefixes
+// must be registered first. Call before Serve.
+func (s *Server) Handle(prefix string, h fasthttp.RequestHandler) {
+	s.routes = append(s.routes, route{prefix, h})
+}
+
+// Listen binds addr ("host:port"; port 0 picks a free one).
+func (s *Server) Listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (--api-listen): %w", addr, err)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	return nil
+}
+
+// Addr returns the bound address, once Listen succeeded.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Serve serves until Shutdown.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln == nil {
+		return errors.New("BUG: api.Server.Serve called before Listen")
+	}
+	return s.srv.Serve(ln)
+}
+
+// Shutdown makes /healthz answer 503 and stops the server, waiting for
+// in-flight requests up to ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	return s.srv.ShutdownWithContext(ctx)
+}
+
+// SetDraining makes /healthz answer 503 from now on (the first step of a
+// graceful shutdown, before any listener closes).
+func (s *Server) SetDraining() { s.draining.Store(true) }
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	path := ctx.Path()
+	if string(path) == "/healthz" {
+		s.healthz(ctx)
+		return
+	}
+	if subtle.ConstantTimeCompare(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), s.token) != 1 {
+		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="affinity"`)
+		Error(ctx, fasthttp.StatusUnauthorized, "missing or wrong bearer token: send Authorization: Bearer <--api-token>")
+		return
+	}
+	switch {
+	case string(path) == "/metrics":
+		ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+		w := ctx.Response.BodyWriter()
+		for _, set := range s.opts.Metrics {
+			set.WritePrometheus(w)
+		}
+		metrics.WriteProcessMetrics(w)
+		return
+	case bytes.HasPrefix(path, []byte("/debug/pprof")):
+		pprofhandler.PprofHandler(ctx)
+		return
+	}
+	for _, r := range s.routes {
+		if strings.HasPrefix(string(path), r.prefix) {
+			r.h(ctx)
+			return
+		}
+	}
+	Error(ctx, fasthttp.StatusNotFound, "no such path "+string(path))
+}
+
+func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/plain; charset=utf-8")
+	if s.draining.Load() {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString("not ready: draining: shutting down\n")
+		return
+	}
+	if s.opts.Health != nil {
+		if err := s.opts.Health(ctx); err != nil {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString("not ready: " + err.Error() + "\n")
+			return
+		}
+	}
+	ctx.SetBodyString("ok\n")
+}
+
+// Error answers status with a one-line reason.
+func Error(ctx *fasthttp.RequestCtx, status int, msg string) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.Response.ResetBody()
+	_, _ = io.WriteString(ctx, msg+"\n")
+}

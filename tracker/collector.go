@@ -1,0 +1,419 @@
+package tracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// Options configures a Collector. Start from DefaultOptions.
+type Options struct {
+	// Sites that may post; a batch naming another key is refused with 403.
+	Sites []Site
+	// MaxBodyBytes bounds a POST body; larger ones are refused with 413.
+	MaxBodyBytes int
+	// Decode holds the contract's limits: events per batch, the accept
+	// window for old client timestamps (the snippet's offline queue can hold
+	// events for days) and the allowed clock skew into the future.
+	Decode event.Options
+	// AppendTimeout bounds the wait for the log's acknowledgement; past it the
+	// request gets 503 and the client retries with the same event ids.
+	AppendTimeout time.Duration
+	// RetryAfter is what a 503 tells clients to wait, in whole seconds.
+	RetryAfter time.Duration
+	// Concurrency bounds requests served at once; fasthttp answers 503 above it,
+	// which keeps memory bounded when the log is slow.
+	Concurrency int
+	// Extra serves paths the collector does not know (e.g. /sdk.js, /demo/);
+	// nil means 404.
+	Extra fasthttp.RequestHandler
+
+	Log     storage.Log
+	Metrics *metrics.Set
+	Logger  *log.Logger
+	// Now returns the server's receive time; tests pin it. Nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultOptions returns the collector's defaults; Log, Sites and Metrics
+// must still be set.
+func DefaultOptions() Options {
+	return Options{
+		MaxBodyBytes:  64 << 10,
+		Decode:        event.DefaultOptions(),
+		AppendTimeout: 5 * time.Second,
+		RetryAfter:    time.Second,
+		Concurrency:   4096,
+	}
+}
+
+// Collector is the HTTP collector. Create it with New, run it with Serve and
+// stop it with Shutdown.
+type Collector struct {
+	opts     Options
+	sites    map[string]*Site
+	srv      *fasthttp.Server
+	m        *collectorMetrics
+	draining atomic.Bool
+	ctxPool  sync.Pool
+
+	mu sync.Mutex
+	ln net.Listener
+}
+
+// New returns a Collector for opts.
+func New(opts Options) (*Collector, error) {
+	if opts.Log == nil {
+		return nil, errors.New("cannot create collector: no event log given")
+	}
+	if len(opts.Sites) == 0 {
+		return nil, errors.New("cannot create collector: no site given (--site)")
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewSet()
+	}
+	if opts.Logger == nil {
+		opts.Logger = log.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c := &Collector{opts: opts, sites: make(map[string]*Site, len(opts.Sites))}
+	for i := range opts.Sites {
+		c.sites[opts.Sites[i].Key] = &opts.Sites[i]
+	}
+	c.m = newCollectorMetrics(opts.Metrics, opts.Log)
+	c.ctxPool.New = func() any { return c.newRequestCtx() }
+	c.srv = &fasthttp.Server{
+		Handler: c.Handle,
+		Name:    "affinity",
+		// The server-level cap only bounds memory; the handler refuses bodies
+		// above MaxBodyBytes with its own 413 and reason.
+		MaxRequestBodySize:            4 * opts.MaxBodyBytes,
+		ReadBufferSize:                16 << 10, // the pixel's ?d= rides in the request line
+		Concurrency:                   opts.Concurrency,
+		ReadTimeout:                   30 * time.Second,
+		WriteTimeout:                  30 * time.Second,
+		IdleTimeout:                   2 * time.Minute,
+		NoDefaultServerHeader:         false,
+		NoDefaultContentType:          true,
+		DisableHeaderNamesNormalizing: false,
+		CloseOnShutdown:               true,
+	}
+	return c, nil
+}
+
+// Listen binds addr ("host:port"; port 0 picks a free one).
+func (c *Collector) Listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (--listen): %w", addr, err)
+	}
+	c.mu.Lock()
+	c.ln = ln
+	c.mu.Unlock()
+	return nil
+}
+
+// Addr returns the bound address, once Listen succeeded.
+func (c *Collector) Addr() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ln == nil {
+		return ""
+	}
+	return c.ln.Addr().String()
+}
+
+// Serve serves requests on the listener bound by Listen until Shutdown.
+func (c *Collector) Serve() error {
+	c.mu.Lock()
+	ln := c.ln
+	c.mu.Unlock()
+	if ln == nil {
+		return errors.New("BUG: Collector.Serve called before Listen")
+	}
+	return c.srv.Serve(ln)
+}
+
+// Shutdown makes /healthz answer 503, stops accepting connections and waits,
+// bounded by ctx, for in-flight requests to finish — each of them either got
+// its batch acknowledged by the log or was refused.
+func (c *Collector) Shutdown(ctx context.Context) error {
+	c.draining.Store(true)
+	return c.srv.ShutdownWithContext(ctx)
+}
+
+// Draining reports whether Shutdown has begun.
+func (c *Collector) Draining() bool { return c.draining.Load() }
+
+// Health returns nil when the collector can take batches.
+func (c *Collector) Health(ctx context.Context) error {
+	if c.draining.Load() {
+		return errors.New("draining: shutting down")
+	}
+	return c.opts.Log.Writable(ctx)
+}
+
+// requestCtx holds the per-request scratch state, pooled.
+type requestCtx struct {
+	dec    *event.Decoder
+	batch  event.Batch
+	record []byte
+	key    []byte
+	msgs   [1]storage.Message
+	ua     []byte // scratch: the lower-cased User-Agent, then the reply body
+}
+
+func (c *Collector) newRequestCtx() *requestCtx {
+	return &requestCtx{dec: event.NewDecoder(c.opts.Decode)}
+}
+
+var (
+	strEvents  = []byte("/v1/events")
+	strPixel   = []byte("/v1/p.gif")
+	strHealthz = []byte("/healthz")
+)
+
+// Handle is the collector's fasthttp handler.
+func (c *Collector) Handle(ctx *fasthttp.RequestCtx) {
+	path := ctx.Path()
+	switch string(path) {
+	case string(strEvents):
+		c.handleEvents(ctx, false)
+	case string(strPixel):
+		c.handleEvents(ctx, true)
+	case string(strHealthz):
+		c.handleHealthz(ctx)
+	default:
+		if c.opts.Extra != nil {
+			c.opts.Extra(ctx)
+			c.m.countStatus(ctx.Response.StatusCode())
+			return
+		}
+		c.refuse(ctx, fasthttp.StatusNotFound, "not_found", "no such path: use POST /v1/events or GET /v1/p.gif")
+	}
+}
+
+func (c *Collector) handleHealthz(ctx *fasthttp.RequestCtx) {
+	if err := c.Health(ctx); err != nil {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.SetBodyString("not ready: " + err.Error() + "\n")
+		c.m.countStatus(fasthttp.StatusServiceUnavailable)
+		return
+	}
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString("ok\n")
+	c.m.countStatus(fasthttp.StatusOK)
+}
+
+func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
+	origin := ctx.Request.Header.Peek(fasthttp.HeaderOrigin)
+	method := ctx.Method()
+	if string(method) == fasthttp.MethodOptions {
+		c.preflight(ctx, origin)
+		return
+	}
+	if pixel && string(method) != fasthttp.MethodGet || !pixel && string(method) != fasthttp.MethodPost {
+		want := fasthttp.MethodPost
+		if pixel {
+			want = fasthttp.MethodGet
+		}
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, want+", OPTIONS")
+		c.refuse(ctx, fasthttp.StatusMethodNotAllowed, "bad_method", "method "+string(method)+" not allowed: use "+want)
+		return
+	}
+	// CORS: answer with the origin when it is allowed, so that even a refusal
+	// is readable by the snippet; the site check below refuses disallowed ones.
+	if len(origin) > 0 {
+		ctx.Response.Header.SetBytesV(fasthttp.HeaderAccessControlAllowOrigin, origin)
+		ctx.Response.Header.Set(fasthttp.HeaderVary, "Origin")
+	}
+
+	rc := c.ctxPool.Get().(*requestCtx)
+	defer c.ctxPool.Put(rc)
+	rc.batch.Reset()
+
+	now := c.opts.Now()
+	nowMs := now.UnixMilli()
+	var err error
+	if pixel {
+		d := ctx.QueryArgs().Peek("d")
+		err = rc.dec.DecodeBase64Batch(&rc.batch, d, nowMs)
+	} else {
+		if n := len(ctx.Request.Body()); n > c.opts.MaxBodyBytes {
+			c.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large",
+				"body of "+strconv.Itoa(n)+" bytes exceeds the limit of "+strconv.Itoa(c.opts.MaxBodyBytes)+" bytes")
+			return
+		}
+		if ct := ctx.Request.Header.ContentType(); !acceptableContentType(ct) {
+			c.refuse(ctx, fasthttp.StatusUnsupportedMediaType, "bad_content_type",
+				"content type "+strconv.Quote(string(ct))+" not accepted: send text/plain or application/json")
+			return
+		}
+		body, berr := ctx.Request.BodyUncompressed()
+		if berr != nil {
+			c.refuse(ctx, fasthttp.StatusBadRequest, "bad_encoding", "cannot decompress body: "+berr.Error())
+			return
+		}
+		if len(body) > c.opts.MaxBodyBytes {
+			c.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large",
+				"decompressed body exceeds the limit of "+strconv.Itoa(c.opts.MaxBodyBytes)+" bytes")
+			return
+		}
+		err = rc.dec.DecodeBatch(&rc.batch, body, nowMs)
+	}
+	if err != nil {
+		var ve *event.ValidationError
+		if errors.As(err, &ve) {
+			c.m.eventsRefused(ve.Reason, len(rc.batch.Events))
+			c.refuse(ctx, fasthttp.StatusBadRequest, ve.Reason, ve.Error())
+			return
+		}
+		c.refuse(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	site := c.sites[rc.batch.Site]
+	if site == nil {
+		c.m.eventsRefused("unknown_site", len(rc.batch.Events))
+		c.refuse(ctx, fasthttp.StatusForbidden, "unknown_site", "unknown site "+strconv.Quote(rc.batch.Site))
+		return
+	}
+	if !site.AllowsOrigin(origin) {
+		c.m.eventsRefused("bad_origin", len(rc.batch.Events))
+		ctx.Response.Header.Del(fasthttp.HeaderAccessControlAllowOrigin)
+		c.refuse(ctx, fasthttp.StatusForbidden, "bad_origin",
+			"origin "+strconv.Quote(string(origin))+" not allowed for site "+strconv.Quote(site.Key))
+		return
+	}
+	var bot bool
+	bot, rc.ua = isBot(ctx.Request.Header.UserAgent(), rc.ua)
+	if bot {
+		c.m.botBatches.Inc()
+		c.m.botEvents.Add(len(rc.batch.Events))
+		c.accepted(ctx, pixel, 0, &rc.ua)
+		return
+	}
+
+	rc.batch.Recv = nowMs
+	rc.record = event.AppendBatch(rc.record[:0], &rc.batch)
+	rc.key = AppendLogKey(rc.key[:0], rc.batch.Site, rc.batch.Visitor)
+	rc.msgs[0] = storage.Message{Key: rc.key, Value: rc.record}
+
+	actx, cancel := context.WithTimeout(context.Background(), c.opts.AppendTimeout)
+	c.m.inflight.Add(1)
+	start := time.Now()
+	err = c.opts.Log.Append(actx, rc.msgs[:])
+	c.m.appendSeconds.UpdateDuration(start)
+	c.m.inflight.Add(-1)
+	cancel()
+	rc.msgs[0] = storage.Message{}
+	if err != nil {
+		c.m.eventsRefused("log_unavailable", len(rc.batch.Events))
+		c.m.logErrors.Inc()
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int((c.opts.RetryAfter+time.Second-1)/time.Second)))
+		c.refuse(ctx, fasthttp.StatusServiceUnavailable, "log_unavailable", "cannot store batch now, retry later: "+err.Error())
+		return
+	}
+	c.m.eventsAccepted.Add(len(rc.batch.Events))
+	c.accepted(ctx, pixel, len(rc.batch.Events), &rc.ua)
+}
+
+// AppendLogKey appends the log key of a visitor's batches: site|visitor, with
+// the visitor's 16 raw bytes. Every batch of a visitor has the same key and so
+// lands in the same partition, in order.
+func AppendLogKey(dst []byte, site string, visitor event.UUID) []byte {
+	dst = append(dst, site...)
+	dst = append(dst, '|')
+	return append(dst, visitor[:]...)
+}
+
+// gif1x1 is a transparent 1x1 GIF, the pixel's answer.
+var gif1x1 = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+
+func (c *Collector) accepted(ctx *fasthttp.RequestCtx, pixel bool, n int, scratch *[]byte) {
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+	if pixel {
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetContentType("image/gif")
+		ctx.SetBody(gif1x1)
+		c.m.countStatus(fasthttp.StatusOK)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusAccepted)
+	ctx.SetContentType("application/json")
+	*scratch = append((*scratch)[:0], `{"accepted":`...)
+	*scratch = strconv.AppendInt(*scratch, int64(n), 10)
+	*scratch = append(*scratch, '}')
+	ctx.SetBody(*scratch)
+	c.m.countStatus(fasthttp.StatusAccepted)
+}
+
+func (c *Collector) refuse(ctx *fasthttp.RequestCtx, status int, reason, msg string) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+	ctx.Response.Header.Set("X-Affinity-Reason", reason)
+	ctx.SetBodyString(msg + "\n")
+	c.m.countStatus(status)
+	c.m.batchesRefused(reason)
+}
+
+func (c *Collector) preflight(ctx *fasthttp.RequestCtx, origin []byte) {
+	// The site key is in the body, which a preflight does not carry: allow any
+	// origin here; the POST itself is checked against the site's origins.
+	if len(origin) > 0 {
+		ctx.Response.Header.SetBytesV(fasthttp.HeaderAccessControlAllowOrigin, origin)
+		ctx.Response.Header.Set(fasthttp.HeaderVary, "Origin")
+	}
+	ctx.Response.Header.Set(fasthttp.HeaderAccessControlAllowMethods, "POST, GET, OPTIONS")
+	ctx.Response.Header.Set(fasthttp.HeaderAccessControlAllowHeaders, "Content-Type, Content-Encoding")
+	ctx.Response.Header.Set(fasthttp.HeaderAccessControlMaxAge, "86400")
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+	c.m.countStatus(fasthttp.StatusNoContent)
+}
+
+// acceptableContentType accepts text/plain (what sendBeacon and a simple
+// CORS request send), application/json, and no type at all, each with any
+// parameters (charset).
+func acceptableContentType(ct []byte) bool {
+	if len(ct) == 0 {
+		return true
+	}
+	for i, b := range ct {
+		if b == ';' || b == ' ' {
+			ct = ct[:i]
+			break
+		}
+	}
+	return equalFoldASCII(ct, "text/plain") || equalFoldASCII(ct, "application/json")
+}
+
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,68 @@
+package tracker
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Site is one shop that may post events, identified by its public key.
+type Site struct {
+	Key string
+	// Origins lists the browser origins (scheme://host[:port]) allowed to post
+	// for this site. Empty means any origin: fine for the demo and for sites
+	// that post from a server, not for a production shop.
+	Origins []string
+}
+
+// AllowsOrigin reports whether a request with the given Origin header may
+// post for s. Requests without an Origin (servers, the image pixel in some
+// browsers) are allowed: the origin check is a CORS courtesy, not auth.
+func (s *Site) AllowsOrigin(origin []byte) bool {
+	if len(origin) == 0 || len(s.Origins) == 0 {
+		return true
+	}
+	for _, o := range s.Origins {
+		if o == string(origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseSites parses site specs of the form KEY or KEY=ORIGIN|ORIGIN…, several
+// per string separated by commas: "demo,shop=https://shop.example|https://www.shop.example".
+func ParseSites(specs []string) ([]Site, error) {
+	var sites []Site
+	seen := map[string]bool{}
+	for _, spec := range specs {
+		for _, one := range strings.Split(spec, ",") {
+			one = strings.TrimSpace(one)
+			if one == "" {
+				continue
+			}
+			key, origins, _ := strings.Cut(one, "=")
+			if key == "" || len(key) > 64 || strings.ContainsAny(key, " /|") {
+				return nil, fmt.Errorf("cannot parse site %q: the key must be 1-64 bytes without spaces, '/' or '|'", one)
+			}
+			if seen[key] {
+				return nil, fmt.Errorf("cannot parse site %q: key %q given twice", one, key)
+			}
+			seen[key] = true
+			s := Site{Key: key}
+			if origins != "" {
+				for _, o := range strings.Split(origins, "|") {
+					o = strings.TrimRight(strings.TrimSpace(o), "/")
+					if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+						return nil, fmt.Errorf("cannot parse site %q: origin %q must start with http:// or https://", one, o)
+					}
+					s.Origins = append(s.Origins, o)
+				}
+			}
+			sites = append(sites, s)
+		}
+	}
+	if len(sites) == 0 {
+		return nil, fmt.Errorf("no site given: pass at least one --site KEY")
+	}
+	return sites, nil
+}
