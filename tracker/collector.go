@@ -28,9 +28,6 @@ type Options struct {
 	// window for old client timestamps (the snippet's offline queue can hold
 	// events for days) and the allowed clock skew into the future.
 	Decode event.Options
-	// AppendTimeout bounds the wait for the log's acknowledgement; past it the
-	// request gets 503 and the client retries with the same event ids.
-	AppendTimeout time.Duration
 	// RetryAfter is what a 503 tells clients to wait, in whole seconds.
 	RetryAfter time.Duration
 	// Concurrency bounds requests served at once; fasthttp answers 503 above it,
@@ -51,11 +48,10 @@ type Options struct {
 // must still be set.
 func DefaultOptions() Options {
 	return Options{
-		MaxBodyBytes:  64 << 10,
-		Decode:        event.DefaultOptions(),
-		AppendTimeout: 5 * time.Second,
-		RetryAfter:    time.Second,
-		Concurrency:   4096,
+		MaxBodyBytes: 64 << 10,
+		Decode:       event.DefaultOptions(),
+		RetryAfter:   time.Second,
+		Concurrency:  4096,
 	}
 }
 
@@ -94,7 +90,7 @@ func New(opts Options) (*Collector, error) {
 	for i := range opts.Sites {
 		c.sites[opts.Sites[i].Key] = &opts.Sites[i]
 	}
-	c.m = newCollectorMetrics(opts.Metrics, opts.Log)
+	c.m = newCollectorMetrics(opts.Metrics)
 	c.ctxPool.New = func() any { return c.newRequestCtx() }
 	c.srv = &fasthttp.Server{
 		Handler: c.Handle,
@@ -203,7 +199,7 @@ func (c *Collector) Handle(ctx *fasthttp.RequestCtx) {
 			c.m.countStatus(ctx.Response.StatusCode())
 			return
 		}
-		c.refuse(ctx, fasthttp.StatusNotFound, "not_found", "no such path: use POST /v1/events or GET /v1/p.gif")
+		c.refuse(ctx, fasthttp.StatusNotFound, reasonNotFound, "no such path: use POST /v1/events or GET /v1/p.gif")
 	}
 }
 
@@ -233,7 +229,7 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 			want = fasthttp.MethodGet
 		}
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, want+", OPTIONS")
-		c.refuse(ctx, fasthttp.StatusMethodNotAllowed, "bad_method", "method "+string(method)+" not allowed: use "+want)
+		c.refuse(ctx, fasthttp.StatusMethodNotAllowed, reasonBadMethod, "method "+string(method)+" not allowed: use "+want)
 		return
 	}
 	// CORS: answer with the origin when it is allowed, so that even a refusal
@@ -252,26 +248,32 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 	var err error
 	if pixel {
 		d := ctx.QueryArgs().Peek("d")
+		if len(d) == 0 {
+			c.refuse(ctx, fasthttp.StatusBadRequest, reasonBadRequest, "missing query parameter d: the base64url-encoded JSON batch")
+			return
+		}
 		err = rc.dec.DecodeBase64Batch(&rc.batch, d, nowMs)
 	} else {
 		if n := len(ctx.Request.Body()); n > c.opts.MaxBodyBytes {
-			c.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large",
+			c.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, reasonTooLarge,
 				"body of "+strconv.Itoa(n)+" bytes exceeds the limit of "+strconv.Itoa(c.opts.MaxBodyBytes)+" bytes")
 			return
 		}
 		if ct := ctx.Request.Header.ContentType(); !acceptableContentType(ct) {
-			c.refuse(ctx, fasthttp.StatusUnsupportedMediaType, "bad_content_type",
+			c.refuse(ctx, fasthttp.StatusUnsupportedMediaType, reasonBadContentType,
 				"content type "+strconv.Quote(string(ct))+" not accepted: send text/plain or application/json")
 			return
 		}
-		body, berr := ctx.Request.BodyUncompressed()
-		if berr != nil {
-			c.refuse(ctx, fasthttp.StatusBadRequest, "bad_encoding", "cannot decompress body: "+berr.Error())
+		// The limit applies to the decompressed body too: a small gzip bomb
+		// never inflates past it.
+		body, berr := ctx.Request.BodyUncompressedWithLimit(c.opts.MaxBodyBytes)
+		if errors.Is(berr, fasthttp.ErrBodyTooLarge) {
+			c.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, reasonTooLarge,
+				"decompressed body exceeds the limit of "+strconv.Itoa(c.opts.MaxBodyBytes)+" bytes")
 			return
 		}
-		if len(body) > c.opts.MaxBodyBytes {
-			c.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large",
-				"decompressed body exceeds the limit of "+strconv.Itoa(c.opts.MaxBodyBytes)+" bytes")
+		if berr != nil {
+			c.refuse(ctx, fasthttp.StatusBadRequest, reasonBadEncoding, "cannot decompress body: "+berr.Error())
 			return
 		}
 		err = rc.dec.DecodeBatch(&rc.batch, body, nowMs)
@@ -283,19 +285,19 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 			c.refuse(ctx, fasthttp.StatusBadRequest, ve.Reason, ve.Error())
 			return
 		}
-		c.refuse(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
+		c.refuse(ctx, fasthttp.StatusBadRequest, reasonBadRequest, err.Error())
 		return
 	}
 	site := c.sites[rc.batch.Site]
 	if site == nil {
-		c.m.eventsRefused("unknown_site", len(rc.batch.Events))
-		c.refuse(ctx, fasthttp.StatusForbidden, "unknown_site", "unknown site "+strconv.Quote(rc.batch.Site))
+		c.m.eventsRefused(reasonUnknownSite, len(rc.batch.Events))
+		c.refuse(ctx, fasthttp.StatusForbidden, reasonUnknownSite, "unknown site "+strconv.Quote(rc.batch.Site))
 		return
 	}
 	if !site.AllowsOrigin(origin) {
-		c.m.eventsRefused("bad_origin", len(rc.batch.Events))
+		c.m.eventsRefused(reasonBadOrigin, len(rc.batch.Events))
 		ctx.Response.Header.Del(fasthttp.HeaderAccessControlAllowOrigin)
-		c.refuse(ctx, fasthttp.StatusForbidden, "bad_origin",
+		c.refuse(ctx, fasthttp.StatusForbidden, reasonBadOrigin,
 			"origin "+strconv.Quote(string(origin))+" not allowed for site "+strconv.Quote(site.Key))
 		return
 	}
@@ -313,19 +315,20 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 	rc.key = AppendLogKey(rc.key[:0], rc.batch.Site, rc.batch.Visitor)
 	rc.msgs[0] = storage.Message{Key: rc.key, Value: rc.record}
 
-	actx, cancel := context.WithTimeout(context.Background(), c.opts.AppendTimeout)
+	// No per-request deadline: each log bounds its own wait (the embedded
+	// log refuses past a bounded queue, Kafka's has WriteTimeout), and a
+	// context per request would cost allocations on the hot path.
 	c.m.inflight.Add(1)
 	start := time.Now()
-	err = c.opts.Log.Append(actx, rc.msgs[:])
+	err = c.opts.Log.Append(context.Background(), rc.msgs[:])
 	c.m.appendSeconds.UpdateDuration(start)
 	c.m.inflight.Add(-1)
-	cancel()
 	rc.msgs[0] = storage.Message{}
 	if err != nil {
-		c.m.eventsRefused("log_unavailable", len(rc.batch.Events))
+		c.m.eventsRefused(reasonLogUnavailable, len(rc.batch.Events))
 		c.m.logErrors.Inc()
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int((c.opts.RetryAfter+time.Second-1)/time.Second)))
-		c.refuse(ctx, fasthttp.StatusServiceUnavailable, "log_unavailable", "cannot store batch now, retry later: "+err.Error())
+		c.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonLogUnavailable, "cannot store batch now, retry later: "+err.Error())
 		return
 	}
 	c.m.eventsAccepted.Add(len(rc.batch.Events))

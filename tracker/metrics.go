@@ -2,17 +2,38 @@ package tracker
 
 import (
 	"strconv"
-	"sync"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/tracker/event"
 )
 
-// collectorMetrics are the collector's Prometheus series. Series with a label
-// from a closed set (status, reason) are created on first use and cached, so
-// the hot path does not format names.
+// The collector's own refusal reasons, beside the contract's (event.Reasons).
+const (
+	reasonBadContentType = "bad_content_type"
+	reasonBadEncoding    = "bad_encoding"
+	reasonBadMethod      = "bad_method"
+	reasonBadOrigin      = "bad_origin"
+	reasonBadRequest     = "bad_request"
+	reasonLogUnavailable = "log_unavailable"
+	reasonNotFound       = "not_found"
+	reasonTooLarge       = "too_large"
+	reasonUnknownSite    = "unknown_site"
+)
+
+// collectorReasons lists every reason the collector itself may give.
+var collectorReasons = []string{
+	reasonBadContentType, reasonBadEncoding, reasonBadMethod, reasonBadOrigin, reasonBadRequest,
+	reasonLogUnavailable, reasonNotFound, reasonTooLarge, reasonUnknownSite,
+}
+
+// knownStatuses are the statuses the collector and its Extra handler answer;
+// their counters exist from the start so that the hot path never formats a
+// series name nor takes a lock.
+var knownStatuses = []int{200, 202, 204, 304, 400, 403, 404, 405, 413, 415, 500, 503}
+
+// collectorMetrics are the collector's Prometheus series.
 type collectorMetrics struct {
 	set            *metrics.Set
 	eventsAccepted *metrics.Counter
@@ -22,13 +43,13 @@ type collectorMetrics struct {
 	appendSeconds  *metrics.PrometheusHistogram
 	inflight       atomic.Int64
 
-	mu       sync.Mutex
+	// Read-only after construction: safe without a lock.
 	statuses map[int]*metrics.Counter
 	refused  map[string]*metrics.Counter
 	evRef    map[string]*metrics.Counter
 }
 
-func newCollectorMetrics(set *metrics.Set, lg storage.Log) *collectorMetrics {
+func newCollectorMetrics(set *metrics.Set) *collectorMetrics {
 	m := &collectorMetrics{
 		set:            set,
 		eventsAccepted: set.NewCounter(`affinity_collector_events_accepted_total`),
@@ -41,38 +62,34 @@ func newCollectorMetrics(set *metrics.Set, lg storage.Log) *collectorMetrics {
 		evRef:          map[string]*metrics.Counter{},
 	}
 	set.NewGauge(`affinity_collector_inflight_batches`, func() float64 { return float64(m.inflight.Load()) })
+	for _, s := range knownStatuses {
+		m.statuses[s] = set.NewCounter(`affinity_collector_requests_total{status="` + strconv.Itoa(s) + `"}`)
+	}
+	for _, r := range append(event.Reasons(), collectorReasons...) {
+		m.refused[r] = set.NewCounter(`affinity_collector_batches_refused_total{reason="` + r + `"}`)
+		m.evRef[r] = set.NewCounter(`affinity_collector_events_refused_total{reason="` + r + `"}`)
+	}
 	return m
 }
 
 func (m *collectorMetrics) countStatus(status int) {
-	m.mu.Lock()
 	c := m.statuses[status]
 	if c == nil {
+		// A status outside knownStatuses (only an Extra handler can give
+		// one): rare, so the set's own locking is fine.
 		c = m.set.GetOrCreateCounter(`affinity_collector_requests_total{status="` + strconv.Itoa(status) + `"}`)
-		m.statuses[status] = c
 	}
-	m.mu.Unlock()
 	c.Inc()
 }
 
 func (m *collectorMetrics) batchesRefused(reason string) {
-	m.mu.Lock()
-	c := m.refused[reason]
-	if c == nil {
-		c = m.set.GetOrCreateCounter(`affinity_collector_batches_refused_total{reason="` + reason + `"}`)
-		m.refused[reason] = c
+	if c := m.refused[reason]; c != nil {
+		c.Inc()
 	}
-	m.mu.Unlock()
-	c.Inc()
 }
 
 func (m *collectorMetrics) eventsRefused(reason string, n int) {
-	m.mu.Lock()
-	c := m.evRef[reason]
-	if c == nil {
-		c = m.set.GetOrCreateCounter(`affinity_collector_events_refused_total{reason="` + reason + `"}`)
-		m.evRef[reason] = c
+	if c := m.evRef[reason]; c != nil {
+		c.Add(n)
 	}
-	m.mu.Unlock()
-	c.Add(n)
 }
