@@ -101,8 +101,8 @@ func parseDuration(s string) (time.Duration, error) {
 			break
 		}
 		n, err := strconv.ParseInt(s[:i], 10, 32)
-		if err != nil {
-			return 0, fmt.Errorf("invalid duration %q", orig)
+		if err != nil || n > 36500 {
+			return 0, fmt.Errorf("invalid duration %q: at most 100 years", orig)
 		}
 		unit := 24 * time.Hour
 		if s[i] == 'w' {
