@@ -63,7 +63,12 @@ type Collector struct {
 	srv      *fasthttp.Server
 	m        *collectorMetrics
 	draining atomic.Bool
-	ctxPool  sync.Pool
+
+	// logDownUntil (Unix ms, 0 when healthy) is when the log last failed
+	// plus RetryAfter; logDownErr holds that failure's text.
+	logDownUntil atomic.Int64
+	logDownErr   atomic.Value
+	ctxPool      sync.Pool
 
 	mu sync.Mutex
 	ln net.Listener
@@ -107,6 +112,8 @@ func New(opts Options) (*Collector, error) {
 		NoDefaultContentType:          true,
 		DisableHeaderNamesNormalizing: false,
 		CloseOnShutdown:               true,
+		// Never parse a multipart body: it is refused with 415 unread.
+		DisablePreParseMultipartForm: true,
 	}
 	return c, nil
 }
@@ -234,9 +241,11 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 	}
 	// CORS: answer with the origin when it is allowed, so that even a refusal
 	// is readable by the snippet; the site check below refuses disallowed ones.
+	// Retry-After must be exposed for the snippet's backoff to read it.
 	if len(origin) > 0 {
 		ctx.Response.Header.SetBytesV(fasthttp.HeaderAccessControlAllowOrigin, origin)
 		ctx.Response.Header.Set(fasthttp.HeaderVary, "Origin")
+		ctx.Response.Header.Set(fasthttp.HeaderAccessControlExposeHeaders, "Retry-After")
 	}
 
 	rc := c.ctxPool.Get().(*requestCtx)
@@ -261,7 +270,7 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 		}
 		if ct := ctx.Request.Header.ContentType(); !acceptableContentType(ct) {
 			c.refuse(ctx, fasthttp.StatusUnsupportedMediaType, reasonBadContentType,
-				"content type "+strconv.Quote(string(ct))+" not accepted: send text/plain or application/json")
+				"content type "+strconv.Quote(string(ct))+" not accepted: send the JSON batch as text/plain or application/json")
 			return
 		}
 		// The limit applies to the decompressed body too: a small gzip bomb
@@ -315,24 +324,41 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 	rc.key = AppendLogKey(rc.key[:0], rc.batch.Site, rc.batch.Visitor)
 	rc.msgs[0] = storage.Message{Key: rc.key, Value: rc.record}
 
+	// While the log is failing, refuse at once instead of making every
+	// request wait out the log's own timeout: clients retry after
+	// Retry-After, memory stays bounded, and the first request past the
+	// pause probes the log again.
+	start := time.Now() // the real clock, not opts.Now: this is about the log, not the events
+	if until := c.logDownUntil.Load(); until != 0 && start.UnixMilli() < until {
+		c.logUnavailable(ctx, len(rc.batch.Events), c.logDownErr.Load().(string))
+		return
+	}
+
 	// No per-request deadline: each log bounds its own wait (the embedded
 	// log refuses past a bounded queue, Kafka's has WriteTimeout), and a
 	// context per request would cost allocations on the hot path.
 	c.m.inflight.Add(1)
-	start := time.Now()
 	err = c.opts.Log.Append(context.Background(), rc.msgs[:])
 	c.m.appendSeconds.UpdateDuration(start)
 	c.m.inflight.Add(-1)
 	rc.msgs[0] = storage.Message{}
 	if err != nil {
-		c.m.eventsRefused(reasonLogUnavailable, len(rc.batch.Events))
 		c.m.logErrors.Inc()
-		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int((c.opts.RetryAfter+time.Second-1)/time.Second)))
-		c.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonLogUnavailable, "cannot store batch now, retry later: "+err.Error())
+		msg := err.Error()
+		c.logDownErr.Store(msg)
+		c.logDownUntil.Store(time.Now().Add(c.opts.RetryAfter).UnixMilli())
+		c.logUnavailable(ctx, len(rc.batch.Events), msg)
 		return
 	}
+	c.logDownUntil.Store(0)
 	c.m.eventsAccepted.Add(len(rc.batch.Events))
 	c.accepted(ctx, pixel, len(rc.batch.Events), &rc.ua)
+}
+
+func (c *Collector) logUnavailable(ctx *fasthttp.RequestCtx, events int, cause string) {
+	c.m.eventsRefused(reasonLogUnavailable, events)
+	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int((c.opts.RetryAfter+time.Second-1)/time.Second)))
+	c.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonLogUnavailable, "cannot store batch now, retry later: "+cause)
 }
 
 // AppendLogKey appends the log key of a visitor's batches: site|visitor, with
@@ -390,8 +416,9 @@ func (c *Collector) preflight(ctx *fasthttp.RequestCtx, origin []byte) {
 }
 
 // acceptableContentType accepts text/plain (what sendBeacon and a simple
-// CORS request send), application/json, and no type at all, each with any
-// parameters (charset).
+// CORS request send), application/json, application/x-www-form-urlencoded
+// (what `curl --data` sends: the body is still the JSON batch) and no type
+// at all, each with any parameters (charset).
 func acceptableContentType(ct []byte) bool {
 	if len(ct) == 0 {
 		return true
@@ -402,7 +429,8 @@ func acceptableContentType(ct []byte) bool {
 			break
 		}
 	}
-	return equalFoldASCII(ct, "text/plain") || equalFoldASCII(ct, "application/json")
+	return equalFoldASCII(ct, "text/plain") || equalFoldASCII(ct, "application/json") ||
+		equalFoldASCII(ct, "application/x-www-form-urlencoded")
 }
 
 func equalFoldASCII(b []byte, s string) bool {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -36,18 +38,14 @@ type testCollector struct {
 
 func startCollector(t testing.TB, mutate func(*Options)) *testCollector {
 	t.Helper()
-	lopts := storage.DefaultEmbeddedOptions(t.TempDir())
-	lopts.Partitions = 4
-	lg, err := storage.OpenEmbeddedLog(lopts)
-	if err != nil {
-		t.Fatal(err)
-	}
 	opts := DefaultOptions()
-	opts.Log = lg
 	opts.Sites = []Site{{Key: "shop-7f3a"}, {Key: "strict", Origins: []string{"https://shop.example"}}, {Key: "shop-éè"}}
 	opts.Now = func() time.Time { return time.UnixMilli(testNow) }
 	if mutate != nil {
 		mutate(&opts)
+	}
+	if opts.Log == nil {
+		opts.Log = openEmbeddedLog(t, func(o *storage.EmbeddedOptions) { o.Partitions = 4 })
 	}
 	c, err := New(opts)
 	if err != nil {
@@ -65,11 +63,29 @@ func startCollector(t testing.TB, mutate func(*Options)) *testCollector {
 			t.Errorf("shutdown: %v", err)
 		}
 		<-done
+	})
+	lg, _ := opts.Log.(*storage.EmbeddedLog)
+	return &testCollector{Collector: c, log: lg, base: "http://" + c.Addr()}
+}
+
+// openEmbeddedLog opens a real EmbeddedLog in a temporary directory, closed
+// when the test ends.
+func openEmbeddedLog(t testing.TB, mutate func(*storage.EmbeddedOptions)) *storage.EmbeddedLog {
+	t.Helper()
+	opts := storage.DefaultEmbeddedOptions(t.TempDir())
+	if mutate != nil {
+		mutate(&opts)
+	}
+	lg, err := storage.OpenEmbeddedLog(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
 		if err := lg.Close(); err != nil {
 			t.Errorf("closing log: %v", err)
 		}
 	})
-	return &testCollector{Collector: c, log: lg, base: "http://" + c.Addr()}
+	return lg
 }
 
 type request struct {
@@ -196,7 +212,7 @@ func TestCollectorRefusals(t *testing.T) {
 			headers: map[string]string{"Content-Encoding": "gzip"}}, 413, reasonTooLarge},
 		{"bad gzip", request{body: "not gzip", ctype: "text/plain",
 			headers: map[string]string{"Content-Encoding": "gzip"}}, 400, reasonBadEncoding},
-		{"wrong content type", request{body: batchJSON("shop-7f3a", testNow), ctype: "application/x-www-form-urlencoded"}, 415, reasonBadContentType},
+		{"wrong content type", request{body: batchJSON("shop-7f3a", testNow), ctype: "multipart/form-data; boundary=x"}, 415, reasonBadContentType},
 		{"GET events", request{method: "GET"}, 405, reasonBadMethod},
 		{"PUT events", request{method: "PUT", body: batchJSON("shop-7f3a", testNow)}, 405, reasonBadMethod},
 		{"POST pixel", request{path: "/v1/p.gif", body: batchJSON("shop-7f3a", testNow)}, 405, reasonBadMethod},
@@ -381,5 +397,95 @@ func TestCollectorMetrics(t *testing.T) {
 		if !strings.Contains(text, line+"\n") {
 			t.Errorf("metrics lack %q", line)
 		}
+	}
+}
+
+// TestCollectorLogFullThenRecovers fills the embedded log's disk budget: the
+// collector answers 503 with Retry-After, at once while the log stays
+// full, and takes batches again by itself once the log is trimmed.
+func TestCollectorLogFullThenRecovers(t *testing.T) {
+	lg := openEmbeddedLog(t, func(o *storage.EmbeddedOptions) { o.MaxBytes = 4 << 10 })
+	tc := startCollector(t, func(o *Options) {
+		o.Log = lg
+		o.RetryAfter = 300 * time.Millisecond
+	})
+
+	body := fixture(t, "batch10.json")
+	var full reply
+	for i := 0; i < 100; i++ {
+		full = tc.do(t, request{body: body, ctype: "text/plain"})
+		if full.status != 202 {
+			break
+		}
+	}
+	if full.status != 503 || full.header.Get("Retry-After") != "1" || full.header.Get("X-Affinity-Reason") != reasonLogUnavailable {
+		t.Fatalf("full log: %d %v %q", full.status, full.header, full.body)
+	}
+	if got := tc.do(t, request{body: body, ctype: "text/plain"}); got.status != 503 {
+		t.Fatalf("still full: %d %q", got.status, got.body)
+	}
+	ctx := context.Background()
+	for p := 0; p < lg.Partitions(); p++ {
+		_, next, err := lg.Offsets(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := lg.Trim(ctx, p, next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := tc.do(t, request{body: body, ctype: "text/plain"})
+		if got.status == 202 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("collector did not recover after the log was trimmed: %d %q", got.status, got.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestCollectorKafkaDown stops the Kafka broker under a collector: the
+// first batch fails after the log's write timeout, the next ones at once,
+// all with 503 and Retry-After.
+func TestCollectorKafkaDown(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ko := storage.DefaultKafkaOptions(cluster.ListenAddrs()...)
+	ko.Topic = "collector-down"
+	ko.WriteTimeout = time.Second
+	ko.DialTimeout = time.Second
+	kl, err := storage.OpenKafkaLog(context.Background(), ko)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kl.Close() })
+	tc := startCollector(t, func(o *Options) { o.Log = kl })
+	body := batchJSON("shop-7f3a", testNow)
+	if got := tc.do(t, request{body: body, ctype: "text/plain"}); got.status != 202 {
+		t.Fatalf("broker up: %d %q", got.status, got.body)
+	}
+	cluster.Close()
+	start := time.Now()
+	got := tc.do(t, request{body: body, ctype: "text/plain"})
+	if got.status != 503 || got.header.Get("Retry-After") == "" {
+		t.Fatalf("broker down: %d %v %q", got.status, got.header, got.body)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("first refusal took %v; want about WriteTimeout=1s", d)
+	}
+	start = time.Now()
+	for i := 0; i < 20; i++ {
+		if got := tc.do(t, request{body: body, ctype: "text/plain"}); got.status != 503 {
+			t.Fatalf("broker still down: %d %q", got.status, got.body)
+		}
+	}
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Errorf("20 refusals while the log is known down took %v; want them at once", d)
 	}
 }
