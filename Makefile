@@ -28,6 +28,7 @@ vet:
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeBatch$$' -fuzztime=$(FUZZTIME) ./tracker/event
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeRecord$$' -fuzztime=$(FUZZTIME) ./tracker/event
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeProfile$$' -fuzztime=$(FUZZTIME) ./profile
 
 sdk-test:
 	cd sdk-js && npm ci --no-audit --no-fund && npm run build && npm test

@@ -4,9 +4,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/affinityhq/affinity/profile"
 )
 
 // envPrefix prefixes the environment variable of every flag: --api-token is
@@ -75,59 +76,14 @@ func (f durationFlag) String() string {
 	if f.d == nil {
 		return ""
 	}
-	return formatDuration(*f.d)
+	return profile.FormatDuration(*f.d)
 }
 
 func (f durationFlag) Set(s string) error {
-	d, err := parseDuration(s)
+	d, err := profile.ParseDuration(s)
 	if err != nil {
 		return err
 	}
 	*f.d = d
 	return nil
-}
-
-// parseDuration parses a Go duration whose leading components may use the
-// units d (24h) and w (7d).
-func parseDuration(s string) (time.Duration, error) {
-	orig := s
-	var total time.Duration
-	for {
-		i := 0
-		for i < len(s) && (s[i] >= '0' && s[i] <= '9') {
-			i++
-		}
-		if i == 0 || i == len(s) || (s[i] != 'd' && s[i] != 'w') {
-			break
-		}
-		n, err := strconv.ParseInt(s[:i], 10, 32)
-		if err != nil || n > 36500 {
-			return 0, fmt.Errorf("invalid duration %q: at most 100 years", orig)
-		}
-		unit := 24 * time.Hour
-		if s[i] == 'w' {
-			unit *= 7
-		}
-		total += time.Duration(n) * unit
-		s = s[i+1:]
-		if s == "" {
-			return total, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q: want e.g. 90s, 15m, 12h, 7d, 2w", orig)
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("invalid duration %q: negative", orig)
-	}
-	return total + d, nil
-}
-
-// formatDuration prints whole days as "7d" and anything else as Go does.
-func formatDuration(d time.Duration) string {
-	if d > 0 && d%(24*time.Hour) == 0 {
-		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
-	}
-	return d.String()
 }

@@ -6,39 +6,6 @@ import (
 	"time"
 )
 
-func TestParseDuration(t *testing.T) {
-	day := 24 * time.Hour
-	for _, c := range []struct {
-		in   string
-		want time.Duration
-		bad  bool
-	}{
-		{"90s", 90 * time.Second, false},
-		{"15m", 15 * time.Minute, false},
-		{"12h", 12 * time.Hour, false},
-		{"7d", 7 * day, false},
-		{"2w", 14 * day, false},
-		{"1d12h", day + 12*time.Hour, false},
-		{"1w2d", 9 * day, false},
-		{"", 0, true},
-		{"7", 0, true},
-		{"d", 0, true},
-		{"-1h", 0, true},
-		{"3x", 0, true},
-		{"99999999999d", 0, true},
-		{"1000000d", 0, true},
-		{"1000000w", 0, true},
-	} {
-		got, err := parseDuration(c.in)
-		if (err != nil) != c.bad || got != c.want {
-			t.Errorf("parseDuration(%q) = %v, %v; want %v, error %v", c.in, got, err, c.want, c.bad)
-		}
-	}
-	if s := formatDuration(7 * day); s != "7d" {
-		t.Errorf("formatDuration(7d) = %q", s)
-	}
-}
-
 func TestFlagsFromEnvironment(t *testing.T) {
 	t.Setenv("AFFINITY_LISTEN", "127.0.0.1:9999")
 	t.Setenv("AFFINITY_ACCEPT_WINDOW", "3d")
