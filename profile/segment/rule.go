@@ -1,0 +1,210 @@
+package segment
+
+import (
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// Rule is a compiled segment rule. It is immutable and safe for concurrent
+// use by any number of goroutines.
+type Rule struct {
+	src  string
+	root *expr
+	eval boolFn
+	refs []Ref
+}
+
+// maxReeval bounds how many times Eval re-evaluates a rule at the instant
+// its and/or parts give as a lower bound, looking for the exact flip.
+const maxReeval = 32
+
+// Compile parses, type-checks and compiles rule text. A syntax or type
+// error is an *Error with the position and what was expected there.
+// cfg gives the thresholds of lifecycle and rfm.*; it is copied.
+func Compile(src string, cfg Config) (*Rule, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	root, err := parse(src)
+	if err != nil {
+		return nil, err
+	}
+	r := &Rule{src: src, root: root, eval: compileBool(root, &cfg)}
+	r.refs = collectRefs(root, &cfg, nil)
+	return r, nil
+}
+
+// Source returns the rule text as given to Compile.
+func (r *Rule) Source() string { return r.src }
+
+// String returns the rule in canonical form: single spaces, and/or written
+// out, parentheses only where needed.
+func (r *Rule) String() string { return string(appendTerm(nil, r.root)) }
+
+// Eval returns whether s is a member at instant at (Unix ms), and next: the
+// earliest instant > at at which membership can change with no new event,
+// Never if it cannot. Membership is constant on [at, next) and, unless the
+// rule needs more than a few dozen re-evaluations to find it (and/or of
+// window edges that cancel out), differs at next; either way next is the
+// instant to evaluate again. Eval does not allocate.
+func (r *Rule) Eval(s Subject, at int64) (member bool, next int64) {
+	member, next, _ = r.evalNext(s, at)
+	return member, next
+}
+
+// evalNext is Eval, also saying whether next is exact: a flip, or Never.
+func (r *Rule) evalNext(s Subject, at int64) (member bool, next int64, exact bool) {
+	v, n, x := r.eval(s, at)
+	for range maxReeval {
+		if x || n == Never {
+			return v, n, true
+		}
+		v2, n2, x2 := r.eval(s, n)
+		if v2 != v {
+			return v, n, true
+		}
+		if n2 <= n {
+			break // BUG: a part reported no progress; n is still due
+		}
+		n, x = n2, x2
+	}
+	return v, n, x || n == Never
+}
+
+// Ref is one term a rule reads — a score, a count, a recency — so that an
+// export can show the values a member was chosen by.
+type Ref struct {
+	// Name is the canonical spelling, e.g. `interest(brand, "Nutrilon")`,
+	// `count(purchase, 180d)`, `since(cart)`, `rfm.r`; unique in a rule.
+	Name string
+	// Term is the function or built-in: interest, share, top, count, since,
+	// first, until_birthday, lifecycle, rfm.r, rfm.f, rfm.m, identified,
+	// trait.
+	Term string
+	// Dim and Value name the interest or share (Dim alone for top); Value
+	// is the key of a trait.
+	Dim, Value string
+	// Event and Window are the arguments of count, since and first
+	// (Window 0: no window).
+	Event  event.Type
+	Window int64
+
+	val func(dst []byte, s Subject, at int64) []byte
+}
+
+// Refs returns the terms the rule reads, in order of first appearance. The
+// slice is shared: do not modify it.
+func (r *Rule) Refs() []Ref { return r.refs }
+
+// AppendValue appends to dst the JSON value of the term for s at instant at:
+// a number for scores, shares, counts and RFM scores; milliseconds for
+// durations (null when infinite: no such event, no birthday); a string for
+// top, trait and lifecycle; true/false for identified.
+func (f *Ref) AppendValue(dst []byte, s Subject, at int64) []byte {
+	return f.val(dst, s, at)
+}
+
+// AppendFacts appends to dst a JSON object of the rule's terms and their
+// values for s at instant at, e.g. {"since(cart)":3600000,"rfm.r":4}.
+func (r *Rule) AppendFacts(dst []byte, s Subject, at int64) []byte {
+	dst = append(dst, '{')
+	for i := range r.refs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendJSONString(dst, r.refs[i].Name)
+		dst = append(dst, ':')
+		dst = r.refs[i].val(dst, s, at)
+	}
+	return append(dst, '}')
+}
+
+var termNames = map[op]string{
+	opIdentified: "identified", opInterest: "interest", opShare: "share", opTop: "top",
+	opCount: "count", opCountWindow: "count", opSince: "since", opFirst: "first",
+	opBirthday: "until_birthday", opLifecycle: "lifecycle", opRFMR: "rfm.r", opRFMF: "rfm.f",
+	opRFMM: "rfm.m", opTrait: "trait",
+}
+
+func collectRefs(e *expr, cfg *Config, dst []Ref) []Ref {
+	for _, a := range e.args {
+		dst = collectRefs(a, cfg, dst)
+	}
+	term, ok := termNames[e.op]
+	if !ok {
+		return dst
+	}
+	name := describe(e)
+	for i := range dst {
+		if dst[i].Name == name {
+			return dst
+		}
+	}
+	f := Ref{Name: name, Term: term, Dim: e.dim, Value: e.value, Event: e.ev, Window: e.window}
+	switch e.typ {
+	case tBool:
+		f.val = func(dst []byte, s Subject, _ int64) []byte { return strconv.AppendBool(dst, s.Identified()) }
+	case tNumber:
+		nf := compileNum(e, cfg)
+		f.val = func(dst []byte, s Subject, at int64) []byte { return appendNumber(dst, nf(s, at)) }
+	case tDuration:
+		df := compileDur(e, cfg)
+		f.val = func(dst []byte, s Subject, at int64) []byte {
+			if d := df(s, at); d != inf {
+				return strconv.AppendInt(dst, d, 10)
+			}
+			return append(dst, "null"...)
+		}
+	case tString:
+		sf := compileStr(e, cfg)
+		f.val = func(dst []byte, s Subject, at int64) []byte { return AppendJSONString(dst, sf(s, at)) }
+	}
+	return append(dst, f)
+}
+
+// appendNumber appends v as a JSON number (null for NaN and infinities).
+func appendNumber(dst []byte, v float64) []byte {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return append(dst, "null"...)
+	}
+	return strconv.AppendFloat(dst, v, 'g', -1, 64)
+}
+
+// AppendJSONString appends s to dst as a JSON string; invalid UTF-8 becomes
+// U+FFFD.
+func AppendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			dst = append(dst, "\ufffd"...)
+		} else {
+			dst = append(dst, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(dst, '"')
+}
