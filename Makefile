@@ -5,7 +5,7 @@ GO       ?= go
 FUZZTIME ?= 10s
 ARGS     ?=
 
-.PHONY: run test build vet fuzz sdk-test clean
+.PHONY: run test build vet fuzz sdk-test browser-deps bench bench-quick redis-deps clean
 
 run:
 	$(GO) run ./cmd/affinity serve $(ARGS)
@@ -13,7 +13,7 @@ run:
 build:
 	$(GO) build -o bin/affinity ./cmd/affinity
 
-test: vet
+test: vet redis-deps
 	$(GO) test -count=1 ./...
 	$(MAKE) fuzz
 	$(MAKE) sdk-test
@@ -30,8 +30,35 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeRecord$$' -fuzztime=$(FUZZTIME) ./tracker/event
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeProfile$$' -fuzztime=$(FUZZTIME) ./profile
 
-sdk-test:
-	cd sdk-js && npm ci --no-audit --no-fund && npm run build && npm test
+# The snippet: unit tests in Node, then the browser tests (headless Chromium
+# against the real binary; they need `go` and dist/sdk.js from the build).
+sdk-test: browser-deps
+	cd sdk-js && npm ci --no-audit --no-fund && npm run build && npm test && npm run test:browser
+
+# Debian's Chromium for the browser tests, installed only when missing.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing chromium (apt-get)"; \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
+
+# The benchmarks (bench/): every scenario with its peers, interleaved in one
+# run; tables on stdout, JSON in bench-report.json, SVG charts beside it.
+# ARGS="--scenario ingest --rounds 9" etc.; bench-quick is the smoke run.
+bench: redis-deps
+	$(GO) run ./bench/cmd/affinity-bench $(ARGS)
+
+bench-quick: redis-deps
+	$(GO) run ./bench/cmd/affinity-bench --quick $(ARGS)
+
+# Debian's redis-server for the build scenario's peer, installed only when missing.
+redis-deps:
+	@if ! command -v redis-server >/dev/null; then \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing redis-server (apt-get)"; \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
+	fi
 
 clean:
 	rm -rf bin sdk-js/node_modules sdk-js/dist

@@ -257,7 +257,7 @@ func checkStored(t testing.TB, sent []sentBatch, recs []storage.Record) {
 // back: every 202'd batch is there exactly once, event for event.
 func TestServeStoresEveryAcknowledgedBatch(t *testing.T) {
 	data := t.TempDir()
-	p := startAffinity(t, "serve", "--data", data, "--site", "e2e")
+	p := startAffinity(t, "serve", "--data", data, "--site", "e2e", "--log-keep-consumed")
 	sent := postConcurrently(t, p.collector, "e2e", 4, 50, nil)
 	p.stop(t, syscall.SIGTERM)
 	if !strings.Contains(p.output(), "shutdown: event log flushed and closed") {
@@ -319,7 +319,7 @@ func postConcurrently(t testing.TB, base, site string, clients, perClient int, s
 // 202 before the kill is in the log.
 func TestServeSIGKILLLosesNothingAcknowledged(t *testing.T) {
 	data := t.TempDir()
-	p := startAffinity(t, "serve", "--data", data, "--site", "e2e")
+	p := startAffinity(t, "serve", "--data", data, "--site", "e2e", "--log-keep-consumed")
 	stop := make(chan struct{})
 	var sent []sentBatch
 	done := make(chan struct{})
@@ -336,7 +336,7 @@ func TestServeSIGKILLLosesNothingAcknowledged(t *testing.T) {
 	}
 
 	// The restarted binary recovers the log and takes new batches on top.
-	p2 := startAffinity(t, "serve", "--data", data, "--site", "e2e")
+	p2 := startAffinity(t, "serve", "--data", data, "--site", "e2e", "--log-keep-consumed")
 	more := postConcurrently(t, p2.collector, "e2e", 2, 10, nil)
 	p2.stop(t, syscall.SIGTERM)
 	l, err := storage.OpenEmbeddedLog(storage.DefaultEmbeddedOptions(filepath.Join(data, "log")))

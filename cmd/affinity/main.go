@@ -16,6 +16,8 @@ const usage = `affinity: behavioural interest profiles for online shops.
 Usage:
   affinity serve   [flags]   every role in one process, embedded log under --data
   affinity collect [flags]   only the collector, writing to Kafka (--kafka)
+  affinity build   [flags]   only the profile builder and query API, reading Kafka (--kafka)
+  affinity dump-log [flags]  print the events of the embedded log (--data) as JSON lines; serve stopped
 
 Run "affinity <command> -h" for the flags of a command. Every flag can also be
 set from the environment: --api-token from AFFINITY_API_TOKEN, and so on.
@@ -33,6 +35,10 @@ func main() {
 		run = runServe
 	case "collect":
 		run = runCollect
+	case "build":
+		run = runBuild
+	case "dump-log":
+		run = runDumpLog
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -29,6 +29,7 @@ type commonFlags struct {
 	sites           *listFlag
 	acceptWindow    time.Duration
 	shutdownTimeout time.Duration
+	demo            bool // serve only: the demo shop at /demo/
 }
 
 func addCommonFlags(fs *flag.FlagSet) *commonFlags {
@@ -50,6 +51,9 @@ func runServe(ctx context.Context, args []string) error {
 	c := addCommonFlags(fs)
 	logBytes := fs.Int64("log-max-bytes", 1<<30, "disk budget of the embedded event log not yet consumed; past it the collector answers 503")
 	partitions := fs.Int("partitions", 8, "partitions of the embedded event log, fixed when it is created")
+	keepConsumed := fs.Bool("log-keep-consumed", false, "never trim the embedded log, so that dump-log shows every stored event (tests, debugging); it then fills up to --log-max-bytes")
+	fs.BoolVar(&c.demo, "demo", false, "also serve a demo shop at /demo/ on the collector, with a live panel of the visitor's own profile (not for production)")
+	pf := addProfileFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -61,7 +65,10 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return runNode(ctx, c, l)
+	if *keepConsumed {
+		return runNode(ctx, c, untrimmedLog{l}, pf)
+	}
+	return runNode(ctx, c, l, pf)
 }
 
 func runCollect(ctx context.Context, args []string) error {
@@ -88,15 +95,17 @@ func runCollect(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return runNode(ctx, c, l)
+	return runNode(ctx, c, l, nil)
 }
 
 // runNode serves the collector on l and the internal listener until ctx is
 // done, then shuts down in the order that loses nothing: /healthz turns 503
 // so load balancers stop sending, the collector stops accepting and finishes
-// its in-flight batches (each acknowledged by the log or refused), the log
-// flushes and closes, the internal listener stops last.
-func runNode(ctx context.Context, c *commonFlags, l storage.Log) (err error) {
+// its in-flight batches (each acknowledged by the log or refused), the
+// builder (when pf is set: serve) commits its current batch and stops, the
+// log flushes and closes, the state DB closes, the internal listener stops
+// last.
+func runNode(ctx context.Context, c *commonFlags, l storage.Log, pf *profileFlags) (err error) {
 	defer func() {
 		if l != nil {
 			if cerr := l.Close(); cerr != nil && err == nil {
@@ -113,23 +122,48 @@ func runNode(ctx context.Context, c *commonFlags, l storage.Log) (err error) {
 		return err
 	}
 
+	var prof *profiles // the builder and query API on <data>/state (serve)
+	if pf != nil {
+		if prof, err = openProfiles(c.data, pf, l, nil); err != nil {
+			return err
+		}
+		defer func() { // runs before the log's Close: the builder stops first
+			if cerr := prof.close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+	}
+
 	collectorMetrics := metrics.NewSet()
 	co := tracker.DefaultOptions()
 	co.Sites = sites
 	co.Decode.AcceptWindow = c.acceptWindow
 	co.Log = l
 	co.Metrics = collectorMetrics
+	extra, err := newCollectorExtra(c.demo, sites, token) // /sdk.js, /demo/
+	if err != nil {
+		return err
+	}
+	co.Extra = extra.Handle
 	collector, err := tracker.New(co)
 	if err != nil {
 		return err
 	}
-	internal, err := api.New(api.Options{
+	apiOpts := api.Options{
 		Token:   token,
 		Metrics: []*metrics.Set{collectorMetrics},
 		Health:  collector.Health,
-	})
+	}
+	if prof != nil {
+		apiOpts.Metrics = append(apiOpts.Metrics, prof.set)
+		apiOpts.Health = joinHealth(collector.Health, prof.health)
+	}
+	internal, err := api.New(apiOpts)
 	if err != nil {
 		return err
+	}
+	if prof != nil {
+		prof.register(internal)
 	}
 	if err := collector.Listen(c.listen); err != nil {
 		return err
@@ -137,6 +171,7 @@ func runNode(ctx context.Context, c *commonFlags, l storage.Log) (err error) {
 	if err := internal.Listen(c.apiListen); err != nil {
 		return err
 	}
+	extra.setAPIAddr(internal.Addr())
 
 	errc := make(chan error, 2)
 	go func() { errc <- wrapServeErr("collector", collector.Serve()) }()
@@ -166,11 +201,17 @@ func runNode(ctx context.Context, c *commonFlags, l storage.Log) (err error) {
 	}
 	internal.SetDraining()
 	step("collector drained", func() error { return collector.Shutdown(sctx) })
+	if prof != nil {
+		step("builder stopped after its current batch", prof.stopBuilder)
+	}
 	step("event log flushed and closed", func() error {
 		cerr := l.Close()
 		l = nil
 		return cerr
 	})
+	if prof != nil {
+		step("state closed", prof.close)
+	}
 	step("internal listener stopped", func() error { return internal.Shutdown(sctx) })
 	return err
 }

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/query"
+	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/state"
+)
+
+// profileFlags are the flags of the roles that build profiles (serve,
+// build): the scoring configuration and the builder's resources.
+type profileFlags struct {
+	cfg        *profile.Config
+	cacheBytes int64
+	blockCache int64
+}
+
+func addProfileFlags(fs *flag.FlagSet) *profileFlags {
+	pf := &profileFlags{cfg: profile.DefaultConfig()}
+	fs.Var(configFlag{pf.cfg.SetHalfLife, true}, "half-life",
+		"half-life of interest scores, DUR (every dimension) or DIM=DUR, DIM one of brand, category, age, price, product; s, m, h, d, w; repeatable (default 14d)")
+	fs.Var(configFlag{pf.cfg.SetWeight, true}, "weight",
+		"weight of an event type, EVENT=W or EVENT.DIM=W, e.g. cart=3, uncart.product=-3; repeatable (defaults: view 1, cart 3, purchase 5, uncart.product -3)")
+	fs.Var(configFlag{pf.cfg.SetTopK, true}, "top-k",
+		"values kept per dimension, K or DIM=K (0 turns a dimension off); repeatable (default 32)")
+	fs.Var(configFlag{pf.cfg.SetPriceBands, false}, "price-bands",
+		"ascending upper edges of the price bands, comma-separated (default 10,25,50,100,250)")
+	fs.Int64Var(&pf.cacheBytes, "profile-cache-bytes", builder.DefaultOptions().CacheBytes,
+		"memory, in bytes, of the builder's cache of hot profiles")
+	fs.Int64Var(&pf.blockCache, "state-block-cache-bytes", state.DefaultOptions("").BlockCacheBytes,
+		"memory, in bytes, of the state database's block cache")
+	return pf
+}
+
+// configFlag applies each value to the scoring configuration as it is set;
+// multi splits a value on commas first (for the environment variable).
+type configFlag struct {
+	set   func(string) error
+	multi bool
+}
+
+func (f configFlag) String() string { return "" }
+
+func (f configFlag) Set(s string) error {
+	if !f.multi {
+		return f.set(s)
+	}
+	for _, v := range strings.Split(s, ",") {
+		if err := f.set(strings.TrimSpace(v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// profiles is the profile side of a node: the state DB under <data>/state,
+// the builder consuming the log into it, and the query API reading it.
+type profiles struct {
+	db  *state.DB
+	b   *builder.Builder
+	q   *query.Handler
+	set *metrics.Set
+
+	stopOnce, closeOnce sync.Once
+	stopErr, closeErr   error
+}
+
+// openProfiles opens the state DB and starts the builder on the partitions
+// owned of l (nil: all).
+func openProfiles(data string, pf *profileFlags, l storage.Log, owned []int) (*profiles, error) {
+	so := state.DefaultOptions(filepath.Join(data, "state"))
+	so.BlockCacheBytes = pf.blockCache
+	so.Logger = log.Printf
+	db, err := state.Open(so)
+	if err != nil {
+		return nil, err
+	}
+	p := &profiles{db: db, set: metrics.NewSet()}
+	bo := builder.DefaultOptions()
+	bo.Log, bo.State, bo.Config = l, db, pf.cfg
+	bo.Partitions = owned
+	bo.Metrics = p.set
+	bo.Logger = log.Printf
+	bo.CacheBytes = pf.cacheBytes
+	if p.b, err = builder.New(bo); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	qo := query.DefaultOptions()
+	qo.State, qo.Builder, qo.Config, qo.Metrics = db, p.b, pf.cfg, p.set
+	if p.q, err = query.New(qo); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	if err := p.b.Start(); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	return p, nil
+}
+
+// register adds the query API to the internal listener.
+func (p *profiles) register(s *api.Server) { p.q.Register(s) }
+
+// health reports the builder's health (for /healthz).
+func (p *profiles) health(ctx context.Context) error { return p.b.Health(ctx) }
+
+// stopBuilder lets the builder commit the batch it is applying and stop.
+func (p *profiles) stopBuilder() error {
+	p.stopOnce.Do(func() { p.stopErr = p.b.Close() })
+	return p.stopErr
+}
+
+// close stops the builder if needed and closes the state DB. Idempotent.
+func (p *profiles) close() error {
+	p.closeOnce.Do(func() { p.closeErr = errors.Join(p.stopBuilder(), p.db.Close()) })
+	return p.closeErr
+}
+
+// parsePartitions parses "0-3,8" into partition numbers; "" is nil (all).
+func parsePartitions(s string) ([]int, error) {
+	var ps []int
+	for _, r := range strings.Split(s, ",") {
+		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(r, "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil || a < 0 || b < a {
+			return nil, fmt.Errorf("invalid partitions %q: want N, N-M, comma-separated", s)
+		}
+		for p := a; p <= b; p++ {
+			ps = append(ps, p)
+		}
+	}
+	return ps, nil
+}
+
+// joinHealth returns a health check that fails when any of checks fails.
+func joinHealth(checks ...func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		for _, c := range checks {
+			if err := c(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,859 @@
+package builder
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// Options configures a Builder.
+type Options struct {
+	// Log is the event log to consume. Required. The Builder does not close it.
+	Log storage.Log
+	// State is the state DB profiles, indexes and offsets go to. Required.
+	// The Builder does not close it.
+	State *state.DB
+	// Config is the scoring configuration. Nil: profile.DefaultConfig().
+	Config *profile.Config
+	// Partitions are the log partitions this builder owns. Nil: all.
+	Partitions []int
+	// Hook, if set, sees every changed or deleted profile inside the write
+	// that commits it (segment membership).
+	Hook Hook
+	// Metrics receives the builder's metrics. Nil: a private set.
+	Metrics *metrics.Set
+	// Logger receives errors and warnings. Nil discards them.
+	Logger func(format string, args ...any)
+
+	// CacheBytes bounds the hot-profile cache (estimated memory of decoded
+	// profiles), split evenly across the owned partitions. Default 256 MiB.
+	CacheBytes int64
+	// FetchMax is the most records read, applied and committed at once per
+	// partition. Default 512.
+	FetchMax int
+	// DedupWindow is how long an applied event id is remembered per visitor
+	// (by server receive time): a client retry within it is dropped.
+	// Default 7 days, the collector's default accept window.
+	DedupWindow time.Duration
+	// DedupMax bounds the ids remembered per visitor (the newest kept).
+	// Default 256.
+	DedupMax int
+	// SyncInterval is how often the state DB is fsynced and the log trimmed
+	// below the synced offsets. Default 1 s.
+	SyncInterval time.Duration
+}
+
+// DefaultOptions returns the defaults; Log and State must still be set.
+func DefaultOptions() Options {
+	return Options{
+		CacheBytes:   256 << 20,
+		FetchMax:     512,
+		DedupWindow:  7 * 24 * time.Hour,
+		DedupMax:     256,
+		SyncInterval: time.Second,
+	}
+}
+
+// Hook sees, in a partition's goroutine, every profile a commit is about to
+// store (p is the new profile) or delete (p is nil), and may add writes to
+// the same state.Batch — extension keys such as segment memberships, due
+// times and change records — so that they commit atomically with the
+// profiles and the consumed offset. An error aborts the commit: the
+// builder drops its uncommitted work, backs off and re-applies the records
+// from the stored offset, so return errors only for conditions that clear
+// (a read of the state DB that failed). p must not be kept or changed.
+type Hook interface {
+	Changed(b *state.Batch, site string, visitor event.UUID, p *profile.Profile) error
+}
+
+// Builder consumes the event log into profiles. See the package doc.
+type Builder struct {
+	opts  Options
+	cfg   *profile.Config
+	m     *builderMetrics
+	logf  func(string, ...any)
+	parts []*partition // by partition id; nil when not owned
+	owned []*partition
+
+	windowSec int64
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	syncStop chan struct{}
+	syncDone chan struct{}
+
+	started   atomic.Bool
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns a Builder for opts; Start runs it. Zero fields of opts get
+// their defaults.
+func New(opts Options) (*Builder, error) {
+	def := DefaultOptions()
+	if opts.Log == nil || opts.State == nil {
+		return nil, errors.New("cannot create builder: Options.Log and Options.State are required")
+	}
+	if opts.Config == nil {
+		opts.Config = profile.DefaultConfig()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewSet()
+	}
+	if opts.Logger == nil {
+		opts.Logger = func(string, ...any) {}
+	}
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = def.CacheBytes
+	}
+	if opts.FetchMax <= 0 {
+		opts.FetchMax = def.FetchMax
+	}
+	if opts.DedupWindow <= 0 {
+		opts.DedupWindow = def.DedupWindow
+	}
+	if opts.DedupMax <= 0 {
+		opts.DedupMax = def.DedupMax
+	}
+	if opts.SyncInterval <= 0 {
+		opts.SyncInterval = def.SyncInterval
+	}
+	n := opts.Log.Partitions()
+	if opts.Partitions == nil {
+		for p := range n {
+			opts.Partitions = append(opts.Partitions, p)
+		}
+	}
+	b := &Builder{
+		opts:      opts,
+		cfg:       opts.Config,
+		m:         newBuilderMetrics(opts.Metrics),
+		logf:      opts.Logger,
+		parts:     make([]*partition, n),
+		windowSec: int64(opts.DedupWindow / time.Second),
+	}
+	if len(opts.Partitions) == 0 {
+		return nil, errors.New("cannot create builder: no partitions to own")
+	}
+	for _, p := range opts.Partitions {
+		if p < 0 || p >= n {
+			return nil, fmt.Errorf("cannot create builder: partition %d out of range [0, %d)", p, n)
+		}
+		if b.parts[p] != nil {
+			return nil, fmt.Errorf("cannot create builder: partition %d listed twice", p)
+		}
+		pt := &partition{
+			b:        b,
+			id:       p,
+			cache:    newCache(opts.CacheBytes / int64(len(opts.Partitions))),
+			products: newProductCache(opts.State),
+			batch:    opts.State.NewBatch(),
+		}
+		b.parts[p] = pt
+		b.owned = append(b.owned, pt)
+		registerPartition(opts.Metrics, pt)
+	}
+	maxBytes, maxWrites := opts.State.TxnLimits()
+	for _, pt := range b.owned {
+		pt.maxBytes, pt.maxWrites = maxBytes/4, maxWrites/4
+	}
+	return b, nil
+}
+
+// Config returns the scoring configuration profiles are built with.
+func (b *Builder) Config() *profile.Config { return b.cfg }
+
+// Metrics returns the set the builder's metrics are on.
+func (b *Builder) Metrics() *metrics.Set { return b.opts.Metrics }
+
+// Start reads every owned partition's consumed offset from the state DB and
+// starts consuming from there, one goroutine per partition.
+func (b *Builder) Start() error {
+	if b.closed.Load() {
+		return errors.New("cannot start builder: it is closed")
+	}
+	if b.started.Swap(true) {
+		return errors.New("cannot start builder: already started")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	for _, pt := range b.owned {
+		if err := pt.open(ctx); err != nil {
+			cancel()
+			for _, pt := range b.owned {
+				if pt.reader != nil {
+					_ = pt.reader.Close()
+				}
+			}
+			b.started.Store(false)
+			return err
+		}
+	}
+	for _, pt := range b.owned {
+		b.wg.Add(1)
+		go pt.run(ctx)
+	}
+	b.syncStop = make(chan struct{})
+	b.syncDone = make(chan struct{})
+	go b.syncLoop()
+	return nil
+}
+
+// Close stops consuming — each partition finishes the batch it is applying
+// and commits it — then fsyncs the state DB and trims the log below the
+// consumed offsets. It does not close the log or the state DB. It is
+// idempotent.
+func (b *Builder) Close() error {
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		if !b.started.Load() {
+			return
+		}
+		b.cancel()
+		b.wg.Wait()
+		close(b.syncStop)
+		<-b.syncDone
+		b.closeErr = b.syncAndTrim()
+		for _, pt := range b.owned {
+			b.closeErr = errors.Join(b.closeErr, pt.reader.Close())
+		}
+	})
+	return b.closeErr
+}
+
+// syncLoop fsyncs the state and trims the log every SyncInterval, and
+// refreshes the log's head offsets (lag).
+func (b *Builder) syncLoop() {
+	defer close(b.syncDone)
+	t := time.NewTicker(b.opts.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.syncStop:
+			return
+		case <-t.C:
+		}
+		if err := b.syncAndTrim(); err != nil {
+			b.logf("builder: %s", err)
+		}
+		b.refreshHeads()
+	}
+}
+
+// syncAndTrim makes the committed state durable, then lets the log drop
+// the records below the offsets that state covers: a trimmed record is
+// never needed again, whatever happens to the machine.
+func (b *Builder) syncAndTrim() error {
+	consumed := make([]int64, len(b.owned))
+	for i, pt := range b.owned {
+		consumed[i] = pt.consumed.Load()
+	}
+	if err := b.opts.State.Sync(); err != nil {
+		return err
+	}
+	var errs error
+	for i, pt := range b.owned {
+		if consumed[i] <= pt.trimmed {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := b.opts.Log.Trim(ctx, pt.id, consumed[i])
+		cancel()
+		if err != nil {
+			errs = errors.Join(errs, fmt.Errorf("cannot trim partition %d below %d: %w", pt.id, consumed[i], err))
+			continue
+		}
+		pt.trimmed = consumed[i]
+	}
+	return errs
+}
+
+func (b *Builder) refreshHeads() {
+	for _, pt := range b.owned {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, next, err := b.opts.Log.Offsets(ctx, pt.id)
+		cancel()
+		if err == nil {
+			pt.head.Store(next)
+		}
+	}
+}
+
+// PartitionStatus is the progress of one owned partition.
+type PartitionStatus struct {
+	Partition int
+	Consumed  int64  // next offset to apply; everything below is committed
+	Head      int64  // the log's next offset, as last seen
+	Lag       int64  // Head − Consumed, ≥ 0
+	Error     string // the last error, until a commit succeeds again
+}
+
+// Status is the builder's progress, for /healthz and the query API.
+type Status struct {
+	Partitions    []PartitionStatus
+	EventsApplied uint64
+	DedupHits     uint64
+	CatalogMisses uint64
+}
+
+// AppendText appends s as text lines, for the body of /healthz:
+// "builder events_applied=N dedup_hits=N catalog_misses=N" then per
+// partition "partition P consumed=N head=N lag=N[ error=…]".
+func (s Status) AppendText(dst []byte) []byte {
+	dst = fmt.Appendf(dst, "builder events_applied=%d dedup_hits=%d catalog_misses=%d\n", s.EventsApplied, s.DedupHits, s.CatalogMisses)
+	for _, p := range s.Partitions {
+		dst = fmt.Appendf(dst, "partition %d consumed=%d head=%d lag=%d", p.Partition, p.Consumed, p.Head, p.Lag)
+		if p.Error != "" {
+			dst = fmt.Appendf(dst, " error=%q", p.Error)
+		}
+		dst = append(dst, '\n')
+	}
+	return dst
+}
+
+// Status returns the progress of every owned partition and the counters.
+func (b *Builder) Status() Status {
+	s := Status{
+		EventsApplied: b.m.eventsApplied.Get(),
+		DedupHits:     b.m.dedupHits.Get(),
+		CatalogMisses: b.m.catalogMisses.Get(),
+	}
+	for _, pt := range b.owned {
+		s.Partitions = append(s.Partitions, PartitionStatus{
+			Partition: pt.id,
+			Consumed:  pt.consumed.Load(),
+			Head:      pt.head.Load(),
+			Lag:       pt.lag(),
+			Error:     pt.failure(),
+		})
+	}
+	return s
+}
+
+// Health returns nil while the builder runs and no partition is failing.
+func (b *Builder) Health(ctx context.Context) error {
+	switch {
+	case b.closed.Load():
+		return errors.New("builder stopped")
+	case !b.started.Load():
+		return errors.New("builder not started")
+	}
+	for _, pt := range b.owned {
+		if msg := pt.failure(); msg != "" {
+			return fmt.Errorf("builder partition %d failing: %s", pt.id, msg)
+		}
+	}
+	return nil
+}
+
+// WaitCaughtUp waits until every owned partition has committed everything
+// the log held when it was called, or ctx is done.
+func (b *Builder) WaitCaughtUp(ctx context.Context) error {
+	targets := make([]int64, len(b.owned))
+	for i, pt := range b.owned {
+		_, next, err := b.opts.Log.Offsets(ctx, pt.id)
+		if err != nil {
+			return err
+		}
+		targets[i] = next
+		pt.head.Store(max(pt.head.Load(), next))
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		done := true
+		for i, pt := range b.owned {
+			done = done && pt.consumed.Load() >= targets[i]
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// DeleteVisitor forgets visitor of site everywhere: its profile and dedup
+// list, its interest index entries and its identity link (and, through the
+// Hook, whatever the hook keeps), in one commit serialised with the
+// partition's apply. It reports whether there was anything to delete.
+// Events of the visitor still in the log, or sent later, start a new
+// profile.
+func (b *Builder) DeleteVisitor(site string, visitor event.UUID) (bool, error) {
+	key := tracker.AppendLogKey(nil, site, visitor)
+	p := b.opts.Log.Partition(key)
+	if p < 0 || p >= len(b.parts) || b.parts[p] == nil {
+		return false, fmt.Errorf("cannot delete visitor %s of site %q: its partition %d is not owned by this builder", visitor, site, p)
+	}
+	return b.parts[p].deleteVisitor(site, visitor)
+}
+
+// Visit runs fn with the current profile of visitor of site (nil when it
+// has none) under its partition's lock — serialised with apply and
+// DeleteVisitor — and commits what fn adds to the batch in one
+// transaction. It is the way for work outside the event stream (the
+// segment scheduler re-evaluating a profile that fell due) to write state
+// consistent with the profile it read. fn must not keep or change p, and
+// must only add extension keys (Batch.ExtSet / ExtDelete).
+func (b *Builder) Visit(site string, visitor event.UUID, fn func(batch *state.Batch, p *profile.Profile) error) error {
+	key := tracker.AppendLogKey(nil, site, visitor)
+	p := b.opts.Log.Partition(key)
+	if p < 0 || p >= len(b.parts) || b.parts[p] == nil {
+		return fmt.Errorf("cannot visit visitor %s of site %q: its partition %d is not owned by this builder", visitor, site, p)
+	}
+	pt := b.parts[p]
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	en, err := pt.entry(site, visitor)
+	if err != nil {
+		return fmt.Errorf("cannot visit visitor %s of site %q: %w", visitor, site, err)
+	}
+	prof := &en.prof
+	if !en.stored {
+		pt.cache.remove(en)
+		prof = nil
+	}
+	if err := fn(pt.batch, prof); err != nil {
+		pt.batch.Reset()
+		return err
+	}
+	if err := pt.batch.Commit(); err != nil {
+		return fmt.Errorf("cannot visit visitor %s of site %q: %w", visitor, site, err)
+	}
+	return nil
+}
+
+// scoreKey returns the interest index order key of logG.
+func scoreKey(logG float64) uint64 {
+	var buf [profile.ScoreKeyLen]byte
+	return binary.BigEndian.Uint64(profile.AppendScoreKey(buf[:0], logG))
+}
+
+// partition consumes one log partition.
+type partition struct {
+	b  *Builder
+	id int
+
+	// mu serialises the apply-and-commit of a fetched batch with
+	// DeleteVisitor; the cache, batch and buffers below are used under it.
+	mu       sync.Mutex
+	cache    *cache
+	products *productCache
+	batch    *state.Batch
+	reader   storage.Reader
+	eb       event.Batch
+	dirty    []*entry
+
+	keyBuf, profBuf, seenBuf, valBuf []byte
+
+	// pendingBytes and pendingWrites estimate the writes of the records
+	// applied since the last commit; past maxBytes / maxWrites (a quarter of
+	// Badger's transaction limits) the builder commits mid-batch.
+	pendingBytes, pendingWrites int64
+	maxBytes, maxWrites         int64
+
+	trimmed int64 // owned by the sync goroutine (and Close)
+
+	consumed   atomic.Int64
+	head       atomic.Int64
+	cacheBytes atomic.Int64
+	lastErr    atomic.Pointer[string]
+}
+
+func (pt *partition) lag() int64 { return max(pt.head.Load()-pt.consumed.Load(), 0) }
+
+func (pt *partition) failure() string {
+	if p := pt.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (pt *partition) fail(err error) {
+	msg := err.Error()
+	pt.lastErr.Store(&msg)
+	pt.b.logf("builder: partition %d: %s", pt.id, msg)
+}
+
+// open reads the consumed offset and opens the reader there.
+func (pt *partition) open(ctx context.Context) error {
+	b := pt.b
+	next, err := b.opts.State.Offset(pt.id)
+	if err != nil {
+		return fmt.Errorf("cannot start builder: %w", err)
+	}
+	first, head, err := b.opts.Log.Offsets(ctx, pt.id)
+	if err != nil {
+		return fmt.Errorf("cannot start builder: cannot read offsets of partition %d: %w", pt.id, err)
+	}
+	if first > next {
+		b.logf("builder: partition %d: the log starts at offset %d but state consumed only up to %d: records [%d, %d) are gone and not in the profiles",
+			pt.id, first, next, next, first)
+	}
+	pt.consumed.Store(next)
+	pt.head.Store(head)
+	pt.trimmed = 0
+	if first >= next {
+		pt.trimmed = next
+	}
+	r, err := b.opts.Log.OpenReader(pt.id, next)
+	if err != nil {
+		return fmt.Errorf("cannot start builder: %w", err)
+	}
+	pt.reader = r
+	return nil
+}
+
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+func (pt *partition) run(ctx context.Context) {
+	defer pt.b.wg.Done()
+	var recs []storage.Record
+	backoff := minBackoff
+	for {
+		var err error
+		recs, err = pt.reader.Fetch(ctx, recs[:0], pt.b.opts.FetchMax)
+		if len(recs) > 0 {
+			if aerr := pt.apply(recs); aerr != nil {
+				err = aerr
+			}
+			clear(recs) // let the records' bytes go
+		}
+		if err == nil {
+			backoff = minBackoff
+			continue
+		}
+		if ctx.Err() != nil || errors.Is(err, storage.ErrClosed) {
+			return
+		}
+		pt.fail(err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+		if rerr := pt.reopen(); rerr != nil {
+			if errors.Is(rerr, storage.ErrClosed) {
+				return
+			}
+			pt.fail(rerr)
+		}
+	}
+}
+
+// reopen restarts the reader at the consumed offset.
+func (pt *partition) reopen() error {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	_ = pt.reader.Close()
+	r, err := pt.b.opts.Log.OpenReader(pt.id, pt.consumed.Load())
+	if err != nil {
+		// Keep a closed reader: Fetch answers ErrClosed and run retries.
+		return err
+	}
+	pt.reader = r
+	return nil
+}
+
+// apply applies recs and commits them with the offset after the last one,
+// in one write or, past the transaction budget, a few. On error nothing
+// uncommitted is kept: the dirty profiles are dropped from the cache and
+// the caller re-reads from the consumed offset.
+func (pt *partition) apply(recs []storage.Record) error {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	start := time.Now()
+	for i := range recs {
+		rec := &recs[i]
+		if err := pt.applyRecord(rec); err != nil {
+			pt.abort()
+			return err
+		}
+		if i+1 < len(recs) && (pt.pendingBytes >= pt.maxBytes || pt.pendingWrites >= pt.maxWrites) {
+			if err := pt.commit(rec.Offset + 1); err != nil {
+				pt.abort()
+				return err
+			}
+		}
+	}
+	if err := pt.commit(recs[len(recs)-1].Offset + 1); err != nil {
+		pt.abort()
+		return err
+	}
+	pt.b.m.batchDuration.UpdateDuration(start)
+	return nil
+}
+
+// abort drops the uncommitted work: dirty entries leave the cache (the
+// next read gets them from state) and the batch is emptied. The reader
+// must be reopened at the consumed offset.
+func (pt *partition) abort() {
+	for _, en := range pt.dirty {
+		pt.cache.remove(en)
+	}
+	clear(pt.dirty)
+	pt.dirty = pt.dirty[:0]
+	pt.batch.Reset()
+	pt.pendingBytes, pt.pendingWrites = 0, 0
+	pt.cacheBytes.Store(pt.cache.bytes)
+	_ = pt.reader.Close() // run reopens it
+}
+
+// applyRecord applies the events of one log record to its visitor's
+// profile, dropping those already applied.
+func (pt *partition) applyRecord(rec *storage.Record) error {
+	b := pt.b
+	b.m.records.Inc()
+	if err := event.DecodeRecord(&pt.eb, rec.Value); err != nil {
+		// Not ours to fix: a record this build cannot read is skipped and
+		// counted, so one bad record does not stop the partition.
+		b.m.badRecords.Inc()
+		b.logf("builder: skipping record %d of partition %d: %s", rec.Offset, pt.id, err)
+		return nil
+	}
+	eb := &pt.eb
+	if len(eb.Events) == 0 {
+		return nil
+	}
+	en, err := pt.entry(eb.Site, eb.Visitor)
+	if err != nil {
+		return err
+	}
+	nChanges := len(en.changes)
+	applied := 0
+	for i := range eb.Events {
+		e := &eb.Events[i]
+		id := foldID(e.ID)
+		if en.seen.has(id) {
+			b.m.dedupHits.Inc()
+			continue
+		}
+		if err := pt.join(eb.Site, e); err != nil {
+			return err
+		}
+		en.changes = en.prof.Apply(e, b.cfg, eb.Recv, en.changes)
+		en.seen = append(en.seen, seenID{id: id, recv: floorDiv(eb.Recv, 1000)})
+		applied++
+	}
+	if applied == 0 {
+		return nil
+	}
+	en.seen = en.seen.prune(b.windowSec, b.opts.DedupMax)
+	b.m.eventsApplied.Add(applied)
+	if !en.dirty {
+		en.dirty = true
+		pt.dirty = append(pt.dirty, en)
+		pt.pendingBytes += en.size/3 + 64
+		pt.pendingWrites += 3
+	}
+	pt.pendingWrites += 2 * int64(len(en.changes)-nChanges)
+	pt.pendingBytes += 64 * int64(len(en.changes)-nChanges)
+	return nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+// join fills the product attributes e lacks from the catalog.
+func (pt *partition) join(site string, e *event.Event) error {
+	if e.HasProduct && needsCatalog(&e.Product) {
+		if err := pt.joinOne(site, &e.Product); err != nil {
+			return err
+		}
+	}
+	if e.HasOrder {
+		for i := range e.Order.Items {
+			if it := &e.Order.Items[i]; needsCatalog(it) {
+				if err := pt.joinOne(site, it); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (pt *partition) joinOne(site string, p *event.Product) error {
+	found, err := pt.products.join(site, p)
+	if err != nil {
+		return err
+	}
+	if !found {
+		pt.b.m.catalogMisses.Inc()
+	}
+	return nil
+}
+
+// entry returns the cached entry of (site, visitor), reading it from state
+// on a miss.
+func (pt *partition) entry(site string, visitor event.UUID) (*entry, error) {
+	pt.keyBuf = tracker.AppendLogKey(pt.keyBuf[:0], site, visitor)
+	if en := pt.cache.get(pt.keyBuf); en != nil {
+		pt.b.m.cacheHits.Inc()
+		return en, nil
+	}
+	pt.b.m.cacheMisses.Inc()
+	v, ok, err := pt.b.opts.State.Visitor(site, visitor, pt.valBuf)
+	pt.valBuf = v.Buf[:0]
+	if err != nil {
+		return nil, err
+	}
+	en := pt.cache.add(pt.keyBuf, len(site), visitor)
+	if ok {
+		en.stored = true
+		if err := profile.DecodeProfile(&en.prof, v.Profile); err != nil {
+			// Starting over is all that can be done; the visitor's old
+			// interest index entries stay until they decay below use.
+			pt.b.logf("builder: visitor %s of site %q: stored profile unreadable, starting a new one: %s", visitor, site, err)
+		}
+		if en.seen, err = decodeSeen(en.seen, v.Seen); err != nil {
+			pt.b.logf("builder: visitor %s of site %q: %s", visitor, site, err)
+			en.seen = en.seen[:0]
+		}
+		en.indexedEmail = en.prof.Email
+		pt.cache.resize(en, len(v.Profile))
+	}
+	return en, nil
+}
+
+// commit writes every dirty profile with its index changes and the offset
+// next in one state transaction.
+func (pt *partition) commit(next int64) error {
+	b := pt.b
+	batch := pt.batch
+	for _, en := range pt.dirty {
+		en.changes = profile.Coalesce(en.changes)
+		for i := range en.changes {
+			c := &en.changes[i]
+			oldK, newK := scoreKey(c.Old), scoreKey(c.New)
+			if c.Before && c.After && oldK == newK {
+				continue
+			}
+			dim := c.Dim.String()
+			if c.Before {
+				pt.check(batch.DeleteInterest(en.site, dim, c.Value, oldK, en.visitor))
+			}
+			if c.After {
+				pt.check(batch.PutInterest(en.site, dim, c.Value, newK, en.visitor))
+			}
+		}
+		if en.prof.Email != en.indexedEmail {
+			if en.indexedEmail != "" {
+				pt.check(batch.DeleteEmail(en.site, en.indexedEmail, en.visitor))
+			}
+			if en.prof.Email != "" {
+				pt.check(batch.PutEmail(en.site, en.prof.Email, en.visitor))
+			}
+		}
+		pt.profBuf = profile.AppendProfile(pt.profBuf[:0], &en.prof)
+		pt.seenBuf = appendSeen(pt.seenBuf[:0], en.seen)
+		pt.check(batch.PutVisitor(en.site, en.visitor, pt.profBuf, pt.seenBuf))
+		pt.cache.resize(en, len(pt.profBuf))
+		if b.opts.Hook != nil {
+			if err := b.opts.Hook.Changed(batch, en.site, en.visitor, &en.prof); err != nil {
+				return fmt.Errorf("cannot commit partition %d up to offset %d: hook: %w", pt.id, next, err)
+			}
+		}
+	}
+	batch.SetOffset(pt.id, next)
+	writes := batch.Len()
+	if err := batch.Commit(); err != nil {
+		b.m.commitErrors.Inc()
+		return err
+	}
+	b.m.commits.Inc()
+	b.m.stateWrites.Add(writes)
+	for _, en := range pt.dirty {
+		en.dirty = false
+		en.stored = true
+		en.indexedEmail = en.prof.Email
+		clear(en.changes)
+		en.changes = en.changes[:0]
+	}
+	clear(pt.dirty)
+	pt.dirty = pt.dirty[:0]
+	pt.pendingBytes, pt.pendingWrites = 0, 0
+	pt.consumed.Store(next)
+	pt.head.Store(max(pt.head.Load(), next))
+	b.m.cacheEvictions.Add(pt.cache.evict())
+	pt.cacheBytes.Store(pt.cache.bytes)
+	pt.lastErr.Store(nil)
+	return nil
+}
+
+// check logs a write the state refused. Profiles bound what they keep
+// below the state's key limits, so this is a bug; skipping the write
+// (an index entry) beats stopping the partition.
+func (pt *partition) check(err error) {
+	if err != nil {
+		pt.b.logf("BUG: builder: partition %d: %s", pt.id, err)
+	}
+}
+
+func (pt *partition) deleteVisitor(site string, visitor event.UUID) (bool, error) {
+	b := pt.b
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	en, err := pt.entry(site, visitor)
+	if err != nil {
+		return false, fmt.Errorf("cannot delete visitor %s of site %q: %w", visitor, site, err)
+	}
+	if !en.stored {
+		pt.cache.remove(en)
+		return false, nil
+	}
+	batch := pt.batch
+	for d := range profile.Dim(profile.NumDims) {
+		dim := d.String()
+		for i := range en.prof.Dims[d] {
+			e := &en.prof.Dims[d][i]
+			if g := e.LogG(); !math.IsInf(g, -1) {
+				pt.check(batch.DeleteInterest(site, dim, e.Value, scoreKey(g), visitor))
+			}
+		}
+	}
+	if en.indexedEmail != "" {
+		pt.check(batch.DeleteEmail(site, en.indexedEmail, visitor))
+	}
+	pt.check(batch.DeleteVisitor(site, visitor))
+	if b.opts.Hook != nil {
+		if err := b.opts.Hook.Changed(batch, site, visitor, nil); err != nil {
+			batch.Reset()
+			return false, fmt.Errorf("cannot delete visitor %s of site %q: hook: %w", visitor, site, err)
+		}
+	}
+	err = batch.Commit()
+	pt.cache.remove(en)
+	pt.cacheBytes.Store(pt.cache.bytes)
+	if err != nil {
+		return false, fmt.Errorf("cannot delete visitor %s of site %q: %w", visitor, site, err)
+	}
+	b.m.deletes.Inc()
+	return true, nil
+}

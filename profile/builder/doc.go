@@ -1,0 +1,39 @@
+// Package builder turns the event log into profiles: it consumes every owned
+// partition of a storage.Log, decodes each record (event.DecodeRecord),
+// drops events already applied, joins catalog attributes, folds the events
+// into the visitors' profiles (profile.Apply) and commits the profiles, the
+// interest and identity index changes and the partition's consumed offset in
+// one state transaction per fetched batch of records.
+//
+// # Exactly-once
+//
+// A partition's consumed offset is stored in the same Badger transaction as
+// everything the records below it changed (storage/state). On start the
+// builder reads from the stored offset, so after a crash at any instant —
+// before, during or after a commit — each record is applied exactly once.
+// Client retries, which append the same events again under new offsets, are
+// dropped by event id: each visitor's value keeps the ids of its events
+// applied within DedupWindow (at most DedupMax, the newest), next to the
+// profile, so dedup costs no extra read or write. The log is trimmed only
+// below an offset that a state fsync covered.
+//
+// A batch whose writes would pass a quarter of Badger's transaction limits
+// is committed in a few transactions, each with the offset after its last
+// record: still exactly-once.
+//
+// # Cache
+//
+// Each partition keeps its visitors' decoded profiles in an LRU bounded by
+// estimated bytes (Options.CacheBytes split across partitions), so a visitor
+// with many records reads Badger once. Profiles changed by a batch are
+// written back when it commits; a failed commit drops them from the cache
+// and the partition re-reads from its consumed offset.
+//
+// # Concurrency
+//
+// One goroutine per owned partition (partitions hold disjoint visitors, as
+// the log key is site|visitor). DeleteVisitor takes the partition's lock,
+// which apply holds for a whole fetched batch, so a delete lands between two
+// commits. Close lets each partition finish and commit the batch it is
+// applying. Hook runs in the partition's goroutine, inside the commit.
+package builder

@@ -1,0 +1,55 @@
+package builder
+
+import (
+	"fmt"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// builderMetrics are the builder's counters on its metrics.Set.
+type builderMetrics struct {
+	eventsApplied  *metrics.Counter
+	dedupHits      *metrics.Counter
+	catalogMisses  *metrics.Counter
+	records        *metrics.Counter
+	badRecords     *metrics.Counter
+	commits        *metrics.Counter
+	stateWrites    *metrics.Counter
+	commitErrors   *metrics.Counter
+	cacheHits      *metrics.Counter
+	cacheMisses    *metrics.Counter
+	cacheEvictions *metrics.Counter
+	deletes        *metrics.Counter
+	batchDuration  *metrics.Histogram
+}
+
+func newBuilderMetrics(set *metrics.Set) *builderMetrics {
+	return &builderMetrics{
+		eventsApplied:  set.GetOrCreateCounter("affinity_builder_events_applied_total"),
+		dedupHits:      set.GetOrCreateCounter("affinity_builder_dedup_hits_total"),
+		catalogMisses:  set.GetOrCreateCounter("affinity_builder_catalog_misses_total"),
+		records:        set.GetOrCreateCounter("affinity_builder_records_total"),
+		badRecords:     set.GetOrCreateCounter("affinity_builder_bad_records_total"),
+		commits:        set.GetOrCreateCounter("affinity_builder_commits_total"),
+		stateWrites:    set.GetOrCreateCounter("affinity_builder_state_writes_total"),
+		commitErrors:   set.GetOrCreateCounter("affinity_builder_commit_errors_total"),
+		cacheHits:      set.GetOrCreateCounter("affinity_builder_cache_hits_total"),
+		cacheMisses:    set.GetOrCreateCounter("affinity_builder_cache_misses_total"),
+		cacheEvictions: set.GetOrCreateCounter("affinity_builder_cache_evictions_total"),
+		deletes:        set.GetOrCreateCounter("affinity_builder_visitors_deleted_total"),
+		batchDuration:  set.GetOrCreateHistogram("affinity_builder_apply_batch_duration_seconds"),
+	}
+}
+
+// registerPartition adds the gauges of partition pt.
+func registerPartition(set *metrics.Set, pt *partition) {
+	set.GetOrCreateGauge(fmt.Sprintf(`affinity_builder_lag_records{partition="%d"}`, pt.id), func() float64 {
+		return float64(pt.lag())
+	})
+	set.GetOrCreateGauge(fmt.Sprintf(`affinity_builder_consumed_offset{partition="%d"}`, pt.id), func() float64 {
+		return float64(pt.consumed.Load())
+	})
+	set.GetOrCreateGauge(fmt.Sprintf(`affinity_builder_cache_bytes{partition="%d"}`, pt.id), func() float64 {
+		return float64(pt.cacheBytes.Load())
+	})
+}

@@ -1,0 +1,23 @@
+// Package query is the query API on the internal listener (profile/api):
+// read a visitor's profile, list the visitors above an interest threshold,
+// forget a visitor, upload and read the product catalog.
+//
+//	GET    /v1/visitors/{site}/{visitor}[?at=RFC3339]         the profile as JSON
+//	DELETE /v1/visitors/{site}/{visitor}                      forget the visitor (204, 404)
+//	GET    /v1/interests/{site}/{dimension}/{value}?min=θ[&at=][&limit=N][&cursor=C]
+//	                                                          NDJSON rows, best first
+//	PUT    /v1/catalog/{site}                                 NDJSON, CSV or YML; all or nothing
+//	GET    /v1/catalog/{site}/{id}                            one product as JSON
+//
+// Authentication is the api.Server's (bearer token); every refusal is a
+// one-line text reason (api.Error).
+//
+// The interest list is a range scan of the state DB's sorted interest index
+// from the order key of the threshold ("score ≥ θ at T" ⇔ "LogG ≥ log2 θ +
+// (T − L)/H"), streamed row by row: memory stays flat whatever the result
+// size, and no profile is scanned to find the visitors. The email of each
+// row is read from its profile.
+//
+// Concurrency: a Handler is safe for concurrent use; per-request scratch
+// space comes from a sync.Pool.
+package query

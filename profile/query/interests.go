@@ -1,0 +1,268 @@
+package query
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+const interestsPrefix = "/v1/interests/"
+
+// interestQuery is one parsed GET /v1/interests request.
+type interestQuery struct {
+	site, value string
+	dim         profile.Dim
+	min         float64
+	at          int64
+	limit       int // 0: no limit
+	after       *state.InterestPos
+}
+
+// serveInterests serves GET /v1/interests/{site}/{dimension}/{value}: the
+// visitors whose score of (dimension, value) is ≥ ?min= at ?at= (default
+// now), best first (ties by visitor id), as NDJSON rows
+//
+//	{"visitor":"<uuid>","score":<float>,"email":"<email, when identified>"}
+//
+// With ?limit=N at most N rows come; when more remain, a last row
+// {"cursor":"<opaque>"} follows: pass it as ?cursor= (with the same site,
+// dimension, value and min) for the next page. A cursor carries its ?at=,
+// so later pages evaluate at the same instant unless ?at= is given. Pages
+// read the live index: a visitor whose score an event raises past the
+// cursor between pages is not listed again, nor missed if it stays below.
+// An error after rows were sent ends the stream with {"error":"…"}.
+func (h *Handler) serveInterests(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		methodNotAllowed(ctx, "GET, HEAD")
+		return
+	}
+	q, err := h.parseInterestQuery(ctx)
+	if err != nil {
+		var nf notFound
+		if errors.As(err, &nf) {
+			api.Error(ctx, fasthttp.StatusNotFound, err.Error())
+			return
+		}
+		h.badRequest(ctx, err.Error())
+		return
+	}
+	h.m.interestQueries.Inc()
+	ctx.SetContentType("application/x-ndjson")
+	if ctx.IsHead() {
+		return
+	}
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) { h.streamInterests(w, q) })
+}
+
+type notFound struct{ msg string }
+
+func (e notFound) Error() string { return e.msg }
+
+func (h *Handler) parseInterestQuery(ctx *fasthttp.RequestCtx) (*interestQuery, error) {
+	segs, ok := splitPath(ctx.Path(), interestsPrefix, 3)
+	if !ok {
+		return nil, notFound{"no such path " + string(ctx.Path()) + "; want /v1/interests/{site}/{dimension}/{value}"}
+	}
+	q := &interestQuery{site: segs[0], value: segs[2]}
+	if err := checkSite(q.site); err != nil {
+		return nil, err
+	}
+	if q.dim, ok = profile.ParseDim(segs[1]); !ok {
+		return nil, fmt.Errorf("unknown dimension %s: want brand, category, age, price or product", quote([]byte(segs[1])))
+	}
+	if !utf8.ValidString(q.value) || len(q.value) > profile.MaxValueLen {
+		return nil, fmt.Errorf("bad value %s: want valid UTF-8 of at most %d bytes", quote([]byte(q.value)), profile.MaxValueLen)
+	}
+	args := ctx.QueryArgs()
+	if raw := args.Peek("min"); len(raw) > 0 {
+		f, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
+			return nil, fmt.Errorf("bad min=%s: want a finite score ≥ 0", quote(raw))
+		}
+		q.min = f
+	}
+	if raw := args.Peek("limit"); len(raw) > 0 {
+		n, err := strconv.Atoi(string(raw))
+		if err != nil || n < 1 || n > h.opts.MaxLimit {
+			return nil, fmt.Errorf("bad limit=%s: want 1..%d", quote(raw), h.opts.MaxLimit)
+		}
+		q.limit = n
+	}
+	at, atGiven, err := h.parseAt(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q.at = at
+	if raw := args.Peek("cursor"); len(raw) > 0 {
+		pos, cursorAt, err := decodeCursor(raw)
+		if err != nil {
+			return nil, err
+		}
+		q.after = &pos
+		if !atGiven {
+			q.at = cursorAt
+		}
+	}
+	return q, nil
+}
+
+// streamInterests writes the rows of q to w.
+func (h *Handler) streamInterests(w *bufio.Writer, q *interestQuery) {
+	sc := h.pool.Get().(*scratch)
+	defer h.pool.Put(sc)
+	cfg := h.opts.Config
+	maxKey := orderKey(cfg.LogThreshold(q.dim, q.min, q.at))
+	var (
+		n    int
+		last state.InterestPos
+		more bool
+		werr error
+		rerr error
+	)
+	err := h.opts.State.ScanInterests(q.site, q.dim.String(), q.value, maxKey, q.after, func(pos state.InterestPos) bool {
+		if q.limit > 0 && n == q.limit {
+			more = true
+			return false
+		}
+		var key [profile.ScoreKeyLen]byte
+		binary.BigEndian.PutUint64(key[:], pos.Key)
+		logG, _ := profile.ParseScoreKey(key[:])
+		out := append(sc.out[:0], `{"visitor":"`...)
+		out = append(out, event.UUID(pos.Visitor).String()...)
+		out = append(out, `","score":`...)
+		out = appendFloat(out, cfg.ScoreAt(q.dim, logG, q.at))
+		var found bool
+		sc.buf, found, rerr = h.opts.State.Profile(q.site, pos.Visitor, sc.buf)
+		if rerr != nil {
+			return false
+		}
+		if found {
+			if err := profile.DecodeProfile(&sc.prof, sc.buf); err != nil {
+				rerr = fmt.Errorf("cannot decode the profile of visitor %s of site %q: %w", event.UUID(pos.Visitor), q.site, err)
+				return false
+			}
+			if sc.prof.Email != "" {
+				out = append(out, `,"email":`...)
+				out = appendJSONString(out, sc.prof.Email)
+			}
+		}
+		out = append(out, "}\n"...)
+		sc.out = out
+		if _, werr = w.Write(out); werr != nil {
+			return false
+		}
+		n++
+		last = pos
+		return true
+	})
+	h.m.interestRows.Add(n)
+	if werr != nil {
+		return // the client went away
+	}
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		h.m.errors.Inc()
+		h.opts.Logger.Printf("query: interests %s/%s/%s: %v", q.site, q.dim, q.value, err)
+		out := appendJSONString(append(sc.out[:0], `{"error":`...), err.Error())
+		_, _ = w.Write(append(out, "}\n"...))
+		_ = w.Flush()
+		return
+	}
+	if more {
+		out := append(sc.out[:0], `{"cursor":"`...)
+		out = appendCursor(out, last, q.at)
+		_, _ = w.Write(append(out, "\"}\n"...))
+	}
+	_ = w.Flush()
+}
+
+// orderKey returns the interest index order key of logG.
+func orderKey(logG float64) uint64 {
+	var key [profile.ScoreKeyLen]byte
+	return binary.BigEndian.Uint64(profile.AppendScoreKey(key[:0], logG))
+}
+
+// A cursor is base64url (no padding) of: version 1 | order key u64 |
+// visitor (16) | at ms i64, all big-endian.
+const (
+	cursorVersion = 1
+	cursorLen     = 1 + 8 + 16 + 8
+)
+
+func appendCursor(dst []byte, pos state.InterestPos, at int64) []byte {
+	var raw [cursorLen]byte
+	raw[0] = cursorVersion
+	binary.BigEndian.PutUint64(raw[1:], pos.Key)
+	copy(raw[9:], pos.Visitor[:])
+	binary.BigEndian.PutUint64(raw[25:], uint64(at))
+	return base64.RawURLEncoding.AppendEncode(dst, raw[:])
+}
+
+func decodeCursor(s []byte) (pos state.InterestPos, at int64, err error) {
+	var raw [cursorLen]byte
+	enc := base64.RawURLEncoding.Strict()
+	if enc.DecodedLen(len(s)) != cursorLen {
+		return pos, 0, badCursor(s)
+	}
+	if n, err := enc.Decode(raw[:], s); err != nil || n != cursorLen || raw[0] != cursorVersion {
+		return pos, 0, badCursor(s)
+	}
+	pos.Key = binary.BigEndian.Uint64(raw[1:])
+	copy(pos.Visitor[:], raw[9:25])
+	return pos, int64(binary.BigEndian.Uint64(raw[25:])), nil
+}
+
+func badCursor(s []byte) error {
+	return fmt.Errorf("bad cursor=%s: pass the cursor of the previous page as it was given", quote(s))
+}
+
+// appendFloat appends f as a JSON number (scores are finite and ≥ 0).
+func appendFloat(dst []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(dst, '0')
+	}
+	return strconv.AppendFloat(dst, f, 'g', -1, 64)
+}
+
+// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			dst = append(dst, "\ufffd"...)
+		} else {
+			dst = append(dst, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(dst, '"')
+}

@@ -1,0 +1,218 @@
+package query
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/catalog"
+	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// Deleter forgets a visitor everywhere (profile, interest index, identity
+// index, caches): the profile builder, which owns the profiles it caches.
+// found is false when the visitor had no profile.
+type Deleter interface {
+	DeleteVisitor(site string, visitor event.UUID) (found bool, err error)
+}
+
+// Options configures a Handler.
+type Options struct {
+	// State is the state DB the builder writes. Required.
+	State *state.DB
+	// Builder forgets visitors (DELETE /v1/visitors). Nil: DELETE answers
+	// 503, as a process without a builder (collect) cannot delete.
+	Builder Deleter
+	// Config is the scoring configuration the builder applies (half-lives
+	// turn ?min=θ into an index key). Required.
+	Config *profile.Config
+	// Now returns the time scores are evaluated at without ?at=. Default
+	// time.Now.
+	Now func() time.Time
+	// Metrics receives the API's counters. Nil: a private set.
+	Metrics *metrics.Set
+	// Logger receives errors of the state DB. Default log.Default().
+	Logger *log.Logger
+
+	// MaxCatalogBytes bounds one catalog upload, in bytes; above it PUT
+	// answers 413. Default 64 MiB.
+	MaxCatalogBytes int
+	// Catalog limits the rows of an upload.
+	Catalog catalog.Options
+	// MaxLimit bounds ?limit= of the interest list. Default 100000; without
+	// ?limit= the whole list streams.
+	MaxLimit int
+}
+
+// DefaultOptions returns the defaults of the optional fields.
+func DefaultOptions() Options {
+	return Options{
+		Now:             time.Now,
+		MaxCatalogBytes: 64 << 20,
+		Catalog:         catalog.DefaultOptions(),
+		MaxLimit:        100000,
+	}
+}
+
+// Handler serves the query API.
+type Handler struct {
+	opts Options
+	m    queryMetrics
+	pool sync.Pool // *scratch
+}
+
+// scratch is a request's reusable space.
+type scratch struct {
+	buf  []byte
+	out  []byte
+	prof profile.Profile
+	prod catalog.Product
+}
+
+type queryMetrics struct {
+	visitorGets, visitorMisses, visitorDeletes *metrics.Counter
+	interestQueries, interestRows              *metrics.Counter
+	catalogPuts, catalogProducts, catalogBad   *metrics.Counter
+	catalogGets                                *metrics.Counter
+	badRequests, errors                        *metrics.Counter
+}
+
+// New returns a Handler for opts.
+func New(opts Options) (*Handler, error) {
+	def := DefaultOptions()
+	if opts.State == nil || opts.Config == nil {
+		return nil, errors.New("BUG: query.New needs Options.State and Options.Config")
+	}
+	if opts.Now == nil {
+		opts.Now = def.Now
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewSet()
+	}
+	if opts.Logger == nil {
+		opts.Logger = log.Default()
+	}
+	if opts.MaxCatalogBytes <= 0 {
+		opts.MaxCatalogBytes = def.MaxCatalogBytes
+	}
+	if opts.MaxLimit <= 0 {
+		opts.MaxLimit = def.MaxLimit
+	}
+	s := opts.Metrics
+	h := &Handler{opts: opts}
+	h.m = queryMetrics{
+		visitorGets:     s.NewCounter(`affinity_query_visitor_reads_total`),
+		visitorMisses:   s.NewCounter(`affinity_query_visitor_not_found_total`),
+		visitorDeletes:  s.NewCounter(`affinity_query_visitor_deletes_total`),
+		interestQueries: s.NewCounter(`affinity_query_interest_queries_total`),
+		interestRows:    s.NewCounter(`affinity_query_interest_rows_total`),
+		catalogPuts:     s.NewCounter(`affinity_catalog_uploads_total`),
+		catalogProducts: s.NewCounter(`affinity_catalog_products_stored_total`),
+		catalogBad:      s.NewCounter(`affinity_catalog_uploads_refused_total`),
+		catalogGets:     s.NewCounter(`affinity_query_catalog_reads_total`),
+		badRequests:     s.NewCounter(`affinity_query_bad_requests_total`),
+		errors:          s.NewCounter(`affinity_query_errors_total`),
+	}
+	h.pool.New = func() any { return &scratch{} }
+	return h, nil
+}
+
+// Register adds the routes of h to s. Call before s.Serve.
+func (h *Handler) Register(s *api.Server) {
+	s.Handle("/v1/visitors/", h.serveVisitors)
+	s.Handle("/v1/interests/", h.serveInterests)
+	s.Handle("/v1/catalog/", h.serveCatalog)
+}
+
+// badRequest answers 400 with reason.
+func (h *Handler) badRequest(ctx *fasthttp.RequestCtx, reason string) {
+	h.m.badRequests.Inc()
+	api.Error(ctx, fasthttp.StatusBadRequest, reason)
+}
+
+// internalError answers 500 and logs err.
+func (h *Handler) internalError(ctx *fasthttp.RequestCtx, err error) {
+	h.m.errors.Inc()
+	h.opts.Logger.Printf("query: %s %s: %v", ctx.Method(), ctx.Path(), err)
+	api.Error(ctx, fasthttp.StatusInternalServerError, "internal error: "+oneLine(err.Error()))
+}
+
+func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
+	ctx.Response.Header.Set(fasthttp.HeaderAllow, allow)
+	api.Error(ctx, fasthttp.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; allowed: %s", ctx.Method(), ctx.Path(), allow))
+}
+
+// splitPath returns the n segments of path after prefix, the last taking
+// the rest of the path (so a category value or product id may hold '/').
+// Segments are the decoded path's; none may be empty.
+func splitPath(path []byte, prefix string, n int) ([]string, bool) {
+	rest := path[len(prefix):]
+	segs := make([]string, 0, n)
+	for i := 0; i < n-1; i++ {
+		j := bytes.IndexByte(rest, '/')
+		if j <= 0 {
+			return nil, false
+		}
+		segs = append(segs, string(rest[:j]))
+		rest = rest[j+1:]
+	}
+	if len(rest) == 0 {
+		return nil, false
+	}
+	return append(segs, string(rest)), true
+}
+
+// parseAt returns the evaluation time: ?at= (RFC 3339) or now.
+func (h *Handler) parseAt(ctx *fasthttp.RequestCtx) (int64, bool, error) {
+	at := ctx.QueryArgs().Peek("at")
+	if len(at) == 0 {
+		return h.opts.Now().UnixMilli(), false, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(at))
+	if err != nil {
+		return 0, false, fmt.Errorf("bad at=%s: want an RFC 3339 time such as 2026-11-24T06:00:00Z", quote(at))
+	}
+	return t.UnixMilli(), true, nil
+}
+
+func parseVisitor(s string) (event.UUID, error) {
+	v, ok := event.ParseUUID([]byte(s))
+	if !ok {
+		return v, fmt.Errorf("bad visitor id %s: want a UUID such as 0b9e6c1a-3c1f-4c47-9d0e-5b6a2f1e7d3c", quote([]byte(s)))
+	}
+	return v, nil
+}
+
+func checkSite(site string) error {
+	if len(site) > state.MaxSiteLen {
+		return fmt.Errorf("bad site %s: longer than %d bytes", quote([]byte(site)), state.MaxSiteLen)
+	}
+	return nil
+}
+
+// quote returns s quoted for an error, cut to 64 bytes.
+func quote(s []byte) string {
+	if len(s) > 64 {
+		return strconv.Quote(string(s[:64])) + "…"
+	}
+	return strconv.Quote(string(s))
+}
+
+func oneLine(s string) string {
+	return string(bytes.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, []byte(s)))
+}

@@ -1,0 +1,89 @@
+package query
+
+import (
+	"fmt"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+const visitorsPrefix = "/v1/visitors/"
+
+// serveVisitors serves GET and DELETE /v1/visitors/{site}/{visitor}.
+func (h *Handler) serveVisitors(ctx *fasthttp.RequestCtx) {
+	segs, ok := splitPath(ctx.Path(), visitorsPrefix, 2)
+	if !ok {
+		api.Error(ctx, fasthttp.StatusNotFound, "no such path "+string(ctx.Path())+"; want /v1/visitors/{site}/{visitor}")
+		return
+	}
+	site := segs[0]
+	if err := checkSite(site); err != nil {
+		h.badRequest(ctx, err.Error())
+		return
+	}
+	visitor, err := parseVisitor(segs[1])
+	if err != nil {
+		h.badRequest(ctx, err.Error())
+		return
+	}
+	switch {
+	case ctx.IsGet() || ctx.IsHead():
+		h.getVisitor(ctx, site, visitor)
+	case ctx.IsDelete():
+		h.deleteVisitor(ctx, site, visitor)
+	default:
+		methodNotAllowed(ctx, "GET, HEAD, DELETE")
+	}
+}
+
+func (h *Handler) getVisitor(ctx *fasthttp.RequestCtx, site string, visitor event.UUID) {
+	at, _, err := h.parseAt(ctx)
+	if err != nil {
+		h.badRequest(ctx, err.Error())
+		return
+	}
+	h.m.visitorGets.Inc()
+	sc := h.pool.Get().(*scratch)
+	defer h.pool.Put(sc)
+	var found bool
+	sc.buf, found, err = h.opts.State.Profile(site, visitor, sc.buf)
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	if !found {
+		h.m.visitorMisses.Inc()
+		api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no visitor %s of site %s: never seen, or deleted", visitor, quote([]byte(site))))
+		return
+	}
+	if err := profile.DecodeProfile(&sc.prof, sc.buf); err != nil {
+		h.internalError(ctx, fmt.Errorf("cannot decode the profile of visitor %s of site %q: %w", visitor, site, err))
+		return
+	}
+	sc.out = sc.prof.AppendJSON(sc.out[:0], h.opts.Config, at)
+	sc.out = append(sc.out, '\n')
+	ctx.SetContentType("application/json")
+	ctx.SetBody(sc.out) // copied: sc goes back to the pool
+}
+
+func (h *Handler) deleteVisitor(ctx *fasthttp.RequestCtx, site string, visitor event.UUID) {
+	if h.opts.Builder == nil {
+		api.Error(ctx, fasthttp.StatusServiceUnavailable, "this process runs no profile builder: send DELETE to the process running affinity serve or build")
+		return
+	}
+	found, err := h.opts.Builder.DeleteVisitor(site, visitor)
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	if !found {
+		h.m.visitorMisses.Inc()
+		api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no visitor %s of site %s: never seen, or deleted", visitor, quote([]byte(site))))
+		return
+	}
+	h.m.visitorDeletes.Inc()
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}

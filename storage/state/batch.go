@@ -1,0 +1,280 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Batch collects the writes of one applied log batch; Commit stores all of
+// them in one Badger transaction. Keys and values are copied into the
+// Batch, so callers may reuse their buffers at once.
+type Batch struct {
+	db    *DB
+	arena []byte
+	ops   []op
+
+	// size and count estimate the transaction as Badger measures it.
+	size, count int64
+}
+
+type op struct {
+	kStart, vStart, vEnd int
+	del                  bool
+}
+
+// NewBatch returns an empty Batch of db.
+func (db *DB) NewBatch() *Batch { return &Batch{db: db} }
+
+// Reset drops every collected write.
+func (b *Batch) Reset() {
+	b.arena = b.arena[:0]
+	b.ops = b.ops[:0]
+	b.size, b.count = 0, 0
+}
+
+// Len returns the number of collected writes.
+func (b *Batch) Len() int { return len(b.ops) }
+
+// Full reports whether the batch holds half of what one Badger transaction
+// may: the builder commits then, before applying more records, so a commit
+// never fails for its size.
+func (b *Batch) Full() bool {
+	return b.size >= b.db.maxBatchSize/2 || b.count >= b.db.maxBatchCount/2
+}
+
+// add records a write whose key (and value) the caller has just appended to
+// b.arena from kStart on, the value from vStart on.
+func (b *Batch) add(kStart, vStart int, del bool) {
+	b.ops = append(b.ops, op{kStart: kStart, vStart: vStart, vEnd: len(b.arena), del: del})
+	// Badger's estimate: key + value + 2 meta bytes + 10 for the version.
+	b.size += int64(len(b.arena)-kStart) + 12
+	b.count++
+}
+
+// PutVisitor stores the profile and dedup bytes of (site, visitor).
+func (b *Batch) PutVisitor(site string, visitor [16]byte, prof, seen []byte) error {
+	if err := checkSite(site); err != nil {
+		return err
+	}
+	k := len(b.arena)
+	b.arena = appendVisitorKey(b.arena, site, visitor)
+	v := len(b.arena)
+	b.arena = appendVisitorValue(b.arena, prof, seen)
+	b.add(k, v, false)
+	return nil
+}
+
+// DeleteVisitor deletes the profile and dedup bytes of (site, visitor). The
+// visitor's interest and email entries are the caller's to delete: it knows
+// them from the profile.
+func (b *Batch) DeleteVisitor(site string, visitor [16]byte) error {
+	if err := checkSite(site); err != nil {
+		return err
+	}
+	k := len(b.arena)
+	b.arena = appendVisitorKey(b.arena, site, visitor)
+	b.add(k, len(b.arena), true)
+	return nil
+}
+
+// PutInterest adds the interest index entry (site, dim, value, orderKey,
+// visitor).
+func (b *Batch) PutInterest(site, dim, value string, orderKey uint64, visitor [16]byte) error {
+	return b.interest(site, dim, value, orderKey, visitor, false)
+}
+
+// DeleteInterest removes the interest index entry (site, dim, value,
+// orderKey, visitor); orderKey must be the one it was put with.
+func (b *Batch) DeleteInterest(site, dim, value string, orderKey uint64, visitor [16]byte) error {
+	return b.interest(site, dim, value, orderKey, visitor, true)
+}
+
+func (b *Batch) interest(site, dim, value string, orderKey uint64, visitor [16]byte, del bool) error {
+	if err := errors.Join(checkSite(site), checkStr("dimension", dim), checkStr("value", value)); err != nil {
+		return err
+	}
+	k := len(b.arena)
+	b.arena = appendInterestKey(b.arena, site, dim, value, orderKey, visitor)
+	b.add(k, len(b.arena), del)
+	return nil
+}
+
+// PutEmail links email (normalised by the caller, NormalizeEmail) to
+// visitor in site's identity index.
+func (b *Batch) PutEmail(site, email string, visitor [16]byte) error {
+	return b.email(site, email, visitor, false)
+}
+
+// DeleteEmail removes the link of email to visitor.
+func (b *Batch) DeleteEmail(site, email string, visitor [16]byte) error {
+	return b.email(site, email, visitor, true)
+}
+
+func (b *Batch) email(site, email string, visitor [16]byte, del bool) error {
+	if err := errors.Join(checkSite(site), checkStr("email", email)); err != nil {
+		return err
+	}
+	if email == "" {
+		return errors.New("invalid email: empty")
+	}
+	k := len(b.arena)
+	b.arena = appendEmailPrefix(b.arena, site, email)
+	b.arena = append(b.arena, visitor[:]...)
+	b.add(k, len(b.arena), del)
+	return nil
+}
+
+// SetOffset records next as the next offset of partition p to consume.
+func (b *Batch) SetOffset(p int, next int64) {
+	k := len(b.arena)
+	b.arena = appendOffsetKey(b.arena, p)
+	v := len(b.arena)
+	b.arena = binary.BigEndian.AppendUint64(b.arena, uint64(next))
+	b.add(k, v, false)
+}
+
+// ExtSet sets an extension key: a key starting with a byte in 'A'..'Z',
+// whose layout the calling package (segments) owns and documents in
+// FORMAT.md. It commits with the rest of the batch.
+func (b *Batch) ExtSet(key, value []byte) error {
+	if err := checkExtKey(key); err != nil {
+		return err
+	}
+	k := len(b.arena)
+	b.arena = append(b.arena, key...)
+	v := len(b.arena)
+	b.arena = append(b.arena, value...)
+	b.add(k, v, false)
+	return nil
+}
+
+// ExtDelete deletes an extension key.
+func (b *Batch) ExtDelete(key []byte) error {
+	if err := checkExtKey(key); err != nil {
+		return err
+	}
+	k := len(b.arena)
+	b.arena = append(b.arena, key...)
+	b.add(k, len(b.arena), true)
+	return nil
+}
+
+// Commit writes every collected write in one transaction, in the order they
+// were added (a later write of a key wins), then resets b. On error nothing
+// of the batch is stored.
+func (b *Batch) Commit() error {
+	defer b.Reset()
+	if len(b.ops) == 0 {
+		return nil
+	}
+	if b.db.closed.Load() {
+		return ErrClosed
+	}
+	txn := b.db.db.NewTransaction(true)
+	defer txn.Discard()
+	for _, o := range b.ops {
+		key := b.arena[o.kStart:o.vStart:o.vStart]
+		var err error
+		if o.del {
+			err = txn.Delete(key)
+		} else {
+			err = txn.Set(key, b.arena[o.vStart:o.vEnd:o.vEnd])
+		}
+		if err != nil {
+			return fmt.Errorf("cannot write %d keys (%d bytes) to state %q: %w", len(b.ops), b.size, b.db.opts.Dir, err)
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("cannot commit %d keys (%d bytes) to state %q: %w", len(b.ops), b.size, b.db.opts.Dir, err)
+	}
+	return nil
+}
+
+// NormalizeEmail returns the form of an email address the identity index
+// keys on: trimmed of white space and lower-cased.
+func NormalizeEmail(email string) string {
+	email = strings.TrimSpace(email)
+	for i := 0; i < len(email); i++ {
+		if c := email[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
+			return strings.ToLower(email)
+		}
+	}
+	return email
+}
+
+// ProductWriter stores many products of one site (a catalog upload). Its
+// writes are batched in as many Badger transactions as they need: a crash
+// may leave part of an upload stored, which a repeated upload repairs.
+type ProductWriter struct {
+	db   *DB
+	site string
+	wb   *badger.WriteBatch
+	n    int
+	err  error
+}
+
+// NewProductWriter returns a writer of site's catalog.
+func (db *DB) NewProductWriter(site string) (*ProductWriter, error) {
+	if err := checkSite(site); err != nil {
+		return nil, err
+	}
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	return &ProductWriter{db: db, site: site, wb: db.db.NewWriteBatch()}, nil
+}
+
+// Put stores the encoded product val under id. val and id are copied.
+func (w *ProductWriter) Put(id string, val []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	if id == "" || len(id) > MaxStringLen {
+		return fmt.Errorf("invalid product id %q: want 1..%d bytes", truncate(id), MaxStringLen)
+	}
+	key := appendCatalogKey(nil, w.site, id)
+	if err := w.wb.Set(key, append([]byte(nil), val...)); err != nil {
+		w.err = fmt.Errorf("cannot store product %q of site %q: %w", id, w.site, err)
+		return w.err
+	}
+	w.n++
+	return nil
+}
+
+// Delete removes product id.
+func (w *ProductWriter) Delete(id string) error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.wb.Delete(appendCatalogKey(nil, w.site, id)); err != nil {
+		w.err = fmt.Errorf("cannot delete product %q of site %q: %w", id, w.site, err)
+		return w.err
+	}
+	w.n++
+	return nil
+}
+
+// Flush writes what is left and waits for every write; the builder sees the
+// new products from then on. The writer cannot be used after Flush.
+func (w *ProductWriter) Flush() error {
+	if w.err != nil {
+		w.wb.Cancel()
+		return w.err
+	}
+	err := w.wb.Flush()
+	w.db.catalogGen.Add(1)
+	if err != nil {
+		return fmt.Errorf("cannot store %d products of site %q: %w", w.n, w.site, err)
+	}
+	return nil
+}
+
+// Cancel drops the writes not yet flushed.
+func (w *ProductWriter) Cancel() {
+	w.wb.Cancel()
+	w.db.catalogGen.Add(1)
+}

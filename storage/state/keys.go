@@ -1,0 +1,151 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Key prefixes (first key byte), see FORMAT.md.
+const (
+	prefixHeader   = 'h'
+	prefixVisitor  = 'v'
+	prefixOffset   = 'o'
+	prefixInterest = 'i'
+	prefixEmail    = 'e'
+	prefixCatalog  = 'c'
+
+	// Extension keys (ExtSet and friends) start with a byte in
+	// [extFirst, extLast]: uppercase ASCII, owned by packages above state
+	// (segments), each documenting its own layout in FORMAT.md.
+	extFirst = 'A'
+	extLast  = 'Z'
+)
+
+const (
+	// formatVersion is the version of the key layout, stored in the header.
+	formatVersion = 1
+
+	// visitorValueVersion is the first byte of a visitor value.
+	visitorValueVersion = 1
+
+	// MaxSiteLen bounds a site key, in bytes; MaxStringLen any other string
+	// component of a key (dimension, value, email). Longer ones are refused,
+	// so that keys stay far below Badger's 64 KB key limit.
+	MaxSiteLen   = 255
+	MaxStringLen = 4096
+)
+
+// appendStr appends s as uvarint length + bytes: an unambiguous prefix
+// encoding, so "site a" never prefixes "site ab".
+func appendStr(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func checkSite(site string) error {
+	if site == "" || len(site) > MaxSiteLen {
+		return fmt.Errorf("invalid site %q: want 1..%d bytes", truncate(site), MaxSiteLen)
+	}
+	return nil
+}
+
+func checkStr(what, s string) error {
+	if len(s) > MaxStringLen {
+		return fmt.Errorf("invalid %s %q: longer than %d bytes", what, truncate(s), MaxStringLen)
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// visitorKey: 'v' | str site | visitor(16).
+func appendVisitorKey(dst []byte, site string, visitor [16]byte) []byte {
+	dst = append(dst, prefixVisitor)
+	dst = appendStr(dst, site)
+	return append(dst, visitor[:]...)
+}
+
+// offsetKey: 'o' | partition u32.
+func appendOffsetKey(dst []byte, p int) []byte {
+	dst = append(dst, prefixOffset)
+	return binary.BigEndian.AppendUint32(dst, uint32(p))
+}
+
+// interestPrefix: 'i' | str site | str dim | str value.
+func appendInterestPrefix(dst []byte, site, dim, value string) []byte {
+	dst = append(dst, prefixInterest)
+	dst = appendStr(dst, site)
+	dst = appendStr(dst, dim)
+	return appendStr(dst, value)
+}
+
+// interestKey: interestPrefix | orderKey u64 | visitor(16). Order keys sort
+// best first (profile.AppendScoreKey), so an ascending scan yields the highest
+// scores first.
+func appendInterestKey(dst []byte, site, dim, value string, orderKey uint64, visitor [16]byte) []byte {
+	dst = appendInterestPrefix(dst, site, dim, value)
+	dst = binary.BigEndian.AppendUint64(dst, orderKey)
+	return append(dst, visitor[:]...)
+}
+
+// parseInterestTail reads the order key and visitor from the last 24 bytes
+// of an interest key.
+func parseInterestTail(k []byte) (InterestPos, error) {
+	if len(k) < 1+3+24 {
+		return InterestPos{}, fmt.Errorf("BUG: interest key %x too short", k)
+	}
+	t := k[len(k)-24:]
+	var pos InterestPos
+	pos.Key = binary.BigEndian.Uint64(t)
+	copy(pos.Visitor[:], t[8:])
+	return pos, nil
+}
+
+// emailPrefix: 'e' | str site | str email.
+func appendEmailPrefix(dst []byte, site, email string) []byte {
+	dst = append(dst, prefixEmail)
+	dst = appendStr(dst, site)
+	return appendStr(dst, email)
+}
+
+// catalogKey: 'c' | str site | id (the rest of the key).
+func appendCatalogKey(dst []byte, site, id string) []byte {
+	dst = append(dst, prefixCatalog)
+	dst = appendStr(dst, site)
+	return append(dst, id...)
+}
+
+// appendVisitorValue encodes a visitor value: version | uvarint len(seen) |
+// seen | profile.
+func appendVisitorValue(dst, prof, seen []byte) []byte {
+	dst = append(dst, visitorValueVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(seen)))
+	dst = append(dst, seen...)
+	return append(dst, prof...)
+}
+
+var errVisitorValue = errors.New("malformed visitor value")
+
+// splitVisitorValue returns the profile and seen parts of a visitor value;
+// both alias v.
+func splitVisitorValue(v []byte) (prof, seen []byte, err error) {
+	if len(v) < 2 {
+		return nil, nil, fmt.Errorf("%w: %d bytes", errVisitorValue, len(v))
+	}
+	if v[0] != visitorValueVersion {
+		return nil, nil, fmt.Errorf("%w: version %d, this build reads %d", errVisitorValue, v[0], visitorValueVersion)
+	}
+	n, k := binary.Uvarint(v[1:])
+	if k <= 0 || n > uint64(len(v)-1-k) {
+		return nil, nil, fmt.Errorf("%w: bad seen length", errVisitorValue)
+	}
+	seen = v[1+k : 1+k+int(n)]
+	prof = v[1+k+int(n):]
+	return prof, seen, nil
+}

@@ -1,0 +1,454 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Options configures a DB.
+type Options struct {
+	// Dir is the directory of the Badger database (<data>/state). Required;
+	// created if missing. One process at a time may open it.
+	Dir string
+
+	// BlockCacheBytes is Badger's block cache, in bytes. Default 256 MiB.
+	BlockCacheBytes int64
+
+	// MemTableBytes is the size of one Badger memtable, in bytes; it also
+	// bounds one transaction (Badger allows about 15% of it). Default 64 MiB.
+	MemTableBytes int64
+
+	// SyncWrites fsyncs every commit. Default false: exactly-once does not
+	// need it (state and offset are one transaction and roll back together),
+	// and the builder calls Sync before it trims the log.
+	SyncWrites bool
+
+	// Logger receives Badger's warnings and errors. Nil discards them.
+	Logger func(format string, args ...any)
+}
+
+// DefaultOptions returns the defaults for a DB under dir.
+func DefaultOptions(dir string) Options {
+	return Options{
+		Dir:             dir,
+		BlockCacheBytes: 256 << 20,
+		MemTableBytes:   64 << 20,
+	}
+}
+
+// DB is the state database. See the package doc.
+type DB struct {
+	opts Options
+	db   *badger.DB
+
+	// catalogGen counts catalog writes, so caches of products know when to
+	// drop what they hold.
+	catalogGen atomic.Uint64
+
+	maxBatchSize  int64
+	maxBatchCount int64
+
+	closed atomic.Bool
+}
+
+// ErrClosed is returned by calls after Close.
+var ErrClosed = errors.New("state database is closed")
+
+// Open opens (creating if needed) the state DB under opts.Dir. Zero fields of
+// opts get their defaults.
+func Open(opts Options) (*DB, error) {
+	def := DefaultOptions(opts.Dir)
+	if opts.Dir == "" {
+		return nil, errors.New("cannot open state: Options.Dir is empty")
+	}
+	if opts.BlockCacheBytes <= 0 {
+		opts.BlockCacheBytes = def.BlockCacheBytes
+	}
+	if opts.MemTableBytes <= 0 {
+		opts.MemTableBytes = def.MemTableBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = func(string, ...any) {}
+	}
+	bopts := badger.DefaultOptions(opts.Dir).
+		WithSyncWrites(opts.SyncWrites).
+		WithLogger(badgerLogger{opts.Logger}).
+		WithMemTableSize(opts.MemTableBytes).
+		WithBlockCacheSize(opts.BlockCacheBytes).
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false)
+	bdb, err := badger.Open(bopts)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open state %q: %w", opts.Dir, err)
+	}
+	db := &DB{
+		opts:          opts,
+		db:            bdb,
+		maxBatchSize:  bdb.MaxBatchSize(),
+		maxBatchCount: bdb.MaxBatchCount(),
+	}
+	if err := db.checkHeader(); err != nil {
+		return nil, errors.Join(fmt.Errorf("cannot open state %q: %w", opts.Dir, err), bdb.Close())
+	}
+	return db, nil
+}
+
+func (db *DB) checkHeader() error {
+	return db.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte{prefixHeader})
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return txn.Set([]byte{prefixHeader}, []byte{formatVersion})
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 1 || v[0] != formatVersion {
+				return fmt.Errorf("state format version %x; this build reads %d", v, formatVersion)
+			}
+			return nil
+		})
+	})
+}
+
+// TxnLimits returns what one Batch may hold, as Badger counts it: bytes
+// (keys + values + about 12 bytes per write) and writes. A Batch past them
+// fails to commit; Full reports half of them.
+func (db *DB) TxnLimits() (maxBytes, maxWrites int64) { return db.maxBatchSize, db.maxBatchCount }
+
+// Dir returns the directory of the DB.
+func (db *DB) Dir() string { return db.opts.Dir }
+
+// Sync makes every committed write durable (fsync).
+func (db *DB) Sync() error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if err := db.db.Sync(); err != nil {
+		return fmt.Errorf("cannot sync state %q: %w", db.opts.Dir, err)
+	}
+	return nil
+}
+
+// Close flushes and closes the DB. It is idempotent; callers must have
+// stopped using it (the builder stops first).
+func (db *DB) Close() error {
+	if db.closed.Swap(true) {
+		return nil
+	}
+	if err := db.db.Close(); err != nil {
+		return fmt.Errorf("cannot close state %q: %w", db.opts.Dir, err)
+	}
+	return nil
+}
+
+// VisitorValue is what Visitor read: the visitor's profile bytes and the
+// builder's dedup bytes, both aliasing Buf.
+type VisitorValue struct {
+	Profile []byte
+	Seen    []byte
+	// Buf holds the value; pass Buf[:0] as dst to the next read to reuse it.
+	Buf []byte
+}
+
+// Visitor reads the stored value of (site, visitor), appending it to dst[:0].
+// ok is false when the visitor has no profile.
+func (db *DB) Visitor(site string, visitor [16]byte, dst []byte) (v VisitorValue, ok bool, err error) {
+	if db.closed.Load() {
+		return v, false, ErrClosed
+	}
+	var kb [1 + 1 + MaxSiteLen + 16]byte
+	key := appendVisitorKey(kb[:0], site, visitor)
+	txn := db.db.NewTransaction(false)
+	defer txn.Discard()
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return VisitorValue{Buf: dst[:0]}, false, nil
+	}
+	if err != nil {
+		return v, false, fmt.Errorf("cannot read visitor %x of site %q: %w", visitor, site, err)
+	}
+	v.Buf, err = item.ValueCopy(dst[:0])
+	if err != nil {
+		return v, false, fmt.Errorf("cannot read visitor %x of site %q: %w", visitor, site, err)
+	}
+	v.Profile, v.Seen, err = splitVisitorValue(v.Buf)
+	if err != nil {
+		return v, false, fmt.Errorf("cannot read visitor %x of site %q: %w", visitor, site, err)
+	}
+	return v, true, nil
+}
+
+// ScanVisitors calls fn with every visitor of site that has a profile, in
+// visitor byte order, with its profile and dedup bytes (valid only during
+// the call), until fn returns false. It reads every profile: for exports,
+// brute-force checks and statistics, not for serving.
+func (db *DB) ScanVisitors(site string, fn func(visitor [16]byte, prof, seen []byte) bool) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if err := checkSite(site); err != nil {
+		return err
+	}
+	prefix := append([]byte{prefixVisitor}, appendStr(nil, site)...)
+	return db.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			k := item.Key()
+			if len(k) != len(prefix)+16 {
+				return fmt.Errorf("BUG: visitor key %x has a bad length", k)
+			}
+			var stop bool
+			err := item.Value(func(v []byte) error {
+				prof, seen, err := splitVisitorValue(v)
+				if err != nil {
+					return fmt.Errorf("visitor %x of site %q: %w", k[len(prefix):], site, err)
+				}
+				stop = !fn([16]byte(k[len(prefix):]), prof, seen)
+				return nil
+			})
+			if err != nil || stop {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Profile appends the stored profile bytes of (site, visitor) to dst[:0]
+// (reusing dst's capacity); ok is false when the visitor has no profile
+// (never seen, or deleted).
+func (db *DB) Profile(site string, visitor [16]byte, dst []byte) (prof []byte, ok bool, err error) {
+	v, ok, err := db.Visitor(site, visitor, dst)
+	if !ok || err != nil {
+		return v.Buf, ok, err
+	}
+	// Move the profile to the front of the buffer.
+	n := copy(v.Buf, v.Profile)
+	return v.Buf[:n], true, nil
+}
+
+// Offset returns the next offset of partition p the builder has to consume
+// (0 when nothing was consumed yet).
+func (db *DB) Offset(p int) (int64, error) {
+	if db.closed.Load() {
+		return 0, ErrClosed
+	}
+	var next int64
+	err := db.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(appendOffsetKey(nil, p))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("malformed offset value %x", v)
+			}
+			next = int64(binary.BigEndian.Uint64(v))
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cannot read the offset of partition %d: %w", p, err)
+	}
+	return next, nil
+}
+
+// InterestPos is one entry of the interest index: a visitor and the order
+// key of its stored score for the scanned (dimension, value). It is also the
+// scan cursor: pass the last one seen as after to continue.
+type InterestPos struct {
+	Key     uint64
+	Visitor [16]byte
+}
+
+// ScanInterests calls fn with the visitors of (site, dim, value) whose order
+// key is ≤ maxKey, in ascending key order — best score first, as order keys
+// are profile.AppendScoreKey read as a big-endian uint64 — ties by visitor
+// bytes, starting after *after when it is not nil, until fn returns false.
+// "LogG ≥ x" is maxKey = the order key of x. The scan reads one snapshot;
+// entries written during it are not seen.
+func (db *DB) ScanInterests(site, dim, value string, maxKey uint64, after *InterestPos, fn func(pos InterestPos) bool) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	prefix := appendInterestPrefix(nil, site, dim, value)
+	seek := prefix
+	if after != nil {
+		seek = appendInterestKey(nil, site, dim, value, after.Key, after.Visitor)
+	}
+	return db.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(seek); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			pos, err := parseInterestTail(k)
+			if err != nil {
+				return err
+			}
+			if after != nil && pos == *after {
+				continue
+			}
+			if pos.Key > maxKey {
+				return nil
+			}
+			if !fn(pos) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// VisitorsByEmail calls fn with every visitor of site linked to email (as
+// the builder stored it: normalised with NormalizeEmail), until fn returns
+// false.
+func (db *DB) VisitorsByEmail(site, email string, fn func(visitor [16]byte) bool) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	prefix := appendEmailPrefix(nil, site, email)
+	return db.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != len(prefix)+16 {
+				return fmt.Errorf("BUG: email key %x has a bad length", k)
+			}
+			if !fn([16]byte(k[len(prefix):])) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// Product appends the stored bytes of product id of site to dst[:0]; ok is
+// false when the catalog has no such product.
+func (db *DB) Product(site, id string, dst []byte) (val []byte, ok bool, err error) {
+	if db.closed.Load() {
+		return dst[:0], false, ErrClosed
+	}
+	txn := db.db.NewTransaction(false)
+	defer txn.Discard()
+	item, err := txn.Get(appendCatalogKey(nil, site, id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return dst[:0], false, nil
+	}
+	if err != nil {
+		return dst[:0], false, fmt.Errorf("cannot read product %q of site %q: %w", id, site, err)
+	}
+	val, err = item.ValueCopy(dst[:0])
+	if err != nil {
+		return dst[:0], false, fmt.Errorf("cannot read product %q of site %q: %w", id, site, err)
+	}
+	return val, true, nil
+}
+
+// ScanProducts calls fn with every product of site, in id byte order,
+// until fn returns false. id and val are valid only during the call.
+func (db *DB) ScanProducts(site string, fn func(id string, val []byte) bool) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	prefix := appendCatalogKey(nil, site, "")
+	return db.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			var stop bool
+			err := item.Value(func(v []byte) error {
+				stop = !fn(string(item.Key()[len(prefix):]), v)
+				return nil
+			})
+			if err != nil || stop {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// CatalogGen returns a number that changes whenever a catalog write was
+// flushed, so that caches of decoded products know when to drop them.
+func (db *DB) CatalogGen() uint64 { return db.catalogGen.Load() }
+
+// Ext reads the extension key (see ExtSet) into dst[:0].
+func (db *DB) Ext(key, dst []byte) (val []byte, ok bool, err error) {
+	if err := checkExtKey(key); err != nil {
+		return dst[:0], false, err
+	}
+	if db.closed.Load() {
+		return dst[:0], false, ErrClosed
+	}
+	txn := db.db.NewTransaction(false)
+	defer txn.Discard()
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return dst[:0], false, nil
+	}
+	if err != nil {
+		return dst[:0], false, fmt.Errorf("cannot read key %q: %w", key, err)
+	}
+	val, err = item.ValueCopy(dst[:0])
+	return val, err == nil, err
+}
+
+// ScanExt calls fn with every extension key starting with prefix and its
+// value, in key order, until fn returns false. key and val are valid only
+// during the call.
+func (db *DB) ScanExt(prefix []byte, fn func(key, val []byte) bool) error {
+	if err := checkExtKey(prefix); err != nil {
+		return err
+	}
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return db.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			var stop bool
+			err := item.Value(func(v []byte) error {
+				stop = !fn(item.Key(), v)
+				return nil
+			})
+			if err != nil || stop {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func checkExtKey(key []byte) error {
+	if len(key) == 0 || key[0] < extFirst || key[0] > extLast {
+		return fmt.Errorf("invalid extension key %q: must start with a byte in 'A'..'Z'", key)
+	}
+	return nil
+}
+
+// badgerLogger passes Badger's warnings and errors on.
+type badgerLogger struct{ logf func(string, ...any) }
+
+func (b badgerLogger) Errorf(format string, args ...any) {
+	b.logf("state: badger: ERROR: "+format, args...)
+}
+func (b badgerLogger) Warningf(format string, args ...any) {
+	b.logf("state: badger: WARNING: "+format, args...)
+}
+func (badgerLogger) Infof(string, ...any)  {}
+func (badgerLogger) Debugf(string, ...any) {}
