@@ -7,8 +7,10 @@ ARGS     ?=
 
 .PHONY: run test build vet fuzz sdk-test browser-deps bench bench-quick redis-deps clean
 
+# The demo shop is on: a new user opens http://127.0.0.1:8080/demo/ and sees
+# their own interests move.
 run:
-	$(GO) run ./cmd/affinity serve $(ARGS)
+	$(GO) run ./cmd/affinity serve --demo $(ARGS)
 
 build:
 	$(GO) build -o bin/affinity ./cmd/affinity
