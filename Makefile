@@ -26,11 +26,19 @@ vet:
 	$(GO) vet ./...
 
 # Short fuzz runs of every parser and codec, on top of their seed corpora
-# (which `go test` above already runs). FUZZTIME=5m for a longer hunt.
+# (which `go test` above already runs): the wire formats for FUZZTIME, the
+# rest for FUZZTIME_REST. FUZZTIME=5m FUZZTIME_REST=5m for a longer hunt.
+FUZZTIME_REST ?= 3s
+FUZZ_WIRE = ./tracker/event:FuzzDecodeBatch ./tracker/event:FuzzDecodeRecord
+FUZZ_REST = ./profile:FuzzDecodeProfile ./profile/segment:FuzzParse \
+	./profile/catalog:FuzzParseNDJSON ./profile/catalog:FuzzParseCSV ./profile/catalog:FuzzParseYML \
+	./profile/catalog:FuzzDecodeProduct ./profile/query:FuzzDecodeCursor ./profile/builder:FuzzDecodeSeen \
+	./storage/state:FuzzSplitVisitorValue ./storage:FuzzDecodeRecordValue
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodeBatch$$' -fuzztime=$(FUZZTIME) ./tracker/event
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodeRecord$$' -fuzztime=$(FUZZTIME) ./tracker/event
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodeProfile$$' -fuzztime=$(FUZZTIME) ./profile
+	@set -e; for t in $(FUZZ_WIRE); do \
+		echo "fuzz $$t for $(FUZZTIME)"; $(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) $${t%%:*}; done; \
+	for t in $(FUZZ_REST); do \
+		echo "fuzz $$t for $(FUZZTIME_REST)"; $(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME_REST) $${t%%:*}; done
 
 # The snippet: unit tests in Node, then the browser tests (headless Chromium
 # against the real binary; they need `go` and dist/sdk.js from the build).
