@@ -70,7 +70,7 @@ func runBuild(ctx context.Context, args []string) (err error) {
 			err = cerr
 		}
 	}()
-	internal, err := api.New(api.Options{Token: token, Metrics: []*metrics.Set{prof.set}, Health: prof.health})
+	internal, err := api.New(api.Options{Token: token, Metrics: []*metrics.Set{prof.set}, Health: prof.health, Status: prof.status})
 	if err != nil {
 		return err
 	}

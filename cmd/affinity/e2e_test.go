@@ -413,7 +413,9 @@ func TestServeInternalListener(t *testing.T) {
 	if st, body := get(p.collector+"/healthz", ""); st != 200 || body != "ok\n" {
 		t.Errorf("collector /healthz: %d %q", st, body)
 	}
-	if st, body := get(p.api+"/healthz", ""); st != 200 || body != "ok\n" {
+	// The internal /healthz also tells the builder's progress per partition.
+	if st, body := get(p.api+"/healthz", ""); st != 200 || !strings.HasPrefix(body, "ok\nbuilder events_applied=") ||
+		!strings.Contains(body, "partition 7 consumed=") {
 		t.Errorf("api /healthz: %d %q", st, body)
 	}
 	if st, _ := get(p.api+"/metrics", ""); st != 401 {

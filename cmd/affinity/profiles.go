@@ -116,6 +116,10 @@ func (p *profiles) register(s *api.Server) { p.q.Register(s) }
 // health reports the builder's health (for /healthz).
 func (p *profiles) health(ctx context.Context) error { return p.b.Health(ctx) }
 
+// status appends the builder's progress (events applied, lag per
+// partition) for the body of /healthz.
+func (p *profiles) status(dst []byte) []byte { return p.b.Status().AppendText(dst) }
+
 // stopBuilder lets the builder commit the batch it is applying and stop.
 func (p *profiles) stopBuilder() error {
 	p.stopOnce.Do(func() { p.stopErr = p.b.Close() })

@@ -157,6 +157,7 @@ func runNode(ctx context.Context, c *commonFlags, l storage.Log, pf *profileFlag
 	if prof != nil {
 		apiOpts.Metrics = append(apiOpts.Metrics, prof.set)
 		apiOpts.Health = joinHealth(collector.Health, prof.health)
+		apiOpts.Status = prof.status
 	}
 	internal, err := api.New(apiOpts)
 	if err != nil {

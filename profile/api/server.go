@@ -28,6 +28,9 @@ type Options struct {
 	Metrics []*metrics.Set
 	// Health reports readiness for /healthz; nil error means ready.
 	Health func(ctx context.Context) error
+	// Status, if set, appends lines of progress (e.g. the builder's lag per
+	// partition) to the body of /healthz, ready or not.
+	Status func(dst []byte) []byte
 	Logger *log.Logger
 }
 
@@ -156,19 +159,21 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("text/plain; charset=utf-8")
+	var err error
 	if s.draining.Load() {
+		err = errors.New("draining: shutting down")
+	} else if s.opts.Health != nil {
+		err = s.opts.Health(ctx)
+	}
+	body := []byte("ok\n")
+	if err != nil {
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-		ctx.SetBodyString("not ready: draining: shutting down\n")
-		return
+		body = []byte("not ready: " + err.Error() + "\n")
 	}
-	if s.opts.Health != nil {
-		if err := s.opts.Health(ctx); err != nil {
-			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			ctx.SetBodyString("not ready: " + err.Error() + "\n")
-			return
-		}
+	if s.opts.Status != nil {
+		body = s.opts.Status(body)
 	}
-	ctx.SetBodyString("ok\n")
+	ctx.SetBody(body)
 }
 
 // Error answers status with a one-line reason.

@@ -193,7 +193,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 		case <-out.ready:
 		case <-time.After(20 * time.Second):
 		}
-		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+		time.Sleep(time.Duration(rng.IntN(250)) * time.Millisecond)
 		_ = cmd.Process.Kill() // SIGKILL
 		err := cmd.Wait()
 		if cmd.ProcessState.Exited() {
