@@ -4,7 +4,6 @@ import (
 	"math"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -34,11 +33,11 @@ func (p *Profile) AppendJSON(dst []byte, cfg *Config, atMs int64) []byte {
 	}
 	if p.Email != "" {
 		dst = append(dst, `,"email":`...)
-		dst = appendJSONString(dst, p.Email)
+		dst = event.AppendJSONString(dst, p.Email)
 	}
 	if p.Customer != "" {
 		dst = append(dst, `,"customer_id":`...)
-		dst = appendJSONString(dst, p.Customer)
+		dst = event.AppendJSONString(dst, p.Customer)
 	}
 
 	dst = append(dst, `,"interests":{`...)
@@ -81,7 +80,7 @@ func (p *Profile) AppendJSON(dst []byte, cfg *Config, atMs int64) []byte {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `{"value":`...)
-			dst = appendJSONString(dst, p.Dims[d][idx[i]].Value)
+			dst = event.AppendJSONString(dst, p.Dims[d][idx[i]].Value)
 			dst = append(dst, `,"score":`...)
 			dst = appendJSONFloat(dst, cfg.ScoreAt(d, gs[i], atMs))
 			dst = append(dst, `,"share":`...)
@@ -124,14 +123,14 @@ func (p *Profile) AppendJSON(dst []byte, cfg *Config, atMs int64) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, tr.Key)
+			dst = event.AppendJSONString(dst, tr.Key)
 			dst = append(dst, ':')
 			switch {
 			case tr.Kind == event.TraitNumber && isJSONNumber(tr.Value),
 				tr.Kind == event.TraitBool && (tr.Value == "true" || tr.Value == "false"):
 				dst = append(dst, tr.Value...)
 			default:
-				dst = appendJSONString(dst, tr.Value)
+				dst = event.AppendJSONString(dst, tr.Value)
 			}
 		}
 		dst = append(dst, '}')
@@ -149,7 +148,7 @@ func (p *Profile) AppendJSON(dst []byte, cfg *Config, atMs int64) []byte {
 		}
 		first = false
 		dst = append(dst, `{"product":`...)
-		dst = appendJSONString(dst, c.ID)
+		dst = event.AppendJSONString(dst, c.ID)
 		dst = append(dst, `,"qty":`...)
 		dst = strconv.AppendUint(dst, uint64(c.Qty), 10)
 		dst = append(dst, `,"added":`...)
@@ -186,57 +185,6 @@ func appendJSONFloat(dst []byte, f float64) []byte {
 		return append(dst, "null"...)
 	}
 	return strconv.AppendFloat(dst, f, 'g', -1, 64)
-}
-
-// appendJSONString appends s as a quoted JSON string. Invalid UTF-8 becomes
-// U+FFFD; U+2028 and U+2029 are escaped so the output is also valid JS.
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&15])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // isJSONNumber reports whether s is a JSON number literal.

@@ -3,7 +3,6 @@ package catalog
 import (
 	"slices"
 	"strconv"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/affinityhq/affinity/tracker/event"
@@ -114,18 +113,18 @@ func Join(p *event.Product, cat Product) {
 // fields left out.
 func (p *Product) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"id":`...)
-	dst = appendJSONString(dst, p.ID)
+	dst = event.AppendJSONString(dst, p.ID)
 	if p.Brand != "" {
 		dst = append(dst, `,"brand":`...)
-		dst = appendJSONString(dst, p.Brand)
+		dst = event.AppendJSONString(dst, p.Brand)
 	}
 	if p.Category != "" {
 		dst = append(dst, `,"category":`...)
-		dst = appendJSONString(dst, p.Category)
+		dst = event.AppendJSONString(dst, p.Category)
 	}
 	if p.Age != "" {
 		dst = append(dst, `,"age":`...)
-		dst = appendJSONString(dst, p.Age)
+		dst = event.AppendJSONString(dst, p.Age)
 	}
 	if p.HasPrice {
 		dst = append(dst, `,"price":`...)
@@ -137,47 +136,11 @@ func (p *Product) AppendJSON(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, a.Key)
+			dst = event.AppendJSONString(dst, a.Key)
 			dst = append(dst, ':')
-			dst = appendJSONString(dst, a.Value)
+			dst = event.AppendJSONString(dst, a.Value)
 		}
 		dst = append(dst, '}')
 	}
 	return append(dst, '}')
-}
-
-// appendJSONString appends s as a JSON string. s is valid UTF-8 (Parse
-// checks it); an invalid byte would be written as U+FFFD.
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c >= 0x20:
-				dst = append(dst, c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			dst = append(dst, "\ufffd"...)
-		} else {
-			dst = append(dst, s[i:i+n]...)
-		}
-		i += n
-	}
-	return append(dst, '"')
 }

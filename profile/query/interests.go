@@ -155,7 +155,7 @@ func (h *Handler) streamInterests(w *bufio.Writer, q *interestQuery) {
 			}
 			if sc.prof.Email != "" {
 				out = append(out, `,"email":`...)
-				out = appendJSONString(out, sc.prof.Email)
+				out = event.AppendJSONString(out, sc.prof.Email)
 			}
 		}
 		out = append(out, "}\n"...)
@@ -177,7 +177,7 @@ func (h *Handler) streamInterests(w *bufio.Writer, q *interestQuery) {
 	if err != nil {
 		h.m.errors.Inc()
 		h.opts.Logger.Printf("query: interests %s/%s/%s: %v", q.site, q.dim, q.value, err)
-		out := appendJSONString(append(sc.out[:0], `{"error":`...), err.Error())
+		out := event.AppendJSONString(append(sc.out[:0], `{"error":`...), err.Error())
 		_, _ = w.Write(append(out, "}\n"...))
 		_ = w.Flush()
 		return
@@ -236,33 +236,4 @@ func appendFloat(dst []byte, f float64) []byte {
 		return append(dst, '0')
 	}
 	return strconv.AppendFloat(dst, f, 'g', -1, 64)
-}
-
-// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			dst = append(dst, "\ufffd"...)
-		} else {
-			dst = append(dst, s[i:i+n]...)
-		}
-		i += n
-	}
-	return append(dst, '"')
 }

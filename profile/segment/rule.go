@@ -3,7 +3,6 @@ package segment
 import (
 	"math"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -115,7 +114,7 @@ func (r *Rule) AppendFacts(dst []byte, s Subject, at int64) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = AppendJSONString(dst, r.refs[i].Name)
+		dst = event.AppendJSONString(dst, r.refs[i].Name)
 		dst = append(dst, ':')
 		dst = r.refs[i].val(dst, s, at)
 	}
@@ -160,7 +159,7 @@ func collectRefs(e *expr, cfg *Config, dst []Ref) []Ref {
 		}
 	case tString:
 		sf := compileStr(e, cfg)
-		f.val = func(dst []byte, s Subject, at int64) []byte { return AppendJSONString(dst, sf(s, at)) }
+		f.val = func(dst []byte, s Subject, at int64) []byte { return event.AppendJSONString(dst, sf(s, at)) }
 	}
 	return append(dst, f)
 }
@@ -173,38 +172,7 @@ func appendNumber(dst []byte, v float64) []byte {
 	return strconv.AppendFloat(dst, v, 'g', -1, 64)
 }
 
-// AppendJSONString appends s to dst as a JSON string; invalid UTF-8 becomes
-// U+FFFD.
-func AppendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20 || c == 0x7f:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			dst = append(dst, "\ufffd"...)
-		} else {
-			dst = append(dst, s[i:i+n]...)
-		}
-		i += n
-	}
-	return append(dst, '"')
-}
+// AppendJSONString is event.AppendJSONString.
+//
+// Deprecated: call event.AppendJSONString.
+func AppendJSONString(dst []byte, s string) []byte { return event.AppendJSONString(dst, s) }
