@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/logtest"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -133,38 +134,6 @@ func (tc *testCollector) do(t testing.TB, r request) reply {
 	return reply{resp.StatusCode, resp.Header, string(b)}
 }
 
-// stored returns every record the log holds, all partitions.
-func (tc *testCollector) stored(t testing.TB) []storage.Record {
-	t.Helper()
-	ctx := context.Background()
-	var all []storage.Record
-	for p := 0; p < tc.log.Partitions(); p++ {
-		first, next, err := tc.log.Offsets(ctx, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if first == next {
-			continue
-		}
-		r, err := tc.log.OpenReader(p, first)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for off := first; off < next; {
-			fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			recs, err := r.Fetch(fctx, nil, int(next-off))
-			cancel()
-			if err != nil {
-				t.Fatalf("partition %d at %d: %v", p, off, err)
-			}
-			all = append(all, recs...)
-			off += int64(len(recs))
-		}
-		r.Close()
-	}
-	return all
-}
-
 func fixture(t testing.TB, name string) string {
 	t.Helper()
 	b, err := os.ReadFile("event/testdata/" + name)
@@ -235,7 +204,7 @@ func TestCollectorRefusals(t *testing.T) {
 			}
 		})
 	}
-	if recs := tc.stored(t); len(recs) != 0 {
+	if recs := logtest.ReadAll(t, tc.log); len(recs) != 0 {
 		t.Fatalf("refused batches stored %d records", len(recs))
 	}
 }
@@ -270,7 +239,7 @@ func TestCollectorStoresAcceptedBatchesWhole(t *testing.T) {
 	pb.Recv = testNow
 	want = append(want, pb.Clone())
 
-	recs := tc.stored(t)
+	recs := logtest.ReadAll(t, tc.log)
 	if len(recs) != len(want) {
 		t.Fatalf("log holds %d records, want %d", len(recs), len(want))
 	}
@@ -312,7 +281,7 @@ func TestCollectorDropsBots(t *testing.T) {
 			t.Errorf("%q: got %d %q, want 202 {\"accepted\":0}", ua, got.status, got.body)
 		}
 	}
-	if recs := tc.stored(t); len(recs) != 0 {
+	if recs := logtest.ReadAll(t, tc.log); len(recs) != 0 {
 		t.Fatalf("bot batches stored: %d records", len(recs))
 	}
 	if got := tc.opts.Metrics; got == nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/logtest"
 	"github.com/affinityhq/affinity/tracker"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -174,38 +175,6 @@ func post(client *http.Client, base string, body []byte) int {
 	return resp.StatusCode
 }
 
-// readLog returns every record of l.
-func readLog(t testing.TB, l storage.Log) []storage.Record {
-	t.Helper()
-	ctx := context.Background()
-	var all []storage.Record
-	for p := 0; p < l.Partitions(); p++ {
-		first, next, err := l.Offsets(ctx, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if first == next {
-			continue
-		}
-		r, err := l.OpenReader(p, first)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for off := first; off < next; {
-			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			recs, err := r.Fetch(fctx, nil, int(next-off))
-			cancel()
-			if err != nil {
-				t.Fatalf("partition %d at %d: %v", p, off, err)
-			}
-			all = append(all, recs...)
-			off += int64(len(recs))
-		}
-		r.Close()
-	}
-	return all
-}
-
 // checkStored asserts that every acknowledged batch is in recs exactly once,
 // event for event, and that nothing else is.
 func checkStored(t testing.TB, sent []sentBatch, recs []storage.Record) {
@@ -268,7 +237,7 @@ func TestServeStoresEveryAcknowledgedBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	recs := readLog(t, l)
+	recs := logtest.ReadAll(t, l)
 	checkStored(t, sent, recs)
 	if len(recs) != len(sent) {
 		t.Errorf("log holds %d records, %d batches were posted", len(recs), len(sent))
@@ -344,7 +313,7 @@ func TestServeSIGKILLLosesNothingAcknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	checkStored(t, append(sent, more...), readLog(t, l))
+	checkStored(t, append(sent, more...), logtest.ReadAll(t, l))
 	t.Logf("%d batches acknowledged before SIGKILL, all stored", len(sent))
 }
 
@@ -372,7 +341,7 @@ func TestCollectWritesToKafka(t *testing.T) {
 	if l.Partitions() != 3 {
 		t.Errorf("topic has %d partitions, --partitions 3 was given", l.Partitions())
 	}
-	recs := readLog(t, l)
+	recs := logtest.ReadAll(t, l)
 	checkStored(t, sent, recs)
 	if len(recs) != len(sent) {
 		t.Errorf("topic holds %d records, %d batches were posted", len(recs), len(sent))

@@ -590,7 +590,22 @@ func ReadN(t *testing.T, l storage.Log, p int, from int64, n int) []storage.Reco
 	return readN(t, l, p, from, n)
 }
 
-func readN(t *testing.T, l storage.Log, p int, from int64, n int) []storage.Record {
+// ReadAll returns every record l holds, partition after partition, each in
+// offset order. Other packages' tests use it to check what was stored.
+func ReadAll(t testing.TB, l storage.Log) []storage.Record {
+	t.Helper()
+	var all []storage.Record
+	for p := 0; p < l.Partitions(); p++ {
+		first, next, err := l.Offsets(context.Background(), p)
+		if err != nil {
+			t.Fatalf("Offsets(%d): %s", p, err)
+		}
+		all = append(all, readN(t, l, p, first, int(next-first))...)
+	}
+	return all
+}
+
+func readN(t testing.TB, l storage.Log, p int, from int64, n int) []storage.Record {
 	t.Helper()
 	if n == 0 {
 		return nil
