@@ -172,7 +172,8 @@ func TestCrashExactlyOnce(t *testing.T) {
 		t.Skip("re-executes the test binary")
 	}
 	dir := t.TempDir()
-	const total = 20000
+	// 80k records of 1-4 events, one in nine a retry: ≥ 200k events applied.
+	const total = 80000
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	child := func(finish bool) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
@@ -193,7 +194,9 @@ func TestCrashExactlyOnce(t *testing.T) {
 		case <-out.ready:
 		case <-time.After(20 * time.Second):
 		}
-		time.Sleep(time.Duration(rng.IntN(250)) * time.Millisecond)
+		// Kill instants spread over the stream: each child appends and
+		// applies for 0.1-1.5 s before it dies.
+		time.Sleep(time.Duration(100+rng.IntN(1400)) * time.Millisecond)
 		_ = cmd.Process.Kill() // SIGKILL
 		err := cmd.Wait()
 		if cmd.ProcessState.Exited() {
@@ -212,9 +215,15 @@ func TestCrashExactlyOnce(t *testing.T) {
 	}
 	defer db.Close()
 	batches := make([]*event.Batch, total)
+	events := 0
 	for i := range batches {
 		batches[i] = genRecord(i)
+		events += len(batches[i].Events)
 	}
+	if events < 200000 {
+		t.Fatalf("the stream holds %d events; the crash test wants at least 200k", events)
+	}
+	t.Logf("%d events in %d records, applied across 6 SIGKILLs", events, total)
 	ref := reference(profile.DefaultConfig(), batches)
 	checkState(t, db, ref)
 	// Every identified visitor is linked from its email.
