@@ -31,6 +31,7 @@ func runBuild(ctx context.Context, args []string) (err error) {
 	fs.StringVar(&ko.Topic, "topic", ko.Topic, "Kafka topic of the events")
 	fs.IntVar(&ko.Partitions, "partitions", ko.Partitions, "partitions of the topic when it has to be created")
 	fs.IntVar(&ko.ReplicationFactor, "replication-factor", ko.ReplicationFactor, "replication factor of the topic when it has to be created")
+	changesTopic := fs.String("changes-topic", "affinity-segment-changes", "Kafka topic the segments' change records are produced to (key site|segment, JSON value); empty: none")
 	pf := addProfileFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -61,6 +62,20 @@ func runBuild(ctx context.Context, args []string) (err error) {
 			}
 		}
 	}()
+	if *changesTopic != "" { // segments' change records (changes.go); closed after the builder
+		cko := ko
+		cko.Topic = *changesTopic
+		cl, oerr := storage.OpenKafkaLog(octx, cko)
+		if oerr != nil {
+			return fmt.Errorf("cannot open the changes topic (--changes-topic): %w", oerr)
+		}
+		defer func() {
+			if cerr := cl.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("cannot close the changes topic: %w", cerr)
+			}
+		}()
+		pf.changesSink = changesSink(cl)
+	}
 	prof, err := openProfiles(*data, pf, l, owned)
 	if err != nil {
 		return err

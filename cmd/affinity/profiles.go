@@ -16,7 +16,9 @@ import (
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/query"
+	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
 )
@@ -27,10 +29,19 @@ type profileFlags struct {
 	cfg        *profile.Config
 	cacheBytes int64
 	blockCache int64
+	// rules holds the thresholds of the segments' lifecycle and rfm.*.
+	rules segment.Config
+	// changesSink, set by build, receives the segments' change records
+	// (the Kafka changes topic).
+	changesSink func(ctx context.Context, cs []membership.Change) error
 }
 
 func addProfileFlags(fs *flag.FlagSet) *profileFlags {
-	pf := &profileFlags{cfg: profile.DefaultConfig()}
+	pf := &profileFlags{cfg: profile.DefaultConfig(), rules: segment.DefaultConfig()}
+	fs.Var(configFlag{pf.rules.SetLifecycle, true}, "lifecycle",
+		"a threshold of the segments' lifecycle stages: new=DUR, active=N/DUR, lapsing=DUR or lost=DUR; repeatable (defaults new=30d, active=2/180d, lapsing=60d, lost=365d)")
+	fs.Var(configFlag{pf.rules.SetRFM, false}, "rfm",
+		"the 4 ascending edges of one RFM axis of the segments: r=DUR,DUR,DUR,DUR, f=N,N,N,N or m=N,N,N,N; repeatable (defaults r=30d,90d,180d,365d f=2,3,5,10 m=50,100,250,500)")
 	fs.Var(configFlag{pf.cfg.SetHalfLife, true}, "half-life",
 		"half-life of interest scores, DUR (every dimension) or DIM=DUR, DIM one of brand, category, age, price, product; s, m, h, d, w; repeatable (default 14d)")
 	fs.Var(configFlag{pf.cfg.SetWeight, true}, "weight",
@@ -73,6 +84,7 @@ type profiles struct {
 	db  *state.DB
 	b   *builder.Builder
 	q   *query.Handler
+	seg *membership.Engine // segment membership, the builder's Hook
 	set *metrics.Set
 
 	stopOnce, closeOnce sync.Once
@@ -90,8 +102,14 @@ func openProfiles(data string, pf *profileFlags, l storage.Log, owned []int) (*p
 		return nil, err
 	}
 	p := &profiles{db: db, set: metrics.NewSet()}
+	mo := membership.DefaultOptions() // segments: the builder's Hook
+	mo.State, mo.Config, mo.Metrics, mo.Logger, mo.Sink = db, pf.cfg, p.set, log.Printf, pf.changesSink
+	mo.Rules = pf.rules
+	if p.seg, err = membership.New(mo); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
 	bo := builder.DefaultOptions()
-	bo.Log, bo.State, bo.Config = l, db, pf.cfg
+	bo.Log, bo.State, bo.Config, bo.Hook = l, db, pf.cfg, p.seg
 	bo.Partitions = owned
 	bo.Metrics = p.set
 	bo.Logger = log.Printf
@@ -100,12 +118,15 @@ func openProfiles(data string, pf *profileFlags, l storage.Log, owned []int) (*p
 		return nil, errors.Join(err, db.Close())
 	}
 	qo := query.DefaultOptions()
-	qo.State, qo.Builder, qo.Config, qo.Metrics = db, p.b, pf.cfg, p.set
+	qo.State, qo.Builder, qo.Config, qo.Metrics, qo.Segments = db, p.b, pf.cfg, p.set, p.seg
 	if p.q, err = query.New(qo); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
 	if err := p.b.Start(); err != nil {
 		return nil, errors.Join(err, db.Close())
+	}
+	if err := p.seg.Start(p.b); err != nil {
+		return nil, errors.Join(err, p.b.Close(), db.Close())
 	}
 	return p, nil
 }
@@ -122,7 +143,7 @@ func (p *profiles) status(dst []byte) []byte { return p.b.Status().AppendText(ds
 
 // stopBuilder lets the builder commit the batch it is applying and stop.
 func (p *profiles) stopBuilder() error {
-	p.stopOnce.Do(func() { p.stopErr = p.b.Close() })
+	p.stopOnce.Do(func() { p.stopErr = errors.Join(p.seg.Close(), p.b.Close()) })
 	return p.stopErr
 }
 

@@ -1,6 +1,8 @@
 // Package query is the query API on the internal listener (profile/api):
 // read a visitor's profile, list the visitors above an interest threshold,
-// forget a visitor, upload and read the product catalog.
+// forget a visitor, upload and read the product catalog; and, with
+// Options.Segments (profile/membership), define segments and read their
+// members, change feeds and webhooks (segments.go, segments_export.go).
 //
 //	GET    /v1/visitors/{site}/{visitor}[?at=RFC3339]         the profile as JSON
 //	DELETE /v1/visitors/{site}/{visitor}                      forget the visitor (204, 404)
@@ -8,6 +10,11 @@
 //	                                                          NDJSON rows, best first
 //	PUT    /v1/catalog/{site}                                 NDJSON, CSV or YML; all or nothing
 //	GET    /v1/catalog/{site}/{id}                            one product as JSON
+//	PUT/GET/DELETE /v1/segments/{site}[/{name}]               segment definitions
+//	GET    /v1/segments/{site}/{name}/members                 NDJSON or CSV, streamed
+//	GET    /v1/segments/{site}/{name}/changes?after=SEQ       the change feed, paged
+//	PUT/GET/DELETE /v1/segments/{site}/{name}/webhook         change deliveries
+//	GET    /v1/visitors/{site}/{visitor}/segments             the visitor's segments
 //
 // Authentication is the api.Server's (bearer token); every refusal is a
 // one-line text reason (api.Error).

@@ -15,6 +15,7 @@ import (
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/catalog"
+	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -33,6 +34,9 @@ type Options struct {
 	// Builder forgets visitors (DELETE /v1/visitors). Nil: DELETE answers
 	// 503, as a process without a builder (collect) cannot delete.
 	Builder Deleter
+	// Segments serves the segment API (segments.go); nil: /v1/segments/
+	// answers 503 and /v1/visitors/…/segments 404.
+	Segments *membership.Engine
 	// Config is the scoring configuration the builder applies (half-lives
 	// turn ?min=θ into an index key). Required.
 	Config *profile.Config
@@ -84,6 +88,7 @@ type queryMetrics struct {
 	interestQueries, interestRows              *metrics.Counter
 	catalogPuts, catalogProducts, catalogBad   *metrics.Counter
 	catalogGets                                *metrics.Counter
+	memberRows                                 *metrics.Counter
 	badRequests, errors                        *metrics.Counter
 }
 
@@ -122,6 +127,7 @@ func New(opts Options) (*Handler, error) {
 		catalogGets:     s.NewCounter(`affinity_query_catalog_reads_total`),
 		badRequests:     s.NewCounter(`affinity_query_bad_requests_total`),
 		errors:          s.NewCounter(`affinity_query_errors_total`),
+		memberRows:      s.NewCounter(`affinity_segment_export_rows_total`),
 	}
 	h.pool.New = func() any { return &scratch{} }
 	return h, nil
@@ -132,6 +138,7 @@ func (h *Handler) Register(s *api.Server) {
 	s.Handle("/v1/visitors/", h.serveVisitors)
 	s.Handle("/v1/interests/", h.serveInterests)
 	s.Handle("/v1/catalog/", h.serveCatalog)
+	s.Handle(segmentsPrefix, h.serveSegments)
 }
 
 // badRequest answers 400 with reason.

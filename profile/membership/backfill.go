@@ -1,0 +1,198 @@
+package membership
+
+import (
+	"encoding/binary"
+	"slices"
+	"sync/atomic"
+
+	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// Backfill is the progress of the evaluation of a new or changed segment
+// over the site's existing profiles.
+type Backfill struct {
+	Gen       uint64
+	total     atomic.Int64
+	scanned   atomic.Int64
+	done      atomic.Bool
+	fromIndex atomic.Bool
+	stop      atomic.Bool
+	finished  chan struct{}
+}
+
+// Progress returns the profiles evaluated, the candidates found (−1 while
+// they are being collected) and whether the backfill is done.
+func (bf *Backfill) Progress() (scanned, total int64, done bool) {
+	return bf.scanned.Load(), bf.total.Load(), bf.done.Load()
+}
+
+// FromIndex reports whether the candidates come from the interest index
+// (Rule.Necessary) rather than from every profile of the site.
+func (bf *Backfill) FromIndex() bool { return bf.fromIndex.Load() }
+
+// Wait blocks until the backfill ended (done or stopped).
+func (bf *Backfill) Wait() { <-bf.finished }
+
+// BackfillOf returns the backfill of a segment started by this process,
+// nil when none ran since the start.
+func (e *Engine) BackfillOf(site, name string) *Backfill {
+	e.bfMu.Lock()
+	defer e.bfMu.Unlock()
+	return e.backfills[site+"\x00"+name]
+}
+
+// startBackfill starts evaluating the site's existing profiles for d. A
+// running backfill of the same segment stops first.
+func (e *Engine) startBackfill(d Definition) {
+	if !e.started.Load() {
+		return // Start resumes it
+	}
+	key := d.Site + "\x00" + d.Name
+	bf := &Backfill{Gen: d.Gen, finished: make(chan struct{})}
+	bf.total.Store(-1)
+	e.bfMu.Lock()
+	if old := e.backfills[key]; old != nil {
+		old.stop.Store(true)
+	}
+	e.backfills[key] = bf
+	e.bfMu.Unlock()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer close(bf.finished)
+		e.backfill(d, bf)
+	}()
+}
+
+func (e *Engine) stopBackfill(site, name string) {
+	e.bfMu.Lock()
+	defer e.bfMu.Unlock()
+	if bf := e.backfills[site+"\x00"+name]; bf != nil {
+		bf.stop.Store(true)
+	}
+}
+
+// resumeBackfills starts the backfills a restart interrupted: segments whose
+// stored generation is past the backfilled one.
+func (e *Engine) resumeBackfills() error {
+	var sites []string
+	last := ""
+	err := e.db.ScanExt([]byte{prefixDef}, func(key, _ []byte) bool {
+		r := reader{b: key[1:]}
+		if s := r.str("segment key"); r.err == nil && s != last {
+			sites = append(sites, s)
+			last = s
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, site := range sites {
+		defs, err := e.definitions(site)
+		if err != nil {
+			return err
+		}
+		for _, d := range defs {
+			if d.Backfilled < d.Gen {
+				e.startBackfill(d)
+			}
+		}
+	}
+	return nil
+}
+
+// backfill collects the candidates of d — from the interest index when the
+// rule names necessary interests, else every profile of the site — plus
+// the current members, and re-evaluates each through the Visitor.
+func (e *Engine) backfill(d Definition, bf *Backfill) {
+	rule, ok := e.Rule(d.Site, d.Name)
+	if !ok {
+		return
+	}
+	var cands []event.UUID
+	now := e.now()
+	ts, fromIndex := rule.Necessary()
+	bf.fromIndex.Store(fromIndex)
+	var err error
+	if fromIndex {
+		for _, t := range ts {
+			dim, ok := profile.ParseDim(t.Dim)
+			if !ok {
+				continue
+			}
+			var kb [profile.ScoreKeyLen]byte
+			maxKey := binary.BigEndian.Uint64(profile.AppendScoreKey(kb[:0], e.cfg.LogThreshold(dim, t.Min, now)))
+			err = e.db.ScanInterests(d.Site, t.Dim, t.Value, maxKey, nil, func(pos state.InterestPos) bool {
+				cands = append(cands, pos.Visitor)
+				return !bf.stop.Load()
+			})
+			if err != nil {
+				break
+			}
+		}
+	} else {
+		err = e.db.ScanVisitors(d.Site, func(v [16]byte, _, _ []byte) bool {
+			cands = append(cands, v)
+			return !bf.stop.Load()
+		})
+	}
+	if err == nil {
+		err = e.Members(d.Site, d.Name, nil, func(m *Member) bool {
+			cands = append(cands, m.Visitor)
+			return !bf.stop.Load()
+		})
+	}
+	if err != nil {
+		e.m.errors.Inc()
+		e.logf("membership: backfill of segment %q of site %q: cannot collect candidates: %s", d.Name, d.Site, err)
+		return
+	}
+	slices.SortFunc(cands, func(a, b event.UUID) int { return compareUUID(a, b) })
+	cands = slices.Compact(cands)
+	bf.total.Store(int64(len(cands)))
+	for _, v := range cands {
+		if bf.stop.Load() || e.ctx.Err() != nil {
+			return
+		}
+		ss, err := e.siteSegments(d.Site)
+		if err == nil {
+			err = e.visitor.Visit(d.Site, v, func(b *state.Batch, p *profile.Profile) error {
+				return e.reevaluate(b, d.Site, v, p, ss, e.now(), "backfill", false)
+			})
+		}
+		if err != nil {
+			e.m.errors.Inc()
+			e.logf("membership: backfill of segment %q of site %q: visitor %s: %s", d.Name, d.Site, v, err)
+		}
+		bf.scanned.Add(1)
+	}
+	// Mark it done, unless the segment changed meanwhile.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur, found, err := e.Definition(d.Site, d.Name)
+	if err != nil || !found || cur.Gen != d.Gen {
+		return
+	}
+	cur.Backfilled = d.Gen
+	b := e.db.NewBatch()
+	if err := b.ExtSet(appendSegKey(nil, prefixDef, d.Site, d.Name), appendDef(nil, &cur)); err == nil {
+		err = b.Commit()
+		if err != nil {
+			e.logf("membership: backfill of segment %q of site %q: %s", d.Name, d.Site, err)
+			return
+		}
+	}
+	bf.done.Store(true)
+}
+
+func compareUUID(a, b event.UUID) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return int(a[i]) - int(b[i])
+		}
+	}
+	return 0
+}

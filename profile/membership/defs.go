@@ -1,0 +1,258 @@
+package membership
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/affinityhq/affinity/profile/segment"
+	"github.com/affinityhq/affinity/storage/state"
+)
+
+// MaxNameLen bounds a segment name.
+const MaxNameLen = 128
+
+// CheckName reports whether name is a valid segment name: 1..128 bytes of
+// ASCII letters, digits, '_', '-' and '.'.
+func CheckName(name string) error {
+	if name == "" || len(name) > MaxNameLen {
+		return fmt.Errorf("bad segment name %q: want 1..%d characters", name, MaxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return fmt.Errorf("bad segment name %q: want letters, digits, _, - and . only", name)
+		}
+	}
+	return nil
+}
+
+func checkSite(site string) error {
+	if site == "" || len(site) > state.MaxSiteLen {
+		return fmt.Errorf("bad site %q: want 1..%d bytes", site, state.MaxSiteLen)
+	}
+	return nil
+}
+
+// siteSegments returns the compiled segments of site, loading them on first
+// use. PUT and DELETE replace the entry, so evaluations see a change at
+// once.
+func (e *Engine) siteSegments(site string) (*siteSegs, error) {
+	e.mu.RLock()
+	ss := e.sites[site]
+	e.mu.RUnlock()
+	if ss != nil {
+		return ss, nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ss = e.sites[site]; ss != nil {
+		return ss, nil
+	}
+	ss, err := e.loadSite(site)
+	if err != nil {
+		return nil, err
+	}
+	e.sites[site] = ss
+	return ss, nil
+}
+
+func (e *Engine) loadSite(site string) (*siteSegs, error) {
+	ss := &siteSegs{}
+	defs, err := e.definitions(site)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range defs {
+		r, err := segment.Compile(d.Source, e.opts.Rules)
+		if err != nil {
+			e.logf("membership: segment %q of site %q no longer compiles, skipped: %s", d.Name, site, err)
+			continue
+		}
+		ss.segs = append(ss.segs, &seg{name: d.Name, rule: r, gen: d.Gen, id: d.ID})
+	}
+	return ss, nil
+}
+
+// definitions reads the stored definitions of site in name order.
+func (e *Engine) definitions(site string) ([]Definition, error) {
+	if err := checkSite(site); err != nil {
+		return nil, err
+	}
+	prefix := appendSiteKey(nil, prefixDef, site)
+	var (
+		defs []Definition
+		derr error
+	)
+	err := e.db.ScanExt(prefix, func(key, val []byte) bool {
+		r := reader{b: key[len(prefix):]}
+		d := Definition{Site: site, Name: r.str("segment key")}
+		if r.err == nil {
+			r.err = decodeDef(&d, val)
+		}
+		if r.err != nil {
+			derr = fmt.Errorf("segment key %q of site %q: %w", key, site, r.err)
+			return false
+		}
+		defs = append(defs, d)
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the segments of site %q: %w", site, err)
+	}
+	return defs, nil
+}
+
+// Definition returns the stored definition of a segment.
+func (e *Engine) Definition(site, name string) (Definition, bool, error) {
+	d := Definition{Site: site, Name: name}
+	if err := checkSite(site); err != nil {
+		return d, false, err
+	}
+	v, ok, err := e.db.Ext(appendSegKey(nil, prefixDef, site, name), nil)
+	if err != nil || !ok {
+		return d, ok, err
+	}
+	if err := decodeDef(&d, v); err != nil {
+		return d, false, fmt.Errorf("segment %q of site %q: %w", name, site, err)
+	}
+	return d, true, nil
+}
+
+// Definitions returns every segment of site, in name order.
+func (e *Engine) Definitions(site string) ([]Definition, error) { return e.definitions(site) }
+
+// Rule returns the compiled rule of a segment, as evaluations use it.
+func (e *Engine) Rule(site, name string) (*segment.Rule, bool) {
+	ss, err := e.siteSegments(site)
+	if err != nil {
+		return nil, false
+	}
+	if s := ss.find(name); s != nil {
+		return s.rule, true
+	}
+	return nil, false
+}
+
+// Put creates or changes a segment: it compiles src (a *segment.Error when
+// it does not), stores the definition, makes live evaluation use it at
+// once and starts a backfill of the site's existing profiles. created
+// reports whether the segment is new. An unchanged rule is stored as is,
+// without a backfill.
+func (e *Engine) Put(site, name, src string) (d Definition, created bool, err error) {
+	if err := checkSite(site); err != nil {
+		return d, false, err
+	}
+	if err := CheckName(name); err != nil {
+		return d, false, err
+	}
+	rule, err := segment.Compile(src, e.opts.Rules)
+	if err != nil {
+		return d, false, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old, found, err := e.Definition(site, name)
+	if err != nil {
+		return d, false, err
+	}
+	if found && old.Source == src {
+		return old, false, nil
+	}
+	if !found {
+		// Keys an evaluation racing an earlier DELETE of the name left.
+		for _, p := range []byte{prefixMember, prefixFeed} {
+			if _, err := e.db.DeleteExtPrefix(appendSegKey(nil, p, site, name)); err != nil {
+				return d, false, fmt.Errorf("cannot clear segment %q of site %q: %w", name, site, err)
+			}
+		}
+	}
+	now := e.now()
+	d = Definition{Site: site, Name: name, Source: src, Gen: old.Gen + 1, Backfilled: old.Backfilled, Created: now, Updated: now}
+	if found {
+		d.Created, d.ID = old.Created, old.ID
+	} else {
+		d.ID = uint64(time.Now().UnixNano())
+	}
+	b := e.db.NewBatch()
+	if err := b.ExtSet(appendSegKey(nil, prefixDef, site, name), appendDef(nil, &d)); err != nil {
+		return d, false, err
+	}
+	if err := b.Commit(); err != nil {
+		return d, false, fmt.Errorf("cannot store segment %q of site %q: %w", name, site, err)
+	}
+	ss, err := e.loadSiteLocked(site)
+	if err != nil {
+		return d, false, err
+	}
+	nss := &siteSegs{segs: slices.Clone(ss.segs)}
+	sg := &seg{name: name, rule: rule, gen: d.Gen, id: d.ID}
+	if i := slices.IndexFunc(nss.segs, func(s *seg) bool { return s.name == name }); i >= 0 {
+		nss.segs[i] = sg
+	} else {
+		nss.segs = append(nss.segs, sg)
+	}
+	e.sites[site] = nss
+	e.startBackfill(d)
+	return d, !found, nil
+}
+
+// loadSiteLocked is siteSegments with e.mu held.
+func (e *Engine) loadSiteLocked(site string) (*siteSegs, error) {
+	if ss := e.sites[site]; ss != nil {
+		return ss, nil
+	}
+	ss, err := e.loadSite(site)
+	if err != nil {
+		return nil, err
+	}
+	e.sites[site] = ss
+	return ss, nil
+}
+
+// Delete removes a segment: its definition, members, change feed and
+// webhook. Evaluations stop at once; visitors' own lists forget it at
+// their next evaluation. It reports whether the segment existed.
+func (e *Engine) Delete(site, name string) (bool, error) {
+	if err := checkSite(site); err != nil {
+		return false, err
+	}
+	e.mu.Lock()
+	_, found, err := e.Definition(site, name)
+	if err != nil || !found {
+		e.mu.Unlock()
+		return false, err
+	}
+	e.stopBackfill(site, name)
+	b := e.db.NewBatch()
+	_ = b.ExtDelete(appendSegKey(nil, prefixDef, site, name))
+	_ = b.ExtDelete(appendSegKey(nil, prefixHook, site, name))
+	_ = b.ExtDelete(appendSegKey(nil, prefixHookPos, site, name))
+	if err := b.Commit(); err != nil {
+		e.mu.Unlock()
+		return false, fmt.Errorf("cannot delete segment %q of site %q: %w", name, site, err)
+	}
+	if ss, err := e.loadSiteLocked(site); err == nil {
+		nss := &siteSegs{}
+		for _, s := range ss.segs {
+			if s.name != name {
+				nss.segs = append(nss.segs, s)
+			}
+		}
+		e.sites[site] = nss
+	}
+	e.mu.Unlock()
+	// An evaluation that read the old list may still write a member key
+	// of the segment; it is found by no scan once the definition is gone,
+	// and a later PUT of the same name starts by clearing the prefix.
+	var errs error
+	for _, p := range []byte{prefixMember, prefixFeed} {
+		if _, err := e.db.DeleteExtPrefix(appendSegKey(nil, p, site, name)); err != nil {
+			errs = fmt.Errorf("cannot delete the keys of segment %q of site %q: %w", name, site, err)
+		}
+	}
+	return true, errs
+}

@@ -1,0 +1,50 @@
+// Package membership keeps segment membership live: per site it stores the
+// segments' definitions, evaluates their compiled rules (profile/segment)
+// for every profile the builder commits, re-evaluates a profile at the
+// exact instant time alone changes its answer, and records every entry and
+// exit as a change record in a numbered feed that the changes API, the
+// webhooks and (in Kafka mode) a changes topic read.
+//
+// # Live evaluation
+//
+// An Engine is the builder's Hook: for each changed profile it evaluates
+// the site's rules at the clock's now and adds to the builder's
+// state.Batch — so atomically with the profile and the consumed offset —
+// the membership keys (site, segment, visitor → entered at, email), the
+// visitor's own list of segments and its due time, the due-index entry
+// (due, site, visitor) of the earliest instant any rule can flip with no
+// new event, and a change record per entry or exit. A deleted profile
+// leaves every segment.
+//
+// # Time
+//
+// The due scheduler sleeps until the earliest due time and re-evaluates
+// each due profile through Visitor (the builder's Visit: under the
+// partition's lock, so serialised with the apply of the same visitor) at
+// its due instant: a change caused by time is recorded at that instant, not
+// when it was processed, and flips already past are caught up one by one.
+// Nothing is ever recomputed periodically.
+//
+// # The feed
+//
+// Partitions commit concurrently, so change records are first written to
+// an outbox under unique ids; one sequencer moves them into per-segment
+// feeds keyed by a global, gap-free sequence number, in order of its own
+// commits. A reader that has seen sequence n has seen every record ≤ n:
+// the cursor of the changes API and of each webhook.
+//
+// # Backfill
+//
+// PUT of a new or changed rule re-evaluates the site's existing profiles
+// in the background, through the same serialised path: the candidates come
+// from the interest index when the rule names necessary interests
+// (segment.Rule.Necessary), else from every profile, plus the current
+// members. Progress is per process; a restart resumes an unfinished one.
+//
+// # Concurrency
+//
+// An Engine is safe for concurrent use. Changed runs in the builder's
+// partition goroutines; Start runs the scheduler, the sequencer, the
+// webhook deliveries and backfills in their own goroutines until Close.
+// Key layouts: storage/state/FORMAT.md, section "Segments".
+package membership

@@ -1,0 +1,463 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/segment"
+	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// Options configures an Engine.
+type Options struct {
+	// State is the state DB the builder writes. Required.
+	State *state.DB
+	// Config is the scoring configuration of the builder. Required.
+	Config *profile.Config
+	// Rules holds the thresholds of lifecycle and rfm.*.
+	Rules segment.Config
+	// Now is the clock membership is evaluated by. Default time.Now. Tests
+	// drive time with it and call RunDue.
+	Now func() time.Time
+	// Metrics receives the counters. Nil: a private set.
+	Metrics *metrics.Set
+	// Logger receives errors. Nil discards them.
+	Logger func(format string, args ...any)
+
+	// Client sends webhooks. Default: an http.Client with a 10 s timeout.
+	Client *http.Client
+	// WebhookBatch is the most change records one delivery carries.
+	// Default 100.
+	WebhookBatch int
+	// WebhookMinBackoff and WebhookMaxBackoff bound the wait after a failed
+	// delivery, doubling from the first to the second. Default 1 s, 5 min.
+	WebhookMinBackoff, WebhookMaxBackoff time.Duration
+	// Sink, if set, receives every sequenced change record (the Kafka
+	// changes topic) before it counts as published; an error retries.
+	Sink func(ctx context.Context, cs []Change) error
+	// MaxDueSleep bounds how long the scheduler sleeps before looking at
+	// the due index again (the earliest due moves as profiles change).
+	// Default 1 s.
+	MaxDueSleep time.Duration
+}
+
+// DefaultOptions returns the defaults of the optional fields.
+func DefaultOptions() Options {
+	return Options{
+		Rules:             segment.DefaultConfig(),
+		Now:               time.Now,
+		WebhookBatch:      100,
+		WebhookMinBackoff: time.Second,
+		WebhookMaxBackoff: 5 * time.Minute,
+		MaxDueSleep:       time.Second,
+	}
+}
+
+// Visitor runs fn with a visitor's current profile serialised with the
+// builder's apply of that visitor, and commits what fn adds to the batch:
+// profile/builder.Builder.Visit.
+type Visitor interface {
+	Visit(site string, visitor event.UUID, fn func(b *state.Batch, p *profile.Profile) error) error
+}
+
+// Engine keeps segment membership. See the package doc.
+type Engine struct {
+	opts Options
+	db   *state.DB
+	cfg  *profile.Config
+	logf func(string, ...any)
+	m    engineMetrics
+
+	mu    sync.RWMutex
+	sites map[string]*siteSegs // compiled rules per site, loaded lazily
+
+	visitor Visitor
+	pool    sync.Pool // *scratch
+
+	outboxID atomic.Uint64
+	seqMu    sync.Mutex // one sequencer at a time
+	lastSeq  atomic.Uint64
+
+	nextDue atomic.Int64
+	dueWake chan struct{}
+	seqWake chan struct{}
+
+	bfMu      sync.Mutex
+	backfills map[string]*Backfill // by site|name
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	started   atomic.Bool
+	closeOnce sync.Once
+}
+
+type engineMetrics struct {
+	evals, entries, exits, dueRuns, sequenced *metrics.Counter
+	deliveries, deliveryErrors, errors        *metrics.Counter
+}
+
+type siteSegs struct {
+	segs []*seg
+}
+
+type seg struct {
+	name string
+	rule *segment.Rule
+	gen  uint64
+	id   uint64
+}
+
+// scratch is the per-call space of an evaluation.
+type scratch struct {
+	subj        segment.ProfileSubject
+	old, cur    vstate
+	key, val    []byte
+	facts       []byte
+	vbuf, oldVB []byte
+}
+
+// New returns an Engine for opts. Give it to the builder as its Hook, then
+// Start it with the builder.
+func New(opts Options) (*Engine, error) {
+	def := DefaultOptions()
+	if opts.State == nil || opts.Config == nil {
+		return nil, errors.New("BUG: membership.New needs Options.State and Options.Config")
+	}
+	if opts.Rules == (segment.Config{}) {
+		opts.Rules = def.Rules
+	}
+	if err := opts.Rules.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Now == nil {
+		opts.Now = def.Now
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewSet()
+	}
+	if opts.Logger == nil {
+		opts.Logger = func(string, ...any) {}
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if opts.WebhookBatch <= 0 {
+		opts.WebhookBatch = def.WebhookBatch
+	}
+	if opts.WebhookMinBackoff <= 0 {
+		opts.WebhookMinBackoff = def.WebhookMinBackoff
+	}
+	if opts.WebhookMaxBackoff < opts.WebhookMinBackoff {
+		opts.WebhookMaxBackoff = max(def.WebhookMaxBackoff, opts.WebhookMinBackoff)
+	}
+	if opts.MaxDueSleep <= 0 {
+		opts.MaxDueSleep = def.MaxDueSleep
+	}
+	s := opts.Metrics
+	e := &Engine{
+		opts:      opts,
+		db:        opts.State,
+		cfg:       opts.Config,
+		logf:      opts.Logger,
+		sites:     map[string]*siteSegs{},
+		dueWake:   make(chan struct{}, 1),
+		seqWake:   make(chan struct{}, 1),
+		backfills: map[string]*Backfill{},
+		m: engineMetrics{
+			evals:          s.NewCounter(`affinity_segment_evaluations_total`),
+			entries:        s.NewCounter(`affinity_segment_entries_total`),
+			exits:          s.NewCounter(`affinity_segment_exits_total`),
+			dueRuns:        s.NewCounter(`affinity_segment_due_reevaluations_total`),
+			sequenced:      s.NewCounter(`affinity_segment_changes_sequenced_total`),
+			deliveries:     s.NewCounter(`affinity_segment_webhook_deliveries_total`),
+			deliveryErrors: s.NewCounter(`affinity_segment_webhook_failures_total`),
+			errors:         s.NewCounter(`affinity_segment_errors_total`),
+		},
+	}
+	e.nextDue.Store(never)
+	e.pool.New = func() any { return &scratch{subj: segment.ProfileSubject{Cfg: opts.Config}} }
+	if err := e.loadCounters(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// loadCounters reads the last sequence number and the highest outbox id.
+func (e *Engine) loadCounters() error {
+	v, ok, err := e.db.Ext([]byte{prefixSeq}, nil)
+	if err != nil {
+		return fmt.Errorf("cannot read the change sequence: %w", err)
+	}
+	if ok {
+		seq, err := parseU64(v)
+		if err != nil {
+			return fmt.Errorf("cannot read the change sequence: %w", err)
+		}
+		e.lastSeq.Store(seq)
+	}
+	var maxID uint64
+	err = e.db.ScanExt([]byte{prefixOutbox}, func(key, _ []byte) bool {
+		if len(key) == 9 {
+			maxID = max(maxID, uint64(key[1])<<56|uint64(key[2])<<48|uint64(key[3])<<40|uint64(key[4])<<32|
+				uint64(key[5])<<24|uint64(key[6])<<16|uint64(key[7])<<8|uint64(key[8]))
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("cannot read the change outbox: %w", err)
+	}
+	e.outboxID.Store(maxID)
+	return nil
+}
+
+// Start runs the due scheduler, the change sequencer, the webhook
+// deliveries and any backfill a restart interrupted; v re-evaluates
+// visitors serialised with the builder (the builder itself).
+func (e *Engine) Start(v Visitor) error {
+	if v == nil {
+		return errors.New("BUG: membership.Start needs a Visitor")
+	}
+	if e.started.Swap(true) {
+		return errors.New("cannot start membership: already started")
+	}
+	e.visitor = v
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.wg.Add(3)
+	go e.dueLoop()
+	go e.sequenceLoop()
+	go e.webhookLoop()
+	return e.resumeBackfills()
+}
+
+// Close stops the background work (a running backfill stops between two
+// visitors and resumes on the next Start). Call it before the builder's
+// Close. It is idempotent.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		if e.cancel != nil {
+			e.cancel()
+		}
+		e.wg.Wait()
+	})
+	return nil
+}
+
+func (e *Engine) now() int64 { return e.opts.Now().UnixMilli() }
+
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Changed implements profile/builder.Hook: it re-evaluates the segments of
+// site for the changed (or, p nil, deleted) profile at the clock's now and
+// adds the membership, due and change writes to b.
+func (e *Engine) Changed(b *state.Batch, site string, visitor event.UUID, p *profile.Profile) error {
+	ss, err := e.siteSegments(site)
+	if err != nil {
+		return err
+	}
+	if len(ss.segs) == 0 {
+		return nil
+	}
+	why := "event"
+	if p == nil {
+		why = "deleted"
+	}
+	return e.reevaluate(b, site, visitor, p, ss, e.now(), why, false)
+}
+
+// reevaluate evaluates every segment of ss for the profile at instant at
+// and writes the differences from the stored state. With catchUp (the
+// scheduler), it goes on evaluating at each next flip that is already
+// past, so that every change is recorded at its exact instant.
+func (e *Engine) reevaluate(b *state.Batch, site string, visitor event.UUID, p *profile.Profile, ss *siteSegs, at int64, why string, catchUp bool) error {
+	sc := e.pool.Get().(*scratch)
+	defer e.pool.Put(sc)
+	sc.key = appendVisitorKey(sc.key[:0], site, visitor)
+	var (
+		found bool
+		err   error
+	)
+	sc.oldVB, found, err = e.db.Ext(sc.key, sc.oldVB)
+	if err != nil {
+		return fmt.Errorf("cannot read the memberships of visitor %s of site %q: %w", visitor, site, err)
+	}
+	sc.old.reset()
+	if found {
+		if err := decodeVState(&sc.old, sc.oldVB); err != nil {
+			e.logf("membership: visitor %s of site %q: %s; starting over", visitor, site, err)
+			sc.old.reset()
+		}
+	}
+	copyVState(&sc.cur, &sc.old)
+	now := e.now()
+	for i := 0; ; i++ {
+		next, err := e.evalAt(b, sc, site, visitor, p, ss, at, why)
+		if err != nil {
+			return err
+		}
+		sc.cur.due = next
+		if !catchUp || next > now || next == never || i >= 64 {
+			break
+		}
+		at = next
+	}
+	return e.writeState(b, sc, site, visitor)
+}
+
+func copyVState(dst, src *vstate) {
+	dst.reset()
+	dst.due, dst.email = src.due, src.email
+	dst.member = append(dst.member, src.member...)
+}
+
+// evalAt evaluates the segments at instant at against sc.cur, updating it
+// and writing membership keys and change records; it returns the earliest
+// next flip.
+func (e *Engine) evalAt(b *state.Batch, sc *scratch, site string, visitor event.UUID, p *profile.Profile, ss *siteSegs, at int64, why string) (int64, error) {
+	next := int64(never)
+	email := ""
+	if p != nil {
+		email = p.Email
+		sc.subj.P = p
+	}
+	emailChanged := email != sc.cur.email
+	sc.cur.email = email
+	for _, sg := range ss.segs {
+		member, n := false, int64(never)
+		if p != nil {
+			member, n = sg.rule.Eval(&sc.subj, at)
+			e.m.evals.Inc()
+		}
+		next = min(next, n)
+		i := sc.cur.find(sg.name)
+		if i >= 0 && sc.cur.member[i].id != sg.id {
+			// A deleted segment's, under a name used again.
+			sc.cur.member = append(sc.cur.member[:i], sc.cur.member[i+1:]...)
+			i = -1
+		}
+		switch {
+		case member && i < 0:
+			sc.cur.member = append(sc.cur.member, vmember{name: sg.name, id: sg.id, entered: at})
+			if err := e.putMember(b, sc, site, sg.name, visitor, at, email); err != nil {
+				return 0, err
+			}
+			if err := e.record(b, sc, sg, site, visitor, p, email, true, at, why); err != nil {
+				return 0, err
+			}
+		case member && emailChanged:
+			if err := e.putMember(b, sc, site, sg.name, visitor, sc.cur.member[i].entered, email); err != nil {
+				return 0, err
+			}
+		case !member && i >= 0:
+			sc.cur.member = append(sc.cur.member[:i], sc.cur.member[i+1:]...)
+			sc.key = appendMemberKey(sc.key[:0], site, sg.name, visitor)
+			if err := b.ExtDelete(sc.key); err != nil {
+				return 0, err
+			}
+			if err := e.record(b, sc, sg, site, visitor, p, email, false, at, why); err != nil {
+				return 0, err
+			}
+		}
+	}
+	// Memberships of segments deleted since: their keys went with the
+	// segment, only the visitor's list remembers them.
+	for i := 0; i < len(sc.cur.member); {
+		if s := ss.find(sc.cur.member[i].name); s == nil || s.id != sc.cur.member[i].id {
+			sc.cur.member = append(sc.cur.member[:i], sc.cur.member[i+1:]...)
+			continue
+		}
+		i++
+	}
+	return next, nil
+}
+
+func (ss *siteSegs) find(name string) *seg {
+	for _, s := range ss.segs {
+		if s.name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+func (e *Engine) putMember(b *state.Batch, sc *scratch, site, name string, visitor event.UUID, entered int64, email string) error {
+	sc.key = appendMemberKey(sc.key[:0], site, name, visitor)
+	sc.val = appendMemberValue(sc.val[:0], entered, email)
+	return b.ExtSet(sc.key, sc.val)
+}
+
+// record adds a change record to the outbox of b.
+func (e *Engine) record(b *state.Batch, sc *scratch, sg *seg, site string, visitor event.UUID, p *profile.Profile, email string, entered bool, at int64, why string) error {
+	sc.facts = sc.facts[:0]
+	if p != nil {
+		sc.facts = sg.rule.AppendFacts(sc.facts, &sc.subj, at)
+	} else {
+		sc.facts = append(sc.facts, "{}"...)
+	}
+	c := Change{Site: site, Segment: sg.name, Visitor: visitor, Email: email, Entered: entered, At: at, Why: why, Facts: string(sc.facts)}
+	if entered {
+		e.m.entries.Inc()
+	} else {
+		e.m.exits.Inc()
+	}
+	sc.key = appendOutboxKey(sc.key[:0], e.outboxID.Add(1))
+	sc.val = appendOutbox(sc.val[:0], &c)
+	if err := b.ExtSet(sc.key, sc.val); err != nil {
+		return err
+	}
+	poke(e.seqWake)
+	return nil
+}
+
+// writeState writes the visitor's 'V' key and moves its due entry, when
+// they changed.
+func (e *Engine) writeState(b *state.Batch, sc *scratch, site string, visitor event.UUID) error {
+	old, cur := &sc.old, &sc.cur
+	if cur.due == never {
+		cur.due = 0
+	}
+	if old.due != cur.due {
+		if old.due != 0 {
+			sc.key = appendDueKey(sc.key[:0], old.due, site, visitor)
+			if err := b.ExtDelete(sc.key); err != nil {
+				return err
+			}
+		}
+		if cur.due != 0 {
+			sc.key = appendDueKey(sc.key[:0], cur.due, site, visitor)
+			if err := b.ExtSet(sc.key, nil); err != nil {
+				return err
+			}
+			if cur.due < e.nextDue.Load() {
+				e.nextDue.Store(cur.due)
+				poke(e.dueWake)
+			}
+		}
+	}
+	sc.key = appendVisitorKey(sc.key[:0], site, visitor)
+	if cur.due == 0 && len(cur.member) == 0 {
+		if len(sc.oldVB) > 0 {
+			return b.ExtDelete(sc.key)
+		}
+		return nil
+	}
+	sc.vbuf = appendVState(sc.vbuf[:0], cur)
+	if string(sc.vbuf) == string(sc.oldVB) {
+		return nil
+	}
+	return b.ExtSet(sc.key, sc.vbuf)
+}

@@ -1,0 +1,185 @@
+package membership
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/affinityhq/affinity/profile/segment"
+)
+
+// sequenceBatch is how many outbox records one sequencing transaction moves.
+const sequenceBatch = 1024
+
+// Sequence moves the change records the builder's commits left in the
+// outbox into the segments' feeds, numbering them from the last sequence
+// number on, in one transaction per batch: a reader of a feed sees a
+// gap-free prefix of the numbers, so a cursor never skips a record that
+// commits later. It returns how many it moved. The sequencer calls it;
+// tests may too.
+func (e *Engine) Sequence(ctx context.Context) (int, error) {
+	e.seqMu.Lock()
+	defer e.seqMu.Unlock()
+	total := 0
+	for {
+		var (
+			keys [][]byte
+			cs   []Change
+			derr error
+		)
+		err := e.db.ScanExt([]byte{prefixOutbox}, func(key, val []byte) bool {
+			var c Change
+			if err := decodeOutbox(&c, val); err != nil {
+				// Unreadable: drop it rather than block the feed.
+				e.logf("membership: dropping outbox record %x: %s", key, err)
+			} else {
+				cs = append(cs, c)
+			}
+			keys = append(keys, append([]byte(nil), key...))
+			return len(keys) < sequenceBatch
+		})
+		if err == nil {
+			err = derr
+		}
+		if err != nil {
+			return total, fmt.Errorf("cannot read the change outbox: %w", err)
+		}
+		if len(keys) == 0 {
+			return total, nil
+		}
+		seq := e.lastSeq.Load()
+		for i := range cs {
+			seq++
+			cs[i].Seq = seq
+		}
+		if e.opts.Sink != nil && len(cs) > 0 {
+			if err := e.opts.Sink(ctx, cs); err != nil {
+				return total, fmt.Errorf("cannot publish %d change records: %w", len(cs), err)
+			}
+		}
+		b := e.db.NewBatch()
+		var buf []byte
+		for i := range cs {
+			c := &cs[i]
+			buf = appendRecord(buf[:0], c)
+			if err := b.ExtSet(appendFeedKey(nil, c.Site, c.Segment, c.Seq), buf); err != nil {
+				return total, err
+			}
+		}
+		for _, k := range keys {
+			if err := b.ExtDelete(k); err != nil {
+				return total, err
+			}
+		}
+		if err := b.ExtSet([]byte{prefixSeq}, appendU64(nil, seq)); err != nil {
+			return total, err
+		}
+		if err := b.Commit(); err != nil {
+			return total, fmt.Errorf("cannot sequence %d change records: %w", len(cs), err)
+		}
+		e.lastSeq.Store(seq)
+		e.m.sequenced.Add(len(cs))
+		total += len(cs)
+	}
+}
+
+// LastSeq returns the highest sequence number given to a change record.
+func (e *Engine) LastSeq() uint64 { return e.lastSeq.Load() }
+
+// sequenceLoop sequences what evaluations put in the outbox: shortly after
+// a poke (the poke comes before the builder's commit) and every 200 ms.
+func (e *Engine) sequenceLoop() {
+	defer e.wg.Done()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+		case <-e.seqWake:
+			select {
+			case <-e.ctx.Done():
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		if _, err := e.Sequence(e.ctx); err != nil && e.ctx.Err() == nil {
+			e.m.errors.Inc()
+			e.logf("membership: %s", err)
+		}
+	}
+}
+
+// Changes calls fn with the change records of a segment whose sequence
+// number is above after, in order, until fn returns false.
+func (e *Engine) Changes(site, name string, after uint64, fn func(c *Change) bool) error {
+	if err := checkSite(site); err != nil {
+		return err
+	}
+	prefix := appendSegKey(nil, prefixFeed, site, name)
+	var from []byte
+	if after > 0 {
+		from = appendFeedKey(nil, site, name, after)
+	}
+	var derr error
+	err := e.db.ScanExtFrom(prefix, from, func(key, val []byte) bool {
+		c := Change{Site: site, Segment: name}
+		seq, err := parseU64(key[len(prefix):])
+		if err == nil {
+			err = decodeRecord(&c, val)
+		}
+		if err != nil {
+			derr = fmt.Errorf("change record %x: %w", key, err)
+			return false
+		}
+		c.Seq = seq
+		return fn(&c)
+	})
+	if err == nil {
+		err = derr
+	}
+	return err
+}
+
+// AppendJSON appends c as a JSON object:
+//
+//	{"seq":"12","site":"shop","segment":"mums","visitor":"<uuid>","email":"a@b.c",
+//	 "change":"entered","at":"2026-…Z","at_ms":…,"why":"event","facts":{…}}
+//
+// seq is a string, the cursor of the feed.
+func (c *Change) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"seq":"`...)
+	dst = strconv.AppendUint(dst, c.Seq, 10)
+	dst = append(dst, `","site":`...)
+	dst = segment.AppendJSONString(dst, c.Site)
+	dst = append(dst, `,"segment":`...)
+	dst = segment.AppendJSONString(dst, c.Segment)
+	dst = append(dst, `,"visitor":"`...)
+	dst = append(dst, c.Visitor.String()...)
+	dst = append(dst, `","email":`...)
+	if c.Email == "" {
+		dst = append(dst, "null"...)
+	} else {
+		dst = segment.AppendJSONString(dst, c.Email)
+	}
+	if c.Entered {
+		dst = append(dst, `,"change":"entered"`...)
+	} else {
+		dst = append(dst, `,"change":"left"`...)
+	}
+	dst = append(dst, `,"at":"`...)
+	dst = time.UnixMilli(c.At).UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
+	dst = append(dst, `","at_ms":`...)
+	dst = strconv.AppendInt(dst, c.At, 10)
+	dst = append(dst, `,"why":`...)
+	dst = segment.AppendJSONString(dst, c.Why)
+	dst = append(dst, `,"facts":`...)
+	if c.Facts == "" {
+		dst = append(dst, "{}"...)
+	} else {
+		dst = append(dst, c.Facts...)
+	}
+	return append(dst, '}')
+}

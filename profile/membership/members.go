@@ -1,0 +1,97 @@
+package membership
+
+import (
+	"fmt"
+
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// Member is one visitor in a segment.
+type Member struct {
+	Visitor event.UUID
+	Entered int64  // Unix ms
+	Email   string // "" when not identified
+}
+
+// Members calls fn with the members of a segment in visitor byte order,
+// starting after visitor *after when it is not nil, until fn returns
+// false. It reads one snapshot and holds one member at a time.
+func (e *Engine) Members(site, name string, after *event.UUID, fn func(m *Member) bool) error {
+	if err := checkSite(site); err != nil {
+		return err
+	}
+	prefix := appendSegKey(nil, prefixMember, site, name)
+	var from []byte
+	if after != nil {
+		from = appendMemberKey(nil, site, name, *after)
+	}
+	var (
+		m    Member
+		derr error
+	)
+	err := e.db.ScanExtFrom(prefix, from, func(key, val []byte) bool {
+		if len(key) != len(prefix)+16 {
+			derr = fmt.Errorf("BUG: membership key %x has a bad length", key)
+			return false
+		}
+		m.Visitor = event.UUID(key[len(prefix):])
+		var err error
+		if m.Entered, m.Email, err = decodeMemberValue(val); err != nil {
+			derr = fmt.Errorf("membership of visitor %s in segment %q of site %q: %w", m.Visitor, name, site, err)
+			return false
+		}
+		return fn(&m)
+	})
+	if err == nil {
+		err = derr
+	}
+	return err
+}
+
+// IsMember reports whether visitor is in the segment, and since when.
+func (e *Engine) IsMember(site, name string, visitor event.UUID) (m Member, ok bool, err error) {
+	v, ok, err := e.db.Ext(appendMemberKey(nil, site, name, visitor), nil)
+	if err != nil || !ok {
+		return m, false, err
+	}
+	m.Visitor = visitor
+	m.Entered, m.Email, err = decodeMemberValue(v)
+	return m, err == nil, err
+}
+
+// Size returns the number of members of a segment (a key-only count).
+func (e *Engine) Size(site, name string) (int, error) {
+	return e.db.CountExt(appendSegKey(nil, prefixMember, site, name))
+}
+
+// Membership is one segment a visitor is in.
+type Membership struct {
+	Segment string
+	Entered int64 // Unix ms
+}
+
+// VisitorSegments returns the segments visitor is in, and the instant its
+// membership can next change with no new event (0: never).
+func (e *Engine) VisitorSegments(site string, visitor event.UUID) (ms []Membership, due int64, err error) {
+	if err := checkSite(site); err != nil {
+		return nil, 0, err
+	}
+	v, ok, err := e.db.Ext(appendVisitorKey(nil, site, visitor), nil)
+	if err != nil || !ok {
+		return nil, 0, err
+	}
+	var st vstate
+	if err := decodeVState(&st, v); err != nil {
+		return nil, 0, err
+	}
+	ss, err := e.siteSegments(site)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, m := range st.member {
+		if s := ss.find(m.name); s != nil && s.id == m.id {
+			ms = append(ms, Membership{Segment: m.name, Entered: m.entered})
+		}
+	}
+	return ms, st.due, nil
+}

@@ -1,0 +1,142 @@
+package membership_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// BenchmarkChanged is the cost the segments add to each changed profile
+// the builder commits: read the visitor's memberships, evaluate the
+// issue's example rules (11 segments), write what changed into the batch.
+func BenchmarkChanged(b *testing.B) {
+	db, err := state.Open(state.DefaultOptions(filepath.Join(b.TempDir(), "state")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	cfg := profile.DefaultConfig()
+	mo := membership.DefaultOptions()
+	mo.State, mo.Config = db, cfg
+	mo.Now = func() time.Time { return time.UnixMilli(t0 + hour) }
+	m, err := membership.New(mo)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, rule := range randomRules {
+		if _, _, err := m.Put("shop", name, rule); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p := &profile.Profile{}
+	for i, typ := range []event.Type{event.TypeView, event.TypeView, event.TypeCart, event.TypePurchase, event.TypeView} {
+		e := ev(typ, t0-int64(i)*hour, nutrilon)
+		p.Apply(&e, cfg, t0, nil)
+	}
+	batch := db.NewBatch()
+	v := visitor(1)
+	// Store the visitor's state once, so that the loop measures the
+	// steady state: evaluations that change nothing.
+	if err := m.Changed(batch, "shop", v, p); err != nil {
+		b.Fatal(err)
+	}
+	if err := batch.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := m.Changed(batch, "shop", v, p); err != nil {
+			b.Fatal(err)
+		}
+		batch.Reset()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(randomRules)), "ns/rule")
+}
+
+// BenchmarkBuilderWithSegments is the builder's throughput from an
+// embedded log with no Hook, and with the membership engine evaluating the
+// 11 rules of randomRules: 20 000 events (4 per record) of 2 000 visitors.
+func BenchmarkBuilderWithSegments(b *testing.B) {
+	for _, withSegments := range []bool{false, true} {
+		b.Run(map[bool]string{false: "no-hook", true: "11-segments"}[withSegments], func(b *testing.B) {
+			const visitors, records = 2000, 5000
+			b.ReportAllocs()
+			events := 0
+			var elapsed time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				dir := b.TempDir()
+				lo := storage.DefaultEmbeddedOptions(filepath.Join(dir, "log"))
+				lo.Partitions = 2
+				l, err := storage.OpenEmbeddedLog(lo)
+				if err != nil {
+					b.Fatal(err)
+				}
+				db, err := state.Open(state.DefaultOptions(filepath.Join(dir, "state")))
+				if err != nil {
+					b.Fatal(err)
+				}
+				cfg := profile.DefaultConfig()
+				bo := builder.DefaultOptions()
+				bo.Log, bo.State, bo.Config = l, db, cfg
+				var m *membership.Engine
+				if withSegments {
+					mo := membership.DefaultOptions()
+					mo.State, mo.Config = db, cfg
+					mo.Now = func() time.Time { return time.UnixMilli(t0) }
+					if m, err = membership.New(mo); err != nil {
+						b.Fatal(err)
+					}
+					for name, rule := range randomRules {
+						if _, _, err := m.Put("shop", name, rule); err != nil {
+							b.Fatal(err)
+						}
+					}
+					bo.Hook = m
+				}
+				msgs := make([]storage.Message, 0, records)
+				for i := range records {
+					v := visitor(i % visitors)
+					bt := batch("shop", v, ev(event.TypeView, t0-int64(i), nutrilon), ev(event.TypeCart, t0-int64(i), lego),
+						ev(event.TypeView, t0-int64(i), lego), ev(event.TypePurchase, t0-int64(i), nutrilon))
+					msgs = append(msgs, storage.Message{Key: tracker.AppendLogKey(nil, "shop", v), Value: event.AppendBatch(nil, bt)})
+				}
+				for i := 0; i < len(msgs); i += 1000 {
+					if err := l.Append(context.Background(), msgs[i:i+1000]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				bl, err := builder.New(bo)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				start := time.Now()
+				if err := bl.Start(); err != nil {
+					b.Fatal(err)
+				}
+				if err := bl.WaitCaughtUp(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				elapsed += time.Since(start)
+				events += 4 * records
+				b.StopTimer()
+				_ = bl.Close()
+				_ = l.Close()
+				_ = db.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(events)/elapsed.Seconds(), "events/s")
+		})
+	}
+}

@@ -1,0 +1,323 @@
+package query
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/segment"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// The segment API (Options.Segments):
+//
+//	PUT    /v1/segments/{site}/{name}            rule text → 201 (created) / 200, the definition; 400 with position
+//	GET    /v1/segments/{site}                   the segments with their sizes
+//	GET    /v1/segments/{site}/{name}            definition, size, backfill progress
+//	DELETE /v1/segments/{site}/{name}            204, 404
+//	GET    /v1/segments/{site}/{name}/members    ?format=ndjson|csv&by=email&cursor=&limit=&holdout=P&salt=S&group=control
+//	GET    /v1/segments/{site}/{name}/changes    ?after=<seq>&limit=N → {"changes":[…],"cursor":"<seq>"}
+//	PUT    /v1/segments/{site}/{name}/webhook    {"url":…,"secret":…}; GET, DELETE
+//	GET    /v1/visitors/{site}/{visitor}/segments
+const segmentsPrefix = "/v1/segments/"
+
+// maxRuleBytes bounds a PUT body (the rule language caps rules at 4096).
+const maxRuleBytes = 64 << 10
+
+func (h *Handler) serveSegments(ctx *fasthttp.RequestCtx) {
+	if h.opts.Segments == nil {
+		api.Error(ctx, fasthttp.StatusServiceUnavailable, "this process keeps no segments: send segment requests to the process running affinity serve or build")
+		return
+	}
+	rest := string(ctx.Path()[len(segmentsPrefix):])
+	parts := strings.Split(rest, "/")
+	for _, p := range parts {
+		if p == "" {
+			api.Error(ctx, fasthttp.StatusNotFound, "no such path "+string(ctx.Path())+"; want /v1/segments/{site}[/{name}[/members|/changes|/webhook]]")
+			return
+		}
+	}
+	site := parts[0]
+	if err := checkSite(site); err != nil {
+		h.badRequest(ctx, err.Error())
+		return
+	}
+	if len(parts) == 1 {
+		if !ctx.IsGet() && !ctx.IsHead() {
+			methodNotAllowed(ctx, "GET, HEAD")
+			return
+		}
+		h.listSegments(ctx, site)
+		return
+	}
+	name := parts[1]
+	if err := membership.CheckName(name); err != nil {
+		h.badRequest(ctx, err.Error())
+		return
+	}
+	switch {
+	case len(parts) == 2:
+		switch {
+		case ctx.IsPut():
+			h.putSegment(ctx, site, name)
+		case ctx.IsGet() || ctx.IsHead():
+			h.getSegment(ctx, site, name)
+		case ctx.IsDelete():
+			h.deleteSegment(ctx, site, name)
+		default:
+			methodNotAllowed(ctx, "GET, HEAD, PUT, DELETE")
+		}
+		return
+	case len(parts) == 3 && parts[2] == "members":
+		if !ctx.IsGet() && !ctx.IsHead() {
+			methodNotAllowed(ctx, "GET, HEAD")
+			return
+		}
+		h.serveMembers(ctx, site, name)
+		return
+	case len(parts) == 3 && parts[2] == "changes":
+		if !ctx.IsGet() && !ctx.IsHead() {
+			methodNotAllowed(ctx, "GET, HEAD")
+			return
+		}
+		h.serveChanges(ctx, site, name)
+		return
+	case len(parts) == 3 && parts[2] == "webhook":
+		h.serveWebhook(ctx, site, name)
+		return
+	}
+	api.Error(ctx, fasthttp.StatusNotFound, "no such path "+string(ctx.Path())+"; want /v1/segments/{site}[/{name}[/members|/changes|/webhook]]")
+}
+
+func (h *Handler) noSegment(ctx *fasthttp.RequestCtx, site, name string) {
+	api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no segment %s of site %s", quote([]byte(name)), quote([]byte(site))))
+}
+
+func (h *Handler) putSegment(ctx *fasthttp.RequestCtx, site, name string) {
+	body := ctx.PostBody()
+	if len(body) > maxRuleBytes {
+		api.Error(ctx, fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("rule of %d bytes: at most %d", len(body), maxRuleBytes))
+		return
+	}
+	src := strings.TrimSpace(string(body))
+	d, created, err := h.opts.Segments.Put(site, name, src)
+	if err != nil {
+		var se *segment.Error
+		if errors.As(err, &se) {
+			h.badRequest(ctx, "bad rule: "+oneLine(err.Error()))
+			return
+		}
+		if strings.HasPrefix(err.Error(), "bad ") {
+			h.badRequest(ctx, err.Error())
+			return
+		}
+		h.internalError(ctx, err)
+		return
+	}
+	if created {
+		ctx.SetStatusCode(fasthttp.StatusCreated)
+	}
+	h.writeSegment(ctx, &d)
+}
+
+func (h *Handler) getSegment(ctx *fasthttp.RequestCtx, site, name string) {
+	d, ok, err := h.opts.Segments.Definition(site, name)
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	if !ok {
+		h.noSegment(ctx, site, name)
+		return
+	}
+	h.writeSegment(ctx, &d)
+}
+
+func (h *Handler) deleteSegment(ctx *fasthttp.RequestCtx, site, name string) {
+	ok, err := h.opts.Segments.Delete(site, name)
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	if !ok {
+		h.noSegment(ctx, site, name)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
+func (h *Handler) listSegments(ctx *fasthttp.RequestCtx, site string) {
+	defs, err := h.opts.Segments.Definitions(site)
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	out := append([]byte(nil), `{"site":`...)
+	out = event.AppendJSONString(out, site)
+	out = append(out, `,"segments":[`...)
+	for i := range defs {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		if out, err = h.appendSegment(out, &defs[i]); err != nil {
+			h.internalError(ctx, err)
+			return
+		}
+	}
+	out = append(out, "]}\n"...)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(out)
+}
+
+func (h *Handler) writeSegment(ctx *fasthttp.RequestCtx, d *membership.Definition) {
+	out, err := h.appendSegment(nil, d)
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(out, '\n'))
+}
+
+// appendSegment appends the JSON of a definition:
+//
+//	{"site":…,"name":…,"rule":…,"canonical":…,"terms":[…],"size":N,"generation":N,
+//	 "created":…,"updated":…,"backfill":{"state":"running|done|pending","scanned":N,"total":N,"from_index":bool}}
+func (h *Handler) appendSegment(out []byte, d *membership.Definition) ([]byte, error) {
+	m := h.opts.Segments
+	size, err := m.Size(d.Site, d.Name)
+	if err != nil {
+		return out, err
+	}
+	out = append(out, `{"site":`...)
+	out = event.AppendJSONString(out, d.Site)
+	out = append(out, `,"name":`...)
+	out = event.AppendJSONString(out, d.Name)
+	out = append(out, `,"rule":`...)
+	out = event.AppendJSONString(out, d.Source)
+	if r, ok := m.Rule(d.Site, d.Name); ok {
+		out = append(out, `,"canonical":`...)
+		out = event.AppendJSONString(out, r.String())
+		out = append(out, `,"terms":[`...)
+		for i, ref := range r.Refs() {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = event.AppendJSONString(out, ref.Name)
+		}
+		out = append(out, ']')
+	}
+	out = append(out, `,"size":`...)
+	out = strconv.AppendInt(out, int64(size), 10)
+	out = append(out, `,"generation":`...)
+	out = strconv.AppendUint(out, d.Gen, 10)
+	out = append(out, `,"created":`...)
+	out = appendTime(out, d.Created)
+	out = append(out, `,"updated":`...)
+	out = appendTime(out, d.Updated)
+	out = append(out, `,"backfill":{"state":`...)
+	bf := m.BackfillOf(d.Site, d.Name)
+	switch {
+	case bf != nil && bf.Gen == d.Gen:
+		scanned, total, done := bf.Progress()
+		if done {
+			out = append(out, `"done"`...)
+		} else {
+			out = append(out, `"running"`...)
+		}
+		out = append(out, `,"scanned":`...)
+		out = strconv.AppendInt(out, scanned, 10)
+		out = append(out, `,"total":`...)
+		if total < 0 {
+			out = append(out, "null"...)
+		} else {
+			out = strconv.AppendInt(out, total, 10)
+		}
+		out = append(out, `,"from_index":`...)
+		out = strconv.AppendBool(out, bf.FromIndex())
+	case d.Backfilled >= d.Gen:
+		out = append(out, `"done"`...)
+	default:
+		out = append(out, `"pending"`...)
+	}
+	return append(out, "}}"...), nil
+}
+
+// timeLayout is RFC 3339 in UTC with milliseconds.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// appendTime appends ms as a quoted RFC 3339 time.
+func appendTime(dst []byte, ms int64) []byte {
+	dst = append(dst, '"')
+	dst = time.UnixMilli(ms).UTC().AppendFormat(dst, timeLayout)
+	return append(dst, '"')
+}
+
+func (h *Handler) serveWebhook(ctx *fasthttp.RequestCtx, site, name string) {
+	m := h.opts.Segments
+	switch {
+	case ctx.IsPut():
+		var req struct {
+			URL    string `json:"url"`
+			Secret string `json:"secret"`
+		}
+		if err := json.Unmarshal(ctx.PostBody(), &req); err != nil {
+			h.badRequest(ctx, `bad webhook: want {"url":"https://…","secret":"…"}: `+oneLine(err.Error()))
+			return
+		}
+		if _, ok, err := m.Definition(site, name); err != nil || !ok {
+			if err != nil {
+				h.internalError(ctx, err)
+			} else {
+				h.noSegment(ctx, site, name)
+			}
+			return
+		}
+		if err := m.SetWebhook(site, name, req.URL, req.Secret); err != nil {
+			h.badRequest(ctx, err.Error())
+			return
+		}
+		h.getWebhook(ctx, site, name)
+	case ctx.IsGet() || ctx.IsHead():
+		h.getWebhook(ctx, site, name)
+	case ctx.IsDelete():
+		ok, err := m.DeleteWebhook(site, name)
+		if err != nil {
+			h.internalError(ctx, err)
+			return
+		}
+		if !ok {
+			api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no webhook on segment %s of site %s", quote([]byte(name)), quote([]byte(site))))
+			return
+		}
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+	default:
+		methodNotAllowed(ctx, "GET, HEAD, PUT, DELETE")
+	}
+}
+
+// getWebhook answers {"url":…,"delivered":"<seq>"} (never the secret).
+func (h *Handler) getWebhook(ctx *fasthttp.RequestCtx, site, name string) {
+	w, ok, err := h.opts.Segments.GetWebhook(site, name)
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	if !ok {
+		api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no webhook on segment %s of site %s", quote([]byte(name)), quote([]byte(site))))
+		return
+	}
+	out := append([]byte(nil), `{"url":`...)
+	out = event.AppendJSONString(out, w.URL)
+	out = append(out, `,"delivered":"`...)
+	out = strconv.AppendUint(out, w.Delivered, 10)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(out, "\"}\n"...))
+}

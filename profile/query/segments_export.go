@@ -1,0 +1,510 @@
+package query
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/segment"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// membersQuery is one parsed GET …/members request.
+type membersQuery struct {
+	site, name string
+	rule       *segment.Rule
+	csv        bool
+	byEmail    bool
+	after      *event.UUID
+	limit      int // 0: all
+	at         int64
+	holdout    float64 // percent in [0, 100); 0: none
+	salt       string
+	control    bool // list the control group instead
+	noFacts    bool // ?facts=false: no profile reads
+}
+
+// segScratch is the per-request space of an export.
+type segScratch struct {
+	subj segment.ProfileSubject
+	prof profile.Profile
+	buf  []byte
+	out  []byte
+	vis  []event.UUID
+}
+
+var segScratchPool sync.Pool
+
+// InHoldout reports whether key (a visitor id in canonical form, or with
+// by=email the email) falls in the P% control group of salt: the first 8
+// bytes of SHA-256(salt + ":" + key), big-endian, modulo 1 000 000, are
+// below P × 10 000. A mailing tool can recompute it.
+func InHoldout(salt, key string, percent float64) bool {
+	if percent <= 0 {
+		return false
+	}
+	h := sha256.New()
+	h.Write([]byte(salt))
+	h.Write([]byte{':'})
+	h.Write([]byte(key))
+	var sum [sha256.Size]byte
+	x := binary.BigEndian.Uint64(h.Sum(sum[:0]))
+	return float64(x%1_000_000) < percent*10_000
+}
+
+func (h *Handler) parseMembersQuery(ctx *fasthttp.RequestCtx, site, name string) (*membersQuery, error) {
+	q := &membersQuery{site: site, name: name}
+	args := ctx.QueryArgs()
+	switch f := string(args.Peek("format")); f {
+	case "", "ndjson":
+	case "csv":
+		q.csv = true
+	default:
+		return nil, fmt.Errorf("bad format=%s: want ndjson or csv", quote([]byte(f)))
+	}
+	switch by := string(args.Peek("by")); by {
+	case "", "visitor":
+	case "email":
+		q.byEmail = true
+	default:
+		return nil, fmt.Errorf("bad by=%s: want visitor or email", quote([]byte(by)))
+	}
+	if raw := args.Peek("cursor"); len(raw) > 0 {
+		v, err := parseVisitor(string(raw))
+		if err != nil {
+			return nil, fmt.Errorf("bad cursor=%s: pass the visitor of the last row received", quote(raw))
+		}
+		q.after = &v
+	}
+	if raw := args.Peek("limit"); len(raw) > 0 {
+		n, err := strconv.Atoi(string(raw))
+		if err != nil || n < 1 || n > h.opts.MaxLimit {
+			return nil, fmt.Errorf("bad limit=%s: want 1..%d", quote(raw), h.opts.MaxLimit)
+		}
+		q.limit = n
+	}
+	if raw := args.Peek("holdout"); len(raw) > 0 {
+		p, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil || !(p > 0 && p < 100) {
+			return nil, fmt.Errorf("bad holdout=%s: want a percentage in (0, 100)", quote(raw))
+		}
+		q.holdout = p
+		q.salt = string(args.Peek("salt"))
+		if q.salt == "" {
+			return nil, fmt.Errorf("holdout=%s needs salt=S: the same salt gives the same split", quote(raw))
+		}
+	}
+	switch g := string(args.Peek("group")); g {
+	case "", "treatment":
+	case "control":
+		if q.holdout == 0 {
+			return nil, fmt.Errorf("group=control needs holdout=P&salt=S")
+		}
+		q.control = true
+	default:
+		return nil, fmt.Errorf("bad group=%s: want treatment or control", quote([]byte(g)))
+	}
+	switch f := string(args.Peek("facts")); f {
+	case "", "true", "1":
+	case "false", "0":
+		q.noFacts = true
+	default:
+		return nil, fmt.Errorf("bad facts=%s: want true or false", quote([]byte(f)))
+	}
+	var err error
+	if q.at, _, err = h.parseAt(ctx); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// serveMembers streams the members of a segment, one row per visitor (or
+// per person with by=email), in visitor order:
+//
+//	ndjson: {"visitor":"…","email":"…"|null,"entered":"…","facts":{…}}
+//	        by=email: {"email":"…","visitors":["…",…],"visitor":"<first>","entered":"…","facts":{…}}
+//	csv:    visitor,email,entered,<one column per term of the rule>
+//	        (by=email: the visitor column lists the person's member visitors, space-separated)
+//
+// facts are the rule's terms for the (first) visitor at ?at= (default
+// now); ?facts=false leaves them out (no profile is read: faster). To resume, pass the (first) visitor of the last row as ?cursor=;
+// with ?limit=N an NDJSON export that stops early ends with
+// {"cursor":"<visitor>"}. With by=email, visitors without an email are
+// left out. ?holdout=P&salt=S leaves out a deterministic P% control group
+// (InHoldout over the visitor id, or the email with by=email), which
+// ?group=control lists instead.
+func (h *Handler) serveMembers(ctx *fasthttp.RequestCtx, site, name string) {
+	q, err := h.parseMembersQuery(ctx, site, name)
+	if err != nil {
+		h.badRequest(ctx, err.Error())
+		return
+	}
+	rule, ok := h.opts.Segments.Rule(site, name)
+	if !ok {
+		h.noSegment(ctx, site, name)
+		return
+	}
+	q.rule = rule
+	if q.csv {
+		ctx.SetContentType("text/csv; charset=utf-8")
+	} else {
+		ctx.SetContentType("application/x-ndjson")
+	}
+	if ctx.IsHead() {
+		return
+	}
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) { h.streamMembers(w, q) })
+}
+
+func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
+	sc, _ := segScratchPool.Get().(*segScratch)
+	if sc == nil {
+		sc = &segScratch{}
+	}
+	defer segScratchPool.Put(sc)
+	sc.subj.Cfg = h.opts.Config
+	m := h.opts.Segments
+	if q.csv {
+		out := append(sc.out[:0], "visitor,email,entered"...)
+		for _, r := range q.rule.Refs() {
+			out = append(out, ',')
+			out = appendCSV(out, r.Name)
+		}
+		sc.out = append(out, "\r\n"...)
+		if _, err := w.Write(sc.out); err != nil {
+			return
+		}
+	}
+	var (
+		n        int
+		more     bool
+		last     event.UUID
+		werr     error
+		rerr     error
+		rows     int
+		skipRows int
+	)
+	err := m.Members(q.site, q.name, q.after, func(mb *membership.Member) bool {
+		if q.limit > 0 && n == q.limit {
+			more = true
+			return false
+		}
+		key := ""
+		sc.vis = append(sc.vis[:0], mb.Visitor)
+		if q.byEmail {
+			if mb.Email == "" {
+				return true
+			}
+			first := true
+			rerr = h.opts.State.VisitorsByEmail(q.site, mb.Email, func(v [16]byte) bool {
+				if v == mb.Visitor {
+					return true
+				}
+				_, isMember, err := m.IsMember(q.site, q.name, v)
+				if err != nil {
+					rerr = err
+					return false
+				}
+				if !isMember {
+					return true
+				}
+				if compareUUIDs(v, mb.Visitor) < 0 {
+					first = false // the person's row came at v
+					return false
+				}
+				sc.vis = append(sc.vis, v)
+				return true
+			})
+			if rerr != nil {
+				return false
+			}
+			if !first {
+				return true
+			}
+			key = mb.Email
+		} else if q.holdout > 0 {
+			key = mb.Visitor.String()
+		}
+		if q.holdout > 0 && InHoldout(q.salt, key, q.holdout) != q.control {
+			skipRows++
+			return true
+		}
+		if rerr = h.appendMemberRow(sc, q, mb); rerr != nil {
+			return false
+		}
+		if _, werr = w.Write(sc.out); werr != nil {
+			return false
+		}
+		n++
+		rows++
+		last = mb.Visitor
+		return true
+	})
+	h.m.memberRows.Add(rows)
+	if werr != nil {
+		return
+	}
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		h.m.errors.Inc()
+		h.opts.Logger.Printf("query: members of %s/%s: %v", q.site, q.name, err)
+		if !q.csv {
+			out := event.AppendJSONString(append(sc.out[:0], `{"error":`...), err.Error())
+			_, _ = w.Write(append(out, "}\n"...))
+		}
+		_ = w.Flush()
+		return
+	}
+	if more && !q.csv {
+		out := append(sc.out[:0], `{"cursor":"`...)
+		out = appendUUID(out, last)
+		_, _ = w.Write(append(out, "\"}\n"...))
+	}
+	_ = w.Flush()
+}
+
+// appendMemberRow puts the row of mb (sc.vis: the visitors of the row) in
+// sc.out.
+func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membership.Member) error {
+	found, haveProf := false, false
+	if !q.noFacts {
+		var err error
+		if sc.buf, found, err = h.opts.State.Profile(q.site, mb.Visitor, sc.buf); err != nil {
+			return err
+		}
+	}
+	if found {
+		if err := profile.DecodeProfile(&sc.prof, sc.buf); err != nil {
+			return fmt.Errorf("cannot decode the profile of visitor %s of site %q: %w", mb.Visitor, q.site, err)
+		}
+		sc.subj.P = &sc.prof
+		haveProf = true
+	}
+	out := sc.out[:0]
+	if q.csv {
+		for i, v := range sc.vis {
+			if i > 0 {
+				out = append(out, ' ')
+			}
+			out = appendUUID(out, v)
+		}
+		out = append(out, ',')
+		out = appendCSV(out, mb.Email)
+		out = append(out, ',')
+		out = time.UnixMilli(mb.Entered).UTC().AppendFormat(out, timeLayout)
+		for i := range q.rule.Refs() {
+			if q.noFacts {
+				break
+			}
+			out = append(out, ',')
+			if haveProf {
+				n := len(out)
+				out = q.rule.Refs()[i].AppendValue(out, &sc.subj, q.at)
+				if string(out[n:]) == "null" {
+					out = out[:n]
+				} else if out[n] == '"' {
+					// a JSON string: unquote by re-encoding as CSV
+					s, err := strconv.Unquote(string(out[n:]))
+					if err == nil {
+						out = appendCSV(out[:n], s)
+					}
+				}
+			}
+		}
+		sc.out = append(out, "\r\n"...)
+		return nil
+	}
+	if q.byEmail {
+		out = append(out, `{"email":`...)
+		out = event.AppendJSONString(out, mb.Email)
+		out = append(out, `,"visitors":[`...)
+		for i, v := range sc.vis {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, '"')
+			out = appendUUID(out, v)
+			out = append(out, '"')
+		}
+		out = append(out, `],"visitor":"`...)
+		out = appendUUID(out, mb.Visitor)
+		out = append(out, '"')
+	} else {
+		out = append(out, `{"visitor":"`...)
+		out = appendUUID(out, mb.Visitor)
+		out = append(out, `","email":`...)
+		if mb.Email == "" {
+			out = append(out, "null"...)
+		} else {
+			out = event.AppendJSONString(out, mb.Email)
+		}
+	}
+	out = append(out, `,"entered":`...)
+	out = appendTime(out, mb.Entered)
+	if !q.noFacts {
+		out = append(out, `,"facts":`...)
+		if haveProf {
+			out = q.rule.AppendFacts(out, &sc.subj, q.at)
+		} else {
+			out = append(out, "{}"...)
+		}
+	}
+	sc.out = append(out, "}\n"...)
+	return nil
+}
+
+func compareUUIDs(a, b event.UUID) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return int(a[i]) - int(b[i])
+		}
+	}
+	return 0
+}
+
+// appendCSV appends s as a CSV field (RFC 4180), quoted when it needs to.
+func appendCSV(dst []byte, s string) []byte {
+	quoteIt := false
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == ',' || c == '"' || c == '\n' || c == '\r' {
+			quoteIt = true
+			break
+		}
+	}
+	if len(s) > 0 && (s[0] == ' ' || s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@') {
+		quoteIt = true
+	}
+	if !quoteIt {
+		return append(dst, s...)
+	}
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' {
+			dst = append(dst, '"')
+		}
+		dst = append(dst, s[i])
+	}
+	return append(dst, '"')
+}
+
+// maxChangesLimit bounds ?limit= of the changes feed; 1000 without it.
+const maxChangesLimit = 10000
+
+// serveChanges answers a page of a segment's change records after ?after=
+// (a sequence number, 0 or absent: from the start):
+//
+//	{"changes":[<membership.Change JSON>…],"cursor":"<seq of the last, or after>"}
+//
+// Pass cursor as the next ?after=: pages neither miss nor repeat a record.
+func (h *Handler) serveChanges(ctx *fasthttp.RequestCtx, site, name string) {
+	args := ctx.QueryArgs()
+	var after uint64
+	if raw := args.Peek("after"); len(raw) > 0 {
+		v, err := strconv.ParseUint(string(raw), 10, 64)
+		if err != nil {
+			h.badRequest(ctx, fmt.Sprintf("bad after=%s: pass the cursor of the previous page", quote(raw)))
+			return
+		}
+		after = v
+	}
+	limit := 1000
+	if raw := args.Peek("limit"); len(raw) > 0 {
+		n, err := strconv.Atoi(string(raw))
+		if err != nil || n < 1 || n > maxChangesLimit {
+			h.badRequest(ctx, fmt.Sprintf("bad limit=%s: want 1..%d", quote(raw), maxChangesLimit))
+			return
+		}
+		limit = n
+	}
+	if _, ok, err := h.opts.Segments.Definition(site, name); err != nil || !ok {
+		if err != nil {
+			h.internalError(ctx, err)
+		} else {
+			h.noSegment(ctx, site, name)
+		}
+		return
+	}
+	out := append(make([]byte, 0, 4096), `{"changes":[`...)
+	n := 0
+	cursor := after
+	err := h.opts.Segments.Changes(site, name, after, func(c *membership.Change) bool {
+		if n > 0 {
+			out = append(out, ',')
+		}
+		out = c.AppendJSON(out)
+		cursor = c.Seq
+		n++
+		return n < limit
+	})
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	out = append(out, `],"cursor":"`...)
+	out = strconv.AppendUint(out, cursor, 10)
+	out = append(out, "\"}\n"...)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(out)
+}
+
+// serveVisitorSegments answers GET /v1/visitors/{site}/{visitor}/segments:
+//
+//	{"visitor":"…","segments":[{"name":…,"entered":…}],"next_change":"…"|null}
+//
+// next_change is when time alone can next change a membership.
+func (h *Handler) serveVisitorSegments(ctx *fasthttp.RequestCtx, site string, visitor event.UUID) {
+	if h.opts.Segments == nil {
+		api.Error(ctx, fasthttp.StatusNotFound, "no such path "+string(ctx.Path())+": this process keeps no segments")
+		return
+	}
+	ms, due, err := h.opts.Segments.VisitorSegments(site, visitor)
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	out := append([]byte(nil), `{"visitor":"`...)
+	out = appendUUID(out, visitor)
+	out = append(out, `","segments":[`...)
+	for i, m := range ms {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, `{"name":`...)
+		out = event.AppendJSONString(out, m.Segment)
+		out = append(out, `,"entered":`...)
+		out = appendTime(out, m.Entered)
+		out = append(out, '}')
+	}
+	out = append(out, `],"next_change":`...)
+	if due == 0 || due == math.MaxInt64 {
+		out = append(out, "null"...)
+	} else {
+		out = appendTime(out, due)
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(out, "}\n"...))
+}
+
+// appendUUID appends u in canonical form (UUID.String without the string).
+func appendUUID(dst []byte, u event.UUID) []byte {
+	const digits = "0123456789abcdef"
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst = append(dst, '-')
+		}
+		dst = append(dst, digits[c>>4], digits[c&15])
+	}
+	return dst
+}

@@ -1,0 +1,68 @@
+package state_test
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestScanExtFromCountDelete(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	b := db.NewBatch()
+	for i := range 10 {
+		if err := b.ExtSet(fmt.Appendf(nil, "Ma%02d", i), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.ExtSet([]byte("Mb00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, b)
+	scan := func(after string, stopAt int) (keys []string) {
+		t.Helper()
+		var a []byte
+		if after != "" {
+			a = []byte(after)
+		}
+		if err := db.ScanExtFrom([]byte("Ma"), a, func(k, v []byte) bool {
+			if want := int(k[2]-'0')*10 + int(k[3]-'0'); int(v[0]) != want {
+				t.Errorf("key %s: value %d", k, v[0])
+			}
+			keys = append(keys, string(k))
+			return len(keys) < stopAt
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	f := func(after string, stopAt int, want string) {
+		t.Helper()
+		if got := fmt.Sprint(scan(after, stopAt)); got != want {
+			t.Errorf("ScanExtFrom(after %q): got %s; want %s", after, got, want)
+		}
+	}
+	f("", 3, "[Ma00 Ma01 Ma02]")
+	f("Ma02", 3, "[Ma03 Ma04 Ma05]")
+	f("Ma08", 9, "[Ma09]")
+	f("Ma09", 9, "[]")
+	f("Ma035", 2, "[Ma04 Ma05]") // a cursor between keys
+	if n, err := db.CountExt([]byte("Ma")); n != 10 || err != nil {
+		t.Errorf("CountExt: got %d %v; want 10", n, err)
+	}
+	if n, err := db.DeleteExtPrefix([]byte("Ma")); n != 10 || err != nil {
+		t.Errorf("DeleteExtPrefix: got %d %v; want 10", n, err)
+	}
+	if n, _ := db.CountExt([]byte("M")); n != 1 {
+		t.Errorf("after delete: %d keys under M; want 1 (Mb00)", n)
+	}
+	for _, bad := range []string{"", "a", "ma"} {
+		if err := db.ScanExtFrom([]byte(bad), nil, func(_, _ []byte) bool { return true }); err == nil {
+			t.Errorf("ScanExtFrom(%q) accepted a non-extension prefix", bad)
+		}
+		if _, err := db.CountExt([]byte(bad)); err == nil {
+			t.Errorf("CountExt(%q) accepted a non-extension prefix", bad)
+		}
+		if _, err := db.DeleteExtPrefix([]byte(bad)); err == nil {
+			t.Errorf("DeleteExtPrefix(%q) accepted a non-extension prefix", bad)
+		}
+	}
+}
