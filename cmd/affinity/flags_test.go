@@ -12,12 +12,12 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	t.Setenv("AFFINITY_SITE", "a,b=https://b.example")
 	t.Setenv("AFFINITY_API_LISTEN", "127.0.0.1:7777")
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	c := addCommonFlags(fs)
+	n, c := addNodeFlags(fs), addCollectorFlags(fs)
 	if err := parseFlags(fs, []string{"--api-listen", "127.0.0.1:1"}); err != nil {
 		t.Fatal(err)
 	}
-	if c.listen != "127.0.0.1:9999" || c.acceptWindow != 3*24*time.Hour || c.apiListen != "127.0.0.1:1" {
-		t.Errorf("listen %q accept-window %v api-listen %q", c.listen, c.acceptWindow, c.apiListen)
+	if c.listen != "127.0.0.1:9999" || c.acceptWindow != 3*24*time.Hour || n.apiListen != "127.0.0.1:1" {
+		t.Errorf("listen %q accept-window %v api-listen %q", c.listen, c.acceptWindow, n.apiListen)
 	}
 	if got := c.sites.String(); got != "a,b=https://b.example" {
 		t.Errorf("sites %q", got)
@@ -25,7 +25,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 
 	t.Setenv("AFFINITY_ACCEPT_WINDOW", "soon")
 	fs = flag.NewFlagSet("t", flag.ContinueOnError)
-	addCommonFlags(fs)
+	addCollectorFlags(fs)
 	if err := parseFlags(fs, nil); err == nil {
 		t.Error("a bad AFFINITY_ACCEPT_WINDOW was taken")
 	}

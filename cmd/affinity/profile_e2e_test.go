@@ -1,21 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"os"
-	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/tracker/event"
@@ -223,67 +217,9 @@ func TestServeProfileScores(t *testing.T) {
 // checks the same scores through the builder's query API.
 func TestCollectBuildProfileScores(t *testing.T) {
 	topic := fmt.Sprintf("e2e-profiles-%d", time.Now().UnixNano())
-	var brokers []string
-	if env := os.Getenv("AFFINITY_KAFKA"); env != "" {
-		brokers = strings.Split(env, ",")
-	} else {
-		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
-		if err != nil {
-			t.Fatalf("cannot start kfake: %v", err)
-		}
-		t.Cleanup(c.Close)
-		brokers = c.ListenAddrs()
-	}
+	brokers := kafkaBrokers(t, 3, topic)
 	kafka := strings.Join(brokers, ",")
 	col := startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--partitions", "3", "--site", "e2e")
-	api := startBuild(t, "--data", t.TempDir(), "--kafka", kafka, "--topic", topic)
+	api := startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic).api
 	checkProfileScores(t, col.collector, api, "e2e")
-}
-
-var buildingLine = regexp.MustCompile(`building profiles .* api=(\S+)`)
-
-// startBuild runs `affinity build` with args on a free loopback port and
-// returns the base URL of its internal listener. The process is killed when
-// the test ends.
-func startBuild(t testing.TB, args ...string) string {
-	t.Helper()
-	args = append([]string{"build"}, append(args, "--api-listen", "127.0.0.1:0")...)
-	cmd := exec.Command(affinityBin, args...)
-	cmd.Env = append(os.Environ(), "AFFINITY_API_TOKEN=test-token")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer // written by the reader goroutine until done closes
-	found, done := make(chan string, 1), make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			out.WriteString(sc.Text() + "\n")
-			if m := buildingLine.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-			}
-		}
-		_ = cmd.Wait()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("affinity %s output:\n%s", strings.Join(args, " "), out.String())
-		}
-	})
-	select {
-	case api := <-found:
-		return api
-	case <-done:
-		t.Fatalf("affinity build exited before listening:\n%s", out.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("affinity build did not listen within 30s")
-	}
-	return ""
 }

@@ -31,9 +31,12 @@ type profileFlags struct {
 	blockCache int64
 	// rules holds the thresholds of the segments' lifecycle and rfm.*.
 	rules segment.Config
-	// changesSink, set by build, receives the segments' change records
-	// (the Kafka changes topic).
-	changesSink func(ctx context.Context, cs []membership.Change) error
+	// owned are the log partitions this builder consumes (build --own);
+	// nil: all.
+	owned []int
+	// changes, set by build, is the Kafka changes topic the segments'
+	// change records are produced to (changes.go).
+	changes storage.Log
 }
 
 func addProfileFlags(fs *flag.FlagSet) *profileFlags {
@@ -92,8 +95,8 @@ type profiles struct {
 }
 
 // openProfiles opens the state DB and starts the builder on the partitions
-// owned of l (nil: all).
-func openProfiles(data string, pf *profileFlags, l storage.Log, owned []int) (*profiles, error) {
+// pf.owned of l (nil: all).
+func openProfiles(data string, pf *profileFlags, l storage.Log) (*profiles, error) {
 	so := state.DefaultOptions(filepath.Join(data, "state"))
 	so.BlockCacheBytes = pf.blockCache
 	so.Logger = log.Printf
@@ -103,14 +106,17 @@ func openProfiles(data string, pf *profileFlags, l storage.Log, owned []int) (*p
 	}
 	p := &profiles{db: db, set: metrics.NewSet()}
 	mo := membership.DefaultOptions() // segments: the builder's Hook
-	mo.State, mo.Config, mo.Metrics, mo.Logger, mo.Sink = db, pf.cfg, p.set, log.Printf, pf.changesSink
+	mo.State, mo.Config, mo.Metrics, mo.Logger = db, pf.cfg, p.set, log.Printf
+	if pf.changes != nil {
+		mo.Sink = changesSink(pf.changes)
+	}
 	mo.Rules = pf.rules
 	if p.seg, err = membership.New(mo); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
 	bo := builder.DefaultOptions()
 	bo.Log, bo.State, bo.Config, bo.Hook = l, db, pf.cfg, p.seg
-	bo.Partitions = owned
+	bo.Partitions = pf.owned
 	bo.Metrics = p.set
 	bo.Logger = log.Printf
 	bo.CacheBytes = pf.cacheBytes
@@ -176,14 +182,10 @@ func parsePartitions(s string) ([]int, error) {
 	return ps, nil
 }
 
-// joinHealth returns a health check that fails when any of checks fails.
-func joinHealth(checks ...func(context.Context) error) func(context.Context) error {
-	return func(ctx context.Context) error {
-		for _, c := range checks {
-			if err := c(ctx); err != nil {
-				return err
-			}
-		}
-		return nil
+// partitionsString prints owned partitions for the log, "all" for nil.
+func partitionsString(owned []int) string {
+	if owned == nil {
+		return "all"
 	}
+	return strings.Trim(strings.Join(strings.Fields(fmt.Sprint(owned)), ","), "[]")
 }

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/affinityhq/affinity/storage"
 )
 
@@ -131,14 +129,10 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestCollectBuildSegmentChanges(t *testing.T) {
 	topic := fmt.Sprintf("e2e-seg-%d", time.Now().UnixNano())
 	changes := topic + "-changes"
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topic))
-	if err != nil {
-		t.Fatalf("cannot start kfake: %v", err)
-	}
-	t.Cleanup(c.Close)
-	kafka := strings.Join(c.ListenAddrs(), ",")
+	brokers := kafkaBrokers(t, 2, topic)
+	kafka := strings.Join(brokers, ",")
 	col := startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--partitions", "2", "--site", "e2e")
-	api := startBuild(t, "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--partitions", "2", "--changes-topic", changes)
+	api := startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--partitions", "2", "--changes-topic", changes).api
 	if code, body := apiDo(t, http.MethodPut, api+"/v1/segments/e2e/carts", "text/plain", []byte(`count(cart) >= 1`)); code != http.StatusCreated {
 		t.Fatalf("PUT: %d %s", code, body)
 	}
@@ -146,11 +140,14 @@ func TestCollectBuildSegmentChanges(t *testing.T) {
 	postBatch(t, col.collector, []byte(fmt.Sprintf(`{"site":"e2e","v":%q,"events":[{"id":%q,"t":"cart","ts":%d,"product":{"id":"l1","brand":"Lego"}}]}`,
 		v, uuidString(), time.Now().UnixMilli())))
 
-	ko := storage.DefaultKafkaOptions(c.ListenAddrs()...)
+	ko := storage.DefaultKafkaOptions(brokers...)
 	ko.Topic, ko.CreateTopic = changes, false
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var l *storage.KafkaLog
+	var (
+		l   *storage.KafkaLog
+		err error
+	)
 	waitUntil(t, "the changes topic", func() bool {
 		l, err = storage.OpenKafkaLog(ctx, ko)
 		return err == nil
