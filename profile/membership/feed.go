@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/affinityhq/affinity/profile/segment"
+	"github.com/affinityhq/affinity/tracker/event"
 )
 
 // sequenceBatch is how many outbox records one sequencing transaction moves.
@@ -153,16 +153,16 @@ func (c *Change) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"seq":"`...)
 	dst = strconv.AppendUint(dst, c.Seq, 10)
 	dst = append(dst, `","site":`...)
-	dst = segment.AppendJSONString(dst, c.Site)
+	dst = event.AppendJSONString(dst, c.Site)
 	dst = append(dst, `,"segment":`...)
-	dst = segment.AppendJSONString(dst, c.Segment)
+	dst = event.AppendJSONString(dst, c.Segment)
 	dst = append(dst, `,"visitor":"`...)
 	dst = append(dst, c.Visitor.String()...)
 	dst = append(dst, `","email":`...)
 	if c.Email == "" {
 		dst = append(dst, "null"...)
 	} else {
-		dst = segment.AppendJSONString(dst, c.Email)
+		dst = event.AppendJSONString(dst, c.Email)
 	}
 	if c.Entered {
 		dst = append(dst, `,"change":"entered"`...)
@@ -174,7 +174,7 @@ func (c *Change) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `","at_ms":`...)
 	dst = strconv.AppendInt(dst, c.At, 10)
 	dst = append(dst, `,"why":`...)
-	dst = segment.AppendJSONString(dst, c.Why)
+	dst = event.AppendJSONString(dst, c.Why)
 	dst = append(dst, `,"facts":`...)
 	if c.Facts == "" {
 		dst = append(dst, "{}"...)

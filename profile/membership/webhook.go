@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/affinityhq/affinity/profile/segment"
+	"github.com/affinityhq/affinity/tracker/event"
 )
 
 // Webhook is where a segment's change records are delivered.
@@ -189,11 +189,11 @@ func (e *Engine) deliver(site, name string, st *hookState) (int, error) {
 	st.retryUpTo = last // until a 2xx
 	id := site + "/" + name + "/" + strconv.FormatUint(first, 10) + "-" + strconv.FormatUint(last, 10)
 	body := append([]byte(nil), `{"delivery":`...)
-	body = segment.AppendJSONString(body, id)
+	body = event.AppendJSONString(body, id)
 	body = append(body, `,"site":`...)
-	body = segment.AppendJSONString(body, site)
+	body = event.AppendJSONString(body, site)
 	body = append(body, `,"segment":`...)
-	body = segment.AppendJSONString(body, name)
+	body = event.AppendJSONString(body, name)
 	body = append(body, `,"changes":[`...)
 	for i := range cs {
 		if i > 0 {

@@ -171,8 +171,3 @@ func appendNumber(dst []byte, v float64) []byte {
 	}
 	return strconv.AppendFloat(dst, v, 'g', -1, 64)
 }
-
-// AppendJSONString is event.AppendJSONString.
-//
-// Deprecated: call event.AppendJSONString.
-func AppendJSONString(dst []byte, s string) []byte { return event.AppendJSONString(dst, s) }
