@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/query"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
@@ -36,14 +38,24 @@ const (
 	t0    = profile.Landmark + 30*day // event times start 30 days past the landmark
 )
 
-// env is a real embedded log, state DB and builder, and the query API on a
-// real api.Server on 127.0.0.1:0.
+// env is a real embedded log, state DB and builder with segment membership
+// as its Hook, and the query API on a real api.Server on 127.0.0.1:0. The
+// clock of membership and query is real time until a test sets now.
 type env struct {
 	url string
 	log *storage.EmbeddedLog
 	db  *state.DB
 	b   *builder.Builder
+	m   *membership.Engine
 	cfg *profile.Config
+	now atomic.Int64 // Unix ms; 0: real time
+}
+
+func (e *env) clock() time.Time {
+	if ms := e.now.Load(); ms != 0 {
+		return time.UnixMilli(ms)
+	}
+	return time.Now()
 }
 
 func newEnv(t testing.TB, mutate func(*query.Options)) *env {
@@ -60,8 +72,13 @@ func newEnv(t testing.TB, mutate func(*query.Options)) *env {
 		t.Fatal(err)
 	}
 	e := &env{log: l, db: db, cfg: profile.DefaultConfig()}
+	mo := membership.DefaultOptions()
+	mo.State, mo.Config, mo.Logger, mo.Now = db, e.cfg, t.Logf, e.clock
+	if e.m, err = membership.New(mo); err != nil {
+		t.Fatal(err)
+	}
 	bo := builder.DefaultOptions()
-	bo.Log, bo.State, bo.Config = l, db, e.cfg
+	bo.Log, bo.State, bo.Config, bo.Hook = l, db, e.cfg, e.m
 	bo.Logger = t.Logf
 	if e.b, err = builder.New(bo); err != nil {
 		t.Fatal(err)
@@ -69,11 +86,14 @@ func newEnv(t testing.TB, mutate func(*query.Options)) *env {
 	if err := e.b.Start(); err != nil {
 		t.Fatal(err)
 	}
+	if err := e.m.Start(e.b); err != nil {
+		t.Fatal(err)
+	}
 	s, err := api.New(api.Options{Token: token})
 	if err != nil {
 		t.Fatal(err)
 	}
-	qo := query.Options{State: db, Builder: e.b, Config: e.cfg, Metrics: metrics.NewSet()}
+	qo := query.Options{State: db, Builder: e.b, Config: e.cfg, Segments: e.m, Metrics: metrics.NewSet(), Now: e.clock}
 	if mutate != nil {
 		mutate(&qo)
 	}
@@ -91,6 +111,7 @@ func newEnv(t testing.TB, mutate func(*query.Options)) *env {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = s.Shutdown(ctx)
+		_ = e.m.Close()
 		if err := e.b.Close(); err != nil {
 			t.Errorf("builder Close: %v", err)
 		}

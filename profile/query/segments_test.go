@@ -7,91 +7,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
-	"github.com/affinityhq/affinity/profile"
-	"github.com/affinityhq/affinity/profile/api"
-	"github.com/affinityhq/affinity/profile/builder"
-	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/query"
-	"github.com/affinityhq/affinity/storage"
-	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
-// segEnv is env with segment membership: the builder's Hook is a
-// membership.Engine on a settable clock.
-type segEnv struct {
-	*env
-	m   *membership.Engine
-	now atomic.Int64
-}
+// segEnv is env on a clock the test sets, starting at t0.
+type segEnv = env
 
 func newSegEnv(t testing.TB) *segEnv {
 	t.Helper()
-	dir := t.TempDir()
-	lo := storage.DefaultEmbeddedOptions(filepath.Join(dir, "log"))
-	lo.Partitions = 2
-	l, err := storage.OpenEmbeddedLog(lo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := state.Open(state.DefaultOptions(filepath.Join(dir, "state")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &segEnv{env: &env{log: l, db: db, cfg: profile.DefaultConfig()}}
+	e := newEnv(t, nil)
 	e.now.Store(t0)
-	mo := membership.DefaultOptions()
-	mo.State, mo.Config, mo.Logger = db, e.cfg, t.Logf
-	mo.Now = func() time.Time { return time.UnixMilli(e.now.Load()) }
-	if e.m, err = membership.New(mo); err != nil {
-		t.Fatal(err)
-	}
-	bo := builder.DefaultOptions()
-	bo.Log, bo.State, bo.Config, bo.Hook = l, db, e.cfg, e.m
-	bo.Logger = t.Logf
-	if e.b, err = builder.New(bo); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.m.Start(e.b); err != nil {
-		t.Fatal(err)
-	}
-	s, err := api.New(api.Options{Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := query.New(query.Options{State: db, Builder: e.b, Config: e.cfg, Segments: e.m, Metrics: metrics.NewSet(),
-		Now: func() time.Time { return time.UnixMilli(e.now.Load()) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.Register(s)
-	if err := s.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.Serve() }()
-	e.url = "http://" + s.Addr()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-		_ = e.m.Close()
-		if err := e.b.Close(); err != nil {
-			t.Errorf("builder Close: %v", err)
-		}
-		_ = l.Close()
-		_ = db.Close()
-	})
 	return e
 }
 
