@@ -1,0 +1,180 @@
+// Command affinity-bench runs affinity's benchmarks against peers measured in
+// the same run (see package bench): prints the figures as tables, writes
+// them as JSON to --out and charts them as SVG beside it.
+//
+//	go run ./bench/cmd/affinity-bench                 # every scenario, ~2 min
+//	go run ./bench/cmd/affinity-bench --quick         # smoke run, < 1 min
+//	go run ./bench/cmd/affinity-bench --scenario ingest --rounds 5 --phase 10s
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/affinityhq/affinity/bench"
+)
+
+func main() {
+	bench.RunRole() // a re-executed system under test never returns from here
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "affinity-bench: %s\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("affinity-bench", flag.ContinueOnError)
+	quick := fs.Bool("quick", false, "smoke run: every scenario in under a minute (figures are not meaningful)")
+	scenarios := fs.String("scenario", "ingest,build,e2e", "scenarios to run, comma-separated: ingest, build, e2e")
+	out := fs.String("out", "bench-report.json", "JSON report path; the SVG charts go beside it (<name>-ingest.svg, -build.svg, -e2e.svg)")
+	dir := fs.String("dir", "", "scratch directory for logs and state (default: a temporary one, removed after)")
+	seed := fs.Uint64("seed", 1, "workload seed: the same seed gives the same traffic")
+	cpuprofile := fs.String("cpuprofile", "", "directory where every system-under-test process writes <role>.pprof (go tool pprof -top)")
+
+	in := bench.DefaultIngestOptions()
+	systems := fs.String("systems", strings.Join(in.Systems, ","), "ingest systems, in round order: "+strings.Join(bench.AllIngestSystems, ","))
+	conc := fs.Int("concurrency", in.Concurrency, "ingest: closed-loop workers, one keep-alive connection each")
+	rounds := fs.Int("rounds", in.Rounds, "ingest: rounds; each system gets one phase per round")
+	phase := fs.Duration("phase", in.Phase, "ingest: measured duration of one system's phase")
+	warmup := fs.Duration("warmup", in.Warmup, "ingest: unmeasured warmup per system before the first round")
+	visitors := fs.Int("visitors", in.Workload.Visitors, "ingest: distinct visitors of the traffic")
+
+	bo := bench.DefaultBuildOptions()
+	bVisitors := fs.Int("build-visitors", bo.Workload.Visitors, "build: distinct visitors in the pre-filled log")
+	bEvents := fs.Int64("build-events", bo.Workload.Events, "build: events in the pre-filled log")
+	bRounds := fs.Int("build-rounds", bo.Rounds, "build: rounds; each system applies the whole log once per round")
+	redis := fs.String("redis-server", bo.RedisServer, "build: the redis-server binary of the Redis peer")
+
+	eo := bench.DefaultE2EOptions()
+	eLoad := fs.Float64("e2e-load", eo.Load, "e2e: offered load as a fraction of the maximum found first")
+	ePhase := fs.Duration("e2e-phase", eo.Phase, "e2e: duration of the open-loop phase")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cpuprofile != "" {
+		if err := os.MkdirAll(*cpuprofile, 0o755); err != nil {
+			return err
+		}
+		os.Setenv(bench.EnvCPUProfile, *cpuprofile) // inherited by the role processes
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	if *quick {
+		in = bench.QuickIngestOptions()
+		bo = bench.QuickBuildOptions()
+		eo = bench.QuickE2EOptions()
+	}
+	override := func(name string, apply func()) {
+		if set[name] || !*quick {
+			apply()
+		}
+	}
+	override("systems", func() { in.Systems = strings.Split(*systems, ",") })
+	override("concurrency", func() { in.Concurrency = *conc })
+	override("rounds", func() { in.Rounds = *rounds })
+	override("phase", func() { in.Phase = *phase })
+	override("warmup", func() { in.Warmup = *warmup })
+	override("visitors", func() { in.Workload.Visitors = *visitors })
+	override("build-visitors", func() { bo.Workload.Visitors = *bVisitors })
+	override("build-events", func() { bo.Workload.Events = *bEvents })
+	override("build-rounds", func() { bo.Rounds = *bRounds })
+	override("e2e-load", func() { eo.Load = *eLoad })
+	override("e2e-phase", func() { eo.Phase = *ePhase })
+	bo.RedisServer = *redis
+	in.Workload.Seed, bo.Workload.Seed = *seed, *seed
+	in.Dir, bo.Dir = *dir, *dir
+	progress := newProgress(os.Stderr)
+	in.Progress, bo.Progress = progress, progress
+	// e2e drives the collector as ingest does, at ingest's concurrency.
+	eo.Ingest.Concurrency, eo.Ingest.Workload, eo.Ingest.Dir, eo.Ingest.Progress = in.Concurrency, in.Workload, in.Dir, progress
+
+	rep := &bench.Report{Started: time.Now().UTC(), Command: "affinity-bench " + strings.Join(args, " "), Machine: bench.ThisMachine()}
+	base := strings.TrimSuffix(*out, ".json")
+	fmt.Printf("affinity-bench: %d CPUs (%s), GOMAXPROCS %d, %s, load average %s at start\n\n",
+		rep.Machine.CPUs, rep.Machine.CPUModel, rep.Machine.GOMAXPROCS, rep.Machine.Go, rep.Machine.LoadAvg)
+	var failed []string
+	for _, sc := range strings.Split(*scenarios, ",") {
+		switch strings.TrimSpace(sc) {
+		case "ingest":
+			r, err := bench.RunIngest(in)
+			if r != nil {
+				rep.Ingest = r
+				bench.PrintIngest(os.Stdout, r)
+				names := make([]string, len(r.Systems))
+				for i, s := range r.Systems {
+					names[i] = s.Name
+				}
+				if err := bench.WriteSVG(base+"-ingest.svg", "affinity ingest: events/s and latency per system, interleaved rounds", r.Timeline, names); err != nil {
+					return err
+				}
+			}
+			if err != nil {
+				failed = append(failed, "ingest: "+err.Error())
+			}
+		case "build":
+			r, err := bench.RunBuild(bo)
+			if r != nil {
+				rep.Build = r
+				bench.PrintBuild(os.Stdout, r)
+				if len(r.Timeline) > 0 {
+					if err := bench.WriteSVG(base+"-build.svg", "affinity build: events/s applied, affinity vs Redis peer", r.Timeline, []string{"affinity", "redis"}); err != nil {
+						return err
+					}
+				}
+			}
+			if err != nil {
+				failed = append(failed, "build: "+err.Error())
+			}
+		case "e2e":
+			r, err := bench.RunE2E(eo)
+			if r != nil {
+				rep.E2E = r
+				bench.PrintE2E(os.Stdout, r)
+				if err := bench.WriteSVG(base+"-e2e.svg", "affinity e2e: HTTP -> log -> profiles, maximum then open loop", r.Timeline, []string{"e2e-max", "e2e"}); err != nil {
+					return err
+				}
+			}
+			if err != nil {
+				failed = append(failed, "e2e: "+err.Error())
+			}
+		case "":
+		default:
+			return fmt.Errorf("unknown scenario %q (--scenario): want ingest, build or e2e", sc)
+		}
+		fmt.Println()
+	}
+	if err := rep.WriteJSON(*out); err != nil {
+		return err
+	}
+	fmt.Printf("report: %s, charts: %s-*.svg\n", *out, base)
+	if len(failed) > 0 {
+		return fmt.Errorf("%s", strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// newProgress returns the live status line: rewritten in place on a
+// terminal, a line every few seconds otherwise.
+func newProgress(f *os.File) func(string) {
+	st, err := f.Stat()
+	tty := err == nil && st.Mode()&os.ModeCharDevice != 0
+	var last time.Time
+	return func(line string) {
+		if tty {
+			if line == "" {
+				fmt.Fprint(f, "\r\033[K")
+				return
+			}
+			fmt.Fprintf(f, "\r\033[K%s", line)
+			return
+		}
+		if line != "" && time.Since(last) >= 3*time.Second {
+			last = time.Now()
+			fmt.Fprintln(f, line)
+		}
+	}
+}

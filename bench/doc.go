@@ -1,0 +1,28 @@
+// Package bench runs affinity's end-to-end benchmarks with peers measured in
+// the same run, on the same machine, interleaved in rounds, so that the
+// figures that matter are ratios that survive a noisy, shared machine.
+//
+// Scenarios:
+//   - ingest: one closed-loop HTTP load generator (fasthttp client,
+//     keep-alive connections) against (a) a no-op fasthttp handler, the
+//     ceiling, (b) affinity's collector on the embedded log, (c) the
+//     collector on Kafka (kfake on loopback), (d) a naive peer — net/http,
+//     encoding/json and a kafka-go Writer with its defaults — and (e) the
+//     same peer with its writer tuned as affinity's is.
+//   - build: events/s applied from a pre-filled log by the profile builder,
+//     against a Redis peer doing the same forward-decay updates with
+//     pipelining.
+//   - e2e: HTTP → log → profiles in one process (collector, embedded log,
+//     builder): the maximum request rate, then an open loop at half of it,
+//     with the event-to-profile lag measured in the builder's commit hook.
+//
+// Every system under test runs in its own process: the bench binary
+// re-executes itself with AFFINITY_BENCH_ROLE set (RunRole), so CPU time
+// (getrusage) and peak RSS are per process. The workload is
+// bench/workload; the command is bench/cmd/affinity-bench.
+//
+// # Concurrency
+//
+// A scenario runs one at a time; its load workers each own their generator
+// and histograms, merged by the sampler under a per-worker mutex.
+package bench
