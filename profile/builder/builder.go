@@ -461,6 +461,11 @@ type partition struct {
 	eb       event.Batch
 	dirty    []*entry
 
+	// spareChanges are the emptied change buffers of committed entries:
+	// only dirty entries hold one, so the cached profiles of many visitors
+	// do not each keep a buffer's capacity alive between their batches.
+	spareChanges [][]profile.ScoreChange
+
 	keyBuf, profBuf, seenBuf, valBuf []byte
 
 	// pendingBytes and pendingWrites estimate the writes of the records
@@ -605,11 +610,25 @@ func (pt *partition) apply(recs []storage.Record) error {
 	return nil
 }
 
+// releaseChanges takes en's change buffer back into the spares. A buffer
+// grown unusually large (a visitor with a burst of events) is dropped.
+func (pt *partition) releaseChanges(en *entry) {
+	if en.changes == nil {
+		return
+	}
+	if cap(en.changes) <= 1024 {
+		clear(en.changes)
+		pt.spareChanges = append(pt.spareChanges, en.changes[:0])
+	}
+	en.changes = nil
+}
+
 // abort drops the uncommitted work: dirty entries leave the cache (the
 // next read gets them from state) and the batch is emptied. The reader
 // must be reopened at the consumed offset.
 func (pt *partition) abort() {
 	for _, en := range pt.dirty {
+		pt.releaseChanges(en)
 		pt.cache.remove(en)
 	}
 	clear(pt.dirty)
@@ -639,6 +658,11 @@ func (pt *partition) applyRecord(rec *storage.Record) error {
 	en, err := pt.entry(eb.Site, eb.Visitor)
 	if err != nil {
 		return err
+	}
+	if en.changes == nil {
+		if n := len(pt.spareChanges); n > 0 {
+			en.changes, pt.spareChanges = pt.spareChanges[n-1], pt.spareChanges[:n-1]
+		}
 	}
 	nChanges := len(en.changes)
 	applied := 0
@@ -793,8 +817,7 @@ func (pt *partition) commit(next int64) error {
 		en.dirty = false
 		en.stored = true
 		en.indexedEmail = en.prof.Email
-		clear(en.changes)
-		en.changes = en.changes[:0]
+		pt.releaseChanges(en)
 	}
 	clear(pt.dirty)
 	pt.dirty = pt.dirty[:0]
