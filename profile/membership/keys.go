@@ -114,9 +114,18 @@ func (r *reader) end(what string) error {
 }
 
 func (r *reader) version(what string) {
-	if v := r.byte(what + " version"); r.err == nil && v != valueVersion {
-		r.err = fmt.Errorf("malformed %s: version %d, this build reads %d", what, v, valueVersion)
+	if r.err != nil {
+		return
 	}
+	if len(r.b) == 0 {
+		r.fail(what + " version") // concatenated only here: exports decode a value per row
+		return
+	}
+	if v := r.b[0]; v != valueVersion {
+		r.err = fmt.Errorf("malformed %s: version %d, this build reads %d", what, v, valueVersion)
+		return
+	}
+	r.b = r.b[1:]
 }
 
 // segPrefix: prefix | site str | name str.
@@ -214,10 +223,22 @@ func appendMemberValue(dst []byte, entered int64, email string) []byte {
 }
 
 func decodeMemberValue(v []byte) (entered int64, email string, err error) {
+	entered, b, err := decodeMemberView(v)
+	return entered, string(b), err
+}
+
+// decodeMemberView is decodeMemberValue with the email aliasing v.
+func decodeMemberView(v []byte) (entered int64, email []byte, err error) {
 	r := reader{b: v}
 	r.version("membership")
 	entered = r.varint("membership")
-	email = r.str("membership")
+	n := r.uvarint("membership")
+	if r.err == nil && n > uint64(len(r.b)) {
+		r.fail("membership")
+	}
+	if r.err == nil {
+		email = r.bytes("membership", int(n))
+	}
 	return entered, email, r.end("membership")
 }
 

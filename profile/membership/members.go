@@ -17,6 +17,30 @@ type Member struct {
 // starting after visitor *after when it is not nil, until fn returns
 // false. It reads one snapshot and holds one member at a time.
 func (e *Engine) Members(site, name string, after *event.UUID, fn func(m *Member) bool) error {
+	var m Member
+	return e.ScanMembers(site, name, after, false, func(v *MemberView) bool {
+		m.Visitor, m.Entered, m.Email = v.Visitor, v.Entered, string(v.Email)
+		return fn(&m)
+	})
+}
+
+// MemberView is a member as ScanMembers passes it: its byte slices alias
+// the state DB's buffers and are valid only during the call.
+type MemberView struct {
+	Visitor event.UUID
+	Entered int64  // Unix ms
+	Email   []byte // empty when not identified
+	// Profile is the visitor's stored profile (profile.AppendProfile), nil
+	// when it has none or profiles were not asked for.
+	Profile []byte
+}
+
+// ScanMembers is Members for exports: it copies nothing (m and its slices
+// are reused for the next member), and with profiles it also passes each
+// member's stored profile, read in the same snapshot by one cursor moving
+// with the members (state.DB.ScanExtVisitors) rather than a point read per
+// member.
+func (e *Engine) ScanMembers(site, name string, after *event.UUID, profiles bool, fn func(m *MemberView) bool) error {
 	if err := checkSite(site); err != nil {
 		return err
 	}
@@ -26,22 +50,29 @@ func (e *Engine) Members(site, name string, after *event.UUID, fn func(m *Member
 		from = appendMemberKey(nil, site, name, *after)
 	}
 	var (
-		m    Member
+		m    MemberView
 		derr error
 	)
-	err := e.db.ScanExtFrom(prefix, from, func(key, val []byte) bool {
+	each := func(key, val, prof []byte) bool {
 		if len(key) != len(prefix)+16 {
 			derr = fmt.Errorf("BUG: membership key %x has a bad length", key)
 			return false
 		}
 		m.Visitor = event.UUID(key[len(prefix):])
 		var err error
-		if m.Entered, m.Email, err = decodeMemberValue(val); err != nil {
+		if m.Entered, m.Email, err = decodeMemberView(val); err != nil {
 			derr = fmt.Errorf("membership of visitor %s in segment %q of site %q: %w", m.Visitor, name, site, err)
 			return false
 		}
+		m.Profile = prof
 		return fn(&m)
-	})
+	}
+	var err error
+	if profiles {
+		err = e.db.ScanExtVisitors(prefix, from, site, each)
+	} else {
+		err = e.db.ScanExtFrom(prefix, from, func(key, val []byte) bool { return each(key, val, nil) })
+	}
 	if err == nil {
 		err = derr
 	}

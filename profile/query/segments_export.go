@@ -2,13 +2,17 @@ package query
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -30,17 +34,24 @@ type membersQuery struct {
 	at         int64
 	holdout    float64 // percent in [0, 100); 0: none
 	salt       string
-	control    bool // list the control group instead
-	noFacts    bool // ?facts=false: no profile reads
+	control    bool          // list the control group instead
+	noFacts    bool          // ?facts=false: no profile reads
+	parts      profile.Parts // of the profile the rule's terms read
 }
 
 // segScratch is the per-request space of an export.
 type segScratch struct {
 	subj segment.ProfileSubject
-	prof profile.Profile
-	buf  []byte
+	dec  profile.PartialDecoder
+	key  []byte // holdout hash input
+	tmp  []byte // a fact's JSON string, unquoted for CSV
 	out  []byte
 	vis  []event.UUID
+
+	// entered and enteredFmt cache the last formatted entry time: members
+	// of a segment share few of them (a backfill gives one to all).
+	entered    int64
+	enteredFmt []byte
 }
 
 var segScratchPool sync.Pool
@@ -53,12 +64,13 @@ func InHoldout(salt, key string, percent float64) bool {
 	if percent <= 0 {
 		return false
 	}
-	h := sha256.New()
-	h.Write([]byte(salt))
-	h.Write([]byte{':'})
-	h.Write([]byte(key))
-	var sum [sha256.Size]byte
-	x := binary.BigEndian.Uint64(h.Sum(sum[:0]))
+	return inHoldout(append(append([]byte(salt), ':'), key...), percent)
+}
+
+// inHoldout is InHoldout of salt + ":" + key in b.
+func inHoldout(b []byte, percent float64) bool {
+	sum := sha256.Sum256(b)
+	x := binary.BigEndian.Uint64(sum[:8])
 	return float64(x%1_000_000) < percent*10_000
 }
 
@@ -155,6 +167,7 @@ func (h *Handler) serveMembers(ctx *fasthttp.RequestCtx, site, name string) {
 		return
 	}
 	q.rule = rule
+	q.parts = factParts(rule)
 	if q.csv {
 		ctx.SetContentType("text/csv; charset=utf-8")
 	} else {
@@ -163,7 +176,71 @@ func (h *Handler) serveMembers(ctx *fasthttp.RequestCtx, site, name string) {
 	if ctx.IsHead() {
 		return
 	}
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) { h.streamMembers(w, q) })
+	ctx.SetBodyStream(&membersBody{h: h, q: q}, -1)
+}
+
+// membersBody is the body of an export. fasthttp frames what WriteTo
+// writes as chunks of exportChunk bytes straight to the connection; Read,
+// for any other reader, streams through fasthttp.NewStreamReader (a pipe
+// and a goroutine, in chunks of 4 KiB: a write system call per 4 KiB).
+type membersBody struct {
+	h *Handler
+	q *membersQuery
+	r io.ReadCloser
+}
+
+// exportChunk is the size of the chunks of an export.
+const exportChunk = 32 << 10
+
+var exportWriterPool sync.Pool // *bufio.Writer of exportChunk bytes
+
+// SupportsBodyWriteTo implements fasthttp.BodyWriterTo: WriteTo writes
+// what Read would read.
+func (b *membersBody) SupportsBodyWriteTo() bool { return true }
+
+// WriteTo streams the export to w.
+func (b *membersBody) WriteTo(w io.Writer) (int64, error) {
+	cw := countingWriter{w: w}
+	bw, _ := exportWriterPool.Get().(*bufio.Writer)
+	if bw == nil {
+		bw = bufio.NewWriterSize(&cw, exportChunk)
+	} else {
+		bw.Reset(&cw)
+	}
+	b.h.streamMembers(bw, b.q)
+	bw.Reset(nil)
+	exportWriterPool.Put(bw)
+	return cw.n, cw.err
+}
+
+func (b *membersBody) Read(p []byte) (int, error) {
+	if b.r == nil {
+		b.r = fasthttp.NewStreamReader(func(w *bufio.Writer) { b.h.streamMembers(w, b.q) })
+	}
+	return b.r.Read(p)
+}
+
+// Close implements io.Closer: fasthttp closes the body when done.
+func (b *membersBody) Close() error {
+	if b.r != nil {
+		return b.r.Close()
+	}
+	return nil
+}
+
+type countingWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
 }
 
 func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
@@ -173,6 +250,7 @@ func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
 	}
 	defer segScratchPool.Put(sc)
 	sc.subj.Cfg = h.opts.Config
+	sc.entered, sc.enteredFmt = 0, sc.enteredFmt[:0]
 	m := h.opts.Segments
 	if q.csv {
 		out := append(sc.out[:0], "visitor,email,entered"...)
@@ -194,19 +272,21 @@ func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
 		rows     int
 		skipRows int
 	)
-	err := m.Members(q.site, q.name, q.after, func(mb *membership.Member) bool {
+	err := m.ScanMembers(q.site, q.name, q.after, !q.noFacts, func(mb *membership.MemberView) bool {
 		if q.limit > 0 && n == q.limit {
 			more = true
 			return false
 		}
-		key := ""
+		// email aliases the stored value: valid for this row only, and
+		// passed only to calls that copy it.
+		email := unsafe.String(unsafe.SliceData(mb.Email), len(mb.Email))
 		sc.vis = append(sc.vis[:0], mb.Visitor)
 		if q.byEmail {
-			if mb.Email == "" {
+			if email == "" {
 				return true
 			}
 			first := true
-			rerr = h.opts.State.VisitorsByEmail(q.site, mb.Email, func(v [16]byte) bool {
+			rerr = h.opts.State.VisitorsByEmail(q.site, email, func(v [16]byte) bool {
 				if v == mb.Visitor {
 					return true
 				}
@@ -231,15 +311,21 @@ func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
 			if !first {
 				return true
 			}
-			key = mb.Email
-		} else if q.holdout > 0 {
-			key = mb.Visitor.String()
 		}
-		if q.holdout > 0 && InHoldout(q.salt, key, q.holdout) != q.control {
-			skipRows++
-			return true
+		if q.holdout > 0 {
+			key := append(append(sc.key[:0], q.salt...), ':')
+			if q.byEmail {
+				key = append(key, email...)
+			} else {
+				key = appendUUID(key, mb.Visitor)
+			}
+			sc.key = key
+			if inHoldout(key, q.holdout) != q.control {
+				skipRows++
+				return true
+			}
 		}
-		if rerr = h.appendMemberRow(sc, q, mb); rerr != nil {
+		if rerr = h.appendMemberRow(sc, q, mb, email); rerr != nil {
 			return false
 		}
 		if _, werr = w.Write(sc.out); werr != nil {
@@ -275,22 +361,20 @@ func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
 	_ = w.Flush()
 }
 
-// appendMemberRow puts the row of mb (sc.vis: the visitors of the row) in
-// sc.out.
-func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membership.Member) error {
-	found, haveProf := false, false
-	if !q.noFacts {
-		var err error
-		if sc.buf, found, err = h.opts.State.Profile(q.site, mb.Visitor, sc.buf); err != nil {
-			return err
-		}
-	}
-	if found {
-		if err := profile.DecodeProfile(&sc.prof, sc.buf); err != nil {
+// appendMemberRow puts the row of mb (sc.vis: the visitors of the row;
+// email: mb.Email) in sc.out.
+func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membership.MemberView, email string) error {
+	haveProf := false
+	if mb.Profile != nil {
+		p, err := sc.dec.Decode(mb.Profile, q.parts)
+		if err != nil {
 			return fmt.Errorf("cannot decode the profile of visitor %s of site %q: %w", mb.Visitor, q.site, err)
 		}
-		sc.subj.P = &sc.prof
-		haveProf = true
+		sc.subj.P, haveProf = p, true
+	}
+	if mb.Entered != sc.entered || len(sc.enteredFmt) == 0 {
+		sc.entered = mb.Entered
+		sc.enteredFmt = time.UnixMilli(mb.Entered).UTC().AppendFormat(sc.enteredFmt[:0], timeLayout)
 	}
 	out := sc.out[:0]
 	if q.csv {
@@ -301,26 +385,19 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 			out = appendUUID(out, v)
 		}
 		out = append(out, ',')
-		out = appendCSV(out, mb.Email)
+		out = appendCSV(out, email)
 		out = append(out, ',')
-		out = time.UnixMilli(mb.Entered).UTC().AppendFormat(out, timeLayout)
-		for i := range q.rule.Refs() {
+		out = append(out, sc.enteredFmt...)
+		refs := q.rule.Refs()
+		for i := range refs {
 			if q.noFacts {
 				break
 			}
 			out = append(out, ',')
 			if haveProf {
 				n := len(out)
-				out = q.rule.Refs()[i].AppendValue(out, &sc.subj, q.at)
-				if string(out[n:]) == "null" {
-					out = out[:n]
-				} else if out[n] == '"' {
-					// a JSON string: unquote by re-encoding as CSV
-					s, err := strconv.Unquote(string(out[n:]))
-					if err == nil {
-						out = appendCSV(out[:n], s)
-					}
-				}
+				out = refs[i].AppendValue(out, &sc.subj, q.at)
+				out = sc.jsonToCSV(out, n)
 			}
 		}
 		sc.out = append(out, "\r\n"...)
@@ -328,7 +405,7 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 	}
 	if q.byEmail {
 		out = append(out, `{"email":`...)
-		out = event.AppendJSONString(out, mb.Email)
+		out = event.AppendJSONString(out, email)
 		out = append(out, `,"visitors":[`...)
 		for i, v := range sc.vis {
 			if i > 0 {
@@ -345,14 +422,15 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 		out = append(out, `{"visitor":"`...)
 		out = appendUUID(out, mb.Visitor)
 		out = append(out, `","email":`...)
-		if mb.Email == "" {
+		if email == "" {
 			out = append(out, "null"...)
 		} else {
-			out = event.AppendJSONString(out, mb.Email)
+			out = event.AppendJSONString(out, email)
 		}
 	}
-	out = append(out, `,"entered":`...)
-	out = appendTime(out, mb.Entered)
+	out = append(out, `,"entered":"`...)
+	out = append(out, sc.enteredFmt...)
+	out = append(out, '"')
 	if !q.noFacts {
 		out = append(out, `,"facts":`...)
 		if haveProf {
@@ -363,6 +441,56 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 	}
 	sc.out = append(out, "}\n"...)
 	return nil
+}
+
+// jsonToCSV rewrites the JSON value out[n:] as a CSV field: null becomes
+// empty, a string its CSV form, anything else stays.
+func (sc *segScratch) jsonToCSV(out []byte, n int) []byte {
+	v := out[n:]
+	switch {
+	case string(v) == "null":
+		return out[:n]
+	case len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"':
+		return out
+	}
+	body := v[1 : len(v)-1]
+	if bytes.IndexAny(body, "\\\"\n") < 0 && utf8.Valid(body) {
+		// No escapes: the string is its JSON body, as strconv.Unquote
+		// would return it.
+		sc.tmp = append(sc.tmp[:0], body...)
+		return appendCSV(out[:n], unsafe.String(unsafe.SliceData(sc.tmp), len(sc.tmp)))
+	}
+	if s, err := strconv.Unquote(string(v)); err == nil {
+		return appendCSV(out[:n], s)
+	}
+	return out
+}
+
+// factParts returns the parts of a profile the terms of rule read
+// (segment.Ref.Term), so that an export decodes only those.
+func factParts(rule *segment.Rule) profile.Parts {
+	var parts profile.Parts
+	for _, r := range rule.Refs() {
+		switch r.Term {
+		case "interest", "share", "top":
+			d, ok := profile.ParseDim(r.Dim)
+			if !ok {
+				return profile.PartAll
+			}
+			parts |= profile.PartDim(d)
+		case "count", "since", "first", "lifecycle":
+			parts |= profile.PartEvents
+		case "rfm.r", "rfm.f", "rfm.m":
+			parts |= profile.PartOrders
+		case "identified":
+			parts |= profile.PartIdentity
+		case "trait", "until_birthday":
+			parts |= profile.PartTraits
+		default: // a term this build does not know: read everything
+			return profile.PartAll
+		}
+	}
+	return parts
 }
 
 func compareUUIDs(a, b event.UUID) int {

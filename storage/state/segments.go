@@ -19,7 +19,10 @@ func (db *DB) ScanExtFrom(prefix, after []byte, fn func(key, val []byte) bool) e
 		return ErrClosed
 	}
 	return db.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+		// No PrefetchValues: extension values are small and kept in the LSM
+		// tree, and prefetching starts a goroutine per item for a copy that
+		// Value makes anyway.
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		seek := prefix
 		if len(after) > 0 {

@@ -1,0 +1,31 @@
+package query
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/valyala/fasthttp"
+)
+
+// ReadMembers returns the export of segment name of site with the query
+// args, read through membersBody.Read: the path fasthttp does not take
+// (it calls WriteTo), which tests compare with the served body.
+func ReadMembers(h *Handler, site, name, args string) ([]byte, error) {
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI("/members?" + args)
+	q, err := h.parseMembersQuery(&ctx, site, name)
+	if err != nil {
+		return nil, err
+	}
+	rule, ok := h.opts.Segments.Rule(site, name)
+	if !ok {
+		return nil, fmt.Errorf("no segment %s/%s", site, name)
+	}
+	q.rule, q.parts = rule, factParts(rule)
+	b := &membersBody{h: h, q: q}
+	data, err := io.ReadAll(b)
+	if cerr := b.Close(); err == nil {
+		err = cerr
+	}
+	return data, err
+}
