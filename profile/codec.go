@@ -225,118 +225,20 @@ func (d *decoder) span(what string, base int64) int64 {
 }
 
 func decodeProfile(p *Profile, data []byte) error {
+	if err := checkVersion(data); err != nil {
+		return err
+	}
+	d := decoder{s: string(data), off: 1}
+	return d.partial(p, PartAll)
+}
+
+// checkVersion checks the first byte of an encoded profile.
+func checkVersion(data []byte) error {
 	if len(data) == 0 {
 		return fmt.Errorf("cannot decode profile: empty data")
 	}
 	if data[0] != FormatVersion {
 		return fmt.Errorf("cannot decode profile: version %d; this build reads %d", data[0], FormatVersion)
 	}
-	d := &decoder{s: string(data), off: 1}
-	p.FirstSeen = d.varint("first seen")
-	p.LastSeen = d.varint("last seen")
-	p.LastRecv = d.varint("last receive time")
-	p.Email = d.str("email", MaxValueLen)
-	p.EmailTS = d.varint("email time")
-	p.Customer = d.str("customer", MaxValueLen)
-	p.CustomerTS = d.varint("customer time")
-
-	nd := d.count("dimension count", NumDims)
-	for dim := 0; dim < nd && d.err == nil; dim++ {
-		n := d.count("entry count", MaxTopK)
-		es := p.Dims[dim][:0]
-		for i := 0; i < n && d.err == nil; i++ {
-			at := d.off
-			e := Entry{Value: d.str("value", MaxValueLen), LogP: NegInf, LogN: NegInf}
-			flags := d.byte("entry flags")
-			if flags&^3 != 0 {
-				d.fail("entry flags at offset %d: unknown bits %#x", d.off-1, flags)
-			}
-			if flags&1 != 0 {
-				e.LogP = d.float("entry LogP")
-			}
-			if flags&2 != 0 {
-				e.LogN = d.float("entry LogN")
-			}
-			if d.err == nil && (e.Value == "" || len(es) > 0 && es[len(es)-1].Value >= e.Value) {
-				d.fail("%s value %q at offset %d: empty or not above the value before it", Dim(dim), e.Value, at)
-			}
-			es = append(es, e)
-		}
-		p.Dims[dim] = es
-	}
-
-	nt := d.count("event type count", event.NumTypes)
-	for t := 0; t < nt && d.err == nil; t++ {
-		s := &p.Events[t]
-		s.Count = d.uvarint("event count")
-		if s.Count == 0 {
-			continue
-		}
-		s.First = d.varint("first event time")
-		s.Last = d.span("last event time", s.First)
-		n := d.count("recent count", MaxRecent)
-		if uint64(n) > s.Count {
-			d.fail("%s: %d recent times for %d events", event.Type(t), n, s.Count)
-		}
-		r := s.Recent[:0]
-		prev := s.Last
-		for i := 0; i < n && d.err == nil; i++ {
-			at := d.off
-			u := d.uvarint("recent time")
-			x := prev - int64(u)
-			if u > math.MaxInt64 || x > prev || x < s.First {
-				d.fail("%s recent time at offset %d: before the first event", event.Type(t), at)
-			}
-			r = append(r, x)
-			prev = x
-		}
-		s.Recent = r
-	}
-
-	n := d.count("trait count", MaxTraits)
-	for i := 0; i < n && d.err == nil; i++ {
-		at := d.off
-		tr := Trait{Key: d.str("trait key", MaxValueLen), Value: d.str("trait value", MaxValueLen)}
-		tr.Kind = event.TraitKind(d.byte("trait kind"))
-		tr.TS = d.varint("trait time")
-		if d.err == nil && (tr.Key == "" || len(p.Traits) > 0 && p.Traits[len(p.Traits)-1].Key >= tr.Key) {
-			d.fail("trait key %q at offset %d: empty or not above the key before it", tr.Key, at)
-		}
-		if tr.Kind > event.TraitBool {
-			d.fail("trait %q: unknown kind %d", tr.Key, tr.Kind)
-		}
-		p.Traits = append(p.Traits, tr)
-	}
-
-	n = d.count("cart count", MaxCart)
-	for i := 0; i < n && d.err == nil; i++ {
-		at := d.off
-		c := CartItem{ID: d.str("cart product id", MaxValueLen)}
-		q := d.uvarint("cart quantity")
-		if q > math.MaxUint32 {
-			d.fail("cart quantity %d at offset %d: exceeds the limit %d", q, at, uint64(math.MaxUint32))
-		}
-		c.Qty = uint32(q)
-		c.Added = d.varint("cart added time")
-		c.Removed = d.varint("cart removed time")
-		if d.err == nil && (c.ID == "" || len(p.Cart) > 0 && p.Cart[len(p.Cart)-1].ID >= c.ID) {
-			d.fail("cart product id %q at offset %d: empty or not above the id before it", c.ID, at)
-		}
-		p.Cart = append(p.Cart, c)
-	}
-
-	o := &p.Orders
-	o.Count = d.uvarint("order count")
-	if o.Count > 0 {
-		o.Revenue = d.float("revenue")
-		o.First = d.varint("first order time")
-		o.Last = d.span("last order time", o.First)
-		if o.Revenue < 0 {
-			d.fail("revenue %v: negative", o.Revenue)
-		}
-	}
-	if d.err == nil && d.off != len(d.s) {
-		d.fail("%d trailing bytes at offset %d", len(d.s)-d.off, d.off)
-	}
-	return d.err
+	return nil
 }

@@ -1,7 +1,6 @@
 package profile
 
 import (
-	"fmt"
 	"math"
 	"unsafe"
 
@@ -67,11 +66,8 @@ type PartialDecoder struct {
 func (pd *PartialDecoder) Decode(data []byte, parts Parts) (*Profile, error) {
 	p := &pd.p
 	p.Reset()
-	if len(data) == 0 {
-		return nil, fmt.Errorf("cannot decode profile: empty data")
-	}
-	if data[0] != FormatVersion {
-		return nil, fmt.Errorf("cannot decode profile: version %d; this build reads %d", data[0], FormatVersion)
+	if err := checkVersion(data); err != nil {
+		return nil, err
 	}
 	pd.buf = append(pd.buf[:0], data...)
 	d := decoder{s: unsafe.String(unsafe.SliceData(pd.buf), len(pd.buf)), off: 1}
