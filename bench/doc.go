@@ -15,6 +15,11 @@
 //   - e2e: HTTP → log → profiles in one process (collector, embedded log,
 //     builder): the maximum request rate, then an open loop at half of it,
 //     with the event-to-profile lag measured in the builder's commit hook.
+//   - query: a node as `affinity serve` runs it (collector, embedded log,
+//     builder, segment membership, query API) pre-filled with visitors:
+//     GET /v1/visitors latency idle and under ingest at half its maximum,
+//     then the members of a segment every visitor matches, streamed as
+//     NDJSON and CSV, with the node's memory before, during and after.
 //
 // Every system under test runs in its own process: the bench binary
 // re-executes itself with AFFINITY_BENCH_ROLE set (RunRole), so CPU time

@@ -54,6 +54,7 @@ type Report struct {
 	Ingest  *IngestReport `json:"ingest,omitempty"`
 	Build   *BuildReport  `json:"build,omitempty"`
 	E2E     *E2EReport    `json:"e2e,omitempty"`
+	Query   *QueryReport  `json:"query,omitempty"`
 }
 
 // WriteJSON writes r, indented, to path.
@@ -120,11 +121,17 @@ var systemColors = map[string]string{
 	sysNoop: "#7f7f7f", sysEmbedded: "#1f77b4", sysKafka: "#2ca02c",
 	sysNaive: "#d62728", sysNaiveTuned: "#ff7f0e", "e2e-max": "#9467bd", "e2e": "#1f77b4",
 	"affinity": "#1f77b4", "redis": "#d62728",
+	"lookup-max": "#7f7f7f", "lookup-idle": "#2ca02c", "lookup-ingest": "#d62728",
 }
 
 // WriteSVG draws the timeline: throughput (events/s) on top, p50 and p99
 // latency (log scale) below, one colour per system.
 func WriteSVG(path, title string, timeline []Sample, systems []string) error {
+	return WriteSVGUnit(path, title, "events/s", timeline, systems)
+}
+
+// WriteSVGUnit is WriteSVG with the throughput (Sample.EPS) in unit.
+func WriteSVGUnit(path, title, unit string, timeline []Sample, systems []string) error {
 	var b strings.Builder
 	const (
 		W, left, right   = 960, 70, 170
@@ -163,7 +170,7 @@ func WriteSVG(path, title string, timeline []Sample, systems []string) error {
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n",
 			left, left+pw, y1(v), y1(v), left-6, y1(v)+4, siFormat(v))
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="%d">events/s</text>`+"\n", left, top1-6)
+	fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", left, top1-6, xmlEscape(unit))
 	for e := lo; e <= hi && hasLatency; e++ {
 		v := math.Pow(10, e)
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%g</text>`+"\n",

@@ -156,6 +156,8 @@ func runRole(role string) error {
 		sys, err = startBuildRedis()
 	case roleE2E:
 		sys, err = startE2E()
+	case roleQuery:
+		sys, err = startQuery()
 	default:
 		return fmt.Errorf("unknown role %q in %s", role, envRole)
 	}

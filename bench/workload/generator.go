@@ -15,6 +15,10 @@ type Options struct {
 	// Seed makes the workload reproducible: the same Options give the same
 	// batches.
 	Seed uint64
+	// VisitorSeed, when not 0, names the visitors instead of Seed
+	// (VisitorID(VisitorSeed, i)): traffic with its own Seed then returns
+	// to the visitors of another workload, without repeating its events.
+	VisitorSeed uint64
 	// Site is the site key every batch names.
 	Site string
 	// Visitors is the number of distinct visitors of the whole workload (all
@@ -188,6 +192,14 @@ func VisitorID(seed uint64, i int) event.UUID {
 	return u
 }
 
+// visitorSeed is the seed of the visitors' ids.
+func (g *Generator) visitorSeed() uint64 {
+	if g.opts.VisitorSeed != 0 {
+		return g.opts.VisitorSeed
+	}
+	return g.opts.Seed
+}
+
 func splitmix(x uint64) uint64 {
 	x += 0x9e3779b97f4a7c15
 	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
@@ -273,10 +285,10 @@ func (g *Generator) newSession(s *session) *session {
 	vi := local*g.opts.Shards + g.opts.Shard
 	*s = session{
 		visitor:    vi,
-		id:         VisitorID(g.opts.Seed, vi),
+		id:         VisitorID(g.visitorSeed(), vi),
 		left:       1 + int(g.r.ExpFloat64()*float64(g.opts.SessionEvents-1)),
 		t:          g.simNow(),
-		prefTop:    int(splitmix(uint64(vi)^g.opts.Seed) % uint64(len(g.cat.Tops))),
+		prefTop:    int(splitmix(uint64(vi)^g.visitorSeed()) % uint64(len(g.cat.Tops))),
 		cart:       s.cart[:0],
 		lastViewed: -1,
 	}

@@ -2,7 +2,7 @@
 // the same run (see package bench): prints the figures as tables, writes
 // them as JSON to --out and charts them as SVG beside it.
 //
-//	go run ./bench/cmd/affinity-bench                 # every scenario, ~2 min
+//	go run ./bench/cmd/affinity-bench                 # every scenario, ~5 min
 //	go run ./bench/cmd/affinity-bench --quick         # smoke run, < 1 min
 //	go run ./bench/cmd/affinity-bench --scenario ingest --rounds 5 --phase 10s
 package main
@@ -28,8 +28,8 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("affinity-bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "smoke run: every scenario in under a minute (figures are not meaningful)")
-	scenarios := fs.String("scenario", "ingest,build,e2e", "scenarios to run, comma-separated: ingest, build, e2e")
-	out := fs.String("out", "bench-report.json", "JSON report path; the SVG charts go beside it (<name>-ingest.svg, -build.svg, -e2e.svg)")
+	scenarios := fs.String("scenario", "ingest,build,e2e,query", "scenarios to run, comma-separated: ingest, build, e2e, query")
+	out := fs.String("out", "bench-report.json", "JSON report path; the SVG charts go beside it (<name>-ingest.svg, -build.svg, -e2e.svg, -query.svg)")
 	dir := fs.String("dir", "", "scratch directory for logs and state (default: a temporary one, removed after)")
 	seed := fs.Uint64("seed", 1, "workload seed: the same seed gives the same traffic")
 	cpuprofile := fs.String("cpuprofile", "", "directory where every system-under-test process writes <role>.pprof (go tool pprof -top)")
@@ -51,6 +51,14 @@ func run(args []string) error {
 	eo := bench.DefaultE2EOptions()
 	eLoad := fs.Float64("e2e-load", eo.Load, "e2e: offered load as a fraction of the maximum found first")
 	ePhase := fs.Duration("e2e-phase", eo.Phase, "e2e: duration of the open-loop phase")
+
+	qo := bench.DefaultQueryOptions()
+	qVisitors := fs.Int("query-visitors", qo.Visitors, "query: visitors pre-filled in the node, each a member of the exported segment")
+	qMembers := fs.Int("query-members", 0, "query: members of the exported segment; pre-fills max(this, --query-visitors) visitors")
+	qRate := fs.Float64("query-lookup-rate", qo.LookupRate, "query: visitor lookups/s offered (open loop) idle and under ingest")
+	qConns := fs.Int("query-lookup-conns", qo.LookupConns, "query: keep-alive connections of the lookup client")
+	qPhase := fs.Duration("query-phase", qo.Phase, "query: duration of each measured lookup phase")
+	qLoad := fs.Float64("query-load", qo.Load, "query: ingest offered beside the lookups, as a fraction of its maximum found first")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -67,6 +75,7 @@ func run(args []string) error {
 		in = bench.QuickIngestOptions()
 		bo = bench.QuickBuildOptions()
 		eo = bench.QuickE2EOptions()
+		qo = bench.QuickQueryOptions()
 	}
 	override := func(name string, apply func()) {
 		if set[name] || !*quick {
@@ -84,6 +93,12 @@ func run(args []string) error {
 	override("build-rounds", func() { bo.Rounds = *bRounds })
 	override("e2e-load", func() { eo.Load = *eLoad })
 	override("e2e-phase", func() { eo.Phase = *ePhase })
+	override("query-visitors", func() { qo.Visitors = *qVisitors })
+	override("query-members", func() { qo.Visitors = max(qo.Visitors, *qMembers) })
+	override("query-lookup-rate", func() { qo.LookupRate = *qRate })
+	override("query-lookup-conns", func() { qo.LookupConns = *qConns })
+	override("query-phase", func() { qo.Phase = *qPhase })
+	override("query-load", func() { qo.Load = *qLoad })
 	bo.RedisServer = *redis
 	in.Workload.Seed, bo.Workload.Seed = *seed, *seed
 	in.Dir, bo.Dir = *dir, *dir
@@ -91,6 +106,7 @@ func run(args []string) error {
 	in.Progress, bo.Progress = progress, progress
 	// e2e drives the collector as ingest does, at ingest's concurrency.
 	eo.Ingest.Concurrency, eo.Ingest.Workload, eo.Ingest.Dir, eo.Ingest.Progress = in.Concurrency, in.Workload, in.Dir, progress
+	qo.Ingest.Concurrency, qo.Ingest.Workload, qo.Ingest.Dir, qo.Ingest.Progress = in.Concurrency, in.Workload, in.Dir, progress
 
 	rep := &bench.Report{Started: time.Now().UTC(), Command: "affinity-bench " + strings.Join(args, " "), Machine: bench.ThisMachine()}
 	base := strings.TrimSuffix(*out, ".json")
@@ -141,9 +157,24 @@ func run(args []string) error {
 			if err != nil {
 				failed = append(failed, "e2e: "+err.Error())
 			}
+		case "query":
+			r, err := bench.RunQuery(qo)
+			if r != nil {
+				rep.Query = r
+				bench.PrintQuery(os.Stdout, r)
+				if len(r.Timeline) > 0 {
+					if err := bench.WriteSVGUnit(base+"-query.svg", "affinity query: GET /v1/visitors, maximum, idle, then under ingest at half its maximum",
+						"lookups/s", r.Timeline, []string{"lookup-max", "lookup-idle", "lookup-ingest"}); err != nil {
+						return err
+					}
+				}
+			}
+			if err != nil {
+				failed = append(failed, "query: "+err.Error())
+			}
 		case "":
 		default:
-			return fmt.Errorf("unknown scenario %q (--scenario): want ingest, build or e2e", sc)
+			return fmt.Errorf("unknown scenario %q (--scenario): want ingest, build, e2e or query", sc)
 		}
 		fmt.Println()
 	}
