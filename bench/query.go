@@ -22,13 +22,9 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/affinityhq/affinity/bench/workload"
-	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
-	"github.com/affinityhq/affinity/profile/builder"
-	"github.com/affinityhq/affinity/profile/membership"
-	"github.com/affinityhq/affinity/profile/query"
+	"github.com/affinityhq/affinity/profile/service"
 	"github.com/affinityhq/affinity/storage"
-	"github.com/affinityhq/affinity/storage/state"
 )
 
 // The query scenario's role, its API token and its segment: a rule every
@@ -725,52 +721,18 @@ func startQuery() (*roleSystem, error) {
 	if err != nil {
 		return nil, err
 	}
-	so := state.DefaultOptions(os.Getenv(envState))
-	so.Logger = log.Printf
-	db, err := state.Open(so)
+	svc, err := service.Open(service.Options{Dir: os.Getenv(envState), Log: l, Logger: log.Printf})
 	if err != nil {
-		l.Close()
-		return nil, err
+		return nil, errors.Join(err, l.Close())
 	}
-	fail := func(err error, closers ...func() error) (*roleSystem, error) {
-		for _, c := range closers {
-			err = errors.Join(err, c())
-		}
-		return nil, errors.Join(err, db.Close(), l.Close())
-	}
-	cfg, set := profile.DefaultConfig(), metrics.NewSet()
-	mo := membership.DefaultOptions()
-	mo.State, mo.Config, mo.Metrics, mo.Logger = db, cfg, set, log.Printf
-	seg, err := membership.New(mo)
+	b := svc.Builder
+	srv, err := api.New(api.Options{Token: queryToken, Metrics: []*metrics.Set{svc.Metrics}, Health: svc.Health})
 	if err != nil {
-		return fail(err)
+		return nil, errors.Join(err, svc.Close(), l.Close())
 	}
-	bo := builder.DefaultOptions()
-	bo.Log, bo.State, bo.Config, bo.Hook, bo.Metrics, bo.Logger = l, db, cfg, seg, set, log.Printf
-	b, err := builder.New(bo)
-	if err != nil {
-		return fail(err)
-	}
-	qo := query.DefaultOptions()
-	qo.State, qo.Builder, qo.Config, qo.Metrics, qo.Segments = db, b, cfg, set, seg
-	q, err := query.New(qo)
-	if err != nil {
-		return fail(err)
-	}
-	if err := b.Start(); err != nil {
-		return fail(err)
-	}
-	if err := seg.Start(b); err != nil {
-		return fail(err, b.Close)
-	}
-	stopBuilder := func() error { return errors.Join(seg.Close(), b.Close()) }
-	srv, err := api.New(api.Options{Token: queryToken, Metrics: []*metrics.Set{set}, Health: b.Health})
-	if err != nil {
-		return fail(err, stopBuilder)
-	}
-	q.Register(srv)
+	svc.Register(srv)
 	if err := srv.Listen("127.0.0.1:0"); err != nil {
-		return fail(err, stopBuilder)
+		return nil, errors.Join(err, svc.Close(), l.Close())
 	}
 	go srv.Serve()
 	stopAPI := func() error {
@@ -780,13 +742,13 @@ func startQuery() (*roleSystem, error) {
 	}
 	sys, err := startCollector(l) // closes l when it fails
 	if err != nil {
-		return nil, errors.Join(err, stopBuilder(), stopAPI(), db.Close())
+		return nil, errors.Join(err, svc.StopBuilder(), stopAPI(), svc.Close())
 	}
 	closeCollector := sys.close // shuts the collector down and closes the log
 	sys.close = func() error {
 		// runNode's order: collector, builder, internal listener, log, state.
 		srv.SetDraining()
-		return errors.Join(closeCollector(), stopBuilder(), stopAPI(), db.Close())
+		return errors.Join(closeCollector(), svc.StopBuilder(), stopAPI(), svc.Close())
 	}
 	caughtUp := func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)

@@ -16,6 +16,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/service"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/tracker"
 )
@@ -187,15 +188,15 @@ func runNode(ctx context.Context, nf *nodeFlags, l storage.Log, cf *collectorFla
 
 	ao := api.Options{Token: token}
 	var health []func(context.Context) error
-	var prof *profiles
+	var prof *service.Service
 	if pf != nil {
 		if prof, err = openProfiles(nf.data, pf, l); err != nil {
 			return err
 		}
-		closers = append([]func() error{prof.stopBuilder}, append(closers, prof.close)...)
-		ao.Metrics = append(ao.Metrics, prof.set)
-		ao.Status = prof.status
-		health = append(health, prof.health)
+		closers = append([]func() error{prof.StopBuilder}, append(closers, prof.Close)...)
+		ao.Metrics = append(ao.Metrics, prof.Metrics)
+		ao.Status = prof.Status
+		health = append(health, prof.Health)
 	}
 	var collector *tracker.Collector
 	var extra *collectorExtra
@@ -225,7 +226,7 @@ func runNode(ctx context.Context, nf *nodeFlags, l storage.Log, cf *collectorFla
 		return err
 	}
 	if prof != nil {
-		prof.register(internal)
+		prof.Register(internal)
 	}
 
 	errc := make(chan error, 2)
@@ -276,7 +277,7 @@ func runNode(ctx context.Context, nf *nodeFlags, l storage.Log, cf *collectorFla
 		step("collector drained", func() error { return collector.Shutdown(sctx) })
 	}
 	if prof != nil {
-		step("builder stopped after its current batch", prof.stopBuilder)
+		step("builder stopped after its current batch", prof.StopBuilder)
 	}
 	step("internal listener stopped", func() error { return internal.Shutdown(sctx) })
 	closers = nil
@@ -285,7 +286,7 @@ func runNode(ctx context.Context, nf *nodeFlags, l storage.Log, cf *collectorFla
 		step("changes topic closed", pf.changes.Close)
 	}
 	if prof != nil {
-		step("state closed", prof.close)
+		step("state closed", prof.Close)
 	}
 	return err
 }

@@ -1,24 +1,17 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-
-	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/affinityhq/affinity/profile"
-	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/builder"
-	"github.com/affinityhq/affinity/profile/membership"
-	"github.com/affinityhq/affinity/profile/query"
 	"github.com/affinityhq/affinity/profile/segment"
+	"github.com/affinityhq/affinity/profile/service"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
 )
@@ -81,82 +74,23 @@ func (f configFlag) Set(s string) error {
 	return nil
 }
 
-// profiles is the profile side of a node: the state DB under <data>/state,
-// the builder consuming the log into it, and the query API reading it.
-type profiles struct {
-	db  *state.DB
-	b   *builder.Builder
-	q   *query.Handler
-	seg *membership.Engine // segment membership, the builder's Hook
-	set *metrics.Set
-
-	stopOnce, closeOnce sync.Once
-	stopErr, closeErr   error
-}
-
-// openProfiles opens the state DB and starts the builder on the partitions
-// pf.owned of l (nil: all).
-func openProfiles(data string, pf *profileFlags, l storage.Log) (*profiles, error) {
-	so := state.DefaultOptions(filepath.Join(data, "state"))
-	so.BlockCacheBytes = pf.blockCache
-	so.Logger = log.Printf
-	db, err := state.Open(so)
-	if err != nil {
-		return nil, err
+// openProfiles starts the profile side of a node (profile/service) on l,
+// with its state under <data>/state.
+func openProfiles(data string, pf *profileFlags, l storage.Log) (*service.Service, error) {
+	so := service.Options{
+		Dir:             filepath.Join(data, "state"),
+		Log:             l,
+		Config:          pf.cfg,
+		Rules:           &pf.rules,
+		Partitions:      pf.owned,
+		CacheBytes:      pf.cacheBytes,
+		BlockCacheBytes: pf.blockCache,
+		Logger:          log.Printf,
 	}
-	p := &profiles{db: db, set: metrics.NewSet()}
-	mo := membership.DefaultOptions() // segments: the builder's Hook
-	mo.State, mo.Config, mo.Metrics, mo.Logger = db, pf.cfg, p.set, log.Printf
 	if pf.changes != nil {
-		mo.Sink = changesSink(pf.changes)
+		so.ChangesSink = changesSink(pf.changes)
 	}
-	mo.Rules = pf.rules
-	if p.seg, err = membership.New(mo); err != nil {
-		return nil, errors.Join(err, db.Close())
-	}
-	bo := builder.DefaultOptions()
-	bo.Log, bo.State, bo.Config, bo.Hook = l, db, pf.cfg, p.seg
-	bo.Partitions = pf.owned
-	bo.Metrics = p.set
-	bo.Logger = log.Printf
-	bo.CacheBytes = pf.cacheBytes
-	if p.b, err = builder.New(bo); err != nil {
-		return nil, errors.Join(err, db.Close())
-	}
-	qo := query.DefaultOptions()
-	qo.State, qo.Builder, qo.Config, qo.Metrics, qo.Segments = db, p.b, pf.cfg, p.set, p.seg
-	if p.q, err = query.New(qo); err != nil {
-		return nil, errors.Join(err, db.Close())
-	}
-	if err := p.b.Start(); err != nil {
-		return nil, errors.Join(err, db.Close())
-	}
-	if err := p.seg.Start(p.b); err != nil {
-		return nil, errors.Join(err, p.b.Close(), db.Close())
-	}
-	return p, nil
-}
-
-// register adds the query API to the internal listener.
-func (p *profiles) register(s *api.Server) { p.q.Register(s) }
-
-// health reports the builder's health (for /healthz).
-func (p *profiles) health(ctx context.Context) error { return p.b.Health(ctx) }
-
-// status appends the builder's progress (events applied, lag per
-// partition) for the body of /healthz.
-func (p *profiles) status(dst []byte) []byte { return p.b.Status().AppendText(dst) }
-
-// stopBuilder lets the builder commit the batch it is applying and stop.
-func (p *profiles) stopBuilder() error {
-	p.stopOnce.Do(func() { p.stopErr = errors.Join(p.seg.Close(), p.b.Close()) })
-	return p.stopErr
-}
-
-// close stops the builder if needed and closes the state DB. Idempotent.
-func (p *profiles) close() error {
-	p.closeOnce.Do(func() { p.closeErr = errors.Join(p.stopBuilder(), p.db.Close()) })
-	return p.closeErr
+	return service.Open(so)
 }
 
 // parsePartitions parses "0-3,8" into partition numbers; "" is nil (all).

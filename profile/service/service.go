@@ -1,0 +1,132 @@
+// Package service wires the profile side of an affinity node: the state
+// database, segment membership as the builder's Hook, the builder consuming
+// the event log, and the query API reading the state. `affinity serve` and
+// `affinity build` run it, and so does bench's query scenario: one wiring.
+package service
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/query"
+	"github.com/affinityhq/affinity/profile/segment"
+	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/state"
+)
+
+// Options configures a Service. Dir and Log are required; zero fields get
+// the defaults of the packages they configure.
+type Options struct {
+	// Dir is the directory of the state database.
+	Dir string
+	// Log is the event log the builder consumes. The Service does not close it.
+	Log storage.Log
+	// Config is the scoring configuration; nil: profile.DefaultConfig().
+	Config *profile.Config
+	// Rules holds the thresholds of the segments' lifecycle and rfm.*;
+	// nil: segment.DefaultConfig().
+	Rules *segment.Config
+	// Partitions are the log partitions the builder owns; nil: all.
+	Partitions []int
+	// CacheBytes bounds the builder's hot-profile cache; 0: its default.
+	CacheBytes int64
+	// BlockCacheBytes is the state database's block cache; 0: its default.
+	BlockCacheBytes int64
+	// ChangesSink, if set, receives the segments' change records (the
+	// Kafka changes topic of `affinity build`).
+	ChangesSink func(ctx context.Context, cs []membership.Change) error
+	// Logger receives errors and warnings; nil discards them.
+	Logger func(format string, args ...any)
+}
+
+// Service is a running profile side. Open starts it; StopBuilder and Close
+// stop it.
+type Service struct {
+	DB       *state.DB
+	Builder  *builder.Builder
+	Segments *membership.Engine
+	Query    *query.Handler
+	// Metrics holds the series of the builder, segments and query API.
+	Metrics *metrics.Set
+
+	stopOnce, closeOnce sync.Once
+	stopErr, closeErr   error
+}
+
+// Open opens the state database under opts.Dir and starts the builder and
+// segment membership on it.
+func Open(opts Options) (*Service, error) {
+	if opts.Config == nil {
+		opts.Config = profile.DefaultConfig()
+	}
+	so := state.DefaultOptions(opts.Dir)
+	if opts.BlockCacheBytes > 0 {
+		so.BlockCacheBytes = opts.BlockCacheBytes
+	}
+	so.Logger = opts.Logger
+	db, err := state.Open(so)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{DB: db, Metrics: metrics.NewSet()}
+	mo := membership.DefaultOptions()
+	mo.State, mo.Config, mo.Metrics, mo.Logger, mo.Sink = db, opts.Config, s.Metrics, opts.Logger, opts.ChangesSink
+	if opts.Rules != nil {
+		mo.Rules = *opts.Rules
+	}
+	if s.Segments, err = membership.New(mo); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	bo := builder.DefaultOptions()
+	bo.Log, bo.State, bo.Config, bo.Hook = opts.Log, db, opts.Config, s.Segments
+	bo.Partitions, bo.Metrics, bo.Logger = opts.Partitions, s.Metrics, opts.Logger
+	if opts.CacheBytes > 0 {
+		bo.CacheBytes = opts.CacheBytes
+	}
+	if s.Builder, err = builder.New(bo); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	qo := query.DefaultOptions()
+	qo.State, qo.Builder, qo.Config, qo.Metrics, qo.Segments = db, s.Builder, opts.Config, s.Metrics, s.Segments
+	if s.Query, err = query.New(qo); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	if err := s.Builder.Start(); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	if err := s.Segments.Start(s.Builder); err != nil {
+		return nil, errors.Join(err, s.Builder.Close(), db.Close())
+	}
+	return s, nil
+}
+
+// Register adds the query and segment API to the internal listener.
+func (s *Service) Register(srv *api.Server) { s.Query.Register(srv) }
+
+// Health reports the builder's health (for /healthz).
+func (s *Service) Health(ctx context.Context) error { return s.Builder.Health(ctx) }
+
+// Status appends the builder's progress (events applied, lag per
+// partition) for the body of /healthz.
+func (s *Service) Status(dst []byte) []byte { return s.Builder.Status().AppendText(dst) }
+
+// StopBuilder lets the builder commit the batch it is applying and stop,
+// with segment membership. Idempotent.
+func (s *Service) StopBuilder() error {
+	s.stopOnce.Do(func() { s.stopErr = errors.Join(s.Segments.Close(), s.Builder.Close()) })
+	return s.stopErr
+}
+
+// Close stops the builder if needed and closes the state database.
+// Idempotent.
+func (s *Service) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = errors.Join(s.StopBuilder(), s.DB.Close()) })
+	return s.closeErr
+}
