@@ -46,7 +46,10 @@ type Options struct {
 	// gave fewer events/s, 30% more RSS and 3x the lookup p99 under ingest.
 	CacheBytes int64
 	// FetchMax is the most records read, applied and committed at once per
-	// partition. Default 512.
+	// partition. Default 2048: a larger commit folds more of a visitor's
+	// index changes into one (bench build: +8% events/s, -7% CPU per event
+	// against 512); Badger's transaction limits still split a commit that
+	// would grow too big.
 	FetchMax int
 	// DedupWindow is how long an applied event id is remembered per visitor
 	// (by server receive time): a client retry within it is dropped.
@@ -64,7 +67,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		CacheBytes:   32 << 20,
-		FetchMax:     512,
+		FetchMax:     2048,
 		DedupWindow:  7 * 24 * time.Hour,
 		DedupMax:     256,
 		SyncInterval: time.Second,
