@@ -563,22 +563,10 @@ func runPhase(o *IngestOptions, hc *fasthttp.HostClient, system string, round in
 				label, system, now.Sub(start).Seconds(), s.RPS, s.EPS, s.P50ms, s.P99ms))
 		}
 	}
-	tick := time.NewTicker(o.Sample)
-	deadline := time.NewTimer(d)
-loop:
-	for {
-		select {
-		case now := <-tick.C:
-			sample(now, false)
-		case <-deadline.C:
-			break loop
-		}
-	}
-	tick.Stop()
-	stop.Store(true)
-	wg.Wait()
-	end := time.Now()
-	sample(end, true)
+	end := sampleFor(d, o.Sample, sample, func() {
+		stop.Store(true)
+		wg.Wait()
+	})
 
 	pr := phaseResult{seconds: end.Sub(start).Seconds()}
 	for _, w := range workers {

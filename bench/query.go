@@ -568,22 +568,10 @@ func runLookups(o *QueryOptions, hc *fasthttp.HostClient, name string, d time.Du
 	if sampleEvery <= 0 {
 		sampleEvery = 500 * time.Millisecond
 	}
-	tick := time.NewTicker(sampleEvery)
-	deadline := time.NewTimer(d)
-loop:
-	for {
-		select {
-		case now := <-tick.C:
-			sample(now, false)
-		case <-deadline.C:
-			break loop
-		}
-	}
-	tick.Stop()
-	stop.Store(true)
-	wg.Wait()
-	end := time.Now()
-	sample(end, true)
+	end := sampleFor(d, sampleEvery, sample, func() {
+		stop.Store(true)
+		wg.Wait()
+	})
 
 	var h Histogram
 	r := LookupResult{Name: name, OfferedRPS: rate, ClientStallMs: float64(stall.Load()) / 1e6}

@@ -272,3 +272,25 @@ func siFormat(v float64) string {
 func xmlEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
 }
+
+// sampleFor calls sample every interval for d, then stop (which ends the
+// phase's workers and waits for them), then sample once more, final, at the
+// returned end time.
+func sampleFor(d, every time.Duration, sample func(now time.Time, final bool), stop func()) (end time.Time) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for done := false; !done; {
+		select {
+		case now := <-tick.C:
+			sample(now, false)
+		case <-deadline.C:
+			done = true
+		}
+	}
+	stop()
+	end = time.Now()
+	sample(end, true)
+	return end
+}
