@@ -112,10 +112,8 @@ func (a *apiVisitors) get(ctx context.Context, dst []byte, path string) ([]byte,
 	switch status := resp.StatusCode(); {
 	case status == fasthttp.StatusOK:
 		return append(dst, body...), nil
-	case status == fasthttp.StatusNotFound && strings.HasPrefix(string(body), "no such path"),
-		status == fasthttp.StatusBadRequest && strings.HasSuffix(path, "/segments"):
-		// The API's answer for a route it does not have; a query API without
-		// the segments route reads ".../segments" as a malformed visitor id.
+	case status == fasthttp.StatusNotFound && strings.HasPrefix(string(body), "no such path"):
+		// The API's answer for a route it does not have.
 		return dst, fmt.Errorf("GET %s: %w", path, sdkjs.ErrNotServed)
 	case status == fasthttp.StatusNotFound:
 		return dst, fmt.Errorf("GET %s: %w", path, sdkjs.ErrNoVisitor)
