@@ -73,10 +73,12 @@ func ParseUUID(s []byte) (u UUID, ok bool) {
 // String returns u in canonical form, lowercase.
 func (u UUID) String() string {
 	var b [36]byte
-	return string(u.appendTo(b[:0]))
+	return string(u.Append(b[:0]))
 }
 
-func (u UUID) appendTo(b []byte) []byte {
+// Append appends u in canonical form (36 bytes, lowercase) to b; the
+// allocation-free String for hot paths that write into a caller's buffer.
+func (u UUID) Append(b []byte) []byte {
 	const digits = "0123456789abcdef"
 	for i, c := range u {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
