@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -44,6 +45,12 @@ type Options struct {
 	ChangesSink func(ctx context.Context, cs []membership.Change) error
 	// Logger receives errors and warnings; nil discards them.
 	Logger func(format string, args ...any)
+	// Now is the clock of segment membership and the query API; nil:
+	// time.Now. Tests set it.
+	Now func() time.Time
+	// SyncInterval is how often the builder fsyncs the state and trims the
+	// log; 0: the builder's default.
+	SyncInterval time.Duration
 }
 
 // Service is a running profile side. Open starts it; StopBuilder and Close
@@ -78,6 +85,9 @@ func Open(opts Options) (*Service, error) {
 	s := &Service{DB: db, Metrics: metrics.NewSet()}
 	mo := membership.DefaultOptions()
 	mo.State, mo.Config, mo.Metrics, mo.Logger, mo.Sink = db, opts.Config, s.Metrics, opts.Logger, opts.ChangesSink
+	if opts.Now != nil {
+		mo.Now = opts.Now
+	}
 	if opts.Rules != nil {
 		mo.Rules = *opts.Rules
 	}
@@ -86,7 +96,7 @@ func Open(opts Options) (*Service, error) {
 	}
 	bo := builder.DefaultOptions()
 	bo.Log, bo.State, bo.Config, bo.Hook = opts.Log, db, opts.Config, s.Segments
-	bo.Partitions, bo.Metrics, bo.Logger = opts.Partitions, s.Metrics, opts.Logger
+	bo.Partitions, bo.Metrics, bo.Logger, bo.SyncInterval = opts.Partitions, s.Metrics, opts.Logger, opts.SyncInterval
 	if opts.CacheBytes > 0 {
 		bo.CacheBytes = opts.CacheBytes
 	}
@@ -95,6 +105,9 @@ func Open(opts Options) (*Service, error) {
 	}
 	qo := query.DefaultOptions()
 	qo.State, qo.Builder, qo.Config, qo.Metrics, qo.Segments = db, s.Builder, opts.Config, s.Metrics, s.Segments
+	if opts.Now != nil {
+		qo.Now = opts.Now
+	}
 	if s.Query, err = query.New(qo); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
