@@ -12,6 +12,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker"
@@ -49,12 +50,12 @@ func BenchmarkBuilderApply(b *testing.B) {
 	}
 	for i := range records {
 		v := int(mix(uint64(i)) % uint64(visitors))
-		r := &event.Batch{Site: "s1", Visitor: visitor(v), Recv: t0 + int64(i)}
+		r := &event.Batch{Site: "s1", Visitor: profiletest.Visitor(v), Recv: t0 + int64(i)}
 		for j := range perRecord {
 			h := mix(uint64(i*perRecord + j))
 			pid := int(h % 500)
 			r.Events = append(r.Events, event.Event{
-				ID: eventID(i*perRecord + j), Type: types[h>>8%4], TS: t0 + int64(i) - int64(j),
+				ID: profiletest.EventID(i*perRecord + j), Type: types[h>>8%4], TS: t0 + int64(i) - int64(j),
 				HasProduct: true,
 				Product: event.Product{ID: "p" + itoa(pid), Brand: brands[pid%len(brands)],
 					Category: categories[pid%len(categories)], Age: ages[pid%len(ages)], Price: float64(pid % 300), HasPrice: true},

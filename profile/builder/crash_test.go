@@ -15,6 +15,7 @@ import (
 
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker"
@@ -63,13 +64,13 @@ func genRecord(i int) *event.Batch {
 	if v%10 == 0 {
 		site = "s2"
 	}
-	b := &event.Batch{Site: site, Visitor: visitor(v), Recv: t0 + int64(i)*1000 + 500}
+	b := &event.Batch{Site: site, Visitor: profiletest.Visitor(v), Recv: t0 + int64(i)*1000 + 500}
 	n := 1 + int(h>>8%4)
 	for j := range n {
 		hj := mix(h + uint64(j))
 		pid := int(hj % 40)
 		e := event.Event{
-			ID:   eventID(i*8 + j),
+			ID:   profiletest.EventID(i*8 + j),
 			Type: types[hj>>8%uint64(len(types))],
 			TS:   t0 + int64(i)*1000 + int64(j) - int64(hj>>16%5000), // late events too
 		}
