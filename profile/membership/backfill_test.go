@@ -8,6 +8,7 @@ import (
 
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -18,28 +19,28 @@ func TestBackfill100k(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100k profiles: skipped with -short")
 	}
-	clk := &clock{}
-	clk.set(t0)
+	clk := &profiletest.Clock{}
+	clk.Set(t0)
 	e := openEnv(t, t.TempDir(), clk, nil)
 	const n = 100_000
 	bs := make([]*event.Batch, 0, 10_000)
 	for i := range n {
-		bs = append(bs, batch("shop", visitor(i), ev(event.TypeView, t0, lego)))
+		bs = append(bs, profiletest.Batch("shop", profiletest.Visitor(i), profiletest.Event(event.TypeView, t0, lego)))
 		if len(bs) == cap(bs) {
-			e.send(t, bs...)
+			e.Send(t, bs...)
 			bs = bs[:0]
 		}
 	}
 	start := time.Now()
-	if _, _, err := e.m.Put("shop", "viewers", `count(view) >= 1`); err != nil {
+	if _, _, err := e.Segments.Put("shop", "viewers", `count(view) >= 1`); err != nil {
 		t.Fatal(err)
 	}
-	bf := e.m.BackfillOf("shop", "viewers")
+	bf := e.Segments.BackfillOf("shop", "viewers")
 	// Ingest goes on: new visitors arrive during the backfill.
 	for i := n; i < n+1000; i++ {
-		bs = append(bs, batch("shop", visitor(i), ev(event.TypeView, t0, lego)))
+		bs = append(bs, profiletest.Batch("shop", profiletest.Visitor(i), profiletest.Event(event.TypeView, t0, lego)))
 	}
-	e.send(t, bs...)
+	e.Send(t, bs...)
 	var seen []int64
 	for {
 		scanned, total, done := bf.Progress()
@@ -59,10 +60,10 @@ func TestBackfill100k(t *testing.T) {
 	if len(seen) < 2 {
 		t.Errorf("progress seen %v: want it to move while running", seen)
 	}
-	if _, err := e.m.Sequence(context.Background()); err != nil {
+	if _, err := e.Segments.Sequence(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if size, _ := e.m.Size("shop", "viewers"); size != n+1000 {
+	if size, _ := e.Segments.Size("shop", "viewers"); size != n+1000 {
 		t.Errorf("size: got %d; want %d (backfilled + live)", size, n+1000)
 	}
 }
@@ -71,13 +72,13 @@ func TestBackfill100k(t *testing.T) {
 // engine that never started) runs on the next Start.
 func TestBackfillResumesAfterRestart(t *testing.T) {
 	dir := t.TempDir()
-	clk := &clock{}
-	clk.set(t0)
+	clk := &profiletest.Clock{}
+	clk.Set(t0)
 	e := openEnv(t, dir, clk, nil)
 	for i := range 50 {
-		e.send(t, batch("shop", visitor(i), ev(event.TypeView, t0, lego)))
+		e.Send(t, profiletest.Batch("shop", profiletest.Visitor(i), profiletest.Event(event.TypeView, t0, lego)))
 	}
-	e.close(t)
+	e.Close(t)
 
 	db, err := state.Open(state.DefaultOptions(filepath.Join(dir, "state")))
 	if err != nil {
@@ -100,15 +101,15 @@ func TestBackfillResumesAfterRestart(t *testing.T) {
 	}
 
 	e = openEnv(t, dir, clk, nil)
-	bf := e.m.BackfillOf("shop", "viewers")
+	bf := e.Segments.BackfillOf("shop", "viewers")
 	if bf == nil {
 		t.Fatal("no backfill after restart")
 	}
 	bf.Wait()
-	if size, _ := e.m.Size("shop", "viewers"); size != 50 {
+	if size, _ := e.Segments.Size("shop", "viewers"); size != 50 {
 		t.Errorf("size after the resumed backfill: got %d; want 50", size)
 	}
-	if d, _, _ := e.m.Definition("shop", "viewers"); d.Backfilled != d.Gen {
+	if d, _, _ := e.Segments.Definition("shop", "viewers"); d.Backfilled != d.Gen {
 		t.Errorf("backfilled gen %d; want %d", d.Backfilled, d.Gen)
 	}
 }

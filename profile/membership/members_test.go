@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -13,25 +14,25 @@ import (
 // profiles: the same members in the same order, each with its own stored
 // profile, from the start and from a cursor.
 func TestScanMembers(t *testing.T) {
-	clk := &clock{}
-	clk.set(t0 + hour)
+	clk := &profiletest.Clock{}
+	clk.Set(t0 + hour)
 	e := openEnv(t, t.TempDir(), clk, nil)
 	e.put(t, "shop", "carts", `since(cart) <= 24h`)
 	var bs []*event.Batch
 	for i := range 40 {
-		evs := []event.Event{ev(event.TypeView, t0, nutrilon)}
+		evs := []event.Event{profiletest.Event(event.TypeView, t0, nutrilon)}
 		if i%3 != 0 { // every third visitor is not a member
-			evs = append(evs, ev(event.TypeCart, t0, nutrilon))
+			evs = append(evs, profiletest.Event(event.TypeCart, t0, nutrilon))
 		}
 		if i%2 == 0 {
-			evs = append(evs, identify(t0, fmt.Sprintf("v%d@example.com", i)))
+			evs = append(evs, profiletest.Identify(t0, fmt.Sprintf("v%d@example.com", i)))
 		}
-		bs = append(bs, batch("shop", visitor(i), evs...))
+		bs = append(bs, profiletest.Batch("shop", profiletest.Visitor(i), evs...))
 	}
-	e.send(t, bs...)
+	e.Send(t, bs...)
 
 	var want []membership.Member
-	if err := e.m.Members("shop", "carts", nil, func(m *membership.Member) bool {
+	if err := e.Segments.Members("shop", "carts", nil, func(m *membership.Member) bool {
 		want = append(want, *m)
 		return true
 	}); err != nil {
@@ -49,7 +50,7 @@ func TestScanMembers(t *testing.T) {
 		}
 		for _, profiles := range []bool{false, true} {
 			i := 0
-			err := e.m.ScanMembers("shop", "carts", from, profiles, func(m *membership.MemberView) bool {
+			err := e.Segments.ScanMembers("shop", "carts", from, profiles, func(m *membership.MemberView) bool {
 				if i >= len(rest) {
 					t.Fatalf("after %d, profiles %v: member %s past the %d of Members", after, profiles, m.Visitor, len(rest))
 				}
@@ -58,7 +59,7 @@ func TestScanMembers(t *testing.T) {
 				if m.Visitor != w.Visitor || m.Entered != w.Entered || string(m.Email) != w.Email {
 					t.Errorf("after %d, profiles %v: got %s %d %q; want %s %d %q", after, profiles, m.Visitor, m.Entered, m.Email, w.Visitor, w.Entered, w.Email)
 				}
-				prof, ok, err := e.db.Profile("shop", m.Visitor, nil)
+				prof, ok, err := e.DB.Profile("shop", m.Visitor, nil)
 				switch {
 				case err != nil || !ok:
 					t.Fatalf("Profile of %s: %v %v", m.Visitor, ok, err)

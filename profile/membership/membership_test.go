@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -40,30 +41,30 @@ func checkChanges(t *testing.T, got []membership.Change, want []wantChange) {
 // An abandoned cart enters on the cart event and leaves when 24 h pass,
 // recorded at the exact instant it stopped holding.
 func TestAbandonedCartLeavesWhenTimePasses(t *testing.T) {
-	clk := &clock{}
-	clk.set(t0 + hour)
+	clk := &profiletest.Clock{}
+	clk.Set(t0 + hour)
 	e := openEnv(t, t.TempDir(), clk, nil)
 	e.put(t, "shop", "abandoned", `since(cart) <= 24h and since(purchase) > since(cart)`)
-	v1, v2 := visitor(1), visitor(2)
-	e.send(t,
-		batch("shop", v1, ev(event.TypeCart, t0, nutrilon), identify(t0, "Mum@Example.com ")),
-		batch("shop", v2, ev(event.TypeCart, t0, nutrilon), ev(event.TypePurchase, t0+1, nutrilon)),
+	v1, v2 := profiletest.Visitor(1), profiletest.Visitor(2)
+	e.Send(t,
+		profiletest.Batch("shop", v1, profiletest.Event(event.TypeCart, t0, nutrilon), profiletest.Identify(t0, "Mum@Example.com ")),
+		profiletest.Batch("shop", v2, profiletest.Event(event.TypeCart, t0, nutrilon), profiletest.Event(event.TypePurchase, t0+1, nutrilon)),
 	)
 	m := e.members(t, "shop", "abandoned")
 	if len(m) != 1 || m[v1].Email != "mum@example.com" || m[v1].Entered != t0+hour {
 		t.Fatalf("members after the cart: got %+v; want only %s with email mum@example.com entered at %d", m, v1, t0+hour)
 	}
-	segs, due, err := e.m.VisitorSegments("shop", v1)
+	segs, due, err := e.Segments.VisitorSegments("shop", v1)
 	if err != nil || len(segs) != 1 || segs[0].Segment != "abandoned" || due != t0+24*hour+1 {
 		t.Fatalf("VisitorSegments: got %+v due %d err %v; want [abandoned] due %d", segs, due, err, t0+24*hour+1)
 	}
 	// Not yet: one ms before the edge.
-	e.advance(t, t0+24*hour)
+	e.Advance(t, t0+24*hour)
 	if m := e.members(t, "shop", "abandoned"); len(m) != 1 {
 		t.Fatalf("members at the edge: got %d; want 1", len(m))
 	}
 	// Processed late: the exit is still recorded at the due instant.
-	e.advance(t, t0+30*hour)
+	e.Advance(t, t0+30*hour)
 	if m := e.members(t, "shop", "abandoned"); len(m) != 0 {
 		t.Fatalf("members past 24h: got %+v; want none", m)
 	}
@@ -75,7 +76,7 @@ func TestAbandonedCartLeavesWhenTimePasses(t *testing.T) {
 	if cs[1].Email != "mum@example.com" || cs[1].Facts == "" {
 		t.Errorf("exit record: got email %q facts %q; want the email and facts", cs[1].Email, cs[1].Facts)
 	}
-	if _, due, _ := e.m.VisitorSegments("shop", v1); due != 0 {
+	if _, due, _ := e.Segments.VisitorSegments("shop", v1); due != 0 {
 		t.Errorf("due after leaving: got %d; want 0 (nothing can change without an event)", due)
 	}
 }
@@ -83,27 +84,27 @@ func TestAbandonedCartLeavesWhenTimePasses(t *testing.T) {
 // An interest decaying below its threshold leaves at the crossing instant:
 // two views score 2 at t0, which halves to 1 after one half-life (14 d).
 func TestInterestDecayLeaves(t *testing.T) {
-	clk := &clock{}
-	clk.set(t0)
+	clk := &profiletest.Clock{}
+	clk.Set(t0)
 	e := openEnv(t, t.TempDir(), clk, nil)
 	e.put(t, "shop", "mums", `top(age) == "0-3" and (interest(brand, "Nutrilon") >= 1 or interest(brand, "Merries") >= 1 or interest(brand, "Philips") >= 1)`)
-	v1, v2 := visitor(1), visitor(2)
-	e.send(t,
-		batch("shop", v1, ev(event.TypeView, t0, nutrilon), ev(event.TypeView, t0, nutrilon)),
-		batch("shop", v2, ev(event.TypeView, t0, lego), ev(event.TypeView, t0, lego), ev(event.TypeView, t0, nutrilon)),
+	v1, v2 := profiletest.Visitor(1), profiletest.Visitor(2)
+	e.Send(t,
+		profiletest.Batch("shop", v1, profiletest.Event(event.TypeView, t0, nutrilon), profiletest.Event(event.TypeView, t0, nutrilon)),
+		profiletest.Batch("shop", v2, profiletest.Event(event.TypeView, t0, lego), profiletest.Event(event.TypeView, t0, lego), profiletest.Event(event.TypeView, t0, nutrilon)),
 	)
 	if m := e.members(t, "shop", "mums"); len(m) != 1 || m[v1].Visitor != v1 {
 		t.Fatalf("members: got %+v; want only %s", m, v1)
 	}
-	_, due, _ := e.m.VisitorSegments("shop", v1)
+	_, due, _ := e.Segments.VisitorSegments("shop", v1)
 	if d := due - (t0 + 14*day); d < -1 || d > 1 {
 		t.Fatalf("due: got %d; want t0+14d = %d (±1 ms)", due, t0+14*day)
 	}
-	e.advance(t, due-1)
+	e.Advance(t, due-1)
 	if m := e.members(t, "shop", "mums"); len(m) != 1 {
 		t.Fatalf("members 1 ms before the crossing: got %d; want 1", len(m))
 	}
-	e.advance(t, t0+20*day)
+	e.Advance(t, t0+20*day)
 	if m := e.members(t, "shop", "mums"); len(m) != 0 {
 		t.Fatalf("members after the crossing: got %+v; want none", m)
 	}
@@ -116,14 +117,14 @@ func TestInterestDecayLeaves(t *testing.T) {
 // Catch-up: a visitor that entered and would leave several times while the
 // scheduler was not running has each flip recorded at its own instant.
 func TestDueCatchUpRecordsEveryFlip(t *testing.T) {
-	clk := &clock{}
-	clk.set(t0)
+	clk := &profiletest.Clock{}
+	clk.Set(t0)
 	e := openEnv(t, t.TempDir(), clk, nil)
 	// in between 1 h and 2 h after the cart, and again after 3 h.
 	e.put(t, "shop", "odd", `(since(cart) >= 1h and since(cart) < 2h) or since(cart) >= 3h`)
-	v := visitor(7)
-	e.send(t, batch("shop", v, ev(event.TypeCart, t0, lego)))
-	e.advance(t, t0+10*hour)
+	v := profiletest.Visitor(7)
+	e.Send(t, profiletest.Batch("shop", v, profiletest.Event(event.TypeCart, t0, lego)))
+	e.Advance(t, t0+10*hour)
 	checkChanges(t, e.changes(t, "shop", "odd"), []wantChange{
 		{v, true, t0 + hour, "time"},
 		{v, false, t0 + 2*hour, "time"},
@@ -133,24 +134,24 @@ func TestDueCatchUpRecordsEveryFlip(t *testing.T) {
 
 // A forgotten visitor leaves every segment; its keys are gone.
 func TestDeleteVisitorLeaves(t *testing.T) {
-	clk := &clock{}
-	clk.set(t0)
+	clk := &profiletest.Clock{}
+	clk.Set(t0)
 	e := openEnv(t, t.TempDir(), clk, nil)
 	e.put(t, "shop", "viewers", `count(view) >= 1`)
 	e.put(t, "shop", "known", `identified`)
-	v := visitor(3)
-	e.send(t, batch("shop", v, ev(event.TypeView, t0, lego), identify(t0, "a@b.c")))
-	if _, err := e.b.DeleteVisitor("shop", v); err != nil {
+	v := profiletest.Visitor(3)
+	e.Send(t, profiletest.Batch("shop", v, profiletest.Event(event.TypeView, t0, lego), profiletest.Identify(t0, "a@b.c")))
+	if _, err := e.Builder.DeleteVisitor("shop", v); err != nil {
 		t.Fatal(err)
 	}
-	e.wait(t)
+	e.Wait(t)
 	for _, name := range []string{"viewers", "known"} {
 		if m := e.members(t, "shop", name); len(m) != 0 {
 			t.Errorf("%s after delete: got %+v; want none", name, m)
 		}
 		checkChanges(t, e.changes(t, "shop", name), []wantChange{{v, true, t0, "event"}, {v, false, t0, "deleted"}})
 	}
-	if segs, due, err := e.m.VisitorSegments("shop", v); len(segs) != 0 || due != 0 || err != nil {
+	if segs, due, err := e.Segments.VisitorSegments("shop", v); len(segs) != 0 || due != 0 || err != nil {
 		t.Errorf("VisitorSegments after delete: got %+v %d %v; want none", segs, due, err)
 	}
 }
@@ -158,8 +159,8 @@ func TestDeleteVisitorLeaves(t *testing.T) {
 // Backfill: a segment created after the events evaluates existing
 // profiles, from the interest index when the rule allows.
 func TestBackfill(t *testing.T) {
-	clk := &clock{}
-	clk.set(t0)
+	clk := &profiletest.Clock{}
+	clk.Set(t0)
 	e := openEnv(t, t.TempDir(), clk, nil)
 	var bs []*event.Batch
 	for i := range 300 {
@@ -167,9 +168,9 @@ func TestBackfill(t *testing.T) {
 		if i%3 == 0 {
 			p = nutrilon
 		}
-		bs = append(bs, batch("shop", visitor(i), ev(event.TypeView, t0, p), ev(event.TypeView, t0, p)))
+		bs = append(bs, profiletest.Batch("shop", profiletest.Visitor(i), profiletest.Event(event.TypeView, t0, p), profiletest.Event(event.TypeView, t0, p)))
 	}
-	e.send(t, bs...)
+	e.Send(t, bs...)
 	for _, tc := range []struct {
 		name, rule string
 		index      bool
@@ -179,7 +180,7 @@ func TestBackfill(t *testing.T) {
 		{"lego", `top(brand) == "Lego"`, false, 200},
 	} {
 		e.put(t, "shop", tc.name, tc.rule)
-		bf := e.m.BackfillOf("shop", tc.name)
+		bf := e.Segments.BackfillOf("shop", tc.name)
 		scanned, total, done := bf.Progress()
 		if !done || bf.FromIndex() != tc.index || scanned != total {
 			t.Errorf("%s: backfill got scanned=%d total=%d done=%v fromIndex=%v; want done, fromIndex=%v", tc.name, scanned, total, done, bf.FromIndex(), tc.index)
@@ -187,10 +188,10 @@ func TestBackfill(t *testing.T) {
 		if tc.index && total != int64(tc.want) {
 			t.Errorf("%s: candidates from the index: got %d; want %d", tc.name, total, tc.want)
 		}
-		if n, _ := e.m.Size("shop", tc.name); n != tc.want {
+		if n, _ := e.Segments.Size("shop", tc.name); n != tc.want {
 			t.Errorf("%s: size got %d; want %d", tc.name, n, tc.want)
 		}
-		d, _, _ := e.m.Definition("shop", tc.name)
+		d, _, _ := e.Segments.Definition("shop", tc.name)
 		if d.Backfilled != d.Gen {
 			t.Errorf("%s: backfilled gen %d; want %d", tc.name, d.Backfilled, d.Gen)
 		}
@@ -200,7 +201,7 @@ func TestBackfill(t *testing.T) {
 	}
 	// Changing a rule re-evaluates the members too.
 	e.put(t, "shop", "nutrilon", `interest(brand, "Nutrilon") >= 5`)
-	if n, _ := e.m.Size("shop", "nutrilon"); n != 0 {
+	if n, _ := e.Segments.Size("shop", "nutrilon"); n != 0 {
 		t.Errorf("after narrowing: size got %d; want 0", n)
 	}
 }
@@ -208,8 +209,8 @@ func TestBackfill(t *testing.T) {
 // The feed read page by page with the last seq as cursor sees every
 // record exactly once, while changes keep being added.
 func TestChangesPagination(t *testing.T) {
-	clk := &clock{}
-	clk.set(t0)
+	clk := &profiletest.Clock{}
+	clk.Set(t0)
 	e := openEnv(t, t.TempDir(), clk, nil)
 	e.put(t, "shop", "carts", `since(cart) <= 1h`)
 	var after uint64
@@ -217,7 +218,7 @@ func TestChangesPagination(t *testing.T) {
 	read := func() {
 		for {
 			n := 0
-			if err := e.m.Changes("shop", "carts", after, func(c *membership.Change) bool {
+			if err := e.Segments.Changes("shop", "carts", after, func(c *membership.Change) bool {
 				seen[fmt.Sprintf("%s/%v/%d", c.Visitor, c.Entered, c.At)]++
 				after = c.Seq
 				n++
@@ -233,11 +234,11 @@ func TestChangesPagination(t *testing.T) {
 	for round := range 5 {
 		var bs []*event.Batch
 		for i := range 20 {
-			bs = append(bs, batch("shop", visitor(round*100+i), ev(event.TypeCart, t0+int64(round)*hour, lego)))
+			bs = append(bs, profiletest.Batch("shop", profiletest.Visitor(round*100+i), profiletest.Event(event.TypeCart, t0+int64(round)*hour, lego)))
 		}
-		e.send(t, bs...)
+		e.Send(t, bs...)
 		read()
-		e.advance(t, t0+int64(round)*hour+hour+1)
+		e.Advance(t, t0+int64(round)*hour+hour+1)
 		read()
 	}
 	if len(seen) != 200 {
@@ -251,21 +252,21 @@ func TestChangesPagination(t *testing.T) {
 }
 
 func TestDeleteSegment(t *testing.T) {
-	clk := &clock{}
-	clk.set(t0)
+	clk := &profiletest.Clock{}
+	clk.Set(t0)
 	e := openEnv(t, t.TempDir(), clk, nil)
 	e.put(t, "shop", "viewers", `count(view) >= 1`)
-	e.send(t, batch("shop", visitor(1), ev(event.TypeView, t0, lego)))
-	if ok, err := e.m.Delete("shop", "viewers"); !ok || err != nil {
+	e.Send(t, profiletest.Batch("shop", profiletest.Visitor(1), profiletest.Event(event.TypeView, t0, lego)))
+	if ok, err := e.Segments.Delete("shop", "viewers"); !ok || err != nil {
 		t.Fatalf("Delete: got %v %v; want true nil", ok, err)
 	}
-	if _, ok, _ := e.m.Definition("shop", "viewers"); ok {
+	if _, ok, _ := e.Segments.Definition("shop", "viewers"); ok {
 		t.Error("definition still there")
 	}
 	if m := e.members(t, "shop", "viewers"); len(m) != 0 {
 		t.Errorf("members after delete: %+v", m)
 	}
-	if segs, _, _ := e.m.VisitorSegments("shop", visitor(1)); len(segs) != 0 {
+	if segs, _, _ := e.Segments.VisitorSegments("shop", profiletest.Visitor(1)); len(segs) != 0 {
 		t.Errorf("visitor segments after delete: %+v", segs)
 	}
 	// Recreated: starts empty, backfills.
@@ -273,7 +274,7 @@ func TestDeleteSegment(t *testing.T) {
 	if cs := e.changes(t, "shop", "viewers"); len(cs) != 1 || cs[0].Why != "backfill" {
 		t.Errorf("changes after re-create: %+v; want one backfill entry", cs)
 	}
-	if ok, _ := e.m.Delete("shop", "nope"); ok {
+	if ok, _ := e.Segments.Delete("shop", "nope"); ok {
 		t.Error("Delete of a missing segment reported true")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker"
@@ -39,11 +40,11 @@ func BenchmarkChanged(b *testing.B) {
 	}
 	p := &profile.Profile{}
 	for i, typ := range []event.Type{event.TypeView, event.TypeView, event.TypeCart, event.TypePurchase, event.TypeView} {
-		e := ev(typ, t0-int64(i)*hour, nutrilon)
+		e := profiletest.Event(typ, t0-int64(i)*hour, nutrilon)
 		p.Apply(&e, cfg, t0, nil)
 	}
 	batch := db.NewBatch()
-	v := visitor(1)
+	v := profiletest.Visitor(1)
 	// Store the visitor's state once, so that the loop measures the
 	// steady state: evaluations that change nothing.
 	if err := m.Changed(batch, "shop", v, p); err != nil {
@@ -106,9 +107,9 @@ func BenchmarkBuilderWithSegments(b *testing.B) {
 				}
 				msgs := make([]storage.Message, 0, records)
 				for i := range records {
-					v := visitor(i % visitors)
-					bt := batch("shop", v, ev(event.TypeView, t0-int64(i), nutrilon), ev(event.TypeCart, t0-int64(i), lego),
-						ev(event.TypeView, t0-int64(i), lego), ev(event.TypePurchase, t0-int64(i), nutrilon))
+					v := profiletest.Visitor(i % visitors)
+					bt := profiletest.Batch("shop", v, profiletest.Event(event.TypeView, t0-int64(i), nutrilon), profiletest.Event(event.TypeCart, t0-int64(i), lego),
+						profiletest.Event(event.TypeView, t0-int64(i), lego), profiletest.Event(event.TypePurchase, t0-int64(i), nutrilon))
 					msgs = append(msgs, storage.Message{Key: tracker.AppendLogKey(nil, "shop", v), Value: event.AppendBatch(nil, bt)})
 				}
 				for i := 0; i < len(msgs); i += 1000 {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -37,9 +38,9 @@ var randomRules = map[string]string{
 // change feed, replayed, ends in the same memberships.
 func TestRandomLiveEqualsBruteForce(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	clk := &clock{}
+	clk := &profiletest.Clock{}
 	now := t0
-	clk.set(now)
+	clk.Set(now)
 	e := openEnv(t, t.TempDir(), clk, nil)
 	for name, rule := range randomRules {
 		e.put(t, "shop", name, rule)
@@ -52,29 +53,29 @@ func TestRandomLiveEqualsBruteForce(t *testing.T) {
 	for step := range 60 {
 		var bs []*event.Batch
 		for range rng.IntN(8) {
-			v := visitor(rng.IntN(visitors))
+			v := profiletest.Visitor(rng.IntN(visitors))
 			var evs []event.Event
 			for range 1 + rng.IntN(3) {
 				i := rng.IntN(len(brands))
 				p := &event.Product{ID: brands[i], Brand: brands[i], Category: cats[i], Age: ages[i], Price: float64(5 + rng.IntN(200)), HasPrice: true}
 				ts := now - int64(rng.IntN(int(2*day)))
 				if rng.IntN(10) == 0 {
-					id := identify(ts, "x@y.z")
+					id := profiletest.Identify(ts, "x@y.z")
 					bd := time.UnixMilli(now + int64(rng.IntN(int(20*day)))).UTC()
 					id.Traits = []event.Trait{{Key: "birthday", Value: "1990" + bd.Format("-01-02")}}
 					evs = append(evs, id)
 					continue
 				}
-				evs = append(evs, ev(types[rng.IntN(len(types))], ts, p))
+				evs = append(evs, profiletest.Event(types[rng.IntN(len(types))], ts, p))
 			}
-			bs = append(bs, batch("shop", v, evs...))
+			bs = append(bs, profiletest.Batch("shop", v, evs...))
 		}
 		if len(bs) > 0 {
-			e.send(t, bs...)
+			e.Send(t, bs...)
 		}
 		check(t, e, step, now, visitors)
 		now += int64(rng.IntN(int(3 * day / 2)))
-		e.advance(t, now)
+		e.Advance(t, now)
 		check(t, e, step, now, visitors)
 	}
 	// The run must have exercised the rules: entries and exits of most.
@@ -105,7 +106,7 @@ func check(t *testing.T, e *env, step int, now int64, visitors int) {
 	cfg := profile.DefaultConfig()
 	subj := &segment.ProfileSubject{Cfg: cfg}
 	for name := range randomRules {
-		rule, _ := e.m.Rule("shop", name)
+		rule, _ := e.Segments.Rule("shop", name)
 		live := e.members(t, "shop", name)
 		replay := map[event.UUID]bool{}
 		for _, c := range e.changes(t, "shop", name) {
@@ -115,9 +116,9 @@ func check(t *testing.T, e *env, step int, now int64, visitors int) {
 			replay[c.Visitor] = c.Entered
 		}
 		for i := range visitors {
-			v := visitor(i)
+			v := profiletest.Visitor(i)
 			want := false
-			data, ok, err := e.db.Profile("shop", v, nil)
+			data, ok, err := e.DB.Profile("shop", v, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -84,31 +85,31 @@ func TestWebhookDelivery(t *testing.T) {
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
 	dir := t.TempDir()
-	clk := &clock{}
-	clk.set(t0)
+	clk := &profiletest.Clock{}
+	clk.Set(t0)
 	tune := func(o *membership.Options) {
 		o.WebhookMinBackoff, o.WebhookMaxBackoff, o.WebhookBatch = 10*time.Millisecond, 50*time.Millisecond, 7
 	}
 	e := openEnv(t, dir, clk, tune)
 	e.put(t, "shop", "viewers", `count(view) >= 1`)
-	if err := e.m.SetWebhook("shop", "viewers", srv.URL+"/hook", rc.secret); err != nil {
+	if err := e.Segments.SetWebhook("shop", "viewers", srv.URL+"/hook", rc.secret); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.m.SetWebhook("shop", "viewers", "ftp://x", rc.secret); err == nil {
+	if err := e.Segments.SetWebhook("shop", "viewers", "ftp://x", rc.secret); err == nil {
 		t.Error("SetWebhook accepted an ftp URL")
 	}
 	var bs []*event.Batch
 	for i := range 20 {
-		bs = append(bs, batch("shop", visitor(i), ev(event.TypeView, t0, lego)))
+		bs = append(bs, profiletest.Batch("shop", profiletest.Visitor(i), profiletest.Event(event.TypeView, t0, lego)))
 	}
-	e.send(t, bs...)
+	e.Send(t, bs...)
 	waitFor(t, "20 deliveries", func() bool { return rc.count() == 20 })
-	w, _, _ := e.m.GetWebhook("shop", "viewers")
+	w, _, _ := e.Segments.GetWebhook("shop", "viewers")
 	waitFor(t, "the position to be stored", func() bool {
-		w, _, _ = e.m.GetWebhook("shop", "viewers")
-		return w.Delivered == e.m.LastSeq()
+		w, _, _ = e.Segments.GetWebhook("shop", "viewers")
+		return w.Delivered == e.Segments.LastSeq()
 	})
-	e.close(t)
+	e.Close(t)
 
 	// Restart with the receiver down; events arrive; it recovers.
 	rc.mu.Lock()
@@ -117,9 +118,9 @@ func TestWebhookDelivery(t *testing.T) {
 	e = openEnv(t, dir, clk, tune)
 	bs = bs[:0]
 	for i := 20; i < 35; i++ {
-		bs = append(bs, batch("shop", visitor(i), ev(event.TypeView, t0, lego)))
+		bs = append(bs, profiletest.Batch("shop", profiletest.Visitor(i), profiletest.Event(event.TypeView, t0, lego)))
 	}
-	e.send(t, bs...)
+	e.Send(t, bs...)
 	waitFor(t, "35 deliveries", func() bool { return rc.count() == 35 })
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
