@@ -4,197 +4,37 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/affinityhq/affinity/profile"
-	"github.com/affinityhq/affinity/profile/api"
-	"github.com/affinityhq/affinity/profile/builder"
-	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/profile/query"
-	"github.com/affinityhq/affinity/storage"
-	"github.com/affinityhq/affinity/storage/state"
-	"github.com/affinityhq/affinity/tracker"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
 const (
-	token = "test-token"
+	token = profiletest.Token
 	site  = "shop"
-	day   = int64(24 * 3600 * 1000)
-	t0    = profile.Landmark + 30*day // event times start 30 days past the landmark
+	day   = profiletest.Day
+	t0    = profiletest.T0 // event times start 30 days past the landmark
 )
 
-// env is a real embedded log, state DB and builder with segment membership
-// as its Hook, and the query API on a real api.Server on 127.0.0.1:0. The
-// clock of membership and query is real time until a test sets now.
-type env struct {
-	url string
-	log *storage.EmbeddedLog
-	db  *state.DB
-	b   *builder.Builder
-	m   *membership.Engine
-	cfg *profile.Config
-	now atomic.Int64 // Unix ms; 0: real time
-}
+// env is the profile side with segment membership and the query API on
+// 127.0.0.1:0. Its clock reads real time until a test sets it.
+type env struct{ *profiletest.Env }
 
-func (e *env) clock() time.Time {
-	if ms := e.now.Load(); ms != 0 {
-		return time.UnixMilli(ms)
-	}
-	return time.Now()
-}
-
+// newEnv starts an env, with the query options adjusted by mutate if not nil.
 func newEnv(t testing.TB, mutate func(*query.Options)) *env {
 	t.Helper()
-	dir := t.TempDir()
-	lo := storage.DefaultEmbeddedOptions(filepath.Join(dir, "log"))
-	lo.Partitions = 2
-	l, err := storage.OpenEmbeddedLog(lo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := state.Open(state.DefaultOptions(filepath.Join(dir, "state")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{log: l, db: db, cfg: profile.DefaultConfig()}
-	mo := membership.DefaultOptions()
-	mo.State, mo.Config, mo.Logger, mo.Now = db, e.cfg, t.Logf, e.clock
-	if e.m, err = membership.New(mo); err != nil {
-		t.Fatal(err)
-	}
-	bo := builder.DefaultOptions()
-	bo.Log, bo.State, bo.Config, bo.Hook = l, db, e.cfg, e.m
-	bo.Logger = t.Logf
-	if e.b, err = builder.New(bo); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.m.Start(e.b); err != nil {
-		t.Fatal(err)
-	}
-	s, err := api.New(api.Options{Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	qo := query.Options{State: db, Builder: e.b, Config: e.cfg, Segments: e.m, Metrics: metrics.NewSet(), Now: e.clock}
-	if mutate != nil {
-		mutate(&qo)
-	}
-	h, err := query.New(qo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.Register(s)
-	if err := s.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.Serve() }()
-	e.url = "http://" + s.Addr()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-		_ = e.m.Close()
-		if err := e.b.Close(); err != nil {
-			t.Errorf("builder Close: %v", err)
-		}
-		_ = l.Close()
-		_ = db.Close()
-	})
-	return e
-}
-
-// post appends one batch per visitor to the log and waits for the builder.
-func (e *env) post(t testing.TB, batches ...*event.Batch) {
-	t.Helper()
-	msgs := make([]storage.Message, len(batches))
-	for i, b := range batches {
-		msgs[i] = storage.Message{Key: tracker.AppendLogKey(nil, b.Site, b.Visitor), Value: event.AppendBatch(nil, b)}
-	}
-	if err := e.log.Append(context.Background(), msgs); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := e.b.WaitCaughtUp(ctx); err != nil {
-		t.Fatalf("builder did not catch up: %v", err)
-	}
-}
-
-// do sends a request and returns the status and body.
-func (e *env) do(t testing.TB, method, path, contentType string, body []byte, auth bool) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, e.url+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if auth {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
-}
-
-func (e *env) get(t testing.TB, path string) (int, string) {
-	t.Helper()
-	return e.do(t, http.MethodGet, path, "", nil, true)
-}
-
-func visitorID(n int) event.UUID {
-	var u event.UUID
-	binary.BigEndian.PutUint64(u[:], 0x5eed<<32|uint64(n))
-	binary.BigEndian.PutUint64(u[8:], uint64(n)*0x9e3779b97f4a7c15)
-	return u
-}
-
-var nextEventID uint64
-
-func evID() event.UUID {
-	nextEventID++
-	var u event.UUID
-	binary.BigEndian.PutUint64(u[:], nextEventID*0xbf58476d1ce4e5b9+1)
-	binary.BigEndian.PutUint64(u[8:], nextEventID)
-	return u
-}
-
-func view(ts int64, p event.Product) event.Event {
-	return event.Event{ID: evID(), Type: event.TypeView, TS: ts, Product: p, HasProduct: true}
-}
-
-func batch(v event.UUID, evs ...event.Event) *event.Batch {
-	recv := int64(0)
-	for _, e := range evs {
-		recv = max(recv, e.TS)
-	}
-	return &event.Batch{Site: site, Visitor: v, Recv: recv + 1000, Events: evs}
+	return &env{profiletest.Open(t, profiletest.Options{Serve: true, Query: mutate})}
 }
 
 func rfc3339(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
@@ -215,28 +55,28 @@ func near(got, want float64) bool {
 
 func TestAuth(t *testing.T) {
 	e := newEnv(t, nil)
-	for _, path := range []string{"/v1/visitors/shop/" + visitorID(1).String(), "/v1/interests/shop/brand/x", "/v1/catalog/shop/p1"} {
-		if code, body := e.do(t, http.MethodGet, path, "", nil, false); code != http.StatusUnauthorized {
+	for _, path := range []string{"/v1/visitors/shop/" + profiletest.Visitor(1).String(), "/v1/interests/shop/brand/x", "/v1/catalog/shop/p1"} {
+		if code, body := e.Do(t, http.MethodGet, path, "", nil, false); code != http.StatusUnauthorized {
 			t.Fatalf("GET %s without a token: got %d %q; want 401", path, code, body)
 		}
 	}
-	if code, _ := e.do(t, http.MethodPut, "/v1/catalog/shop", "text/csv", []byte("id\na\n"), false); code != http.StatusUnauthorized {
+	if code, _ := e.Do(t, http.MethodPut, "/v1/catalog/shop", "text/csv", []byte("id\na\n"), false); code != http.StatusUnauthorized {
 		t.Fatalf("PUT without a token: got %d; want 401", code)
 	}
 }
 
 func TestVisitor(t *testing.T) {
 	e := newEnv(t, nil)
-	v := visitorID(1)
+	v := profiletest.Visitor(1)
 	acme := event.Product{ID: "p1", Brand: "acme", Category: "baby/food", Age: "0-3", Price: 12, HasPrice: true}
 	other := event.Product{ID: "p2", Brand: "other"}
 	care := event.Product{ID: "p3", Brand: "Baby Care/2"}
-	e.post(t,
-		batch(v, view(t0, acme), view(t0+3*day, other), view(t0+4*day, care)),
-		batch(v, event.Event{ID: evID(), Type: event.TypeCart, TS: t0 + 5*day, Product: acme, HasProduct: true},
-			event.Event{ID: evID(), Type: event.TypeIdentify, TS: t0 + 5*day, Email: " Ann@Example.com "}))
+	e.Send(t,
+		profiletest.Batch(site, v, profiletest.View(t0, acme), profiletest.View(t0+3*day, other), profiletest.View(t0+4*day, care)),
+		profiletest.Batch(site, v, event.Event{ID: profiletest.NewEventID(), Type: event.TypeCart, TS: t0 + 5*day, Product: acme, HasProduct: true},
+			event.Event{ID: profiletest.NewEventID(), Type: event.TypeIdentify, TS: t0 + 5*day, Email: " Ann@Example.com "}))
 	at := t0 + 10*day
-	code, body := e.get(t, "/v1/visitors/shop/"+v.String()+"?at="+rfc3339(at))
+	code, body := e.Get(t, "/v1/visitors/shop/"+v.String()+"?at="+rfc3339(at))
 	if code != http.StatusOK {
 		t.Fatalf("got %d %q; want 200", code, body)
 	}
@@ -281,45 +121,45 @@ func TestVisitor(t *testing.T) {
 	}
 
 	// The same profile read later has decayed by exactly one half-life.
-	code, body2 := e.get(t, "/v1/visitors/shop/"+v.String()+"?at="+rfc3339(at+14*day))
+	code, body2 := e.Get(t, "/v1/visitors/shop/"+v.String()+"?at="+rfc3339(at+14*day))
 	if code != http.StatusOK || !strings.Contains(body2, `"brand":[{"value":"acme"`) {
 		t.Fatalf("got %d %s", code, body2)
 	}
 
 	f := func(path string, wantCode int, wantBody string) {
 		t.Helper()
-		code, body := e.get(t, path)
+		code, body := e.Get(t, path)
 		if code != wantCode || !strings.Contains(body, wantBody) || strings.Count(body, "\n") != 1 {
 			t.Fatalf("GET %s: got %d %q; want %d with one line containing %q", path, code, body, wantCode, wantBody)
 		}
 	}
-	f("/v1/visitors/shop/"+visitorID(2).String(), 404, "never seen")
+	f("/v1/visitors/shop/"+profiletest.Visitor(2).String(), 404, "never seen")
 	f("/v1/visitors/other-site/"+v.String(), 404, "never seen")
 	f("/v1/visitors/shop/not-a-uuid", 400, `bad visitor id "not-a-uuid"`)
 	f("/v1/visitors/shop/"+v.String()+"?at=yesterday", 400, `bad at="yesterday"`)
 	f("/v1/visitors/shop", 404, "want /v1/visitors/{site}/{visitor}")
 	f("/v1/visitors/"+strings.Repeat("s", 300)+"/"+v.String(), 400, "longer than 255 bytes")
-	if code, _ := e.do(t, http.MethodPost, "/v1/visitors/shop/"+v.String(), "", nil, true); code != http.StatusMethodNotAllowed {
+	if code, _ := e.Do(t, http.MethodPost, "/v1/visitors/shop/"+v.String(), "", nil, true); code != http.StatusMethodNotAllowed {
 		t.Fatalf("POST: got %d; want 405", code)
 	}
 }
 
 func TestDelete(t *testing.T) {
 	e := newEnv(t, nil)
-	v, w := visitorID(1), visitorID(2)
+	v, w := profiletest.Visitor(1), profiletest.Visitor(2)
 	p := event.Product{ID: "p1", Brand: "acme"}
-	e.post(t, batch(v, view(t0, p)), batch(w, view(t0, p)))
+	e.Send(t, profiletest.Batch(site, v, profiletest.View(t0, p)), profiletest.Batch(site, w, profiletest.View(t0, p)))
 	path := "/v1/visitors/shop/" + v.String()
-	if code, body := e.do(t, http.MethodDelete, path, "", nil, true); code != http.StatusNoContent {
+	if code, body := e.Do(t, http.MethodDelete, path, "", nil, true); code != http.StatusNoContent {
 		t.Fatalf("DELETE: got %d %q; want 204", code, body)
 	}
-	if code, body := e.get(t, path); code != http.StatusNotFound {
+	if code, body := e.Get(t, path); code != http.StatusNotFound {
 		t.Fatalf("GET after DELETE: got %d %q; want 404", code, body)
 	}
-	if code, body := e.do(t, http.MethodDelete, path, "", nil, true); code != http.StatusNotFound {
+	if code, body := e.Do(t, http.MethodDelete, path, "", nil, true); code != http.StatusNotFound {
 		t.Fatalf("second DELETE: got %d %q; want 404", code, body)
 	}
-	_, body := e.get(t, "/v1/interests/shop/brand/acme?at="+rfc3339(t0))
+	_, body := e.Get(t, "/v1/interests/shop/brand/acme?at="+rfc3339(t0))
 	if strings.Contains(body, v.String()) || !strings.Contains(body, w.String()) {
 		t.Fatalf("interests after DELETE: got %s; want only %s", body, w)
 	}
@@ -336,7 +176,7 @@ type row struct {
 
 func (e *env) interests(t testing.TB, path string) (rows []row, cursor string) {
 	t.Helper()
-	code, body := e.get(t, path)
+	code, body := e.Get(t, path)
 	if code != http.StatusOK {
 		t.Fatalf("GET %s: got %d %q", path, code, body)
 	}
@@ -368,31 +208,31 @@ func (e *env) interests(t testing.TB, path string) (rows []row, cursor string) {
 // directly computed score at at.
 func seedInterests(t testing.TB, e *env, n int, at int64) map[string]float64 {
 	t.Helper()
-	h := e.cfg.HalfLife(profile.DimBrand)
+	h := e.Config.HalfLife(profile.DimBrand)
 	want := make(map[string]float64, n)
 	const chunk = 2000
 	var batches []*event.Batch
 	for i := range n {
-		v := visitorID(i)
+		v := profiletest.Visitor(i)
 		var evs []event.Event
 		var wts [][2]float64
 		for j := range 1 + i%3 {
 			ts := t0 + int64(i*7919+j*104729)*1_000_003%(20*day)
-			evs = append(evs, view(ts, event.Product{ID: "p", Brand: "acme"}))
+			evs = append(evs, profiletest.View(ts, event.Product{ID: "p", Brand: "acme"}))
 			wts = append(wts, [2]float64{1, float64(ts)})
 		}
 		if i%7 == 0 {
-			evs = append(evs, event.Event{ID: evID(), Type: event.TypeIdentify, TS: t0, Email: fmt.Sprintf("v%d@example.com", i)})
+			evs = append(evs, event.Event{ID: profiletest.NewEventID(), Type: event.TypeIdentify, TS: t0, Email: fmt.Sprintf("v%d@example.com", i)})
 		}
-		batches = append(batches, batch(v, evs...))
+		batches = append(batches, profiletest.Batch(site, v, evs...))
 		want[v.String()] = direct(h, at, wts...)
 		if len(batches) == chunk {
-			e.post(t, batches...)
+			e.Send(t, batches...)
 			batches = batches[:0]
 		}
 	}
 	if len(batches) > 0 {
-		e.post(t, batches...)
+		e.Send(t, batches...)
 	}
 	return want
 }
@@ -488,7 +328,7 @@ func TestInterests(t *testing.T) {
 
 	f := func(path string, wantCode int, wantBody string) {
 		t.Helper()
-		code, body := e.get(t, path)
+		code, body := e.Get(t, path)
 		if code != wantCode || !strings.Contains(body, wantBody) {
 			t.Fatalf("GET %s: got %d %q; want %d containing %q", path, code, body, wantCode, wantBody)
 		}
@@ -524,20 +364,20 @@ func TestCatalog(t *testing.T) {
 	e := newEnv(t, func(o *query.Options) { o.MaxCatalogBytes = 4096 })
 	ndjson := `{"id":"p1","brand":"CatBrand","category":"baby/food","age":"0-3","price":12.5,"name":"Formula"}` + "\n" +
 		`{"id":"p2","brand":"Other"}` + "\n"
-	code, body := e.do(t, http.MethodPut, "/v1/catalog/shop", "application/x-ndjson", []byte(ndjson), true)
+	code, body := e.Do(t, http.MethodPut, "/v1/catalog/shop", "application/x-ndjson", []byte(ndjson), true)
 	if code != http.StatusOK || body != "{\"products\":2}\n" {
 		t.Fatalf("PUT: got %d %q; want 200 {\"products\":2}", code, body)
 	}
-	code, body = e.get(t, "/v1/catalog/shop/p1")
+	code, body = e.Get(t, "/v1/catalog/shop/p1")
 	if want := `{"id":"p1","brand":"CatBrand","category":"baby/food","age":"0-3","price":12.5,"attrs":{"name":"Formula"}}` + "\n"; code != 200 || body != want {
 		t.Fatalf("GET product: got %d %q; want %q", code, body, want)
 	}
 
 	// An event with only a product id is scored on the catalog's brand;
 	// one with an inline brand on its own.
-	v := visitorID(1)
-	e.post(t, batch(v, view(t0, event.Product{ID: "p1"}), view(t0, event.Product{ID: "p2", Brand: "Inline"})))
-	_, body = e.get(t, "/v1/visitors/shop/"+v.String()+"?at="+rfc3339(t0))
+	v := profiletest.Visitor(1)
+	e.Send(t, profiletest.Batch(site, v, profiletest.View(t0, event.Product{ID: "p1"}), profiletest.View(t0, event.Product{ID: "p2", Brand: "Inline"})))
+	_, body = e.Get(t, "/v1/visitors/shop/"+v.String()+"?at="+rfc3339(t0))
 	for _, want := range []string{`"value":"CatBrand","score":1`, `"value":"Inline","score":1`, `"value":"baby/food"`, `"value":"0-3"`} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("profile %s lacks %s", body, want)
@@ -548,18 +388,18 @@ func TestCatalog(t *testing.T) {
 	}
 
 	// CSV upserts.
-	code, body = e.do(t, http.MethodPut, "/v1/catalog/shop", "text/csv", []byte("id,brand\np2,Renamed\np3,New\n"), true)
+	code, body = e.Do(t, http.MethodPut, "/v1/catalog/shop", "text/csv", []byte("id,brand\np2,Renamed\np3,New\n"), true)
 	if code != 200 || body != "{\"products\":2}\n" {
 		t.Fatalf("PUT CSV: got %d %q", code, body)
 	}
-	if _, body := e.get(t, "/v1/catalog/shop/p2"); !strings.Contains(body, "Renamed") {
+	if _, body := e.Get(t, "/v1/catalog/shop/p2"); !strings.Contains(body, "Renamed") {
 		t.Fatalf("p2 after the CSV: %s", body)
 	}
 
 	// A bad row refuses the whole upload: p4 on line 1 is not stored.
 	f := func(ct, data string, wantCode int, wantBody string) {
 		t.Helper()
-		code, body := e.do(t, http.MethodPut, "/v1/catalog/shop", ct, []byte(data), true)
+		code, body := e.Do(t, http.MethodPut, "/v1/catalog/shop", ct, []byte(data), true)
 		if code != wantCode || !strings.Contains(body, wantBody) || strings.Count(body, "\n") != 1 {
 			t.Fatalf("PUT %s %q: got %d %q; want %d with one line containing %q", ct, data, code, body, wantCode, wantBody)
 		}
@@ -575,7 +415,7 @@ func TestCatalog(t *testing.T) {
 		zw := gzip.NewWriter(&zb)
 		_, _ = zw.Write([]byte(data))
 		_ = zw.Close()
-		req, _ := http.NewRequest(http.MethodPut, e.url+"/v1/catalog/shop", &zb)
+		req, _ := http.NewRequest(http.MethodPut, e.URL+"/v1/catalog/shop", &zb)
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "text/csv")
 		req.Header.Set("Content-Encoding", "gzip")
@@ -591,13 +431,13 @@ func TestCatalog(t *testing.T) {
 	}
 	zf("id,brand\np6,Zipped\n", 200, `{"products":1}`)
 	zf("id\n"+strings.Repeat("p4\n", 2000), 413, "after gunzip") // 6 KB inflated, far less sent
-	if _, body := e.get(t, "/v1/catalog/shop/p6"); !strings.Contains(body, "Zipped") {
+	if _, body := e.Get(t, "/v1/catalog/shop/p6"); !strings.Contains(body, "Zipped") {
 		t.Fatalf("p6 after the gzip upload: %s", body)
 	}
-	if code, body := e.get(t, "/v1/catalog/shop/p4"); code != 404 || !strings.Contains(body, `no product "p4"`) {
+	if code, body := e.Get(t, "/v1/catalog/shop/p4"); code != 404 || !strings.Contains(body, `no product "p4"`) {
 		t.Fatalf("GET p4 after refused uploads: got %d %q; want 404", code, body)
 	}
-	if code, _ := e.get(t, "/v1/catalog/shop"); code != http.StatusMethodNotAllowed {
+	if code, _ := e.Get(t, "/v1/catalog/shop"); code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET /v1/catalog/shop: got %d; want 405", code)
 	}
 }

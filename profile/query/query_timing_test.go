@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/affinityhq/affinity/profile/profiletest"
 )
 
 // BenchmarkInterestsStream measures rows/s of GET /v1/interests over HTTP,
@@ -13,7 +15,7 @@ func BenchmarkInterestsStream(b *testing.B) {
 	e := newEnv(b, nil)
 	at := t0 + 25*day
 	want := seedInterests(b, e, 20_000, at)
-	url := e.url + "/v1/interests/shop/brand/acme?at=" + rfc3339(at)
+	url := e.URL + "/v1/interests/shop/brand/acme?at=" + rfc3339(at)
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
@@ -39,7 +41,7 @@ func BenchmarkInterestsStream(b *testing.B) {
 func BenchmarkVisitorGet(b *testing.B) {
 	e := newEnv(b, nil)
 	seedInterests(b, e, 1000, t0)
-	url := e.url + "/v1/visitors/shop/" + visitorID(500).String()
+	url := e.URL + "/v1/visitors/shop/" + profiletest.Visitor(500).String()
 	b.ReportAllocs()
 	for b.Loop() {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/profile/query"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -36,39 +37,39 @@ func TestMembersExportGolden(t *testing.T) {
 	}
 	odd := event.Product{ID: "o,1", Brand: `Ac,"me"`, Category: "x,y/z", Age: "=cmd", Price: 7, HasPrice: true}
 	traits := func(ts int64, email string, tr ...event.Trait) event.Event {
-		ev := identifyEv(ts, email)
+		ev := profiletest.Identify(ts, email)
 		ev.Traits = tr
 		return ev
 	}
 	cart := func(ts int64, p event.Product) event.Event {
-		return event.Event{ID: evID(), Type: event.TypeCart, TS: ts, Product: p, HasProduct: true}
+		return event.Event{ID: profiletest.NewEventID(), Type: event.TypeCart, TS: ts, Product: p, HasProduct: true}
 	}
 	buy := func(ts int64, p event.Product, total float64) event.Event {
-		return event.Event{ID: evID(), Type: event.TypePurchase, TS: ts, Product: p, HasProduct: true,
+		return event.Event{ID: profiletest.NewEventID(), Type: event.TypePurchase, TS: ts, Product: p, HasProduct: true,
 			HasOrder: true, Order: event.Order{ID: fmt.Sprint(ts), Total: total, HasTotal: true}}
 	}
 	var bs []*event.Batch
 	for i := range 12 {
-		evs := []event.Event{view(t0-int64(i)*day, nutrilon)}
+		evs := []event.Event{profiletest.View(t0-int64(i)*day, nutrilon)}
 		switch i % 4 {
 		case 0:
-			evs = append(evs, view(t0, odd), view(t0, odd), cart(t0-day, odd),
+			evs = append(evs, profiletest.View(t0, odd), profiletest.View(t0, odd), cart(t0-day, odd),
 				traits(t0-2*day, fmt.Sprintf("p%d@example.com", i%3),
 					event.Trait{Key: "name", Value: "O'Brien, \"Jr\"\x01 Zoë"},
 					event.Trait{Key: "birthday", Value: "1990-02-03"}))
 		case 1:
-			evs = append(evs, view(t0, lego), buy(t0-40*day, lego, 80), buy(t0-3*day, nutrilon, 12.5),
-				identifyEv(t0, fmt.Sprintf("p%d@example.com", i%3)))
+			evs = append(evs, profiletest.View(t0, lego), buy(t0-40*day, lego, 80), buy(t0-3*day, nutrilon, 12.5),
+				profiletest.Identify(t0, fmt.Sprintf("p%d@example.com", i%3)))
 		case 2:
 			evs = append(evs, cart(t0, nutrilon), traits(t0, "", event.Trait{Key: "name", Value: "=SUM(A1)"}))
 		}
-		bs = append(bs, batch(visitorID(i), evs...))
+		bs = append(bs, profiletest.Batch(site, profiletest.Visitor(i), evs...))
 	}
-	bs = append(bs, batch(visitorID(99), view(t0, lego))) // a member of "all" only
-	e.send(t, bs...)
+	bs = append(bs, profiletest.Batch(site, profiletest.Visitor(99), profiletest.View(t0, lego))) // a member of "all" only
+	e.Send(t, bs...)
 
 	// A second handler on the same state, to read exports through Read.
-	h, err := query.New(query.Options{State: e.db, Segments: e.m, Config: e.cfg, Now: e.clock})
+	h, err := query.New(query.Options{State: e.DB, Segments: e.Segments, Config: e.Config, Now: e.Clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +84,8 @@ func TestMembersExportGolden(t *testing.T) {
 		"all/members?by=email&facts=false",
 		"all/members?limit=5",
 		"all/members?limit=5&format=csv",
-		"all/members?limit=5&cursor=" + visitorID(4).String(),
-		"all/members?cursor=" + visitorID(11).String(),
+		"all/members?limit=5&cursor=" + profiletest.Visitor(4).String(),
+		"all/members?cursor=" + profiletest.Visitor(11).String(),
 		"all/members?holdout=40&salt=s",
 		"all/members?holdout=40&salt=s&group=control&format=csv",
 		"all/members?holdout=50&salt=s&by=email",
@@ -92,7 +93,7 @@ func TestMembersExportGolden(t *testing.T) {
 		"mums/members",
 		"mums/members?format=csv",
 	} {
-		code, body := e.get(t, "/v1/segments/"+site+"/"+q)
+		code, body := e.Get(t, "/v1/segments/"+site+"/"+q)
 		fmt.Fprintf(&got, "GET %s %d\n%s\n", q, code, body)
 		name, args, _ := strings.Cut(q, "/members?")
 		name = strings.TrimSuffix(name, "/members")

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/profile/query"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -20,30 +21,17 @@ type segEnv = env
 func newSegEnv(t testing.TB) *segEnv {
 	t.Helper()
 	e := newEnv(t, nil)
-	e.now.Store(t0)
+	e.Clock.Set(t0)
 	return e
-}
-
-// send posts batches and sequences the change records they made.
-func (e *segEnv) send(t testing.TB, batches ...*event.Batch) {
-	t.Helper()
-	e.post(t, batches...)
-	if _, err := e.m.Sequence(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func (e *segEnv) putSegment(t testing.TB, name, rule string) (int, string) {
 	t.Helper()
-	code, body := e.do(t, http.MethodPut, "/v1/segments/"+site+"/"+name, "text/plain", []byte(rule), true)
-	if bf := e.m.BackfillOf(site, name); bf != nil {
+	code, body := e.Do(t, http.MethodPut, "/v1/segments/"+site+"/"+name, "text/plain", []byte(rule), true)
+	if bf := e.Segments.BackfillOf(site, name); bf != nil {
 		bf.Wait()
 	}
 	return code, body
-}
-
-func identifyEv(ts int64, email string) event.Event {
-	return event.Event{ID: evID(), Type: event.TypeIdentify, TS: ts, Email: email}
 }
 
 var (
@@ -70,11 +58,11 @@ func TestSegmentDefinitions(t *testing.T) {
 			t.Errorf("PUT %q: got %d %s; want %d containing %q", tc.rule, code, body, tc.code, tc.want)
 		}
 	}
-	if code, body := e.do(t, http.MethodPut, "/v1/segments/"+site+"/bad name", "", []byte("identified"), true); code != 400 {
+	if code, body := e.Do(t, http.MethodPut, "/v1/segments/"+site+"/bad name", "", []byte("identified"), true); code != 400 {
 		t.Errorf("PUT with a bad name: got %d %s; want 400", code, body)
 	}
-	e.send(t, batch(visitorID(1), view(t0, nutrilon), view(t0, nutrilon)))
-	code, body := e.get(t, "/v1/segments/"+site+"/mums")
+	e.Send(t, profiletest.Batch(site, profiletest.Visitor(1), profiletest.View(t0, nutrilon), profiletest.View(t0, nutrilon)))
+	code, body := e.Get(t, "/v1/segments/"+site+"/mums")
 	var d struct {
 		Size     int
 		Rule     string
@@ -87,26 +75,26 @@ func TestSegmentDefinitions(t *testing.T) {
 	if d.Size != 1 || d.Rule != mumsRule || len(d.Terms) != 4 || d.Backfill.State != "done" {
 		t.Errorf("GET segment: got %+v; want size 1, the rule, 4 terms, backfill done", d)
 	}
-	if code, body := e.do(t, http.MethodGet, "/v1/segments/"+site, "", nil, false); code != 401 {
+	if code, body := e.Do(t, http.MethodGet, "/v1/segments/"+site, "", nil, false); code != 401 {
 		t.Errorf("GET without token: got %d %s; want 401", code, body)
 	}
-	code, body = e.get(t, "/v1/segments/"+site)
+	code, body = e.Get(t, "/v1/segments/"+site)
 	if code != 200 || !strings.Contains(body, `"name":"mums"`) || !strings.Contains(body, `"size":1`) {
 		t.Errorf("list: got %d %s", code, body)
 	}
-	code, body = e.get(t, "/v1/visitors/"+site+"/"+visitorID(1).String()+"/segments")
+	code, body = e.Get(t, "/v1/visitors/"+site+"/"+profiletest.Visitor(1).String()+"/segments")
 	if code != 200 || !strings.Contains(body, `"segments":[{"name":"mums","entered":"`) {
 		t.Errorf("visitor segments: got %d %s", code, body)
 	}
-	if code, _ := e.do(t, http.MethodDelete, "/v1/segments/"+site+"/mums", "", nil, true); code != 204 {
+	if code, _ := e.Do(t, http.MethodDelete, "/v1/segments/"+site+"/mums", "", nil, true); code != 204 {
 		t.Errorf("DELETE: got %d; want 204", code)
 	}
 	for _, p := range []string{"/v1/segments/" + site + "/mums", "/v1/segments/" + site + "/mums/members", "/v1/segments/" + site + "/mums/changes"} {
-		if code, body := e.get(t, p); code != 404 {
+		if code, body := e.Get(t, p); code != 404 {
 			t.Errorf("GET %s after DELETE: got %d %s; want 404", p, code, body)
 		}
 	}
-	if code, body := e.get(t, "/v1/visitors/"+site+"/"+visitorID(1).String()+"/segments"); code != 200 || !strings.Contains(body, `"segments":[]`) {
+	if code, body := e.Get(t, "/v1/visitors/"+site+"/"+profiletest.Visitor(1).String()+"/segments"); code != 200 || !strings.Contains(body, `"segments":[]`) {
 		t.Errorf("visitor segments after DELETE: %d %s", code, body)
 	}
 }
@@ -122,7 +110,7 @@ type memberRow struct {
 
 func (e *segEnv) members(t testing.TB, path string) (rows []memberRow, cursor string) {
 	t.Helper()
-	code, body := e.get(t, path)
+	code, body := e.Get(t, path)
 	if code != 200 {
 		t.Fatalf("GET %s: %d %s", path, code, body)
 	}
@@ -148,17 +136,17 @@ func TestMembersExport(t *testing.T) {
 	}
 	var bs []*event.Batch
 	for i := range 10 {
-		evs := []event.Event{view(t0, nutrilon), view(t0, nutrilon)}
+		evs := []event.Event{profiletest.View(t0, nutrilon), profiletest.View(t0, nutrilon)}
 		switch {
 		case i < 4: // persons 0 and 1 have two visitors each
-			evs = append(evs, identifyEv(t0, fmt.Sprintf("p%d@example.com", i/2)))
+			evs = append(evs, profiletest.Identify(t0, fmt.Sprintf("p%d@example.com", i/2)))
 		case i < 7:
-			evs = append(evs, identifyEv(t0, fmt.Sprintf("Solo%d@Example.com", i)))
+			evs = append(evs, profiletest.Identify(t0, fmt.Sprintf("Solo%d@Example.com", i)))
 		}
-		bs = append(bs, batch(visitorID(i), evs...))
+		bs = append(bs, profiletest.Batch(site, profiletest.Visitor(i), evs...))
 	}
-	bs = append(bs, batch(visitorID(99), view(t0, lego))) // not a member
-	e.send(t, bs...)
+	bs = append(bs, profiletest.Batch(site, profiletest.Visitor(99), profiletest.View(t0, lego))) // not a member
+	e.Send(t, bs...)
 	base := "/v1/segments/" + site + "/mums/members"
 
 	rows, _ := e.members(t, base)
@@ -212,7 +200,7 @@ func TestMembersExport(t *testing.T) {
 	}
 
 	// CSV parses with a standard parser.
-	code, body := e.get(t, base+"?format=csv")
+	code, body := e.Get(t, base+"?format=csv")
 	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
 	if code != 200 || err != nil {
 		t.Fatalf("csv: %d %v\n%s", code, err, body)
@@ -232,12 +220,12 @@ func TestMembersExport(t *testing.T) {
 	if emails != 7 {
 		t.Errorf("csv rows with email: got %d; want 7", emails)
 	}
-	code, body = e.get(t, base+"?format=csv&by=email")
+	code, body = e.Get(t, base+"?format=csv&by=email")
 	if recs, err := csv.NewReader(strings.NewReader(body)).ReadAll(); code != 200 || err != nil || len(recs) != 6 {
 		t.Errorf("csv by=email: %d %v %d records; want 1+5", code, err, len(recs))
 	}
 	for _, q := range []string{"?format=xml", "?by=name", "?cursor=x", "?limit=0", "?holdout=10", "?holdout=100&salt=a", "?group=control"} {
-		if code, body := e.get(t, base+q); code != 400 {
+		if code, body := e.Get(t, base+q); code != 400 {
 			t.Errorf("%s: got %d %s; want 400", q, code, body)
 		}
 	}
@@ -251,9 +239,9 @@ func TestMembersHoldout(t *testing.T) {
 	const n = 10000
 	var bs []*event.Batch
 	for i := range n {
-		bs = append(bs, batch(visitorID(i), view(t0, lego)))
+		bs = append(bs, profiletest.Batch(site, profiletest.Visitor(i), profiletest.View(t0, lego)))
 	}
-	e.send(t, bs...)
+	e.Send(t, bs...)
 	base := "/v1/segments/" + site + "/viewers/members?holdout=10&salt=spring"
 	split := func(path string) map[string]bool {
 		rows, _ := e.members(t, path)
@@ -306,18 +294,18 @@ func TestChangesFeedHTTP(t *testing.T) {
 		t.Fatalf("PUT: %d %s", code, body)
 	}
 	cart := func(ts int64) event.Event {
-		return event.Event{ID: evID(), Type: event.TypeCart, TS: ts, Product: lego, HasProduct: true}
+		return event.Event{ID: profiletest.NewEventID(), Type: event.TypeCart, TS: ts, Product: lego, HasProduct: true}
 	}
 	var bs []*event.Batch
 	for i := range 25 {
-		bs = append(bs, batch(visitorID(i), cart(t0)))
+		bs = append(bs, profiletest.Batch(site, profiletest.Visitor(i), cart(t0)))
 	}
-	e.send(t, bs...)
-	e.now.Store(t0 + 2*3600*1000)
-	if _, err := e.m.RunDue(context.Background()); err != nil {
+	e.Send(t, bs...)
+	e.Clock.Set(t0 + 2*3600*1000)
+	if _, err := e.Segments.RunDue(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.m.Sequence(context.Background()); err != nil {
+	if _, err := e.Segments.Sequence(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	type page struct {
@@ -330,7 +318,7 @@ func TestChangesFeedHTTP(t *testing.T) {
 	after := ""
 	seen := map[string]int{}
 	for {
-		code, body := e.get(t, "/v1/segments/"+site+"/carts/changes?limit=10&after="+after)
+		code, body := e.Get(t, "/v1/segments/"+site+"/carts/changes?limit=10&after="+after)
 		var p page
 		if err := json.Unmarshal([]byte(body), &p); err != nil || code != 200 {
 			t.Fatalf("changes: %d %s %v", code, body, err)
@@ -357,7 +345,7 @@ func TestChangesFeedHTTP(t *testing.T) {
 			t.Errorf("%s seen %d times", k, n)
 		}
 	}
-	if code, body := e.get(t, "/v1/segments/"+site+"/carts/changes?after=x"); code != 400 {
+	if code, body := e.Get(t, "/v1/segments/"+site+"/carts/changes?after=x"); code != 400 {
 		t.Errorf("after=x: %d %s; want 400", code, body)
 	}
 }
@@ -366,16 +354,16 @@ func TestWebhookHTTP(t *testing.T) {
 	e := newSegEnv(t)
 	e.putSegment(t, "viewers", `count(view) >= 1`)
 	path := "/v1/segments/" + site + "/viewers/webhook"
-	if code, body := e.do(t, http.MethodPut, path, "application/json", []byte(`{"url":"http://127.0.0.1:1/x","secret":"k"}`), true); code != 200 || !strings.Contains(body, `"delivered":"0"`) || strings.Contains(body, `"k"`) {
+	if code, body := e.Do(t, http.MethodPut, path, "application/json", []byte(`{"url":"http://127.0.0.1:1/x","secret":"k"}`), true); code != 200 || !strings.Contains(body, `"delivered":"0"`) || strings.Contains(body, `"k"`) {
 		t.Errorf("PUT webhook: %d %s", code, body)
 	}
-	if code, body := e.do(t, http.MethodPut, path, "application/json", []byte(`{"url":"nope","secret":"k"}`), true); code != 400 {
+	if code, body := e.Do(t, http.MethodPut, path, "application/json", []byte(`{"url":"nope","secret":"k"}`), true); code != 400 {
 		t.Errorf("PUT bad webhook: %d %s; want 400", code, body)
 	}
-	if code, _ := e.do(t, http.MethodDelete, path, "", nil, true); code != 204 {
+	if code, _ := e.Do(t, http.MethodDelete, path, "", nil, true); code != 204 {
 		t.Errorf("DELETE webhook: %d; want 204", code)
 	}
-	if code, _ := e.get(t, path); code != 404 {
+	if code, _ := e.Get(t, path); code != 404 {
 		t.Errorf("GET deleted webhook: %d; want 404", code)
 	}
 }

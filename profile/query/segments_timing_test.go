@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -20,14 +21,14 @@ func BenchmarkMembersExport(b *testing.B) {
 	const n = 20000
 	bs := make([]*event.Batch, 0, n)
 	for i := range n {
-		bs = append(bs, batch(visitorID(i), view(t0, nutrilon), view(t0, nutrilon), identifyEv(t0, "m@x.y")))
+		bs = append(bs, profiletest.Batch(site, profiletest.Visitor(i), profiletest.View(t0, nutrilon), profiletest.View(t0, nutrilon), profiletest.Identify(t0, "m@x.y")))
 	}
 	for i := 0; i < n; i += 2000 {
-		e.send(b, bs[i:i+2000]...)
+		e.Send(b, bs[i:i+2000]...)
 	}
 	for _, query := range []string{"format=ndjson", "format=csv", "format=ndjson&facts=false"} {
 		b.Run(query, func(b *testing.B) {
-			url := e.url + "/v1/segments/" + site + "/mums/members?" + query
+			url := e.URL + "/v1/segments/" + site + "/mums/members?" + query
 			rows := 0
 			start := time.Now()
 			for b.Loop() {
