@@ -290,4 +290,3 @@ func (e *Env) Get(t testing.TB, path string) (int, string) {
 	t.Helper()
 	return e.Do(t, http.MethodGet, path, "", nil, true)
 }
-
