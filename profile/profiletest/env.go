@@ -53,7 +53,7 @@ type Options struct {
 	Membership func(*membership.Options)
 	// Serve starts the query API on 127.0.0.1:0 (Env.URL) behind Token.
 	Serve bool
-	// Query, if set, adjusts the options of the query API.
+	// Query, if set, adjusts the options of the query API (with Serve).
 	Query func(*query.Options)
 }
 
