@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math"
 	"net"
 	"strconv"
 	"sync"
@@ -63,6 +64,8 @@ type Collector struct {
 	srv      *fasthttp.Server
 	m        *collectorMetrics
 	draining atomic.Bool
+	// epoch anchors the sites' rate buckets on the monotonic clock.
+	epoch time.Time
 
 	// logDownUntil (Unix ms, 0 when healthy) is when the log last failed
 	// plus RetryAfter; logDownErr holds that failure's text.
@@ -91,11 +94,26 @@ func New(opts Options) (*Collector, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	c := &Collector{opts: opts, sites: make(map[string]*Site, len(opts.Sites))}
-	for i := range opts.Sites {
-		c.sites[opts.Sites[i].Key] = &opts.Sites[i]
-	}
+	opts.Sites = append([]Site(nil), opts.Sites...) // New sets their buckets
+	c := &Collector{opts: opts, sites: make(map[string]*Site, len(opts.Sites)), epoch: time.Now()}
 	c.m = newCollectorMetrics(opts.Metrics)
+	for i := range opts.Sites {
+		s := &opts.Sites[i]
+		c.sites[s.Key] = s
+		if s.Rate < 0 || s.Burst < 0 {
+			return nil, fmt.Errorf("cannot create collector: site %q has a negative rate or burst (--site-rate)", s.Key)
+		}
+		if s.Rate > 0 {
+			burst := s.Burst
+			if burst == 0 {
+				burst = int(math.Ceil(s.Rate))
+			}
+			s.bucket = newRateBucket(s.Rate, burst)
+			label := `{site="` + escapeLabel(s.Key) + `"}`
+			s.bucket.limited = opts.Metrics.NewCounter(`affinity_collector_rate_limited_total` + label)
+			s.bucket.limitedEvents = opts.Metrics.NewCounter(`affinity_collector_rate_limited_events_total` + label)
+		}
+	}
 	c.ctxPool.New = func() any { return c.newRequestCtx() }
 	c.srv = &fasthttp.Server{
 		Handler: c.Handle,
@@ -319,6 +337,13 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 		return
 	}
 
+	if site.bucket != nil {
+		if wait := site.bucket.take(int64(time.Since(c.epoch)), len(rc.batch.Events)); wait > 0 {
+			c.rateLimited(ctx, site, len(rc.batch.Events), wait)
+			return
+		}
+	}
+
 	rc.batch.Recv = nowMs
 	rc.record = event.AppendBatch(rc.record[:0], &rc.batch)
 	rc.key = AppendLogKey(rc.key[:0], rc.batch.Site, rc.batch.Visitor)
@@ -359,6 +384,20 @@ func (c *Collector) logUnavailable(ctx *fasthttp.RequestCtx, events int, cause s
 	c.m.eventsRefused(reasonLogUnavailable, events)
 	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int((c.opts.RetryAfter+time.Second-1)/time.Second)))
 	c.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonLogUnavailable, "cannot store batch now, retry later: "+cause)
+}
+
+// rateLimited refuses a batch of a site over its --site-rate with 429 and
+// the whole seconds until its bucket has room for the batch.
+func (c *Collector) rateLimited(ctx *fasthttp.RequestCtx, site *Site, events int, wait time.Duration) {
+	site.bucket.limited.Inc()
+	site.bucket.limitedEvents.Add(events)
+	c.m.eventsRefused(reasonRateLimited, events)
+	secs := int((wait + time.Second - 1) / time.Second)
+	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(secs))
+	c.refuse(ctx, fasthttp.StatusTooManyRequests, reasonRateLimited,
+		"site "+strconv.Quote(site.Key)+" is over its rate of "+strconv.FormatFloat(site.Rate, 'g', -1, 64)+
+			" events/s (burst "+strconv.FormatInt(site.bucket.burst, 10)+", --site-rate): batch of "+strconv.Itoa(events)+
+			" events refused, retry in "+strconv.Itoa(secs)+"s")
 }
 
 // AppendLogKey appends the log key of a visitor's batches: site|visitor, with

@@ -11,8 +11,16 @@ import (
 // 10-event fixture, decode to durable append on a real EmbeddedLog, without
 // the network. Parallel requests share the log's group commits, as they do
 // under load.
-func BenchmarkHandler(b *testing.B) {
-	tc := startCollector(b, nil)
+func BenchmarkHandler(b *testing.B) { benchmarkHandler(b, nil) }
+
+// BenchmarkHandlerSiteRate is BenchmarkHandler with the site under a
+// --site-rate it never reaches: the cost of the token bucket.
+func BenchmarkHandlerSiteRate(b *testing.B) {
+	benchmarkHandler(b, func(o *Options) { o.Sites = []Site{{Key: "shop-7f3a", Rate: 1 << 30}} })
+}
+
+func benchmarkHandler(b *testing.B, mutate func(*Options)) {
+	tc := startCollector(b, mutate)
 	body := []byte(fixture(b, "batch10.json"))
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()

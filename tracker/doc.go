@@ -10,5 +10,8 @@
 // request it takes a pooled requestCtx (decoder, batch, record buffer); every
 // byte that the log may keep is handed over through storage.Log.Append, which
 // does not retain it, so the context goes back to the pool as soon as the
-// handler returns.
+// handler returns. A Site with a Rate has its own token bucket
+// (ratelimit.go), one atomic word taken with a CAS: a site over its rate is
+// refused with 429 before its batch reaches the log, and costs other sites
+// no lock.
 package tracker

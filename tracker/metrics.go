@@ -18,6 +18,7 @@ const (
 	reasonBadRequest     = "bad_request"
 	reasonLogUnavailable = "log_unavailable"
 	reasonNotFound       = "not_found"
+	reasonRateLimited    = "rate_limited"
 	reasonTooLarge       = "too_large"
 	reasonUnknownSite    = "unknown_site"
 )
@@ -25,13 +26,13 @@ const (
 // collectorReasons lists every reason the collector itself may give.
 var collectorReasons = []string{
 	reasonBadContentType, reasonBadEncoding, reasonBadMethod, reasonBadOrigin, reasonBadRequest,
-	reasonLogUnavailable, reasonNotFound, reasonTooLarge, reasonUnknownSite,
+	reasonLogUnavailable, reasonNotFound, reasonRateLimited, reasonTooLarge, reasonUnknownSite,
 }
 
 // knownStatuses are the statuses the collector and its Extra handler answer;
 // their counters exist from the start so that the hot path never formats a
 // series name nor takes a lock.
-var knownStatuses = []int{200, 202, 204, 304, 400, 403, 404, 405, 413, 415, 500, 503}
+var knownStatuses = []int{200, 202, 204, 304, 400, 403, 404, 405, 413, 415, 429, 500, 503}
 
 // collectorMetrics are the collector's Prometheus series.
 type collectorMetrics struct {

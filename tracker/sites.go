@@ -12,6 +12,14 @@ type Site struct {
 	// for this site. Empty means any origin: fine for the demo and for sites
 	// that post from a server, not for a production shop.
 	Origins []string
+	// Rate bounds the events per second the site may post (--site-rate);
+	// 0 means no bound. Beyond it the collector answers 429.
+	Rate float64
+	// Burst is how many events the site may post at once on top of Rate's
+	// pace; 0 means Rate rounded up.
+	Burst int
+
+	bucket *rateBucket // set by New when Rate > 0
 }
 
 // AllowsOrigin reports whether a request with the given Origin header may

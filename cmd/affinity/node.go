@@ -47,14 +47,16 @@ func addNodeFlags(fs *flag.FlagSet) *nodeFlags {
 type collectorFlags struct {
 	listen       string
 	sites        *listFlag
+	siteRates    *listFlag
 	acceptWindow time.Duration
 	demo         bool // serve only: the demo shop at /demo/
 }
 
 func addCollectorFlags(fs *flag.FlagSet) *collectorFlags {
-	c := &collectorFlags{sites: newListFlag("demo"), acceptWindow: 7 * 24 * time.Hour}
+	c := &collectorFlags{sites: newListFlag("demo"), siteRates: newListFlag(), acceptWindow: 7 * 24 * time.Hour}
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address of the public collector (the snippet posts here)")
 	fs.Var(c.sites, "site", "site keys that may post, KEY or KEY=ORIGIN|ORIGIN; repeatable or comma-separated")
+	fs.Var(c.siteRates, "site-rate", "events per second a site may post, KEY=N[:BURST] (BURST events at once, default N); beyond it the collector answers 429; repeatable or comma-separated (default: no limit)")
 	fs.Var(durationFlag{&c.acceptWindow}, "accept-window", "oldest client timestamp accepted, before the receive time (s, m, h, d, w)")
 	return c
 }
@@ -201,7 +203,7 @@ func runNode(ctx context.Context, nf *nodeFlags, l storage.Log, cf *collectorFla
 	var collector *tracker.Collector
 	var extra *collectorExtra
 	if cf != nil {
-		sites, err := tracker.ParseSites(cf.sites.values)
+		sites, err := cf.parseSites()
 		if err != nil {
 			return err
 		}
