@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/affinityhq/affinity/storage/backup"
 )
 
 // EmbeddedOptions configures an EmbeddedLog.
@@ -650,6 +653,20 @@ func (l *EmbeddedLog) Bytes() int64 {
 		n += l.parts[p].bytes.Load()
 	}
 	return n
+}
+
+// Backup writes every key and value of the log's database as of one read
+// timestamp to w (backup.Dump) and returns how many keys it wrote. Close
+// waits for it.
+func (l *EmbeddedLog) Backup(w io.Writer) (keys int64, err error) {
+	if !l.g.enter() {
+		return 0, ErrClosed
+	}
+	defer l.g.leave()
+	if keys, err = backup.Dump(l.db, w); err != nil {
+		return keys, fmt.Errorf("cannot back up log %q: %w", l.opts.Dir, err)
+	}
+	return keys, nil
 }
 
 // Close refuses new calls (they get ErrClosed), waits for the appends already

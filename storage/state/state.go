@@ -4,9 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/affinityhq/affinity/storage/backup"
 )
 
 // Options configures a DB.
@@ -133,6 +136,18 @@ func (db *DB) Sync() error {
 		return fmt.Errorf("cannot sync state %q: %w", db.opts.Dir, err)
 	}
 	return nil
+}
+
+// Backup writes every key and value of the DB as of one read timestamp to
+// w (backup.Dump) and returns how many keys it wrote.
+func (db *DB) Backup(w io.Writer) (keys int64, err error) {
+	if db.closed.Load() {
+		return 0, ErrClosed
+	}
+	if keys, err = backup.Dump(db.db, w); err != nil {
+		return keys, fmt.Errorf("cannot back up state %q: %w", db.opts.Dir, err)
+	}
+	return keys, nil
 }
 
 // Close flushes and closes the DB. It is idempotent; callers must have
