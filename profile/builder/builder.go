@@ -102,6 +102,10 @@ type Builder struct {
 	syncStop chan struct{}
 	syncDone chan struct{}
 
+	// trimMu serializes syncAndTrim with HoldTrim; trimHolds counts holds.
+	trimMu    sync.Mutex
+	trimHolds int
+
 	started   atomic.Bool
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -265,12 +269,17 @@ func (b *Builder) syncLoop() {
 // the records below the offsets that state covers: a trimmed record is
 // never needed again, whatever happens to the machine.
 func (b *Builder) syncAndTrim() error {
+	b.trimMu.Lock()
+	defer b.trimMu.Unlock()
 	consumed := make([]int64, len(b.owned))
 	for i, pt := range b.owned {
 		consumed[i] = pt.consumed.Load()
 	}
 	if err := b.opts.State.Sync(); err != nil {
 		return err
+	}
+	if b.trimHolds > 0 {
+		return nil
 	}
 	var errs error
 	for i, pt := range b.owned {
@@ -287,6 +296,25 @@ func (b *Builder) syncAndTrim() error {
 		pt.trimmed = consumed[i]
 	}
 	return errs
+}
+
+// HoldTrim keeps the builder from trimming the log until release is
+// called; the state is still synced meanwhile. A backup holds it while it
+// copies the state and then the log, so that the log copied still holds
+// every record from the copied state's offsets on. It waits for a trim in
+// progress to finish. Holds nest; release is idempotent.
+func (b *Builder) HoldTrim() (release func()) {
+	b.trimMu.Lock()
+	b.trimHolds++
+	b.trimMu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.trimMu.Lock()
+			b.trimHolds--
+			b.trimMu.Unlock()
+		})
+	}
 }
 
 func (b *Builder) refreshHeads() {
