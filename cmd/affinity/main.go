@@ -18,6 +18,8 @@ Usage:
   affinity collect [flags]   only the collector, writing to Kafka (--kafka)
   affinity build   [flags]   only the profile builder and query API, reading Kafka (--kafka)
   affinity dump-log [flags]  print the events of the embedded log (--data) as JSON lines; serve stopped
+  affinity backup  [flags]   write a backup of --data to --to FILE, online while serve or build runs
+  affinity restore [flags]   restore a backup --from FILE into a new or empty --data
 
 Run "affinity <command> -h" for the flags of a command. Every flag can also be
 set from the environment: --api-token from AFFINITY_API_TOKEN, and so on.
@@ -39,6 +41,10 @@ func main() {
 		run = runBuild
 	case "dump-log":
 		run = runDumpLog
+	case "backup":
+		run = runBackup
+	case "restore":
+		run = runRestore
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

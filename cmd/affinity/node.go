@@ -229,6 +229,7 @@ func runNode(ctx context.Context, nf *nodeFlags, l storage.Log, cf *collectorFla
 	}
 	if prof != nil {
 		prof.Register(internal)
+		registerBackup(internal, prof, l)
 	}
 
 	errc := make(chan error, 2)
@@ -242,6 +243,11 @@ func runNode(ctx context.Context, nf *nodeFlags, l storage.Log, cf *collectorFla
 	if err := internal.Listen(nf.apiListen); err != nil {
 		return err
 	}
+	removeAddr, err := writeAPIAddr(nf.data, internal.Addr()) // for affinity backup
+	if err != nil {
+		return err
+	}
+	defer removeAddr()
 	if collector != nil {
 		extra.setAPIAddr(internal.Addr())
 		go func() { errc <- wrapServeErr("collector", collector.Serve()) }()
