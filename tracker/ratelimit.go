@@ -59,29 +59,23 @@ func (b *rateBucket) take(now int64, n int) (wait time.Duration) {
 // up). A KEY that is not one of sites is refused.
 func ParseSiteRates(specs []string, sites []Site) error {
 	seen := map[string]bool{}
-	for _, spec := range specs {
-		for _, one := range strings.Split(spec, ",") {
-			one = strings.TrimSpace(one)
-			if one == "" {
-				continue
-			}
-			key, rate, burst, err := parseSiteRate(one)
-			if err != nil {
-				return fmt.Errorf("cannot parse --site-rate %q: %w; want KEY=N[:BURST], N events/s, BURST events", one, err)
-			}
-			if seen[key] {
-				return fmt.Errorf("cannot parse --site-rate %q: site %q given twice", one, key)
-			}
-			seen[key] = true
-			i := 0
-			for i < len(sites) && sites[i].Key != key {
-				i++
-			}
-			if i == len(sites) {
-				return fmt.Errorf("cannot parse --site-rate %q: no site %q: list it in --site first", one, key)
-			}
-			sites[i].Rate, sites[i].Burst = rate, burst
+	for _, one := range specItems(specs) {
+		key, rate, burst, err := parseSiteRate(one)
+		if err != nil {
+			return fmt.Errorf("cannot parse --site-rate %q: %w; want KEY=N[:BURST], N events/s, BURST events", one, err)
 		}
+		if seen[key] {
+			return fmt.Errorf("cannot parse --site-rate %q: site %q given twice", one, key)
+		}
+		seen[key] = true
+		i := 0
+		for i < len(sites) && sites[i].Key != key {
+			i++
+		}
+		if i == len(sites) {
+			return fmt.Errorf("cannot parse --site-rate %q: no site %q: list it in --site first", one, key)
+		}
+		sites[i].Rate, sites[i].Burst = rate, burst
 	}
 	return nil
 }

@@ -42,35 +42,43 @@ func (s *Site) AllowsOrigin(origin []byte) bool {
 func ParseSites(specs []string) ([]Site, error) {
 	var sites []Site
 	seen := map[string]bool{}
-	for _, spec := range specs {
-		for _, one := range strings.Split(spec, ",") {
-			one = strings.TrimSpace(one)
-			if one == "" {
-				continue
-			}
-			key, origins, _ := strings.Cut(one, "=")
-			if key == "" || len(key) > 64 || strings.ContainsAny(key, " /|") {
-				return nil, fmt.Errorf("cannot parse site %q: the key must be 1-64 bytes without spaces, '/' or '|'", one)
-			}
-			if seen[key] {
-				return nil, fmt.Errorf("cannot parse site %q: key %q given twice", one, key)
-			}
-			seen[key] = true
-			s := Site{Key: key}
-			if origins != "" {
-				for _, o := range strings.Split(origins, "|") {
-					o = strings.TrimRight(strings.TrimSpace(o), "/")
-					if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
-						return nil, fmt.Errorf("cannot parse site %q: origin %q must start with http:// or https://", one, o)
-					}
-					s.Origins = append(s.Origins, o)
-				}
-			}
-			sites = append(sites, s)
+	for _, one := range specItems(specs) {
+		key, origins, _ := strings.Cut(one, "=")
+		if key == "" || len(key) > 64 || strings.ContainsAny(key, " /|") {
+			return nil, fmt.Errorf("cannot parse site %q: the key must be 1-64 bytes without spaces, '/' or '|'", one)
 		}
+		if seen[key] {
+			return nil, fmt.Errorf("cannot parse site %q: key %q given twice", one, key)
+		}
+		seen[key] = true
+		s := Site{Key: key}
+		if origins != "" {
+			for _, o := range strings.Split(origins, "|") {
+				o = strings.TrimRight(strings.TrimSpace(o), "/")
+				if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+					return nil, fmt.Errorf("cannot parse site %q: origin %q must start with http:// or https://", one, o)
+				}
+				s.Origins = append(s.Origins, o)
+			}
+		}
+		sites = append(sites, s)
 	}
 	if len(sites) == 0 {
 		return nil, fmt.Errorf("no site given: pass at least one --site KEY")
 	}
 	return sites, nil
+}
+
+// specItems returns the items of flag values that may each hold several,
+// separated by commas: trimmed, empty ones dropped.
+func specItems(specs []string) []string {
+	var items []string
+	for _, spec := range specs {
+		for _, one := range strings.Split(spec, ",") {
+			if one = strings.TrimSpace(one); one != "" {
+				items = append(items, one)
+			}
+		}
+	}
+	return items
 }

@@ -8,8 +8,8 @@ import (
 )
 
 // TestHoldTrim holds the log's trimming while records are applied: the log
-// keeps them all through syncs, and after
-// the release the next sync trims below the consumed offsets.
+// keeps them all through syncs, and after the release the next sync trims
+// below the consumed offsets.
 func TestHoldTrim(t *testing.T) {
 	e := openEnv(t, t.TempDir(), 2, nil)
 	release := e.Builder.HoldTrim()
