@@ -346,7 +346,7 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 
 	rc.batch.Recv = nowMs
 	rc.record = event.AppendBatch(rc.record[:0], &rc.batch)
-	rc.key = AppendLogKey(rc.key[:0], rc.batch.Site, rc.batch.Visitor)
+	rc.key = event.AppendLogKey(rc.key[:0], rc.batch.Site, rc.batch.Visitor)
 	rc.msgs[0] = storage.Message{Key: rc.key, Value: rc.record}
 
 	// While the log is failing, refuse at once instead of making every
@@ -398,15 +398,6 @@ func (c *Collector) rateLimited(ctx *fasthttp.RequestCtx, site *Site, events int
 		"site "+strconv.Quote(site.Key)+" is over its rate of "+strconv.FormatFloat(site.Rate, 'g', -1, 64)+
 			" events/s (burst "+strconv.FormatInt(site.bucket.burst, 10)+", --site-rate): batch of "+strconv.Itoa(events)+
 			" events refused, retry in "+strconv.Itoa(secs)+"s")
-}
-
-// AppendLogKey appends the log key of a visitor's batches: site|visitor, with
-// the visitor's 16 raw bytes. Every batch of a visitor has the same key and so
-// lands in the same partition, in order.
-func AppendLogKey(dst []byte, site string, visitor event.UUID) []byte {
-	dst = append(dst, site...)
-	dst = append(dst, '|')
-	return append(dst, visitor[:]...)
 }
 
 // gif1x1 is a transparent 1x1 GIF, the pixel's answer.

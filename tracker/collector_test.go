@@ -249,7 +249,7 @@ func TestCollectorStoresAcceptedBatchesWhole(t *testing.T) {
 		if err := event.DecodeRecord(&b, r.Value); err != nil {
 			t.Fatalf("record at %d/%d: %v", r.Partition, r.Offset, err)
 		}
-		if key := AppendLogKey(nil, b.Site, b.Visitor); !bytes.Equal(key, r.Key) {
+		if key := event.AppendLogKey(nil, b.Site, b.Visitor); !bytes.Equal(key, r.Key) {
 			t.Errorf("record key %q, want %q", r.Key, key)
 		}
 		if p := tc.log.Partition(r.Key); p != r.Partition {

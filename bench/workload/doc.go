@@ -11,7 +11,7 @@
 //
 // Two encodings: AppendJSON, the HTTP body exactly as the snippet sends it,
 // and AppendRecord, the log record and key exactly as the collector appends
-// them (event.AppendBatch, tracker.AppendLogKey), so builder benchmarks can
+// them (event.AppendBatch, event.AppendLogKey), so builder benchmarks can
 // fill a storage.Log directly (Fill).
 //
 // # Concurrency

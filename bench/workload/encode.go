@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/affinityhq/affinity/storage"
-	"github.com/affinityhq/affinity/tracker"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -155,7 +154,7 @@ func appendUUID(dst []byte, u event.UUID) []byte {
 // AppendRecord appends b's log record to rec and its log key to key, as the
 // collector writes them, and returns both buffers.
 func AppendRecord(rec, key []byte, b *event.Batch) ([]byte, []byte) {
-	return event.AppendBatch(rec, b), tracker.AppendLogKey(key, b.Site, b.Visitor)
+	return event.AppendBatch(rec, b), event.AppendLogKey(key, b.Site, b.Visitor)
 }
 
 // FillStats counts what Fill wrote.
@@ -219,7 +218,7 @@ func Fill(ctx context.Context, l storage.Log, opts Options, workers, group int, 
 				return err
 			}
 			for g.Next(&b) {
-				buf = tracker.AppendLogKey(buf, b.Site, b.Visitor)
+				buf = event.AppendLogKey(buf, b.Site, b.Visitor)
 				ends = append(ends, len(buf))
 				buf = event.AppendBatch(buf, &b)
 				ends = append(ends, len(buf))

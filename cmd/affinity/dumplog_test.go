@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/affinityhq/affinity/storage"
-	"github.com/affinityhq/affinity/tracker"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -34,7 +33,7 @@ func TestDumpLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Recv = 1795499362123
-	key := tracker.AppendLogKey(nil, b.Site, b.Visitor)
+	key := event.AppendLogKey(nil, b.Site, b.Visitor)
 	if err := l.Append(ctx, []storage.Message{{Key: key, Value: event.AppendBatch(nil, &b)}}); err != nil {
 		t.Fatal(err)
 	}

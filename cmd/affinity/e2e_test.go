@@ -22,7 +22,6 @@ import (
 
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/logtest"
-	"github.com/affinityhq/affinity/tracker"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -197,7 +196,7 @@ func checkStored(t testing.TB, sent []sentBatch, recs []storage.Record) {
 		if err := event.DecodeRecord(&b, r.Value); err != nil {
 			t.Fatalf("record %d/%d: %v", r.Partition, r.Offset, err)
 		}
-		if !bytes.Equal(r.Key, tracker.AppendLogKey(nil, b.Site, b.Visitor)) {
+		if !bytes.Equal(r.Key, event.AppendLogKey(nil, b.Site, b.Visitor)) {
 			t.Errorf("record %d/%d has key %q", r.Partition, r.Offset, r.Key)
 		}
 		id := b.Events[0].ID

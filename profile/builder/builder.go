@@ -15,7 +15,6 @@ import (
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
-	"github.com/affinityhq/affinity/tracker"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -432,7 +431,7 @@ func (b *Builder) WaitCaughtUp(ctx context.Context) error {
 // Events of the visitor still in the log, or sent later, start a new
 // profile.
 func (b *Builder) DeleteVisitor(site string, visitor event.UUID) (bool, error) {
-	key := tracker.AppendLogKey(nil, site, visitor)
+	key := event.AppendLogKey(nil, site, visitor)
 	p := b.opts.Log.Partition(key)
 	if p < 0 || p >= len(b.parts) || b.parts[p] == nil {
 		return false, fmt.Errorf("cannot delete visitor %s of site %q: its partition %d is not owned by this builder", visitor, site, p)
@@ -448,7 +447,7 @@ func (b *Builder) DeleteVisitor(site string, visitor event.UUID) (bool, error) {
 // consistent with the profile it read. fn must not keep or change p, and
 // must only add extension keys (Batch.ExtSet / ExtDelete).
 func (b *Builder) Visit(site string, visitor event.UUID, fn func(batch *state.Batch, p *profile.Profile) error) error {
-	key := tracker.AppendLogKey(nil, site, visitor)
+	key := event.AppendLogKey(nil, site, visitor)
 	p := b.opts.Log.Partition(key)
 	if p < 0 || p >= len(b.parts) || b.parts[p] == nil {
 		return fmt.Errorf("cannot visit visitor %s of site %q: its partition %d is not owned by this builder", visitor, site, p)
@@ -772,7 +771,7 @@ func (pt *partition) joinOne(site string, p *event.Product) error {
 // entry returns the cached entry of (site, visitor), reading it from state
 // on a miss.
 func (pt *partition) entry(site string, visitor event.UUID) (*entry, error) {
-	pt.keyBuf = tracker.AppendLogKey(pt.keyBuf[:0], site, visitor)
+	pt.keyBuf = event.AppendLogKey(pt.keyBuf[:0], site, visitor)
 	if en := pt.cache.get(pt.keyBuf); en != nil {
 		pt.b.m.cacheHits.Inc()
 		return en, nil

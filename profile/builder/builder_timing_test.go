@@ -15,7 +15,6 @@ import (
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
-	"github.com/affinityhq/affinity/tracker"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -63,7 +62,7 @@ func BenchmarkBuilderApply(b *testing.B) {
 		}
 		val := event.AppendBatch(nil, r)
 		bytes += len(val)
-		msgs = append(msgs, storage.Message{Key: tracker.AppendLogKey(nil, r.Site, r.Visitor), Value: val})
+		msgs = append(msgs, storage.Message{Key: event.AppendLogKey(nil, r.Site, r.Visitor), Value: val})
 		if len(msgs) == 2000 {
 			flush()
 		}

@@ -18,7 +18,6 @@ import (
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
-	"github.com/affinityhq/affinity/tracker"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -143,7 +142,7 @@ func TestCrashChild(t *testing.T) {
 		var msgs []storage.Message
 		for j := i; j < min(i+chunk, total); j++ {
 			r := genRecord(j)
-			msgs = append(msgs, storage.Message{Key: tracker.AppendLogKey(nil, r.Site, r.Visitor), Value: event.AppendBatch(nil, r)})
+			msgs = append(msgs, storage.Message{Key: event.AppendLogKey(nil, r.Site, r.Visitor), Value: event.AppendBatch(nil, r)})
 		}
 		if err := l.Append(context.Background(), msgs); err != nil {
 			t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage/state"
-	"github.com/affinityhq/affinity/tracker"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -48,7 +47,7 @@ func reference(cfg *profile.Config, batches []*event.Batch) map[string]*profile.
 	ref := map[string]*profile.Profile{}
 	seen := map[string]bool{}
 	for _, b := range batches {
-		key := string(tracker.AppendLogKey(nil, b.Site, b.Visitor))
+		key := string(event.AppendLogKey(nil, b.Site, b.Visitor))
 		p := ref[key]
 		if p == nil {
 			p = &profile.Profile{}

@@ -12,7 +12,6 @@ import (
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
-	"github.com/affinityhq/affinity/tracker"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -110,7 +109,7 @@ func BenchmarkBuilderWithSegments(b *testing.B) {
 					v := profiletest.Visitor(i % visitors)
 					bt := profiletest.Batch("shop", v, profiletest.Event(event.TypeView, t0-int64(i), nutrilon), profiletest.Event(event.TypeCart, t0-int64(i), lego),
 						profiletest.Event(event.TypeView, t0-int64(i), lego), profiletest.Event(event.TypePurchase, t0-int64(i), nutrilon))
-					msgs = append(msgs, storage.Message{Key: tracker.AppendLogKey(nil, "shop", v), Value: event.AppendBatch(nil, bt)})
+					msgs = append(msgs, storage.Message{Key: event.AppendLogKey(nil, "shop", v), Value: event.AppendBatch(nil, bt)})
 				}
 				for i := 0; i < len(msgs); i += 1000 {
 					if err := l.Append(context.Background(), msgs[i:i+1000]); err != nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/affinityhq/affinity/profile/query"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
-	"github.com/affinityhq/affinity/tracker"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -199,7 +198,7 @@ func (e *Env) Append(t testing.TB, batches ...*event.Batch) {
 	t.Helper()
 	msgs := make([]storage.Message, len(batches))
 	for i, b := range batches {
-		msgs[i] = storage.Message{Key: tracker.AppendLogKey(nil, b.Site, b.Visitor), Value: event.AppendBatch(nil, b)}
+		msgs[i] = storage.Message{Key: event.AppendLogKey(nil, b.Site, b.Visitor), Value: event.AppendBatch(nil, b)}
 	}
 	if err := e.Log.Append(context.Background(), msgs); err != nil {
 		t.Fatalf("cannot append: %s", err)

@@ -9,7 +9,6 @@ import (
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/profile/service"
 	"github.com/affinityhq/affinity/storage"
-	"github.com/affinityhq/affinity/tracker"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -27,7 +26,7 @@ func openLog(t *testing.T, dir string) *storage.EmbeddedLog {
 
 func appendBatch(t *testing.T, l storage.Log, b *event.Batch) {
 	t.Helper()
-	msg := storage.Message{Key: tracker.AppendLogKey(nil, b.Site, b.Visitor), Value: event.AppendBatch(nil, b)}
+	msg := storage.Message{Key: event.AppendLogKey(nil, b.Site, b.Visitor), Value: event.AppendBatch(nil, b)}
 	if err := l.Append(context.Background(), []storage.Message{msg}); err != nil {
 		t.Fatal(err)
 	}
