@@ -17,7 +17,7 @@ func AppendJSON(dst []byte, b *event.Batch) []byte {
 	dst = append(dst, `{"site":`...)
 	dst = appendJSONString(dst, b.Site)
 	dst = append(dst, `,"v":"`...)
-	dst = appendUUID(dst, b.Visitor)
+	dst = b.Visitor.Append(dst)
 	dst = append(dst, `","events":[`...)
 	for i := range b.Events {
 		if i > 0 {
@@ -30,7 +30,7 @@ func AppendJSON(dst []byte, b *event.Batch) []byte {
 
 func appendEventJSON(dst []byte, e *event.Event) []byte {
 	dst = append(dst, `{"id":"`...)
-	dst = appendUUID(dst, e.ID)
+	dst = e.ID.Append(dst)
 	dst = append(dst, `","t":"`...)
 	dst = append(dst, e.Type.String()...)
 	dst = append(dst, `","ts":`...)
@@ -138,17 +138,6 @@ func appendJSONString(dst []byte, s string) []byte {
 		}
 	}
 	return append(dst, '"')
-}
-
-func appendUUID(dst []byte, u event.UUID) []byte {
-	const hex = "0123456789abcdef"
-	for i, c := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			dst = append(dst, '-')
-		}
-		dst = append(dst, hex[c>>4], hex[c&15])
-	}
-	return dst
 }
 
 // AppendRecord appends b's log record to rec and its log key to key, as the
