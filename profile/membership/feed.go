@@ -143,6 +143,16 @@ func (e *Engine) Changes(site, name string, after uint64, fn func(c *Change) boo
 	return err
 }
 
+// AppendChangeKey appends the message key of a segment's change records on
+// the changes topic to dst: the site, '|', and the segment, as text, e.g.
+// "shop|mums". Every record of a segment has the same key and so lands in
+// the same partition, in seq order.
+func AppendChangeKey(dst []byte, site, segment string) []byte {
+	dst = append(dst, site...)
+	dst = append(dst, '|')
+	return append(dst, segment...)
+}
+
 // AppendJSON appends c as a JSON object:
 //
 //	{"seq":"12","site":"shop","segment":"mums","visitor":"<uuid>","email":"a@b.c",
