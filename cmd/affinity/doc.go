@@ -4,7 +4,7 @@
 //	affinity serve    every role in one process, on the embedded log under --data
 //	affinity collect  only the HTTP collector, writing to Kafka (--kafka)
 //	affinity build    only the profile builder and query API, reading Kafka (--kafka)
-//	affinity dump-log the events of the embedded log as JSON lines (serve stopped)
+//	affinity dump-log the events of the embedded log (serve stopped) or a Kafka topic as JSON lines
 //
 // main only parses flags (each also read from AFFINITY_<FLAG>), wires the
 // packages together, and shuts them down in order on SIGINT/SIGTERM.

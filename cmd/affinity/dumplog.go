@@ -7,36 +7,47 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
-// runDumpLog prints every event stored in the embedded log under --data, one
-// JSON object per line, partition by partition in offset order. The service
-// must be stopped: one process at a time may open the log.
+// runDumpLog prints every event stored in the embedded log under --data, or
+// in the Kafka topic --topic on --kafka, one JSON object per line, partition
+// by partition in offset order. With the embedded log the service must be
+// stopped: one process at a time may open it.
 func runDumpLog(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("affinity dump-log", flag.ContinueOnError)
 	data := fs.String("data", "./data", "directory of the service's state; the log is <data>/log")
-	partitions := fs.Int("partitions", 8, "partitions of the log, as it was created (serve --partitions)")
+	partitions := fs.Int("partitions", 8, "partitions of the embedded log, as it was created (serve --partitions)")
+	brokers := newListFlag()
+	fs.Var(brokers, "kafka", "Kafka bootstrap brokers, host:port[,host:port…]: read --topic there instead of the embedded log")
+	topic := fs.String("topic", storage.DefaultKafkaOptions().Topic, "Kafka topic of the events, with --kafka")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	dir := filepath.Join(*data, "log")
-	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("cannot dump the log: %w", err)
+	var (
+		l       storage.Log
+		trimmed string
+		err     error
+	)
+	if len(brokers.values) > 0 {
+		l, err = openDumpKafka(ctx, brokers.values, *topic)
+		trimmed = "deleted by the topic's retention"
+	} else {
+		l, err = openDumpEmbedded(*data, *partitions)
+		trimmed = "consumed by the builder and trimmed"
 	}
-	opts := storage.DefaultEmbeddedOptions(dir)
-	opts.Partitions = *partitions
-	l, err := storage.OpenEmbeddedLog(opts)
 	if err != nil {
 		return err
 	}
 	w := bufio.NewWriter(os.Stdout)
-	err = dumpLog(ctx, w, os.Stderr, l)
+	err = dumpLog(ctx, w, os.Stderr, l, trimmed)
 	if ferr := w.Flush(); err == nil {
 		err = ferr
 	}
@@ -46,49 +57,89 @@ func runDumpLog(ctx context.Context, args []string) error {
 	return err
 }
 
+// openDumpEmbedded opens the embedded log under data.
+func openDumpEmbedded(data string, partitions int) (storage.Log, error) {
+	dir := filepath.Join(data, "log")
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("cannot dump the log: %w", err)
+	}
+	opts := storage.DefaultEmbeddedOptions(dir)
+	opts.Partitions = partitions
+	return storage.OpenEmbeddedLog(opts)
+}
+
+// openDumpKafka opens topic on brokers to read it; it never creates the
+// topic.
+func openDumpKafka(ctx context.Context, brokers []string, topic string) (storage.Log, error) {
+	opts := storage.DefaultKafkaOptions(brokers...)
+	opts.Topic = topic
+	opts.CreateTopic = false
+	opts.Logger = log.Printf
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	l, err := storage.OpenKafkaLog(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("cannot dump topic %q: %w", topic, err)
+	}
+	return l, nil
+}
+
 // dumpLog writes the events of l to w, and to warn a line per partition
-// whose start was trimmed (consumed by the builder and dropped).
-func dumpLog(ctx context.Context, w, warn io.Writer, l storage.Log) error {
-	var recs []storage.Record
-	var b event.Batch
+// whose start is gone: trimmed says why ("consumed by the builder and
+// trimmed").
+func dumpLog(ctx context.Context, w, warn io.Writer, l storage.Log, trimmed string) error {
 	for p := 0; p < l.Partitions(); p++ {
 		first, next, err := l.Offsets(ctx, p)
 		if err != nil {
 			return err
 		}
 		if first > 0 {
-			fmt.Fprintf(warn, "dump-log: partition %d starts at offset %d: the records below were consumed by the builder and trimmed\n", p, first)
+			fmt.Fprintf(warn, "dump-log: partition %d starts at offset %d: the records below were %s\n", p, first, trimmed)
 		}
-		if first == next {
-			continue
-		}
-		r, err := l.OpenReader(p, first)
-		if err != nil {
-			return err
-		}
-		for off := first; off < next; {
-			if recs, err = r.Fetch(ctx, recs[:0], 256); err != nil {
-				r.Close()
-				return fmt.Errorf("cannot read partition %d at offset %d: %w", p, off, err)
-			}
-			for _, rec := range recs {
-				off = rec.Offset + 1
-				b.Reset()
-				if err := event.DecodeRecord(&b, rec.Value); err != nil {
-					return fmt.Errorf("cannot decode record %d of partition %d: %w", rec.Offset, p, err)
-				}
-				for i := range b.Events {
-					line, err := json.Marshal(dumpedEvent(rec, &b, &b.Events[i]))
-					if err != nil {
-						return err
-					}
-					if _, err := w.Write(append(line, '\n')); err != nil {
-						return err
-					}
-				}
+		if first < next {
+			if err := dumpPartition(ctx, w, l, p, first, next); err != nil {
+				return err
 			}
 		}
-		r.Close()
+	}
+	return nil
+}
+
+// dumpPartition writes the events of the records of partition p in
+// [first, next) to w.
+func dumpPartition(ctx context.Context, w io.Writer, l storage.Log, p int, first, next int64) error {
+	r, err := l.OpenReader(p, first)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var (
+		recs []storage.Record
+		b    event.Batch
+	)
+	for off := first; off < next; {
+		if recs, err = r.Fetch(ctx, recs[:0], 256); err != nil {
+			return fmt.Errorf("cannot read partition %d at offset %d: %w", p, off, err)
+		}
+		for _, rec := range recs {
+			if rec.Offset >= next {
+				return nil // appended since the dump started
+			}
+			off = rec.Offset + 1
+			b.Reset()
+			if err := event.DecodeRecord(&b, rec.Value); err != nil {
+				return fmt.Errorf("cannot decode record %d of partition %d: %w", rec.Offset, p, err)
+			}
+			for i := range b.Events {
+				line, err := json.Marshal(dumpedEvent(rec, &b, &b.Events[i]))
+				if err != nil {
+					return err
+				}
+				if _, err := w.Write(append(line, '\n')); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }

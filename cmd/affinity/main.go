@@ -17,7 +17,8 @@ Usage:
   affinity serve   [flags]   every role in one process, embedded log under --data
   affinity collect [flags]   only the collector, writing to Kafka (--kafka)
   affinity build   [flags]   only the profile builder and query API, reading Kafka (--kafka)
-  affinity dump-log [flags]  print the events of the embedded log (--data) as JSON lines; serve stopped
+  affinity dump-log [flags]  print the events of the embedded log (--data; serve stopped) or of
+                             a Kafka topic (--kafka, --topic) as JSON lines
   affinity backup  [flags]   write a backup of --data to --to FILE, online while serve or build runs
   affinity restore [flags]   restore a backup --from FILE into a new or empty --data
 
