@@ -6,8 +6,8 @@ import (
 )
 
 // Message is one record to append: Key routes it to a partition
-// (site|visitor, so one visitor's records keep their order), Value is the
-// encoded event batch (tracker/event codec).
+// (site|<visitor uuid>, event.AppendLogKey, so one visitor's records keep
+// their order), Value is the encoded event batch (tracker/event codec).
 type Message struct {
 	Key   []byte
 	Value []byte

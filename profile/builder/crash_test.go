@@ -231,7 +231,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 		if p.Email == "" {
 			continue
 		}
-		site, v := key[:len(key)-17], event.UUID([]byte(key[len(key)-16:]))
+		site, v := splitLogKey(t, key)
 		found := false
 		_ = db.VisitorsByEmail(site, p.Email, func(u [16]byte) bool { found = found || u == v; return true })
 		if !found {

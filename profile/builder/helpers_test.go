@@ -41,6 +41,20 @@ func view(n int, ts int64, p event.Product) event.Event {
 
 func withType(e event.Event, t event.Type) event.Event { e.Type = t; return e }
 
+// splitLogKey returns the site and visitor of a log key (event.AppendLogKey).
+func splitLogKey(t testing.TB, key string) (string, event.UUID) {
+	t.Helper()
+	i := len(key) - 37
+	if i < 0 || key[i] != '|' {
+		t.Fatalf("log key %q: not site|<uuid>", key)
+	}
+	v, ok := event.ParseUUID([]byte(key[i+1:]))
+	if !ok {
+		t.Fatalf("log key %q: not site|<uuid>", key)
+	}
+	return key[:i], v
+}
+
 // reference applies batches to fresh profiles in order, each event id once
 // per visitor, as the builder must.
 func reference(cfg *profile.Config, batches []*event.Batch) map[string]*profile.Profile {
@@ -82,7 +96,7 @@ func checkState(t testing.TB, db *state.DB, ref map[string]*profile.Profile) {
 	var want []ientry
 	values := map[[3]string]bool{}
 	for key, p := range ref {
-		site, v := key[:len(key)-17], event.UUID([]byte(key[len(key)-16:]))
+		site, v := splitLogKey(t, key)
 		got, ok, err := db.Profile(site, v, nil)
 		if err != nil || !ok {
 			t.Fatalf("profile of %s/%s: ok=%v err=%v; want it stored", site, v, ok, err)
