@@ -1,6 +1,8 @@
-// Package storage is everything in affinity that keeps bytes: today the
-// event log between the collector and the profile builder, later the Badger
-// stores of the builder (key layouts, codecs, consumed offsets).
+// Package storage is everything in affinity that keeps bytes. This package
+// is the event log between the collector and the profile builder; its
+// subpackages are the builder's Badger store, package storage/state (key
+// layouts, consumed offsets, the one exactly-once write path; FORMAT.md
+// beside it), and the log's contract suite, package storage/logtest.
 //
 // # The event log
 //

@@ -59,6 +59,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = log.Default()
 	}
+	// /metrics carries # HELP and # TYPE lines, so that scrapers read the
+	// histograms as histograms. The library keeps this switch process-wide.
+	metrics.ExposeMetadata(true)
 	s := &Server{opts: opts, token: []byte("Bearer " + opts.Token)}
 	s.srv = &fasthttp.Server{
 		Handler:              s.handle,

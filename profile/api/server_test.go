@@ -85,6 +85,26 @@ func TestServerAuthAndRoutes(t *testing.T) {
 	}
 }
 
+func TestServerMetricsMetadata(t *testing.T) {
+	set := metrics.NewSet()
+	set.NewCounter("affinity_test_events_total").Add(3)
+	set.NewPrometheusHistogram("affinity_test_append_seconds").Update(0.01)
+	s := startServer(t, Options{Token: "t", Metrics: []*metrics.Set{set}}, nil)
+	st, body, _ := get(t, "http://"+s.Addr()+"/metrics", "t")
+	if st != 200 {
+		t.Fatalf("GET /metrics: %d %q", st, body)
+	}
+	for _, want := range []string{
+		"# TYPE affinity_test_events_total counter\naffinity_test_events_total 3\n",
+		"# TYPE affinity_test_append_seconds histogram\n",
+		"# HELP affinity_test_append_seconds\n",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q; got:\n%s", want, body)
+		}
+	}
+}
+
 func TestServerHealthz(t *testing.T) {
 	var failing atomic.Bool
 	s := startServer(t, Options{
