@@ -293,7 +293,7 @@ func startCollector(l storage.Log) (*roleSystem, error) {
 	opts := tracker.DefaultOptions()
 	opts.Sites = []tracker.Site{{Key: benchSite}}
 	opts.Log = l
-	opts.Logger = log.Default()
+	opts.Logger = log.Printf
 	c, err := tracker.New(opts)
 	if err != nil {
 		l.Close()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/affinityhq/affinity/internal/logger"
 	"github.com/affinityhq/affinity/storage/backup"
 )
 
@@ -38,8 +39,8 @@ type EmbeddedOptions struct {
 	MaxPendingAppends int
 
 	// Logger receives warnings and errors of the log and of Badger (Badger's
-	// info and debug chatter is dropped). Nil discards them; log.Printf fits.
-	Logger func(format string, args ...any)
+	// info and debug chatter is dropped). Nil discards them.
+	Logger logger.Logger
 }
 
 // DefaultEmbeddedOptions returns the defaults for a log under dir.
@@ -186,9 +187,6 @@ func openEmbeddedLog(opts EmbeddedOptions, hookBeforeCommit func()) (*EmbeddedLo
 	if opts.MaxPendingAppends == 0 {
 		opts.MaxPendingAppends = def.MaxPendingAppends
 	}
-	if opts.Logger == nil {
-		opts.Logger = func(string, ...any) {}
-	}
 	if opts.Partitions < 0 || opts.Partitions > maxPartitions {
 		return nil, fmt.Errorf("cannot open log %q: Partitions=%d out of range [1, %d]", opts.Dir, opts.Partitions, maxPartitions)
 	}
@@ -201,7 +199,7 @@ func openEmbeddedLog(opts EmbeddedOptions, hookBeforeCommit func()) (*EmbeddedLo
 
 	bopts := badger.DefaultOptions(opts.Dir).
 		WithSyncWrites(true).
-		WithLogger(badgerLogger{opts.Logger}).
+		WithLogger(opts.Logger.Badger("")).
 		WithMemTableSize(badgerMemTableSize).
 		WithNumMemtables(badgerNumMemtables).
 		WithBlockCacheSize(badgerBlockCache).
@@ -510,7 +508,7 @@ func (w *groupWriter) write() {
 
 	if err != nil {
 		err = fmt.Errorf("cannot write %d appends to log %q: %w: %w", len(w.live), l.opts.Dir, ErrFull, err)
-		l.opts.Logger("%s", err)
+		l.opts.Logger.Printf("%s", err)
 	}
 	for _, r := range w.live {
 		if err != nil {
@@ -705,7 +703,7 @@ func (l *EmbeddedLog) gcLoop() {
 				continue
 			}
 			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-				l.opts.Logger("cannot run value log GC of log %q: %s", l.opts.Dir, err)
+				l.opts.Logger.Printf("cannot run value log GC of log %q: %s", l.opts.Dir, err)
 			}
 			break
 		}
@@ -822,13 +820,3 @@ func (r *embeddedReader) Close() error {
 	r.closeOnce.Do(func() { close(r.done) })
 	return nil
 }
-
-// badgerLogger passes Badger's warnings and errors to the log's Logger.
-type badgerLogger struct{ logf func(string, ...any) }
-
-func (b badgerLogger) Errorf(format string, args ...any) { b.logf("badger: ERROR: "+format, args...) }
-func (b badgerLogger) Warningf(format string, args ...any) {
-	b.logf("badger: WARNING: "+format, args...)
-}
-func (badgerLogger) Infof(string, ...any)  {}
-func (badgerLogger) Debugf(string, ...any) {}

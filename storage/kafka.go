@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/affinityhq/affinity/internal/logger"
 )
 
 // KafkaOptions configures a KafkaLog.
@@ -57,8 +59,8 @@ type KafkaOptions struct {
 	ClientID string
 
 	// Logger receives the errors kafka-go logs (reconnects, retries). Nil
-	// discards them; log.Printf fits.
-	Logger func(format string, args ...any)
+	// discards them.
+	Logger logger.Logger
 }
 
 // DefaultKafkaOptions returns the defaults for a log on brokers.
@@ -159,9 +161,6 @@ func OpenKafkaLog(ctx context.Context, opts KafkaOptions) (*KafkaLog, error) {
 	if opts.ClientID == "" {
 		opts.ClientID = def.ClientID
 	}
-	if opts.Logger == nil {
-		opts.Logger = func(string, ...any) {}
-	}
 	if opts.Partitions < 0 || opts.Partitions > math.MaxInt32 {
 		return nil, fmt.Errorf("cannot open kafka log: Partitions=%d out of range", opts.Partitions)
 	}
@@ -218,7 +217,7 @@ func OpenKafkaLog(ctx context.Context, opts KafkaOptions) (*KafkaLog, error) {
 		Async:                  false,
 		AllowAutoTopicCreation: false,
 		Transport:              transport,
-		ErrorLogger:            kafka.LoggerFunc(opts.Logger),
+		ErrorLogger:            opts.Logger,
 	}
 	return l, nil
 }
@@ -551,7 +550,7 @@ func (l *KafkaLog) OpenReader(p int, from int64) (Reader, error) {
 		MaxBytes:        10 << 20,
 		MaxWait:         readerMaxWait,
 		ReadLagInterval: -1,
-		ErrorLogger:     kafka.LoggerFunc(l.opts.Logger),
+		ErrorLogger:     l.opts.Logger,
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cannot open reader of partition %d of topic %q: %w", p, l.opts.Topic, err)

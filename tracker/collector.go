@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"math"
 	"net"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/affinityhq/affinity/internal/logger"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -40,10 +40,15 @@ type Options struct {
 
 	Log     storage.Log
 	Metrics *metrics.Set
-	Logger  *log.Logger
+	// Logger receives the server's connection errors, throttled to one line
+	// per errorLogInterval: browsers cause them. Nil discards them.
+	Logger logger.Logger
 	// Now returns the server's receive time; tests pin it. Nil means time.Now.
 	Now func() time.Time
 }
+
+// errorLogInterval is the least time between two logged connection errors.
+const errorLogInterval = 10 * time.Second
 
 // DefaultOptions returns the collector's defaults; Log, Sites and Metrics
 // must still be set.
@@ -88,9 +93,6 @@ func New(opts Options) (*Collector, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
 	}
-	if opts.Logger == nil {
-		opts.Logger = log.Default()
-	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -132,6 +134,7 @@ func New(opts Options) (*Collector, error) {
 		CloseOnShutdown:               true,
 		// Never parse a multipart body: it is refused with 415 unread.
 		DisablePreParseMultipartForm: true,
+		Logger:                       logger.Throttled(opts.Logger, errorLogInterval),
 	}
 	return c, nil
 }

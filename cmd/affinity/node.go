@@ -188,7 +188,7 @@ func runNode(ctx context.Context, nf *nodeFlags, l storage.Log, cf *collectorFla
 		return err
 	}
 
-	ao := api.Options{Token: token}
+	ao := api.Options{Token: token, Logger: log.Printf}
 	var health []func(context.Context) error
 	var prof *service.Service
 	if pf != nil {
@@ -212,6 +212,7 @@ func runNode(ctx context.Context, nf *nodeFlags, l storage.Log, cf *collectorFla
 		co.Decode.AcceptWindow = cf.acceptWindow
 		co.Log = l
 		co.Metrics = metrics.NewSet()
+		co.Logger = log.Printf
 		if extra, err = newCollectorExtra(cf.demo, sites, token); err != nil { // /sdk.js, /demo/
 			return err
 		}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"strings"
 	"sync"
@@ -17,6 +16,8 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/pprofhandler"
+
+	"github.com/affinityhq/affinity/internal/logger"
 )
 
 // Options configures a Server.
@@ -31,7 +32,8 @@ type Options struct {
 	// Status, if set, appends lines of progress (e.g. the builder's lag per
 	// partition) to the body of /healthz, ready or not.
 	Status func(dst []byte) []byte
-	Logger *log.Logger
+	// Logger receives the listener's connection errors. Nil discards them.
+	Logger logger.Logger
 }
 
 // Server is the internal API listener.
@@ -56,9 +58,6 @@ func New(opts Options) (*Server, error) {
 	if opts.Token == "" {
 		return nil, errors.New("cannot create API server: empty token (--api-token)")
 	}
-	if opts.Logger == nil {
-		opts.Logger = log.Default()
-	}
 	// /metrics carries # HELP and # TYPE lines, so that scrapers read the
 	// histograms as histograms. The library keeps this switch process-wide.
 	metrics.ExposeMetadata(true)
@@ -73,6 +72,7 @@ func New(opts Options) (*Server, error) {
 		StreamRequestBody:    false,
 		MaxRequestBodySize:   256 << 20, // catalogs
 		ReduceMemoryUsage:    true,
+		Logger:               opts.Logger,
 	}
 	return s, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/affinityhq/affinity/internal/logger"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
@@ -35,7 +36,7 @@ type Options struct {
 	// Metrics receives the builder's metrics. Nil: a private set.
 	Metrics *metrics.Set
 	// Logger receives errors and warnings. Nil discards them.
-	Logger func(format string, args ...any)
+	Logger logger.Logger
 
 	// CacheBytes bounds the hot-profile cache (estimated memory of decoded
 	// profiles), split evenly across the owned partitions. Default 32 MiB:
@@ -124,9 +125,6 @@ func New(opts Options) (*Builder, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
 	}
-	if opts.Logger == nil {
-		opts.Logger = func(string, ...any) {}
-	}
 	if opts.CacheBytes <= 0 {
 		opts.CacheBytes = def.CacheBytes
 	}
@@ -152,7 +150,7 @@ func New(opts Options) (*Builder, error) {
 		opts:      opts,
 		cfg:       opts.Config,
 		m:         newBuilderMetrics(opts.Metrics),
-		logf:      opts.Logger,
+		logf:      opts.Logger.Printf,
 		parts:     make([]*partition, n),
 		windowSec: int64(opts.DedupWindow / time.Second),
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/affinityhq/affinity/internal/logger"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/storage/state"
@@ -31,7 +32,7 @@ type Options struct {
 	// Metrics receives the counters. Nil: a private set.
 	Metrics *metrics.Set
 	// Logger receives errors. Nil discards them.
-	Logger func(format string, args ...any)
+	Logger logger.Logger
 
 	// Client sends webhooks. Default: an http.Client with a 10 s timeout.
 	Client *http.Client
@@ -145,9 +146,6 @@ func New(opts Options) (*Engine, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
 	}
-	if opts.Logger == nil {
-		opts.Logger = func(string, ...any) {}
-	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -168,7 +166,7 @@ func New(opts Options) (*Engine, error) {
 		opts:      opts,
 		db:        opts.State,
 		cfg:       opts.Config,
-		logf:      opts.Logger,
+		logf:      opts.Logger.Printf,
 		sites:     map[string]*siteSegs{},
 		dueWake:   make(chan struct{}, 1),
 		seqWake:   make(chan struct{}, 1),

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"log"
 	"strconv"
 	"sync"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/affinityhq/affinity/internal/logger"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/catalog"
@@ -45,8 +45,8 @@ type Options struct {
 	Now func() time.Time
 	// Metrics receives the API's counters. Nil: a private set.
 	Metrics *metrics.Set
-	// Logger receives errors of the state DB. Default log.Default().
-	Logger *log.Logger
+	// Logger receives errors of the state DB. Nil discards them.
+	Logger logger.Logger
 
 	// MaxCatalogBytes bounds one catalog upload, in bytes; above it PUT
 	// answers 413. Default 64 MiB.
@@ -103,9 +103,6 @@ func New(opts Options) (*Handler, error) {
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.NewSet()
-	}
-	if opts.Logger == nil {
-		opts.Logger = log.Default()
 	}
 	if opts.MaxCatalogBytes <= 0 {
 		opts.MaxCatalogBytes = def.MaxCatalogBytes

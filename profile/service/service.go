@@ -12,6 +12,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/affinityhq/affinity/internal/logger"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/builder"
@@ -44,7 +45,7 @@ type Options struct {
 	// Kafka changes topic of `affinity build`).
 	ChangesSink func(ctx context.Context, cs []membership.Change) error
 	// Logger receives errors and warnings; nil discards them.
-	Logger func(format string, args ...any)
+	Logger logger.Logger
 	// Now is the clock of segment membership and the query API; nil:
 	// time.Now. Tests set it.
 	Now func() time.Time
@@ -104,7 +105,7 @@ func Open(opts Options) (*Service, error) {
 		return nil, errors.Join(err, db.Close())
 	}
 	qo := query.DefaultOptions()
-	qo.State, qo.Builder, qo.Config, qo.Metrics, qo.Segments = db, s.Builder, opts.Config, s.Metrics, s.Segments
+	qo.State, qo.Builder, qo.Config, qo.Metrics, qo.Segments, qo.Logger = db, s.Builder, opts.Config, s.Metrics, s.Segments, opts.Logger
 	if opts.Now != nil {
 		qo.Now = opts.Now
 	}

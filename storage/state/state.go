@@ -9,6 +9,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/affinityhq/affinity/internal/logger"
 	"github.com/affinityhq/affinity/storage/backup"
 )
 
@@ -31,7 +32,7 @@ type Options struct {
 	SyncWrites bool
 
 	// Logger receives Badger's warnings and errors. Nil discards them.
-	Logger func(format string, args ...any)
+	Logger logger.Logger
 }
 
 // DefaultOptions returns the defaults for a DB under dir.
@@ -74,12 +75,9 @@ func Open(opts Options) (*DB, error) {
 	if opts.MemTableBytes <= 0 {
 		opts.MemTableBytes = def.MemTableBytes
 	}
-	if opts.Logger == nil {
-		opts.Logger = func(string, ...any) {}
-	}
 	bopts := badger.DefaultOptions(opts.Dir).
 		WithSyncWrites(opts.SyncWrites).
-		WithLogger(badgerLogger{opts.Logger}).
+		WithLogger(opts.Logger.Badger("state: ")).
 		WithMemTableSize(opts.MemTableBytes).
 		WithBlockCacheSize(opts.BlockCacheBytes).
 		WithNumVersionsToKeep(1).
@@ -455,15 +453,3 @@ func checkExtKey(key []byte) error {
 	}
 	return nil
 }
-
-// badgerLogger passes Badger's warnings and errors on.
-type badgerLogger struct{ logf func(string, ...any) }
-
-func (b badgerLogger) Errorf(format string, args ...any) {
-	b.logf("state: badger: ERROR: "+format, args...)
-}
-func (b badgerLogger) Warningf(format string, args ...any) {
-	b.logf("state: badger: WARNING: "+format, args...)
-}
-func (badgerLogger) Infof(string, ...any)  {}
-func (badgerLogger) Debugf(string, ...any) {}
