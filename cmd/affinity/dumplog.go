@@ -24,7 +24,7 @@ import (
 func runDumpLog(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("affinity dump-log", flag.ContinueOnError)
 	data := fs.String("data", "./data", "directory of the service's state; the log is <data>/log")
-	partitions := fs.Int("partitions", 8, "partitions of the embedded log, as it was created (serve --partitions)")
+	partitions := fs.Int("log-partitions", storage.DefaultEmbeddedOptions("").Partitions, "partitions of the embedded log, as serve --log-partitions created it")
 	brokers := newListFlag()
 	fs.Var(brokers, "kafka", "Kafka bootstrap brokers, host:port[,host:port…]: read --topic there instead of the embedded log")
 	topic := fs.String("topic", storage.DefaultKafkaOptions().Topic, "Kafka topic of the events, with --kafka")

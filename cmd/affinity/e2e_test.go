@@ -326,7 +326,7 @@ func TestCollectWritesToKafka(t *testing.T) {
 	brokers := kafkaBrokers(t, 0)
 	topic := fmt.Sprintf("e2e-events-%d", time.Now().UnixNano())
 	p := startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", strings.Join(brokers, ","),
-		"--topic", topic, "--partitions", "3", "--site", "e2e")
+		"--topic", topic, "--topic-partitions", "3", "--site", "e2e")
 	sent := postConcurrently(t, p.collector, "e2e", 4, 25, nil)
 	p.stop(t, syscall.SIGTERM)
 
@@ -341,7 +341,7 @@ func TestCollectWritesToKafka(t *testing.T) {
 	}
 	defer l.Close()
 	if l.Partitions() != 3 {
-		t.Errorf("topic has %d partitions, --partitions 3 was given", l.Partitions())
+		t.Errorf("topic has %d partitions, --topic-partitions 3 was given", l.Partitions())
 	}
 	recs := logtest.ReadAll(t, l)
 	checkStored(t, sent, recs)

@@ -53,7 +53,7 @@ type collectorFlags struct {
 }
 
 func addCollectorFlags(fs *flag.FlagSet) *collectorFlags {
-	c := &collectorFlags{sites: newListFlag("demo"), siteRates: newListFlag(), acceptWindow: 7 * 24 * time.Hour}
+	c := &collectorFlags{sites: newListFlag("demo"), siteRates: newListFlag(), acceptWindow: tracker.DefaultOptions().Decode.AcceptWindow}
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address of the public collector (the snippet posts here)")
 	fs.Var(c.sites, "site", "site keys that may post, KEY or KEY=ORIGIN|ORIGIN; repeatable or comma-separated")
 	fs.Var(c.siteRates, "site-rate", "events per second a site may post, KEY=N[:BURST] (BURST events at once, default N); beyond it the collector answers 429; repeatable or comma-separated (default: no limit)")
@@ -71,7 +71,7 @@ func addKafkaFlags(fs *flag.FlagSet) *kafkaFlags {
 	k := &kafkaFlags{brokers: newListFlag(), opts: storage.DefaultKafkaOptions()}
 	fs.Var(k.brokers, "kafka", "Kafka bootstrap brokers, host:port[,host:port…] (required)")
 	fs.StringVar(&k.opts.Topic, "topic", k.opts.Topic, "Kafka topic of the events")
-	fs.IntVar(&k.opts.Partitions, "partitions", k.opts.Partitions, "partitions of the topic when it has to be created")
+	fs.IntVar(&k.opts.Partitions, "topic-partitions", k.opts.Partitions, "partitions of the topic when it has to be created")
 	fs.IntVar(&k.opts.ReplicationFactor, "replication-factor", k.opts.ReplicationFactor, "replication factor of the topic when it has to be created")
 	fs.StringVar(&k.opts.Compression, "compression", k.opts.Compression, "compression of produced batches: snappy, lz4, zstd, gzip, none")
 	return k
@@ -99,17 +99,16 @@ func runServe(ctx context.Context, args []string) error {
 	cf := addCollectorFlags(fs)
 	fs.BoolVar(&cf.demo, "demo", false, "also serve a demo shop at /demo/ on the collector, with a live panel of the visitor's own profile (not for production)")
 	pf := addProfileFlags(fs)
-	logBytes := fs.Int64("log-max-bytes", 1<<30, "disk budget of the embedded event log not yet consumed; past it the collector answers 503")
-	partitions := fs.Int("partitions", 8, "partitions of the embedded event log, fixed when it is created")
+	lo := storage.DefaultEmbeddedOptions("")
+	fs.Int64Var(&lo.MaxBytes, "log-max-bytes", lo.MaxBytes, "disk budget, in bytes, of the embedded event log not yet consumed; past it the collector answers 503")
+	fs.IntVar(&lo.Partitions, "log-partitions", lo.Partitions, "partitions of the embedded event log, fixed when it is created")
 	keepConsumed := fs.Bool("log-keep-consumed", false, "never trim the embedded log, so that dump-log shows every stored event (tests, debugging); it then fills up to --log-max-bytes")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	opts := storage.DefaultEmbeddedOptions(filepath.Join(nf.data, "log"))
-	opts.MaxBytes = *logBytes
-	opts.Partitions = *partitions
-	opts.Logger = log.Printf
-	el, err := storage.OpenEmbeddedLog(opts)
+	lo.Dir = filepath.Join(nf.data, "log")
+	lo.Logger = log.Printf
+	el, err := storage.OpenEmbeddedLog(lo)
 	if err != nil {
 		return err
 	}

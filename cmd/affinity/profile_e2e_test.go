@@ -219,7 +219,7 @@ func TestCollectBuildProfileScores(t *testing.T) {
 	topic := fmt.Sprintf("e2e-profiles-%d", time.Now().UnixNano())
 	brokers := kafkaBrokers(t, 3, topic)
 	kafka := strings.Join(brokers, ",")
-	col := startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--partitions", "3", "--site", "e2e")
+	col := startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--topic-partitions", "3", "--site", "e2e")
 	api := startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic).api
 	checkProfileScores(t, col.collector, api, "e2e")
 }

@@ -10,10 +10,12 @@ import (
 
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/query"
 	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/profile/service"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker/event"
 )
 
 // profileFlags are the flags of the roles that build profiles (serve,
@@ -22,6 +24,8 @@ type profileFlags struct {
 	cfg        *profile.Config
 	cacheBytes int64
 	blockCache int64
+	// catalogBytes bounds a catalog upload (query.Options.MaxCatalogBytes).
+	catalogBytes int
 	// rules holds the thresholds of the segments' lifecycle and rfm.*.
 	rules segment.Config
 	// owned are the log partitions this builder consumes (build --own);
@@ -34,33 +38,43 @@ type profileFlags struct {
 
 func addProfileFlags(fs *flag.FlagSet) *profileFlags {
 	pf := &profileFlags{cfg: profile.DefaultConfig(), rules: segment.DefaultConfig()}
-	fs.Var(configFlag{pf.rules.SetLifecycle, true}, "lifecycle",
-		"a threshold of the segments' lifecycle stages: new=DUR, active=N/DUR, lapsing=DUR or lost=DUR; repeatable (defaults new=30d, active=2/180d, lapsing=60d, lost=365d)")
-	fs.Var(configFlag{pf.rules.SetRFM, false}, "rfm",
-		"the 4 ascending edges of one RFM axis of the segments: r=DUR,DUR,DUR,DUR, f=N,N,N,N or m=N,N,N,N; repeatable (defaults r=30d,90d,180d,365d f=2,3,5,10 m=50,100,250,500)")
-	fs.Var(configFlag{pf.cfg.SetHalfLife, true}, "half-life",
-		"half-life of interest scores, DUR (every dimension) or DIM=DUR, DIM one of brand, category, age, price, product; s, m, h, d, w; repeatable (default 14d)")
-	fs.Var(configFlag{pf.cfg.SetWeight, true}, "weight",
-		"weight of an event type, EVENT=W or EVENT.DIM=W, e.g. cart=3, uncart.product=-3; repeatable (defaults: view 1, cart 3, purchase 5, uncart.product -3)")
-	fs.Var(configFlag{pf.cfg.SetTopK, true}, "top-k",
-		"values kept per dimension, K or DIM=K (0 turns a dimension off); repeatable (default 32)")
-	fs.Var(configFlag{pf.cfg.SetPriceBands, false}, "price-bands",
-		"ascending upper edges of the price bands, comma-separated (default 10,25,50,100,250)")
+	fs.Var(configFlag{pf.rules.SetLifecycle, pf.lifecycleString, true}, "lifecycle",
+		"a threshold of the segments' lifecycle stages: new=DUR, active=N/DUR, lapsing=DUR or lost=DUR; repeatable")
+	fs.Var(configFlag{pf.rules.SetRFM, pf.rfmString, false}, "rfm",
+		"the 4 ascending edges of one RFM axis of the segments: r=DUR,DUR,DUR,DUR, f=N,N,N,N or m=N,N,N,N; repeatable")
+	fs.Var(configFlag{pf.cfg.SetHalfLife, pf.halfLifeString, true}, "half-life",
+		"half-life of interest scores, DUR (every dimension) or DIM=DUR, DIM one of brand, category, age, price, product; s, m, h, d, w; repeatable")
+	fs.Var(configFlag{pf.cfg.SetWeight, pf.weightString, true}, "weight",
+		"weight of an event type, EVENT=W or EVENT.DIM=W, e.g. cart=3, uncart.product=-3; repeatable")
+	fs.Var(configFlag{pf.cfg.SetTopK, pf.topKString, true}, "top-k",
+		"values kept per dimension, K or DIM=K (0 turns a dimension off); repeatable")
+	fs.Var(configFlag{pf.cfg.SetPriceBands, pf.priceBandsString, false}, "price-bands",
+		"ascending upper edges of the price bands, comma-separated")
 	fs.Int64Var(&pf.cacheBytes, "profile-cache-bytes", builder.DefaultOptions().CacheBytes,
 		"memory, in bytes, of the builder's cache of hot profiles")
 	fs.Int64Var(&pf.blockCache, "state-block-cache-bytes", state.DefaultOptions("").BlockCacheBytes,
 		"memory, in bytes, of the state database's block cache")
+	fs.IntVar(&pf.catalogBytes, "catalog-max-bytes", query.DefaultOptions().MaxCatalogBytes,
+		"largest catalog upload, in bytes after gunzip; a larger PUT is refused with 413")
 	return pf
 }
 
 // configFlag applies each value to the scoring configuration as it is set;
 // multi splits a value on commas first (for the environment variable).
+// show prints the configuration's current values: before parsing, the
+// defaults -h shows.
 type configFlag struct {
 	set   func(string) error
+	show  func() string
 	multi bool
 }
 
-func (f configFlag) String() string { return "" }
+func (f configFlag) String() string {
+	if f.show == nil { // the zero value the flag package probes
+		return ""
+	}
+	return f.show()
+}
 
 func (f configFlag) Set(s string) error {
 	if !f.multi {
@@ -74,6 +88,78 @@ func (f configFlag) Set(s string) error {
 	return nil
 }
 
+func (pf *profileFlags) lifecycleString() string {
+	l := pf.rules.Lifecycle
+	return fmt.Sprintf("new=%s,active=%d/%s,lapsing=%s,lost=%s", segment.FormatDuration(l.New),
+		l.ActiveMin, segment.FormatDuration(l.ActiveWindow), segment.FormatDuration(l.Lapsing), segment.FormatDuration(l.Lost))
+}
+
+func (pf *profileFlags) rfmString() string {
+	r := pf.rules.RFM
+	var rs, fs, ms []string
+	for i := range r.Recency {
+		rs = append(rs, segment.FormatDuration(r.Recency[i]))
+		fs = append(fs, formatFloat(r.Frequency[i]))
+		ms = append(ms, formatFloat(r.Monetary[i]))
+	}
+	return "r=" + strings.Join(rs, ",") + " f=" + strings.Join(fs, ",") + " m=" + strings.Join(ms, ",")
+}
+
+func (pf *profileFlags) halfLifeString() string {
+	return perDim(func(d profile.Dim) string { return profile.FormatDuration(pf.cfg.HalfLife(d)) })
+}
+
+func (pf *profileFlags) topKString() string {
+	return perDim(func(d profile.Dim) string { return strconv.Itoa(pf.cfg.TopK(d)) })
+}
+
+func (pf *profileFlags) priceBandsString() string {
+	var s []string
+	for _, b := range pf.cfg.PriceBands() {
+		s = append(s, formatFloat(b))
+	}
+	return strings.Join(s, ",")
+}
+
+// weightString prints the non-zero weights as --weight takes them: EVENT=W
+// when W is the same on every dimension, else EVENT.DIM=W.
+func (pf *profileFlags) weightString() string {
+	var s []string
+	for t := event.Type(1); t < event.NumTypes; t++ {
+		w := func(d profile.Dim) string { return formatFloat(pf.cfg.Weight(t, d)) }
+		if all := perDim(w); !strings.Contains(all, "=") {
+			if all != "0" {
+				s = append(s, t.String()+"="+all)
+			}
+			continue
+		}
+		for d := range profile.Dim(profile.NumDims) {
+			if v := w(d); v != "0" {
+				s = append(s, t.String()+"."+d.String()+"="+v)
+			}
+		}
+	}
+	return strings.Join(s, ",")
+}
+
+// perDim prints one value when val is the same on every dimension, else
+// DIM=VAL for each, comma-separated.
+func perDim(val func(profile.Dim) string) string {
+	first, same := val(0), true
+	var s []string
+	for d := range profile.Dim(profile.NumDims) {
+		v := val(d)
+		same = same && v == first
+		s = append(s, d.String()+"="+v)
+	}
+	if same {
+		return first
+	}
+	return strings.Join(s, ",")
+}
+
+func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
 // openProfiles starts the profile side of a node (profile/service) on l,
 // with its state under <data>/state.
 func openProfiles(data string, pf *profileFlags, l storage.Log) (*service.Service, error) {
@@ -85,6 +171,7 @@ func openProfiles(data string, pf *profileFlags, l storage.Log) (*service.Servic
 		Partitions:      pf.owned,
 		CacheBytes:      pf.cacheBytes,
 		BlockCacheBytes: pf.blockCache,
+		MaxCatalogBytes: pf.catalogBytes,
 		Logger:          log.Printf,
 	}
 	if pf.changes != nil {

@@ -131,8 +131,8 @@ func TestCollectBuildSegmentChanges(t *testing.T) {
 	changes := topic + "-changes"
 	brokers := kafkaBrokers(t, 2, topic)
 	kafka := strings.Join(brokers, ",")
-	col := startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--partitions", "2", "--site", "e2e")
-	api := startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--partitions", "2", "--changes-topic", changes).api
+	col := startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--topic-partitions", "2", "--site", "e2e")
+	api := startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--topic-partitions", "2", "--changes-topic", changes).api
 	if code, body := apiDo(t, http.MethodPut, api+"/v1/segments/e2e/carts", "text/plain", []byte(`count(cart) >= 1`)); code != http.StatusCreated {
 		t.Fatalf("PUT: %d %s", code, body)
 	}

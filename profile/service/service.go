@@ -41,6 +41,8 @@ type Options struct {
 	CacheBytes int64
 	// BlockCacheBytes is the state database's block cache; 0: its default.
 	BlockCacheBytes int64
+	// MaxCatalogBytes bounds one catalog upload; 0: the query API's default.
+	MaxCatalogBytes int
 	// ChangesSink, if set, receives the segments' change records (the
 	// Kafka changes topic of `affinity build`).
 	ChangesSink func(ctx context.Context, cs []membership.Change) error
@@ -108,6 +110,9 @@ func Open(opts Options) (*Service, error) {
 	qo.State, qo.Builder, qo.Config, qo.Metrics, qo.Segments, qo.Logger = db, s.Builder, opts.Config, s.Metrics, s.Segments, opts.Logger
 	if opts.Now != nil {
 		qo.Now = opts.Now
+	}
+	if opts.MaxCatalogBytes > 0 {
+		qo.MaxCatalogBytes = opts.MaxCatalogBytes
 	}
 	if s.Query, err = query.New(qo); err != nil {
 		return nil, errors.Join(err, db.Close())
