@@ -24,7 +24,8 @@ import (
 // A node is one affinity process: the collector (serve, collect), the
 // profile side (serve, build) or both, on one event log, with the internal
 // listener. The three commands differ only in the log they open and the
-// roles they run; runNode does the rest.
+// roles they run; runNode does the rest, and type node has the one close
+// path.
 
 // nodeFlags are the flags of every command.
 type nodeFlags struct {
@@ -164,139 +165,170 @@ func runBuild(ctx context.Context, args []string) error {
 	return runNode(ctx, nf, l, nil, pf)
 }
 
+// node is one running affinity process. Its fields are set as start brings
+// each component up, and close takes down exactly those: one path for a
+// failed start and for a shutdown.
+type node struct {
+	nf      *nodeFlags
+	log     storage.Log
+	changes storage.Log // build: the Kafka topic of the segments' changes
+
+	prof      *service.Service // serve, build
+	collector *tracker.Collector
+	extra     *collectorExtra // /sdk.js and /demo/ on the collector
+	internal  *api.Server
+	// removeAddr deletes <data>/api-addr, written for `affinity backup`
+	// once the internal listener is bound.
+	removeAddr func()
+	errc       chan error // a listener that stopped serving
+}
+
 // runNode runs the collector (cf set) and the profile side (pf set) on l,
-// with the internal listener, until ctx is done; then it shuts down in the
-// order that loses nothing: /healthz turns 503 so load balancers stop
-// sending; the collector stops accepting and finishes its in-flight batches
-// (each acknowledged by the log or refused); the builder commits its
-// current batch and stops; the internal listener lets in-flight queries
-// finish; the log flushes and closes; the state DB closes last. runNode
-// owns l (and pf.changes) and closes them.
-func runNode(ctx context.Context, nf *nodeFlags, l storage.Log, cf *collectorFlags, pf *profileFlags) (err error) {
-	closers := []func() error{l.Close} // on an early return; the shutdown below runs them in order
-	if pf != nil && pf.changes != nil {
-		closers = append(closers, pf.changes.Close)
+// with the internal listener, until ctx is done or a listener fails; then
+// it closes the node. runNode owns l (and pf.changes) and closes them.
+func runNode(ctx context.Context, nf *nodeFlags, l storage.Log, cf *collectorFlags, pf *profileFlags) error {
+	n := &node{nf: nf, log: l, errc: make(chan error, 2)}
+	if pf != nil {
+		n.changes = pf.changes
 	}
-	defer func() {
-		for _, c := range closers {
-			err = errors.Join(err, c())
+	err := n.start(cf, pf)
+	if err == nil {
+		select {
+		case <-ctx.Done():
+			log.Printf("shutting down: signal received")
+		case err = <-n.errc:
+			log.Printf("shutting down: %v", err)
 		}
-	}()
-	token, err := loadAPIToken(nf.apiToken, nf.data)
+	}
+	return errors.Join(err, n.close())
+}
+
+// start opens the profile side and the collector, binds both listeners and
+// serves them, and logs the one "listening" line.
+func (n *node) start(cf *collectorFlags, pf *profileFlags) error {
+	token, err := loadAPIToken(n.nf.apiToken, n.nf.data)
 	if err != nil {
 		return err
 	}
-
 	ao := api.Options{Token: token, Logger: log.Printf}
 	var health []func(context.Context) error
-	var prof *service.Service
 	if pf != nil {
-		if prof, err = openProfiles(nf.data, pf, l); err != nil {
+		if n.prof, err = openProfiles(n.nf.data, pf, n.log); err != nil {
 			return err
 		}
-		closers = append([]func() error{prof.StopBuilder}, append(closers, prof.Close)...)
-		ao.Metrics = append(ao.Metrics, prof.Metrics)
-		ao.Status = prof.Status
-		health = append(health, prof.Health)
+		ao.Metrics = append(ao.Metrics, n.prof.Metrics)
+		ao.Status = n.prof.Status
+		health = append(health, n.prof.Health)
 	}
-	var collector *tracker.Collector
-	var extra *collectorExtra
 	if cf != nil {
-		sites, err := cf.parseSites()
+		set, err := n.newCollector(cf, token)
 		if err != nil {
 			return err
 		}
-		co := tracker.DefaultOptions()
-		co.Sites = sites
-		co.Decode.AcceptWindow = cf.acceptWindow
-		co.Log = l
-		co.Metrics = metrics.NewSet()
-		co.Logger = log.Printf
-		if extra, err = newCollectorExtra(cf.demo, sites, token); err != nil { // /sdk.js, /demo/
-			return err
-		}
-		co.Extra = extra.Handle
-		if collector, err = tracker.New(co); err != nil {
-			return err
-		}
-		ao.Metrics = append(ao.Metrics, co.Metrics)
-		health = append(health, collector.Health)
+		ao.Metrics = append(ao.Metrics, set)
+		health = append(health, n.collector.Health)
 	}
 	ao.Health = joinHealth(health...)
-	internal, err := api.New(ao)
-	if err != nil {
+	if n.internal, err = api.New(ao); err != nil {
 		return err
 	}
-	if prof != nil {
-		prof.Register(internal)
-		registerBackup(internal, prof, l)
+	if n.prof != nil {
+		n.prof.Register(n.internal)
+		registerBackup(n.internal, n.prof, n.log)
 	}
 
-	errc := make(chan error, 2)
 	collectorURL := "-"
-	if collector != nil {
-		if err := collector.Listen(cf.listen); err != nil {
+	if n.collector != nil {
+		if err := n.collector.Listen(cf.listen); err != nil {
 			return err
 		}
-		collectorURL = "http://" + collector.Addr()
+		collectorURL = "http://" + n.collector.Addr()
 	}
-	if err := internal.Listen(nf.apiListen); err != nil {
+	if err := n.internal.Listen(n.nf.apiListen); err != nil {
 		return err
 	}
-	removeAddr, err := writeAPIAddr(nf.data, internal.Addr()) // for affinity backup
-	if err != nil {
+	if n.removeAddr, err = writeAPIAddr(n.nf.data, n.internal.Addr()); err != nil { // for affinity backup
 		return err
 	}
-	defer removeAddr()
-	if collector != nil {
-		extra.setAPIAddr(internal.Addr())
-		go func() { errc <- wrapServeErr("collector", collector.Serve()) }()
+	if n.collector != nil {
+		n.extra.setAPIAddr(n.internal.Addr())
+		go func() { n.errc <- wrapServeErr("collector", n.collector.Serve()) }()
 	}
-	go func() { errc <- wrapServeErr("internal listener", internal.Serve()) }()
+	go func() { n.errc <- wrapServeErr("internal listener", n.internal.Serve()) }()
 	roles := []string{}
-	if collector != nil {
+	if n.collector != nil {
 		roles = append(roles, "collector", "sites="+strings.Join(cf.sites.values, ","))
 	}
-	if prof != nil {
+	if n.prof != nil {
 		roles = append(roles, "builder", "partitions="+partitionsString(pf.owned))
 	}
-	log.Printf("listening collector=%s api=http://%s data=%s %s", collectorURL, internal.Addr(), nf.data, strings.Join(roles, " "))
+	log.Printf("listening collector=%s api=http://%s data=%s %s", collectorURL, n.internal.Addr(), n.nf.data, strings.Join(roles, " "))
+	return nil
+}
 
-	select {
-	case <-ctx.Done():
-		log.Printf("shutting down: signal received")
-	case err = <-errc:
-		log.Printf("shutting down: %v", err)
+// newCollector creates the collector of the sites of cf on the node's log
+// and returns its metrics.
+func (n *node) newCollector(cf *collectorFlags, token string) (*metrics.Set, error) {
+	sites, err := cf.parseSites()
+	if err != nil {
+		return nil, err
 	}
+	co := tracker.DefaultOptions()
+	co.Sites = sites
+	co.Decode.AcceptWindow = cf.acceptWindow
+	co.Log = n.log
+	co.Metrics = metrics.NewSet()
+	co.Logger = log.Printf
+	if n.extra, err = newCollectorExtra(cf.demo, sites, token); err != nil {
+		return nil, err
+	}
+	co.Extra = n.extra.Handle
+	n.collector, err = tracker.New(co)
+	return co.Metrics, err
+}
 
-	sctx, cancel := context.WithTimeout(context.Background(), nf.shutdownTimeout)
+// close shuts down what start brought up, in the order that loses nothing:
+// /healthz turns 503 so load balancers stop sending; the collector stops
+// accepting and finishes its in-flight batches (each acknowledged by the
+// log or refused); the builder commits its current batch and stops; the
+// internal listener lets in-flight queries finish; the log flushes and
+// closes; the state database closes last. Each step logs how long it took.
+func (n *node) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), n.nf.shutdownTimeout)
 	defer cancel()
+	var errs []error
 	step := func(name string, fn func() error) {
 		start := time.Now()
-		serr := fn()
+		err := fn()
 		log.Printf("shutdown: %s in %s", name, time.Since(start).Round(time.Millisecond))
-		if serr != nil {
-			log.Printf("shutdown: %s: %v", name, serr)
-			err = errors.Join(err, serr)
+		if err != nil {
+			log.Printf("shutdown: %s: %v", name, err)
+			errs = append(errs, err)
 		}
 	}
-	internal.SetDraining()
-	if collector != nil {
-		step("collector drained", func() error { return collector.Shutdown(sctx) })
+	if n.internal != nil {
+		n.internal.SetDraining()
 	}
-	if prof != nil {
-		step("builder stopped after its current batch", prof.StopBuilder)
+	if n.collector != nil {
+		step("collector drained", func() error { return n.collector.Shutdown(ctx) })
 	}
-	step("internal listener stopped", func() error { return internal.Shutdown(sctx) })
-	closers = nil
-	step("event log flushed and closed", l.Close)
-	if pf != nil && pf.changes != nil {
-		step("changes topic closed", pf.changes.Close)
+	if n.prof != nil {
+		step("builder stopped after its current batch", n.prof.StopBuilder)
 	}
-	if prof != nil {
-		step("state closed", prof.Close)
+	if n.internal != nil {
+		step("internal listener stopped", func() error { return n.internal.Shutdown(ctx) })
 	}
-	return err
+	if n.removeAddr != nil {
+		n.removeAddr()
+	}
+	step("event log flushed and closed", n.log.Close)
+	if n.changes != nil {
+		step("changes topic closed", n.changes.Close)
+	}
+	if n.prof != nil {
+		step("state closed", n.prof.Close)
+	}
+	return errors.Join(errs...)
 }
 
 func wrapServeErr(name string, err error) error {
