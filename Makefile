@@ -2,6 +2,8 @@
 # embedded default, `make test` runs every test. Both install what they need.
 
 GO       ?= go
+# The linter, pinned; `go run` fetches it from the module proxy once.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 1000000x
 ARGS     ?=
 
@@ -24,6 +26,7 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './sdk-js/*')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 # Short fuzz runs of every parser and codec, on top of their seed corpora
 # (which `go test` above already runs): the wire formats for FUZZTIME, the

@@ -454,7 +454,7 @@ func (sc *segScratch) jsonToCSV(out []byte, n int) []byte {
 		return out
 	}
 	body := v[1 : len(v)-1]
-	if bytes.IndexAny(body, "\\\"\n") < 0 && utf8.Valid(body) {
+	if !bytes.ContainsAny(body, "\\\"\n") && utf8.Valid(body) {
 		// No escapes: the string is its JSON body, as strconv.Unquote
 		// would return it.
 		sc.tmp = append(sc.tmp[:0], body...)

@@ -37,7 +37,7 @@ func (db *DB) ScanExtVisitors(prefix, after []byte, site string, fn func(key, va
 		vprefix := appendStr([]byte{prefixVisitor}, site)
 		pit := txn.NewIterator(badger.IteratorOptions{Prefix: vprefix})
 		defer pit.Close()
-		target := make([]byte, len(vprefix)+16, len(vprefix)+16)
+		target := make([]byte, len(vprefix)+16)
 		copy(target, vprefix)
 		vis := target[len(vprefix):]
 		seeked := false
