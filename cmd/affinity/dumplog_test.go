@@ -15,20 +15,21 @@ import (
 
 func TestDumpLog(t *testing.T) {
 	ctx := context.Background()
-	l, err := openDumpEmbedded(t.TempDir(), 2)
-	if err == nil {
+	if _, err := openDumpEmbedded(t.TempDir(), 2); err == nil {
 		t.Fatal("opened the embedded log of an empty --data; want an error")
 	}
 	data := t.TempDir()
 	opts := storage.DefaultEmbeddedOptions(filepath.Join(data, "log"))
 	opts.Partitions = 2
-	if l, err = storage.OpenEmbeddedLog(opts); err != nil {
+	el, err := storage.OpenEmbeddedLog(opts)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Close(); err != nil {
+	if err := el.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if l, err = openDumpEmbedded(data, 2); err != nil {
+	l, err := openDumpEmbedded(data, 2)
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
