@@ -19,17 +19,16 @@ import (
 //	 "orders":{"count":1,"revenue":25,"first":"…","last":"…"}}
 //
 // Interests list the values with a positive score, best first (ties by
-// value). Times are RFC 3339 in UTC with milliseconds when not whole
-// seconds. Keys whose value is empty are left out. It allocates nothing
+// value). Times are in TimeLayout. Keys whose value is empty are left out. It allocates nothing
 // beyond growing dst.
 func (p *Profile) AppendJSON(dst []byte, cfg *Config, atMs int64) []byte {
 	dst = append(dst, `{"at":`...)
-	dst = appendJSONTime(dst, atMs)
+	dst = AppendJSONTime(dst, atMs)
 	if !p.Empty() {
 		dst = append(dst, `,"first_seen":`...)
-		dst = appendJSONTime(dst, p.FirstSeen)
+		dst = AppendJSONTime(dst, p.FirstSeen)
 		dst = append(dst, `,"last_seen":`...)
-		dst = appendJSONTime(dst, p.LastSeen)
+		dst = AppendJSONTime(dst, p.LastSeen)
 	}
 	if p.Email != "" {
 		dst = append(dst, `,"email":`...)
@@ -109,9 +108,9 @@ func (p *Profile) AppendJSON(dst []byte, cfg *Config, atMs int64) []byte {
 		dst = append(dst, `":{"count":`...)
 		dst = strconv.AppendUint(dst, s.Count, 10)
 		dst = append(dst, `,"first":`...)
-		dst = appendJSONTime(dst, s.First)
+		dst = AppendJSONTime(dst, s.First)
 		dst = append(dst, `,"last":`...)
-		dst = appendJSONTime(dst, s.Last)
+		dst = AppendJSONTime(dst, s.Last)
 		dst = append(dst, '}')
 	}
 	dst = append(dst, '}')
@@ -152,7 +151,7 @@ func (p *Profile) AppendJSON(dst []byte, cfg *Config, atMs int64) []byte {
 		dst = append(dst, `,"qty":`...)
 		dst = strconv.AppendUint(dst, uint64(c.Qty), 10)
 		dst = append(dst, `,"added":`...)
-		dst = appendJSONTime(dst, c.Added)
+		dst = AppendJSONTime(dst, c.Added)
 		dst = append(dst, '}')
 	}
 	dst = append(dst, ']')
@@ -164,18 +163,26 @@ func (p *Profile) AppendJSON(dst []byte, cfg *Config, atMs int64) []byte {
 	dst = appendJSONFloat(dst, o.Revenue)
 	if o.Count > 0 {
 		dst = append(dst, `,"first":`...)
-		dst = appendJSONTime(dst, o.First)
+		dst = AppendJSONTime(dst, o.First)
 		dst = append(dst, `,"last":`...)
-		dst = appendJSONTime(dst, o.Last)
+		dst = AppendJSONTime(dst, o.Last)
 	}
 	return append(dst, "}}"...)
 }
 
-// appendJSONTime appends ms as a quoted RFC 3339 UTC time.
-func appendJSONTime(dst []byte, ms int64) []byte {
-	dst = append(dst, '"')
-	dst = time.UnixMilli(ms).UTC().AppendFormat(dst, "2006-01-02T15:04:05.999Z07:00")
-	return append(dst, '"')
+// TimeLayout is the format of every time the API writes (profiles, segment
+// definitions, members, change records): RFC 3339 in UTC with milliseconds,
+// always three digits, so that times have a fixed width and sort as text.
+const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// AppendTime appends ms (Unix ms) in TimeLayout.
+func AppendTime(dst []byte, ms int64) []byte {
+	return time.UnixMilli(ms).UTC().AppendFormat(dst, TimeLayout)
+}
+
+// AppendJSONTime appends ms (Unix ms) in TimeLayout as a JSON string.
+func AppendJSONTime(dst []byte, ms int64) []byte {
+	return append(AppendTime(append(dst, '"'), ms), '"')
 }
 
 // appendJSONFloat appends f as a JSON number; NaN and ±Inf, which JSON

@@ -523,7 +523,7 @@ func TestAppendJSON(t *testing.T) {
 	if err := json.Unmarshal(out, &v); err != nil {
 		t.Fatalf("invalid JSON: %s\n%s", err, out)
 	}
-	if v.At != "2026-06-07T00:00:00Z" || v.Email != p.Email || v.Traits["vip"] != true || v.Traits["bad\x01key\u2028"] != "1e" ||
+	if v.At != "2026-06-07T00:00:00.000Z" || v.Email != p.Email || v.Traits["vip"] != true || v.Traits["bad\x01key\u2028"] != "1e" ||
 		v.Traits["utf"] != "a\ufffdb" || v.Orders.Count != int(p.Orders.Count) {
 		t.Fatalf("got %+v from\n%s", v, out)
 	}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -167,7 +168,7 @@ func (c *Change) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `,"segment":`...)
 	dst = event.AppendJSONString(dst, c.Segment)
 	dst = append(dst, `,"visitor":"`...)
-	dst = append(dst, c.Visitor.String()...)
+	dst = c.Visitor.Append(dst)
 	dst = append(dst, `","email":`...)
 	if c.Email == "" {
 		dst = append(dst, "null"...)
@@ -179,9 +180,9 @@ func (c *Change) AppendJSON(dst []byte) []byte {
 	} else {
 		dst = append(dst, `,"change":"left"`...)
 	}
-	dst = append(dst, `,"at":"`...)
-	dst = time.UnixMilli(c.At).UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
-	dst = append(dst, `","at_ms":`...)
+	dst = append(dst, `,"at":`...)
+	dst = profile.AppendJSONTime(dst, c.At)
+	dst = append(dst, `,"at_ms":`...)
 	dst = strconv.AppendInt(dst, c.At, 10)
 	dst = append(dst, `,"why":`...)
 	dst = event.AppendJSONString(dst, c.Why)

@@ -108,8 +108,8 @@ func TestVisitor(t *testing.T) {
 	if got.Interests["brand"][0].Value != "acme" {
 		t.Fatalf("got brands %+v; want acme first", got.Interests["brand"])
 	}
-	if got.Email != "ann@example.com" || got.At != rfc3339(at) {
-		t.Fatalf("got email %q at %q; want ann@example.com at %s", got.Email, got.At, rfc3339(at))
+	if wantAt := time.UnixMilli(at).UTC().Format(profile.TimeLayout); got.Email != "ann@example.com" || got.At != wantAt {
+		t.Fatalf("got email %q at %q; want ann@example.com at %s", got.Email, got.At, wantAt)
 	}
 
 	// Values with '/' and escaped bytes in the path.

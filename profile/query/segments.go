@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/segment"
@@ -219,9 +219,9 @@ func (h *Handler) appendSegment(out []byte, d *membership.Definition) ([]byte, e
 	out = append(out, `,"generation":`...)
 	out = strconv.AppendUint(out, d.Gen, 10)
 	out = append(out, `,"created":`...)
-	out = appendTime(out, d.Created)
+	out = profile.AppendJSONTime(out, d.Created)
 	out = append(out, `,"updated":`...)
-	out = appendTime(out, d.Updated)
+	out = profile.AppendJSONTime(out, d.Updated)
 	out = append(out, `,"backfill":{"state":`...)
 	bf := m.BackfillOf(d.Site, d.Name)
 	switch {
@@ -248,16 +248,6 @@ func (h *Handler) appendSegment(out []byte, d *membership.Definition) ([]byte, e
 		out = append(out, `"pending"`...)
 	}
 	return append(out, "}}"...), nil
-}
-
-// timeLayout is RFC 3339 in UTC with milliseconds.
-const timeLayout = "2006-01-02T15:04:05.000Z07:00"
-
-// appendTime appends ms as a quoted RFC 3339 time.
-func appendTime(dst []byte, ms int64) []byte {
-	dst = append(dst, '"')
-	dst = time.UnixMilli(ms).UTC().AppendFormat(dst, timeLayout)
-	return append(dst, '"')
 }
 
 func (h *Handler) serveWebhook(ctx *fasthttp.RequestCtx, site, name string) {

@@ -10,7 +10,6 @@ import (
 	"math"
 	"strconv"
 	"sync"
-	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -374,7 +373,7 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 	}
 	if mb.Entered != sc.entered || len(sc.enteredFmt) == 0 {
 		sc.entered = mb.Entered
-		sc.enteredFmt = time.UnixMilli(mb.Entered).UTC().AppendFormat(sc.enteredFmt[:0], timeLayout)
+		sc.enteredFmt = profile.AppendTime(sc.enteredFmt[:0], mb.Entered)
 	}
 	out := sc.out[:0]
 	if q.csv {
@@ -612,14 +611,14 @@ func (h *Handler) serveVisitorSegments(ctx *fasthttp.RequestCtx, site string, vi
 		out = append(out, `{"name":`...)
 		out = event.AppendJSONString(out, m.Segment)
 		out = append(out, `,"entered":`...)
-		out = appendTime(out, m.Entered)
+		out = profile.AppendJSONTime(out, m.Entered)
 		out = append(out, '}')
 	}
 	out = append(out, `],"next_change":`...)
 	if due == 0 || due == math.MaxInt64 {
 		out = append(out, "null"...)
 	} else {
-		out = appendTime(out, due)
+		out = profile.AppendJSONTime(out, due)
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(out, "}\n"...))
