@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"bytes"
 	"encoding/binary"
 	"slices"
 	"sync/atomic"
@@ -150,7 +151,7 @@ func (e *Engine) backfill(d Definition, bf *Backfill) {
 		e.logf("membership: backfill of segment %q of site %q: cannot collect candidates: %s", d.Name, d.Site, err)
 		return
 	}
-	slices.SortFunc(cands, func(a, b event.UUID) int { return compareUUID(a, b) })
+	slices.SortFunc(cands, func(a, b event.UUID) int { return bytes.Compare(a[:], b[:]) })
 	cands = slices.Compact(cands)
 	bf.total.Store(int64(len(cands)))
 	for _, v := range cands {
@@ -186,13 +187,4 @@ func (e *Engine) backfill(d Definition, bf *Backfill) {
 		}
 	}
 	bf.done.Store(true)
-}
-
-func compareUUID(a, b event.UUID) int {
-	for i := range a {
-		if a[i] != b[i] {
-			return int(a[i]) - int(b[i])
-		}
-	}
-	return 0
 }

@@ -297,7 +297,7 @@ func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
 				if !isMember {
 					return true
 				}
-				if compareUUIDs(v, mb.Visitor) < 0 {
+				if bytes.Compare(v[:], mb.Visitor[:]) < 0 {
 					first = false // the person's row came at v
 					return false
 				}
@@ -316,7 +316,7 @@ func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
 			if q.byEmail {
 				key = append(key, email...)
 			} else {
-				key = appendUUID(key, mb.Visitor)
+				key = mb.Visitor.Append(key)
 			}
 			sc.key = key
 			if inHoldout(key, q.holdout) != q.control {
@@ -354,7 +354,7 @@ func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
 	}
 	if more && !q.csv {
 		out := append(sc.out[:0], `{"cursor":"`...)
-		out = appendUUID(out, last)
+		out = last.Append(out)
 		_, _ = w.Write(append(out, "\"}\n"...))
 	}
 	_ = w.Flush()
@@ -381,7 +381,7 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 			if i > 0 {
 				out = append(out, ' ')
 			}
-			out = appendUUID(out, v)
+			out = v.Append(out)
 		}
 		out = append(out, ',')
 		out = appendCSV(out, email)
@@ -411,15 +411,15 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 				out = append(out, ',')
 			}
 			out = append(out, '"')
-			out = appendUUID(out, v)
+			out = v.Append(out)
 			out = append(out, '"')
 		}
 		out = append(out, `],"visitor":"`...)
-		out = appendUUID(out, mb.Visitor)
+		out = mb.Visitor.Append(out)
 		out = append(out, '"')
 	} else {
 		out = append(out, `{"visitor":"`...)
-		out = appendUUID(out, mb.Visitor)
+		out = mb.Visitor.Append(out)
 		out = append(out, `","email":`...)
 		if email == "" {
 			out = append(out, "null"...)
@@ -490,15 +490,6 @@ func factParts(rule *segment.Rule) profile.Parts {
 		}
 	}
 	return parts
-}
-
-func compareUUIDs(a, b event.UUID) int {
-	for i := range a {
-		if a[i] != b[i] {
-			return int(a[i]) - int(b[i])
-		}
-	}
-	return 0
 }
 
 // appendCSV appends s as a CSV field (RFC 4180), quoted when it needs to.
@@ -602,7 +593,7 @@ func (h *Handler) serveVisitorSegments(ctx *fasthttp.RequestCtx, site string, vi
 		return
 	}
 	out := append([]byte(nil), `{"visitor":"`...)
-	out = appendUUID(out, visitor)
+	out = visitor.Append(out)
 	out = append(out, `","segments":[`...)
 	for i, m := range ms {
 		if i > 0 {
@@ -622,16 +613,4 @@ func (h *Handler) serveVisitorSegments(ctx *fasthttp.RequestCtx, site string, vi
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(out, "}\n"...))
-}
-
-// appendUUID appends u in canonical form (UUID.String without the string).
-func appendUUID(dst []byte, u event.UUID) []byte {
-	const digits = "0123456789abcdef"
-	for i, c := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			dst = append(dst, '-')
-		}
-		dst = append(dst, digits[c>>4], digits[c&15])
-	}
-	return dst
 }
