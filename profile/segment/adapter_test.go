@@ -84,3 +84,34 @@ func TestDimNames(t *testing.T) {
 		}
 	}
 }
+
+// TestRuleParts checks the parts a rule reads, and that its facts from a
+// profile decoded with only those parts are the facts from the whole one.
+func TestRuleParts(t *testing.T) {
+	ps := appliedProfile(t)
+	data := profile.AppendProfile(nil, ps.P)
+	f := func(src string, want profile.Parts) {
+		t.Helper()
+		r, err := Compile(src, DefaultConfig())
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if got := r.Parts(); got != want {
+			t.Fatalf("%s: got parts %#x; want %#x", src, got, want)
+		}
+		var pd profile.PartialDecoder
+		p, err := pd.Decode(data, r.Parts())
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		got := string(r.AppendFacts(nil, &ProfileSubject{P: p, Cfg: ps.Cfg}, t0))
+		if want := string(r.AppendFacts(nil, ps, t0)); got != want {
+			t.Fatalf("%s: got facts %s from the parts; want %s", src, got, want)
+		}
+	}
+	f(`interest(brand, "Nutrilon") >= 1`, profile.PartDim(profile.DimBrand))
+	f(`share(category, "baby/food") > 0.5 or top(age) == "0-3"`, profile.PartDim(profile.DimCategory)|profile.PartDim(profile.DimAge))
+	f(`since(cart) <= 24h and count(view, 7d) >= 2 and lifecycle == "active"`, profile.PartEvents)
+	f(`rfm.r >= 3 and rfm.m >= 2`, profile.PartOrders)
+	f(`identified and until_birthday <= 30d`, profile.PartIdentity|profile.PartTraits)
+}

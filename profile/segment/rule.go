@@ -4,16 +4,18 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
 // Rule is a compiled segment rule. It is immutable and safe for concurrent
 // use by any number of goroutines.
 type Rule struct {
-	src  string
-	root *expr
-	eval boolFn
-	refs []Ref
+	src   string
+	root  *expr
+	eval  boolFn
+	refs  []Ref
+	parts profile.Parts
 }
 
 // maxReeval bounds how many times Eval re-evaluates a rule at the instant
@@ -33,6 +35,9 @@ func Compile(src string, cfg Config) (*Rule, error) {
 	}
 	r := &Rule{src: src, root: root, eval: compileBool(root, &cfg)}
 	r.refs = collectRefs(root, &cfg, nil)
+	for i := range r.refs {
+		r.parts |= r.refs[i].Parts
+	}
 	return r, nil
 }
 
@@ -90,6 +95,9 @@ type Ref struct {
 	// (Window 0: no window).
 	Event  event.Type
 	Window int64
+	// Parts are the parts of a profile the term reads
+	// (profile.PartialDecoder).
+	Parts profile.Parts
 
 	val func(dst []byte, s Subject, at int64) []byte
 }
@@ -97,6 +105,11 @@ type Ref struct {
 // Refs returns the terms the rule reads, in order of first appearance. The
 // slice is shared: do not modify it.
 func (r *Rule) Refs() []Ref { return r.refs }
+
+// Parts returns the parts of a profile the rule reads, the union of its
+// terms' Ref.Parts: a reader that evaluates the rule or its terms on a
+// ProfileSubject decodes only those.
+func (r *Rule) Parts() profile.Parts { return r.parts }
 
 // AppendValue appends to dst the JSON value of the term for s at instant at:
 // a number for scores, shares, counts and RFM scores; milliseconds for
@@ -142,7 +155,7 @@ func collectRefs(e *expr, cfg *Config, dst []Ref) []Ref {
 			return dst
 		}
 	}
-	f := Ref{Name: name, Term: term, Dim: e.dim, Value: e.value, Event: e.ev, Window: e.window}
+	f := Ref{Name: name, Term: term, Dim: e.dim, Value: e.value, Event: e.ev, Window: e.window, Parts: termParts(e)}
 	switch e.typ {
 	case tBool:
 		f.val = func(dst []byte, s Subject, _ int64) []byte { return strconv.AppendBool(dst, s.Identified()) }
@@ -162,6 +175,26 @@ func collectRefs(e *expr, cfg *Config, dst []Ref) []Ref {
 		f.val = func(dst []byte, s Subject, at int64) []byte { return event.AppendJSONString(dst, sf(s, at)) }
 	}
 	return append(dst, f)
+}
+
+// termParts returns the parts of a profile term e reads through the
+// ProfileSubject methods behind it; every part for one it does not know.
+func termParts(e *expr) profile.Parts {
+	switch e.op {
+	case opInterest, opShare, opTop:
+		if d, ok := profile.ParseDim(e.dim); ok {
+			return profile.PartDim(d)
+		}
+	case opCount, opCountWindow, opSince, opFirst, opLifecycle:
+		return profile.PartEvents
+	case opRFMR, opRFMF, opRFMM:
+		return profile.PartOrders
+	case opIdentified:
+		return profile.PartIdentity
+	case opTrait, opBirthday:
+		return profile.PartTraits
+	}
+	return profile.PartAll
 }
 
 // appendNumber appends v as a JSON number (null for NaN and infinities).
