@@ -14,22 +14,12 @@ import (
 // profiles: the same members in the same order, each with its own stored
 // profile, from the start and from a cursor.
 func TestScanMembers(t *testing.T) {
-	clk := &profiletest.Clock{}
-	clk.Set(t0 + hour)
-	e := openEnv(t, t.TempDir(), clk, nil)
-	e.put(t, "shop", "carts", `since(cart) <= 24h`)
-	var bs []*event.Batch
-	for i := range 40 {
-		evs := []event.Event{profiletest.Event(event.TypeView, t0, nutrilon)}
-		if i%3 != 0 { // every third visitor is not a member
-			evs = append(evs, profiletest.Event(event.TypeCart, t0, nutrilon))
-		}
+	e := cartsEnv(t, func(i int) string {
 		if i%2 == 0 {
-			evs = append(evs, profiletest.Identify(t0, fmt.Sprintf("v%d@example.com", i)))
+			return fmt.Sprintf("v%d@example.com", i)
 		}
-		bs = append(bs, profiletest.Batch("shop", profiletest.Visitor(i), evs...))
-	}
-	e.Send(t, bs...)
+		return ""
+	})
 
 	var want []membership.Member
 	if err := e.Segments.Members("shop", "carts", nil, func(m *membership.Member) bool {
@@ -75,4 +65,109 @@ func TestScanMembers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestExport checks Export's rows against Members: one per member, or per
+// email with ByEmail (at its first member visitor, listing the person's
+// members in order), and a holdout split whose two groups partition them.
+func TestExport(t *testing.T) {
+	e := cartsEnv(t, func(i int) string {
+		if i%4 != 3 { // persons of (up to) two visitors; every fourth has no email
+			return fmt.Sprintf("p%d@example.com", i/8)
+		}
+		return ""
+	})
+
+	// want: the rows, each its visitors, from Members.
+	var visitorRows, emailRows [][]event.UUID
+	var emailOf []string
+	person := map[string]int{}
+	if err := e.Segments.Members("shop", "carts", nil, func(m *membership.Member) bool {
+		visitorRows = append(visitorRows, []event.UUID{m.Visitor})
+		if m.Email == "" {
+			return true
+		}
+		if i, ok := person[m.Email]; ok {
+			emailRows[i] = append(emailRows[i], m.Visitor)
+			return true
+		}
+		person[m.Email] = len(emailRows)
+		emailRows = append(emailRows, []event.UUID{m.Visitor})
+		emailOf = append(emailOf, m.Email)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	export := func(opts membership.ExportOptions) (rows [][]event.UUID) {
+		t.Helper()
+		err := e.Segments.Export("shop", "carts", &opts, func(m *membership.MemberView, vis []event.UUID) bool {
+			if vis[0] != m.Visitor {
+				t.Fatalf("%+v: row of %s lists %v first", opts, m.Visitor, vis[0])
+			}
+			rows = append(rows, append([]event.UUID(nil), vis...))
+			return true
+		})
+		if err != nil {
+			t.Fatalf("%+v: %v", opts, err)
+		}
+		return rows
+	}
+	same := func(what string, got, want [][]event.UUID) {
+		t.Helper()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: got rows\n%v\nwant\n%v", what, got, want)
+		}
+	}
+	same("by visitor", export(membership.ExportOptions{}), visitorRows)
+	same("by email", export(membership.ExportOptions{ByEmail: true}), emailRows)
+	same("by email after the first row", export(membership.ExportOptions{ByEmail: true, After: &emailRows[0][0]}), emailRows[1:])
+	if len(emailRows) == len(visitorRows) {
+		t.Fatalf("no person with two member visitors in %v", emailRows)
+	}
+
+	for _, byEmail := range []bool{false, true} {
+		all, key := visitorRows, func(i int) string { return visitorRows[i][0].String() }
+		if byEmail {
+			all, key = emailRows, func(i int) string { return emailOf[i] }
+		}
+		var treatment, control [][]event.UUID
+		for i := range all {
+			if membership.InHoldout("s", key(i), 30) {
+				control = append(control, all[i])
+			} else {
+				treatment = append(treatment, all[i])
+			}
+		}
+		if len(control) == 0 || len(treatment) == 0 {
+			t.Fatalf("by email %v: a 30%% holdout of %d rows left %d in control", byEmail, len(all), len(control))
+		}
+		opts := membership.ExportOptions{ByEmail: byEmail, Holdout: 30, Salt: "s"}
+		same(fmt.Sprintf("by email %v, treatment", byEmail), export(opts), treatment)
+		opts.Control = true
+		same(fmt.Sprintf("by email %v, control", byEmail), export(opts), control)
+	}
+}
+
+// cartsEnv is an env with the segment carts (since(cart) <= 24h) of site
+// shop and 40 visitors, every third of them not a member, visitor i
+// identified by email(i) unless that is "".
+func cartsEnv(t *testing.T, email func(i int) string) *env {
+	t.Helper()
+	clk := &profiletest.Clock{}
+	clk.Set(t0 + hour)
+	e := openEnv(t, t.TempDir(), clk, nil)
+	e.put(t, "shop", "carts", `since(cart) <= 24h`)
+	var bs []*event.Batch
+	for i := range 40 {
+		evs := []event.Event{profiletest.Event(event.TypeView, t0, nutrilon)}
+		if i%3 != 0 {
+			evs = append(evs, profiletest.Event(event.TypeCart, t0, nutrilon))
+		}
+		if m := email(i); m != "" {
+			evs = append(evs, profiletest.Identify(t0, m))
+		}
+		bs = append(bs, profiletest.Batch("shop", profiletest.Visitor(i), evs...))
+	}
+	e.Send(t, bs...)
+	return e
 }

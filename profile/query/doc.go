@@ -2,7 +2,8 @@
 // read a visitor's profile, list the visitors above an interest threshold,
 // forget a visitor, upload and read the product catalog; and, with
 // Options.Segments (profile/membership), define segments and read their
-// members, change feeds and webhooks (segments.go, segments_export.go).
+// members, change feeds and webhooks (segments.go; segments_members.go formats
+// the rows of membership.Engine.Export, segments_changes.go pages the feed).
 //
 //	GET    /v1/visitors/{site}/{visitor}[?at=RFC3339]         the profile as JSON
 //	DELETE /v1/visitors/{site}/{visitor}                      forget the visitor (204, 404)

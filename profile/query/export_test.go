@@ -21,7 +21,7 @@ func ReadMembers(h *Handler, site, name, args string) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("no segment %s/%s", site, name)
 	}
-	q.rule, q.parts = rule, factParts(rule)
+	q.rule = rule
 	b := &membersBody{h: h, q: q}
 	data, err := io.ReadAll(b)
 	if cerr := b.Close(); err == nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -310,4 +311,42 @@ func (h *Handler) getWebhook(ctx *fasthttp.RequestCtx, site, name string) {
 	out = strconv.AppendUint(out, w.Delivered, 10)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(out, "\"}\n"...))
+}
+
+// serveVisitorSegments answers GET /v1/visitors/{site}/{visitor}/segments:
+//
+//	{"visitor":"…","segments":[{"name":…,"entered":…}],"next_change":"…"|null}
+//
+// next_change is when time alone can next change a membership.
+func (h *Handler) serveVisitorSegments(ctx *fasthttp.RequestCtx, site string, visitor event.UUID) {
+	if h.opts.Segments == nil {
+		api.Error(ctx, fasthttp.StatusNotFound, "no such path "+string(ctx.Path())+": this process keeps no segments")
+		return
+	}
+	ms, due, err := h.opts.Segments.VisitorSegments(site, visitor)
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	out := append([]byte(nil), `{"visitor":"`...)
+	out = visitor.Append(out)
+	out = append(out, `","segments":[`...)
+	for i, m := range ms {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, `{"name":`...)
+		out = event.AppendJSONString(out, m.Segment)
+		out = append(out, `,"entered":`...)
+		out = profile.AppendJSONTime(out, m.Entered)
+		out = append(out, '}')
+	}
+	out = append(out, `],"next_change":`...)
+	if due == 0 || due == math.MaxInt64 {
+		out = append(out, "null"...)
+	} else {
+		out = profile.AppendJSONTime(out, due)
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(out, "}\n"...))
 }

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
-	"github.com/affinityhq/affinity/profile/query"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -259,7 +259,7 @@ func TestMembersHoldout(t *testing.T) {
 		if treat[v] {
 			t.Fatalf("%s in both groups", v)
 		}
-		if !query.InHoldout("spring", v, 10) {
+		if !membership.InHoldout("spring", v, 10) {
 			t.Fatalf("%s in control but InHoldout false", v)
 		}
 	}

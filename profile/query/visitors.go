@@ -16,7 +16,7 @@ const visitorsPrefix = "/v1/visitors/"
 // serveVisitors serves GET and DELETE /v1/visitors/{site}/{visitor}.
 func (h *Handler) serveVisitors(ctx *fasthttp.RequestCtx) {
 	if p := ctx.Path(); bytes.HasSuffix(p, []byte("/segments")) && (ctx.IsGet() || ctx.IsHead()) {
-		// GET /v1/visitors/{site}/{visitor}/segments: segments_export.go.
+		// GET /v1/visitors/{site}/{visitor}/segments: segments.go.
 		if segs, ok := splitPath(p[:len(p)-len("/segments")], visitorsPrefix, 2); ok {
 			if v, err := parseVisitor(segs[1]); err == nil && checkSite(segs[0]) == nil {
 				h.serveVisitorSegments(ctx, segs[0], v)

@@ -3,11 +3,8 @@ package query
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 	"sync"
 	"unicode/utf8"
@@ -16,7 +13,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/affinityhq/affinity/profile"
-	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/tracker/event"
@@ -27,25 +23,19 @@ type membersQuery struct {
 	site, name string
 	rule       *segment.Rule
 	csv        bool
-	byEmail    bool
-	after      *event.UUID
 	limit      int // 0: all
 	at         int64
-	holdout    float64 // percent in [0, 100); 0: none
-	salt       string
-	control    bool          // list the control group instead
-	noFacts    bool          // ?facts=false: no profile reads
-	parts      profile.Parts // of the profile the rule's terms read
+	noFacts    bool // ?facts=false: no profile reads
+	// export selects the rows: by=email, cursor=, holdout=, salt=, group=.
+	export membership.ExportOptions
 }
 
 // segScratch is the per-request space of an export.
 type segScratch struct {
 	subj segment.ProfileSubject
 	dec  profile.PartialDecoder
-	key  []byte // holdout hash input
 	tmp  []byte // a fact's JSON string, unquoted for CSV
 	out  []byte
-	vis  []event.UUID
 
 	// entered and enteredFmt cache the last formatted entry time: members
 	// of a segment share few of them (a backfill gives one to all).
@@ -54,24 +44,6 @@ type segScratch struct {
 }
 
 var segScratchPool sync.Pool
-
-// InHoldout reports whether key (a visitor id in canonical form, or with
-// by=email the email) falls in the P% control group of salt: the first 8
-// bytes of SHA-256(salt + ":" + key), big-endian, modulo 1 000 000, are
-// below P × 10 000. A mailing tool can recompute it.
-func InHoldout(salt, key string, percent float64) bool {
-	if percent <= 0 {
-		return false
-	}
-	return inHoldout(append(append([]byte(salt), ':'), key...), percent)
-}
-
-// inHoldout is InHoldout of salt + ":" + key in b.
-func inHoldout(b []byte, percent float64) bool {
-	sum := sha256.Sum256(b)
-	x := binary.BigEndian.Uint64(sum[:8])
-	return float64(x%1_000_000) < percent*10_000
-}
 
 func (h *Handler) parseMembersQuery(ctx *fasthttp.RequestCtx, site, name string) (*membersQuery, error) {
 	q := &membersQuery{site: site, name: name}
@@ -86,7 +58,7 @@ func (h *Handler) parseMembersQuery(ctx *fasthttp.RequestCtx, site, name string)
 	switch by := string(args.Peek("by")); by {
 	case "", "visitor":
 	case "email":
-		q.byEmail = true
+		q.export.ByEmail = true
 	default:
 		return nil, fmt.Errorf("bad by=%s: want visitor or email", quote([]byte(by)))
 	}
@@ -95,7 +67,7 @@ func (h *Handler) parseMembersQuery(ctx *fasthttp.RequestCtx, site, name string)
 		if err != nil {
 			return nil, fmt.Errorf("bad cursor=%s: pass the visitor of the last row received", quote(raw))
 		}
-		q.after = &v
+		q.export.After = &v
 	}
 	if raw := args.Peek("limit"); len(raw) > 0 {
 		n, err := strconv.Atoi(string(raw))
@@ -109,19 +81,19 @@ func (h *Handler) parseMembersQuery(ctx *fasthttp.RequestCtx, site, name string)
 		if err != nil || !(p > 0 && p < 100) {
 			return nil, fmt.Errorf("bad holdout=%s: want a percentage in (0, 100)", quote(raw))
 		}
-		q.holdout = p
-		q.salt = string(args.Peek("salt"))
-		if q.salt == "" {
+		q.export.Holdout = p
+		q.export.Salt = string(args.Peek("salt"))
+		if q.export.Salt == "" {
 			return nil, fmt.Errorf("holdout=%s needs salt=S: the same salt gives the same split", quote(raw))
 		}
 	}
 	switch g := string(args.Peek("group")); g {
 	case "", "treatment":
 	case "control":
-		if q.holdout == 0 {
+		if q.export.Holdout == 0 {
 			return nil, fmt.Errorf("group=control needs holdout=P&salt=S")
 		}
-		q.control = true
+		q.export.Control = true
 	default:
 		return nil, fmt.Errorf("bad group=%s: want treatment or control", quote([]byte(g)))
 	}
@@ -132,6 +104,7 @@ func (h *Handler) parseMembersQuery(ctx *fasthttp.RequestCtx, site, name string)
 	default:
 		return nil, fmt.Errorf("bad facts=%s: want true or false", quote([]byte(f)))
 	}
+	q.export.Profiles = !q.noFacts
 	var err error
 	if q.at, _, err = h.parseAt(ctx); err != nil {
 		return nil, err
@@ -152,8 +125,9 @@ func (h *Handler) parseMembersQuery(ctx *fasthttp.RequestCtx, site, name string)
 // with ?limit=N an NDJSON export that stops early ends with
 // {"cursor":"<visitor>"}. With by=email, visitors without an email are
 // left out. ?holdout=P&salt=S leaves out a deterministic P% control group
-// (InHoldout over the visitor id, or the email with by=email), which
-// ?group=control lists instead.
+// (membership.InHoldout over the visitor id, or the email with by=email),
+// which ?group=control lists instead. The rows are membership.Export's;
+// this file only formats them.
 func (h *Handler) serveMembers(ctx *fasthttp.RequestCtx, site, name string) {
 	q, err := h.parseMembersQuery(ctx, site, name)
 	if err != nil {
@@ -166,7 +140,6 @@ func (h *Handler) serveMembers(ctx *fasthttp.RequestCtx, site, name string) {
 		return
 	}
 	q.rule = rule
-	q.parts = factParts(rule)
 	if q.csv {
 		ctx.SetContentType("text/csv; charset=utf-8")
 	} else {
@@ -263,79 +236,28 @@ func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
 		}
 	}
 	var (
-		n        int
-		more     bool
-		last     event.UUID
-		werr     error
-		rerr     error
-		rows     int
-		skipRows int
+		n    int
+		more bool
+		last event.UUID
+		werr error
+		rerr error
 	)
-	err := m.ScanMembers(q.site, q.name, q.after, !q.noFacts, func(mb *membership.MemberView) bool {
+	err := m.Export(q.site, q.name, &q.export, func(mb *membership.MemberView, vis []event.UUID) bool {
 		if q.limit > 0 && n == q.limit {
 			more = true
 			return false
 		}
-		// email aliases the stored value: valid for this row only, and
-		// passed only to calls that copy it.
-		email := unsafe.String(unsafe.SliceData(mb.Email), len(mb.Email))
-		sc.vis = append(sc.vis[:0], mb.Visitor)
-		if q.byEmail {
-			if email == "" {
-				return true
-			}
-			first := true
-			rerr = h.opts.State.VisitorsByEmail(q.site, email, func(v [16]byte) bool {
-				if v == mb.Visitor {
-					return true
-				}
-				_, isMember, err := m.IsMember(q.site, q.name, v)
-				if err != nil {
-					rerr = err
-					return false
-				}
-				if !isMember {
-					return true
-				}
-				if bytes.Compare(v[:], mb.Visitor[:]) < 0 {
-					first = false // the person's row came at v
-					return false
-				}
-				sc.vis = append(sc.vis, v)
-				return true
-			})
-			if rerr != nil {
-				return false
-			}
-			if !first {
-				return true
-			}
-		}
-		if q.holdout > 0 {
-			key := append(append(sc.key[:0], q.salt...), ':')
-			if q.byEmail {
-				key = append(key, email...)
-			} else {
-				key = mb.Visitor.Append(key)
-			}
-			sc.key = key
-			if inHoldout(key, q.holdout) != q.control {
-				skipRows++
-				return true
-			}
-		}
-		if rerr = h.appendMemberRow(sc, q, mb, email); rerr != nil {
+		if rerr = h.appendMemberRow(sc, q, mb, vis); rerr != nil {
 			return false
 		}
 		if _, werr = w.Write(sc.out); werr != nil {
 			return false
 		}
 		n++
-		rows++
 		last = mb.Visitor
 		return true
 	})
-	h.m.memberRows.Add(rows)
+	h.m.memberRows.Add(n)
 	if werr != nil {
 		return
 	}
@@ -360,12 +282,15 @@ func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
 	_ = w.Flush()
 }
 
-// appendMemberRow puts the row of mb (sc.vis: the visitors of the row;
-// email: mb.Email) in sc.out.
-func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membership.MemberView, email string) error {
+// appendMemberRow puts the row of mb (vis: the visitors of the row) in
+// sc.out.
+func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membership.MemberView, vis []event.UUID) error {
+	// email aliases the stored value: valid for this row only, and passed
+	// only to calls that copy it.
+	email := unsafe.String(unsafe.SliceData(mb.Email), len(mb.Email))
 	haveProf := false
 	if mb.Profile != nil {
-		p, err := sc.dec.Decode(mb.Profile, q.parts)
+		p, err := sc.dec.Decode(mb.Profile, q.rule.Parts())
 		if err != nil {
 			return fmt.Errorf("cannot decode the profile of visitor %s of site %q: %w", mb.Visitor, q.site, err)
 		}
@@ -377,7 +302,7 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 	}
 	out := sc.out[:0]
 	if q.csv {
-		for i, v := range sc.vis {
+		for i, v := range vis {
 			if i > 0 {
 				out = append(out, ' ')
 			}
@@ -402,11 +327,11 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 		sc.out = append(out, "\r\n"...)
 		return nil
 	}
-	if q.byEmail {
+	if q.export.ByEmail {
 		out = append(out, `{"email":`...)
 		out = event.AppendJSONString(out, email)
 		out = append(out, `,"visitors":[`...)
-		for i, v := range sc.vis {
+		for i, v := range vis {
 			if i > 0 {
 				out = append(out, ',')
 			}
@@ -465,33 +390,6 @@ func (sc *segScratch) jsonToCSV(out []byte, n int) []byte {
 	return out
 }
 
-// factParts returns the parts of a profile the terms of rule read
-// (segment.Ref.Term), so that an export decodes only those.
-func factParts(rule *segment.Rule) profile.Parts {
-	var parts profile.Parts
-	for _, r := range rule.Refs() {
-		switch r.Term {
-		case "interest", "share", "top":
-			d, ok := profile.ParseDim(r.Dim)
-			if !ok {
-				return profile.PartAll
-			}
-			parts |= profile.PartDim(d)
-		case "count", "since", "first", "lifecycle":
-			parts |= profile.PartEvents
-		case "rfm.r", "rfm.f", "rfm.m":
-			parts |= profile.PartOrders
-		case "identified":
-			parts |= profile.PartIdentity
-		case "trait", "until_birthday":
-			parts |= profile.PartTraits
-		default: // a term this build does not know: read everything
-			return profile.PartAll
-		}
-	}
-	return parts
-}
-
 // appendCSV appends s as a CSV field (RFC 4180), quoted when it needs to.
 func appendCSV(dst []byte, s string) []byte {
 	quoteIt := false
@@ -515,102 +413,4 @@ func appendCSV(dst []byte, s string) []byte {
 		dst = append(dst, s[i])
 	}
 	return append(dst, '"')
-}
-
-// maxChangesLimit bounds ?limit= of the changes feed; 1000 without it.
-const maxChangesLimit = 10000
-
-// serveChanges answers a page of a segment's change records after ?after=
-// (a sequence number, 0 or absent: from the start):
-//
-//	{"changes":[<membership.Change JSON>…],"cursor":"<seq of the last, or after>"}
-//
-// Pass cursor as the next ?after=: pages neither miss nor repeat a record.
-func (h *Handler) serveChanges(ctx *fasthttp.RequestCtx, site, name string) {
-	args := ctx.QueryArgs()
-	var after uint64
-	if raw := args.Peek("after"); len(raw) > 0 {
-		v, err := strconv.ParseUint(string(raw), 10, 64)
-		if err != nil {
-			h.badRequest(ctx, fmt.Sprintf("bad after=%s: pass the cursor of the previous page", quote(raw)))
-			return
-		}
-		after = v
-	}
-	limit := 1000
-	if raw := args.Peek("limit"); len(raw) > 0 {
-		n, err := strconv.Atoi(string(raw))
-		if err != nil || n < 1 || n > maxChangesLimit {
-			h.badRequest(ctx, fmt.Sprintf("bad limit=%s: want 1..%d", quote(raw), maxChangesLimit))
-			return
-		}
-		limit = n
-	}
-	if _, ok, err := h.opts.Segments.Definition(site, name); err != nil || !ok {
-		if err != nil {
-			h.internalError(ctx, err)
-		} else {
-			h.noSegment(ctx, site, name)
-		}
-		return
-	}
-	out := append(make([]byte, 0, 4096), `{"changes":[`...)
-	n := 0
-	cursor := after
-	err := h.opts.Segments.Changes(site, name, after, func(c *membership.Change) bool {
-		if n > 0 {
-			out = append(out, ',')
-		}
-		out = c.AppendJSON(out)
-		cursor = c.Seq
-		n++
-		return n < limit
-	})
-	if err != nil {
-		h.internalError(ctx, err)
-		return
-	}
-	out = append(out, `],"cursor":"`...)
-	out = strconv.AppendUint(out, cursor, 10)
-	out = append(out, "\"}\n"...)
-	ctx.SetContentType("application/json")
-	ctx.SetBody(out)
-}
-
-// serveVisitorSegments answers GET /v1/visitors/{site}/{visitor}/segments:
-//
-//	{"visitor":"…","segments":[{"name":…,"entered":…}],"next_change":"…"|null}
-//
-// next_change is when time alone can next change a membership.
-func (h *Handler) serveVisitorSegments(ctx *fasthttp.RequestCtx, site string, visitor event.UUID) {
-	if h.opts.Segments == nil {
-		api.Error(ctx, fasthttp.StatusNotFound, "no such path "+string(ctx.Path())+": this process keeps no segments")
-		return
-	}
-	ms, due, err := h.opts.Segments.VisitorSegments(site, visitor)
-	if err != nil {
-		h.internalError(ctx, err)
-		return
-	}
-	out := append([]byte(nil), `{"visitor":"`...)
-	out = visitor.Append(out)
-	out = append(out, `","segments":[`...)
-	for i, m := range ms {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, `{"name":`...)
-		out = event.AppendJSONString(out, m.Segment)
-		out = append(out, `,"entered":`...)
-		out = profile.AppendJSONTime(out, m.Entered)
-		out = append(out, '}')
-	}
-	out = append(out, `],"next_change":`...)
-	if due == 0 || due == math.MaxInt64 {
-		out = append(out, "null"...)
-	} else {
-		out = profile.AppendJSONTime(out, due)
-	}
-	ctx.SetContentType("application/json")
-	ctx.SetBody(append(out, "}\n"...))
 }

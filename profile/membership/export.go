@@ -1,0 +1,125 @@
+package membership
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"unsafe"
+
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// ExportOptions selects the rows of Export.
+type ExportOptions struct {
+	// After resumes after the row whose (first) visitor it is; nil: from
+	// the start.
+	After *event.UUID
+	// ByEmail gives one row per person: the members sharing an email, the
+	// row coming at the first of them. Members without an email are left
+	// out.
+	ByEmail bool
+	// Holdout, a percentage in (0, 100), leaves out the deterministic
+	// control group InHoldout(Salt, key, Holdout) of the visitor ids (the
+	// emails with ByEmail); 0: no holdout.
+	Holdout float64
+	// Salt seeds the holdout split: the same salt gives the same split.
+	Salt string
+	// Control lists the control group instead of leaving it out.
+	Control bool
+	// Profiles passes each row's stored profile in MemberView.Profile.
+	Profiles bool
+}
+
+// Export calls fn with the rows of an export of a segment, in visitor
+// order, until fn returns false: m is the row's (first) member, visitors
+// the row's members in visitor order, m.Visitor first (more than one only
+// with ByEmail). Like ScanMembers it copies nothing: m, its slices and
+// visitors are valid only during the call.
+func (e *Engine) Export(site, name string, opts *ExportOptions, fn func(m *MemberView, visitors []event.UUID) bool) error {
+	var (
+		vis  []event.UUID
+		key  []byte // holdout hash input
+		rerr error
+	)
+	err := e.ScanMembers(site, name, opts.After, opts.Profiles, func(m *MemberView) bool {
+		vis = append(vis[:0], m.Visitor)
+		if opts.ByEmail {
+			if len(m.Email) == 0 {
+				return true
+			}
+			var first bool
+			// The email aliases the stored value: VisitorsByEmail copies it.
+			email := unsafe.String(unsafe.SliceData(m.Email), len(m.Email))
+			if vis, first, rerr = e.personMembers(site, name, email, m.Visitor, vis); rerr != nil {
+				return false
+			}
+			if !first {
+				return true // the person's row came at an earlier visitor
+			}
+		}
+		if opts.Holdout > 0 {
+			key = append(append(key[:0], opts.Salt...), ':')
+			if opts.ByEmail {
+				key = append(key, m.Email...)
+			} else {
+				key = m.Visitor.Append(key)
+			}
+			if inHoldout(key, opts.Holdout) != opts.Control {
+				return true
+			}
+		}
+		return fn(m, vis)
+	})
+	if err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// personMembers appends to vis the members of the segment other than
+// visitor linked to email, in visitor order, and reports whether visitor
+// is the first of them (false: the person's row came earlier).
+func (e *Engine) personMembers(site, name, email string, visitor event.UUID, vis []event.UUID) (_ []event.UUID, first bool, err error) {
+	first = true
+	serr := e.db.VisitorsByEmail(site, email, func(v [16]byte) bool {
+		if v == visitor {
+			return true
+		}
+		_, isMember, merr := e.IsMember(site, name, v)
+		if merr != nil {
+			err = merr
+			return false
+		}
+		if !isMember {
+			return true
+		}
+		if bytes.Compare(v[:], visitor[:]) < 0 {
+			first = false
+			return false
+		}
+		vis = append(vis, v)
+		return true
+	})
+	if err == nil {
+		err = serr
+	}
+	return vis, first, err
+}
+
+// InHoldout reports whether key (a visitor id in canonical form, or with
+// by=email the email) falls in the P% control group of salt: the first 8
+// bytes of SHA-256(salt + ":" + key), big-endian, modulo 1 000 000, are
+// below P × 10 000. A mailing tool can recompute it.
+func InHoldout(salt, key string, percent float64) bool {
+	if percent <= 0 {
+		return false
+	}
+	return inHoldout(append(append([]byte(salt), ':'), key...), percent)
+}
+
+// inHoldout is InHoldout of salt + ":" + key in b.
+func inHoldout(b []byte, percent float64) bool {
+	sum := sha256.Sum256(b)
+	x := binary.BigEndian.Uint64(sum[:8])
+	return float64(x%1_000_000) < percent*10_000
+}
