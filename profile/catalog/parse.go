@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/affinityhq/affinity/profile/invalid"
 )
 
 // Options limit what Parse accepts. A zero or negative field takes its
@@ -99,23 +102,30 @@ func (e *LineError) Error() string {
 }
 
 // Parse reads a catalog of format f from r and calls fn with each product,
-// in order, with the line it starts on. It stops at the first bad row with a
-// *LineError, or at the first error of fn, which it returns as is.
+// in order, with the line it starts on. It stops at the first bad row with
+// an *invalid.Error, "invalid <format> catalog: " and a *LineError (errors.As
+// finds both), or at the first error of fn, which it returns as is.
 //
 // p and its strings are valid only during the call: fn copies (Clone,
 // AppendProduct) what it keeps. Memory is bounded by the longest row, not by
 // the catalog (a YML feed also keeps its category tree).
 func Parse(r io.Reader, f Format, opts Options, fn func(line int, p *Product) error) error {
 	opts = opts.withDefaults()
+	var err error
 	switch f {
 	case FormatNDJSON:
-		return parseNDJSON(r, opts, fn)
+		err = parseNDJSON(r, opts, fn)
 	case FormatCSV:
-		return parseCSV(r, opts, fn)
+		err = parseCSV(r, opts, fn)
 	case FormatYML:
-		return parseYML(r, opts, fn)
+		err = parseYML(r, opts, fn)
+	default:
+		return fmt.Errorf("BUG: catalog.Parse called with unknown format %d", f)
 	}
-	return fmt.Errorf("BUG: catalog.Parse called with unknown format %d", f)
+	if le := (*LineError)(nil); errors.As(err, &le) {
+		return invalid.Errorf("invalid %s catalog: %w", f, err)
+	}
+	return err
 }
 
 // Fields a row names, whatever its syntax. A field has a few accepted names

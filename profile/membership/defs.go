@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/storage/state"
 )
@@ -16,12 +17,12 @@ const MaxNameLen = 128
 // ASCII letters, digits, '_', '-' and '.'.
 func CheckName(name string) error {
 	if name == "" || len(name) > MaxNameLen {
-		return fmt.Errorf("bad segment name %q: want 1..%d characters", name, MaxNameLen)
+		return invalid.Errorf("invalid segment name %q: want 1..%d characters", name, MaxNameLen)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return fmt.Errorf("bad segment name %q: want letters, digits, _, - and . only", name)
+			return invalid.Errorf("invalid segment name %q: want letters, digits, _, - and . only", name)
 		}
 	}
 	return nil
@@ -29,7 +30,7 @@ func CheckName(name string) error {
 
 func checkSite(site string) error {
 	if site == "" || len(site) > state.MaxSiteLen {
-		return fmt.Errorf("bad site %q: want 1..%d bytes", site, state.MaxSiteLen)
+		return invalid.Errorf("invalid site %q: want 1..%d bytes", site, state.MaxSiteLen)
 	}
 	return nil
 }
@@ -137,8 +138,8 @@ func (e *Engine) Rule(site, name string) (*segment.Rule, bool) {
 	return nil, false
 }
 
-// Put creates or changes a segment: it compiles src (a *segment.Error when
-// it does not), stores the definition, makes live evaluation use it at
+// Put creates or changes a segment: it compiles src (an *invalid.Error
+// holding a *segment.Error when it does not; so is a bad site or name), stores the definition, makes live evaluation use it at
 // once and starts a backfill of the site's existing profiles. created
 // reports whether the segment is new. An unchanged rule is stored as is,
 // without a backfill.

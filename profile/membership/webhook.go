@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -49,10 +50,10 @@ func Sign(secret string, body []byte) string {
 func (e *Engine) SetWebhook(site, name, rawURL, secret string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("bad webhook url %q: want http(s)://host/path", rawURL)
+		return invalid.Errorf("invalid webhook url %q: want http(s)://host/path", rawURL)
 	}
 	if secret == "" || len(secret) > 1024 {
-		return fmt.Errorf("bad webhook secret: want 1..1024 bytes")
+		return invalid.Errorf("invalid webhook secret: want 1..1024 bytes")
 	}
 	if _, ok, err := e.Definition(site, name); err != nil || !ok {
 		if err == nil {

@@ -51,7 +51,7 @@ func (h *Handler) serveCatalog(ctx *fasthttp.RequestCtx) {
 // its line and reason, and nothing changes.
 func (h *Handler) putCatalog(ctx *fasthttp.RequestCtx, site string) {
 	if err := checkSite(site); err != nil {
-		h.badRequest(ctx, err.Error())
+		h.refuse(ctx, err)
 		return
 	}
 	format, err := catalog.FormatOf(string(ctx.Request.Header.ContentType()))
@@ -70,7 +70,7 @@ func (h *Handler) putCatalog(ctx *fasthttp.RequestCtx, site string) {
 				tooLarge = true
 			} else if err != nil {
 				h.m.catalogBad.Inc()
-				h.badRequest(ctx, "cannot gunzip the catalog: "+oneLine(err.Error()))
+				h.badRequest(ctx, "invalid gzip catalog: "+oneLine(err.Error()))
 				return
 			}
 		}
@@ -93,18 +93,13 @@ func (h *Handler) putCatalog(ctx *fasthttp.RequestCtx, site string) {
 	})
 	if err != nil {
 		h.m.catalogBad.Inc()
-		var le *catalog.LineError
-		if errors.As(err, &le) {
-			h.badRequest(ctx, "cannot read the "+format.String()+" catalog: "+le.Error())
-			return
-		}
-		h.internalError(ctx, err)
+		h.refuse(ctx, err)
 		return
 	}
 	// Pass 2: store.
 	w, err := h.opts.State.NewProductWriter(site)
 	if err != nil {
-		h.badRequest(ctx, err.Error())
+		h.refuse(ctx, err)
 		return
 	}
 	var val []byte
@@ -147,7 +142,7 @@ func gunzip(body []byte, max int) ([]byte, error) {
 
 func (h *Handler) getProduct(ctx *fasthttp.RequestCtx, site, id string) {
 	if err := checkSite(site); err != nil {
-		h.badRequest(ctx, err.Error())
+		h.refuse(ctx, err)
 		return
 	}
 	h.m.catalogGets.Inc()

@@ -18,7 +18,10 @@
 //	GET    /v1/visitors/{site}/{visitor}/segments             the visitor's segments
 //
 // Authentication is the api.Server's (bearer token); every refusal is a
-// one-line text reason (api.Error).
+// one-line text reason (api.Error). An error holding an *invalid.Error
+// (profile/invalid: a bad parameter, rule, catalog row, segment name) is
+// the request's fault and answers 400 with its text, `invalid <thing>
+// <value>: …`; any other error answers 500.
 //
 // The interest list is a range scan of the state DB's sorted interest index
 // from the order key of the threshold ("score ≥ θ at T" ⇔ "LogG ≥ log2 θ +

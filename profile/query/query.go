@@ -15,6 +15,7 @@ import (
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/catalog"
+	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
@@ -144,6 +145,17 @@ func (h *Handler) badRequest(ctx *fasthttp.RequestCtx, reason string) {
 	api.Error(ctx, fasthttp.StatusBadRequest, reason)
 }
 
+// refuse answers err: 400 with its text when it holds an *invalid.Error
+// (the request's fault), else 500 (internalError). It never reads the text
+// to decide.
+func (h *Handler) refuse(ctx *fasthttp.RequestCtx, err error) {
+	if ie := (*invalid.Error)(nil); errors.As(err, &ie) {
+		h.badRequest(ctx, oneLine(err.Error()))
+		return
+	}
+	h.internalError(ctx, err)
+}
+
 // internalError answers 500 and logs err.
 func (h *Handler) internalError(ctx *fasthttp.RequestCtx, err error) {
 	h.m.errors.Inc()
@@ -184,7 +196,7 @@ func (h *Handler) parseAt(ctx *fasthttp.RequestCtx) (int64, bool, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, string(at))
 	if err != nil {
-		return 0, false, fmt.Errorf("bad at=%s: want an RFC 3339 time such as 2026-11-24T06:00:00Z", quote(at))
+		return 0, false, invalid.Errorf("invalid at=%s: want an RFC 3339 time such as 2026-11-24T06:00:00Z", quote(at))
 	}
 	return t.UnixMilli(), true, nil
 }
@@ -192,14 +204,14 @@ func (h *Handler) parseAt(ctx *fasthttp.RequestCtx) (int64, bool, error) {
 func parseVisitor(s string) (event.UUID, error) {
 	v, ok := event.ParseUUID([]byte(s))
 	if !ok {
-		return v, fmt.Errorf("bad visitor id %s: want a UUID such as 0b9e6c1a-3c1f-4c47-9d0e-5b6a2f1e7d3c", quote([]byte(s)))
+		return v, invalid.Errorf("invalid visitor id %s: want a UUID such as 0b9e6c1a-3c1f-4c47-9d0e-5b6a2f1e7d3c", quote([]byte(s)))
 	}
 	return v, nil
 }
 
 func checkSite(site string) error {
 	if len(site) > state.MaxSiteLen {
-		return fmt.Errorf("bad site %s: longer than %d bytes", quote([]byte(site)), state.MaxSiteLen)
+		return invalid.Errorf("invalid site %s: longer than %d bytes", quote([]byte(site)), state.MaxSiteLen)
 	}
 	return nil
 }

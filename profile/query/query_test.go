@@ -135,8 +135,8 @@ func TestVisitor(t *testing.T) {
 	}
 	f("/v1/visitors/shop/"+profiletest.Visitor(2).String(), 404, "never seen")
 	f("/v1/visitors/other-site/"+v.String(), 404, "never seen")
-	f("/v1/visitors/shop/not-a-uuid", 400, `bad visitor id "not-a-uuid"`)
-	f("/v1/visitors/shop/"+v.String()+"?at=yesterday", 400, `bad at="yesterday"`)
+	f("/v1/visitors/shop/not-a-uuid", 400, `invalid visitor id "not-a-uuid"`)
+	f("/v1/visitors/shop/"+v.String()+"?at=yesterday", 400, `invalid at="yesterday"`)
 	f("/v1/visitors/shop", 404, "want /v1/visitors/{site}/{visitor}")
 	f("/v1/visitors/"+strings.Repeat("s", 300)+"/"+v.String(), 400, "longer than 255 bytes")
 	if code, _ := e.Do(t, http.MethodPost, "/v1/visitors/shop/"+v.String(), "", nil, true); code != http.StatusMethodNotAllowed {
@@ -333,13 +333,13 @@ func TestInterests(t *testing.T) {
 			t.Fatalf("GET %s: got %d %q; want %d containing %q", path, code, body, wantCode, wantBody)
 		}
 	}
-	f("/v1/interests/shop/colour/red", 400, `unknown dimension "colour"`)
-	f("/v1/interests/shop/brand/acme?min=-1", 400, "bad min")
-	f("/v1/interests/shop/brand/acme?min=NaN", 400, "bad min")
-	f("/v1/interests/shop/brand/acme?limit=0", 400, "bad limit")
+	f("/v1/interests/shop/colour/red", 400, `invalid dimension "colour"`)
+	f("/v1/interests/shop/brand/acme?min=-1", 400, "invalid min")
+	f("/v1/interests/shop/brand/acme?min=NaN", 400, "invalid min")
+	f("/v1/interests/shop/brand/acme?limit=0", 400, "invalid limit")
 	f("/v1/interests/shop/brand/acme?limit=1001", 400, "want 1..1000")
-	f("/v1/interests/shop/brand/acme?cursor=xyz", 400, "bad cursor")
-	f("/v1/interests/shop/brand/acme?at=2026", 400, "bad at")
+	f("/v1/interests/shop/brand/acme?cursor=xyz", 400, "invalid cursor")
+	f("/v1/interests/shop/brand/acme?at=2026", 400, "invalid at")
 	f("/v1/interests/shop/brand", 404, "want /v1/interests/{site}/{dimension}/{value}")
 }
 

@@ -2,7 +2,6 @@ package query
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -13,7 +12,6 @@ import (
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/membership"
-	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -47,7 +45,7 @@ func (h *Handler) serveSegments(ctx *fasthttp.RequestCtx) {
 	}
 	site := parts[0]
 	if err := checkSite(site); err != nil {
-		h.badRequest(ctx, err.Error())
+		h.refuse(ctx, err)
 		return
 	}
 	if len(parts) == 1 {
@@ -60,7 +58,7 @@ func (h *Handler) serveSegments(ctx *fasthttp.RequestCtx) {
 	}
 	name := parts[1]
 	if err := membership.CheckName(name); err != nil {
-		h.badRequest(ctx, err.Error())
+		h.refuse(ctx, err)
 		return
 	}
 	switch {
@@ -110,16 +108,7 @@ func (h *Handler) putSegment(ctx *fasthttp.RequestCtx, site, name string) {
 	src := strings.TrimSpace(string(body))
 	d, created, err := h.opts.Segments.Put(site, name, src)
 	if err != nil {
-		var se *segment.Error
-		if errors.As(err, &se) {
-			h.badRequest(ctx, "bad rule: "+oneLine(err.Error()))
-			return
-		}
-		if strings.HasPrefix(err.Error(), "bad ") {
-			h.badRequest(ctx, err.Error())
-			return
-		}
-		h.internalError(ctx, err)
+		h.refuse(ctx, err)
 		return
 	}
 	if created {
@@ -260,7 +249,7 @@ func (h *Handler) serveWebhook(ctx *fasthttp.RequestCtx, site, name string) {
 			Secret string `json:"secret"`
 		}
 		if err := json.Unmarshal(ctx.PostBody(), &req); err != nil {
-			h.badRequest(ctx, `bad webhook: want {"url":"https://…","secret":"…"}: `+oneLine(err.Error()))
+			h.badRequest(ctx, `invalid webhook: want {"url":"https://…","secret":"…"}: `+oneLine(err.Error()))
 			return
 		}
 		if _, ok, err := m.Definition(site, name); err != nil || !ok {
@@ -272,7 +261,7 @@ func (h *Handler) serveWebhook(ctx *fasthttp.RequestCtx, site, name string) {
 			return
 		}
 		if err := m.SetWebhook(site, name, req.URL, req.Secret); err != nil {
-			h.badRequest(ctx, err.Error())
+			h.refuse(ctx, err)
 			return
 		}
 		h.getWebhook(ctx, site, name)

@@ -24,7 +24,7 @@ func (h *Handler) serveChanges(ctx *fasthttp.RequestCtx, site, name string) {
 	if raw := args.Peek("after"); len(raw) > 0 {
 		v, err := strconv.ParseUint(string(raw), 10, 64)
 		if err != nil {
-			h.badRequest(ctx, fmt.Sprintf("bad after=%s: pass the cursor of the previous page", quote(raw)))
+			h.badRequest(ctx, fmt.Sprintf("invalid after=%s: pass the cursor of the previous page", quote(raw)))
 			return
 		}
 		after = v
@@ -33,7 +33,7 @@ func (h *Handler) serveChanges(ctx *fasthttp.RequestCtx, site, name string) {
 	if raw := args.Peek("limit"); len(raw) > 0 {
 		n, err := strconv.Atoi(string(raw))
 		if err != nil || n < 1 || n > maxChangesLimit {
-			h.badRequest(ctx, fmt.Sprintf("bad limit=%s: want 1..%d", quote(raw), maxChangesLimit))
+			h.badRequest(ctx, fmt.Sprintf("invalid limit=%s: want 1..%d", quote(raw), maxChangesLimit))
 			return
 		}
 		limit = n

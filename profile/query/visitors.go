@@ -31,12 +31,12 @@ func (h *Handler) serveVisitors(ctx *fasthttp.RequestCtx) {
 	}
 	site := segs[0]
 	if err := checkSite(site); err != nil {
-		h.badRequest(ctx, err.Error())
+		h.refuse(ctx, err)
 		return
 	}
 	visitor, err := parseVisitor(segs[1])
 	if err != nil {
-		h.badRequest(ctx, err.Error())
+		h.refuse(ctx, err)
 		return
 	}
 	switch {
@@ -52,7 +52,7 @@ func (h *Handler) serveVisitors(ctx *fasthttp.RequestCtx) {
 func (h *Handler) getVisitor(ctx *fasthttp.RequestCtx, site string, visitor event.UUID) {
 	at, _, err := h.parseAt(ctx)
 	if err != nil {
-		h.badRequest(ctx, err.Error())
+		h.refuse(ctx, err)
 		return
 	}
 	h.m.visitorGets.Inc()

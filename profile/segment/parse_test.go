@@ -74,7 +74,7 @@ func TestParseErrors(t *testing.T) {
 		if !errors.As(err, &pe) {
 			t.Fatalf("Compile(%q) = %v; want an *Error", src, err)
 		}
-		if pe.Pos != pos || err.Error() != want {
+		if pe.Pos != pos || pe.Error() != want || err.Error() != "invalid rule: "+want {
 			t.Fatalf("Compile(%q):\n got  %q (pos %d)\n want %q (pos %d)", src, err, pe.Pos, want, pos)
 		}
 	}

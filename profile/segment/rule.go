@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -23,7 +24,8 @@ type Rule struct {
 const maxReeval = 32
 
 // Compile parses, type-checks and compiles rule text. A syntax or type
-// error is an *Error with the position and what was expected there.
+// error is an *invalid.Error, "invalid rule: " and an *Error with the
+// position and what was expected there (errors.As finds both).
 // cfg gives the thresholds of lifecycle and rfm.*; it is copied.
 func Compile(src string, cfg Config) (*Rule, error) {
 	if err := cfg.Validate(); err != nil {
@@ -31,7 +33,7 @@ func Compile(src string, cfg Config) (*Rule, error) {
 	}
 	root, err := parse(src)
 	if err != nil {
-		return nil, err
+		return nil, invalid.Errorf("invalid rule: %w", err)
 	}
 	r := &Rule{src: src, root: root, eval: compileBool(root, &cfg)}
 	r.refs = collectRefs(root, &cfg, nil)
