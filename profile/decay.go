@@ -1,8 +1,6 @@
 package profile
 
 import (
-	"encoding/binary"
-	"fmt"
 	"math"
 )
 
@@ -115,35 +113,4 @@ func (c *Config) ScoreAt(d Dim, logG float64, atMs int64) float64 {
 		return 0
 	}
 	return math.Exp2(logG - elapsed(atMs, c.hMs[d]))
-}
-
-// ScoreKeyLen is the length of a score key.
-const ScoreKeyLen = 8
-
-// AppendScoreKey appends to dst the 8-byte order key of logG: keys compare
-// bytewise in DESCENDING order of LogG, so a forward range scan returns the
-// best first and "LogG ≥ x" is the range of keys ≤ AppendScoreKey(nil, x).
-// NaN is not a valid LogG; −Inf sorts last.
-func AppendScoreKey(dst []byte, logG float64) []byte {
-	b := math.Float64bits(logG)
-	if b>>63 != 0 {
-		b = ^b // negative: larger magnitude sorts lower
-	} else {
-		b |= 1 << 63
-	}
-	return binary.BigEndian.AppendUint64(dst, ^b)
-}
-
-// ParseScoreKey returns the LogG of a key made by AppendScoreKey.
-func ParseScoreKey(key []byte) (float64, error) {
-	if len(key) != ScoreKeyLen {
-		return 0, fmt.Errorf("cannot parse score key %x: %d bytes; want %d", key, len(key), ScoreKeyLen)
-	}
-	b := ^binary.BigEndian.Uint64(key)
-	if b>>63 != 0 {
-		b &^= 1 << 63
-	} else {
-		b = ^b
-	}
-	return math.Float64frombits(b), nil
 }

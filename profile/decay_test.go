@@ -1,10 +1,8 @@
 package profile
 
 import (
-	"bytes"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"testing"
 	"time"
 )
@@ -69,32 +67,6 @@ func TestThresholdAndDecayTime(t *testing.T) {
 	}
 	if got := cfg.DecayTime(DimBrand, 1e12, 1); got != math.MaxInt64 {
 		t.Errorf("DecayTime(huge) = %d; want MaxInt64", got)
-	}
-}
-
-func TestScoreKeyOrder(t *testing.T) {
-	vals := []float64{math.Inf(1), 1e300, 1000, 1.5, 1, math.SmallestNonzeroFloat64, 0, -math.SmallestNonzeroFloat64, -1, -1.5, -1e300, NegInf}
-	var keys [][]byte
-	for _, v := range vals {
-		k := AppendScoreKey(nil, v)
-		keys = append(keys, k)
-		got, err := ParseScoreKey(k)
-		if err != nil || got != v {
-			t.Fatalf("ParseScoreKey(AppendScoreKey(%v)) = %v, %v", v, got, err)
-		}
-	}
-	if !slices.IsSortedFunc(keys, bytes.Compare) {
-		t.Fatalf("keys of descending LogG are not ascending: %x", keys)
-	}
-	r := rand.New(rand.NewPCG(2, 2))
-	for range 1000 {
-		a, b := (r.Float64()-0.5)*1e4, (r.Float64()-0.5)*1e4
-		if (a > b) != (bytes.Compare(AppendScoreKey(nil, a), AppendScoreKey(nil, b)) < 0) {
-			t.Fatalf("%v vs %v: key order wrong", a, b)
-		}
-	}
-	if _, err := ParseScoreKey([]byte{1, 2}); err == nil {
-		t.Fatal("ParseScoreKey of 2 bytes: no error")
 	}
 }
 

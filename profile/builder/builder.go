@@ -2,7 +2,6 @@ package builder
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -472,12 +471,6 @@ func (b *Builder) Visit(site string, visitor event.UUID, fn func(batch *state.Ba
 	return nil
 }
 
-// scoreKey returns the interest index order key of logG.
-func scoreKey(logG float64) uint64 {
-	var buf [profile.ScoreKeyLen]byte
-	return binary.BigEndian.Uint64(profile.AppendScoreKey(buf[:0], logG))
-}
-
 // partition consumes one log partition.
 type partition struct {
 	b  *Builder
@@ -807,7 +800,7 @@ func (pt *partition) commit(next int64) error {
 		en.changes = profile.Coalesce(en.changes)
 		for i := range en.changes {
 			c := &en.changes[i]
-			oldK, newK := scoreKey(c.Old), scoreKey(c.New)
+			oldK, newK := state.ScoreKey(c.Old), state.ScoreKey(c.New)
 			if c.Before && c.After && oldK == newK {
 				continue
 			}
@@ -889,7 +882,7 @@ func (pt *partition) deleteVisitor(site string, visitor event.UUID) (bool, error
 		for i := range en.prof.Dims[d] {
 			e := &en.prof.Dims[d][i]
 			if g := e.LogG(); !math.IsInf(g, -1) {
-				pt.check(batch.DeleteInterest(site, dim, e.Value, scoreKey(g), visitor))
+				pt.check(batch.DeleteInterest(site, dim, e.Value, state.ScoreKey(g), visitor))
 			}
 		}
 	}

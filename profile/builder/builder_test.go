@@ -54,7 +54,7 @@ func TestApply(t *testing.T) {
 	// 5, 10, 15) scored 5 more.
 	at := t0 + 9000
 	theta := 8.5
-	maxKey := scoreKeyOf(e.Config.LogThreshold(profile.DimBrand, theta, at))
+	maxKey := state.ScoreKey(e.Config.LogThreshold(profile.DimBrand, theta, at))
 	var got []event.UUID
 	err := e.DB.ScanInterests("s1", "brand", "acme", maxKey, nil, func(pos state.InterestPos) bool {
 		got = append(got, pos.Visitor)
@@ -90,14 +90,6 @@ func TestApply(t *testing.T) {
 	if !strings.HasPrefix(text, "builder events_applied=56 dedup_hits=0 catalog_misses=11\npartition 0 consumed=") {
 		t.Fatalf("status text = %q", text)
 	}
-}
-
-func scoreKeyOf(logG float64) uint64 {
-	var k uint64
-	for _, c := range profile.AppendScoreKey(nil, logG) {
-		k = k<<8 | uint64(c)
-	}
-	return k
 }
 
 func TestDedupOfResentBatch(t *testing.T) {

@@ -1,7 +1,6 @@
 package builder_test
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -109,7 +108,7 @@ func checkState(t testing.TB, db *state.DB, ref map[string]*profile.Profile) {
 		for d := range profile.Dim(profile.NumDims) {
 			for _, en := range p.Dims[d] {
 				if g := en.LogG(); !math.IsInf(g, -1) {
-					k := binary.BigEndian.Uint64(profile.AppendScoreKey(nil, g))
+					k := state.ScoreKey(g)
 					want = append(want, ientry{site, d.String(), en.Value, state.InterestPos{Key: k, Visitor: v}})
 				}
 				values[[3]string{site, d.String(), en.Value}] = true

@@ -2,7 +2,6 @@ package membership
 
 import (
 	"bytes"
-	"encoding/binary"
 	"slices"
 	"sync/atomic"
 
@@ -124,8 +123,7 @@ func (e *Engine) backfill(d Definition, bf *Backfill) {
 			if !ok {
 				continue
 			}
-			var kb [profile.ScoreKeyLen]byte
-			maxKey := binary.BigEndian.Uint64(profile.AppendScoreKey(kb[:0], e.cfg.LogThreshold(dim, t.Min, now)))
+			maxKey := state.ScoreKey(e.cfg.LogThreshold(dim, t.Min, now))
 			err = e.db.ScanInterests(d.Site, t.Dim, t.Value, maxKey, nil, func(pos state.InterestPos) bool {
 				cands = append(cands, pos.Visitor)
 				return !bf.stop.Load()

@@ -124,7 +124,7 @@ func (h *Handler) streamInterests(w *bufio.Writer, q *interestQuery) {
 	sc := h.pool.Get().(*scratch)
 	defer h.pool.Put(sc)
 	cfg := h.opts.Config
-	maxKey := orderKey(cfg.LogThreshold(q.dim, q.min, q.at))
+	maxKey := state.ScoreKey(cfg.LogThreshold(q.dim, q.min, q.at))
 	var (
 		n    int
 		last state.InterestPos
@@ -137,9 +137,7 @@ func (h *Handler) streamInterests(w *bufio.Writer, q *interestQuery) {
 			more = true
 			return false
 		}
-		var key [profile.ScoreKeyLen]byte
-		binary.BigEndian.PutUint64(key[:], pos.Key)
-		logG, _ := profile.ParseScoreKey(key[:])
+		logG := state.KeyScore(pos.Key)
 		out := append(sc.out[:0], `{"visitor":"`...)
 		out = append(out, event.UUID(pos.Visitor).String()...)
 		out = append(out, `","score":`...)
@@ -189,12 +187,6 @@ func (h *Handler) streamInterests(w *bufio.Writer, q *interestQuery) {
 		_, _ = w.Write(append(out, "\"}\n"...))
 	}
 	_ = w.Flush()
-}
-
-// orderKey returns the interest index order key of logG.
-func orderKey(logG float64) uint64 {
-	var key [profile.ScoreKeyLen]byte
-	return binary.BigEndian.Uint64(profile.AppendScoreKey(key[:0], logG))
 }
 
 // A cursor is base64url (no padding) of: version 1 | order key u64 |

@@ -10,8 +10,8 @@
 //
 // Values are opaque here: a profile, a dedup list and a product are bytes
 // that their owners (profile, profile/builder, profile/catalog) encode. The
-// interest order key is a uint64 that sorts best first: profile's
-// AppendScoreKey of the log-space score, read as a big-endian uint64.
+// interest order key is a uint64 that sorts best first: ScoreKey of the
+// log-space score.
 //
 // # Writes
 //

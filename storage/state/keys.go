@@ -86,7 +86,7 @@ func appendInterestPrefix(dst []byte, site, dim, value string) []byte {
 }
 
 // interestKey: interestPrefix | orderKey u64 | visitor(16). Order keys sort
-// best first (profile.AppendScoreKey), so an ascending scan yields the highest
+// best first (ScoreKey), so an ascending scan yields the highest
 // scores first.
 func appendInterestKey(dst []byte, site, dim, value string, orderKey uint64, visitor [16]byte) []byte {
 	dst = appendInterestPrefix(dst, site, dim, value)

@@ -287,8 +287,8 @@ type InterestPos struct {
 
 // ScanInterests calls fn with the visitors of (site, dim, value) whose order
 // key is ≤ maxKey, in ascending key order — best score first, as order keys
-// are profile.AppendScoreKey read as a big-endian uint64 — ties by visitor
-// bytes, starting after *after when it is not nil, until fn returns false.
+// are ScoreKey of the log-space score — ties by visitor bytes, starting
+// after *after when it is not nil, until fn returns false.
 // "LogG ≥ x" is maxKey = the order key of x. The scan reads one snapshot;
 // entries written during it are not seen.
 func (db *DB) ScanInterests(site, dim, value string, maxKey uint64, after *InterestPos, fn func(pos InterestPos) bool) error {
