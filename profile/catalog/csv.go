@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/affinityhq/affinity/internal/quote"
 )
 
 // parseCSV parses a header row naming the columns, then one product per
@@ -44,16 +46,16 @@ func parseCSV(r io.Reader, opts Options, fn func(int, *Product) error) error {
 		case len(name) == 0:
 			return &LineError{Line: 1, Reason: fmt.Sprintf("column %d has no name", i+1)}
 		case len(name) > MaxKeyLen:
-			return &LineError{Line: 1, Reason: fmt.Sprintf("column name %s is %d bytes long; the limit is %d", quote(name), len(name), MaxKeyLen)}
+			return &LineError{Line: 1, Reason: fmt.Sprintf("column name %s is %d bytes long; the limit is %d", quote.Value(name), len(name), MaxKeyLen)}
 		case f != fieldAttr && seen&(1<<f) != 0:
-			return &LineError{Line: 1, Reason: fmt.Sprintf("two columns name the %s (%s)", fieldName[f], quote(name))}
+			return &LineError{Line: 1, Reason: fmt.Sprintf("two columns name the %s (%s)", fieldName[f], quote.Value(name))}
 		case f != fieldAttr:
 			seen |= 1 << f
 			hasID = hasID || f == fieldID
 		}
 		for _, prev := range names[:i] {
 			if bytes.EqualFold(prev, name) {
-				return &LineError{Line: 1, Reason: fmt.Sprintf("two columns named %s", quote(name))}
+				return &LineError{Line: 1, Reason: fmt.Sprintf("two columns named %s", quote.Value(name))}
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile/invalid"
 )
 
@@ -228,7 +229,7 @@ func fieldNameOr(field int, name []byte) string {
 	if field != fieldAttr {
 		return fieldName[field]
 	}
-	return "attribute " + quote(name)
+	return "attribute " + quote.Value(name)
 }
 
 // setCategory normalises a category path: levels split on '/', each trimmed,
@@ -251,7 +252,7 @@ func (b *rowBuilder) setCategory(value []byte) error {
 func (b *rowBuilder) addCategoryLevel(level []byte) error {
 	level = trimSpace(level)
 	if indexByte(level, '/') >= 0 {
-		return fmt.Errorf("category level %s contains '/'", quote(level))
+		return fmt.Errorf("category level %s contains '/'", quote.Value(level))
 	}
 	if !utf8.Valid(level) {
 		return fmt.Errorf("category is not valid UTF-8")
@@ -288,9 +289,9 @@ func (b *rowBuilder) setPrice(value []byte) error {
 	f, err := strconv.ParseFloat(unsafeString(value), 64)
 	switch {
 	case err != nil || math.IsInf(f, 0) || math.IsNaN(f):
-		return fmt.Errorf("price must be a finite number, got %s", quote(value))
+		return fmt.Errorf("price must be a finite number, got %s", quote.Value(value))
 	case f < 0:
-		return fmt.Errorf("price must not be negative, got %s", quote(value))
+		return fmt.Errorf("price must not be negative, got %s", quote.Value(value))
 	case f == 0:
 		f = 0 // not -0
 	}
@@ -305,19 +306,19 @@ func (b *rowBuilder) addAttr(key, value []byte) error {
 	case len(key) == 0:
 		return fmt.Errorf("empty attribute name")
 	case len(key) > MaxKeyLen:
-		return fmt.Errorf("attribute name %s is %d bytes long; the limit is %d", quote(key), len(key), MaxKeyLen)
+		return fmt.Errorf("attribute name %s is %d bytes long; the limit is %d", quote.Value(key), len(key), MaxKeyLen)
 	case !utf8.Valid(key):
 		return fmt.Errorf("attribute name is not valid UTF-8")
 	case len(value) > b.opts.MaxString:
-		return fmt.Errorf("attribute %s is %d bytes long; the limit is %d", quote(key), len(value), b.opts.MaxString)
+		return fmt.Errorf("attribute %s is %d bytes long; the limit is %d", quote.Value(key), len(value), b.opts.MaxString)
 	case len(value) == 0:
 		return nil
 	case !utf8.Valid(value):
-		return fmt.Errorf("attribute %s is not valid UTF-8", quote(key))
+		return fmt.Errorf("attribute %s is not valid UTF-8", quote.Value(key))
 	}
 	for _, a := range b.p.Attrs {
 		if a.Key == string(key) {
-			return fmt.Errorf("attribute %s given twice", quote(key))
+			return fmt.Errorf("attribute %s given twice", quote.Value(key))
 		}
 	}
 	if len(b.p.Attrs) >= b.opts.MaxAttrs {
@@ -378,25 +379,4 @@ func lowerASCII(name []byte) string {
 		}
 	}
 	return unsafeString(name)
-}
-
-// maxQuoted bounds how much of an offending value an error repeats.
-const maxQuoted = 64
-
-// quote returns s Go-quoted for an error message, cut to maxQuoted bytes on
-// a rune boundary.
-func quote(s []byte) string {
-	cut := false
-	if len(s) > maxQuoted {
-		n := maxQuoted
-		for n > maxQuoted-utf8.UTFMax && !utf8.RuneStart(s[n]) {
-			n--
-		}
-		s, cut = s[:n], true
-	}
-	q := strconv.Quote(string(s))
-	if cut {
-		q += "…"
-	}
-	return q
 }

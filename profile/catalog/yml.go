@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/affinityhq/affinity/internal/quote"
 )
 
 // ymlCategory is one <category> of a YML feed.
@@ -99,7 +101,7 @@ func parseYML(r io.Reader, opts Options, fn func(int, *Product) error) error {
 			switch {
 			case name == "category" && catID != "" && under(append(stack, name), "categories"):
 				if _, dup := cats[catID]; dup {
-					return lineErr(line, "category id %s given twice", quote([]byte(catID)))
+					return lineErr(line, "category id %s given twice", quote.Value(catID))
 				}
 				cats[catID] = ymlCategory{parent: catParent, name: strings.TrimSpace(string(text))}
 				catID = ""
@@ -183,12 +185,12 @@ func categoryPath(b *rowBuilder, cats map[string]ymlCategory, id string) error {
 		c, ok := cats[cur]
 		if !ok {
 			if cur == id {
-				return fmt.Errorf("categoryId %s is not in <categories>", quote([]byte(id)))
+				return fmt.Errorf("categoryId %s is not in <categories>", quote.Value(id))
 			}
-			return fmt.Errorf("category %s has parentId %s, which is not in <categories>", quote([]byte(id)), quote([]byte(cur)))
+			return fmt.Errorf("category %s has parentId %s, which is not in <categories>", quote.Value(id), quote.Value(cur))
 		}
 		if n == maxCategoryDepth {
-			return fmt.Errorf("category %s is more than %d levels deep (or its parents loop)", quote([]byte(id)), maxCategoryDepth)
+			return fmt.Errorf("category %s is more than %d levels deep (or its parents loop)", quote.Value(id), maxCategoryDepth)
 		}
 		names[n] = c.name
 		n++

@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/catalog"
 )
@@ -76,7 +77,7 @@ func (h *Handler) putCatalog(ctx *fasthttp.RequestCtx, site string) {
 		}
 	default:
 		h.m.catalogBad.Inc()
-		api.Error(ctx, fasthttp.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Encoding %s: send the catalog plain or gzip", quote([]byte(ce))))
+		api.Error(ctx, fasthttp.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Encoding %s: send the catalog plain or gzip", quote.Value(ce)))
 		return
 	}
 	if tooLarge {
@@ -156,7 +157,7 @@ func (h *Handler) getProduct(ctx *fasthttp.RequestCtx, site, id string) {
 		return
 	}
 	if !found {
-		api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no product %s in the catalog of site %s", quote([]byte(id)), quote([]byte(site))))
+		api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no product %s in the catalog of site %s", quote.Value(id), quote.Value(site)))
 		return
 	}
 	if err := catalog.DecodeProduct(&sc.prod, sc.buf); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/invalid"
@@ -81,23 +82,23 @@ func (h *Handler) parseInterestQuery(ctx *fasthttp.RequestCtx) (*interestQuery, 
 		return nil, err
 	}
 	if q.dim, ok = profile.ParseDim(segs[1]); !ok {
-		return nil, invalid.Errorf("invalid dimension %s: want brand, category, age, price or product", quote([]byte(segs[1])))
+		return nil, invalid.Errorf("invalid dimension %s: want brand, category, age, price or product", quote.Value([]byte(segs[1])))
 	}
 	if !utf8.ValidString(q.value) || len(q.value) > profile.MaxValueLen {
-		return nil, invalid.Errorf("invalid value %s: want valid UTF-8 of at most %d bytes", quote([]byte(q.value)), profile.MaxValueLen)
+		return nil, invalid.Errorf("invalid value %s: want valid UTF-8 of at most %d bytes", quote.Value(q.value), profile.MaxValueLen)
 	}
 	args := ctx.QueryArgs()
 	if raw := args.Peek("min"); len(raw) > 0 {
 		f, err := strconv.ParseFloat(string(raw), 64)
 		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
-			return nil, invalid.Errorf("invalid min=%s: want a finite score ≥ 0", quote(raw))
+			return nil, invalid.Errorf("invalid min=%s: want a finite score ≥ 0", quote.Value(raw))
 		}
 		q.min = f
 	}
 	if raw := args.Peek("limit"); len(raw) > 0 {
 		n, err := strconv.Atoi(string(raw))
 		if err != nil || n < 1 || n > h.opts.MaxLimit {
-			return nil, invalid.Errorf("invalid limit=%s: want 1..%d", quote(raw), h.opts.MaxLimit)
+			return nil, invalid.Errorf("invalid limit=%s: want 1..%d", quote.Value(raw), h.opts.MaxLimit)
 		}
 		q.limit = n
 	}
@@ -220,7 +221,7 @@ func decodeCursor(s []byte) (pos state.InterestPos, at int64, err error) {
 }
 
 func badCursor(s []byte) error {
-	return invalid.Errorf("invalid cursor=%s: pass the cursor of the previous page as it was given", quote(s))
+	return invalid.Errorf("invalid cursor=%s: pass the cursor of the previous page as it was given", quote.Value(s))
 }
 
 // appendFloat appends f as a JSON number (scores are finite and ≥ 0).

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/affinityhq/affinity/internal/logger"
+	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/catalog"
@@ -196,7 +196,7 @@ func (h *Handler) parseAt(ctx *fasthttp.RequestCtx) (int64, bool, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, string(at))
 	if err != nil {
-		return 0, false, invalid.Errorf("invalid at=%s: want an RFC 3339 time such as 2026-11-24T06:00:00Z", quote(at))
+		return 0, false, invalid.Errorf("invalid at=%s: want an RFC 3339 time such as 2026-11-24T06:00:00Z", quote.Value(at))
 	}
 	return t.UnixMilli(), true, nil
 }
@@ -204,24 +204,16 @@ func (h *Handler) parseAt(ctx *fasthttp.RequestCtx) (int64, bool, error) {
 func parseVisitor(s string) (event.UUID, error) {
 	v, ok := event.ParseUUID([]byte(s))
 	if !ok {
-		return v, invalid.Errorf("invalid visitor id %s: want a UUID such as 0b9e6c1a-3c1f-4c47-9d0e-5b6a2f1e7d3c", quote([]byte(s)))
+		return v, invalid.Errorf("invalid visitor id %s: want a UUID such as 0b9e6c1a-3c1f-4c47-9d0e-5b6a2f1e7d3c", quote.Value(s))
 	}
 	return v, nil
 }
 
 func checkSite(site string) error {
 	if len(site) > state.MaxSiteLen {
-		return invalid.Errorf("invalid site %s: longer than %d bytes", quote([]byte(site)), state.MaxSiteLen)
+		return invalid.Errorf("invalid site %s: longer than %d bytes", quote.Value(site), state.MaxSiteLen)
 	}
 	return nil
-}
-
-// quote returns s quoted for an error, cut to 64 bytes.
-func quote(s []byte) string {
-	if len(s) > 64 {
-		return strconv.Quote(string(s[:64])) + "…"
-	}
-	return strconv.Quote(string(s))
 }
 
 func oneLine(s string) string {

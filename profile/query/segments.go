@@ -9,6 +9,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/membership"
@@ -96,7 +97,7 @@ func (h *Handler) serveSegments(ctx *fasthttp.RequestCtx) {
 }
 
 func (h *Handler) noSegment(ctx *fasthttp.RequestCtx, site, name string) {
-	api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no segment %s of site %s", quote([]byte(name)), quote([]byte(site))))
+	api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no segment %s of site %s", quote.Value(name), quote.Value(site)))
 }
 
 func (h *Handler) putSegment(ctx *fasthttp.RequestCtx, site, name string) {
@@ -274,7 +275,7 @@ func (h *Handler) serveWebhook(ctx *fasthttp.RequestCtx, site, name string) {
 			return
 		}
 		if !ok {
-			api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no webhook on segment %s of site %s", quote([]byte(name)), quote([]byte(site))))
+			api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no webhook on segment %s of site %s", quote.Value(name), quote.Value(site)))
 			return
 		}
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
@@ -291,7 +292,7 @@ func (h *Handler) getWebhook(ctx *fasthttp.RequestCtx, site, name string) {
 		return
 	}
 	if !ok {
-		api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no webhook on segment %s of site %s", quote([]byte(name)), quote([]byte(site))))
+		api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no webhook on segment %s of site %s", quote.Value(name), quote.Value(site)))
 		return
 	}
 	out := append([]byte(nil), `{"url":`...)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile/membership"
 )
 
@@ -24,7 +25,7 @@ func (h *Handler) serveChanges(ctx *fasthttp.RequestCtx, site, name string) {
 	if raw := args.Peek("after"); len(raw) > 0 {
 		v, err := strconv.ParseUint(string(raw), 10, 64)
 		if err != nil {
-			h.badRequest(ctx, fmt.Sprintf("invalid after=%s: pass the cursor of the previous page", quote(raw)))
+			h.badRequest(ctx, fmt.Sprintf("invalid after=%s: pass the cursor of the previous page", quote.Value(raw)))
 			return
 		}
 		after = v
@@ -33,7 +34,7 @@ func (h *Handler) serveChanges(ctx *fasthttp.RequestCtx, site, name string) {
 	if raw := args.Peek("limit"); len(raw) > 0 {
 		n, err := strconv.Atoi(string(raw))
 		if err != nil || n < 1 || n > maxChangesLimit {
-			h.badRequest(ctx, fmt.Sprintf("invalid limit=%s: want 1..%d", quote(raw), maxChangesLimit))
+			h.badRequest(ctx, fmt.Sprintf("invalid limit=%s: want 1..%d", quote.Value(raw), maxChangesLimit))
 			return
 		}
 		limit = n

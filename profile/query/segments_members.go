@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/profile/membership"
@@ -54,38 +55,38 @@ func (h *Handler) parseMembersQuery(ctx *fasthttp.RequestCtx, site, name string)
 	case "csv":
 		q.csv = true
 	default:
-		return nil, invalid.Errorf("invalid format=%s: want ndjson or csv", quote([]byte(f)))
+		return nil, invalid.Errorf("invalid format=%s: want ndjson or csv", quote.Value(f))
 	}
 	switch by := string(args.Peek("by")); by {
 	case "", "visitor":
 	case "email":
 		q.export.ByEmail = true
 	default:
-		return nil, invalid.Errorf("invalid by=%s: want visitor or email", quote([]byte(by)))
+		return nil, invalid.Errorf("invalid by=%s: want visitor or email", quote.Value(by))
 	}
 	if raw := args.Peek("cursor"); len(raw) > 0 {
 		v, err := parseVisitor(string(raw))
 		if err != nil {
-			return nil, invalid.Errorf("invalid cursor=%s: pass the visitor of the last row received", quote(raw))
+			return nil, invalid.Errorf("invalid cursor=%s: pass the visitor of the last row received", quote.Value(raw))
 		}
 		q.export.After = &v
 	}
 	if raw := args.Peek("limit"); len(raw) > 0 {
 		n, err := strconv.Atoi(string(raw))
 		if err != nil || n < 1 || n > h.opts.MaxLimit {
-			return nil, invalid.Errorf("invalid limit=%s: want 1..%d", quote(raw), h.opts.MaxLimit)
+			return nil, invalid.Errorf("invalid limit=%s: want 1..%d", quote.Value(raw), h.opts.MaxLimit)
 		}
 		q.limit = n
 	}
 	if raw := args.Peek("holdout"); len(raw) > 0 {
 		p, err := strconv.ParseFloat(string(raw), 64)
 		if err != nil || !(p > 0 && p < 100) {
-			return nil, invalid.Errorf("invalid holdout=%s: want a percentage in (0, 100)", quote(raw))
+			return nil, invalid.Errorf("invalid holdout=%s: want a percentage in (0, 100)", quote.Value(raw))
 		}
 		q.export.Holdout = p
 		q.export.Salt = string(args.Peek("salt"))
 		if q.export.Salt == "" {
-			return nil, invalid.Errorf("invalid holdout=%s without salt=S: the same salt gives the same split", quote(raw))
+			return nil, invalid.Errorf("invalid holdout=%s without salt=S: the same salt gives the same split", quote.Value(raw))
 		}
 	}
 	switch g := string(args.Peek("group")); g {
@@ -96,14 +97,14 @@ func (h *Handler) parseMembersQuery(ctx *fasthttp.RequestCtx, site, name string)
 		}
 		q.export.Control = true
 	default:
-		return nil, invalid.Errorf("invalid group=%s: want treatment or control", quote([]byte(g)))
+		return nil, invalid.Errorf("invalid group=%s: want treatment or control", quote.Value(g))
 	}
 	switch f := string(args.Peek("facts")); f {
 	case "", "true", "1":
 	case "false", "0":
 		q.noFacts = true
 	default:
-		return nil, invalid.Errorf("invalid facts=%s: want true or false", quote([]byte(f)))
+		return nil, invalid.Errorf("invalid facts=%s: want true or false", quote.Value(f))
 	}
 	q.export.Profiles = !q.noFacts
 	var err error

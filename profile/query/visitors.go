@@ -6,6 +6,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/tracker/event"
@@ -66,7 +67,7 @@ func (h *Handler) getVisitor(ctx *fasthttp.RequestCtx, site string, visitor even
 	}
 	if !found {
 		h.m.visitorMisses.Inc()
-		api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no visitor %s of site %s: never seen, or deleted", visitor, quote([]byte(site))))
+		api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no visitor %s of site %s: never seen, or deleted", visitor, quote.Value(site)))
 		return
 	}
 	if err := profile.DecodeProfile(&sc.prof, sc.buf); err != nil {
@@ -91,7 +92,7 @@ func (h *Handler) deleteVisitor(ctx *fasthttp.RequestCtx, site string, visitor e
 	}
 	if !found {
 		h.m.visitorMisses.Inc()
-		api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no visitor %s of site %s: never seen, or deleted", visitor, quote([]byte(site))))
+		api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no visitor %s of site %s: never seen, or deleted", visitor, quote.Value(site)))
 		return
 	}
 	h.m.visitorDeletes.Inc()

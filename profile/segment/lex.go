@@ -3,6 +3,8 @@ package segment
 import (
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/affinityhq/affinity/internal/quote"
 )
 
 // tokKind is the lexical class of a token.
@@ -113,7 +115,7 @@ func (l *lexer) next() (token, *Error) {
 	case c == '=':
 		l.off++
 		tok.kind, tok.text = tokBad, "="
-		return tok, errAt(tok.pos, "== (a single = is not an operator)", quote(tok.text))
+		return tok, errAt(tok.pos, "== (a single = is not an operator)", quote.Value(tok.text))
 	case c == '"':
 		return l.string(tok)
 	case isDigit(c) || c == '-':
@@ -136,7 +138,7 @@ func (l *lexer) next() (token, *Error) {
 	_, n := utf8.DecodeRuneInString(l.src[start:])
 	l.off += n
 	tok.kind, tok.text = tokBad, l.src[start:l.off]
-	return tok, errAt(tok.pos, "a term, an operator or a parenthesis", quote(tok.text))
+	return tok, errAt(tok.pos, "a term, an operator or a parenthesis", quote.Value(tok.text))
 }
 
 // string lexes a double-quoted string; \" and \\ are the only escapes.
@@ -160,7 +162,7 @@ func (l *lexer) string(tok token) (token, *Error) {
 		case '\\':
 			if l.off+1 >= len(l.src) || (l.src[l.off+1] != '"' && l.src[l.off+1] != '\\') {
 				tok.kind, tok.text = tokBad, l.src[start:min(l.off+2, len(l.src))]
-				return tok, errAt(l.off+1, `\" or \\ (the only escapes in a string)`, quote(l.src[l.off:min(l.off+2, len(l.src))]))
+				return tok, errAt(l.off+1, `\" or \\ (the only escapes in a string)`, quote.Value(l.src[l.off:min(l.off+2, len(l.src))]))
 			}
 			if plain {
 				buf = append(buf, l.src[start+1:l.off]...)
@@ -207,13 +209,13 @@ func (l *lexer) number(tok token) (token, *Error) {
 		if l.off < len(l.src) && isLetter(l.src[l.off]) {
 			l.wordEnd()
 			tok.kind, tok.text = tokBad, l.src[start:l.off]
-			return tok, errAt(tok.pos, "a number like 2.5 or a whole-number duration like 36h", quote(tok.text))
+			return tok, errAt(tok.pos, "a number like 2.5 or a whole-number duration like 36h", quote.Value(tok.text))
 		}
 	} else if l.off < len(l.src) && isLetter(l.src[l.off]) {
 		if neg {
 			l.wordEnd()
 			tok.kind, tok.text = tokBad, l.src[start:l.off]
-			return tok, errAt(tok.pos, "a duration without a sign", quote(tok.text))
+			return tok, errAt(tok.pos, "a duration without a sign", quote.Value(tok.text))
 		}
 		return l.duration(tok, start)
 	}
@@ -221,7 +223,7 @@ func (l *lexer) number(tok token) (token, *Error) {
 	f, err := strconv.ParseFloat(tok.text, 64)
 	if err != nil {
 		tok.kind = tokBad
-		return tok, errAt(tok.pos, "a number of sensible size", quote(tok.text))
+		return tok, errAt(tok.pos, "a number of sensible size", quote.Value(tok.text))
 	}
 	tok.kind, tok.num = tokNumber, f
 	return tok, nil
@@ -268,13 +270,13 @@ func (l *lexer) duration(tok token, start int) (token, *Error) {
 			if bad == "" {
 				return tok, errAt(us+1, "a duration unit s, m, h, d or w", foundAt(l.src, us))
 			}
-			return tok, errAt(us+1, "a duration unit s, m, h, d or w", quote(bad))
+			return tok, errAt(us+1, "a duration unit s, m, h, d or w", quote.Value(bad))
 		}
 		n, err := strconv.ParseInt(l.src[ds:us], 10, 64)
 		if err != nil || n > maxDuration/unit || total+n*unit > maxDuration {
 			l.wordEnd()
 			tok.kind, tok.text = tokBad, l.src[start:l.off]
-			return tok, errAt(tok.pos, "a duration of at most 10000 years", quote(tok.text))
+			return tok, errAt(tok.pos, "a duration of at most 10000 years", quote.Value(tok.text))
 		}
 		total += n * unit
 		if l.off >= len(l.src) || !isDigit(l.src[l.off]) {
@@ -291,13 +293,5 @@ func foundAt(src string, off int) string {
 		return "end of rule"
 	}
 	_, n := utf8.DecodeRuneInString(src[off:])
-	return quote(src[off : off+n])
-}
-
-// quote returns s in double quotes for an error message, cut to 40 bytes.
-func quote(s string) string {
-	if len(s) > 40 {
-		s = s[:40] + "…"
-	}
-	return strconv.Quote(s)
+	return quote.Value(src[off : off+n])
 }

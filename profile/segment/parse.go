@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -169,7 +170,7 @@ func (p *parser) found() string {
 	if p.tok.kind == tokEOF {
 		return "end of rule"
 	}
-	return quote(p.tok.text)
+	return quote.Value(p.tok.text)
 }
 
 func (p *parser) expect(k tokKind, what string) (token, error) {
@@ -287,11 +288,11 @@ func checkCmp(c, left, right *expr, opTok, rightTok token) error {
 	}
 	if left.typ == tString {
 		if c.cmp != tokEq && c.cmp != tokNe {
-			return errAt(opTok.pos, "== or != to compare strings", quote(opTok.text))
+			return errAt(opTok.pos, "== or != to compare strings", quote.Value(opTok.text))
 		}
 		for _, pair := range [][2]*expr{{left, right}, {right, left}} {
 			if pair[0].op == opLifecycle && pair[1].op == opStr && !contains(lifecycleStages, pair[1].value) {
-				return errAt(pair[1].pos, "a lifecycle stage: \"prospect\", \"new\", \"active\", \"lapsing\" or \"lost\"", quote(pair[1].value))
+				return errAt(pair[1].pos, "a lifecycle stage: \"prospect\", \"new\", \"active\", \"lapsing\" or \"lost\"", quote.Value(pair[1].value))
 			}
 		}
 	}
@@ -304,7 +305,7 @@ func checkCmp(c, left, right *expr, opTok, rightTok token) error {
 	case l == cDecay && r == cDecay && left.dim == right.dim:
 		return nil
 	}
-	return errAt(rightTok.pos, "a constant to compare "+describe(left)+" with (both sides change with time at different rates)", quote(describe(right)))
+	return errAt(rightTok.pos, "a constant to compare "+describe(left)+" with (both sides change with time at different rates)", quote.Value(describe(right)))
 }
 
 func contains(list []string, s string) bool {
@@ -331,9 +332,9 @@ func expectedLike(left *expr) string {
 
 func foundTerm(e *expr, t token) string {
 	if e.op == opNum || e.op == opDur || e.op == opStr {
-		return quote(t.text)
+		return quote.Value(t.text)
 	}
-	return quote(describe(e))
+	return quote.Value(describe(e))
 }
 
 // term parses one value: a literal, a built-in name or a function call.
@@ -387,7 +388,7 @@ func (p *parser) term() (*expr, error) {
 		return e, p.advance()
 	case "interest", "share", "top", "count", "since", "first", "trait":
 	default:
-		return nil, errAt(t.pos, termExpected, quote(t.text))
+		return nil, errAt(t.pos, termExpected, quote.Value(t.text))
 	}
 	if _, err := p.expect(tokLParen, "( after "+t.text); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/dgraph-io/badger/v4"
 )
 
@@ -234,7 +235,7 @@ func (w *ProductWriter) Put(id string, val []byte) error {
 		return w.err
 	}
 	if id == "" || len(id) > MaxStringLen {
-		return fmt.Errorf("invalid product id %q: want 1..%d bytes", truncate(id), MaxStringLen)
+		return fmt.Errorf("invalid product id %s: want 1..%d bytes", quote.Value(id), MaxStringLen)
 	}
 	key := appendCatalogKey(nil, w.site, id)
 	if err := w.wb.Set(key, append([]byte(nil), val...)); err != nil {

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/affinityhq/affinity/internal/quote"
 )
 
 // Key prefixes (first key byte), see FORMAT.md.
@@ -45,23 +47,16 @@ func appendStr(dst []byte, s string) []byte {
 
 func checkSite(site string) error {
 	if site == "" || len(site) > MaxSiteLen {
-		return fmt.Errorf("invalid site %q: want 1..%d bytes", truncate(site), MaxSiteLen)
+		return fmt.Errorf("invalid site %s: want 1..%d bytes", quote.Value(site), MaxSiteLen)
 	}
 	return nil
 }
 
 func checkStr(what, s string) error {
 	if len(s) > MaxStringLen {
-		return fmt.Errorf("invalid %s %q: longer than %d bytes", what, truncate(s), MaxStringLen)
+		return fmt.Errorf("invalid %s %s: longer than %d bytes", what, quote.Value(s), MaxStringLen)
 	}
 	return nil
-}
-
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }
 
 // visitorKey: 'v' | str site | visitor(16).

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 	"unsafe"
+
+	"github.com/affinityhq/affinity/internal/quote"
 )
 
 // Limits fixed by the contract rather than by configuration.
@@ -157,7 +159,7 @@ func (d *Decoder) DecodeBase64Batch(b *Batch, param []byte, now int64) error {
 	if err != nil {
 		b.Reset()
 		return &ValidationError{Reason: ReasonBadBase64, Event: -1, Field: "d",
-			Msg: fmt.Sprintf("invalid base64url: %s in %s", err, quote(param))}
+			Msg: fmt.Sprintf("invalid base64url: %s in %s", err, quote.Value(param))}
 	}
 	return d.DecodeBatch(b, d.b64[:n], now)
 }
@@ -227,7 +229,7 @@ func (d *Decoder) site(b *Batch) error {
 		return err
 	}
 	if len(s) > MaxSiteLen {
-		return d.fail(ReasonBadSite, "site", fmt.Sprintf("%s is %d bytes long; the limit is %d", quote(s), len(s), MaxSiteLen))
+		return d.fail(ReasonBadSite, "site", fmt.Sprintf("%s is %d bytes long; the limit is %d", quote.Value(s), len(s), MaxSiteLen))
 	}
 	b.Site = b.appendString(s)
 	return nil
@@ -243,7 +245,7 @@ func (d *Decoder) visitor(b *Batch) error {
 	}
 	var ok bool
 	if b.Visitor, ok = ParseUUID(s); !ok {
-		return d.fail(ReasonBadVisitor, "v", "invalid UUID "+quote(s))
+		return d.fail(ReasonBadVisitor, "v", "invalid UUID "+quote.Value(s))
 	}
 	return nil
 }
@@ -367,7 +369,7 @@ func (d *Decoder) eventID(e *Event) error {
 	}
 	var ok bool
 	if e.ID, ok = ParseUUID(s); !ok {
-		return d.fail(ReasonBadEventID, "id", "invalid UUID "+quote(s))
+		return d.fail(ReasonBadEventID, "id", "invalid UUID "+quote.Value(s))
 	}
 	return nil
 }
@@ -381,7 +383,7 @@ func (d *Decoder) eventType(e *Event) error {
 		return d.fail(ReasonBadType, "t", "must be an event type string, got null")
 	}
 	if e.Type = ParseType(s); e.Type == TypeInvalid {
-		return d.fail(ReasonBadType, "t", "unknown event type "+quote(s))
+		return d.fail(ReasonBadType, "t", "unknown event type "+quote.Value(s))
 	}
 	return nil
 }
@@ -613,11 +615,11 @@ func (d *Decoder) traitKey(e *Event, key []byte) (string, error) {
 		return "", d.fail(ReasonBadField, "", "empty key")
 	case len(key) > MaxTraitKeyLen:
 		return "", d.fail(ReasonBadField, "", fmt.Sprintf("key %s is %d bytes long; the limit is %d",
-			quote(key), len(key), MaxTraitKeyLen))
+			quote.Value(key), len(key), MaxTraitKeyLen))
 	}
 	for i := range e.Traits {
 		if e.Traits[i].Key == string(key) {
-			return "", d.fail(ReasonBadField, "", "duplicate key "+quote(key))
+			return "", d.fail(ReasonBadField, "", "duplicate key "+quote.Value(key))
 		}
 	}
 	return d.b.appendString(key), nil
@@ -637,7 +639,7 @@ func (d *Decoder) optString(field string) (string, error) {
 
 func (d *Decoder) tooLong(field string, s []byte) error {
 	return d.fail(ReasonBadField, field, fmt.Sprintf("%s is %d bytes long; the limit is %d (Options.MaxString)",
-		quote(s), len(s), d.opts.MaxString))
+		quote.Value(s), len(s), d.opts.MaxString))
 }
 
 // optAmount decodes an optional money amount: a finite number ≥ 0.

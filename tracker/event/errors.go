@@ -1,9 +1,6 @@
 package event
 
-import (
-	"strconv"
-	"unicode/utf8"
-)
+import "github.com/affinityhq/affinity/internal/quote"
 
 // Reason codes of a ValidationError. Each is a short, stable metrics label:
 // the collector counts refused batches by reason. Never rename one.
@@ -53,7 +50,7 @@ type ValidationError struct {
 	// "" when the error is about the body as a whole.
 	Field string
 	// Msg says what is wrong with the value, quoting it (at most
-	// maxQuoted bytes of it).
+	// quote.Max bytes of it).
 	Msg string
 }
 
@@ -64,24 +61,10 @@ func (e *ValidationError) Error() string {
 	return e.Field + ": " + e.Msg
 }
 
-// maxQuoted bounds how much of an offending value an error message repeats.
-const maxQuoted = 64
-
-// quote returns s as a Go-quoted string for an error message, cut to
-// maxQuoted bytes on a rune boundary and marked "…" when cut.
-func quote(s []byte) string {
-	s, cut := truncate(s)
-	q := strconv.Quote(string(s))
-	if cut {
-		q += "…"
-	}
-	return q
-}
-
-// snippet returns raw JSON text for an error message: cut like quote and
+// snippet returns raw JSON text for an error message: cut like quote.Value and
 // kept on one line.
 func snippet(raw []byte) string {
-	raw, cut := truncate(raw)
+	raw, cut := quote.Cut(raw)
 	b := make([]byte, 0, len(raw)+3)
 	for _, c := range raw {
 		if c == '\n' || c == '\r' || c == '\t' {
@@ -93,15 +76,4 @@ func snippet(raw []byte) string {
 		b = append(b, "…"...)
 	}
 	return string(b)
-}
-
-func truncate(s []byte) ([]byte, bool) {
-	if len(s) <= maxQuoted {
-		return s, false
-	}
-	n := maxQuoted
-	for n > maxQuoted-utf8.UTFMax && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n], true
 }

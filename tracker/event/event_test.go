@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/affinityhq/affinity/internal/quote"
 )
 
 // testNow is the receive time of every test and fuzz decode, so that the ts
@@ -27,7 +29,7 @@ func mustDecode(t testing.TB, data []byte) *Batch {
 	t.Helper()
 	var b Batch
 	if err := NewDecoder(DefaultOptions()).DecodeBatch(&b, data, testNow); err != nil {
-		t.Fatalf("cannot decode %s: %s", quote(data), err)
+		t.Fatalf("cannot decode %s: %s", quote.Value(data), err)
 	}
 	return &b
 }

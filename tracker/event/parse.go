@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/affinityhq/affinity/internal/quote"
 )
 
 // The JSON scanner under DecodeBatch: strict RFC 8259 (UTF-8 checked, no
@@ -416,7 +418,7 @@ func (d *Decoder) syntaxErr(msg string) error {
 	if d.pos >= len(d.data) {
 		msg += ", found the end of the body"
 	} else {
-		msg += ", found " + quote(d.data[d.pos:])
+		msg += ", found " + quote.Value(d.data[d.pos:])
 	}
 	field := ""
 	if d.ev >= 0 {
@@ -459,7 +461,7 @@ func (d *Decoder) path(field string) string {
 	switch {
 	case field == "":
 	case d.obj == "traits":
-		p = fmt.Appendf(p, "[%s]", quote([]byte(field)))
+		p = fmt.Appendf(p, "[%s]", quote.Value(field))
 	default:
 		if len(p) > 0 {
 			p = append(p, '.')

@@ -1,0 +1,34 @@
+package quote
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// Max bounds how many bytes of an offending value an error message repeats.
+const Max = 64
+
+// Value returns s Go-quoted for an error message, cut to Max bytes on a
+// rune boundary and followed by "…" when cut.
+func Value[T ~string | ~[]byte](s T) string {
+	s, cut := Cut(s)
+	q := strconv.Quote(string(s))
+	if cut {
+		q += "…"
+	}
+	return q
+}
+
+// Cut returns s cut to at most Max bytes, on a rune boundary when one lies
+// within the last utf8.UTFMax bytes, and whether it cut. The result aliases
+// s.
+func Cut[T ~string | ~[]byte](s T) (T, bool) {
+	if len(s) <= Max {
+		return s, false
+	}
+	n := Max
+	for n > Max-utf8.UTFMax && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n], true
+}
