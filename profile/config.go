@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/affinityhq/affinity/internal/duration"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -147,19 +148,19 @@ func (c *Config) TopK(d Dim) int {
 
 // SetHalfLife sets a half-life from spec "DUR" (every dimension) or
 // "DIM=DUR" (one dimension), e.g. "14d", "brand=7d", "price=36h". DUR takes
-// the units s, m, h, d and w (ParseDuration) and lies within
+// the units s, m, h, d and w (internal/duration) and lies within
 // [MinHalfLife, MaxHalfLife].
 func (c *Config) SetHalfLife(spec string) error {
 	dims, val, err := splitDimSpec(spec)
 	if err != nil {
 		return fmt.Errorf("cannot set half-life %q: %w", spec, err)
 	}
-	h, err := ParseDuration(val)
+	h, err := duration.Parse(val)
 	if err != nil {
 		return fmt.Errorf("cannot set half-life %q: %w", spec, err)
 	}
 	if h < MinHalfLife || h > MaxHalfLife {
-		return fmt.Errorf("cannot set half-life %q: %s is outside [%s, %s]", spec, val, MinHalfLife, FormatDuration(MaxHalfLife))
+		return fmt.Errorf("cannot set half-life %q: %s is outside [%s, %s]", spec, val, MinHalfLife, duration.Format(MaxHalfLife))
 	}
 	for d := range NumDims {
 		if dims&(1<<d) != 0 {
@@ -285,49 +286,4 @@ func splitDimSpec(spec string) (dims uint8, val string, err error) {
 		return 0, "", fmt.Errorf("unknown dimension %q; want one of %s", name, strings.Join(dimNames[:], ", "))
 	}
 	return 1 << d, strings.TrimSpace(val), nil
-}
-
-// ParseDuration parses a duration of Go's form (90s, 15m, 12h, 1h30m) that
-// may also use days and weeks as leading terms: "14d", "2w", "1d12h".
-func ParseDuration(s string) (time.Duration, error) {
-	orig := s
-	var total time.Duration
-	for {
-		i := 0
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == 0 || i == len(s) || (s[i] != 'd' && s[i] != 'w') {
-			break
-		}
-		n, err := strconv.ParseInt(s[:i], 10, 32)
-		if err != nil || n > 100*366 {
-			return 0, fmt.Errorf("invalid duration %q: out of range", orig)
-		}
-		unit := 24 * time.Hour
-		if s[i] == 'w' {
-			unit *= 7
-		}
-		total += time.Duration(n) * unit
-		s = s[i+1:]
-		if s == "" {
-			return total, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q: want e.g. 90s, 15m, 12h, 7d, 2w", orig)
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("invalid duration %q: negative", orig)
-	}
-	return total + d, nil
-}
-
-// FormatDuration prints whole days as "7d" and anything else as Go does.
-func FormatDuration(d time.Duration) string {
-	if d > 0 && d%(24*time.Hour) == 0 {
-		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
-	}
-	return d.String()
 }

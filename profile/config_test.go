@@ -72,19 +72,3 @@ func TestPriceBand(t *testing.T) {
 		t.Errorf("PriceBand(1) = %q; want 0.5-2.5", got)
 	}
 }
-
-func TestParseDuration(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-	}{{"14d", 14 * 24 * time.Hour}, {"2w", 14 * 24 * time.Hour}, {"1d12h", 36 * time.Hour}, {"90s", 90 * time.Second}, {"15m", 15 * time.Minute}} {
-		if got, err := ParseDuration(tc.in); err != nil || got != tc.want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
-		}
-	}
-	for _, in := range []string{"", "d", "14", "1y", "99999999999d"} {
-		if _, err := ParseDuration(in); err == nil || !strings.Contains(err.Error(), `"`+in+`"`) {
-			t.Errorf("ParseDuration(%q): error %v; want one naming the input", in, err)
-		}
-	}
-}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/internal/duration"
 )
 
 // envPrefix prefixes the environment variable of every flag: --api-token is
@@ -76,11 +76,11 @@ func (f durationFlag) String() string {
 	if f.d == nil {
 		return ""
 	}
-	return profile.FormatDuration(*f.d)
+	return duration.Format(*f.d)
 }
 
 func (f durationFlag) Set(s string) error {
-	d, err := profile.ParseDuration(s)
+	d, err := duration.Parse(s)
 	if err != nil {
 		return err
 	}

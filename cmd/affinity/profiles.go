@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/affinityhq/affinity/internal/duration"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/query"
@@ -106,7 +107,7 @@ func (pf *profileFlags) rfmString() string {
 }
 
 func (pf *profileFlags) halfLifeString() string {
-	return perDim(func(d profile.Dim) string { return profile.FormatDuration(pf.cfg.HalfLife(d)) })
+	return perDim(func(d profile.Dim) string { return duration.Format(pf.cfg.HalfLife(d)) })
 }
 
 func (pf *profileFlags) topKString() string {

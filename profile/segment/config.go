@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/affinityhq/affinity/internal/duration"
 )
 
 // Config holds the thresholds of the built-in terms lifecycle and rfm.*. A
@@ -101,7 +103,7 @@ func (c *Config) SetRFM(spec string) error {
 	for i, p := range parts {
 		p = strings.TrimSpace(p)
 		if axis == "r" {
-			d, err := parseDuration(p)
+			d, err := duration.ParseMs(p)
 			if err != nil {
 				return fmt.Errorf("invalid rfm edges %q: %w", spec, err)
 			}
@@ -136,11 +138,11 @@ func (c *Config) SetLifecycle(spec string) error {
 	case !ok:
 		err = fmt.Errorf("want new=, active=, lapsing= or lost=")
 	case key == "new":
-		n.Lifecycle.New, err = parseDuration(val)
+		n.Lifecycle.New, err = duration.ParseMs(val)
 	case key == "lapsing":
-		n.Lifecycle.Lapsing, err = parseDuration(val)
+		n.Lifecycle.Lapsing, err = duration.ParseMs(val)
 	case key == "lost":
-		n.Lifecycle.Lost, err = parseDuration(val)
+		n.Lifecycle.Lost, err = duration.ParseMs(val)
 	case key == "active":
 		cnt, win, ok := strings.Cut(val, "/")
 		if !ok {
@@ -148,7 +150,7 @@ func (c *Config) SetLifecycle(spec string) error {
 			break
 		}
 		if n.Lifecycle.ActiveMin, err = strconv.Atoi(cnt); err == nil {
-			n.Lifecycle.ActiveWindow, err = parseDuration(win)
+			n.Lifecycle.ActiveWindow, err = duration.ParseMs(win)
 		}
 	default:
 		err = fmt.Errorf("unknown stage %q: want new, active, lapsing or lost", key)
@@ -161,19 +163,6 @@ func (c *Config) SetLifecycle(spec string) error {
 	}
 	*c = n
 	return nil
-}
-
-// parseDuration parses a duration of the rule language (24h, 7d, 1d12h).
-func parseDuration(s string) (int64, error) {
-	l := lexer{src: s}
-	t, err := l.next()
-	if err != nil {
-		return 0, err
-	}
-	if t.kind != tokDuration || t.pos != 1 || l.off != len(s) {
-		return 0, fmt.Errorf("invalid duration %q: want e.g. 90s, 15m, 12h, 7d, 2w", s)
-	}
-	return t.dur, nil
 }
 
 // FormatDuration formats ms d as the rule language writes it: 7d, 36h, 90s.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/affinityhq/affinity/internal/duration"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -36,7 +37,7 @@ type fixtureVisitor struct {
 // relTime resolves "-40d" against at.
 func relTime(t *testing.T, at int64, s string) int64 {
 	t.Helper()
-	d, err := parseDuration(strings.TrimPrefix(s, "-"))
+	d, err := duration.ParseMs(strings.TrimPrefix(s, "-"))
 	if err != nil || !strings.HasPrefix(s, "-") {
 		t.Fatalf("bad relative time %q: want e.g. -40d (%v)", s, err)
 	}
@@ -53,7 +54,7 @@ func loadFixture(t *testing.T) (fx fixture, at int64, visitors map[string]*facts
 		t.Fatalf("cannot parse fixture: %v", err)
 	}
 	at = fx.At.UnixMilli()
-	h, err := parseDuration(fx.HalfLife)
+	h, err := duration.ParseMs(fx.HalfLife)
 	if err != nil {
 		t.Fatal(err)
 	}
