@@ -1,12 +1,12 @@
 package event
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
-	"unsafe"
+
+	"github.com/affinityhq/affinity/internal/codec"
 )
 
 // RecordVersion is the version of the log record format AppendBatch writes
@@ -64,10 +64,10 @@ const (
 // flagged given are not stored.
 func AppendBatch(dst []byte, b *Batch) []byte {
 	dst = append(dst, RecordVersion)
-	dst = appendString(dst, b.Site)
+	dst = codec.AppendString(dst, b.Site)
 	dst = append(dst, b.Visitor[:]...)
-	dst = binary.AppendVarint(dst, b.Recv)
-	dst = binary.AppendUvarint(dst, uint64(len(b.Events)))
+	dst = codec.AppendVarint(dst, b.Recv)
+	dst = codec.AppendUvarint(dst, uint64(len(b.Events)))
 	for i := range b.Events {
 		dst = appendEvent(dst, &b.Events[i], b.Recv)
 	}
@@ -78,7 +78,7 @@ func appendEvent(dst []byte, e *Event, recv int64) []byte {
 	dst = append(dst, e.ID[:]...)
 	dst = append(dst, byte(e.Type))
 	// Wrapping arithmetic: any ts round-trips, a sane one takes 1-4 bytes.
-	dst = binary.AppendVarint(dst, e.TS-recv)
+	dst = codec.AppendVarint(dst, e.TS-recv)
 	var f uint64
 	if e.HasProduct {
 		f |= evProduct
@@ -98,7 +98,7 @@ func appendEvent(dst []byte, e *Event, recv int64) []byte {
 	if e.URL != "" {
 		f |= evURL
 	}
-	dst = binary.AppendUvarint(dst, f)
+	dst = codec.AppendUvarint(dst, f)
 	if e.HasProduct {
 		dst = appendProduct(dst, &e.Product)
 	}
@@ -106,21 +106,21 @@ func appendEvent(dst []byte, e *Event, recv int64) []byte {
 		dst = appendOrder(dst, &e.Order)
 	}
 	if e.Email != "" {
-		dst = appendString(dst, e.Email)
+		dst = codec.AppendString(dst, e.Email)
 	}
 	if e.Customer != "" {
-		dst = appendString(dst, e.Customer)
+		dst = codec.AppendString(dst, e.Customer)
 	}
 	if len(e.Traits) > 0 {
-		dst = binary.AppendUvarint(dst, uint64(len(e.Traits)))
+		dst = codec.AppendUvarint(dst, uint64(len(e.Traits)))
 		for _, t := range e.Traits {
 			dst = append(dst, byte(t.Kind))
-			dst = appendString(dst, t.Key)
-			dst = appendString(dst, t.Value)
+			dst = codec.AppendString(dst, t.Key)
+			dst = codec.AppendString(dst, t.Value)
 		}
 	}
 	if e.URL != "" {
-		dst = appendString(dst, e.URL)
+		dst = codec.AppendString(dst, e.URL)
 	}
 	return dst
 }
@@ -145,24 +145,24 @@ func appendProduct(dst []byte, p *Product) []byte {
 	if p.Qty != 0 {
 		f |= prQty
 	}
-	dst = binary.AppendUvarint(dst, f)
+	dst = codec.AppendUvarint(dst, f)
 	if p.ID != "" {
-		dst = appendString(dst, p.ID)
+		dst = codec.AppendString(dst, p.ID)
 	}
 	if p.Brand != "" {
-		dst = appendString(dst, p.Brand)
+		dst = codec.AppendString(dst, p.Brand)
 	}
 	if p.Category != "" {
-		dst = appendString(dst, p.Category)
+		dst = codec.AppendString(dst, p.Category)
 	}
 	if p.Age != "" {
-		dst = appendString(dst, p.Age)
+		dst = codec.AppendString(dst, p.Age)
 	}
 	if p.HasPrice {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(p.Price))
+		dst = codec.AppendFloat64(dst, p.Price)
 	}
 	if p.Qty != 0 {
-		dst = binary.AppendUvarint(dst, uint64(p.Qty))
+		dst = codec.AppendUvarint(dst, uint64(p.Qty))
 	}
 	return dst
 }
@@ -178,25 +178,20 @@ func appendOrder(dst []byte, o *Order) []byte {
 	if len(o.Items) > 0 {
 		f |= orItems
 	}
-	dst = binary.AppendUvarint(dst, f)
+	dst = codec.AppendUvarint(dst, f)
 	if o.ID != "" {
-		dst = appendString(dst, o.ID)
+		dst = codec.AppendString(dst, o.ID)
 	}
 	if o.HasTotal {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(o.Total))
+		dst = codec.AppendFloat64(dst, o.Total)
 	}
 	if len(o.Items) > 0 {
-		dst = binary.AppendUvarint(dst, uint64(len(o.Items)))
+		dst = codec.AppendUvarint(dst, uint64(len(o.Items)))
 		for i := range o.Items {
 			dst = appendProduct(dst, &o.Items[i])
 		}
 	}
 	return dst
-}
-
-func appendString(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
 }
 
 // DecodeRecord decodes a log record written by AppendBatch into b.
@@ -216,148 +211,57 @@ func appendString(dst []byte, s string) []byte {
 func DecodeRecord(b *Batch, data []byte) error {
 	b.Reset()
 	b.Arena = append(b.Arena[:0], data...)
-	r := recordReader{buf: b.Arena, ev: -1}
-	if v := r.byte(); r.err == nil && v != RecordVersion {
+	r := recordReader{codec.NewReader("event record", b.Arena, 0)}
+	if v := r.Byte(); r.Err() == nil && v != RecordVersion {
 		return fmt.Errorf("cannot decode event record: %w %d; this build reads version %d",
 			ErrUnsupportedVersion, v, RecordVersion)
 	}
-	b.Site = r.str()
+	b.Site = r.String()
 	b.Visitor = r.uuid()
-	b.Recv = r.varint()
-	n := r.count(minEventLen)
-	if r.err != nil {
-		return r.err
+	b.Recv = r.Varint()
+	n := r.Count(minEventLen)
+	if r.Err() != nil {
+		return r.Err()
 	}
 	b.Events = slices.Grow(b.Events, n)
-	for i := 0; i < n && r.err == nil; i++ {
-		r.ev = i
+	for i := 0; i < n && r.Err() == nil; i++ {
+		r.Item("events", i)
 		r.event(b.addEvent(), b.Recv)
 	}
-	if r.err == nil && r.off < len(r.buf) {
-		r.ev = -1
-		r.fail(fmt.Sprintf("%d bytes after the last event", len(r.buf)-r.off))
+	if r.Err() == nil && r.Left() > 0 {
+		r.Item("", -1)
+		r.Failf("%d bytes after the last event", r.Left())
 	}
-	return r.err
+	return r.Err()
 }
 
-// recordReader reads a record with a sticky error: once a read fails, the
-// next ones return zero values, and the caller checks err when it must.
+// recordReader reads the parts of a record; the strings it returns view
+// the Batch's Arena.
 type recordReader struct {
-	buf []byte
-	off int
-	ev  int // the event being read, for errors; -1 outside events
-	err error
-}
-
-func (r *recordReader) fail(msg string) {
-	if r.err != nil {
-		return
-	}
-	where := ""
-	if r.ev >= 0 {
-		where = fmt.Sprintf("events[%d]: ", r.ev)
-	}
-	r.err = fmt.Errorf("cannot decode event record at byte %d: %s%s", r.off, where, msg)
-}
-
-func (r *recordReader) truncated(what string, n int) {
-	r.fail(fmt.Sprintf("truncated %s: %d bytes needed, %d left", what, n, len(r.buf)-r.off))
-}
-
-func (r *recordReader) byte() byte {
-	if r.err != nil {
-		return 0
-	}
-	if r.off >= len(r.buf) {
-		r.truncated("byte", 1)
-		return 0
-	}
-	r.off++
-	return r.buf[r.off-1]
-}
-
-func (r *recordReader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	x, n := binary.Uvarint(r.buf[r.off:])
-	switch {
-	case n == 0:
-		r.fail("truncated varint")
-		return 0
-	case n < 0:
-		r.fail("varint overflows 64 bits")
-		return 0
-	case n > 1 && r.buf[r.off+n-1] == 0:
-		r.fail("non-minimal varint")
-		return 0
-	}
-	r.off += n
-	return x
-}
-
-// varint reads a zigzag varint (binary.AppendVarint).
-func (r *recordReader) varint() int64 {
-	x := r.uvarint()
-	return int64(x>>1) ^ -int64(x&1)
+	codec.Reader
 }
 
 // flags reads a presence bitmask, refusing bits outside all: this version
 // cannot know the length of a part it does not know.
 func (r *recordReader) flags(all uint64) uint64 {
-	f := r.uvarint()
+	f := r.Uvarint()
 	if f&^all != 0 {
-		r.fail(fmt.Sprintf("unknown presence bits %#x", f&^all))
+		r.Failf("unknown presence bits %#x", f&^all)
 		return 0
 	}
 	return f
 }
 
-// count reads a count of things each at least minLen bytes long.
-func (r *recordReader) count(minLen int) int {
-	n := r.uvarint()
-	if left := uint64(len(r.buf) - r.off); n > left/uint64(minLen) {
-		r.fail(fmt.Sprintf("count %d cannot fit in the %d bytes left", n, left))
-		return 0
-	}
-	return int(n)
-}
-
 func (r *recordReader) uuid() (u UUID) {
-	if r.err != nil {
-		return u
-	}
-	if len(r.buf)-r.off < len(u) {
-		r.truncated("UUID", len(u))
-		return u
-	}
-	r.off += copy(u[:], r.buf[r.off:])
+	copy(u[:], r.Fixed("UUID", len(u)))
 	return u
-}
-
-// str reads a string, viewing r.buf.
-func (r *recordReader) str() string {
-	n := r.uvarint()
-	if r.err != nil {
-		return ""
-	}
-	if n > uint64(len(r.buf)-r.off) {
-		r.truncated("string", int(min(n, math.MaxInt32)))
-		return ""
-	}
-	if n == 0 {
-		return ""
-	}
-	s := unsafe.String(&r.buf[r.off], int(n))
-	r.off += int(n)
-	return s
 }
 
 // present reads a string whose presence bit is set: it cannot be empty.
 func (r *recordReader) present() string {
-	s := r.str()
+	s := r.String()
 	if s == "" {
-		r.fail("empty string with its presence bit set")
+		r.Fail("empty string with its presence bit set")
 	}
 	return s
 }
@@ -365,26 +269,19 @@ func (r *recordReader) present() string {
 // amount reads a price or total: finite and not negative, as the JSON
 // decoder admits them.
 func (r *recordReader) amount() float64 {
-	if r.err != nil {
-		return 0
-	}
-	if len(r.buf)-r.off < 8 {
-		r.truncated("float", 8)
-		return 0
-	}
-	f := math.Float64frombits(binary.LittleEndian.Uint64(r.buf[r.off:]))
+	at := r.Off()
+	f := r.Float64()
 	if f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
-		r.fail(fmt.Sprintf("amount %v is not a finite number >= 0", f))
+		r.FailAt(at, fmt.Sprintf("amount %v is not a finite number >= 0", f))
 		return 0
 	}
-	r.off += 8
 	return f
 }
 
 func (r *recordReader) event(e *Event, recv int64) {
 	e.ID = r.uuid()
-	e.Type = Type(r.byte())
-	e.TS = recv + r.varint()
+	e.Type = Type(r.Byte())
+	e.TS = recv + r.Varint()
 	f := r.flags(evAll)
 	if f&evProduct != 0 {
 		e.HasProduct = true
@@ -401,15 +298,15 @@ func (r *recordReader) event(e *Event, recv int64) {
 		e.Customer = r.present()
 	}
 	if f&evTraits != 0 {
-		n := r.count(minTraitLen)
+		n := r.Count(minTraitLen)
 		if n == 0 {
-			r.fail("no traits with their presence bit set")
+			r.Fail("no traits with their presence bit set")
 		}
 		e.Traits = slices.Grow(e.Traits, n)
-		for i := 0; i < n && r.err == nil; i++ {
-			kind := TraitKind(r.byte())
-			key := r.str()
-			e.Traits = append(e.Traits, Trait{Key: key, Value: r.str(), Kind: kind})
+		for i := 0; i < n && r.Err() == nil; i++ {
+			kind := TraitKind(r.Byte())
+			key := r.String()
+			e.Traits = append(e.Traits, Trait{Key: key, Value: r.String(), Kind: kind})
 		}
 	}
 	if f&evURL != 0 {
@@ -435,9 +332,9 @@ func (r *recordReader) product(p *Product) {
 		p.Price, p.HasPrice = r.amount(), true
 	}
 	if f&prQty != 0 {
-		q := r.uvarint()
-		if r.err == nil && (q == 0 || q > math.MaxUint32) {
-			r.fail(fmt.Sprintf("qty %d is not in 1..4294967295", q))
+		q := r.Uvarint()
+		if r.Err() == nil && (q == 0 || q > math.MaxUint32) {
+			r.Failf("qty %d is not in 1..4294967295", q)
 		}
 		p.Qty = uint32(q)
 	}
@@ -452,12 +349,12 @@ func (r *recordReader) order(o *Order) {
 		o.Total, o.HasTotal = r.amount(), true
 	}
 	if f&orItems != 0 {
-		n := r.count(minItemLen)
+		n := r.Count(minItemLen)
 		if n == 0 {
-			r.fail("no items with their presence bit set")
+			r.Fail("no items with their presence bit set")
 		}
 		o.Items = slices.Grow(o.Items, n)
-		for i := 0; i < n && r.err == nil; i++ {
+		for i := 0; i < n && r.Err() == nil; i++ {
 			r.product(o.addItem())
 		}
 	}
