@@ -1,11 +1,11 @@
 package catalog
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"unsafe"
+
+	"github.com/affinityhq/affinity/internal/codec"
 )
 
 // ProductVersion is the version of the stored product format AppendProduct
@@ -47,32 +47,27 @@ func AppendProduct(dst []byte, p *Product) []byte {
 		flags |= fAttrs
 	}
 	dst = append(dst, ProductVersion, flags)
-	dst = appendString(dst, p.ID)
+	dst = codec.AppendString(dst, p.ID)
 	if flags&fBrand != 0 {
-		dst = appendString(dst, p.Brand)
+		dst = codec.AppendString(dst, p.Brand)
 	}
 	if flags&fCategory != 0 {
-		dst = appendString(dst, p.Category)
+		dst = codec.AppendString(dst, p.Category)
 	}
 	if flags&fAge != 0 {
-		dst = appendString(dst, p.Age)
+		dst = codec.AppendString(dst, p.Age)
 	}
 	if flags&fPrice != 0 {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(p.Price))
+		dst = codec.AppendFloat64(dst, p.Price)
 	}
 	if flags&fAttrs != 0 {
-		dst = binary.AppendUvarint(dst, uint64(len(p.Attrs)))
+		dst = codec.AppendUvarint(dst, uint64(len(p.Attrs)))
 		for _, a := range p.Attrs {
-			dst = appendString(dst, a.Key)
-			dst = appendString(dst, a.Value)
+			dst = codec.AppendString(dst, a.Key)
+			dst = codec.AppendString(dst, a.Value)
 		}
 	}
 	return dst
-}
-
-func appendString(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
 }
 
 // DecodeProduct decodes a value written by AppendProduct into p.
@@ -95,89 +90,51 @@ func DecodeProduct(p *Product, data []byte) error {
 	if flags&^fAll != 0 {
 		return fmt.Errorf("cannot decode catalog product: unknown flags %#02x", flags)
 	}
-	buf := make([]byte, len(data)-2)
+	buf := make([]byte, len(data)-2) // p's strings view it; never written again
 	copy(buf, data[2:])
-	r := reader{buf: buf}
-	p.ID = r.str("id")
+	r := codec.NewReader("catalog product", buf, 2)
+	p.ID = field(&r, "id")
 	if flags&fBrand != 0 {
-		p.Brand = r.str("brand")
+		p.Brand = field(&r, "brand")
 	}
 	if flags&fCategory != 0 {
-		p.Category = r.str("category")
+		p.Category = field(&r, "category")
 	}
 	if flags&fAge != 0 {
-		p.Age = r.str("age")
+		p.Age = field(&r, "age")
 	}
 	if flags&fPrice != 0 {
-		if len(r.buf)-r.off < 8 {
-			r.fail("price truncated")
-		} else {
-			p.Price = math.Float64frombits(binary.LittleEndian.Uint64(r.buf[r.off:]))
-			p.HasPrice = true
-			if !(p.Price >= 0) || math.IsInf(p.Price, 0) {
-				r.fail(fmt.Sprintf("price %g is not a finite number ≥ 0", p.Price))
-			}
-			r.off += 8
+		r.Item("price", -1)
+		at := r.Off()
+		p.Price = r.Float64()
+		p.HasPrice = true
+		if r.Err() == nil && (!(p.Price >= 0) || math.IsInf(p.Price, 0)) {
+			r.FailAt(at, fmt.Sprintf("price %g is not a finite number ≥ 0", p.Price))
 		}
 	}
 	if flags&fAttrs != 0 {
-		n := r.uvarint("attrs count")
+		r.Item("", -1)
+		n := r.Uvarint()
 		// An attribute takes at least 2 bytes: refuse counts the rest of
 		// the value cannot hold before allocating for them.
-		if r.err == nil && (n == 0 || n > uint64(len(r.buf)-r.off)/2) {
-			r.fail(fmt.Sprintf("attrs count %d for %d bytes left", n, len(r.buf)-r.off))
+		if r.Err() == nil && (n == 0 || n > uint64(r.Left())/2) {
+			r.Failf("attrs count %d for %d bytes left", n, r.Left())
 		}
-		for i := 0; i < int(n) && r.err == nil; i++ {
-			k := r.str("attr key")
-			v := r.str("attr value")
+		for i := 0; i < int(n) && r.Err() == nil; i++ {
+			k := field(&r, "attr key")
+			v := field(&r, "attr value")
 			p.Attrs = append(p.Attrs, Attr{Key: k, Value: v})
 		}
 	}
-	if r.err == nil && r.off != len(r.buf) {
-		r.fail(fmt.Sprintf("%d bytes after the product", len(r.buf)-r.off))
+	if r.Err() == nil && r.Left() != 0 {
+		r.Item("", -1)
+		r.Failf("%d bytes after the product", r.Left())
 	}
-	return r.err
+	return r.Err()
 }
 
-// reader reads a stored product with a sticky error.
-type reader struct {
-	buf []byte
-	off int
-	err error
-}
-
-func (r *reader) fail(msg string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("cannot decode catalog product at byte %d: %s", r.off+2, msg)
-	}
-}
-
-func (r *reader) uvarint(what string) uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.buf[r.off:])
-	if n <= 0 {
-		r.fail("bad " + what + " varint")
-		return 0
-	}
-	r.off += n
-	return v
-}
-
-func (r *reader) str(what string) string {
-	n := r.uvarint(what + " length")
-	if r.err != nil {
-		return ""
-	}
-	if n > uint64(len(r.buf)-r.off) {
-		r.fail(fmt.Sprintf("%s of %d bytes with %d left", what, n, len(r.buf)-r.off))
-		return ""
-	}
-	if n == 0 {
-		return ""
-	}
-	s := unsafe.String(&r.buf[r.off], int(n)) // buf is DecodeProduct's own copy, never written again
-	r.off += int(n)
-	return s
+// field reads the string named what.
+func field(r *codec.Reader, what string) string {
+	r.Item(what, -1)
+	return r.String()
 }

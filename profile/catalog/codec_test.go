@@ -46,10 +46,10 @@ func TestDecodeProductBad(t *testing.T) {
 	f("version", []byte{2, 0, 0}, "unsupported catalog product version 2")
 	f("flags", []byte{1, 0x80, 0}, "unknown flags")
 	f("trailing", []byte{1, 0, 1, 'a', 'b'}, "1 bytes after")
-	f("long string", []byte{1, 0, 5, 'a'}, "id of 5 bytes with 1 left")
+	f("long string", []byte{1, 0, 5, 'a'}, "at byte 3: id: truncated string: 5 bytes needed, 1 left")
 	f("attrs count", []byte{1, fAttrs, 0, 9, 0, 0}, "attrs count 9")
 	f("zero attrs", []byte{1, fAttrs, 0, 0}, "attrs count 0")
-	f("price", []byte{1, fPrice, 0, 1, 2}, "price truncated")
+	f("price", []byte{1, fPrice, 0, 1, 2}, "price: truncated float: 8 bytes needed, 2 left")
 	f("NaN price", []byte{1, fPrice, 0, 1, 0, 0, 0, 0, 0, 0xf8, 0x7f}, "price NaN")
 	f("negative price", []byte{1, fPrice, 0, 0, 0, 0, 0, 0, 0, 0xf0, 0xbf}, "price -1")
 	var p Product
