@@ -80,8 +80,8 @@ func (e *Engine) resumeBackfills() error {
 	var sites []string
 	last := ""
 	err := e.db.ScanExt([]byte{prefixDef}, func(key, _ []byte) bool {
-		r := reader{b: key[1:]}
-		if s := r.str("segment key"); r.err == nil && s != last {
+		r := newReader("segment key", key[1:])
+		if s := str(&r); r.Err() == nil && s != last {
 			sites = append(sites, s)
 			last = s
 		}

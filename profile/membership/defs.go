@@ -86,13 +86,14 @@ func (e *Engine) definitions(site string) ([]Definition, error) {
 		derr error
 	)
 	err := e.db.ScanExt(prefix, func(key, val []byte) bool {
-		r := reader{b: key[len(prefix):]}
-		d := Definition{Site: site, Name: r.str("segment key")}
-		if r.err == nil {
-			r.err = decodeDef(&d, val)
+		r := newReader("segment key", key[len(prefix):])
+		d := Definition{Site: site, Name: str(&r)}
+		err := r.Err()
+		if err == nil {
+			err = decodeDef(&d, val)
 		}
-		if r.err != nil {
-			derr = fmt.Errorf("segment key %q of site %q: %w", key, site, r.err)
+		if err != nil {
+			derr = fmt.Errorf("segment key %q of site %q: %w", key, site, err)
 			return false
 		}
 		defs = append(defs, d)

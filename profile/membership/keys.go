@@ -2,10 +2,10 @@ package membership
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 
+	"github.com/affinityhq/affinity/internal/codec"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -25,119 +25,37 @@ const (
 
 const valueVersion = 1
 
-func appendStr(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
-}
+// newReader returns a reader of a value of this package named what.
+func newReader(what string, v []byte) codec.Reader { return codec.NewReader(what, v, 0) }
 
-// reader decodes the values of this package; the first error sticks.
-type reader struct {
-	b   []byte
-	err error
-}
+// str reads a string, copying it out of the value.
+func str(r *codec.Reader) string { return string(r.Bytes()) }
 
-var errShort = errors.New("truncated")
-
-func (r *reader) fail(what string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("malformed %s: %w", what, errShort)
+// version reads the version byte of a value.
+func version(r *codec.Reader) {
+	if v := r.Byte(); r.Err() == nil && v != valueVersion {
+		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d", v, valueVersion))
 	}
 }
 
-func (r *reader) uvarint(what string) uint64 {
-	if r.err != nil {
-		return 0
+// end returns the error of r, failing it unless every byte was read.
+func end(r *codec.Reader) error {
+	if r.Err() == nil && r.Left() != 0 {
+		r.Failf("%d trailing bytes", r.Left())
 	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail(what)
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint(what string) int64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail(what)
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) str(what string) string {
-	n := r.uvarint(what)
-	if r.err != nil {
-		return ""
-	}
-	if n > uint64(len(r.b)) {
-		r.fail(what)
-		return ""
-	}
-	s := string(r.b[:n])
-	r.b = r.b[n:]
-	return s
-}
-
-func (r *reader) bytes(what string, n int) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if n > len(r.b) {
-		r.fail(what)
-		return nil
-	}
-	b := r.b[:n]
-	r.b = r.b[n:]
-	return b
-}
-
-func (r *reader) byte(what string) byte {
-	b := r.bytes(what, 1)
-	if b == nil {
-		return 0
-	}
-	return b[0]
-}
-
-// end fails unless every byte was read.
-func (r *reader) end(what string) error {
-	if r.err == nil && len(r.b) != 0 {
-		r.err = fmt.Errorf("malformed %s: %d trailing bytes", what, len(r.b))
-	}
-	return r.err
-}
-
-func (r *reader) version(what string) {
-	if r.err != nil {
-		return
-	}
-	if len(r.b) == 0 {
-		r.fail(what + " version") // concatenated only here: exports decode a value per row
-		return
-	}
-	if v := r.b[0]; v != valueVersion {
-		r.err = fmt.Errorf("malformed %s: version %d, this build reads %d", what, v, valueVersion)
-		return
-	}
-	r.b = r.b[1:]
+	return r.Err()
 }
 
 // segPrefix: prefix | site str | name str.
 func appendSegKey(dst []byte, prefix byte, site, name string) []byte {
 	dst = append(dst, prefix)
-	dst = appendStr(dst, site)
-	return appendStr(dst, name)
+	dst = codec.AppendString(dst, site)
+	return codec.AppendString(dst, name)
 }
 
 // siteKey: prefix | site str.
 func appendSiteKey(dst []byte, prefix byte, site string) []byte {
-	return appendStr(append(dst, prefix), site)
+	return codec.AppendString(append(dst, prefix), site)
 }
 
 func appendMemberKey(dst []byte, site, name string, visitor event.UUID) []byte {
@@ -152,19 +70,19 @@ func appendVisitorKey(dst []byte, site string, visitor event.UUID) []byte {
 func appendDueKey(dst []byte, due int64, site string, visitor event.UUID) []byte {
 	dst = append(dst, prefixDue)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(max(due, 0)))
-	dst = appendStr(dst, site)
+	dst = codec.AppendString(dst, site)
 	return append(dst, visitor[:]...)
 }
 
 func parseDueKey(k []byte) (due int64, site string, visitor event.UUID, err error) {
-	r := reader{b: k}
-	if r.byte("due key") != prefixDue {
+	r := newReader("due key", k)
+	if r.Byte() != prefixDue {
 		return 0, "", visitor, fmt.Errorf("malformed due key %x", k)
 	}
-	d := r.bytes("due key", 8)
-	site = r.str("due key")
-	v := r.bytes("due key", 16)
-	if r.err != nil || len(r.b) != 0 {
+	d := r.Fixed("due", 8)
+	site = str(&r)
+	v := r.Fixed("visitor", 16)
+	if end(&r) != nil {
 		return 0, "", visitor, fmt.Errorf("malformed due key %x", k)
 	}
 	return int64(binary.BigEndian.Uint64(d)), site, event.UUID(v), nil
@@ -195,31 +113,31 @@ type Definition struct {
 
 func appendDef(dst []byte, d *Definition) []byte {
 	dst = append(dst, valueVersion)
-	dst = binary.AppendUvarint(dst, d.Gen)
-	dst = binary.AppendUvarint(dst, d.Backfilled)
-	dst = binary.AppendUvarint(dst, d.ID)
-	dst = binary.AppendVarint(dst, d.Created)
-	dst = binary.AppendVarint(dst, d.Updated)
-	return appendStr(dst, d.Source)
+	dst = codec.AppendUvarint(dst, d.Gen)
+	dst = codec.AppendUvarint(dst, d.Backfilled)
+	dst = codec.AppendUvarint(dst, d.ID)
+	dst = codec.AppendVarint(dst, d.Created)
+	dst = codec.AppendVarint(dst, d.Updated)
+	return codec.AppendString(dst, d.Source)
 }
 
 func decodeDef(d *Definition, v []byte) error {
-	r := reader{b: v}
-	r.version("segment definition")
-	d.Gen = r.uvarint("segment definition")
-	d.Backfilled = r.uvarint("segment definition")
-	d.ID = r.uvarint("segment definition")
-	d.Created = r.varint("segment definition")
-	d.Updated = r.varint("segment definition")
-	d.Source = r.str("segment definition")
-	return r.end("segment definition")
+	r := newReader("segment definition", v)
+	version(&r)
+	d.Gen = r.Uvarint()
+	d.Backfilled = r.Uvarint()
+	d.ID = r.Uvarint()
+	d.Created = r.Varint()
+	d.Updated = r.Varint()
+	d.Source = str(&r)
+	return end(&r)
 }
 
 // member value: version | entered varint | email str.
 func appendMemberValue(dst []byte, entered int64, email string) []byte {
 	dst = append(dst, valueVersion)
-	dst = binary.AppendVarint(dst, entered)
-	return appendStr(dst, email)
+	dst = codec.AppendVarint(dst, entered)
+	return codec.AppendString(dst, email)
 }
 
 func decodeMemberValue(v []byte) (entered int64, email string, err error) {
@@ -229,17 +147,11 @@ func decodeMemberValue(v []byte) (entered int64, email string, err error) {
 
 // decodeMemberView is decodeMemberValue with the email aliasing v.
 func decodeMemberView(v []byte) (entered int64, email []byte, err error) {
-	r := reader{b: v}
-	r.version("membership")
-	entered = r.varint("membership")
-	n := r.uvarint("membership")
-	if r.err == nil && n > uint64(len(r.b)) {
-		r.fail("membership")
-	}
-	if r.err == nil {
-		email = r.bytes("membership", int(n))
-	}
-	return entered, email, r.end("membership")
+	r := newReader("membership", v)
+	version(&r)
+	entered = r.Varint()
+	email = r.Bytes()
+	return entered, email, end(&r)
 }
 
 // vstate is what a visitor's 'V' key holds: the segments it is in, its
@@ -273,33 +185,30 @@ func (s *vstate) reset() {
 
 func appendVState(dst []byte, s *vstate) []byte {
 	dst = append(dst, valueVersion)
-	dst = binary.AppendVarint(dst, s.due)
-	dst = appendStr(dst, s.email)
-	dst = binary.AppendUvarint(dst, uint64(len(s.member)))
+	dst = codec.AppendVarint(dst, s.due)
+	dst = codec.AppendString(dst, s.email)
+	dst = codec.AppendUvarint(dst, uint64(len(s.member)))
 	for _, m := range s.member {
-		dst = appendStr(dst, m.name)
-		dst = binary.AppendUvarint(dst, m.id)
-		dst = binary.AppendVarint(dst, m.entered)
+		dst = codec.AppendString(dst, m.name)
+		dst = codec.AppendUvarint(dst, m.id)
+		dst = codec.AppendVarint(dst, m.entered)
 	}
 	return dst
 }
 
 func decodeVState(s *vstate, v []byte) error {
 	s.reset()
-	r := reader{b: v}
-	r.version("visitor memberships")
-	s.due = r.varint("visitor memberships")
-	s.email = r.str("visitor memberships")
-	n := r.uvarint("visitor memberships")
-	if n > uint64(len(r.b)) {
-		r.fail("visitor memberships")
+	r := newReader("visitor memberships", v)
+	version(&r)
+	s.due = r.Varint()
+	s.email = str(&r)
+	n := r.Count(3) // name, id, entered: a byte at least each
+	for i := 0; i < n && r.Err() == nil; i++ {
+		name := str(&r)
+		id := r.Uvarint()
+		s.member = append(s.member, vmember{name: name, id: id, entered: r.Varint()})
 	}
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		name := r.str("visitor memberships")
-		id := r.uvarint("visitor memberships")
-		s.member = append(s.member, vmember{name: name, id: id, entered: r.varint("visitor memberships")})
-	}
-	return r.end("visitor memberships")
+	return end(&r)
 }
 
 // Change is one entry or exit of a visitor into or out of a segment.
@@ -328,59 +237,59 @@ func appendRecord(dst []byte, c *Change) []byte {
 	} else {
 		dst = append(dst, 0)
 	}
-	dst = binary.AppendVarint(dst, c.At)
+	dst = codec.AppendVarint(dst, c.At)
 	dst = append(dst, c.Visitor[:]...)
-	dst = appendStr(dst, c.Email)
-	dst = appendStr(dst, c.Why)
-	return appendStr(dst, c.Facts)
+	dst = codec.AppendString(dst, c.Email)
+	dst = codec.AppendString(dst, c.Why)
+	return codec.AppendString(dst, c.Facts)
 }
 
 func decodeRecord(c *Change, v []byte) error {
-	r := reader{b: v}
-	r.version("change record")
-	e := r.byte("change record")
-	c.Entered = e == 1
-	c.At = r.varint("change record")
-	copy(c.Visitor[:], r.bytes("change record", 16))
-	c.Email = r.str("change record")
-	c.Why = r.str("change record")
-	c.Facts = r.str("change record")
-	if r.err == nil && (e > 1 || len(r.b) != 0) {
-		return errors.New("malformed change record: bad flag or trailing bytes")
+	r := newReader("change record", v)
+	version(&r)
+	e := r.Byte()
+	if r.Err() == nil && e > 1 {
+		r.Failf("entered flag %d; want 0 or 1", e)
 	}
-	return r.err
+	c.Entered = e == 1
+	c.At = r.Varint()
+	copy(c.Visitor[:], r.Fixed("visitor", 16))
+	c.Email = str(&r)
+	c.Why = str(&r)
+	c.Facts = str(&r)
+	return end(&r)
 }
 
 // outbox value: site str | name str | record.
 func appendOutbox(dst []byte, c *Change) []byte {
-	dst = appendStr(dst, c.Site)
-	dst = appendStr(dst, c.Segment)
+	dst = codec.AppendString(dst, c.Site)
+	dst = codec.AppendString(dst, c.Segment)
 	return appendRecord(dst, c)
 }
 
 func decodeOutbox(c *Change, v []byte) error {
-	r := reader{b: v}
-	c.Site = r.str("outbox record")
-	c.Segment = r.str("outbox record")
-	if r.err != nil {
-		return r.err
+	r := newReader("outbox record", v)
+	c.Site = str(&r)
+	c.Segment = str(&r)
+	if r.Err() != nil {
+		return r.Err()
 	}
-	return decodeRecord(c, r.b)
+	return decodeRecord(c, r.Rest())
 }
 
 // webhook value: version | url str | secret str.
 func appendHook(dst []byte, url, secret string) []byte {
 	dst = append(dst, valueVersion)
-	dst = appendStr(dst, url)
-	return appendStr(dst, secret)
+	dst = codec.AppendString(dst, url)
+	return codec.AppendString(dst, secret)
 }
 
 func decodeHook(v []byte) (url, secret string, err error) {
-	r := reader{b: v}
-	r.version("webhook")
-	url = r.str("webhook")
-	secret = r.str("webhook")
-	return url, secret, r.end("webhook")
+	r := newReader("webhook", v)
+	version(&r)
+	url = str(&r)
+	secret = str(&r)
+	return url, secret, end(&r)
 }
 
 func appendU64(dst []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(dst, v) }

@@ -130,9 +130,9 @@ func (e *Engine) webhookLoop() {
 		type hook struct{ site, name string }
 		var hooks []hook
 		_ = e.db.ScanExt([]byte{prefixHook}, func(key, _ []byte) bool {
-			r := reader{b: key[1:]}
-			site, name := r.str("webhook key"), r.str("webhook key")
-			if r.err == nil {
+			r := newReader("webhook key", key[1:])
+			site, name := str(&r), str(&r)
+			if r.Err() == nil {
 				hooks = append(hooks, hook{site, name})
 			}
 			return true
