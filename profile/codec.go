@@ -1,11 +1,11 @@
 package profile
 
 import (
-	"encoding/binary"
-	"errors"
+	"bytes"
 	"fmt"
 	"math"
 
+	"github.com/affinityhq/affinity/internal/codec"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -15,21 +15,21 @@ const FormatVersion = 1
 // AppendProfile appends the binary form of p (FORMAT.md) to dst.
 func AppendProfile(dst []byte, p *Profile) []byte {
 	dst = append(dst, FormatVersion)
-	dst = binary.AppendVarint(dst, p.FirstSeen)
-	dst = binary.AppendVarint(dst, p.LastSeen)
-	dst = binary.AppendVarint(dst, p.LastRecv)
-	dst = appendString(dst, p.Email)
-	dst = binary.AppendVarint(dst, p.EmailTS)
-	dst = appendString(dst, p.Customer)
-	dst = binary.AppendVarint(dst, p.CustomerTS)
+	dst = codec.AppendVarint(dst, p.FirstSeen)
+	dst = codec.AppendVarint(dst, p.LastSeen)
+	dst = codec.AppendVarint(dst, p.LastRecv)
+	dst = codec.AppendString(dst, p.Email)
+	dst = codec.AppendVarint(dst, p.EmailTS)
+	dst = codec.AppendString(dst, p.Customer)
+	dst = codec.AppendVarint(dst, p.CustomerTS)
 
-	dst = binary.AppendUvarint(dst, NumDims)
+	dst = codec.AppendUvarint(dst, NumDims)
 	for d := range p.Dims {
 		es := p.Dims[d]
-		dst = binary.AppendUvarint(dst, uint64(len(es)))
+		dst = codec.AppendUvarint(dst, uint64(len(es)))
 		for i := range es {
 			e := &es[i]
-			dst = appendString(dst, e.Value)
+			dst = codec.AppendString(dst, e.Value)
 			var flags byte
 			if e.LogP > NegInf {
 				flags |= 1
@@ -39,62 +39,57 @@ func AppendProfile(dst []byte, p *Profile) []byte {
 			}
 			dst = append(dst, flags)
 			if flags&1 != 0 {
-				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(e.LogP))
+				dst = codec.AppendFloat64(dst, e.LogP)
 			}
 			if flags&2 != 0 {
-				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(e.LogN))
+				dst = codec.AppendFloat64(dst, e.LogN)
 			}
 		}
 	}
 
-	dst = binary.AppendUvarint(dst, event.NumTypes)
+	dst = codec.AppendUvarint(dst, event.NumTypes)
 	for t := range p.Events {
 		s := &p.Events[t]
-		dst = binary.AppendUvarint(dst, s.Count)
+		dst = codec.AppendUvarint(dst, s.Count)
 		if s.Count == 0 {
 			continue
 		}
-		dst = binary.AppendVarint(dst, s.First)
-		dst = binary.AppendUvarint(dst, uint64(s.Last-s.First))
-		dst = binary.AppendUvarint(dst, uint64(len(s.Recent)))
+		dst = codec.AppendVarint(dst, s.First)
+		dst = codec.AppendUvarint(dst, uint64(s.Last-s.First))
+		dst = codec.AppendUvarint(dst, uint64(len(s.Recent)))
 		prev := s.Last
 		for _, r := range s.Recent {
-			dst = binary.AppendUvarint(dst, uint64(prev-r))
+			dst = codec.AppendUvarint(dst, uint64(prev-r))
 			prev = r
 		}
 	}
 
-	dst = binary.AppendUvarint(dst, uint64(len(p.Traits)))
+	dst = codec.AppendUvarint(dst, uint64(len(p.Traits)))
 	for i := range p.Traits {
 		tr := &p.Traits[i]
-		dst = appendString(dst, tr.Key)
-		dst = appendString(dst, tr.Value)
+		dst = codec.AppendString(dst, tr.Key)
+		dst = codec.AppendString(dst, tr.Value)
 		dst = append(dst, byte(tr.Kind))
-		dst = binary.AppendVarint(dst, tr.TS)
+		dst = codec.AppendVarint(dst, tr.TS)
 	}
 
-	dst = binary.AppendUvarint(dst, uint64(len(p.Cart)))
+	dst = codec.AppendUvarint(dst, uint64(len(p.Cart)))
 	for i := range p.Cart {
 		c := &p.Cart[i]
-		dst = appendString(dst, c.ID)
-		dst = binary.AppendUvarint(dst, uint64(c.Qty))
-		dst = binary.AppendVarint(dst, c.Added)
-		dst = binary.AppendVarint(dst, c.Removed)
+		dst = codec.AppendString(dst, c.ID)
+		dst = codec.AppendUvarint(dst, uint64(c.Qty))
+		dst = codec.AppendVarint(dst, c.Added)
+		dst = codec.AppendVarint(dst, c.Removed)
 	}
 
 	o := &p.Orders
-	dst = binary.AppendUvarint(dst, o.Count)
+	dst = codec.AppendUvarint(dst, o.Count)
 	if o.Count > 0 {
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(o.Revenue))
-		dst = binary.AppendVarint(dst, o.First)
-		dst = binary.AppendUvarint(dst, uint64(o.Last-o.First))
+		dst = codec.AppendFloat64(dst, o.Revenue)
+		dst = codec.AppendVarint(dst, o.First)
+		dst = codec.AppendUvarint(dst, uint64(o.Last-o.First))
 	}
 	return dst
-}
-
-func appendString(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
 }
 
 // DecodeProfile decodes data made by AppendProfile into p, reusing p's
@@ -112,101 +107,73 @@ func DecodeProfile(p *Profile, data []byte) error {
 	return nil
 }
 
-var errShort = errors.New("unexpected end of data")
-
+// decoder reads an encoded profile: the codec reader with every read named
+// in errors, and the checks of the format.
 type decoder struct {
-	s   string
-	off int
-	err error
+	codec.Reader
 }
 
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("cannot decode profile: "+format, args...)
+// newDecoder returns a decoder of data, whose version byte checkVersion
+// accepted; the strings it reads view data.
+func newDecoder(data []byte) decoder {
+	d := decoder{codec.NewReader("profile", data, 0)}
+	d.Byte()
+	return d
+}
+
+// fail fails for what is wrong at offset at.
+func (d *decoder) fail(at int, format string, args ...any) {
+	if d.Err() == nil {
+		d.Item("", -1)
+		d.FailAt(at, fmt.Sprintf(format, args...))
 	}
 }
 
 func (d *decoder) uvarint(what string) uint64 {
-	var x uint64
-	at := d.off
-	for shift := uint(0); d.err == nil; shift += 7 {
-		if d.off >= len(d.s) {
-			d.fail("%s at offset %d: %w", what, at, errShort)
-			break
-		}
-		b := d.s[d.off]
-		d.off++
-		if shift == 63 && b > 1 {
-			d.fail("%s at offset %d: varint overflows 64 bits", what, at)
-			break
-		}
-		x |= uint64(b&0x7f) << shift
-		if b < 0x80 {
-			return x
-		}
-	}
-	return 0
+	d.Item(what, -1)
+	return d.Uvarint()
 }
 
 func (d *decoder) varint(what string) int64 {
-	u := d.uvarint(what)
-	return int64(u>>1) ^ -int64(u&1)
+	d.Item(what, -1)
+	return d.Varint()
 }
 
 // count reads a length bounded by limit.
 func (d *decoder) count(what string, limit int) int {
-	at := d.off
+	at := d.Off()
 	n := d.uvarint(what)
 	if n > uint64(limit) {
-		d.fail("%s at offset %d: %d exceeds the limit %d", what, at, n, limit)
+		d.fail(at, "%s: %d exceeds the limit %d", what, n, limit)
 		return 0
 	}
 	return int(n)
 }
 
+// str reads a string of at most limit bytes.
 func (d *decoder) str(what string, limit int) string {
-	n := d.count(what, limit)
-	if d.err != nil {
+	at := d.Off()
+	d.Item(what, -1)
+	s := d.String()
+	if len(s) > limit {
+		d.fail(at, "%s: %d bytes exceed the limit %d", what, len(s), limit)
 		return ""
 	}
-	if len(d.s)-d.off < n {
-		d.fail("%s at offset %d: %w", what, d.off, errShort)
-		return ""
-	}
-	s := d.s[d.off : d.off+n]
-	d.off += n
 	return s
 }
 
 func (d *decoder) byte(what string) byte {
-	if d.err != nil {
-		return 0
-	}
-	if d.off >= len(d.s) {
-		d.fail("%s at offset %d: %w", what, d.off, errShort)
-		return 0
-	}
-	d.off++
-	return d.s[d.off-1]
+	d.Item(what, -1)
+	return d.Byte()
 }
 
+// float reads a finite float.
 func (d *decoder) float(what string) float64 {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.s)-d.off < 8 {
-		d.fail("%s at offset %d: %w", what, d.off, errShort)
-		return 0
-	}
-	at := d.off
-	var b uint64
-	for i := 7; i >= 0; i-- {
-		b = b<<8 | uint64(d.s[d.off+i])
-	}
-	d.off += 8
-	f := math.Float64frombits(b)
+	at := d.Off()
+	d.Item(what, -1)
+	f := d.Float64()
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		d.fail("%s at offset %d: %v is not finite", what, at, f)
+		d.fail(at, "%s: %v is not finite", what, f)
 		return 0
 	}
 	return f
@@ -214,21 +181,24 @@ func (d *decoder) float(what string) float64 {
 
 // span reads a non-negative delta added to base.
 func (d *decoder) span(what string, base int64) int64 {
-	at := d.off
+	at := d.Off()
 	u := d.uvarint(what)
 	x := base + int64(u)
 	if u > math.MaxInt64 || x < base {
-		d.fail("%s at offset %d: %d overflows", what, at, u)
+		d.fail(at, "%s: %d overflows", what, u)
 		return base
 	}
 	return x
 }
 
+// skip steps over n bytes.
+func (d *decoder) skip(what string, n int) { d.Fixed(what, n) }
+
 func decodeProfile(p *Profile, data []byte) error {
 	if err := checkVersion(data); err != nil {
 		return err
 	}
-	d := decoder{s: string(data), off: 1}
+	d := newDecoder(bytes.Clone(data)) // p's strings view the copy
 	return d.partial(p, PartAll)
 }
 

@@ -78,10 +78,10 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{nil, "empty"},
 		{[]byte{2}, "version 2"},
-		{[]byte{1, 0x80}, "first seen at offset 1"},
+		{[]byte{1, 0x80}, "at byte 1: first seen: truncated varint"},
 		{[]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}, "overflows"},
-		{[]byte{1, 0, 0, 0, 0, 0, 0, 0, 6}, "dimension count at offset 8: 6 exceeds the limit 5"},
-		{[]byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 'b', 0, 1, 'a', 0}, `brand value "a" at offset 13`},
+		{[]byte{1, 0, 0, 0, 0, 0, 0, 0, 6}, "at byte 8: dimension count: 6 exceeds the limit 5"},
+		{[]byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 'b', 0, 1, 'a', 0}, `at byte 13: brand value "a": empty or not above`},
 		{[]byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 'b', 4}, "unknown bits"},
 		{[]byte{1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 'b', 1, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f}, "not finite"},
 	} {

@@ -2,7 +2,6 @@ package profile
 
 import (
 	"math"
-	"unsafe"
 
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -70,7 +69,7 @@ func (pd *PartialDecoder) Decode(data []byte, parts Parts) (*Profile, error) {
 		return nil, err
 	}
 	pd.buf = append(pd.buf[:0], data...)
-	d := decoder{s: unsafe.String(unsafe.SliceData(pd.buf), len(pd.buf)), off: 1}
+	d := newDecoder(pd.buf)
 	if err := d.partial(p, parts); err != nil {
 		p.Reset()
 		return nil, err
@@ -91,19 +90,19 @@ func (d *decoder) partial(p *Profile, parts Parts) error {
 	}
 	// done: the parts read so far; Decode stops when no other is selected.
 	done := PartIdentity
-	if d.err != nil || parts&^done == 0 {
-		return d.err
+	if d.Err() != nil || parts&^done == 0 {
+		return d.Err()
 	}
 
 	nd := d.count("dimension count", NumDims)
-	for dim := 0; dim < nd && d.err == nil; dim++ {
+	for dim := 0; dim < nd && d.Err() == nil; dim++ {
 		n := d.count("entry count", MaxTopK)
 		if parts&PartDim(Dim(dim)) == 0 {
-			for i := 0; i < n && d.err == nil; i++ {
+			for i := 0; i < n && d.Err() == nil; i++ {
 				d.str("value", MaxValueLen)
 				flags := d.byte("entry flags")
 				if flags&^3 != 0 {
-					d.fail("entry flags at offset %d: unknown bits %#x", d.off-1, flags)
+					d.fail(d.Off()-1, "entry flags: unknown bits %#x", flags)
 				}
 				d.skip("entry sums", 8*int(flags&1+flags>>1&1))
 			}
@@ -111,12 +110,12 @@ func (d *decoder) partial(p *Profile, parts Parts) error {
 			continue
 		}
 		es := p.Dims[dim][:0]
-		for i := 0; i < n && d.err == nil; i++ {
-			at := d.off
+		for i := 0; i < n && d.Err() == nil; i++ {
+			at := d.Off()
 			e := Entry{Value: d.str("value", MaxValueLen), LogP: NegInf, LogN: NegInf}
 			flags := d.byte("entry flags")
 			if flags&^3 != 0 {
-				d.fail("entry flags at offset %d: unknown bits %#x", d.off-1, flags)
+				d.fail(d.Off()-1, "entry flags: unknown bits %#x", flags)
 			}
 			if flags&1 != 0 {
 				e.LogP = d.float("entry LogP")
@@ -124,25 +123,25 @@ func (d *decoder) partial(p *Profile, parts Parts) error {
 			if flags&2 != 0 {
 				e.LogN = d.float("entry LogN")
 			}
-			if d.err == nil && (e.Value == "" || len(es) > 0 && es[len(es)-1].Value >= e.Value) {
-				d.fail("%s value %q at offset %d: empty or not above the value before it", Dim(dim), e.Value, at)
+			if d.Err() == nil && (e.Value == "" || len(es) > 0 && es[len(es)-1].Value >= e.Value) {
+				d.fail(at, "%s value %q: empty or not above the value before it", Dim(dim), e.Value)
 			}
 			es = append(es, e)
 		}
 		p.Dims[dim] = es
 		done |= PartDim(Dim(dim))
 		if parts&^done == 0 {
-			return d.err
+			return d.Err()
 		}
 	}
 	done |= partDims // data of fewer dimensions has none of the others
-	if d.err != nil || parts&^done == 0 {
-		return d.err
+	if d.Err() != nil || parts&^done == 0 {
+		return d.Err()
 	}
 
 	keep := parts&PartEvents != 0
 	nt := d.count("event type count", event.NumTypes)
-	for t := 0; t < nt && d.err == nil; t++ {
+	for t := 0; t < nt && d.Err() == nil; t++ {
 		var s EventStats
 		s.Count = d.uvarint("event count")
 		if s.Count == 0 {
@@ -152,22 +151,22 @@ func (d *decoder) partial(p *Profile, parts Parts) error {
 		s.Last = d.span("last event time", s.First)
 		n := d.count("recent count", MaxRecent)
 		if uint64(n) > s.Count {
-			d.fail("%s: %d recent times for %d events", event.Type(t), n, s.Count)
+			d.fail(d.Off(), "%s: %d recent times for %d events", event.Type(t), n, s.Count)
 		}
 		if !keep {
-			for i := 0; i < n && d.err == nil; i++ {
+			for i := 0; i < n && d.Err() == nil; i++ {
 				d.uvarint("recent time")
 			}
 			continue
 		}
 		r := p.Events[t].Recent[:0]
 		prev := s.Last
-		for i := 0; i < n && d.err == nil; i++ {
-			at := d.off
+		for i := 0; i < n && d.Err() == nil; i++ {
+			at := d.Off()
 			u := d.uvarint("recent time")
 			x := prev - int64(u)
 			if u > math.MaxInt64 || x > prev || x < s.First {
-				d.fail("%s recent time at offset %d: before the first event", event.Type(t), at)
+				d.fail(at, "%s recent time: before the first event", event.Type(t))
 			}
 			r = append(r, x)
 			prev = x
@@ -175,40 +174,40 @@ func (d *decoder) partial(p *Profile, parts Parts) error {
 		s.Recent = r
 		p.Events[t] = s
 	}
-	if done |= PartEvents; d.err != nil || parts&^done == 0 {
-		return d.err
+	if done |= PartEvents; d.Err() != nil || parts&^done == 0 {
+		return d.Err()
 	}
 
 	keep = parts&PartTraits != 0
 	n := d.count("trait count", MaxTraits)
-	for i := 0; i < n && d.err == nil; i++ {
-		at := d.off
+	for i := 0; i < n && d.Err() == nil; i++ {
+		at := d.Off()
 		tr := Trait{Key: d.str("trait key", MaxValueLen), Value: d.str("trait value", MaxValueLen)}
 		tr.Kind = event.TraitKind(d.byte("trait kind"))
 		tr.TS = d.varint("trait time")
 		if !keep {
 			continue
 		}
-		if d.err == nil && (tr.Key == "" || len(p.Traits) > 0 && p.Traits[len(p.Traits)-1].Key >= tr.Key) {
-			d.fail("trait key %q at offset %d: empty or not above the key before it", tr.Key, at)
+		if d.Err() == nil && (tr.Key == "" || len(p.Traits) > 0 && p.Traits[len(p.Traits)-1].Key >= tr.Key) {
+			d.fail(at, "trait key %q: empty or not above the key before it", tr.Key)
 		}
 		if tr.Kind > event.TraitBool {
-			d.fail("trait %q: unknown kind %d", tr.Key, tr.Kind)
+			d.fail(at, "trait %q: unknown kind %d", tr.Key, tr.Kind)
 		}
 		p.Traits = append(p.Traits, tr)
 	}
-	if done |= PartTraits; d.err != nil || parts&^done == 0 {
-		return d.err
+	if done |= PartTraits; d.Err() != nil || parts&^done == 0 {
+		return d.Err()
 	}
 
 	keep = parts&PartCart != 0
 	n = d.count("cart count", MaxCart)
-	for i := 0; i < n && d.err == nil; i++ {
-		at := d.off
+	for i := 0; i < n && d.Err() == nil; i++ {
+		at := d.Off()
 		c := CartItem{ID: d.str("cart product id", MaxValueLen)}
 		q := d.uvarint("cart quantity")
 		if q > math.MaxUint32 {
-			d.fail("cart quantity %d at offset %d: exceeds the limit %d", q, at, uint64(math.MaxUint32))
+			d.fail(at, "cart quantity %d: exceeds the limit %d", q, uint64(math.MaxUint32))
 		}
 		c.Qty = uint32(q)
 		c.Added = d.varint("cart added time")
@@ -216,13 +215,13 @@ func (d *decoder) partial(p *Profile, parts Parts) error {
 		if !keep {
 			continue
 		}
-		if d.err == nil && (c.ID == "" || len(p.Cart) > 0 && p.Cart[len(p.Cart)-1].ID >= c.ID) {
-			d.fail("cart product id %q at offset %d: empty or not above the id before it", c.ID, at)
+		if d.Err() == nil && (c.ID == "" || len(p.Cart) > 0 && p.Cart[len(p.Cart)-1].ID >= c.ID) {
+			d.fail(at, "cart product id %q: empty or not above the id before it", c.ID)
 		}
 		p.Cart = append(p.Cart, c)
 	}
-	if done |= PartCart; d.err != nil || parts&^done == 0 {
-		return d.err
+	if done |= PartCart; d.Err() != nil || parts&^done == 0 {
+		return d.Err()
 	}
 
 	var o Orders
@@ -232,26 +231,14 @@ func (d *decoder) partial(p *Profile, parts Parts) error {
 		o.First = d.varint("first order time")
 		o.Last = d.span("last order time", o.First)
 		if o.Revenue < 0 {
-			d.fail("revenue %v: negative", o.Revenue)
+			d.fail(d.Off(), "revenue %v: negative", o.Revenue)
 		}
 	}
 	if parts&PartOrders != 0 {
 		p.Orders = o
 	}
-	if d.err == nil && d.off != len(d.s) {
-		d.fail("%d trailing bytes at offset %d", len(d.s)-d.off, d.off)
+	if d.Err() == nil && d.Left() != 0 {
+		d.fail(d.Off(), "%d trailing bytes", d.Left())
 	}
-	return d.err
-}
-
-// skip steps over n bytes.
-func (d *decoder) skip(what string, n int) {
-	if d.err != nil {
-		return
-	}
-	if len(d.s)-d.off < n {
-		d.fail("%s at offset %d: %w", what, d.off, errShort)
-		return
-	}
-	d.off += n
+	return d.Err()
 }
