@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/affinityhq/affinity/profile/api"
 	sdkjs "github.com/affinityhq/affinity/sdk-js"
 	"github.com/affinityhq/affinity/tracker"
 )
@@ -112,8 +113,7 @@ func (a *apiVisitors) get(ctx context.Context, dst []byte, path string) ([]byte,
 	switch status := resp.StatusCode(); {
 	case status == fasthttp.StatusOK:
 		return append(dst, body...), nil
-	case status == fasthttp.StatusNotFound && strings.HasPrefix(string(body), "no such path"):
-		// The API's answer for a route it does not have.
+	case status == fasthttp.StatusNotFound && string(resp.Header.Peek(api.HeaderError)) == api.ErrorNoRoute:
 		return dst, fmt.Errorf("GET %s: %w", path, sdkjs.ErrNotServed)
 	case status == fasthttp.StatusNotFound:
 		return dst, fmt.Errorf("GET %s: %w", path, sdkjs.ErrNoVisitor)

@@ -157,7 +157,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	Error(ctx, fasthttp.StatusNotFound, "no such path "+string(path))
+	NoRoute(ctx, "")
 }
 
 func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
@@ -177,6 +177,28 @@ func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
 		body = s.opts.Status(body)
 	}
 	ctx.SetBody(body)
+}
+
+// HeaderError classifies some error answers for programs, so that they
+// need not read the one-line reason: its values are the Error*
+// constants.
+const HeaderError = "X-Affinity-Error"
+
+// ErrorNoRoute is HeaderError's value on a 404 for a path the API does not
+// serve, as opposed to a 404 for a thing (a visitor, a segment) it does not
+// have.
+const ErrorNoRoute = "no-route"
+
+// NoRoute answers 404 for a path the API does not serve, with the
+// HeaderError ErrorNoRoute; want, if set, names the paths it does serve
+// there.
+func NoRoute(ctx *fasthttp.RequestCtx, want string) {
+	msg := "no such path " + string(ctx.Path())
+	if want != "" {
+		msg += "; want " + want
+	}
+	Error(ctx, fasthttp.StatusNotFound, msg)
+	ctx.Response.Header.Set(HeaderError, ErrorNoRoute)
 }
 
 // Error answers status with a one-line reason.

@@ -82,6 +82,9 @@ func TestServerAuthAndRoutes(t *testing.T) {
 		if st == 401 && hdr.Get("WWW-Authenticate") == "" {
 			t.Errorf("GET %s: 401 without WWW-Authenticate", c.path)
 		}
+		if got, noRoute := hdr.Get(HeaderError), c.status == 404; (got == ErrorNoRoute) != noRoute {
+			t.Errorf("GET %s: %d with %s %q; want %q only on the 404 of a path not served", c.path, st, HeaderError, got, ErrorNoRoute)
+		}
 	}
 }
 

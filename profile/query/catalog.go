@@ -23,7 +23,7 @@ func (h *Handler) serveCatalog(ctx *fasthttp.RequestCtx) {
 	if i := bytes.IndexByte(rest, '/'); i < 0 || i == len(rest)-1 {
 		site := string(bytes.TrimSuffix(rest, []byte("/")))
 		if site == "" {
-			api.Error(ctx, fasthttp.StatusNotFound, "no such path "+string(ctx.Path())+"; want /v1/catalog/{site}")
+			api.NoRoute(ctx, "/v1/catalog/{site}")
 			return
 		}
 		if !ctx.IsPut() {
@@ -35,7 +35,7 @@ func (h *Handler) serveCatalog(ctx *fasthttp.RequestCtx) {
 	}
 	segs, ok := splitPath(ctx.Path(), catalogPrefix, 2)
 	if !ok {
-		api.Error(ctx, fasthttp.StatusNotFound, "no such path "+string(ctx.Path())+"; want /v1/catalog/{site}/{id}")
+		api.NoRoute(ctx, "/v1/catalog/{site}/{id}")
 		return
 	}
 	if !ctx.IsGet() && !ctx.IsHead() {

@@ -52,9 +52,8 @@ func (h *Handler) serveInterests(ctx *fasthttp.RequestCtx) {
 	}
 	q, err := h.parseInterestQuery(ctx)
 	if err != nil {
-		var nf notFound
-		if errors.As(err, &nf) {
-			api.Error(ctx, fasthttp.StatusNotFound, err.Error())
+		if errors.Is(err, errNoRoute) {
+			api.NoRoute(ctx, "/v1/interests/{site}/{dimension}/{value}")
 			return
 		}
 		h.refuse(ctx, err)
@@ -68,14 +67,13 @@ func (h *Handler) serveInterests(ctx *fasthttp.RequestCtx) {
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) { h.streamInterests(w, q) })
 }
 
-type notFound struct{ msg string }
-
-func (e notFound) Error() string { return e.msg }
+// errNoRoute is parseInterestQuery's answer for a path it does not serve.
+var errNoRoute = errors.New("no such path")
 
 func (h *Handler) parseInterestQuery(ctx *fasthttp.RequestCtx) (*interestQuery, error) {
 	segs, ok := splitPath(ctx.Path(), interestsPrefix, 3)
 	if !ok {
-		return nil, notFound{"no such path " + string(ctx.Path()) + "; want /v1/interests/{site}/{dimension}/{value}"}
+		return nil, errNoRoute
 	}
 	q := &interestQuery{site: segs[0], value: segs[2]}
 	if err := checkSite(q.site); err != nil {

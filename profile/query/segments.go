@@ -40,7 +40,7 @@ func (h *Handler) serveSegments(ctx *fasthttp.RequestCtx) {
 	parts := strings.Split(rest, "/")
 	for _, p := range parts {
 		if p == "" {
-			api.Error(ctx, fasthttp.StatusNotFound, "no such path "+string(ctx.Path())+"; want /v1/segments/{site}[/{name}[/members|/changes|/webhook]]")
+			api.NoRoute(ctx, "/v1/segments/{site}[/{name}[/members|/changes|/webhook]]")
 			return
 		}
 	}
@@ -93,7 +93,7 @@ func (h *Handler) serveSegments(ctx *fasthttp.RequestCtx) {
 		h.serveWebhook(ctx, site, name)
 		return
 	}
-	api.Error(ctx, fasthttp.StatusNotFound, "no such path "+string(ctx.Path())+"; want /v1/segments/{site}[/{name}[/members|/changes|/webhook]]")
+	api.NoRoute(ctx, "/v1/segments/{site}[/{name}[/members|/changes|/webhook]]")
 }
 
 func (h *Handler) noSegment(ctx *fasthttp.RequestCtx, site, name string) {
@@ -310,7 +310,7 @@ func (h *Handler) getWebhook(ctx *fasthttp.RequestCtx, site, name string) {
 // next_change is when time alone can next change a membership.
 func (h *Handler) serveVisitorSegments(ctx *fasthttp.RequestCtx, site string, visitor event.UUID) {
 	if h.opts.Segments == nil {
-		api.Error(ctx, fasthttp.StatusNotFound, "no such path "+string(ctx.Path())+": this process keeps no segments")
+		api.NoRoute(ctx, "a node that keeps segments (serve or build)")
 		return
 	}
 	ms, due, err := h.opts.Segments.VisitorSegments(site, visitor)

@@ -27,7 +27,7 @@ func (h *Handler) serveVisitors(ctx *fasthttp.RequestCtx) {
 	}
 	segs, ok := splitPath(ctx.Path(), visitorsPrefix, 2)
 	if !ok {
-		api.Error(ctx, fasthttp.StatusNotFound, "no such path "+string(ctx.Path())+"; want /v1/visitors/{site}/{visitor}")
+		api.NoRoute(ctx, "/v1/visitors/{site}/{visitor}")
 		return
 	}
 	site := segs[0]
