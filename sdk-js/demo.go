@@ -130,7 +130,7 @@ func (d *Demo) visitor(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
 	v := strings.ToLower(string(ctx.QueryArgs().Peek("v")))
 	if !isUUID(v) {
-		ctx.Error("bad visitor id "+strconv.Quote(v)+": want the snippet's UUID in ?v=\n", fasthttp.StatusBadRequest)
+		ctx.Error("invalid visitor id "+strconv.Quote(v)+": want the snippet's UUID in ?v=\n", fasthttp.StatusBadRequest)
 		return
 	}
 	if c := strings.ToLower(string(ctx.Request.Header.Cookie("_aff_v"))); c != v {

@@ -234,8 +234,8 @@ func TestDemoVisitor(t *testing.T) {
 		`{"visitor":"` + vid + `","profile":{"brand":[{"value":"Nutrilon","score":3}]},"segments":["new"],"errors":[],"pending":false}`})
 	f("another visitor", ok, "?v="+vid, "00000000-0000-4000-8000-000000000000", want{403, "visitor " + vid + " is not this browser's"})
 	f("no cookie", ok, "?v="+vid, "", want{403, "visitor " + vid + " is not this browser's"})
-	f("bad id", ok, "?v=x", "x", want{400, `bad visitor id "x"`})
-	f("no id", ok, "", "", want{400, `bad visitor id ""`})
+	f("bad id", ok, "?v=x", "x", want{400, `invalid visitor id "x"`})
+	f("no id", ok, "", "", want{400, `invalid visitor id ""`})
 	f("not seen yet", &source{err: fmt.Errorf("GET x: %w", ErrNoVisitor)}, "?v="+vid, vid, want{200,
 		`{"visitor":"` + vid + `","profile":null,"segments":null,"errors":[],"pending":false}`})
 	f("API not served", &source{err: fmt.Errorf("GET x: %w", ErrNotServed)}, "?v="+vid, vid, want{200,

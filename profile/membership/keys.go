@@ -77,13 +77,13 @@ func appendDueKey(dst []byte, due int64, site string, visitor event.UUID) []byte
 func parseDueKey(k []byte) (due int64, site string, visitor event.UUID, err error) {
 	r := newReader("due key", k)
 	if r.Byte() != prefixDue {
-		return 0, "", visitor, fmt.Errorf("malformed due key %x", k)
+		return 0, "", visitor, fmt.Errorf("cannot decode due key %x", k)
 	}
 	d := r.Fixed("due", 8)
 	site = str(&r)
 	v := r.Fixed("visitor", 16)
 	if end(&r) != nil {
-		return 0, "", visitor, fmt.Errorf("malformed due key %x", k)
+		return 0, "", visitor, fmt.Errorf("cannot decode due key %x", k)
 	}
 	return int64(binary.BigEndian.Uint64(d)), site, event.UUID(v), nil
 }
@@ -296,7 +296,7 @@ func appendU64(dst []byte, v uint64) []byte { return binary.BigEndian.AppendUint
 
 func parseU64(v []byte) (uint64, error) {
 	if len(v) != 8 {
-		return 0, fmt.Errorf("malformed counter %x", v)
+		return 0, fmt.Errorf("cannot decode counter %x", v)
 	}
 	return binary.BigEndian.Uint64(v), nil
 }

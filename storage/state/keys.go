@@ -125,7 +125,7 @@ func appendVisitorValue(dst, prof, seen []byte) []byte {
 	return append(dst, prof...)
 }
 
-var errVisitorValue = errors.New("malformed visitor value")
+var errVisitorValue = errors.New("cannot decode visitor value")
 
 // splitVisitorValue returns the profile and seen parts of a visitor value;
 // both alias v.

@@ -265,7 +265,7 @@ func (db *DB) Offset(p int) (int64, error) {
 		}
 		return item.Value(func(v []byte) error {
 			if len(v) != 8 {
-				return fmt.Errorf("malformed offset value %x", v)
+				return fmt.Errorf("cannot decode offset value %x", v)
 			}
 			next = int64(binary.BigEndian.Uint64(v))
 			return nil
