@@ -60,16 +60,29 @@ func (t *throttler) printf(format string, args ...any) {
 // Badger returns l as Badger's logger (badger.Options.WithLogger): warnings
 // and errors are logged with prefix ("state: " or the log's), info and
 // debug are dropped.
-func (l Logger) Badger(prefix string) BadgerLogger { return BadgerLogger{l, prefix} }
+func (l Logger) Badger(prefix string) BadgerLogger { return BadgerLogger{l: l, prefix: prefix} }
 
 // BadgerLogger is a Logger in the shape of badger.Logger; see [Logger.Badger].
 type BadgerLogger struct {
-	l      Logger
-	prefix string
+	l       Logger
+	prefix  string
+	onError func(msg string)
+}
+
+// OnError returns b that also calls fn (when not nil) with every error
+// Badger logs, prefix included. Badger reports the failures of its
+// background work only there: a memtable flush that fails is retried every
+// second, forever, with one error line each time.
+func (b BadgerLogger) OnError(fn func(msg string)) BadgerLogger {
+	b.onError = fn
+	return b
 }
 
 // Errorf logs a Badger error.
 func (b BadgerLogger) Errorf(format string, args ...any) {
+	if b.onError != nil {
+		b.onError(b.prefix + "badger: " + fmt.Sprintf(format, args...))
+	}
 	b.l.Printf(b.prefix+"badger: ERROR: "+format, args...)
 }
 

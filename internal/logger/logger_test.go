@@ -42,4 +42,12 @@ func TestBadger(t *testing.T) {
 	if got, want := sb.String(), "state: badger: ERROR: disk full\nstate: badger: WARNING: slow\n"; got != want {
 		t.Fatalf("got %q; want %q", got, want)
 	}
+
+	var errs []string
+	b = Logger(nil).Badger("log: ").OnError(func(msg string) { errs = append(errs, msg) })
+	b.Errorf("flush %s", "failed")
+	b.Warningf("slow")
+	if want := []string{"log: badger: flush failed"}; fmt.Sprint(errs) != fmt.Sprint(want) {
+		t.Fatalf("OnError got %q; want %q", errs, want)
+	}
 }
