@@ -14,6 +14,7 @@ import (
 
 	"github.com/affinityhq/affinity/internal/logger"
 	"github.com/affinityhq/affinity/storage/backup"
+	"github.com/affinityhq/affinity/storage/diskwatch"
 )
 
 // EmbeddedOptions configures an EmbeddedLog.
@@ -41,6 +42,11 @@ type EmbeddedOptions struct {
 	// Logger receives warnings and errors of the log and of Badger (Badger's
 	// info and debug chatter is dropped). Nil discards them.
 	Logger logger.Logger
+
+	// OnBadgerError, if set, is called with every error Badger logs (a
+	// failed memtable flush, retried every second): the node's
+	// diskwatch.Watcher.Fault.
+	OnBadgerError func(msg string)
 }
 
 // DefaultEmbeddedOptions returns the defaults for a log under dir.
@@ -81,6 +87,28 @@ const (
 	badgerNumCompactors = 2
 	badgerVlogFileSize  = 16 << 20 // values are inline; the value log stays small
 )
+
+func (opts EmbeddedOptions) badgerOptions() badger.Options {
+	return badger.DefaultOptions(opts.Dir).
+		WithSyncWrites(true).
+		WithLogger(opts.Logger.Badger("").OnError(opts.OnBadgerError)).
+		WithMemTableSize(badgerMemTableSize).
+		WithNumMemtables(badgerNumMemtables).
+		WithBlockCacheSize(badgerBlockCache).
+		WithNumCompactors(badgerNumCompactors).
+		WithValueLogFileSize(badgerVlogFileSize).
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false)
+}
+
+// DiskHeadroom returns the disk space the log's Badger database may still
+// write once appends stop (diskwatch.Headroom): a free-space floor must
+// leave at least this much. Records stay below Badger's value threshold
+// (maxEmbeddedMessageBytes), so the value log is never written.
+func (opts EmbeddedOptions) DiskHeadroom() int64 {
+	return diskwatch.Headroom(opts.badgerOptions(), false)
+}
 
 // EmbeddedLog is the single-node Log: a Badger database under a directory.
 //
@@ -197,18 +225,7 @@ func openEmbeddedLog(opts EmbeddedOptions, hookBeforeCommit func()) (*EmbeddedLo
 		return nil, fmt.Errorf("cannot open log %q: MaxPendingAppends=%d is negative", opts.Dir, opts.MaxPendingAppends)
 	}
 
-	bopts := badger.DefaultOptions(opts.Dir).
-		WithSyncWrites(true).
-		WithLogger(opts.Logger.Badger("")).
-		WithMemTableSize(badgerMemTableSize).
-		WithNumMemtables(badgerNumMemtables).
-		WithBlockCacheSize(badgerBlockCache).
-		WithNumCompactors(badgerNumCompactors).
-		WithValueLogFileSize(badgerVlogFileSize).
-		WithNumVersionsToKeep(1).
-		WithDetectConflicts(false).
-		WithMetricsEnabled(false)
-	db, err := badger.Open(bopts)
+	db, err := badger.Open(opts.badgerOptions())
 	if err != nil {
 		return nil, fmt.Errorf("cannot open log %q: %w", opts.Dir, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/affinityhq/affinity/internal/logger"
 	"github.com/affinityhq/affinity/storage/backup"
+	"github.com/affinityhq/affinity/storage/diskwatch"
 )
 
 // Options configures a DB.
@@ -33,6 +34,11 @@ type Options struct {
 
 	// Logger receives Badger's warnings and errors. Nil discards them.
 	Logger logger.Logger
+
+	// OnBadgerError, if set, is called with every error Badger logs (a
+	// failed memtable flush, retried every second): the node's
+	// diskwatch.Watcher.Fault.
+	OnBadgerError func(msg string)
 }
 
 // DefaultOptions returns the defaults for a DB under dir.
@@ -75,15 +81,7 @@ func Open(opts Options) (*DB, error) {
 	if opts.MemTableBytes <= 0 {
 		opts.MemTableBytes = def.MemTableBytes
 	}
-	bopts := badger.DefaultOptions(opts.Dir).
-		WithSyncWrites(opts.SyncWrites).
-		WithLogger(opts.Logger.Badger("state: ")).
-		WithMemTableSize(opts.MemTableBytes).
-		WithBlockCacheSize(opts.BlockCacheBytes).
-		WithNumVersionsToKeep(1).
-		WithDetectConflicts(false).
-		WithMetricsEnabled(false)
-	bdb, err := badger.Open(bopts)
+	bdb, err := badger.Open(opts.badgerOptions())
 	if err != nil {
 		return nil, fmt.Errorf("cannot open state %q: %w", opts.Dir, err)
 	}
@@ -97,6 +95,29 @@ func Open(opts Options) (*DB, error) {
 		return nil, errors.Join(fmt.Errorf("cannot open state %q: %w", opts.Dir, err), bdb.Close())
 	}
 	return db, nil
+}
+
+func (opts Options) badgerOptions() badger.Options {
+	return badger.DefaultOptions(opts.Dir).
+		WithSyncWrites(opts.SyncWrites).
+		WithLogger(opts.Logger.Badger("state: ").OnError(opts.OnBadgerError)).
+		WithMemTableSize(opts.MemTableBytes).
+		WithBlockCacheSize(opts.BlockCacheBytes).
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false)
+}
+
+// DiskHeadroom returns the disk space the state's Badger database may
+// still write once the builder stops writing (diskwatch.Headroom): a
+// free-space floor must leave at least this much. Profiles, index entries
+// and segment records stay far below Badger's 1 MiB value threshold, so
+// the value log is not counted.
+func (opts Options) DiskHeadroom() int64 {
+	if opts.MemTableBytes <= 0 {
+		opts.MemTableBytes = DefaultOptions(opts.Dir).MemTableBytes
+	}
+	return diskwatch.Headroom(opts.badgerOptions(), false)
 }
 
 func (db *DB) checkHeader() error {
