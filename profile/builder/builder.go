@@ -60,6 +60,12 @@ type Options struct {
 	// SyncInterval is how often the state DB is fsynced and the log trimmed
 	// below the synced offsets. Default 1 s.
 	SyncInterval time.Duration
+	// Writable, if set, is asked before every commit of fetched records
+	// (the node's diskwatch.Watcher.Err: free disk below the floor, the
+	// data directory gone). While it returns an error the partition waits
+	// with its records unapplied — no commit started, no error counted —
+	// and goes on by itself once it returns nil.
+	Writable func() error
 }
 
 // DefaultOptions returns the defaults; Log and State must still be set.
@@ -104,6 +110,9 @@ type Builder struct {
 	// trimMu serializes syncAndTrim with HoldTrim; trimHolds counts holds.
 	trimMu    sync.Mutex
 	trimHolds int
+
+	// paused counts the partitions waiting for Options.Writable.
+	paused atomic.Int32
 
 	started   atomic.Bool
 	closed    atomic.Bool
@@ -153,6 +162,7 @@ func New(opts Options) (*Builder, error) {
 		parts:     make([]*partition, n),
 		windowSec: int64(opts.DedupWindow / time.Second),
 	}
+	opts.Metrics.GetOrCreateGauge("affinity_builder_paused_partitions", func() float64 { return float64(b.paused.Load()) })
 	if len(opts.Partitions) == 0 {
 		return nil, errors.New("cannot create builder: no partitions to own")
 	}
@@ -564,6 +574,9 @@ func (pt *partition) run(ctx context.Context) {
 		var err error
 		recs, err = pt.reader.Fetch(ctx, recs[:0], pt.b.opts.FetchMax)
 		if len(recs) > 0 {
+			if !pt.waitWritable(ctx) {
+				return // closing: the records stay in the log, unapplied
+			}
 			if aerr := pt.apply(recs); aerr != nil {
 				err = aerr
 			}
@@ -588,6 +601,44 @@ func (pt *partition) run(ctx context.Context) {
 				return
 			}
 			pt.fail(rerr)
+		}
+	}
+}
+
+// pauseCheckInterval is how often a paused partition asks Writable again.
+const pauseCheckInterval = 100 * time.Millisecond
+
+// waitWritable returns true at once or as soon as Options.Writable allows
+// writes, false when ctx is done first. The first partition to pause and
+// the last to resume log it.
+func (pt *partition) waitWritable(ctx context.Context) bool {
+	b := pt.b
+	if b.opts.Writable == nil {
+		return true
+	}
+	err := b.opts.Writable()
+	if err == nil {
+		return true
+	}
+	start := time.Now()
+	if b.paused.Add(1) == 1 {
+		b.logf("builder: paused: %s", err)
+	}
+	defer func() {
+		if b.paused.Add(-1) == 0 && ctx.Err() == nil {
+			b.logf("builder: resumed after %s", time.Since(start).Round(time.Millisecond))
+		}
+	}()
+	t := time.NewTicker(pauseCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		if b.opts.Writable() == nil {
+			return true
 		}
 	}
 }

@@ -54,6 +54,8 @@ type Options struct {
 	Serve bool
 	// Query, if set, adjusts the options of the query API (with Serve).
 	Query func(*query.Options)
+	// Builder, if set, adjusts the options of the builder.
+	Builder func(*builder.Options)
 }
 
 // Env is a running profile side in one directory. Open starts it; it
@@ -117,6 +119,9 @@ func Open(t testing.TB, opts Options) *Env {
 		e.MembershipOptions, bo.Hook = mo, e.Segments
 	case NoHook:
 		bo.Hook = nil
+	}
+	if opts.Builder != nil {
+		opts.Builder(&bo)
 	}
 	if e.Builder, err = builder.New(bo); err != nil {
 		t.Fatalf("cannot create builder: %s", err)

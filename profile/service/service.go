@@ -54,6 +54,12 @@ type Options struct {
 	// SyncInterval is how often the builder fsyncs the state and trims the
 	// log; 0: the builder's default.
 	SyncInterval time.Duration
+	// Writable, if set, pauses the builder while it fails
+	// (builder.Options.Writable): the node's disk watcher.
+	Writable func() error
+	// OnBadgerError, if set, sees every error the state's Badger logs
+	// (state.Options.OnBadgerError).
+	OnBadgerError func(msg string)
 }
 
 // Service is a running profile side. Open starts it; StopBuilder and Close
@@ -80,7 +86,7 @@ func Open(opts Options) (*Service, error) {
 	if opts.BlockCacheBytes > 0 {
 		so.BlockCacheBytes = opts.BlockCacheBytes
 	}
-	so.Logger = opts.Logger
+	so.Logger, so.OnBadgerError = opts.Logger, opts.OnBadgerError
 	db, err := state.Open(so)
 	if err != nil {
 		return nil, err
@@ -100,6 +106,7 @@ func Open(opts Options) (*Service, error) {
 	bo := builder.DefaultOptions()
 	bo.Log, bo.State, bo.Config, bo.Hook = opts.Log, db, opts.Config, s.Segments
 	bo.Partitions, bo.Metrics, bo.Logger, bo.SyncInterval = opts.Partitions, s.Metrics, opts.Logger, opts.SyncInterval
+	bo.Writable = opts.Writable
 	if opts.CacheBytes > 0 {
 		bo.CacheBytes = opts.CacheBytes
 	}
