@@ -16,6 +16,7 @@ import (
 
 	"github.com/affinityhq/affinity/internal/logger"
 	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/diskwatch"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -38,8 +39,13 @@ type Options struct {
 	// nil means 404.
 	Extra fasthttp.RequestHandler
 
-	Log     storage.Log
-	Metrics *metrics.Set
+	Log storage.Log
+	// Writable, if set, is asked before every append (the node's
+	// diskwatch.Watcher.Err, one atomic load): while it returns an error,
+	// batches are refused with 503, Retry-After and its text, and
+	// /healthz answers 503 with it.
+	Writable func() error
+	Metrics  *metrics.Set
 	// Logger receives the server's connection errors, throttled to one line
 	// per errorLogInterval: browsers cause them. Nil discards them.
 	Logger logger.Logger
@@ -183,10 +189,22 @@ func (c *Collector) Shutdown(ctx context.Context) error {
 // Draining reports whether Shutdown has begun.
 func (c *Collector) Draining() bool { return c.draining.Load() }
 
-// Health returns nil when the collector can take batches.
+// Health returns nil when the collector can take batches: not draining,
+// Options.Writable passes, it is not refusing batches after a failed
+// append (for RetryAfter after each failure, the next request probing the
+// log again) and the log says it is writable.
 func (c *Collector) Health(ctx context.Context) error {
 	if c.draining.Load() {
 		return errors.New("draining: shutting down")
+	}
+	if c.opts.Writable != nil {
+		if err := c.opts.Writable(); err != nil {
+			return err
+		}
+	}
+	if until := c.logDownUntil.Load(); until != 0 && time.Now().UnixMilli() < until {
+		msg, _ := c.logDownErr.Load().(string)
+		return fmt.Errorf("the event log failed the last append: %s", msg)
 	}
 	return c.opts.Log.Writable(ctx)
 }
@@ -357,6 +375,12 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 	// Retry-After, memory stays bounded, and the first request past the
 	// pause probes the log again.
 	start := time.Now() // the real clock, not opts.Now: this is about the log, not the events
+	if c.opts.Writable != nil {
+		if err := c.opts.Writable(); err != nil {
+			c.storageUnavailable(ctx, len(rc.batch.Events), err)
+			return
+		}
+	}
 	if until := c.logDownUntil.Load(); until != 0 && start.UnixMilli() < until {
 		c.logUnavailable(ctx, len(rc.batch.Events), c.logDownErr.Load().(string))
 		return
@@ -378,15 +402,31 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 		c.logUnavailable(ctx, len(rc.batch.Events), msg)
 		return
 	}
-	c.logDownUntil.Store(0)
+	if c.logDownUntil.Load() != 0 {
+		c.logDownUntil.Store(0)
+	}
 	c.m.eventsAccepted.Add(len(rc.batch.Events))
 	c.accepted(ctx, pixel, len(rc.batch.Events), &rc.ua)
 }
 
 func (c *Collector) logUnavailable(ctx *fasthttp.RequestCtx, events int, cause string) {
-	c.m.eventsRefused(reasonLogUnavailable, events)
+	c.unavailable(ctx, reasonLogUnavailable, events, cause)
+}
+
+// storageUnavailable refuses a batch while Options.Writable fails: the
+// free disk space is below the floor, or the storage is failing.
+func (c *Collector) storageUnavailable(ctx *fasthttp.RequestCtx, events int, err error) {
+	reason := reasonStorageFailing
+	if errors.Is(err, diskwatch.ErrLowDisk) {
+		reason = reasonLowDisk
+	}
+	c.unavailable(ctx, reason, events, err.Error())
+}
+
+func (c *Collector) unavailable(ctx *fasthttp.RequestCtx, reason string, events int, cause string) {
+	c.m.eventsRefused(reason, events)
 	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int((c.opts.RetryAfter+time.Second-1)/time.Second)))
-	c.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonLogUnavailable, "cannot store batch now, retry later: "+cause)
+	c.refuse(ctx, fasthttp.StatusServiceUnavailable, reason, "cannot store batch now, retry later: "+cause)
 }
 
 // rateLimited refuses a batch of a site over its --site-rate with 429 and

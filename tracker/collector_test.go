@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/diskwatch"
 	"github.com/affinityhq/affinity/storage/logtest"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -459,5 +460,59 @@ func TestCollectorKafkaDown(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("20 refusals while the log is known down took %v; each waited on the log (1 s) instead of refusing at once", d)
+	}
+	if h := tc.do(t, request{method: "GET", path: "/healthz"}); h.status != 503 || !strings.Contains(h.body, "failed the last append") {
+		t.Errorf("healthz while appends fail: %d %q; want 503 saying why", h.status, h.body)
+	}
+}
+
+// TestCollectorNotWritable runs the collector with a real disk watcher:
+// below the free-space floor, and while a storage error is held, batches
+// get 503 with Retry-After and the watcher's reason, and /healthz is 503
+// with it; once the fault has passed, batches are taken again.
+func TestCollectorNotWritable(t *testing.T) {
+	wo := diskwatch.DefaultOptions(t.TempDir())
+	wo.MinFree = 1 << 62 // above any disk
+	low, err := diskwatch.New(wo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer low.Close()
+	tc := startCollector(t, func(o *Options) { o.Writable = low.Err })
+	body := batchJSON("shop-7f3a", testNow)
+	got := tc.do(t, request{body: body, ctype: "text/plain"})
+	if got.status != 503 || got.header.Get("Retry-After") != "1" || got.header.Get("X-Affinity-Reason") != reasonLowDisk ||
+		!strings.Contains(got.body, "--min-free-disk") {
+		t.Fatalf("below the floor: %d %v %q", got.status, got.header, got.body)
+	}
+	if h := tc.do(t, request{method: "GET", path: "/healthz"}); h.status != 503 || !strings.Contains(h.body, "below the floor") {
+		t.Fatalf("healthz below the floor: %d %q", h.status, h.body)
+	}
+
+	wo = diskwatch.DefaultOptions(t.TempDir())
+	wo.Interval, wo.FaultHold = 10*time.Millisecond, 300*time.Millisecond
+	faulty, err := diskwatch.New(wo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer faulty.Close()
+	tc = startCollector(t, func(o *Options) { o.Writable = faulty.Err })
+	if got := tc.do(t, request{body: body, ctype: "text/plain"}); got.status != 202 {
+		t.Fatalf("healthy storage: %d %q", got.status, got.body)
+	}
+	faulty.Fault("badger: error flushing memtable to disk: input/output error, retrying")
+	got = tc.do(t, request{body: body, ctype: "text/plain"})
+	if got.status != 503 || got.header.Get("X-Affinity-Reason") != reasonStorageFailing || !strings.Contains(got.body, "flushing memtable") {
+		t.Fatalf("storage failing: %d %v %q", got.status, got.header, got.body)
+	}
+	if h := tc.do(t, request{method: "GET", path: "/healthz"}); h.status != 503 {
+		t.Fatalf("healthz while storage fails: %d %q", h.status, h.body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for tc.do(t, request{body: body, ctype: "text/plain"}).status != 202 {
+		if time.Now().After(deadline) {
+			t.Fatal("collector did not take batches again after the fault passed")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -17,6 +17,8 @@ const (
 	reasonBadOrigin      = "bad_origin"
 	reasonBadRequest     = "bad_request"
 	reasonLogUnavailable = "log_unavailable"
+	reasonLowDisk        = "low_disk"
+	reasonStorageFailing = "storage_failing"
 	reasonNotFound       = "not_found"
 	reasonRateLimited    = "rate_limited"
 	reasonTooLarge       = "too_large"
@@ -26,7 +28,8 @@ const (
 // collectorReasons lists every reason the collector itself may give.
 var collectorReasons = []string{
 	reasonBadContentType, reasonBadEncoding, reasonBadMethod, reasonBadOrigin, reasonBadRequest,
-	reasonLogUnavailable, reasonNotFound, reasonRateLimited, reasonTooLarge, reasonUnknownSite,
+	reasonLogUnavailable, reasonLowDisk, reasonNotFound, reasonRateLimited, reasonStorageFailing,
+	reasonTooLarge, reasonUnknownSite,
 }
 
 // knownStatuses are the statuses the collector and its Extra handler answer;
