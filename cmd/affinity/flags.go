@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/affinityhq/affinity/internal/duration"
+	"github.com/affinityhq/affinity/storage/diskwatch"
 )
 
 // envPrefix prefixes the environment variable of every flag: --api-token is
@@ -85,5 +86,25 @@ func (f durationFlag) Set(s string) error {
 		return err
 	}
 	*f.d = d
+	return nil
+}
+
+// bytesFlag is a byte count that takes units: 512MiB, 1.5GB, 1073741824
+// (diskwatch.ParseBytes).
+type bytesFlag struct{ n *int64 }
+
+func (f bytesFlag) String() string {
+	if f.n == nil {
+		return ""
+	}
+	return diskwatch.FormatBytes(*f.n)
+}
+
+func (f bytesFlag) Set(s string) error {
+	n, err := diskwatch.ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	*f.n = n
 	return nil
 }

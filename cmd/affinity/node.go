@@ -15,9 +15,12 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/affinityhq/affinity/internal/duration"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/service"
 	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/diskwatch"
+	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker"
 )
 
@@ -33,15 +36,40 @@ type nodeFlags struct {
 	apiListen       string
 	apiToken        string
 	shutdownTimeout time.Duration
+	// minFree is --min-free-disk, for the commands with Badger databases
+	// under --data (serve, build); -1 for collect.
+	minFree int64
 }
 
 func addNodeFlags(fs *flag.FlagSet) *nodeFlags {
-	n := &nodeFlags{shutdownTimeout: 30 * time.Second}
+	n := &nodeFlags{shutdownTimeout: 30 * time.Second, minFree: -1}
 	fs.StringVar(&n.data, "data", "./data", "directory of the node's state (event log, profiles, API token)")
 	fs.StringVar(&n.apiListen, "api-listen", "127.0.0.1:8081", "address of the internal listener: /healthz, /metrics, /debug/pprof, the query API")
 	fs.StringVar(&n.apiToken, "api-token", "", "bearer token of the internal listener; empty: generated once and kept in <data>/api-token")
-	fs.Var(durationFlag{&n.shutdownTimeout}, "shutdown-timeout", "how long a graceful shutdown waits for in-flight requests")
+	fs.Var(durationFlag{&n.shutdownTimeout}, "shutdown-timeout", "bound of the whole graceful shutdown (s, m, h); a step still running then is named in the log and the process exits with status 1")
 	return n
+}
+
+// addMinFreeFlag adds --min-free-disk, whose default is the disk space the
+// node's Badger databases may still write once writes stop (headroom, as
+// diskwatch.Headroom computes it from their sizes); parts says which.
+func (n *nodeFlags) addMinFreeFlag(fs *flag.FlagSet, headroom int64, parts string) {
+	n.minFree = headroom
+	fs.Var(bytesFlag{&n.minFree}, "min-free-disk",
+		"free space to keep on the filesystem of --data (bytes, or with a unit: 512MiB, 2GB); below it the collector answers 503 with Retry-After, "+
+			"the builder pauses and /healthz is 503, until space is freed; 0 turns the check off. The default is what Badger may still write "+
+			"after writes stop (memtable WALs, their flushes, one L0 compaction), from the configured sizes: "+parts)
+}
+
+// openWatcher starts the disk watcher of --data for serve and build; nil
+// for collect.
+func (n *nodeFlags) openWatcher() (*diskwatch.Watcher, error) {
+	if n.minFree < 0 {
+		return nil, nil
+	}
+	wo := diskwatch.DefaultOptions(n.data)
+	wo.MinFree, wo.Metrics, wo.Logger = n.minFree, metrics.NewSet(), log.Printf
+	return diskwatch.New(wo)
 }
 
 // collectorFlags are the flags of the commands that run the collector.
@@ -101,23 +129,40 @@ func runServe(ctx context.Context, args []string) error {
 	fs.BoolVar(&cf.demo, "demo", false, "also serve a demo shop at /demo/ on the collector, with a live panel of the visitor's own profile (not for production)")
 	pf := addProfileFlags(fs)
 	lo := storage.DefaultEmbeddedOptions("")
+	logRoom, stateRoom := lo.DiskHeadroom(), state.DefaultOptions("").DiskHeadroom()
+	nf.addMinFreeFlag(fs, logRoom+stateRoom, fmt.Sprintf("event log %s + state %s", diskwatch.FormatBytes(logRoom), diskwatch.FormatBytes(stateRoom)))
 	fs.Int64Var(&lo.MaxBytes, "log-max-bytes", lo.MaxBytes, "disk budget, in bytes, of the embedded event log not yet consumed; past it the collector answers 503")
 	fs.IntVar(&lo.Partitions, "log-partitions", lo.Partitions, "partitions of the embedded event log, fixed when it is created")
 	keepConsumed := fs.Bool("log-keep-consumed", false, "never trim the embedded log, so that dump-log shows every stored event (tests, debugging); it then fills up to --log-max-bytes")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	lo.Dir = filepath.Join(nf.data, "log")
-	lo.Logger = log.Printf
-	el, err := storage.OpenEmbeddedLog(lo)
+	w, err := nf.openWatcher()
 	if err != nil {
 		return err
+	}
+	lo.Dir = filepath.Join(nf.data, "log")
+	lo.Logger, lo.OnBadgerError = log.Printf, w.Fault
+	el, err := storage.OpenEmbeddedLog(lo)
+	if err == nil {
+		err = w.Watch(lo.Dir)
+	}
+	if err != nil {
+		return errors.Join(err, closeIfOpen(el), w.Close())
 	}
 	var l storage.Log = el
 	if *keepConsumed {
 		l = untrimmedLog{el}
 	}
-	return runNode(ctx, nf, l, cf, pf)
+	return runNode(ctx, nf, w, l, cf, pf)
+}
+
+// closeIfOpen closes l unless it is nil.
+func closeIfOpen(l *storage.EmbeddedLog) error {
+	if l == nil {
+		return nil
+	}
+	return l.Close()
 }
 
 func runCollect(ctx context.Context, args []string) error {
@@ -132,7 +177,7 @@ func runCollect(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return runNode(ctx, nf, l, cf, nil)
+	return runNode(ctx, nf, nil, l, cf, nil)
 }
 
 // runBuild runs the profile builder against Kafka: it consumes the owned
@@ -142,6 +187,8 @@ func runBuild(ctx context.Context, args []string) error {
 	nf := addNodeFlags(fs)
 	kf := addKafkaFlags(fs)
 	pf := addProfileFlags(fs)
+	stateRoom := state.DefaultOptions("").DiskHeadroom()
+	nf.addMinFreeFlag(fs, stateRoom, "state "+diskwatch.FormatBytes(stateRoom))
 	own := fs.String("own", "", "partitions of the topic this builder consumes, e.g. 0-3,8; empty: all")
 	changesTopic := fs.String("changes-topic", "affinity-segment-changes", "Kafka topic the segments' change records are produced to (key site|segment, JSON value); empty: none")
 	if err := parseFlags(fs, args); err != nil {
@@ -151,25 +198,32 @@ func runBuild(ctx context.Context, args []string) error {
 	if pf.owned, err = parsePartitions(*own); err != nil {
 		return err
 	}
-	l, err := kf.open(ctx, "")
+	w, err := nf.openWatcher()
 	if err != nil {
 		return err
+	}
+	l, err := kf.open(ctx, "")
+	if err != nil {
+		return errors.Join(err, w.Close())
 	}
 	if *changesTopic != "" {
 		cl, err := kf.open(ctx, *changesTopic)
 		if err != nil {
-			return errors.Join(fmt.Errorf("cannot open the changes topic (--changes-topic): %w", err), l.Close())
+			return errors.Join(fmt.Errorf("cannot open the changes topic (--changes-topic): %w", err), l.Close(), w.Close())
 		}
 		pf.changes = cl
 	}
-	return runNode(ctx, nf, l, nil, pf)
+	return runNode(ctx, nf, w, l, nil, pf)
 }
 
 // node is one running affinity process. Its fields are set as start brings
 // each component up, and close takes down exactly those: one path for a
 // failed start and for a shutdown.
 type node struct {
-	nf      *nodeFlags
+	nf *nodeFlags
+	// watch is the disk watcher of --data (serve, build; nil for collect):
+	// the collector refuses and the builder pauses while it fails.
+	watch   *diskwatch.Watcher
 	log     storage.Log
 	changes storage.Log // build: the Kafka topic of the segments' changes
 
@@ -185,9 +239,9 @@ type node struct {
 
 // runNode runs the collector (cf set) and the profile side (pf set) on l,
 // with the internal listener, until ctx is done or a listener fails; then
-// it closes the node. runNode owns l (and pf.changes) and closes them.
-func runNode(ctx context.Context, nf *nodeFlags, l storage.Log, cf *collectorFlags, pf *profileFlags) error {
-	n := &node{nf: nf, log: l, errc: make(chan error, 2)}
+// it closes the node. runNode owns w, l (and pf.changes) and closes them.
+func runNode(ctx context.Context, nf *nodeFlags, w *diskwatch.Watcher, l storage.Log, cf *collectorFlags, pf *profileFlags) error {
+	n := &node{nf: nf, watch: w, log: l, errc: make(chan error, 2)}
 	if pf != nil {
 		n.changes = pf.changes
 	}
@@ -212,8 +266,12 @@ func (n *node) start(cf *collectorFlags, pf *profileFlags) error {
 	}
 	ao := api.Options{Token: token, Logger: log.Printf}
 	var health []func(context.Context) error
+	if n.watch != nil {
+		ao.Metrics = append(ao.Metrics, n.watch.Metrics())
+		health = append(health, func(context.Context) error { return n.watch.Err() })
+	}
 	if pf != nil {
-		if n.prof, err = openProfiles(n.nf.data, pf, n.log); err != nil {
+		if n.prof, err = openProfiles(n.nf.data, pf, n.log, n.watch); err != nil {
 			return err
 		}
 		ao.Metrics = append(ao.Metrics, n.prof.Metrics)
@@ -277,6 +335,9 @@ func (n *node) newCollector(cf *collectorFlags, token string) (*metrics.Set, err
 	co.Sites = sites
 	co.Decode.AcceptWindow = cf.acceptWindow
 	co.Log = n.log
+	if n.watch != nil {
+		co.Writable = n.watch.Err
+	}
 	co.Metrics = metrics.NewSet()
 	co.Logger = log.Printf
 	if n.extra, err = newCollectorExtra(cf.demo, sites, token); err != nil {
@@ -293,16 +354,36 @@ func (n *node) newCollector(cf *collectorFlags, token string) (*metrics.Set, err
 // log or refused); the builder commits its current batch and stops; the
 // internal listener lets in-flight queries finish; the log flushes and
 // closes; the state database closes last. Each step logs how long it took.
+//
+// --shutdown-timeout bounds the whole of it: a step still running when the
+// time is up (a Badger flush retrying forever into a removed directory) is
+// named in the log, the steps after it are skipped, and close returns an
+// error, so that the process exits with status 1 instead of hanging.
 func (n *node) close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), n.nf.shutdownTimeout)
+	timeout := n.nf.shutdownTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var errs []error
+	stuck := false
 	step := func(name string, fn func() error) {
+		if stuck {
+			log.Printf("shutdown: %s skipped", name)
+			return
+		}
 		start := time.Now()
-		err := fn()
-		log.Printf("shutdown: %s in %s", name, time.Since(start).Round(time.Millisecond))
-		if err != nil {
-			log.Printf("shutdown: %s: %v", name, err)
+		done := make(chan error, 1)
+		go func() { done <- fn() }()
+		select {
+		case err := <-done:
+			log.Printf("shutdown: %s in %s", name, time.Since(start).Round(time.Millisecond))
+			if err != nil {
+				log.Printf("shutdown: %s: %v", name, err)
+				errs = append(errs, err)
+			}
+		case <-ctx.Done():
+			stuck = true
+			err := fmt.Errorf("shutdown: step %q did not finish within --shutdown-timeout %s; exiting without it", name, duration.Format(timeout))
+			log.Printf("%s", err)
 			errs = append(errs, err)
 		}
 	}
@@ -327,6 +408,9 @@ func (n *node) close() error {
 	}
 	if n.prof != nil {
 		step("state closed", n.prof.Close)
+	}
+	if n.watch != nil {
+		n.watch.Close()
 	}
 	return errors.Join(errs...)
 }

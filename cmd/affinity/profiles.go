@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -15,6 +16,7 @@ import (
 	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/profile/service"
 	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/diskwatch"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -162,8 +164,8 @@ func perDim(val func(profile.Dim) string) string {
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 // openProfiles starts the profile side of a node (profile/service) on l,
-// with its state under <data>/state.
-func openProfiles(data string, pf *profileFlags, l storage.Log) (*service.Service, error) {
+// with its state under <data>/state, paused while w fails (w may be nil).
+func openProfiles(data string, pf *profileFlags, l storage.Log, w *diskwatch.Watcher) (*service.Service, error) {
 	so := service.Options{
 		Dir:             filepath.Join(data, "state"),
 		Log:             l,
@@ -178,7 +180,19 @@ func openProfiles(data string, pf *profileFlags, l storage.Log) (*service.Servic
 	if pf.changes != nil {
 		so.ChangesSink = changesSink(pf.changes)
 	}
-	return service.Open(so)
+	if w != nil {
+		so.Writable, so.OnBadgerError = w.Err, w.Fault
+	}
+	s, err := service.Open(so)
+	if err != nil {
+		return nil, err
+	}
+	if w != nil {
+		if err := w.Watch(so.Dir); err != nil {
+			return nil, errors.Join(err, s.Close())
+		}
+	}
+	return s, nil
 }
 
 // parsePartitions parses "0-3,8" into partition numbers; "" is nil (all).
