@@ -20,6 +20,11 @@
 //     GET /v1/visitors latency idle and under ingest at half its maximum,
 //     then the members of a segment every visitor matches, streamed as
 //     NDJSON and CSV, with the node's memory before, during and after.
+//   - soak (not in the default set; 10 minutes): the real `affinity serve`
+//     binary under ingest at half its maximum, visitor lookups, and a
+//     segment change and an export every minute; its resident memory, open
+//     files (/proc/PID/fd) and goroutines (/metrics) at the start and the
+//     end must be flat within stated tolerances, with no error anywhere.
 //
 // Every system under test runs in its own process: the bench binary
 // re-executes itself with AFFINITY_BENCH_ROLE set (RunRole), so CPU time

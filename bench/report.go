@@ -55,6 +55,7 @@ type Report struct {
 	Build   *BuildReport  `json:"build,omitempty"`
 	E2E     *E2EReport    `json:"e2e,omitempty"`
 	Query   *QueryReport  `json:"query,omitempty"`
+	Soak    *SoakReport   `json:"soak,omitempty"`
 }
 
 // WriteJSON writes r, indented, to path.

@@ -5,6 +5,7 @@
 //	go run ./bench/cmd/affinity-bench                 # every scenario, ~5 min
 //	go run ./bench/cmd/affinity-bench --quick         # smoke run, < 1 min
 //	go run ./bench/cmd/affinity-bench --scenario ingest --rounds 5 --phase 10s
+//	go run ./bench/cmd/affinity-bench --scenario soak  # 10 min, not in the default set
 package main
 
 import (
@@ -28,7 +29,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("affinity-bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "smoke run: every scenario in under a minute (figures are not meaningful)")
-	scenarios := fs.String("scenario", "ingest,build,e2e,query", "scenarios to run, comma-separated: ingest, build, e2e, query")
+	scenarios := fs.String("scenario", "ingest,build,e2e,query", "scenarios to run, comma-separated: ingest, build, e2e, query, soak (10 min; not in the default set)")
 	out := fs.String("out", "bench-report.json", "JSON report path; the SVG charts go beside it (<name>-ingest.svg, -build.svg, -e2e.svg, -query.svg)")
 	dir := fs.String("dir", "", "scratch directory for logs and state (default: a temporary one, removed after)")
 	seed := fs.Uint64("seed", 1, "workload seed: the same seed gives the same traffic")
@@ -59,6 +60,11 @@ func run(args []string) error {
 	qConns := fs.Int("query-lookup-conns", qo.LookupConns, "query: keep-alive connections of the lookup client")
 	qPhase := fs.Duration("query-phase", qo.Phase, "query: duration of each measured lookup phase")
 	qLoad := fs.Float64("query-load", qo.Load, "query: ingest offered beside the lookups, as a fraction of its maximum found first")
+	so := bench.DefaultSoakOptions()
+	sDuration := fs.Duration("soak-duration", so.Duration, "soak: duration at the offered load (the first --soak-warmup not compared)")
+	sWarmup := fs.Duration("soak-warmup", so.Warmup, "soak: start of the soak not compared for flatness (memtables and caches fill)")
+	sLoad := fs.Float64("soak-load", so.Load, "soak: offered ingest as a fraction of the maximum found first")
+	sBinary := fs.String("soak-binary", "", "soak: the affinity binary to run; empty: go build it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,6 +82,7 @@ func run(args []string) error {
 		bo = bench.QuickBuildOptions()
 		eo = bench.QuickE2EOptions()
 		qo = bench.QuickQueryOptions()
+		so = bench.QuickSoakOptions()
 	}
 	override := func(name string, apply func()) {
 		if set[name] || !*quick {
@@ -99,6 +106,10 @@ func run(args []string) error {
 	override("query-lookup-conns", func() { qo.LookupConns = *qConns })
 	override("query-phase", func() { qo.Phase = *qPhase })
 	override("query-load", func() { qo.Load = *qLoad })
+	override("soak-duration", func() { so.Duration = *sDuration })
+	override("soak-warmup", func() { so.Warmup = *sWarmup })
+	override("soak-load", func() { so.Load = *sLoad })
+	so.Binary = *sBinary
 	bo.RedisServer = *redis
 	in.Workload.Seed, bo.Workload.Seed = *seed, *seed
 	in.Dir, bo.Dir = *dir, *dir
@@ -107,6 +118,7 @@ func run(args []string) error {
 	// e2e drives the collector as ingest does, at ingest's concurrency.
 	eo.Ingest.Concurrency, eo.Ingest.Workload, eo.Ingest.Dir, eo.Ingest.Progress = in.Concurrency, in.Workload, in.Dir, progress
 	qo.Ingest.Concurrency, qo.Ingest.Workload, qo.Ingest.Dir, qo.Ingest.Progress = in.Concurrency, in.Workload, in.Dir, progress
+	so.Ingest.Concurrency, so.Ingest.Workload.Seed, so.Ingest.Dir, so.Ingest.Progress = in.Concurrency, *seed, in.Dir, progress
 
 	rep := &bench.Report{Started: time.Now().UTC(), Command: "affinity-bench " + strings.Join(args, " "), Machine: bench.ThisMachine()}
 	base := strings.TrimSuffix(*out, ".json")
@@ -172,9 +184,18 @@ func run(args []string) error {
 			if err != nil {
 				failed = append(failed, "query: "+err.Error())
 			}
+		case "soak":
+			r, err := bench.RunSoak(so)
+			if r != nil {
+				rep.Soak = r
+				bench.PrintSoak(os.Stdout, r)
+			}
+			if err != nil {
+				failed = append(failed, "soak: "+err.Error())
+			}
 		case "":
 		default:
-			return fmt.Errorf("unknown scenario %q (--scenario): want ingest, build, e2e or query", sc)
+			return fmt.Errorf("unknown scenario %q (--scenario): want ingest, build, e2e, query or soak", sc)
 		}
 		fmt.Println()
 	}
