@@ -1,12 +1,14 @@
 package builder_test
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/catalog"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage/state"
@@ -361,5 +363,56 @@ func TestVisit(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCacheTiers runs a decoded tier too small to keep any visitor between
+// commits, so every record finds its visitor in the encoded tier or, without
+// one, in state: the outcome equals the reference either way, dedup of
+// resent batches included, and a deleted visitor starts over rather than
+// coming back from the encoded tier.
+func TestCacheTiers(t *testing.T) {
+	for _, encoded := range []int64{-1, 32 << 20} {
+		t.Run(fmt.Sprintf("encoded=%d", encoded), func(t *testing.T) {
+			e := profiletest.Open(t, profiletest.Options{Partitions: 2, Hook: profiletest.NoHook, Builder: func(o *builder.Options) {
+				o.CacheBytes, o.EncodedCacheBytes, o.FetchMax = 1, encoded, 4
+			}})
+			var all []*event.Batch
+			for i := range 300 {
+				p := acme
+				if i%3 == 0 {
+					p = other
+				}
+				b := profiletest.Batch("s1", profiletest.Visitor(i%40), view(i, t0+int64(i)*1000, p))
+				all = append(all, b)
+				e.Append(t, b)
+			}
+			for i := 0; i < len(all); i += 7 {
+				e.Append(t, all[i]) // a client retry: dropped as already applied
+			}
+			e.Wait(t)
+			ref := reference(e.Config, all)
+			checkState(t, e.DB, ref)
+			hits := counter(e.Metrics, "affinity_builder_encoded_cache_hits_total")
+			if misses := counter(e.Metrics, "affinity_builder_cache_misses_total"); encoded > 0 && (hits == 0 || misses > 40) {
+				t.Fatalf("encoded tier: %d hits, %d state reads; want hits, and state read only for the 40 new visitors", hits, misses)
+			} else if encoded < 0 && hits != 0 {
+				t.Fatalf("no encoded tier: %d hits of it", hits)
+			}
+			if got := counter(e.Metrics, "affinity_builder_dedup_hits_total"); got != 43 {
+				t.Fatalf("dedup hits = %d; want 43 (every resent event)", got)
+			}
+
+			v := profiletest.Visitor(3)
+			if ok, err := e.Builder.DeleteVisitor("s1", v); !ok || err != nil {
+				t.Fatalf("DeleteVisitor: %v, %v; want true, nil", ok, err)
+			}
+			again := profiletest.Batch("s1", v, view(1000, t0+500_000, other))
+			e.Append(t, again)
+			e.Wait(t)
+			key := string(event.AppendLogKey(nil, "s1", v))
+			ref[key] = reference(e.Config, []*event.Batch{again})[key]
+			checkState(t, e.DB, ref)
+		})
 	}
 }

@@ -23,11 +23,17 @@
 //
 // # Cache
 //
-// Each partition keeps its visitors' decoded profiles in an LRU bounded by
-// estimated bytes (Options.CacheBytes split across partitions), so a visitor
-// with many records reads Badger once. Profiles changed by a batch are
-// written back when it commits; a failed commit drops them from the cache
-// and the partition re-reads from its consumed offset.
+// Two tiers. Each partition keeps its visitors' decoded profiles in an LRU
+// bounded by estimated bytes (Options.CacheBytes split across partitions):
+// small, as decoded profiles are pointer-rich and every byte of them is GC
+// marking work. Behind it, one off-heap cache (fastcache,
+// Options.EncodedCacheBytes) keeps the committed values as stored, so a
+// returning visitor costs a decode, not a state read (an LSM lookup), and
+// the audience it holds costs the GC nothing. Profiles changed by a batch
+// are written back to both when it commits; a failed commit drops them
+// from both and the partition re-reads from its consumed offset. Only the
+// partition that owns a visitor reads or writes its entries, under its
+// lock, so the encoded tier never serves a value older than state's.
 //
 // # Concurrency
 //

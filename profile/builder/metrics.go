@@ -18,6 +18,7 @@ type builderMetrics struct {
 	commitErrors   *metrics.Counter
 	cacheHits      *metrics.Counter
 	cacheMisses    *metrics.Counter
+	encodedHits    *metrics.Counter
 	cacheEvictions *metrics.Counter
 	deletes        *metrics.Counter
 	batchDuration  *metrics.Histogram
@@ -35,6 +36,7 @@ func newBuilderMetrics(set *metrics.Set) *builderMetrics {
 		commitErrors:   set.GetOrCreateCounter("affinity_builder_commit_errors_total"),
 		cacheHits:      set.GetOrCreateCounter("affinity_builder_cache_hits_total"),
 		cacheMisses:    set.GetOrCreateCounter("affinity_builder_cache_misses_total"),
+		encodedHits:    set.GetOrCreateCounter("affinity_builder_encoded_cache_hits_total"),
 		cacheEvictions: set.GetOrCreateCounter("affinity_builder_cache_evictions_total"),
 		deletes:        set.GetOrCreateCounter("affinity_builder_visitors_deleted_total"),
 		batchDuration:  set.GetOrCreateHistogram("affinity_builder_apply_batch_duration_seconds"),
