@@ -39,6 +39,14 @@ type EmbeddedOptions struct {
 	// overload. Default 1024.
 	MaxPendingAppends int
 
+	// MemTableBytes and NumMemTables size Badger's memtables (each also
+	// has a write-ahead file of its size, mmapped); BlockCacheBytes is its
+	// block cache. Defaults 16 MiB, 3 and 16 MiB: the log is written once
+	// and read soon after, from the memtables or a fresh table.
+	MemTableBytes   int64
+	NumMemTables    int
+	BlockCacheBytes int64
+
 	// Logger receives warnings and errors of the log and of Badger (Badger's
 	// info and debug chatter is dropped). Nil discards them.
 	Logger logger.Logger
@@ -56,6 +64,9 @@ func DefaultEmbeddedOptions(dir string) EmbeddedOptions {
 		Partitions:        8,
 		MaxBytes:          1 << 30,
 		MaxPendingAppends: 1024,
+		MemTableBytes:     16 << 20,
+		NumMemTables:      3,
+		BlockCacheBytes:   16 << 20,
 	}
 }
 
@@ -80,10 +91,8 @@ const (
 	// gcInterval is how often Badger's value log GC runs without trims.
 	gcInterval = 5 * time.Minute
 
-	// Badger tuning for a write-once, read-soon, delete-from-the-front log.
-	badgerMemTableSize  = 16 << 20
-	badgerNumMemtables  = 3
-	badgerBlockCache    = 16 << 20
+	// Badger tuning for a write-once, read-soon, delete-from-the-front log
+	// (its memory is in EmbeddedOptions).
 	badgerNumCompactors = 2
 	badgerVlogFileSize  = 16 << 20 // values are inline; the value log stays small
 )
@@ -92,9 +101,9 @@ func (opts EmbeddedOptions) badgerOptions() badger.Options {
 	return badger.DefaultOptions(opts.Dir).
 		WithSyncWrites(true).
 		WithLogger(opts.Logger.Badger("").OnError(opts.OnBadgerError)).
-		WithMemTableSize(badgerMemTableSize).
-		WithNumMemtables(badgerNumMemtables).
-		WithBlockCacheSize(badgerBlockCache).
+		WithMemTableSize(opts.MemTableBytes).
+		WithNumMemtables(opts.NumMemTables).
+		WithBlockCacheSize(opts.BlockCacheBytes).
 		WithNumCompactors(badgerNumCompactors).
 		WithValueLogFileSize(badgerVlogFileSize).
 		WithNumVersionsToKeep(1).
@@ -107,6 +116,13 @@ func (opts EmbeddedOptions) badgerOptions() badger.Options {
 // leave at least this much. Records stay below Badger's value threshold
 // (maxEmbeddedMessageBytes), so the value log is never written.
 func (opts EmbeddedOptions) DiskHeadroom() int64 {
+	def := DefaultEmbeddedOptions(opts.Dir)
+	if opts.MemTableBytes <= 0 {
+		opts.MemTableBytes = def.MemTableBytes
+	}
+	if opts.NumMemTables <= 0 {
+		opts.NumMemTables = def.NumMemTables
+	}
 	return diskwatch.Headroom(opts.badgerOptions(), false)
 }
 
@@ -214,6 +230,15 @@ func openEmbeddedLog(opts EmbeddedOptions, hookBeforeCommit func()) (*EmbeddedLo
 	}
 	if opts.MaxPendingAppends == 0 {
 		opts.MaxPendingAppends = def.MaxPendingAppends
+	}
+	if opts.MemTableBytes <= 0 {
+		opts.MemTableBytes = def.MemTableBytes
+	}
+	if opts.NumMemTables <= 0 {
+		opts.NumMemTables = def.NumMemTables
+	}
+	if opts.BlockCacheBytes <= 0 {
+		opts.BlockCacheBytes = def.BlockCacheBytes
 	}
 	if opts.Partitions < 0 || opts.Partitions > maxPartitions {
 		return nil, fmt.Errorf("cannot open log %q: Partitions=%d out of range [1, %d]", opts.Dir, opts.Partitions, maxPartitions)

@@ -27,6 +27,11 @@ type Options struct {
 	// bounds one transaction (Badger allows about 15% of it). Default 64 MiB.
 	MemTableBytes int64
 
+	// NumMemTables is how many memtables Badger keeps, the one being
+	// written and those waiting to be flushed; writes stall when all are
+	// full. Default 5 (Badger's).
+	NumMemTables int
+
 	// SyncWrites fsyncs every commit. Default false: exactly-once does not
 	// need it (state and offset are one transaction and roll back together),
 	// and the builder calls Sync before it trims the log.
@@ -47,6 +52,7 @@ func DefaultOptions(dir string) Options {
 		Dir:             dir,
 		BlockCacheBytes: 256 << 20,
 		MemTableBytes:   64 << 20,
+		NumMemTables:    5,
 	}
 }
 
@@ -81,6 +87,9 @@ func Open(opts Options) (*DB, error) {
 	if opts.MemTableBytes <= 0 {
 		opts.MemTableBytes = def.MemTableBytes
 	}
+	if opts.NumMemTables <= 0 {
+		opts.NumMemTables = def.NumMemTables
+	}
 	bdb, err := badger.Open(opts.badgerOptions())
 	if err != nil {
 		return nil, fmt.Errorf("cannot open state %q: %w", opts.Dir, err)
@@ -102,6 +111,7 @@ func (opts Options) badgerOptions() badger.Options {
 		WithSyncWrites(opts.SyncWrites).
 		WithLogger(opts.Logger.Badger("state: ").OnError(opts.OnBadgerError)).
 		WithMemTableSize(opts.MemTableBytes).
+		WithNumMemtables(opts.NumMemTables).
 		WithBlockCacheSize(opts.BlockCacheBytes).
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(false).
@@ -114,8 +124,12 @@ func (opts Options) badgerOptions() badger.Options {
 // and segment records stay far below Badger's 1 MiB value threshold, so
 // the value log is not counted.
 func (opts Options) DiskHeadroom() int64 {
+	def := DefaultOptions(opts.Dir)
 	if opts.MemTableBytes <= 0 {
-		opts.MemTableBytes = DefaultOptions(opts.Dir).MemTableBytes
+		opts.MemTableBytes = def.MemTableBytes
+	}
+	if opts.NumMemTables <= 0 {
+		opts.NumMemTables = def.NumMemTables
 	}
 	return diskwatch.Headroom(opts.badgerOptions(), false)
 }

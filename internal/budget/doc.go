@@ -1,0 +1,29 @@
+// Package budget splits the one memory budget of a node (`--memory`) among
+// the things that hold memory in proportion to what they are given: the
+// state database's Badger memtables and block cache, the embedded log's
+// memtables and block cache (serve only), the builder's hot-profile cache
+// and the Go heap limit (debug.SetMemoryLimit, i.e. GOMEMLIMIT). That is its
+// one job; [New] is the split, and the Apply methods copy it into the
+// Options of the packages it configures.
+//
+// What each part costs, as counted here (Badger v4 without jemalloc):
+//
+//   - A memtable is a skiplist arena on the Go heap of 1.3x its size (the
+//     size plus room for one transaction) and a write-ahead file of its
+//     size, mmapped, whose written pages stay resident until the memtable
+//     is flushed: 2.3x its size in all, 1.3x of it on the Go heap.
+//   - A block cache holds decompressed blocks on the Go heap.
+//   - The hot-profile cache is counted outside the Go heap limit, so the
+//     budget holds whether the builder keeps it off the heap or on it (on
+//     it, it takes from the heap the rest of the process works in).
+//   - A reserve, outside the Go heap limit, covers what is neither: the
+//     mmapped pages of the tables being read, goroutine stacks, the binary.
+//
+// The Go heap limit is the budget less everything counted outside it; the
+// heap the node works in (batches being applied, compactions, queries) is
+// that limit less the arenas and block caches. Badger's table indexes and
+// bloom filters are read from the mmapped tables (its index cache serves
+// only encrypted tables), so they are file pages, not a part of the split.
+//
+// A Split is a plain value: safe to copy and to share.
+package budget
