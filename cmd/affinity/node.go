@@ -137,6 +137,11 @@ func runServe(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	split, err := pf.useMemory(true)
+	if err != nil {
+		return err
+	}
+	split.ApplyLog(&lo)
 	w, err := nf.openWatcher()
 	if err != nil {
 		return err
@@ -192,6 +197,9 @@ func runBuild(ctx context.Context, args []string) error {
 	own := fs.String("own", "", "partitions of the topic this builder consumes, e.g. 0-3,8; empty: all")
 	changesTopic := fs.String("changes-topic", "affinity-segment-changes", "Kafka topic the segments' change records are produced to (key site|segment, JSON value); empty: none")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if _, err := pf.useMemory(false); err != nil {
 		return err
 	}
 	var err error

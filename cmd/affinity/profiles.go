@@ -9,24 +9,25 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/affinityhq/affinity/internal/budget"
 	"github.com/affinityhq/affinity/internal/duration"
 	"github.com/affinityhq/affinity/profile"
-	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/query"
 	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/profile/service"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/diskwatch"
-	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
 // profileFlags are the flags of the roles that build profiles (serve,
 // build): the scoring configuration and the builder's resources.
 type profileFlags struct {
-	cfg        *profile.Config
-	cacheBytes int64
-	blockCache int64
+	cfg *profile.Config
+	// memory is the node's memory budget (--memory); split is its split,
+	// set by useMemory once the flags are parsed.
+	memory budget.Bytes
+	split  *budget.Split
 	// catalogBytes bounds a catalog upload (query.Options.MaxCatalogBytes).
 	catalogBytes int
 	// rules holds the thresholds of the segments' lifecycle and rfm.*.
@@ -40,7 +41,9 @@ type profileFlags struct {
 }
 
 func addProfileFlags(fs *flag.FlagSet) *profileFlags {
-	pf := &profileFlags{cfg: profile.DefaultConfig(), rules: segment.DefaultConfig()}
+	pf := &profileFlags{cfg: profile.DefaultConfig(), rules: segment.DefaultConfig(), memory: budget.Default}
+	fs.Var(&pf.memory, "memory",
+		"memory budget of the node, e.g. 512MiB, 4GiB: split among the databases' memtables and caches, the hot-profile cache and the Go heap limit (GOMEMLIMIT; a lower one in the environment wins)")
 	fs.Var(configFlag{pf.rules.SetLifecycle, pf.lifecycleString, true}, "lifecycle",
 		"a threshold of the segments' lifecycle stages: new=DUR, active=N/DUR, lapsing=DUR or lost=DUR; repeatable")
 	fs.Var(configFlag{pf.rules.SetRFM, pf.rfmString, false}, "rfm",
@@ -53,10 +56,6 @@ func addProfileFlags(fs *flag.FlagSet) *profileFlags {
 		"values kept per dimension, K or DIM=K (0 turns a dimension off); repeatable")
 	fs.Var(configFlag{pf.cfg.SetPriceBands, pf.priceBandsString, false}, "price-bands",
 		"ascending upper edges of the price bands, comma-separated")
-	fs.Int64Var(&pf.cacheBytes, "profile-cache-bytes", builder.DefaultOptions().CacheBytes,
-		"memory, in bytes, of the builder's cache of hot profiles")
-	fs.Int64Var(&pf.blockCache, "state-block-cache-bytes", state.DefaultOptions("").BlockCacheBytes,
-		"memory, in bytes, of the state database's block cache")
 	fs.IntVar(&pf.catalogBytes, "catalog-max-bytes", query.DefaultOptions().MaxCatalogBytes,
 		"largest catalog upload, in bytes after gunzip; a larger PUT is refused with 413")
 	return pf
@@ -172,8 +171,7 @@ func openProfiles(data string, pf *profileFlags, l storage.Log, w *diskwatch.Wat
 		Config:          pf.cfg,
 		Rules:           &pf.rules,
 		Partitions:      pf.owned,
-		CacheBytes:      pf.cacheBytes,
-		BlockCacheBytes: pf.blockCache,
+		Memory:          pf.split,
 		MaxCatalogBytes: pf.catalogBytes,
 		Logger:          log.Printf,
 	}
@@ -192,6 +190,20 @@ func openProfiles(data string, pf *profileFlags, l storage.Log, w *diskwatch.Wat
 			return nil, errors.Join(err, s.Close())
 		}
 	}
+	return s, nil
+}
+
+// useMemory splits the --memory budget for a node with or without the
+// embedded log, sets the process's Go heap limit and logs the split; the
+// profile side takes its part when it opens.
+func (pf *profileFlags) useMemory(embeddedLog bool) (budget.Split, error) {
+	s, err := budget.New(int64(pf.memory), embeddedLog)
+	if err != nil {
+		return s, err
+	}
+	pf.split = &s
+	limit := s.SetGoMemLimit()
+	log.Printf("%s; Go heap limit in force %s", s, budget.Format(limit))
 	return s, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/affinityhq/affinity/internal/budget"
 	"github.com/affinityhq/affinity/internal/logger"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
@@ -37,10 +38,11 @@ type Options struct {
 	Rules *segment.Config
 	// Partitions are the log partitions the builder owns; nil: all.
 	Partitions []int
-	// CacheBytes bounds the builder's hot-profile cache; 0: its default.
-	CacheBytes int64
-	// BlockCacheBytes is the state database's block cache; 0: its default.
-	BlockCacheBytes int64
+	// Memory, if set, sizes the state database's memtables and block cache
+	// and the builder's hot-profile cache; nil: their packages' defaults.
+	// The Go heap limit of the split is the process's to set
+	// (budget.Split.SetGoMemLimit), not the Service's.
+	Memory *budget.Split
 	// MaxCatalogBytes bounds one catalog upload; 0: the query API's default.
 	MaxCatalogBytes int
 	// ChangesSink, if set, receives the segments' change records (the
@@ -83,8 +85,8 @@ func Open(opts Options) (*Service, error) {
 		opts.Config = profile.DefaultConfig()
 	}
 	so := state.DefaultOptions(opts.Dir)
-	if opts.BlockCacheBytes > 0 {
-		so.BlockCacheBytes = opts.BlockCacheBytes
+	if opts.Memory != nil {
+		opts.Memory.ApplyState(&so)
 	}
 	so.Logger, so.OnBadgerError = opts.Logger, opts.OnBadgerError
 	db, err := state.Open(so)
@@ -107,8 +109,10 @@ func Open(opts Options) (*Service, error) {
 	bo.Log, bo.State, bo.Config, bo.Hook = opts.Log, db, opts.Config, s.Segments
 	bo.Partitions, bo.Metrics, bo.Logger, bo.SyncInterval = opts.Partitions, s.Metrics, opts.Logger, opts.SyncInterval
 	bo.Writable = opts.Writable
-	if opts.CacheBytes > 0 {
-		bo.CacheBytes = opts.CacheBytes
+	if opts.Memory != nil {
+		// The budget's profile cache is the off-heap tier; the decoded
+		// tier keeps its small default on the Go heap.
+		bo.EncodedCacheBytes = opts.Memory.ProfileCacheBytes
 	}
 	if s.Builder, err = builder.New(bo); err != nil {
 		return nil, errors.Join(err, db.Close())
