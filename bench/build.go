@@ -10,12 +10,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"text/tabwriter"
 	"time"
 
 	"github.com/affinityhq/affinity/bench/workload"
+	"github.com/affinityhq/affinity/internal/budget"
 	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
@@ -31,29 +34,42 @@ const (
 
 // BuildOptions configure the build scenario. Start from DefaultBuildOptions.
 type BuildOptions struct {
-	// Workload is what the log is pre-filled with; Events must be bounded.
+	// Workload is what the log of the main run is pre-filled with; Events
+	// must be bounded.
 	Workload workload.Options
-	// Rounds is how many times each system applies the whole log, taking
-	// turns (affinity from an empty state each time, Redis after FLUSHALL).
+	// SmallVisitors, when in (0, Workload.Visitors), adds a run before the
+	// main one with that many visitors and as many events per visitor
+	// (Workload.Events/Workload.Visitors), so that the CPU per event of
+	// the two sizes can be compared: the flat-cost ratio.
+	SmallVisitors int
+	// Rounds is how many times each system applies the whole log of each
+	// run, taking turns (affinity from an empty state each time, Redis
+	// after FLUSHALL).
 	Rounds int
+	// Memory is the affinity builder's memory budget (--memory), split by
+	// internal/budget as `affinity serve` splits it.
+	Memory int64
 	// RedisServer is the redis-server binary of the peer.
 	RedisServer string
 	// Dir holds the log, the state and the role logs; empty: a temp dir.
 	Dir string
 	// Progress, when set, gets a one-line status about every Sample.
 	Progress func(string)
-	// Sample is the interval of the timeline.
+	// Sample is the interval of the timeline, and so the window in which
+	// the slowest events/s of a run is found.
 	Sample time.Duration
 }
 
-// DefaultBuildOptions returns a full run: 200k visitors, 2M events, 2
-// rounds. --build-visitors 1000000 --build-events 10000000 is the design's
-// size (a few minutes on 2 cores).
+// DefaultBuildOptions returns a full run at the size issue #10 sets: 1M
+// visitors and 10M events, after a run of 200k visitors and 2M events for
+// the flat-cost ratio; one round each, within a 1 GiB budget (about 10
+// minutes on 2 cores).
 func DefaultBuildOptions() BuildOptions {
 	w := workload.DefaultOptions()
-	w.Visitors = 200_000
-	w.Events = 2_000_000
-	return BuildOptions{Workload: w, Rounds: 2, RedisServer: "redis-server", Sample: 500 * time.Millisecond}
+	w.Visitors = 1_000_000
+	w.Events = 10_000_000
+	return BuildOptions{Workload: w, SmallVisitors: 200_000, Rounds: 1, Memory: budget.Default,
+		RedisServer: "redis-server", Sample: time.Second}
 }
 
 // QuickBuildOptions returns a smoke run of a few seconds.
@@ -61,12 +77,12 @@ func QuickBuildOptions() BuildOptions {
 	o := DefaultBuildOptions()
 	o.Workload.Visitors = 5_000
 	o.Workload.Events = 60_000
-	o.Rounds = 1
+	o.SmallVisitors = 1_000
 	o.Sample = 250 * time.Millisecond
 	return o
 }
 
-// BuildSystem is one system's figures in the build scenario.
+// BuildSystem is one system's figures in one run of the build scenario.
 type BuildSystem struct {
 	Name     string    `json:"name"`
 	Desc     string    `json:"desc"`
@@ -74,6 +90,12 @@ type BuildSystem struct {
 	Seconds  float64   `json:"seconds"`
 	EPS      float64   `json:"events_per_s"`
 	RoundEPS []float64 `json:"round_events_per_s"`
+	// The timeline's windows (BuildOptions.Sample, the last of each round
+	// left out: the tail as partitions finish): the slowest, the median
+	// and the slowest's share of the median.
+	SlowestWindowEPS float64 `json:"slowest_window_events_per_s"`
+	MedianWindowEPS  float64 `json:"median_window_events_per_s"`
+	SlowestToMedian  float64 `json:"slowest_to_median"`
 	// CPU seconds per million events of the applying process, and of
 	// redis-server for the peer.
 	CPUPerMEvents       float64 `json:"cpu_s_per_m_events"`
@@ -86,22 +108,57 @@ type BuildSystem struct {
 	EndRSSFileMB float64 `json:"end_rss_file_mb"`
 
 	cpu, serverCPU float64
+	windows        []float64
 }
 
-// BuildReport is the outcome of the build scenario.
-type BuildReport struct {
+// BuildRun is one size of the build scenario: a log of Events events of
+// Visitors visitors, applied by each system Rounds times.
+type BuildRun struct {
 	Visitors    int            `json:"visitors"`
 	Events      int64          `json:"events"`
 	Records     int64          `json:"records"`
 	FillSeconds float64        `json:"fill_s"`
-	Rounds      int            `json:"rounds"`
-	Processes   string         `json:"processes"`
 	Systems     []*BuildSystem `json:"systems"`
 	Ratio       *Ratio         `json:"ratio,omitempty"`
-	// Pending says why the scenario did not run, when it did not.
-	Pending  string   `json:"pending,omitempty"`
-	Timeline []Sample `json:"timeline,omitempty"`
+	// PeakRSSToBudget is the affinity builder's peak RSS over the memory
+	// budget.
+	PeakRSSToBudget float64  `json:"peak_rss_to_budget"`
+	Timeline        []Sample `json:"timeline,omitempty"`
 }
+
+// FlatCost compares the affinity builder's CPU per event at two sizes.
+type FlatCost struct {
+	SmallVisitors      int     `json:"small_visitors"`
+	Visitors           int     `json:"visitors"`
+	SmallCPUPerMEvents float64 `json:"small_cpu_s_per_m_events"`
+	CPUPerMEvents      float64 `json:"cpu_s_per_m_events"`
+	Ratio              float64 `json:"ratio"` // large / small
+}
+
+// BuildReport is the outcome of the build scenario.
+type BuildReport struct {
+	Rounds      int     `json:"rounds"`
+	Processes   string  `json:"processes"`
+	MemoryBytes int64   `json:"memory_bytes"`
+	MemoryMB    float64 `json:"memory_mb"`
+	// Window is the timeline's sample interval, in which the slowest
+	// events/s of each run is found.
+	Window string `json:"window"`
+	// Runs are the sizes, the smaller first.
+	Runs     []*BuildRun `json:"runs"`
+	FlatCost *FlatCost   `json:"flat_cost,omitempty"`
+	// Pending says why the scenario did not run, when it did not.
+	Pending string `json:"pending,omitempty"`
+}
+
+// Targets of issue #10 the build scenario reports against.
+const (
+	targetBuildEPS        = 150_000
+	targetBuildRatio      = 2
+	targetSlowestToMedian = 0.3
+	targetFlatCost        = 1.3
+	targetRSSToBudget     = 1.15
+)
 
 // buildResult is what a build role answers to "run".
 type buildResult struct {
@@ -109,13 +166,17 @@ type buildResult struct {
 	Seconds float64 `json:"seconds"`
 }
 
-// RunBuild runs the build scenario.
+// RunBuild runs the build scenario: the small run, if any, then the main
+// one.
 func RunBuild(o BuildOptions) (*BuildReport, error) {
-	if o.Workload.Events <= 0 || o.Rounds <= 0 {
-		return nil, fmt.Errorf("cannot run build: events %d and rounds %d must be > 0", o.Workload.Events, o.Rounds)
+	if o.Workload.Events <= 0 || o.Workload.Visitors <= 0 || o.Rounds <= 0 {
+		return nil, fmt.Errorf("cannot run build: visitors %d, events %d and rounds %d must be > 0", o.Workload.Visitors, o.Workload.Events, o.Rounds)
+	}
+	if _, err := budget.New(o.Memory, true); err != nil {
+		return nil, fmt.Errorf("cannot run build: %w", err)
 	}
 	if o.Sample <= 0 {
-		o.Sample = 500 * time.Millisecond
+		o.Sample = time.Second
 	}
 	if o.Dir == "" {
 		d, err := os.MkdirTemp("", "affinity-bench-build-")
@@ -125,22 +186,62 @@ func RunBuild(o BuildOptions) (*BuildReport, error) {
 		defer os.RemoveAll(d)
 		o.Dir = d
 	}
+	rep := &BuildReport{
+		Rounds:      o.Rounds,
+		Processes:   "each applier in its own process (builder; Redis client), redis-server in its own",
+		MemoryBytes: o.Memory,
+		MemoryMB:    float64(o.Memory) / (1 << 20),
+		Window:      o.Sample.String(),
+	}
+	redis, err := startRedis(o.RedisServer, o.Dir)
+	if err != nil {
+		return rep, err
+	}
+	defer redis.stop()
+
+	sizes := []workload.Options{o.Workload}
+	if o.SmallVisitors > 0 && o.SmallVisitors < o.Workload.Visitors {
+		small := o.Workload
+		small.Visitors = o.SmallVisitors
+		small.Events = o.Workload.Events * int64(o.SmallVisitors) / int64(o.Workload.Visitors)
+		sizes = []workload.Options{small, o.Workload}
+	}
+	runStart := time.Now() // one time axis for every run's timeline
+	for _, w := range sizes {
+		run, err := runBuildSize(o, w, redis, runStart)
+		if run != nil {
+			rep.Runs = append(rep.Runs, run)
+		}
+		if err != nil {
+			return rep, err
+		}
+	}
+	if len(rep.Runs) == 2 {
+		small, large := rep.Runs[0].Systems[0], rep.Runs[1].Systems[0]
+		if small.CPUPerMEvents > 0 {
+			rep.FlatCost = &FlatCost{
+				SmallVisitors: rep.Runs[0].Visitors, Visitors: rep.Runs[1].Visitors,
+				SmallCPUPerMEvents: small.CPUPerMEvents, CPUPerMEvents: large.CPUPerMEvents,
+				Ratio: large.CPUPerMEvents / small.CPUPerMEvents,
+			}
+		}
+	}
+	return rep, nil
+}
+
+// runBuildSize fills a log with w and has each system apply it o.Rounds
+// times.
+func runBuildSize(o BuildOptions, w workload.Options, redis *redisServer, runStart time.Time) (*BuildRun, error) {
 	progress := func(s string) {
 		if o.Progress != nil {
 			o.Progress(s)
 		}
 	}
-	rep := &BuildReport{
-		Visitors:  o.Workload.Visitors,
-		Events:    o.Workload.Events,
-		Rounds:    o.Rounds,
-		Processes: "each applier in its own process (builder; Redis client), redis-server in its own",
-	}
-
+	run := &BuildRun{Visitors: w.Visitors, Events: w.Events}
 	// Fill the pristine log once; each affinity round works on a copy (the
 	// builder trims what it consumed), the peer reads it in place.
 	pristine := filepath.Join(o.Dir, "build-log")
-	if err := os.RemoveAll(pristine); err != nil { // a log of an earlier run in --dir
+	if err := os.RemoveAll(pristine); err != nil { // a log of an earlier run
 		return nil, err
 	}
 	lo := storage.DefaultEmbeddedOptions(pristine)
@@ -151,8 +252,8 @@ func RunBuild(o BuildOptions) (*BuildReport, error) {
 		return nil, err
 	}
 	start := time.Now()
-	st, err := workload.Fill(context.Background(), l, o.Workload, 2, 256, func(n int64) {
-		progress(fmt.Sprintf("build: filling the log: %d of %d events", n, o.Workload.Events))
+	st, err := workload.Fill(context.Background(), l, w, 2, 256, func(n int64) {
+		progress(fmt.Sprintf("build %d visitors: filling the log: %d of %d events", w.Visitors, n, w.Events))
 	})
 	if cerr := l.Close(); err == nil {
 		err = cerr
@@ -160,68 +261,83 @@ func RunBuild(o BuildOptions) (*BuildReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep.FillSeconds = time.Since(start).Seconds()
-	rep.Records = st.Batches
+	run.FillSeconds = time.Since(start).Seconds()
+	run.Records = st.Batches
 
-	redis, err := startRedis(o.RedisServer, o.Dir)
-	if err != nil {
-		return rep, err
-	}
-	defer redis.stop()
-
-	aff := &BuildSystem{Name: "affinity", Desc: "affinity profile builder (profile/builder) on the embedded log, state in Badger"}
+	aff := &BuildSystem{Name: "affinity", Desc: "affinity profile builder (profile/builder) on the embedded log, state in Badger, within --memory " + budget.Format(o.Memory)}
 	peer := &BuildSystem{Name: "redis", Desc: "Redis peer: pipelined ZINCRBY of w*2^((t-L)/H) per visitor and dimension, HINCRBY counts; no dedup, no persistence"}
-	rep.Systems = []*BuildSystem{aff, peer}
-	runStart := time.Now()
+	run.Systems = []*BuildSystem{aff, peer}
 	for round := 1; round <= o.Rounds; round++ {
 		// affinity, on a fresh copy of the log and an empty state.
 		work := filepath.Join(o.Dir, "work-log")
 		stateDir := filepath.Join(o.Dir, "state")
 		for _, d := range []string{work, stateDir} {
 			if err := os.RemoveAll(d); err != nil {
-				return rep, err
+				return run, err
 			}
 		}
 		if out, err := exec.Command("cp", "-r", pristine, work).CombinedOutput(); err != nil {
-			return rep, fmt.Errorf("cannot copy the log %s: %w: %s", pristine, err, out)
+			return run, fmt.Errorf("cannot copy the log %s: %w: %s", pristine, err, out)
 		}
-		res, u, err := runBuildRole(roleBuildAffinity, o, round, runStart, &rep.Timeline, progress,
-			envDir+"="+work, envState+"="+stateDir)
+		res, u, err := runBuildRole(roleBuildAffinity, o, aff, round, runStart, &run.Timeline, progress,
+			envDir+"="+work, envState+"="+stateDir, envMemory+"="+strconv.FormatInt(o.Memory, 10))
 		if err != nil {
-			return rep, err
+			return run, err
 		}
 		aff.add(res, u.CPUSeconds, 0, u.MaxRSSKB, 0)
 		aff.EndRSSAnonMB, aff.EndRSSFileMB = float64(u.RSSAnonKB)/1024, float64(u.RSSFileKB)/1024
 
 		// the peer, on an empty Redis.
 		if err := redis.do("FLUSHALL"); err != nil {
-			return rep, err
+			return run, err
 		}
 		r0 := redis.usage()
-		res, u, err = runBuildRole(roleBuildRedis, o, round, runStart, &rep.Timeline, progress,
+		res, u, err = runBuildRole(roleBuildRedis, o, peer, round, runStart, &run.Timeline, progress,
 			envDir+"="+pristine, envRedis+"="+redis.addr)
 		if err != nil {
-			return rep, err
+			return run, err
 		}
 		r1 := redis.usage()
 		peer.add(res, u.CPUSeconds, r1.CPUSeconds-r0.CPUSeconds, u.MaxRSSKB, r1.MaxRSSKB)
 		peer.EndRSSAnonMB, peer.EndRSSFileMB = float64(u.RSSAnonKB)/1024, float64(u.RSSFileKB)/1024
 	}
 	progress("")
-	for _, s := range rep.Systems {
-		if s.Seconds > 0 {
-			s.EPS = float64(s.Events) / s.Seconds
-		}
-		if s.Events > 0 {
-			s.CPUPerMEvents = s.cpu / float64(s.Events) * 1e6
-			s.ServerCPUPerMEvents = s.serverCPU / float64(s.Events) * 1e6
-		}
+	for _, s := range run.Systems {
+		s.finish()
 	}
 	if peer.EPS > 0 {
-		r := newRatio("affinity builder / Redis peer, events/s", 2, aff.RoundEPS, peer.RoundEPS, aff.EPS, peer.EPS)
-		rep.Ratio = &r
+		r := newRatio("affinity builder / Redis peer, events/s", targetBuildRatio, aff.RoundEPS, peer.RoundEPS, aff.EPS, peer.EPS)
+		run.Ratio = &r
 	}
-	return rep, nil
+	run.PeakRSSToBudget = aff.PeakRSSMB * (1 << 20) / float64(o.Memory)
+	return run, nil
+}
+
+// finish computes the figures of s from what its rounds added.
+func (s *BuildSystem) finish() {
+	if s.Seconds > 0 {
+		s.EPS = float64(s.Events) / s.Seconds
+	}
+	if s.Events > 0 {
+		s.CPUPerMEvents = s.cpu / float64(s.Events) * 1e6
+		s.ServerCPUPerMEvents = s.serverCPU / float64(s.Events) * 1e6
+	}
+	if len(s.windows) > 0 {
+		w := slices.Sorted(slices.Values(s.windows))
+		s.SlowestWindowEPS, s.MedianWindowEPS = w[0], median(w)
+		if s.MedianWindowEPS > 0 {
+			s.SlowestToMedian = s.SlowestWindowEPS / s.MedianWindowEPS
+		}
+	}
+}
+
+// median returns the median of sorted xs.
+func median(xs []float64) float64 {
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 func (s *BuildSystem) add(r buildResult, cpu, serverCPU float64, rssKB, serverRSSKB int64) {
@@ -238,7 +354,9 @@ func (s *BuildSystem) add(r buildResult, cpu, serverCPU float64, rssKB, serverRS
 
 // runBuildRole starts a build role, runs it to the end of the log and
 // returns its result and its process's usage.
-func runBuildRole(role string, o BuildOptions, round int, runStart time.Time, timeline *[]Sample,
+// The timeline's samples but the last (the tail as the partitions finish)
+// are sys's windows.
+func runBuildRole(role string, o BuildOptions, sys *BuildSystem, round int, runStart time.Time, timeline *[]Sample,
 	progress func(string), env ...string) (buildResult, Usage, error) {
 	var res buildResult
 	p, err := startProc(role, o.Dir, append(env, "AFFINITY_BENCH_SAMPLE="+o.Sample.String())...)
@@ -248,6 +366,7 @@ func runBuildRole(role string, o BuildOptions, round int, runStart time.Time, ti
 	defer p.stop()
 	name := strings.TrimPrefix(role, "build-")
 	lastN, lastT := int64(0), time.Now()
+	var windows []float64
 	err = p.run("run", &res, func(n int64) {
 		now := time.Now()
 		dt := now.Sub(lastT).Seconds()
@@ -256,11 +375,15 @@ func runBuildRole(role string, o BuildOptions, round int, runStart time.Time, ti
 		}
 		s := Sample{T: now.Sub(runStart).Seconds(), System: name, Round: round, EPS: float64(n-lastN) / dt}
 		*timeline = append(*timeline, s)
+		windows = append(windows, s.EPS)
 		lastN, lastT = n, now
 		progress(fmt.Sprintf("build round %d/%d %-9s %9d events applied, %9.0f events/s", round, o.Rounds, name, n, s.EPS))
 	})
 	if err != nil {
 		return res, Usage{}, err
+	}
+	if len(windows) > 1 {
+		sys.windows = append(sys.windows, windows[:len(windows)-1]...)
 	}
 	u := p.usage()
 	return res, u, p.stop()
@@ -292,8 +415,9 @@ func (p *proc) run(cmd string, v any, progress func(int64)) error {
 	}
 }
 
-// openBuildLog opens the embedded log a build role reads.
-func openBuildLog() (*storage.EmbeddedLog, error) {
+// openBuildLog opens the embedded log a build role reads, sized by split
+// when it is set.
+func openBuildLog(split *budget.Split) (*storage.EmbeddedLog, error) {
 	dir := os.Getenv(envDir)
 	if dir == "" {
 		return nil, fmt.Errorf("cannot open the build log: %s is empty", envDir)
@@ -302,6 +426,9 @@ func openBuildLog() (*storage.EmbeddedLog, error) {
 	o.Partitions = benchPartitions
 	o.MaxBytes = benchLogMaxBytes
 	o.Logger = log.Printf
+	if split != nil {
+		split.ApplyLog(&o)
+	}
 	return storage.OpenEmbeddedLog(o)
 }
 
@@ -334,11 +461,16 @@ func runWithProgress(emit func(string), count func() int64, work func() error) e
 // startBuildAffinity is the affinity side of the build scenario: the
 // profile builder applying the whole log to an empty state.
 func startBuildAffinity() (*roleSystem, error) {
-	l, err := openBuildLog()
+	split, err := roleMemory()
+	if err != nil {
+		return nil, err
+	}
+	l, err := openBuildLog(split)
 	if err != nil {
 		return nil, err
 	}
 	so := state.DefaultOptions(os.Getenv(envState))
+	split.ApplyState(&so)
 	so.Logger = log.Printf
 	db, err := state.Open(so)
 	if err != nil {
@@ -346,7 +478,7 @@ func startBuildAffinity() (*roleSystem, error) {
 		return nil, err
 	}
 	bo := builder.DefaultOptions()
-	bo.Log, bo.State, bo.Logger = l, db, log.Printf
+	bo.Log, bo.State, bo.Logger, bo.CacheBytes = l, db, log.Printf, split.ProfileCacheBytes
 	b, err := builder.New(bo)
 	if err != nil {
 		db.Close()
@@ -371,7 +503,7 @@ func startBuildAffinity() (*roleSystem, error) {
 
 // startBuildRedis is the peer side: the same log applied to Redis.
 func startBuildRedis() (*roleSystem, error) {
-	l, err := openBuildLog()
+	l, err := openBuildLog(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -390,32 +522,58 @@ func startBuildRedis() (*roleSystem, error) {
 	}, nil
 }
 
-// PrintBuild writes the build figures as a table.
+// PrintBuild writes the build figures: a table per run, then the targets
+// of issue #10 each run is held to, then the flat-cost ratio.
 func PrintBuild(w io.Writer, r *BuildReport) {
 	if r.Pending != "" {
 		fmt.Fprintf(w, "build: pending: %s\n", r.Pending)
 		return
 	}
-	fmt.Fprintf(w, "build: %d events of %d visitors in %d log records (filled in %.1fs), %d rounds per system, interleaved; %s\n\n",
-		r.Events, r.Visitors, r.Records, r.FillSeconds, r.Rounds, r.Processes)
-	fmt.Fprintf(w, "%-10s %12s %12s %16s %13s %22s %15s\n", "system", "events/s", "CPU-s/M ev", "server CPU-s/M", "peak RSS MB", "end RSS anon/file MB", "server RSS MB")
-	for _, s := range r.Systems {
-		fmt.Fprintf(w, "%-10s %12.0f %12.1f %16.1f %13.0f %22s %15.0f\n", s.Name, s.EPS, s.CPUPerMEvents, s.ServerCPUPerMEvents,
-			s.PeakRSSMB, fmt.Sprintf("%.0f / %.0f", s.EndRSSAnonMB, s.EndRSSFileMB), s.ServerRSSMB)
-	}
-	fmt.Fprintln(w)
-	for _, s := range r.Systems {
-		fmt.Fprintf(w, "  %-10s %s\n", s.Name, s.Desc)
-	}
-	if x := r.Ratio; x != nil {
-		verdict := "met"
-		if x.Value < x.Target {
-			verdict = "MISSED"
+	verdict := func(ok bool) string { return map[bool]string{true: "met", false: "MISSED"}[ok] }
+	for _, run := range r.Runs {
+		fmt.Fprintf(w, "build: %d events of %d visitors in %d log records (filled in %.1fs), %d rounds per system, interleaved; %s\n\n",
+			run.Events, run.Visitors, run.Records, run.FillSeconds, r.Rounds, r.Processes)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "system\tevents/s\tslowest %[1]s\tmedian %[1]s\tslowest/median\tCPU-s/M ev\tserver CPU-s/M\tbudget MB\tpeak RSS MB\tend RSS anon/file MB\tserver RSS MB\t\n", r.Window)
+		for _, s := range run.Systems {
+			budgetMB := "-"
+			if s.Name == "affinity" {
+				budgetMB = fmt.Sprintf("%.0f", r.MemoryMB)
+			}
+			slowest, med, share := "-", "-", "-" // a run shorter than two windows
+			if s.MedianWindowEPS > 0 {
+				slowest, med, share = fmt.Sprintf("%.0f", s.SlowestWindowEPS), fmt.Sprintf("%.0f", s.MedianWindowEPS), fmt.Sprintf("%.2f", s.SlowestToMedian)
+			}
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f\t%.1f\t%s\t%.0f\t%.0f / %.0f\t%.0f\t\n", s.Name, s.EPS,
+				slowest, med, share, s.CPUPerMEvents, s.ServerCPUPerMEvents,
+				budgetMB, s.PeakRSSMB, s.EndRSSAnonMB, s.EndRSSFileMB, s.ServerRSSMB)
 		}
-		fmt.Fprintf(w, "\nratio %s (median of rounds) %.2f  (rounds %.2f-%.2f, totals %.2f)  target >= %.2f: %s\n",
-			x.Name, x.Value, x.Min, x.Max, x.Total, x.Target, verdict)
+		tw.Flush()
+		fmt.Fprintln(w)
+		for _, s := range run.Systems {
+			fmt.Fprintf(w, "  %-10s %s\n", s.Name, s.Desc)
+		}
+		fmt.Fprintln(w)
+		if x := run.Ratio; x != nil {
+			fmt.Fprintf(w, "  ratio %s (median of rounds) %.2f  (rounds %.2f-%.2f, totals %.2f)  target >= %.2f: %s\n",
+				x.Name, x.Value, x.Min, x.Max, x.Total, x.Target, verdict(x.Value >= x.Target))
+		}
+		if len(run.Systems) > 0 {
+			a := run.Systems[0]
+			fmt.Fprintf(w, "  affinity builder events/s %.0f  target >= %d: %s\n", a.EPS, targetBuildEPS, verdict(a.EPS >= targetBuildEPS))
+			if a.MedianWindowEPS > 0 {
+				fmt.Fprintf(w, "  affinity slowest %s window / median %.2f (%.0f of %.0f events/s)  target >= %.2f: %s\n", r.Window,
+					a.SlowestToMedian, a.SlowestWindowEPS, a.MedianWindowEPS, targetSlowestToMedian, verdict(a.SlowestToMedian >= targetSlowestToMedian))
+			} else {
+				fmt.Fprintf(w, "  affinity slowest %s window: not measured, the run was shorter than two windows\n", r.Window)
+			}
+			fmt.Fprintf(w, "  affinity peak RSS / memory budget %.2f (%.0f of %.0f MB; at the end %.0f anon + %.0f file)  target <= %.2f: %s\n",
+				run.PeakRSSToBudget, a.PeakRSSMB, r.MemoryMB, a.EndRSSAnonMB, a.EndRSSFileMB, targetRSSToBudget, verdict(run.PeakRSSToBudget <= targetRSSToBudget))
+		}
+		fmt.Fprintln(w)
 	}
-	if len(r.Systems) > 0 {
-		fmt.Fprintf(w, "affinity builder events/s: %.0f  target >= 200000: %s\n", r.Systems[0].EPS, map[bool]string{true: "met", false: "MISSED"}[r.Systems[0].EPS >= 200000])
+	if f := r.FlatCost; f != nil {
+		fmt.Fprintf(w, "flat cost: affinity CPU-s per million events %.1f at %d visitors, %.1f at %d: ratio %.2f  target <= %.2f: %s\n",
+			f.SmallCPUPerMEvents, f.SmallVisitors, f.CPUPerMEvents, f.Visitors, f.Ratio, targetFlatCost, verdict(f.Ratio <= targetFlatCost))
 	}
 }

@@ -20,6 +20,7 @@ func TestQuickBuild(t *testing.T) {
 	o.Dir = t.TempDir()
 	o.Workload.Events = 20_000
 	o.Workload.Visitors = 2_000
+	o.SmallVisitors = 500
 	rep, err := RunBuild(o)
 	if err != nil {
 		t.Fatal(err)
@@ -27,12 +28,36 @@ func TestQuickBuild(t *testing.T) {
 	var out strings.Builder
 	PrintBuild(&out, rep)
 	t.Logf("\n%s", out.String())
-	for _, s := range rep.Systems {
-		if want := o.Workload.Events * int64(o.Rounds); s.Events != want {
-			t.Errorf("%s applied %d events; want %d", s.Name, s.Events, want)
+	if len(rep.Runs) != 2 || rep.Runs[0].Visitors != 500 || rep.Runs[0].Events != 5_000 || rep.Runs[1].Visitors != 2_000 {
+		t.Fatalf("runs %+v; want 500 visitors with 5000 events, then 2000", rep.Runs)
+	}
+	for _, run := range rep.Runs {
+		for _, s := range run.Systems {
+			if want := run.Events * int64(o.Rounds); s.Events != want {
+				t.Errorf("%d visitors: %s applied %d events; want %d", run.Visitors, s.Name, s.Events, want)
+			}
+		}
+		if run.Ratio == nil || run.Ratio.Value <= 0 {
+			t.Errorf("%d visitors: no ratio: %+v", run.Visitors, run.Ratio)
+		}
+		if run.PeakRSSToBudget <= 0 {
+			t.Errorf("%d visitors: no peak RSS to budget", run.Visitors)
 		}
 	}
-	if rep.Ratio == nil || rep.Ratio.Value <= 0 {
-		t.Errorf("no ratio: %+v", rep.Ratio)
+	if f := rep.FlatCost; f == nil || f.Ratio <= 0 {
+		t.Errorf("no flat cost: %+v", rep.FlatCost)
+	}
+	for _, want := range []string{"slowest/median", "flat cost:", "peak RSS / memory budget"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the table lacks %q", want)
+		}
+	}
+}
+
+func TestBuildSystemWindows(t *testing.T) {
+	s := &BuildSystem{windows: []float64{100, 40, 90, 110, 80}}
+	s.finish()
+	if s.SlowestWindowEPS != 40 || s.MedianWindowEPS != 90 || s.SlowestToMedian != 40.0/90 {
+		t.Errorf("slowest %v, median %v, ratio %v; want 40, 90, 0.44", s.SlowestWindowEPS, s.MedianWindowEPS, s.SlowestToMedian)
 	}
 }

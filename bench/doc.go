@@ -10,8 +10,12 @@
 //     encoding/json and a kafka-go Writer with its defaults — and (e) the
 //     same peer with its writer tuned as affinity's is.
 //   - build: events/s applied from a pre-filled log by the profile builder,
-//     against a Redis peer doing the same forward-decay updates with
-//     pipelining.
+//     within a memory budget (--memory, split as `affinity serve` splits
+//     it), against a Redis peer doing the same forward-decay updates with
+//     pipelining; at two sizes (200k and 1M visitors by default) for the
+//     CPU per event of each and their ratio, with the slowest 1-second
+//     window of each run beside its median and the builder's peak RSS
+//     beside the budget.
 //   - e2e: HTTP → log → profiles in one process (collector, embedded log,
 //     builder): the maximum request rate, then an open loop at half of it,
 //     with the event-to-profile lag measured in the builder's commit hook.

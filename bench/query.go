@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,8 @@ type QueryOptions struct {
 	// Settle bounds the wait, before the lookups, for the node's CPU use
 	// to fall under a tenth of a core (background work of the build).
 	Settle time.Duration
+	// Memory is the node's memory budget (--memory); 0: budget.Default.
+	Memory int64
 }
 
 // DefaultQueryOptions returns a full run: 200k visitors, lookups at 2000/s
@@ -274,7 +277,11 @@ func RunQuery(o QueryOptions) (*QueryReport, error) {
 		return rep, fmt.Errorf("query: the workload made %d visitors; want %d", st.Visitors, o.Visitors)
 	}
 
-	p, err := startProc(roleQuery, in.Dir, envDir+"="+logDir, envState+"="+stateDir, "AFFINITY_BENCH_SAMPLE="+in.Sample.String())
+	env := []string{envDir + "=" + logDir, envState + "=" + stateDir, "AFFINITY_BENCH_SAMPLE=" + in.Sample.String()}
+	if o.Memory > 0 {
+		env = append(env, envMemory+"="+strconv.FormatInt(o.Memory, 10))
+	}
+	p, err := startProc(roleQuery, in.Dir, env...)
 	if err != nil {
 		return rep, err
 	}
@@ -701,15 +708,20 @@ func (c *queryClient) export(name, path string, csv bool) ExportResult {
 // "mem" reports resident memory.
 func startQuery() (*roleSystem, error) {
 	started := time.Now()
+	split, err := roleMemory()
+	if err != nil {
+		return nil, err
+	}
 	lo := storage.DefaultEmbeddedOptions(os.Getenv(envDir))
 	lo.Partitions = benchPartitions
 	lo.MaxBytes = benchLogMaxBytes
 	lo.Logger = log.Printf
+	split.ApplyLog(&lo)
 	l, err := storage.OpenEmbeddedLog(lo)
 	if err != nil {
 		return nil, err
 	}
-	svc, err := service.Open(service.Options{Dir: os.Getenv(envState), Log: l, Logger: log.Printf})
+	svc, err := service.Open(service.Options{Dir: os.Getenv(envState), Log: l, Memory: split, Logger: log.Printf})
 	if err != nil {
 		return nil, errors.Join(err, l.Close())
 	}

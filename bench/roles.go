@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/valyala/fasthttp"
 
+	"github.com/affinityhq/affinity/internal/budget"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/tracker"
 	"github.com/affinityhq/affinity/tracker/event"
@@ -35,6 +36,9 @@ const (
 	envRole  = "AFFINITY_BENCH_ROLE"
 	envKafka = "AFFINITY_BENCH_KAFKA"
 	envDir   = "AFFINITY_BENCH_DIR"
+	// envMemory is the memory budget of the build and query roles, in
+	// bytes (internal/budget); empty: budget.Default.
+	envMemory = "AFFINITY_BENCH_MEMORY"
 	// EnvCPUProfile, when set to a directory, makes every role process
 	// write its CPU profile there as <role>.pprof, and its heap profile,
 	// taken as it is told to stop, as <role>.heap.
@@ -246,6 +250,26 @@ func runRole(role string) error {
 		}
 	}
 	return nil
+}
+
+// roleMemory splits the budget in envMemory as `affinity serve` does (the
+// roles run the embedded log) and sets the process's Go heap limit.
+func roleMemory() (*budget.Split, error) {
+	total := int64(budget.Default)
+	if v := os.Getenv(envMemory); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("invalid %s %q: %w", envMemory, v, err)
+		}
+		total = n
+	}
+	s, err := budget.New(total, true)
+	if err != nil {
+		return nil, err
+	}
+	s.SetGoMemLimit()
+	log.Printf("%s", s)
+	return &s, nil
 }
 
 func startKfake() (*roleSystem, error) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/affinityhq/affinity/bench"
+	"github.com/affinityhq/affinity/internal/budget"
 )
 
 func main() {
@@ -46,7 +47,10 @@ func run(args []string) error {
 	bo := bench.DefaultBuildOptions()
 	bVisitors := fs.Int("build-visitors", bo.Workload.Visitors, "build: distinct visitors in the pre-filled log")
 	bEvents := fs.Int64("build-events", bo.Workload.Events, "build: events in the pre-filled log")
-	bRounds := fs.Int("build-rounds", bo.Rounds, "build: rounds; each system applies the whole log once per round")
+	bSmall := fs.Int("build-small-visitors", bo.SmallVisitors, "build: visitors of the run before the main one, events scaled alike, for the flat-cost ratio; 0: none")
+	bRounds := fs.Int("build-rounds", bo.Rounds, "build: rounds; each system applies the whole log of each run once per round")
+	memory := budget.Bytes(bo.Memory)
+	fs.Var(&memory, "memory", "build, query: memory budget of the affinity node (affinity --memory), e.g. 512MiB, 4GiB")
 	redis := fs.String("redis-server", bo.RedisServer, "build: the redis-server binary of the Redis peer")
 
 	eo := bench.DefaultE2EOptions()
@@ -97,7 +101,9 @@ func run(args []string) error {
 	override("visitors", func() { in.Workload.Visitors = *visitors })
 	override("build-visitors", func() { bo.Workload.Visitors = *bVisitors })
 	override("build-events", func() { bo.Workload.Events = *bEvents })
+	override("build-small-visitors", func() { bo.SmallVisitors = *bSmall })
 	override("build-rounds", func() { bo.Rounds = *bRounds })
+	bo.Memory, qo.Memory = int64(memory), int64(memory)
 	override("e2e-load", func() { eo.Load = *eLoad })
 	override("e2e-phase", func() { eo.Phase = *ePhase })
 	override("query-visitors", func() { qo.Visitors = *qVisitors })
@@ -148,8 +154,12 @@ func run(args []string) error {
 			if r != nil {
 				rep.Build = r
 				bench.PrintBuild(os.Stdout, r)
-				if len(r.Timeline) > 0 {
-					if err := bench.WriteSVG(base+"-build.svg", "affinity build: events/s applied, affinity vs Redis peer", r.Timeline, []string{"affinity", "redis"}); err != nil {
+				var timeline []bench.Sample
+				for _, run := range r.Runs {
+					timeline = append(timeline, run.Timeline...)
+				}
+				if len(timeline) > 0 {
+					if err := bench.WriteSVG(base+"-build.svg", "affinity build: events/s applied, affinity vs Redis peer, each run in turn", timeline, []string{"affinity", "redis"}); err != nil {
 						return err
 					}
 				}
