@@ -185,6 +185,8 @@ func RunBuild(o BuildOptions) (*BuildReport, error) {
 		}
 		defer os.RemoveAll(d)
 		o.Dir = d
+	} else if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
 	}
 	rep := &BuildReport{
 		Rounds:      o.Rounds,
