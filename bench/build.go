@@ -480,7 +480,7 @@ func startBuildAffinity() (*roleSystem, error) {
 		return nil, err
 	}
 	bo := builder.DefaultOptions()
-	bo.Log, bo.State, bo.Logger, bo.CacheBytes = l, db, log.Printf, split.ProfileCacheBytes
+	bo.Log, bo.State, bo.Logger, bo.EncodedCacheBytes = l, db, log.Printf, split.ProfileCacheBytes
 	b, err := builder.New(bo)
 	if err != nil {
 		db.Close()

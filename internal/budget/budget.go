@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
 )
@@ -47,8 +48,10 @@ type Split struct {
 	LogNumMemTables    int
 	LogBlockCacheBytes int64
 
-	// ProfileCacheBytes is the builder's hot-profile cache
-	// (builder.Options.CacheBytes).
+	// ProfileCacheBytes is the builder's off-heap profile cache, its
+	// encoded tier (builder.Options.EncodedCacheBytes; fastcache takes at
+	// least 32 MiB). Its small decoded tier stays at the builder's default
+	// and is counted in the Go heap (WorkHeapBytes).
 	ProfileCacheBytes int64
 
 	// ReserveBytes is kept outside the Go heap for mmapped table pages,
@@ -78,12 +81,11 @@ func New(total int64, embeddedLog bool) (Split, error) {
 	s.StateMemTableBytes = clamp(total/32, 8*mib, 64*mib)
 	s.StateNumMemTables = memTables
 	// What is left after the reserve, the memtables and the log's cache:
-	// a fifth to the block cache, a quarter to the profile cache, and the
-	// rest (less the profile cache again, while it is on the heap) to the
-	// work.
+	// a fifth to the block cache, a quarter to the (off-heap) profile
+	// cache, and the rest to the Go heap.
 	rest := total - s.ReserveBytes - s.memTableBytes(memTableHeapTenths+memTableFileTenths) - s.LogBlockCacheBytes
 	s.StateBlockCacheBytes = max(rest/5, 8*mib)
-	s.ProfileCacheBytes = max(rest/4, 8*mib)
+	s.ProfileCacheBytes = max(rest/4, 32*mib)
 	s.GoMemLimit = total - s.ReserveBytes - s.memTableBytes(memTableFileTenths) - s.ProfileCacheBytes
 	if w := s.WorkHeapBytes(); w < minWorkHeap {
 		return Split{}, fmt.Errorf("BUG: memory budget %s leaves %s of Go heap to work in, below %s", Format(total), Format(w), Format(minWorkHeap))
@@ -100,11 +102,14 @@ func (s Split) memTableBytes(tenths int64) int64 {
 }
 
 // WorkHeapBytes is the Go heap left for the work itself: the limit less
-// the memtable arenas, the block caches and (while the builder keeps it on
-// the heap) the profile cache.
+// the memtable arenas, the block caches and the builder's decoded profile
+// tier.
 func (s Split) WorkHeapBytes() int64 {
-	return s.GoMemLimit - s.memTableBytes(memTableHeapTenths) - s.StateBlockCacheBytes - s.LogBlockCacheBytes - s.ProfileCacheBytes
+	return s.GoMemLimit - s.memTableBytes(memTableHeapTenths) - s.StateBlockCacheBytes - s.LogBlockCacheBytes - decodedTierBytes
 }
+
+// decodedTierBytes is the builder's decoded profile tier, on the Go heap.
+var decodedTierBytes = builder.DefaultOptions().CacheBytes
 
 // Sum is what the parts add up to; it never exceeds Total.
 func (s Split) Sum() int64 {

@@ -13,9 +13,9 @@
 //     size, mmapped, whose written pages stay resident until the memtable
 //     is flushed: 2.3x its size in all, 1.3x of it on the Go heap.
 //   - A block cache holds decompressed blocks on the Go heap.
-//   - The hot-profile cache is counted outside the Go heap limit, so the
-//     budget holds whether the builder keeps it off the heap or on it (on
-//     it, it takes from the heap the rest of the process works in).
+//   - The profile cache is the builder's encoded tier, off the Go heap
+//     (fastcache), so it is counted outside the Go heap limit; the builder's
+//     small decoded tier (its default 32 MiB) is counted in the heap.
 //   - A reserve, outside the Go heap limit, covers what is neither: the
 //     mmapped pages of the tables being read, goroutine stacks, the binary.
 //
