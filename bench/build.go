@@ -62,8 +62,7 @@ type BuildOptions struct {
 
 // DefaultBuildOptions returns a full run at the size issue #10 sets: 1M
 // visitors and 10M events, after a run of 200k visitors and 2M events for
-// the flat-cost ratio; one round each, within a 1 GiB budget (about 10
-// minutes on 2 cores).
+// the flat-cost ratio; one round each, within the default budget.
 func DefaultBuildOptions() BuildOptions {
 	w := workload.DefaultOptions()
 	w.Visitors = 1_000_000
