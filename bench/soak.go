@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,9 +38,17 @@ type SoakOptions struct {
 	// over the last Window. Stats is how often they are read.
 	Duration, Warmup, Window, Stats time.Duration
 	// MaxPhase is the closed-loop phase that finds the maximum request
-	// rate; Load the fraction of it offered, open loop, for Duration.
+	// rate the node sustains: its requests over the phase plus the time
+	// the builder then takes to catch up (a burst the collector takes
+	// faster than the builder applies is not a rate the node holds for
+	// ten minutes). Load is the fraction of it offered, open loop, for
+	// Duration.
 	MaxPhase time.Duration
 	Load     float64
+	// Memory is the node's --memory budget; its peak RSS must stay within
+	// it plus 15%. A soak at a budget the caches fill within the warmup
+	// judges flatness, not caches still growing toward a larger bound.
+	Memory int64
 	// Visitors is the visitor population of the traffic.
 	Visitors int
 	// LookupConns connections offer LookupRate lookups/s of random
@@ -49,9 +58,11 @@ type SoakOptions struct {
 	// Every is the period of the segment change and the export.
 	Every time.Duration
 	// The flatness tolerances: end over start at most RSSGrowth (a
-	// fraction) of the anonymous memory, FDGrowth open files and
-	// GoroutineGrowth goroutines (each: or that fraction of the start
-	// figure, whichever is more).
+	// fraction) of the anonymous memory (the highest of each window),
+	// FDGrowth open files and GoroutineGrowth goroutines (the median of
+	// each window: requests in flight come and go in spikes; a leak moves
+	// the median), each or that fraction of the start figure, whichever is
+	// more.
 	RSSGrowth       float64
 	FDGrowth        int
 	GoroutineGrowth int
@@ -68,8 +79,9 @@ func DefaultSoakOptions() SoakOptions {
 		Warmup:          2 * time.Minute,
 		Window:          time.Minute,
 		Stats:           5 * time.Second,
-		MaxPhase:        5 * time.Second,
+		MaxPhase:        20 * time.Second,
 		Load:            0.5,
+		Memory:          2 << 30,
 		Visitors:        200_000,
 		LookupConns:     2,
 		LookupRate:      200,
@@ -128,11 +140,20 @@ type SoakReport struct {
 	Exports    int   `json:"exports"`
 	ExportRows int64 `json:"export_rows"`
 
-	StartMax  NodeStats   `json:"start"` // highest over Window after Warmup
-	EndMax    NodeStats   `json:"end"`   // highest over the last Window
-	Series    []NodeStats `json:"series"`
-	Flat      bool        `json:"flat"`
-	Tolerance string      `json:"tolerance"`
+	StartMax NodeStats `json:"start"` // highest over Window after Warmup
+	EndMax   NodeStats `json:"end"`   // highest over the last Window
+	// StartMedian, EndMedian: the medians over the same windows.
+	StartMedian NodeStats `json:"start_median"`
+	EndMedian   NodeStats `json:"end_median"`
+	PeakRSSMB   float64   `json:"peak_rss_mb"`
+	MemoryMB    float64   `json:"memory_mb"` // the node's --memory
+	// BurstRPS is the closed-loop phase's rate; MaxRPS divides its
+	// requests by the phase plus the builder's catch-up after it.
+	BurstRPS    float64     `json:"burst_requests_per_s"`
+	CatchUpSecs float64     `json:"catch_up_s"`
+	Series      []NodeStats `json:"series"`
+	Flat        bool        `json:"flat"`
+	Tolerance   string      `json:"tolerance"`
 	// Errors lists every failure: non-202 ingest, lookups other than 200
 	// and 404, failed changes and exports, node log errors, the node's
 	// exit. Empty in a good run.
@@ -178,12 +199,12 @@ func RunSoak(o SoakOptions) (*SoakReport, error) {
 		return nil, err
 	}
 	n, err := startNode(bin, filepath.Join(in.Dir, "soak-node.log"), "serve", "--data", data, "--site", benchSite,
-		"--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0")
+		"--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--memory", strconv.FormatInt(o.Memory, 10))
 	if err != nil {
 		return nil, err
 	}
 	defer n.kill()
-	rep := &SoakReport{Visitors: o.Visitors, Tolerance: fmt.Sprintf("end over start: anonymous RSS +%.0f%%, open files +%d, goroutines +%d (or that share of start)",
+	rep := &SoakReport{Visitors: o.Visitors, Tolerance: fmt.Sprintf("end over start: anonymous RSS (highest) +%.0f%%, open files +%d, goroutines +%d (medians; or that share of start)",
 		o.RSSGrowth*100, o.FDGrowth, o.GoroutineGrowth)}
 	fail := func(format string, args ...any) { rep.Errors = append(rep.Errors, fmt.Sprintf(format, args...)) }
 
@@ -196,10 +217,16 @@ func RunSoak(o SoakOptions) (*SoakReport, error) {
 	if pr.req == 0 {
 		return rep, fmt.Errorf("soak: no ingest request answered: %v", pr.err)
 	}
-	rep.MaxRPS = float64(pr.req) / pr.seconds
+	rep.BurstRPS = float64(pr.req) / pr.seconds
 	if pr.other != 0 || pr.errs != 0 {
 		fail("ingest at the maximum: %d non-202, %d errors: %v", pr.other, pr.errs, pr.err)
 	}
+	caughtUp := time.Now()
+	if err := n.waitCaughtUp(5 * time.Minute); err != nil {
+		return rep, fmt.Errorf("soak: after the maximum: %w", err)
+	}
+	rep.CatchUpSecs = time.Since(caughtUp).Seconds()
+	rep.MaxRPS = float64(pr.req) / (pr.seconds + rep.CatchUpSecs)
 	rep.OfferedRPS = o.Load * rep.MaxRPS
 
 	var (
@@ -286,26 +313,35 @@ func RunSoak(o SoakOptions) (*SoakReport, error) {
 		fail("lookups: %d answered neither 200 with the profile nor 404, %d errors: %s", lookups.Other, lookups.Errors, lookups.LastError)
 	}
 
-	// 2. Flat: the highest figures of the first window after the warmup
-	// against those of the last window.
+	// 2. Flat: the figures of the first window after the warmup against
+	// those of the last window; and within the memory budget throughout.
 	w0, w1 := o.Warmup.Seconds(), (o.Warmup + o.Window).Seconds()
 	e0 := rep.Seconds - o.Window.Seconds()
+	var start, end []NodeStats
 	for _, s := range rep.Series {
 		if s.T >= w0 && s.T < w1 {
-			rep.StartMax = maxStats(rep.StartMax, s)
+			start = append(start, s)
 		}
 		if s.T >= e0 {
-			rep.EndMax = maxStats(rep.EndMax, s)
+			end = append(end, s)
 		}
+		rep.PeakRSSMB = max(rep.PeakRSSMB, s.RSSMB)
 	}
+	rep.StartMax, rep.StartMedian = windowStats(start)
+	rep.EndMax, rep.EndMedian = windowStats(end)
 	grow := func(start float64, frac float64, abs int) float64 { return start + max(frac*start, float64(abs)) }
 	s, e := rep.StartMax, rep.EndMax
+	sm, em := rep.StartMedian, rep.EndMedian
 	rep.Flat = s.AnonMB > 0 && e.AnonMB <= s.AnonMB*(1+o.RSSGrowth) &&
-		float64(e.OpenFiles) <= grow(float64(s.OpenFiles), 0.25, o.FDGrowth) &&
-		float64(e.Goroutines) <= grow(float64(s.Goroutines), 0.25, o.GoroutineGrowth)
+		float64(em.OpenFiles) <= grow(float64(sm.OpenFiles), 0.25, o.FDGrowth) &&
+		float64(em.Goroutines) <= grow(float64(sm.Goroutines), 0.25, o.GoroutineGrowth)
 	if !rep.Flat {
-		fail("not flat: start anon RSS %.0f MB, %d files, %d goroutines; end %.0f MB, %d, %d (%s)",
-			s.AnonMB, s.OpenFiles, s.Goroutines, e.AnonMB, e.OpenFiles, e.Goroutines, rep.Tolerance)
+		fail("not flat: start anon RSS %.0f MB (highest), %d files, %d goroutines (medians); end %.0f MB, %d, %d (%s)",
+			s.AnonMB, sm.OpenFiles, sm.Goroutines, e.AnonMB, em.OpenFiles, em.Goroutines, rep.Tolerance)
+	}
+	rep.MemoryMB = float64(o.Memory) / (1 << 20)
+	if rep.PeakRSSMB > 1.15*rep.MemoryMB {
+		fail("peak RSS %.0f MB over the --memory budget %.0f MB + 15%%", rep.PeakRSSMB, rep.MemoryMB)
 	}
 
 	// 3. A clean stop, and a log without errors.
@@ -337,6 +373,14 @@ type nodeProc struct {
 
 	mu     sync.Mutex
 	errors []string // log lines that report errors
+	tail   []string // the last log lines (the log file goes with the bench's directory)
+}
+
+// logTail returns the node's last log lines.
+func (n *nodeProc) logTail() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.tail...)
 }
 
 var (
@@ -373,11 +417,15 @@ func startNode(bin, logPath string, args ...string) (*nodeProc, error) {
 			if m := nodeListening.FindStringSubmatch(line); m != nil {
 				found <- m
 			}
+			n.mu.Lock()
 			if nodeErrorLine.MatchString(line) {
-				n.mu.Lock()
 				n.errors = append(n.errors, line)
-				n.mu.Unlock()
 			}
+			if len(n.tail) == 8 {
+				n.tail = append(n.tail[:0], n.tail[1:]...)
+			}
+			n.tail = append(n.tail, line)
+			n.mu.Unlock()
 		}
 		n.waitErr = n.cmd.Wait()
 		close(n.done)
@@ -425,6 +473,57 @@ func (n *nodeProc) stats(t time.Duration) (NodeStats, error) {
 	return st, nil
 }
 
+// waitCaughtUp waits until the node's builder has applied everything in
+// its log: affinity_builder_lag_records is 0 on every partition.
+func (n *nodeProc) waitCaughtUp(timeout time.Duration) error {
+	c := &queryClient{addr: n.api, http: &http.Client{Timeout: 30 * time.Second}}
+	deadline := time.Now().Add(timeout)
+	for {
+		b, err := c.do(http.MethodGet, "/metrics", "", http.StatusOK)
+		if err != nil {
+			return err
+		}
+		lag, seen := 0.0, false
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "affinity_builder_lag_records{"); ok {
+				if _, v, ok := strings.Cut(rest, "} "); ok {
+					x, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					lag += x
+					seen = true
+				}
+			}
+		}
+		if !seen {
+			return errors.New("no affinity_builder_lag_records in /metrics")
+		}
+		if lag == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the builder still lags %.0f records after %s", lag, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// windowStats returns the highest and the median of each figure of ss.
+func windowStats(ss []NodeStats) (hi, med NodeStats) {
+	if len(ss) == 0 {
+		return hi, med
+	}
+	for _, s := range ss {
+		hi = maxStats(hi, s)
+	}
+	mid := func(x []float64) float64 { slices.Sort(x); return x[len(x)/2] }
+	var rss, anon, file, fds, gs []float64
+	for _, s := range ss {
+		rss, anon, file = append(rss, s.RSSMB), append(anon, s.AnonMB), append(file, s.FileMB)
+		fds, gs = append(fds, float64(s.OpenFiles)), append(gs, float64(s.Goroutines))
+	}
+	med = NodeStats{T: ss[len(ss)/2].T, RSSMB: mid(rss), AnonMB: mid(anon), FileMB: mid(file), OpenFiles: int(mid(fds)), Goroutines: int(mid(gs))}
+	return hi, med
+}
+
 // stop sends SIGTERM and waits up to timeout for a clean exit.
 func (n *nodeProc) stop(timeout time.Duration) error {
 	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -433,12 +532,12 @@ func (n *nodeProc) stop(timeout time.Duration) error {
 	select {
 	case <-n.done:
 		if n.waitErr != nil {
-			return fmt.Errorf("exited with %v after SIGTERM (see %s)", n.waitErr, n.logPath)
+			return fmt.Errorf("exited with %v after SIGTERM; its log ends: %s", n.waitErr, strings.Join(n.logTail(), " | "))
 		}
 		return nil
 	case <-time.After(timeout):
 		n.kill()
-		return fmt.Errorf("did not exit within %s of SIGTERM: killed (see %s)", timeout, n.logPath)
+		return fmt.Errorf("did not exit within %s of SIGTERM: killed; its log ends: %s", timeout, strings.Join(n.logTail(), " | "))
 	}
 }
 
@@ -459,22 +558,23 @@ func (n *nodeProc) errorLines() []string {
 
 // PrintSoak writes the soak figures.
 func PrintSoak(w io.Writer, r *SoakReport) {
-	fmt.Fprintf(w, "soak: the affinity binary (serve) for %.0fs: ingest at %.0f req/s offered (%.0f%% of the %.0f req/s maximum), lookups, a segment change and an export every period\n",
-		r.Seconds, r.OfferedRPS, 100*r.OfferedRPS/max(r.MaxRPS, 1), r.MaxRPS)
+	fmt.Fprintf(w, "soak: the affinity binary (serve, --memory %.0f MiB) for %.0fs: ingest at %.0f req/s offered (%.0f%% of the %.0f req/s maximum: a %.0f req/s burst and %.1f s for the builder to catch up), lookups, a segment change and an export every period\n",
+		r.MemoryMB, r.Seconds, r.OfferedRPS, 100*r.OfferedRPS/max(r.MaxRPS, 1), r.MaxRPS, r.BurstRPS, r.CatchUpSecs)
 	fmt.Fprintf(w, "  ingest: %d requests, %.0f req/s, %.0f events/s, p99 %.1f ms; lookups: %d (%d found, %d not seen yet), p99 %.2f ms; %d segment changes, %d exports (%d rows)\n",
 		r.Requests, r.RPS, r.EPS, r.IngestP99ms, r.Lookups, r.LookupsFound, r.Lookups404, r.LookupP99ms, r.Changes, r.Exports, r.ExportRows)
 	fmt.Fprintf(w, "%-34s %9s %9s %9s %11s %11s\n", "node", "RSS MB", "anon MB", "file MB", "open files", "goroutines")
 	for _, x := range []struct {
 		label string
 		s     NodeStats
-	}{{"start (highest, window after warmup)", r.StartMax}, {"end (highest, last window)", r.EndMax}} {
+	}{{"start (highest, window after warmup)", r.StartMax}, {"start (median)", r.StartMedian},
+		{"end (highest, last window)", r.EndMax}, {"end (median)", r.EndMedian}} {
 		fmt.Fprintf(w, "%-34s %9.0f %9.0f %9.0f %11d %11d\n", x.label, x.s.RSSMB, x.s.AnonMB, x.s.FileMB, x.s.OpenFiles, x.s.Goroutines)
 	}
 	verdict := "flat"
 	if !r.Flat {
 		verdict = "NOT FLAT"
 	}
-	fmt.Fprintf(w, "  %s (tolerance: %s); errors: %d\n", verdict, r.Tolerance, len(r.Errors))
+	fmt.Fprintf(w, "  %s (tolerance: %s); peak RSS %.0f MB of %.0f MB budget; errors: %d\n", verdict, r.Tolerance, r.PeakRSSMB, r.MemoryMB, len(r.Errors))
 	for i, e := range r.Errors {
 		if i == 10 {
 			fmt.Fprintf(w, "  … %d more\n", len(r.Errors)-i)

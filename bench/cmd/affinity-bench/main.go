@@ -51,6 +51,8 @@ func run(args []string) error {
 	bRounds := fs.Int("build-rounds", bo.Rounds, "build: rounds; each system applies the whole log of each run once per round")
 	memory := budget.Bytes(bo.Memory)
 	fs.Var(&memory, "memory", "build, query: memory budget of the affinity node (affinity --memory), e.g. 512MiB, 4GiB")
+	sMemory := budget.Bytes(bench.DefaultSoakOptions().Memory)
+	fs.Var(&sMemory, "soak-memory", "soak: memory budget of the node (affinity --memory); peak RSS must stay within it + 15%")
 	redis := fs.String("redis-server", bo.RedisServer, "build: the redis-server binary of the Redis peer")
 
 	eo := bench.DefaultE2EOptions()
@@ -103,7 +105,7 @@ func run(args []string) error {
 	override("build-events", func() { bo.Workload.Events = *bEvents })
 	override("build-small-visitors", func() { bo.SmallVisitors = *bSmall })
 	override("build-rounds", func() { bo.Rounds = *bRounds })
-	bo.Memory, qo.Memory = int64(memory), int64(memory)
+	bo.Memory, qo.Memory, so.Memory = int64(memory), int64(memory), int64(sMemory)
 	override("e2e-load", func() { eo.Load = *eLoad })
 	override("e2e-phase", func() { eo.Phase = *ePhase })
 	override("query-visitors", func() { qo.Visitors = *qVisitors })
