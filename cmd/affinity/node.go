@@ -10,6 +10,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -367,6 +368,25 @@ func (n *node) newCollector(cf *collectorFlags, token string) (*metrics.Set, err
 // time is up (a Badger flush retrying forever into a removed directory) is
 // named in the log, the steps after it are skipped, and close returns an
 // error, so that the process exits with status 1 instead of hanging.
+// dumpGoroutines writes every goroutine's stack to
+// <data>/shutdown-goroutines.txt (stderr when that cannot be written), so
+// that a stuck shutdown step can be diagnosed after the process is gone.
+func (n *node) dumpGoroutines() {
+	path := filepath.Join(n.nf.data, "shutdown-goroutines.txt")
+	f, err := os.Create(path)
+	if err != nil {
+		log.Printf("shutdown: goroutines follow (cannot write %s: %v)", path, err)
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+		return
+	}
+	err = pprof.Lookup("goroutine").WriteTo(f, 2)
+	if err = errors.Join(err, f.Close()); err != nil {
+		log.Printf("shutdown: cannot write the goroutines to %s: %v", path, err)
+		return
+	}
+	log.Printf("shutdown: the goroutines' stacks are in %s", path)
+}
+
 func (n *node) close() error {
 	timeout := n.nf.shutdownTimeout
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -392,6 +412,7 @@ func (n *node) close() error {
 			stuck = true
 			err := fmt.Errorf("shutdown: step %q did not finish within --shutdown-timeout %s; exiting without it", name, duration.Format(timeout))
 			log.Printf("%s", err)
+			n.dumpGoroutines()
 			errs = append(errs, err)
 		}
 	}

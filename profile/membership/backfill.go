@@ -126,7 +126,7 @@ func (e *Engine) backfill(d Definition, bf *Backfill) {
 			maxKey := state.ScoreKey(e.cfg.LogThreshold(dim, t.Min, now))
 			err = e.db.ScanInterests(d.Site, t.Dim, t.Value, maxKey, nil, func(pos state.InterestPos) bool {
 				cands = append(cands, pos.Visitor)
-				return !bf.stop.Load()
+				return !bf.stop.Load() && e.ctx.Err() == nil
 			})
 			if err != nil {
 				break
@@ -135,13 +135,13 @@ func (e *Engine) backfill(d Definition, bf *Backfill) {
 	} else {
 		err = e.db.ScanVisitors(d.Site, func(v [16]byte, _, _ []byte) bool {
 			cands = append(cands, v)
-			return !bf.stop.Load()
+			return !bf.stop.Load() && e.ctx.Err() == nil
 		})
 	}
 	if err == nil {
 		err = e.Members(d.Site, d.Name, nil, func(m *Member) bool {
 			cands = append(cands, m.Visitor)
-			return !bf.stop.Load()
+			return !bf.stop.Load() && e.ctx.Err() == nil
 		})
 	}
 	if err != nil {
