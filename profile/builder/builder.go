@@ -774,6 +774,16 @@ func (pt *partition) applyRecord(rec *storage.Record) error {
 			b.m.dedupHits.Inc()
 			continue
 		}
+		// An order counts once per visitor, forever: an import sent again
+		// or a purchase sent both by the browser and the shop's backend.
+		if e.Type == event.TypePurchase && e.HasOrder && e.Order.ID != "" {
+			if order := foldOrderID(e.Order.ID); en.orders.has(order) {
+				b.m.orderDedupHits.Inc()
+				continue
+			} else {
+				en.orders = en.orders.add(order)
+			}
+		}
 		if err := pt.join(eb.Site, e); err != nil {
 			return err
 		}
@@ -869,9 +879,9 @@ func (pt *partition) entry(site string, visitor event.UUID) (*entry, error) {
 			pt.b.logf("builder: visitor %s of site %q: stored profile unreadable, starting a new one: %s", visitor, site, err)
 		}
 		var err error
-		if en.seen, err = decodeSeen(en.seen, seen); err != nil {
+		if en.seen, en.orders, err = decodeSeen(en.seen, en.orders, seen); err != nil {
 			pt.b.logf("builder: visitor %s of site %q: %s", visitor, site, err)
-			en.seen = en.seen[:0]
+			en.seen, en.orders = en.seen[:0], en.orders[:0]
 		}
 		en.indexedEmail = en.prof.Email
 		pt.cache.resize(en, len(prof))
@@ -909,7 +919,7 @@ func (pt *partition) commit(next int64) error {
 			}
 		}
 		pt.profBuf = profile.AppendProfile(pt.profBuf[:0], &en.prof)
-		pt.seenBuf = appendSeen(pt.seenBuf[:0], en.seen)
+		pt.seenBuf = appendSeen(pt.seenBuf[:0], en.seen, en.orders)
 		pt.check(batch.PutVisitor(en.site, en.visitor, pt.profBuf, pt.seenBuf))
 		if ec := b.encoded; ec != nil {
 			// Before the commit, which this partition alone could read

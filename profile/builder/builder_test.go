@@ -416,3 +416,51 @@ func TestCacheTiers(t *testing.T) {
 		})
 	}
 }
+
+// An order counts once per visitor, however late it is sent again and
+// however many orders came after it: past the event-id dedup's window and
+// its DedupMax ids, and after a restart (the set is stored, not cached).
+func TestOrderDedupForever(t *testing.T) {
+	dir := t.TempDir()
+	e := openEnv(t, dir, 2, nil)
+	v := profiletest.Visitor(1)
+	const orders = 300 // more than DedupMax
+	purchase := func(order int, ts int64) event.Event {
+		ev := profiletest.Event(event.TypePurchase, ts, nil)
+		ev.HasOrder = true
+		ev.Order = event.Order{ID: fmt.Sprintf("A-%d", order), Total: 10, HasTotal: true, Items: []event.Product{acme}}
+		return ev
+	}
+	send := func(e *profiletest.Env, recv int64) {
+		t.Helper()
+		var evs []event.Event
+		for i := range orders {
+			evs = append(evs, purchase(i, t0+int64(i)))
+			if len(evs) == 100 {
+				b := profiletest.Batch("s1", v, evs...)
+				b.Recv = recv
+				e.Send(t, b)
+				evs = nil
+			}
+		}
+	}
+	check := func(e *profiletest.Env, what string) {
+		t.Helper()
+		p := e.Profile(t, "s1", v)
+		if p == nil || p.Events[event.TypePurchase].Count != orders {
+			t.Fatalf("%s: profile %v; want %d purchases", what, p, orders)
+		}
+	}
+	send(e, t0+1000)
+	check(e, "first send")
+	// The same orders under new event ids, 30 days later.
+	send(e, t0+30*24*3600*1000)
+	check(e, "sent again 30 days later")
+	if got := counter(e.Metrics, "affinity_builder_order_dedup_hits_total"); got != orders {
+		t.Fatalf("order dedup hits = %d; want %d", got, orders)
+	}
+	e.Close(t)
+	e = openEnv(t, dir, 2, nil)
+	send(e, t0+60*24*3600*1000)
+	check(e, "sent again after a restart")
+}

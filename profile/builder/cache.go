@@ -16,8 +16,9 @@ type entry struct {
 	site    string // a substring of key
 	visitor event.UUID
 
-	prof profile.Profile
-	seen seenList
+	prof   profile.Profile
+	seen   seenList
+	orders orderSet
 
 	stored       bool   // a profile is stored in state
 	indexedEmail string // the email the identity index links to the visitor
@@ -80,7 +81,7 @@ const entryOverhead = 512
 
 // resize sets e's estimated size from its encoded profile length.
 func (c *cache) resize(e *entry, encoded int) {
-	n := entryOverhead + int64(len(e.key)) + 3*int64(encoded) + 16*int64(cap(e.seen))
+	n := entryOverhead + int64(len(e.key)) + 3*int64(encoded) + 16*int64(cap(e.seen)) + 8*int64(cap(e.orders))
 	c.bytes += n - e.size
 	e.size = n
 }
@@ -94,9 +95,9 @@ func (c *cache) remove(e *entry) {
 	c.unlink(e)
 	c.bytes -= e.size
 	e.prof.Reset()
-	e.seen = e.seen[:0]
+	e.seen, e.orders = e.seen[:0], e.orders[:0]
 	clear(e.changes)
-	*e = entry{prof: e.prof, seen: e.seen, changes: e.changes[:0]}
+	*e = entry{prof: e.prof, seen: e.seen, orders: e.orders, changes: e.changes[:0]}
 	if len(c.free) < 64 {
 		c.free = append(c.free, e)
 	}

@@ -14,8 +14,11 @@
 // Client retries, which append the same events again under new offsets, are
 // dropped by event id: each visitor's value keeps the ids of its events
 // applied within DedupWindow (at most DedupMax, the newest), next to the
-// profile, so dedup costs no extra read or write. The log is trimmed only
-// below an offset that a state fsync covered.
+// profile, so dedup costs no extra read or write. Order ids are kept
+// forever in the same value: a purchase whose order id its visitor has
+// applied is dropped (imported orders sent again, an order sent by the
+// browser and the backend). The log is trimmed only below an offset that a
+// state fsync covered.
 //
 // A batch whose writes would pass a quarter of Badger's transaction limits
 // is committed in a few transactions, each with the offset after its last

@@ -10,6 +10,7 @@ import (
 type builderMetrics struct {
 	eventsApplied  *metrics.Counter
 	dedupHits      *metrics.Counter
+	orderDedupHits *metrics.Counter
 	catalogMisses  *metrics.Counter
 	records        *metrics.Counter
 	badRecords     *metrics.Counter
@@ -28,6 +29,7 @@ func newBuilderMetrics(set *metrics.Set) *builderMetrics {
 	return &builderMetrics{
 		eventsApplied:  set.GetOrCreateCounter("affinity_builder_events_applied_total"),
 		dedupHits:      set.GetOrCreateCounter("affinity_builder_dedup_hits_total"),
+		orderDedupHits: set.GetOrCreateCounter("affinity_builder_order_dedup_hits_total"),
 		catalogMisses:  set.GetOrCreateCounter("affinity_builder_catalog_misses_total"),
 		records:        set.GetOrCreateCounter("affinity_builder_records_total"),
 		badRecords:     set.GetOrCreateCounter("affinity_builder_bad_records_total"),

@@ -4,13 +4,18 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
-// seenVersion is the first byte of the stored dedup list (FORMAT.md of
-// storage/state, "Visitor").
-const seenVersion = 1
+// The first byte of the stored dedup list (FORMAT.md of storage/state,
+// "Visitor"): version 1 holds the event ids, version 2 also the order ids.
+// A list without order ids is written as version 1.
+const (
+	seenVersion       = 1
+	seenOrdersVersion = 2
+)
 
 // seenID is one applied event in a visitor's dedup list.
 type seenID struct {
@@ -54,14 +59,19 @@ func (s seenList) prune(window int64, max int) seenList {
 	return s[:n]
 }
 
-// appendSeen encodes s: version | uvarint n | n × (id u64 big-endian |
-// recv varint seconds, the first absolute, the others as the difference
-// from the one before).
-func appendSeen(dst []byte, s seenList) []byte {
-	if len(s) == 0 {
+// appendSeen encodes s and orders: version | uvarint n | n × (id u64
+// big-endian | recv varint seconds, the first absolute, the others as the
+// difference from the one before); version 2 then adds uvarint m | m ×
+// order id u64 big-endian, ascending.
+func appendSeen(dst []byte, s seenList, orders orderSet) []byte {
+	if len(s) == 0 && len(orders) == 0 {
 		return dst
 	}
-	dst = append(dst, seenVersion)
+	if len(orders) == 0 {
+		dst = append(dst, seenVersion)
+	} else {
+		dst = append(dst, seenOrdersVersion)
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
 	prev := int64(0)
 	for _, e := range s {
@@ -69,44 +79,97 @@ func appendSeen(dst []byte, s seenList) []byte {
 		dst = binary.AppendVarint(dst, e.recv-prev)
 		prev = e.recv
 	}
+	if len(orders) == 0 {
+		return dst
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(orders)))
+	for _, id := range orders {
+		dst = binary.BigEndian.AppendUint64(dst, id)
+	}
 	return dst
 }
 
 var errSeen = errors.New("cannot decode dedup list")
 
-// decodeSeen decodes data made by appendSeen into dst[:0]. Empty data is
-// an empty list.
-func decodeSeen(dst seenList, data []byte) (seenList, error) {
-	dst = dst[:0]
+// decodeSeen decodes data made by appendSeen into dst[:0] and orders[:0].
+// Empty data is an empty list.
+func decodeSeen(dst seenList, orders orderSet, data []byte) (seenList, orderSet, error) {
+	dst, orders = dst[:0], orders[:0]
 	if len(data) == 0 {
-		return dst, nil
+		return dst, orders, nil
 	}
-	if data[0] != seenVersion {
-		return dst, fmt.Errorf("%w: version %d, this build reads %d", errSeen, data[0], seenVersion)
+	version := data[0]
+	if version != seenVersion && version != seenOrdersVersion {
+		return dst, orders, fmt.Errorf("%w: version %d, this build reads %d and %d", errSeen, data[0], seenVersion, seenOrdersVersion)
 	}
 	n, k := binary.Uvarint(data[1:])
 	data = data[1+max(k, 0):]
 	// Each entry takes at least 9 bytes: refuse counts the data cannot hold
 	// before allocating.
 	if k <= 0 || n > uint64(len(data)/9) {
-		return dst, fmt.Errorf("%w: bad count", errSeen)
+		return dst, orders, fmt.Errorf("%w: bad count", errSeen)
 	}
 	prev := int64(0)
 	for range n {
 		if len(data) < 9 {
-			return dst, fmt.Errorf("%w: truncated", errSeen)
+			return dst, orders, fmt.Errorf("%w: truncated", errSeen)
 		}
 		id := binary.BigEndian.Uint64(data)
 		d, k := binary.Varint(data[8:])
 		if k <= 0 {
-			return dst, fmt.Errorf("%w: bad receive time", errSeen)
+			return dst, orders, fmt.Errorf("%w: bad receive time", errSeen)
 		}
 		prev += d
 		dst = append(dst, seenID{id: id, recv: prev})
 		data = data[8+k:]
 	}
-	if len(data) != 0 {
-		return dst, fmt.Errorf("%w: %d trailing bytes", errSeen, len(data))
+	if version == seenOrdersVersion {
+		m, k := binary.Uvarint(data)
+		if k <= 0 || m == 0 || m != uint64(len(data[k:])/8) || len(data[k:])%8 != 0 {
+			return dst, orders, fmt.Errorf("%w: bad order id count", errSeen)
+		}
+		data = data[k:]
+		for range m {
+			id := binary.BigEndian.Uint64(data)
+			if len(orders) > 0 && id <= orders[len(orders)-1] {
+				return dst, orders, fmt.Errorf("%w: order ids out of order", errSeen)
+			}
+			orders = append(orders, id)
+			data = data[8:]
+		}
 	}
-	return dst, nil
+	if len(data) != 0 {
+		return dst, orders, fmt.Errorf("%w: %d trailing bytes", errSeen, len(data))
+	}
+	return dst, orders, nil
+}
+
+// orderSet is the set of the order ids (foldOrderID) of the purchases
+// applied to a visitor, ascending: kept forever, so that an order imported
+// or sent again, however late, counts once.
+type orderSet []uint64
+
+func (s orderSet) has(id uint64) bool {
+	_, found := slices.BinarySearch(s, id)
+	return found
+}
+
+// add returns s with id inserted.
+func (s orderSet) add(id uint64) orderSet {
+	i, found := slices.BinarySearch(s, id)
+	if found {
+		return s
+	}
+	return slices.Insert(s, i, id)
+}
+
+// foldOrderID hashes an order id to 64 bits (FNV-1a). Among one visitor's
+// n orders a false match has probability ≈ n²/2⁶⁵: none for any shop.
+func foldOrderID(id string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return h
 }

@@ -9,27 +9,59 @@ import (
 )
 
 func TestSeenRoundTrip(t *testing.T) {
-	f := func(s seenList) {
+	f := func(s seenList, orders orderSet) {
 		t.Helper()
-		data := appendSeen(nil, s)
-		got, err := decodeSeen(nil, data)
+		data := appendSeen(nil, s, orders)
+		got, gotOrders, err := decodeSeen(nil, nil, data)
 		if err != nil {
 			t.Fatalf("decodeSeen(%s): %s", hex.Dump(data), err)
 		}
 		if !slices.Equal(got, s) && !(len(got) == 0 && len(s) == 0) {
 			t.Fatalf("round trip of %v = %v\n%s", s, got, hex.Dump(data))
 		}
+		if !slices.Equal(gotOrders, orders) && !(len(gotOrders) == 0 && len(orders) == 0) {
+			t.Fatalf("round trip of orders %v = %v\n%s", orders, gotOrders, hex.Dump(data))
+		}
 	}
-	f(nil)
-	f(seenList{{id: 1, recv: 0}})
-	f(seenList{{id: ^uint64(0), recv: -5}, {id: 7, recv: 1_800_000_000}, {id: 8, recv: 1_800_000_000}})
+	f(nil, nil)
+	f(seenList{{id: 1, recv: 0}}, nil)
+	f(seenList{{id: ^uint64(0), recv: -5}, {id: 7, recv: 1_800_000_000}, {id: 8, recv: 1_800_000_000}}, nil)
+	f(nil, orderSet{3})
+	f(seenList{{id: 1, recv: 0}}, orderSet{0, 5, ^uint64(0)})
+}
+
+func TestOrderSet(t *testing.T) {
+	var s orderSet
+	for _, id := range []string{"A-1", "A-2", "A-1", "", "B-77"} {
+		s = s.add(foldOrderID(id))
+	}
+	if len(s) != 4 || !slices.IsSorted(s) {
+		t.Fatalf("set after adding A-1, A-2, A-1, \"\", B-77 = %v; want 4 ids ascending", s)
+	}
+	for _, id := range []string{"A-1", "A-2", "", "B-77"} {
+		if !s.has(foldOrderID(id)) {
+			t.Errorf("has(%q) = false; want true", id)
+		}
+	}
+	if s.has(foldOrderID("A-3")) {
+		t.Errorf("has(\"A-3\") = true; want false")
+	}
+	// FNV-1a of "a", the published test vector.
+	if got := foldOrderID("a"); got != 0xaf63dc4c8601ec8c {
+		t.Errorf("foldOrderID(\"a\") = %#x; want 0xaf63dc4c8601ec8c", got)
+	}
 }
 
 func TestSeenLayout(t *testing.T) {
-	got := appendSeen(nil, seenList{{id: 0x0102030405060708, recv: 1000}, {id: 9, recv: 1000}})
+	got := appendSeen(nil, seenList{{id: 0x0102030405060708, recv: 1000}, {id: 9, recv: 1000}}, nil)
 	want, _ := hex.DecodeString("01" + "02" + "0102030405060708" + "d00f" + "0000000000000009" + "00")
 	if !slices.Equal(got, want) {
 		t.Fatalf("layout:\n%s\nwant:\n%s", hex.Dump(got), hex.Dump(want))
+	}
+	got = appendSeen(nil, seenList{{id: 9, recv: 1000}}, orderSet{2, 0x0a0b})
+	want, _ = hex.DecodeString("02" + "01" + "0000000000000009" + "d00f" + "02" + "0000000000000002" + "0000000000000a0b")
+	if !slices.Equal(got, want) {
+		t.Fatalf("layout with orders:\n%s\nwant:\n%s", hex.Dump(got), hex.Dump(want))
 	}
 }
 
@@ -70,7 +102,12 @@ func TestSeenHas(t *testing.T) {
 
 func TestDecodeSeenRefuses(t *testing.T) {
 	for name, in := range map[string]string{
-		"version":   "02" + "01" + "0000000000000001" + "00",
+		"version":   "03" + "01" + "0000000000000001" + "00",
+		"no orders": "02" + "01" + "0000000000000001" + "00",
+		"0 orders":  "02" + "00" + "00",
+		"order len": "02" + "00" + "02" + "0000000000000001" + "00000000000002",
+		"unsorted":  "02" + "00" + "02" + "0000000000000002" + "0000000000000001",
+		"repeated":  "02" + "00" + "02" + "0000000000000002" + "0000000000000002",
 		"count":     "01" + "05" + "0000000000000001" + "00",
 		"truncated": "01" + "01" + "00000000000000",
 		"bad recv":  "01" + "01" + "0000000000000001" + "80",
@@ -78,26 +115,27 @@ func TestDecodeSeenRefuses(t *testing.T) {
 		"no count":  "01",
 	} {
 		data, _ := hex.DecodeString(in)
-		if _, err := decodeSeen(nil, data); err == nil {
+		if _, _, err := decodeSeen(nil, nil, data); err == nil {
 			t.Errorf("%s: decodeSeen(%s) accepted", name, in)
 		}
 	}
 }
 
 func FuzzDecodeSeen(f *testing.F) {
-	f.Add(appendSeen(nil, seenList{{id: 1, recv: 1_800_000_000}, {id: 2, recv: 1_800_000_001}}))
+	f.Add(appendSeen(nil, seenList{{id: 1, recv: 1_800_000_000}, {id: 2, recv: 1_800_000_001}}, nil))
+	f.Add(appendSeen(nil, seenList{{id: 1, recv: 1_800_000_000}}, orderSet{4, 9}))
 	f.Add([]byte{})
 	f.Add([]byte{1, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := decodeSeen(nil, data)
+		s, orders, err := decodeSeen(nil, nil, data)
 		if err != nil {
 			return
 		}
 		// Accepted lists re-encode to the same bytes (the encoding is
 		// canonical except for non-minimal varints and the empty list).
-		again, err := decodeSeen(nil, appendSeen(nil, s))
-		if err != nil || !slices.Equal(again, s) {
-			t.Fatalf("re-encoding %v: %v, %v", s, again, err)
+		again, againOrders, err := decodeSeen(nil, nil, appendSeen(nil, s, orders))
+		if err != nil || !slices.Equal(again, s) || !slices.Equal(againOrders, orders) {
+			t.Fatalf("re-encoding %v %v: %v %v, %v", s, orders, again, againOrders, err)
 		}
 	})
 }
