@@ -24,7 +24,7 @@ func parseCSV(r io.Reader, opts Options, fn func(int, *Product) error) error {
 		_, _ = br.Discard(3)
 	}
 	cr := csv.NewReader(br)
-	cr.Comma = sniffDelimiter(br)
+	cr.Comma = SniffDelimiter(br)
 	cr.ReuseRecord = true
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
@@ -119,9 +119,10 @@ func csvError(err error) error {
 	return fmt.Errorf("cannot read catalog: %w", err)
 }
 
-// sniffDelimiter picks ',' ';' or '\t', whichever the header line (outside
+// SniffDelimiter picks ',' ';' or '\t', whichever the header line (outside
 // quotes) holds most of; ',' on a tie.
-func sniffDelimiter(br *bufio.Reader) rune {
+// The order importer (profile/importer) reads its CSV with it too.
+func SniffDelimiter(br *bufio.Reader) rune {
 	head, _ := br.Peek(br.Size())
 	if i := bytes.IndexByte(head, '\n'); i >= 0 {
 		head = head[:i]
