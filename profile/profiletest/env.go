@@ -14,6 +14,7 @@ import (
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/importer"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/query"
 	"github.com/affinityhq/affinity/storage"
@@ -147,10 +148,13 @@ func (e *Env) serve(t testing.TB, tune func(*query.Options)) {
 	if e.Segments != nil {
 		qo.Segments = e.Segments
 	}
+	var err error
+	if qo.Importer, err = importer.New(importer.Options{Log: e.Log, Committed: e.DB, Metrics: e.Metrics, Now: e.Clock.Now}); err != nil {
+		t.Fatalf("cannot create the importer: %s", err)
+	}
 	if tune != nil {
 		tune(&qo)
 	}
-	var err error
 	if e.Query, err = query.New(qo); err != nil {
 		t.Fatalf("cannot create the query API: %s", err)
 	}

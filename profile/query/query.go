@@ -15,6 +15,7 @@ import (
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/catalog"
+	"github.com/affinityhq/affinity/profile/importer"
 	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/storage/state"
@@ -54,6 +55,11 @@ type Options struct {
 	MaxCatalogBytes int
 	// Catalog limits the rows of an upload.
 	Catalog catalog.Options
+	// Importer serves /v1/import (import.go); nil: it answers 503.
+	Importer *importer.Importer
+	// MaxImportBytes bounds one orders upload after gunzip, in bytes; above
+	// it POST answers 413. Default 256 MiB, the listener's body limit.
+	MaxImportBytes int
 	// MaxLimit bounds ?limit= of the interest list. Default 100000; without
 	// ?limit= the whole list streams.
 	MaxLimit int
@@ -64,6 +70,7 @@ func DefaultOptions() Options {
 	return Options{
 		Now:             time.Now,
 		MaxCatalogBytes: 64 << 20,
+		MaxImportBytes:  256 << 20,
 		Catalog:         catalog.DefaultOptions(),
 		MaxLimit:        100000,
 	}
@@ -108,6 +115,9 @@ func New(opts Options) (*Handler, error) {
 	if opts.MaxCatalogBytes <= 0 {
 		opts.MaxCatalogBytes = def.MaxCatalogBytes
 	}
+	if opts.MaxImportBytes <= 0 {
+		opts.MaxImportBytes = def.MaxImportBytes
+	}
 	if opts.MaxLimit <= 0 {
 		opts.MaxLimit = def.MaxLimit
 	}
@@ -136,6 +146,7 @@ func (h *Handler) Register(s *api.Server) {
 	s.Handle("/v1/visitors/", h.serveVisitors)
 	s.Handle("/v1/interests/", h.serveInterests)
 	s.Handle("/v1/catalog/", h.serveCatalog)
+	s.Handle(importPrefix, h.serveImport)
 	s.Handle(segmentsPrefix, h.serveSegments)
 }
 

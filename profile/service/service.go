@@ -17,6 +17,7 @@ import (
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/importer"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/query"
 	"github.com/affinityhq/affinity/profile/segment"
@@ -117,7 +118,11 @@ func Open(opts Options) (*Service, error) {
 	if s.Builder, err = builder.New(bo); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
+	imo := importer.Options{Log: opts.Log, Committed: db, Metrics: s.Metrics}
 	qo := query.DefaultOptions()
+	if qo.Importer, err = importer.New(imo); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
 	qo.State, qo.Builder, qo.Config, qo.Metrics, qo.Segments, qo.Logger = db, s.Builder, opts.Config, s.Metrics, s.Segments, opts.Logger
 	if opts.Now != nil {
 		qo.Now = opts.Now
