@@ -56,6 +56,7 @@ type Report struct {
 	E2E     *E2EReport    `json:"e2e,omitempty"`
 	Query   *QueryReport  `json:"query,omitempty"`
 	Soak    *SoakReport   `json:"soak,omitempty"`
+	Import  *ImportReport `json:"import,omitempty"`
 }
 
 // WriteJSON writes r, indented, to path.

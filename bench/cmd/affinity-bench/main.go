@@ -30,7 +30,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("affinity-bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "smoke run: every scenario in under a minute (figures are not meaningful)")
-	scenarios := fs.String("scenario", "ingest,build,e2e,query", "scenarios to run, comma-separated: ingest, build, e2e, query, soak (10 min; not in the default set)")
+	scenarios := fs.String("scenario", "ingest,build,e2e,query", "scenarios to run, comma-separated: ingest, build, e2e, query, import, soak (10 min; not in the default set)")
 	out := fs.String("out", "bench-report.json", "JSON report path; the SVG charts go beside it (<name>-ingest.svg, -build.svg, -e2e.svg, -query.svg)")
 	dir := fs.String("dir", "", "scratch directory for logs and state (default: a temporary one, removed after)")
 	seed := fs.Uint64("seed", 1, "workload seed: the same seed gives the same traffic")
@@ -58,6 +58,10 @@ func run(args []string) error {
 	eo := bench.DefaultE2EOptions()
 	eLoad := fs.Float64("e2e-load", eo.Load, "e2e: offered load as a fraction of the maximum found first")
 	ePhase := fs.Duration("e2e-phase", eo.Phase, "e2e: duration of the open-loop phase")
+
+	io := bench.DefaultImportOptions()
+	fs.IntVar(&io.Orders, "import-orders", io.Orders, "import: orders of the upload (4 a person)")
+	fs.StringVar(&io.Format, "import-format", io.Format, "import: syntax of the upload, ndjson or csv")
 
 	qo := bench.DefaultQueryOptions()
 	qVisitors := fs.Int("query-visitors", qo.Visitors, "query: visitors pre-filled in the node, each a member of the exported segment")
@@ -120,9 +124,9 @@ func run(args []string) error {
 	so.Binary = *sBinary
 	bo.RedisServer = *redis
 	in.Workload.Seed, bo.Workload.Seed = *seed, *seed
-	in.Dir, bo.Dir = *dir, *dir
+	in.Dir, bo.Dir, io.Dir = *dir, *dir, *dir
 	progress := newProgress(os.Stderr)
-	in.Progress, bo.Progress = progress, progress
+	in.Progress, bo.Progress, io.Progress = progress, progress, progress
 	// e2e drives the collector as ingest does, at ingest's concurrency.
 	eo.Ingest.Concurrency, eo.Ingest.Workload, eo.Ingest.Dir, eo.Ingest.Progress = in.Concurrency, in.Workload, in.Dir, progress
 	qo.Ingest.Concurrency, qo.Ingest.Workload, qo.Ingest.Dir, qo.Ingest.Progress = in.Concurrency, in.Workload, in.Dir, progress
@@ -196,6 +200,15 @@ func run(args []string) error {
 			if err != nil {
 				failed = append(failed, "query: "+err.Error())
 			}
+		case "import":
+			r, err := bench.RunImport(io)
+			if r != nil {
+				rep.Import = r
+				bench.PrintImport(os.Stdout, r)
+			}
+			if err != nil {
+				failed = append(failed, "import: "+err.Error())
+			}
 		case "soak":
 			r, err := bench.RunSoak(so)
 			if r != nil {
@@ -207,7 +220,7 @@ func run(args []string) error {
 			}
 		case "":
 		default:
-			return fmt.Errorf("unknown scenario %q (--scenario): want ingest, build, e2e, query or soak", sc)
+			return fmt.Errorf("unknown scenario %q (--scenario): want ingest, build, e2e, query, import or soak", sc)
 		}
 		fmt.Println()
 	}
