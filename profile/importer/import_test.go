@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -37,27 +36,12 @@ func openAt(t *testing.T, dir string, ms int64) *profiletest.Env {
 // post sends an upload and returns the status and body.
 func post(t *testing.T, e *profiletest.Env, path, contentType, encoding string, body []byte) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, e.URL+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+profiletest.Token)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
+	h := http.Header{}
+	h.Set("Content-Type", contentType)
 	if encoding != "" {
-		req.Header.Set("Content-Encoding", encoding)
+		h.Set("Content-Encoding", encoding)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	return e.DoHeader(t, http.MethodPost, path, h, body, true)
 }
 
 // upload posts an upload that must be accepted, waits until GET of its

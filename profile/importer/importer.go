@@ -186,12 +186,11 @@ func (im *Importer) Import(ctx context.Context, site string, orders *Orders) (Re
 // appender gathers encoded records and appends them about max bytes at a
 // time.
 type appender struct {
-	log        storage.Log
-	max        int
-	buf        []byte
-	spans      []int // key start, value start, value end of each record in buf
-	msgs       []storage.Message
-	key, value []byte
+	log   storage.Log
+	max   int
+	buf   []byte
+	spans []int // key start, value start, value end of each record in buf
+	msgs  []storage.Message
 }
 
 // add encodes b and returns its log key.

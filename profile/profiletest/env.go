@@ -271,15 +271,26 @@ func (e *Env) Profile(t testing.TB, site string, v event.UUID) *profile.Profile 
 // status and body.
 func (e *Env) Do(t testing.TB, method, path, contentType string, body []byte, auth bool) (int, string) {
 	t.Helper()
+	h := http.Header{}
+	if contentType != "" {
+		h.Set("Content-Type", contentType)
+	}
+	return e.DoHeader(t, method, path, h, body, auth)
+}
+
+// DoHeader sends a request with the headers h to the query API, with Token
+// if auth, and returns the status and body.
+func (e *Env) DoHeader(t testing.TB, method, path string, h http.Header, body []byte, auth bool) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, e.URL+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
 	if auth {
 		req.Header.Set("Authorization", "Bearer "+Token)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
