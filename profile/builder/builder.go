@@ -883,7 +883,7 @@ func (pt *partition) entry(site string, visitor event.UUID) (*entry, error) {
 			pt.b.logf("builder: visitor %s of site %q: %s", visitor, site, err)
 			en.seen, en.orders = en.seen[:0], en.orders[:0]
 		}
-		en.indexedEmail = en.prof.Email
+		en.indexedEmail, en.indexedCustomer = en.prof.Email, en.prof.Customer
 		pt.cache.resize(en, len(prof))
 	}
 	return en, nil
@@ -910,14 +910,7 @@ func (pt *partition) commit(next int64) error {
 				pt.check(batch.PutInterest(en.site, dim, c.Value, newK, en.visitor))
 			}
 		}
-		if en.prof.Email != en.indexedEmail {
-			if en.indexedEmail != "" {
-				pt.check(batch.DeleteEmail(en.site, en.indexedEmail, en.visitor))
-			}
-			if en.prof.Email != "" {
-				pt.check(batch.PutEmail(en.site, en.prof.Email, en.visitor))
-			}
-		}
+		pt.moveLinks(en, en.prof.Email, en.prof.Customer)
 		pt.profBuf = profile.AppendProfile(pt.profBuf[:0], &en.prof)
 		pt.seenBuf = appendSeen(pt.seenBuf[:0], en.seen, en.orders)
 		pt.check(batch.PutVisitor(en.site, en.visitor, pt.profBuf, pt.seenBuf))
@@ -945,7 +938,7 @@ func (pt *partition) commit(next int64) error {
 	for _, en := range pt.dirty {
 		en.dirty = false
 		en.stored = true
-		en.indexedEmail = en.prof.Email
+		en.indexedEmail, en.indexedCustomer = en.prof.Email, en.prof.Customer
 		pt.releaseChanges(en)
 	}
 	clear(pt.dirty)
@@ -957,6 +950,29 @@ func (pt *partition) commit(next int64) error {
 	pt.cacheBytes.Store(pt.cache.bytes)
 	pt.lastErr.Store(nil)
 	return nil
+}
+
+// moveLinks adds to the batch the moves of en's identity links from what
+// is indexed to email and customer (its profile's latest; "" to unlink):
+// nothing when neither changed, the common case.
+func (pt *partition) moveLinks(en *entry, email, customer string) {
+	batch := pt.batch
+	if email != en.indexedEmail {
+		if en.indexedEmail != "" {
+			pt.check(batch.DeleteEmail(en.site, en.indexedEmail, en.visitor))
+		}
+		if email != "" {
+			pt.check(batch.PutEmail(en.site, email, en.visitor))
+		}
+	}
+	if customer != en.indexedCustomer {
+		if en.indexedCustomer != "" {
+			pt.check(batch.DeleteCustomer(en.site, en.indexedCustomer, en.visitor))
+		}
+		if customer != "" {
+			pt.check(batch.PutCustomer(en.site, customer, en.visitor))
+		}
+	}
 }
 
 // check logs a write the state refused. Profiles bound what they keep
@@ -990,9 +1006,7 @@ func (pt *partition) deleteVisitor(site string, visitor event.UUID) (bool, error
 			}
 		}
 	}
-	if en.indexedEmail != "" {
-		pt.check(batch.DeleteEmail(site, en.indexedEmail, visitor))
-	}
+	pt.moveLinks(en, "", "")
 	pt.check(batch.DeleteVisitor(site, visitor))
 	if b.opts.Hook != nil {
 		if err := b.opts.Hook.Changed(batch, site, visitor, nil); err != nil {

@@ -224,6 +224,58 @@ func TestIdentityIndex(t *testing.T) {
 	}
 }
 
+func visitorsByCustomer(t *testing.T, db *state.DB, site, customer string) []event.UUID {
+	t.Helper()
+	var got []event.UUID
+	if err := db.VisitorsByCustomer(site, customer, func(v [16]byte) bool { got = append(got, v); return true }); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestCustomerLinks(t *testing.T) {
+	e := openEnv(t, t.TempDir(), 2, nil)
+	v1, v2 := profiletest.Visitor(1), profiletest.Visitor(2)
+	customer := func(n int, ts int64, id string) event.Event {
+		ev := profiletest.IdentifyCustomer(ts, id, "")
+		ev.ID = profiletest.EventID(n)
+		return ev
+	}
+	e.Append(t,
+		profiletest.Batch("s1", v1, customer(1, t0, " c1 ")),
+		profiletest.Batch("s1", v2, customer(2, t0, "c1")),
+	)
+	e.Wait(t)
+	if got := visitorsByCustomer(t, e.DB, "s1", "c1"); len(got) != 2 {
+		t.Fatalf("visitors of customer c1 = %v; want visitors 1 and 2", got)
+	}
+	// The same id again: no link write, only the profile and the offset.
+	before := counter(e.Metrics, "affinity_builder_state_writes_total")
+	e.Append(t, profiletest.Batch("s1", v2, customer(3, t0+50, "c1")))
+	e.Wait(t)
+	if got := counter(e.Metrics, "affinity_builder_state_writes_total") - before; got != 2 {
+		t.Fatalf("state writes of an unchanged customer id = %d; want 2 (profile, offset)", got)
+	}
+	// Visitor 2 becomes c2 (later): the link moves; an older c3 does not.
+	e.Append(t, profiletest.Batch("s1", v2, customer(4, t0+100, "c2"), customer(5, t0+10, "c3")))
+	e.Wait(t)
+	if got := visitorsByCustomer(t, e.DB, "s1", "c1"); len(got) != 1 || got[0] != v1 {
+		t.Fatalf("visitors of c1 after visitor 2 moved = %v; want [visitor 1]", got)
+	}
+	if got := visitorsByCustomer(t, e.DB, "s1", "c2"); len(got) != 1 || got[0] != v2 {
+		t.Fatalf("visitors of c2 = %v; want [visitor 2]", got)
+	}
+	if got := visitorsByCustomer(t, e.DB, "s1", "c3"); len(got) != 0 {
+		t.Fatalf("visitors of c3 = %v; want none (an older id does not link)", got)
+	}
+	if found, err := e.Builder.DeleteVisitor("s1", v2); err != nil || !found {
+		t.Fatalf("DeleteVisitor = %v, %v; want true, nil", found, err)
+	}
+	if got := visitorsByCustomer(t, e.DB, "s1", "c2"); len(got) != 0 {
+		t.Fatalf("visitors of c2 after delete = %v; want none", got)
+	}
+}
+
 // recordingHook records what it saw and writes an extension key per visitor.
 type recordingHook struct {
 	mu      sync.Mutex

@@ -20,8 +20,9 @@ type entry struct {
 	seen   seenList
 	orders orderSet
 
-	stored       bool   // a profile is stored in state
-	indexedEmail string // the email the identity index links to the visitor
+	stored          bool   // a profile is stored in state
+	indexedEmail    string // the email the identity index links to the visitor
+	indexedCustomer string // the customer id it links to the visitor
 
 	// dirty entries were changed by records not yet committed; changes
 	// are their interest-index changes since the last commit.

@@ -76,6 +76,14 @@ func Identify(ts int64, email string) event.Event {
 	return e
 }
 
+// IdentifyCustomer returns an identify event at ts giving the shop's
+// customer id, and email unless it is "", with a new id.
+func IdentifyCustomer(ts int64, customer, email string) event.Event {
+	e := Identify(ts, email)
+	e.Customer = customer
+	return e
+}
+
 // Batch returns the batch of evs by visitor v on site, received a second
 // after its latest event.
 func Batch(site string, v event.UUID, evs ...event.Event) *event.Batch {

@@ -107,23 +107,34 @@ func (b *Batch) interest(site, dim, value string, orderKey uint64, visitor [16]b
 // PutEmail links email (normalised by the caller, NormalizeEmail) to
 // visitor in site's identity index.
 func (b *Batch) PutEmail(site, email string, visitor [16]byte) error {
-	return b.email(site, email, visitor, false)
+	return b.link(prefixEmail, "email", site, email, visitor, false)
 }
 
 // DeleteEmail removes the link of email to visitor.
 func (b *Batch) DeleteEmail(site, email string, visitor [16]byte) error {
-	return b.email(site, email, visitor, true)
+	return b.link(prefixEmail, "email", site, email, visitor, true)
 }
 
-func (b *Batch) email(site, email string, visitor [16]byte, del bool) error {
-	if err := errors.Join(checkSite(site), checkStr("email", email)); err != nil {
+// PutCustomer links the shop's customer id (trimmed by the caller, as
+// profile.Profile.Customer is) to visitor in site's identity index.
+func (b *Batch) PutCustomer(site, customer string, visitor [16]byte) error {
+	return b.link(prefixCustomer, "customer id", site, customer, visitor, false)
+}
+
+// DeleteCustomer removes the link of customer to visitor.
+func (b *Batch) DeleteCustomer(site, customer string, visitor [16]byte) error {
+	return b.link(prefixCustomer, "customer id", site, customer, visitor, true)
+}
+
+func (b *Batch) link(prefix byte, what, site, id string, visitor [16]byte, del bool) error {
+	if err := errors.Join(checkSite(site), checkStr(what, id)); err != nil {
 		return err
 	}
-	if email == "" {
-		return errors.New("invalid email: empty")
+	if id == "" {
+		return fmt.Errorf("invalid %s: empty", what)
 	}
 	k := len(b.arena)
-	b.arena = appendEmailPrefix(b.arena, site, email)
+	b.arena = appendLinkPrefix(b.arena, prefix, site, id)
 	b.arena = append(b.arena, visitor[:]...)
 	b.add(k, len(b.arena), del)
 	return nil

@@ -15,6 +15,7 @@ const (
 	prefixOffset   = 'o'
 	prefixInterest = 'i'
 	prefixEmail    = 'e'
+	prefixCustomer = 'u'
 	prefixCatalog  = 'c'
 
 	// Extension keys (ExtSet and friends) start with a byte in
@@ -102,11 +103,12 @@ func parseInterestTail(k []byte) (InterestPos, error) {
 	return pos, nil
 }
 
-// emailPrefix: 'e' | str site | str email.
-func appendEmailPrefix(dst []byte, site, email string) []byte {
-	dst = append(dst, prefixEmail)
+// linkPrefix: 'e' | str site | str email, or 'u' | str site | str
+// customer id: the identity links, followed by the visitor.
+func appendLinkPrefix(dst []byte, prefix byte, site, id string) []byte {
+	dst = append(dst, prefix)
 	dst = appendStr(dst, site)
-	return appendStr(dst, email)
+	return appendStr(dst, id)
 }
 
 // catalogKey: 'c' | str site | id (the rest of the key).

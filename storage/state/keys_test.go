@@ -23,7 +23,8 @@ func TestKeyLayout(t *testing.T) {
 	f("offset", appendOffsetKey(nil, 258), "6f"+"00000102")
 	f("interest", appendInterestKey(nil, "s1", "brand", "acme", 0x0102030405060708, v),
 		"69"+"027331"+"056272616e64"+"0461636d65"+"0102030405060708"+vh)
-	f("email", append(appendEmailPrefix(nil, "s1", "a@b"), v[:]...), "65"+"027331"+"03614062"+vh)
+	f("email", append(appendLinkPrefix(nil, prefixEmail, "s1", "a@b"), v[:]...), "65"+"027331"+"03614062"+vh)
+	f("customer", append(appendLinkPrefix(nil, prefixCustomer, "s1", "c7"), v[:]...), "75"+"027331"+"026337"+vh)
 	f("catalog", appendCatalogKey(nil, "s1", "p/1"), "63"+"027331"+"702f31")
 	f("visitor value", appendVisitorValue(nil, []byte("P"), []byte("SS")), "01"+"02"+"5353"+"50")
 

@@ -362,17 +362,28 @@ func (db *DB) ScanInterests(site, dim, value string, maxKey uint64, after *Inter
 // the builder stored it: normalised with NormalizeEmail), until fn returns
 // false.
 func (db *DB) VisitorsByEmail(site, email string, fn func(visitor [16]byte) bool) error {
+	return db.linked(prefixEmail, site, email, fn)
+}
+
+// VisitorsByCustomer calls fn with every visitor of site linked to the
+// customer id (trimmed, as the builder stored it), until fn returns false.
+func (db *DB) VisitorsByCustomer(site, customer string, fn func(visitor [16]byte) bool) error {
+	return db.linked(prefixCustomer, site, customer, fn)
+}
+
+// linked scans the identity links of one email or customer id.
+func (db *DB) linked(kind byte, site, id string, fn func(visitor [16]byte) bool) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
-	prefix := appendEmailPrefix(nil, site, email)
+	prefix := appendLinkPrefix(nil, kind, site, id)
 	return db.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			k := it.Item().Key()
 			if len(k) != len(prefix)+16 {
-				return fmt.Errorf("BUG: email key %x has a bad length", k)
+				return fmt.Errorf("BUG: identity link key %x has a bad length", k)
 			}
 			if !fn([16]byte(k[len(prefix):])) {
 				return nil

@@ -214,6 +214,37 @@ func TestVisitorsByEmail(t *testing.T) {
 	}
 }
 
+func TestVisitorsByCustomer(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	b := db.NewBatch()
+	_ = b.PutCustomer("s1", "c1", vis(1))
+	_ = b.PutCustomer("s1", "c1", vis(2))
+	_ = b.PutCustomer("s1", "c10", vis(3))
+	_ = b.PutEmail("s1", "c1", vis(5)) // an email equal to the id is another link
+	_ = b.PutCustomer("s2", "c1", vis(4))
+	commit(t, b)
+	f := func(site, customer string, want ...byte) {
+		t.Helper()
+		var got []byte
+		if err := db.VisitorsByCustomer(site, customer, func(v [16]byte) bool { got = append(got, v[15]); return true }); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("VisitorsByCustomer(%q, %q) = %v; want %v", site, customer, got, want)
+		}
+	}
+	f("s1", "c1", 1, 2)
+	f("s1", "c10", 3)
+	f("s2", "c1", 4)
+	f("s1", "c2")
+	_ = b.DeleteCustomer("s1", "c1", vis(1))
+	commit(t, b)
+	f("s1", "c1", 2)
+	if err := b.PutCustomer("s1", "", vis(1)); err == nil || err.Error() != "invalid customer id: empty" {
+		t.Fatalf("PutCustomer with an empty id = %v; want invalid customer id: empty", err)
+	}
+}
+
 func TestNormalizeEmail(t *testing.T) {
 	f := func(in, want string) {
 		t.Helper()
