@@ -251,21 +251,13 @@ func (p *Profile) Apply(e *event.Event, cfg *Config, recv int64, dst []ScoreChan
 	p.Events[t].add(ts)
 
 	if e.Email != "" {
-		if em := strings.ToLower(strings.TrimSpace(e.Email)); em != "" && len(em) <= MaxValueLen &&
-			(ts > p.EmailTS || ts == p.EmailTS && em > p.Email || p.Email == "") {
-			if em != p.Email {
-				p.Email = strings.Clone(em)
-			}
-			p.EmailTS = ts
+		if em := strings.ToLower(strings.TrimSpace(e.Email)); em != "" && len(em) <= MaxValueLen {
+			setLatest(&p.Email, &p.EmailTS, em, ts)
 		}
 	}
 	if e.Customer != "" {
-		if c := strings.TrimSpace(e.Customer); c != "" && len(c) <= MaxValueLen &&
-			(ts > p.CustomerTS || ts == p.CustomerTS && c > p.Customer || p.Customer == "") {
-			if c != p.Customer {
-				p.Customer = strings.Clone(c)
-			}
-			p.CustomerTS = ts
+		if c := strings.TrimSpace(e.Customer); c != "" && len(c) <= MaxValueLen {
+			setLatest(&p.Customer, &p.CustomerTS, c, ts)
 		}
 	}
 	for i := range e.Traits {
@@ -304,6 +296,19 @@ func (p *Profile) Apply(e *event.Event, cfg *Config, recv int64, dst []ScoreChan
 		dst = p.score(cfg, t, ts, &e.Product, dst, start)
 	}
 	return dst
+}
+
+// setLatest sets the identity *cur (email, customer id) to v given at ts
+// when it is the latest: the later one wins, the greater value for one
+// instant, so the result does not depend on the order of events.
+func setLatest(cur *string, curTS *int64, v string, ts int64) {
+	if *cur != "" && (ts < *curTS || ts == *curTS && v <= *cur) {
+		return
+	}
+	if v != *cur {
+		*cur = strings.Clone(v)
+	}
+	*curTS = ts
 }
 
 func (p *Profile) score(cfg *Config, t event.Type, ts int64, pr *event.Product, dst []ScoreChange, start int) []ScoreChange {
@@ -450,7 +455,7 @@ func (p *Profile) setTrait(tr *event.Trait, ts int64) {
 	i, found := slices.BinarySearchFunc(p.Traits, tr.Key, cmpTraitKey)
 	if found {
 		cur := &p.Traits[i]
-		if ts < cur.TS || ts == cur.TS && (tr.Kind < cur.Kind || tr.Kind == cur.Kind && tr.Value <= cur.Value) {
+		if !traitWins(ts, tr.Kind, tr.Value, cur) {
 			return
 		}
 		if tr.Value != cur.Value {
@@ -460,7 +465,20 @@ func (p *Profile) setTrait(tr *event.Trait, ts int64) {
 		return
 	}
 	p.Traits = slices.Insert(p.Traits, i, Trait{Key: strings.Clone(tr.Key), Value: strings.Clone(tr.Value), Kind: tr.Kind, TS: ts})
-	if len(p.Traits) > MaxTraits {
+	p.trimTraits()
+}
+
+// traitWins reports whether a trait value set at ts replaces cur: the
+// later one wins, then (for one instant) the greater kind and value, so the
+// result does not depend on the order of events.
+func traitWins(ts int64, kind event.TraitKind, value string, cur *Trait) bool {
+	return ts > cur.TS || ts == cur.TS && (kind > cur.Kind || kind == cur.Kind && value > cur.Value)
+}
+
+// trimTraits drops the keys set least recently past MaxTraits (the
+// greatest key among equals).
+func (p *Profile) trimTraits() {
+	for len(p.Traits) > MaxTraits {
 		j := 0
 		for i := 1; i < len(p.Traits); i++ {
 			if p.Traits[i].TS <= p.Traits[j].TS {
@@ -509,6 +527,14 @@ func (p *Profile) cartVictim() int {
 	return j
 }
 
+// add records a cart event at ts with qty: the latest one's quantity
+// counts, the greater for one instant.
+func (c *CartItem) add(ts int64, qty uint32) {
+	if ts > c.Added || ts == c.Added && qty > c.Qty {
+		c.Added, c.Qty = ts, qty
+	}
+}
+
 func (p *Profile) cartAdd(id string, qty uint32, ts int64) {
 	if qty == 0 {
 		qty = 1
@@ -517,9 +543,7 @@ func (p *Profile) cartAdd(id string, qty uint32, ts int64) {
 	if c == nil {
 		return
 	}
-	if ts > c.Added || ts == c.Added && qty > c.Qty {
-		c.Added, c.Qty = ts, qty
-	}
+	c.add(ts, qty)
 	p.trimCart()
 }
 

@@ -64,3 +64,16 @@ func BenchmarkAppendJSON(b *testing.B) {
 		buf = p.AppendJSON(buf[:0], cfg, t0)
 	}
 }
+
+// BenchmarkMerge merges one warm profile into another holding the same
+// values: the people API's work per extra visitor of a person.
+func BenchmarkMerge(b *testing.B) {
+	cfg := DefaultConfig()
+	src, _ := warmProfile()
+	dst, _ := warmProfile()
+	b.SetBytes(int64(len(AppendProfile(nil, src))))
+	b.ReportAllocs()
+	for b.Loop() {
+		dst.Merge(src, cfg)
+	}
+}
