@@ -86,7 +86,11 @@ type Engine struct {
 
 	outboxID atomic.Uint64
 	seqMu    sync.Mutex // one sequencer at a time
-	lastSeq  atomic.Uint64
+	// scrubMu is held shared by a webhook delivery from reading the feed to
+	// its answer, and exclusively by Scrub: after Scrub no delivery carries
+	// what it removed.
+	scrubMu sync.RWMutex
+	lastSeq atomic.Uint64
 
 	nextDue atomic.Int64
 	dueWake chan struct{}
@@ -105,6 +109,7 @@ type Engine struct {
 type engineMetrics struct {
 	evals, entries, exits, dueRuns, sequenced *metrics.Counter
 	deliveries, deliveryErrors, errors        *metrics.Counter
+	scrubbed                                  *metrics.Counter
 }
 
 type siteSegs struct {
@@ -180,6 +185,7 @@ func New(opts Options) (*Engine, error) {
 			deliveries:     s.NewCounter(`affinity_segment_webhook_deliveries_total`),
 			deliveryErrors: s.NewCounter(`affinity_segment_webhook_failures_total`),
 			errors:         s.NewCounter(`affinity_segment_errors_total`),
+			scrubbed:       s.NewCounter(`affinity_segment_changes_scrubbed_total`),
 		},
 	}
 	e.nextDue.Store(never)
@@ -260,22 +266,28 @@ func poke(c chan struct{}) {
 }
 
 // Changed implements profile/builder.Hook: it re-evaluates the segments of
-// site for the changed (or, p nil, deleted) profile at the clock's now and
-// adds the membership, due and change writes to b.
+// site for the changed profile at the clock's now and adds the membership,
+// due and change writes to b. A deleted profile (p nil) is an erasure: its
+// memberships, due entry and memberships list go, with no change record —
+// a record would have to name the visitor or its email, which erasure
+// forgets (DESIGN.md, "Identity"); Scrub then removes its past records.
 func (e *Engine) Changed(b *state.Batch, site string, visitor event.UUID, p *profile.Profile) error {
 	ss, err := e.siteSegments(site)
 	if err != nil {
 		return err
 	}
+	if p == nil {
+		return e.reevaluate(b, site, visitor, nil, ss, e.now(), whyErased, false)
+	}
 	if len(ss.segs) == 0 {
 		return nil
 	}
-	why := "event"
-	if p == nil {
-		why = "deleted"
-	}
-	return e.reevaluate(b, site, visitor, p, ss, e.now(), why, false)
+	return e.reevaluate(b, site, visitor, p, ss, e.now(), "event", false)
 }
+
+// whyErased is the reason of an evaluation of an erased visitor: it
+// records no change.
+const whyErased = "erased"
 
 // reevaluate evaluates every segment of ss for the profile at instant at
 // and writes the differences from the stored state. With catchUp (the
@@ -398,8 +410,11 @@ func (e *Engine) putMember(b *state.Batch, sc *scratch, site, name string, visit
 	return b.ExtSet(sc.key, sc.val)
 }
 
-// record adds a change record to the outbox of b.
+// record adds a change record to the outbox of b (none for an erasure).
 func (e *Engine) record(b *state.Batch, sc *scratch, sg *seg, site string, visitor event.UUID, p *profile.Profile, email string, entered bool, at int64, why string) error {
+	if why == whyErased {
+		return nil
+	}
 	sc.facts = sc.facts[:0]
 	if p != nil {
 		sc.facts = sg.rule.AppendFacts(sc.facts, &sc.subj, at)

@@ -220,8 +220,8 @@ type Change struct {
 	Email   string // "" when not identified
 	Entered bool   // false: left
 	At      int64  // Unix ms: the event's evaluation, or the exact due instant
-	// Why is "event", "time", "backfill", "deleted" (the visitor was
-	// forgotten) or "segment changed".
+	// Why is "event", "time", "backfill" or "segment changed" ("deleted"
+	// in records written before erasure recorded nothing).
 	Why string
 	// Facts is the JSON object of the rule's terms and their values at At
 	// (segment.Rule.AppendFacts), "{}" when there is no profile.

@@ -132,7 +132,8 @@ func TestDueCatchUpRecordsEveryFlip(t *testing.T) {
 	})
 }
 
-// A forgotten visitor leaves every segment; its keys are gone.
+// A forgotten visitor leaves every segment without a record (one would
+// name it); its keys are gone, and Scrub removes its past records.
 func TestDeleteVisitorLeaves(t *testing.T) {
 	clk := &profiletest.Clock{}
 	clk.Set(t0)
@@ -149,11 +150,25 @@ func TestDeleteVisitorLeaves(t *testing.T) {
 		if m := e.members(t, "shop", name); len(m) != 0 {
 			t.Errorf("%s after delete: got %+v; want none", name, m)
 		}
-		checkChanges(t, e.changes(t, "shop", name), []wantChange{{v, true, t0, "event"}, {v, false, t0, "deleted"}})
+		checkChanges(t, e.changes(t, "shop", name), []wantChange{{v, true, t0, "event"}})
 	}
 	if segs, due, err := e.Segments.VisitorSegments("shop", v); len(segs) != 0 || due != 0 || err != nil {
 		t.Errorf("VisitorSegments after delete: got %+v %d %v; want none", segs, due, err)
 	}
+	// Another visitor's records stay; the erased one's go, by id or email.
+	w := profiletest.Visitor(4)
+	e.Send(t, profiletest.Batch("shop", w, profiletest.Event(event.TypeView, t0, lego)))
+	if n, err := e.Segments.Scrub("shop", []event.UUID{v}, nil); n != 2 || err != nil {
+		t.Fatalf("Scrub = %d, %v; want 2 records (one per segment), nil", n, err)
+	}
+	checkChanges(t, e.changes(t, "shop", "viewers"), []wantChange{{w, true, t0, "event"}})
+	checkChanges(t, e.changes(t, "shop", "known"), nil)
+	u := profiletest.Visitor(5)
+	e.Send(t, profiletest.Batch("shop", u, profiletest.Identify(t0, "u@b.c")))
+	if n, err := e.Segments.Scrub("shop", nil, []string{"u@b.c"}); n != 1 || err != nil {
+		t.Fatalf("Scrub by email = %d, %v; want 1, nil", n, err)
+	}
+	checkChanges(t, e.changes(t, "shop", "known"), nil)
 }
 
 // Backfill: a segment created after the events evaluates existing

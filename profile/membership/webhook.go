@@ -168,6 +168,8 @@ func (e *Engine) webhookLoop() {
 // deliver sends the next batch of a webhook's records and, on a 2xx,
 // stores the new position. It returns how many records it delivered.
 func (e *Engine) deliver(site, name string, st *hookState) (int, error) {
+	e.scrubMu.RLock()
+	defer e.scrubMu.RUnlock()
 	w, ok, err := e.GetWebhook(site, name)
 	if err != nil || !ok {
 		return 0, err

@@ -1,0 +1,69 @@
+package membership
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// scrubBatch is how many records one scrubbing transaction deletes.
+const scrubBatch = 1024
+
+// Scrub deletes from the change feeds of site, and from the outbox not yet
+// sequenced, every change record naming one of visitors or, when not
+// empty, one of emails: the history erasure forgets. It returns how many
+// it deleted. It waits for a webhook delivery in flight to be answered, so
+// that once it returns no delivery carries a deleted record, and holds the
+// sequencer meanwhile, so no record moves from the outbox past it. The
+// feeds keep their numbers: a cursor skips the gaps.
+//
+// It reads every record of the site's feeds — erasure is rare, and a
+// per-visitor index of the feeds would cost a write per change record.
+// Records already published to a Sink (the Kafka changes topic) stay there
+// until the topic's retention.
+func (e *Engine) Scrub(site string, visitors []event.UUID, emails []string) (int, error) {
+	if err := checkSite(site); err != nil {
+		return 0, err
+	}
+	e.scrubMu.Lock()
+	defer e.scrubMu.Unlock()
+	e.seqMu.Lock()
+	defer e.seqMu.Unlock()
+	names := func(c *Change) bool {
+		return slices.Contains(visitors, c.Visitor) || c.Email != "" && slices.Contains(emails, c.Email)
+	}
+	var keys [][]byte
+	var c Change
+	err := e.db.ScanExt([]byte{prefixOutbox}, func(key, val []byte) bool {
+		if decodeOutbox(&c, val) == nil && c.Site == site && names(&c) {
+			keys = append(keys, append([]byte(nil), key...))
+		}
+		return true
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cannot scrub the change outbox of site %q: %w", site, err)
+	}
+	err = e.db.ScanExt(appendSiteKey(nil, prefixFeed, site), func(key, val []byte) bool {
+		if decodeRecord(&c, val) == nil && names(&c) {
+			keys = append(keys, append([]byte(nil), key...))
+		}
+		return true
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cannot scrub the change feeds of site %q: %w", site, err)
+	}
+	for chunk := range slices.Chunk(keys, scrubBatch) {
+		b := e.db.NewBatch()
+		for _, k := range chunk {
+			if err := b.ExtDelete(k); err != nil {
+				return 0, err
+			}
+		}
+		if err := b.Commit(); err != nil {
+			return 0, fmt.Errorf("cannot scrub %d change records of site %q: %w", len(chunk), site, err)
+		}
+	}
+	e.m.scrubbed.Add(len(keys))
+	return len(keys), nil
+}
