@@ -6,7 +6,9 @@
 // the rows of membership.Engine.Export, segments_changes.go pages the feed).
 //
 //	GET    /v1/visitors/{site}/{visitor}[?at=RFC3339]         the profile as JSON
-//	DELETE /v1/visitors/{site}/{visitor}                      forget the visitor (204, 404)
+//	DELETE /v1/visitors/{site}/{visitor}                      erase the visitor (204, 404)
+//	GET    /v1/people/{site}/{email-or-customer-id}[?at=]     the person's merged profile
+//	DELETE /v1/people/{site}/{email-or-customer-id}           erase every linked visitor
 //	GET    /v1/interests/{site}/{dimension}/{value}?min=θ[&at=][&limit=N][&cursor=C]
 //	                                                          NDJSON rows, best first
 //	PUT    /v1/catalog/{site}                                 NDJSON, CSV or YML; all or nothing

@@ -18,6 +18,7 @@ import (
 	"github.com/affinityhq/affinity/profile/importer"
 	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/people"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -60,6 +61,10 @@ type Options struct {
 	// MaxImportBytes bounds one orders upload after gunzip, in bytes; above
 	// it POST answers 413. Default 256 MiB, the listener's body limit.
 	MaxImportBytes int
+	// MaxPersonVisitors bounds the visitors one person is merged from
+	// (GET /v1/people): past it the answer says "truncated": true. Default
+	// people.DefaultMaxVisitors.
+	MaxPersonVisitors int
 	// MaxLimit bounds ?limit= of the interest list. Default 100000; without
 	// ?limit= the whole list streams.
 	MaxLimit int
@@ -78,9 +83,10 @@ func DefaultOptions() Options {
 
 // Handler serves the query API.
 type Handler struct {
-	opts Options
-	m    queryMetrics
-	pool sync.Pool // *scratch
+	opts   Options
+	m      queryMetrics
+	pool   sync.Pool // *scratch
+	people sync.Pool // *people.Person
 }
 
 // scratch is a request's reusable space.
@@ -93,6 +99,7 @@ type scratch struct {
 
 type queryMetrics struct {
 	visitorGets, visitorMisses, visitorDeletes *metrics.Counter
+	personGets, personDeletes                  *metrics.Counter
 	interestQueries, interestRows              *metrics.Counter
 	catalogPuts, catalogProducts, catalogBad   *metrics.Counter
 	catalogGets                                *metrics.Counter
@@ -127,6 +134,8 @@ func New(opts Options) (*Handler, error) {
 		visitorGets:     s.NewCounter(`affinity_query_visitor_reads_total`),
 		visitorMisses:   s.NewCounter(`affinity_query_visitor_not_found_total`),
 		visitorDeletes:  s.NewCounter(`affinity_query_visitor_deletes_total`),
+		personGets:      s.NewCounter(`affinity_query_person_reads_total`),
+		personDeletes:   s.NewCounter(`affinity_query_person_erasures_total`),
 		interestQueries: s.NewCounter(`affinity_query_interest_queries_total`),
 		interestRows:    s.NewCounter(`affinity_query_interest_rows_total`),
 		catalogPuts:     s.NewCounter(`affinity_catalog_uploads_total`),
@@ -138,12 +147,14 @@ func New(opts Options) (*Handler, error) {
 		memberRows:      s.NewCounter(`affinity_segment_export_rows_total`),
 	}
 	h.pool.New = func() any { return &scratch{} }
+	h.people.New = func() any { return &people.Person{} }
 	return h, nil
 }
 
 // Register adds the routes of h to s. Call before s.Serve.
 func (h *Handler) Register(s *api.Server) {
 	s.Handle("/v1/visitors/", h.serveVisitors)
+	s.Handle(peoplePrefix, h.servePeople)
 	s.Handle("/v1/interests/", h.serveInterests)
 	s.Handle("/v1/catalog/", h.serveCatalog)
 	s.Handle(importPrefix, h.serveImport)

@@ -1,0 +1,147 @@
+package query
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/affinityhq/affinity/internal/quote"
+	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/people"
+)
+
+const peoplePrefix = "/v1/people/"
+
+// servePeople serves GET and DELETE /v1/people/{site}/{email-or-customer-id}.
+func (h *Handler) servePeople(ctx *fasthttp.RequestCtx) {
+	segs, ok := splitPath(ctx.Path(), peoplePrefix, 2)
+	if !ok {
+		api.NoRoute(ctx, "/v1/people/{site}/{email-or-customer-id}")
+		return
+	}
+	site := segs[0]
+	if err := checkSite(site); err != nil {
+		h.refuse(ctx, err)
+		return
+	}
+	id, err := people.ParseID(segs[1])
+	if err != nil {
+		h.refuse(ctx, err)
+		return
+	}
+	switch {
+	case ctx.IsGet() || ctx.IsHead():
+		h.getPerson(ctx, site, id)
+	case ctx.IsDelete():
+		h.deletePerson(ctx, site, id)
+	default:
+		methodNotAllowed(ctx, "GET, HEAD, DELETE")
+	}
+}
+
+func noPerson(ctx *fasthttp.RequestCtx, site string, id people.ID) {
+	api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no person with %s on site %s: no visitor identified with it, or erased", id, quote.Value(site)))
+}
+
+func (h *Handler) getPerson(ctx *fasthttp.RequestCtx, site string, id people.ID) {
+	at, _, err := h.parseAt(ctx)
+	if err != nil {
+		h.refuse(ctx, err)
+		return
+	}
+	h.m.personGets.Inc()
+	p := h.people.Get().(*people.Person)
+	defer h.people.Put(p)
+	found, err := people.Find(h.opts.State, h.opts.Config, site, id, h.opts.MaxPersonVisitors, p)
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	if !found {
+		noPerson(ctx, site, id)
+		return
+	}
+	sc := h.pool.Get().(*scratch)
+	defer h.pool.Put(sc)
+	out := p.Profile.AppendJSON(sc.out[:0], h.opts.Config, at)
+	out = appendPersonJSON(out[:len(out)-1], p)
+	out = append(out, '\n')
+	sc.out = out
+	ctx.SetContentType("application/json")
+	ctx.SetBody(out) // copied: sc goes back to the pool
+}
+
+// appendPersonJSON appends the fields a person adds to a profile object:
+// `,"visitors":["<uuid>",…],"truncated":false}`.
+func appendPersonJSON(dst []byte, p *people.Person) []byte {
+	dst = append(dst, `,"visitors":[`...)
+	for i, v := range p.Visitors {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '"')
+		dst = v.Append(dst)
+		dst = append(dst, '"')
+	}
+	dst = append(dst, `],"truncated":`...)
+	dst = strconv.AppendBool(dst, p.Truncated)
+	return append(dst, '}')
+}
+
+// deletePerson erases every visitor linked to id, resolving again after
+// each round: a person past the resolution bound goes in rounds of it.
+func (h *Handler) deletePerson(ctx *fasthttp.RequestCtx, site string, id people.ID) {
+	if h.opts.Builder == nil {
+		noBuilder(ctx)
+		return
+	}
+	p := h.people.Get().(*people.Person)
+	defer h.people.Put(p)
+	deleted, scrubbed := 0, 0
+	for {
+		found, err := people.Find(h.opts.State, h.opts.Config, site, id, h.opts.MaxPersonVisitors, p)
+		if err != nil {
+			h.internalError(ctx, err)
+			return
+		}
+		visitors, emails := p.Visitors, p.Emails
+		if !found {
+			// Nobody left: scrub by the id still, which finishes an
+			// erasure a crash interrupted.
+			visitors = nil
+			if !id.Email {
+				emails = nil
+			}
+		}
+		d, s, err := people.Erase(h.opts.Builder, h.scrubber(), site, visitors, emails)
+		deleted, scrubbed = deleted+d, scrubbed+s
+		if err != nil {
+			h.internalError(ctx, err)
+			return
+		}
+		if !found || !p.Truncated {
+			break
+		}
+	}
+	if deleted == 0 && scrubbed == 0 {
+		noPerson(ctx, site, id)
+		return
+	}
+	h.m.personDeletes.Inc()
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(fmt.Sprintf("{\"visitors_deleted\":%d,\"changes_scrubbed\":%d}\n", deleted, scrubbed))
+}
+
+// scrubber returns the segment engine as erasure's Scrubber; nil without
+// segments (a nil *membership.Engine in the interface would not be nil).
+func (h *Handler) scrubber() people.Scrubber {
+	if h.opts.Segments == nil {
+		return nil
+	}
+	return h.opts.Segments
+}
+
+func noBuilder(ctx *fasthttp.RequestCtx) {
+	api.Error(ctx, fasthttp.StatusServiceUnavailable, "this process runs no profile builder: send DELETE to the process running affinity serve or build")
+}
