@@ -9,6 +9,7 @@ import (
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/people"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -80,17 +81,19 @@ func (h *Handler) getVisitor(ctx *fasthttp.RequestCtx, site string, visitor even
 	ctx.SetBody(sc.out) // copied: sc goes back to the pool
 }
 
+// deleteVisitor erases the visitor: people.Erase, the path of a person's
+// erasure, scrubbing the change records that name it.
 func (h *Handler) deleteVisitor(ctx *fasthttp.RequestCtx, site string, visitor event.UUID) {
 	if h.opts.Builder == nil {
-		api.Error(ctx, fasthttp.StatusServiceUnavailable, "this process runs no profile builder: send DELETE to the process running affinity serve or build")
+		noBuilder(ctx)
 		return
 	}
-	found, err := h.opts.Builder.DeleteVisitor(site, visitor)
+	deleted, scrubbed, err := people.Erase(h.opts.Builder, h.scrubber(), site, []event.UUID{visitor}, nil)
 	if err != nil {
 		h.internalError(ctx, err)
 		return
 	}
-	if !found {
+	if deleted == 0 && scrubbed == 0 {
 		h.m.visitorMisses.Inc()
 		api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no visitor %s of site %s: never seen, or deleted", visitor, quote.Value(site)))
 		return
