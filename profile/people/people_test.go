@@ -35,3 +35,24 @@ func TestParseID(t *testing.T) {
 		t.Fatalf("ParseID of 2049 bytes = %v; want longer than 2048 bytes", err)
 	}
 }
+
+// FuzzParseID: any path segment is an id or an invalid.Error, and an id is
+// normalised once for all (parsing it again gives itself).
+func FuzzParseID(f *testing.F) {
+	for _, s := range []string{"ann@example.com", " Ann@Example.COM ", "C-42", "", " ", "@", "ü@ß.de", "a\x00b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := people.ParseID(s)
+		if err != nil {
+			if ie := (*invalid.Error)(nil); !errors.As(err, &ie) {
+				t.Fatalf("ParseID(%q): %v is not an invalid.Error", s, err)
+			}
+			return
+		}
+		again, err := people.ParseID(id.Value)
+		if err != nil || again.Value != id.Value || again.Email != id.Email {
+			t.Fatalf("ParseID(%q) = %+v; parsed again %+v, %v", s, id, again, err)
+		}
+	})
+}
