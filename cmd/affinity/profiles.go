@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/affinityhq/affinity/internal/budget"
 	"github.com/affinityhq/affinity/internal/duration"
@@ -30,6 +31,8 @@ type profileFlags struct {
 	split  *budget.Split
 	// catalogBytes bounds a catalog upload (query.Options.MaxCatalogBytes).
 	catalogBytes int
+	// retention deletes visitors idle that long (builder.Options.Retention).
+	retention time.Duration
 	// rules holds the thresholds of the segments' lifecycle and rfm.*.
 	rules segment.Config
 	// owned are the log partitions this builder consumes (build --own);
@@ -58,6 +61,8 @@ func addProfileFlags(fs *flag.FlagSet) *profileFlags {
 		"ascending upper edges of the price bands, comma-separated")
 	fs.IntVar(&pf.catalogBytes, "catalog-max-bytes", query.DefaultOptions().MaxCatalogBytes,
 		"largest catalog upload, in bytes after gunzip; a larger PUT is refused with 413")
+	fs.Var(durationFlag{&pf.retention}, "retention",
+		"delete a visitor with no event for this long (event time; s, m, h, d, w), once, with \"expired\" exits from its segments; 0: off")
 	return pf
 }
 
@@ -173,6 +178,7 @@ func openProfiles(data string, pf *profileFlags, l storage.Log, w *diskwatch.Wat
 		Partitions:      pf.owned,
 		Memory:          pf.split,
 		MaxCatalogBytes: pf.catalogBytes,
+		Retention:       pf.retention,
 		Logger:          log.Printf,
 	}
 	if pf.changes != nil {

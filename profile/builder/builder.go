@@ -67,6 +67,18 @@ type Options struct {
 	// SyncInterval is how often the state DB is fsynced and the log trimmed
 	// below the synced offsets. Default 1 s.
 	SyncInterval time.Duration
+	// Retention, if positive, deletes a visitor whose last event (event
+	// time) is older than it, once, through the delete path with its
+	// segments' exits recorded (Hook.Changed with a nil profile, or
+	// Expirer.Expired). A retention index keyed by the day of each
+	// visitor's last event, rewritten only when that day changes, is
+	// swept every RetentionSweep. Zero: off, no index written.
+	Retention time.Duration
+	// RetentionSweep is how often the retention index is swept. Default
+	// 1 min.
+	RetentionSweep time.Duration
+	// Now is the clock retention is measured by. Default time.Now.
+	Now func() time.Time
 	// Writable, if set, is asked before every commit of fetched records
 	// (the node's diskwatch.Watcher.Err: free disk below the floor, the
 	// data directory gone). While it returns an error the partition waits
@@ -84,6 +96,8 @@ func DefaultOptions() Options {
 		DedupWindow:       7 * 24 * time.Hour,
 		DedupMax:          256,
 		SyncInterval:      time.Second,
+		RetentionSweep:    time.Minute,
+		Now:               time.Now,
 	}
 }
 
@@ -97,6 +111,13 @@ func DefaultOptions() Options {
 // (a read of the state DB that failed). p must not be kept or changed.
 type Hook interface {
 	Changed(b *state.Batch, site string, visitor event.UUID, p *profile.Profile) error
+}
+
+// Expirer is implemented by a Hook that tells a visitor deleted for
+// Options.Retention from one erased (Changed with a nil profile): it sees
+// the profile being deleted, so it can record the exits with the email.
+type Expirer interface {
+	Expired(b *state.Batch, site string, visitor event.UUID, p *profile.Profile) error
 }
 
 // Builder consumes the event log into profiles. See the package doc.
@@ -161,6 +182,12 @@ func New(opts Options) (*Builder, error) {
 	}
 	if opts.SyncInterval <= 0 {
 		opts.SyncInterval = def.SyncInterval
+	}
+	if opts.RetentionSweep <= 0 {
+		opts.RetentionSweep = def.RetentionSweep
+	}
+	if opts.Now == nil {
+		opts.Now = def.Now
 	}
 	n := opts.Log.Partitions()
 	if opts.Partitions == nil {
@@ -240,6 +267,10 @@ func (b *Builder) Start() error {
 	for _, pt := range b.owned {
 		b.wg.Add(1)
 		go pt.run(ctx)
+	}
+	if b.opts.Retention > 0 {
+		b.wg.Add(1)
+		go b.retentionLoop(ctx)
 	}
 	b.syncStop = make(chan struct{})
 	b.syncDone = make(chan struct{})
@@ -884,6 +915,12 @@ func (pt *partition) entry(site string, visitor event.UUID) (*entry, error) {
 			en.seen, en.orders = en.seen[:0], en.orders[:0]
 		}
 		en.indexedEmail, en.indexedCustomer = en.prof.Email, en.prof.Customer
+		if pt.b.opts.Retention > 0 {
+			// Indexed by the commit that stored it (or, for a profile from
+			// before retention was on, not: the visitor enters the index
+			// when its last-seen day changes).
+			en.idleDay, en.idleIndexed = idleDay(en.prof.LastSeen), true
+		}
 		pt.cache.resize(en, len(prof))
 	}
 	return en, nil
@@ -911,6 +948,9 @@ func (pt *partition) commit(next int64) error {
 			}
 		}
 		pt.moveLinks(en, en.prof.Email, en.prof.Customer)
+		if b.opts.Retention > 0 {
+			pt.moveIdle(en)
+		}
 		pt.profBuf = profile.AppendProfile(pt.profBuf[:0], &en.prof)
 		pt.seenBuf = appendSeen(pt.seenBuf[:0], en.seen, en.orders)
 		pt.check(batch.PutVisitor(en.site, en.visitor, pt.profBuf, pt.seenBuf))
@@ -939,6 +979,9 @@ func (pt *partition) commit(next int64) error {
 		en.dirty = false
 		en.stored = true
 		en.indexedEmail, en.indexedCustomer = en.prof.Email, en.prof.Customer
+		if b.opts.Retention > 0 {
+			en.idleDay, en.idleIndexed = idleDay(en.prof.LastSeen), true
+		}
 		pt.releaseChanges(en)
 	}
 	clear(pt.dirty)
@@ -985,7 +1028,6 @@ func (pt *partition) check(err error) {
 }
 
 func (pt *partition) deleteVisitor(site string, visitor event.UUID) (bool, error) {
-	b := pt.b
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	en, err := pt.entry(site, visitor)
@@ -996,6 +1038,19 @@ func (pt *partition) deleteVisitor(site string, visitor event.UUID) (bool, error
 		pt.cache.remove(en)
 		return false, nil
 	}
+	if err := pt.deleteLocked(en, false); err != nil {
+		return false, fmt.Errorf("cannot delete visitor %s of site %q: %w", visitor, site, err)
+	}
+	return true, nil
+}
+
+// deleteLocked deletes the stored visitor of en — profile, interest
+// entries, identity links, retention entry and, through the Hook, what it
+// keeps — in one commit, and drops it from the caches. expired tells the
+// Hook (an Expirer) that retention deletes it; else it is an erasure.
+func (pt *partition) deleteLocked(en *entry, expired bool) error {
+	b := pt.b
+	site, visitor := en.site, en.visitor
 	batch := pt.batch
 	for d := range profile.Dim(profile.NumDims) {
 		dim := d.String()
@@ -1007,14 +1062,23 @@ func (pt *partition) deleteVisitor(site string, visitor event.UUID) (bool, error
 		}
 	}
 	pt.moveLinks(en, "", "")
+	if en.idleIndexed {
+		pt.check(batch.DeleteIdle(en.idleDay, site, visitor))
+	}
 	pt.check(batch.DeleteVisitor(site, visitor))
-	if b.opts.Hook != nil {
-		if err := b.opts.Hook.Changed(batch, site, visitor, nil); err != nil {
+	if h := b.opts.Hook; h != nil {
+		var err error
+		if ex, ok := h.(Expirer); ok && expired {
+			err = ex.Expired(batch, site, visitor, &en.prof)
+		} else {
+			err = h.Changed(batch, site, visitor, nil)
+		}
+		if err != nil {
 			batch.Reset()
-			return false, fmt.Errorf("cannot delete visitor %s of site %q: hook: %w", visitor, site, err)
+			return fmt.Errorf("hook: %w", err)
 		}
 	}
-	err = batch.Commit()
+	err := batch.Commit()
 	if ec := b.encoded; ec != nil {
 		pt.keyBuf = append(pt.keyBuf[:0], en.key...)
 		ec.del(pt.keyBuf) // committed or not, state is what to read next
@@ -1022,8 +1086,12 @@ func (pt *partition) deleteVisitor(site string, visitor event.UUID) (bool, error
 	pt.cache.remove(en)
 	pt.cacheBytes.Store(pt.cache.bytes)
 	if err != nil {
-		return false, fmt.Errorf("cannot delete visitor %s of site %q: %w", visitor, site, err)
+		return err
 	}
-	b.m.deletes.Inc()
-	return true, nil
+	if expired {
+		b.m.expired.Inc()
+	} else {
+		b.m.deletes.Inc()
+	}
+	return nil
 }

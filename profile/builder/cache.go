@@ -23,6 +23,10 @@ type entry struct {
 	stored          bool   // a profile is stored in state
 	indexedEmail    string // the email the identity index links to the visitor
 	indexedCustomer string // the customer id it links to the visitor
+	// idleDay is the day of the retention index entry (Options.Retention)
+	// when idleIndexed.
+	idleDay     uint32
+	idleIndexed bool
 
 	// dirty entries were changed by records not yet committed; changes
 	// are their interest-index changes since the last commit.

@@ -22,6 +22,7 @@ type builderMetrics struct {
 	encodedHits    *metrics.Counter
 	cacheEvictions *metrics.Counter
 	deletes        *metrics.Counter
+	expired        *metrics.Counter
 	batchDuration  *metrics.Histogram
 }
 
@@ -41,6 +42,7 @@ func newBuilderMetrics(set *metrics.Set) *builderMetrics {
 		encodedHits:    set.GetOrCreateCounter("affinity_builder_encoded_cache_hits_total"),
 		cacheEvictions: set.GetOrCreateCounter("affinity_builder_cache_evictions_total"),
 		deletes:        set.GetOrCreateCounter("affinity_builder_visitors_deleted_total"),
+		expired:        set.GetOrCreateCounter("affinity_builder_visitors_expired_total"),
 		batchDuration:  set.GetOrCreateHistogram("affinity_builder_apply_batch_duration_seconds"),
 	}
 }

@@ -285,9 +285,23 @@ func (e *Engine) Changed(b *state.Batch, site string, visitor event.UUID, p *pro
 	return e.reevaluate(b, site, visitor, p, ss, e.now(), "event", false)
 }
 
-// whyErased is the reason of an evaluation of an erased visitor: it
-// records no change.
-const whyErased = "erased"
+// Expired implements profile/builder.Expirer: the visitor of p is deleted
+// for the builder's retention, and leaves every segment it is in with a
+// change record "expired" that carries its email, as any exit does.
+func (e *Engine) Expired(b *state.Batch, site string, visitor event.UUID, p *profile.Profile) error {
+	ss, err := e.siteSegments(site)
+	if err != nil {
+		return err
+	}
+	return e.reevaluate(b, site, visitor, p, ss, e.now(), whyExpired, false)
+}
+
+// The reasons of evaluations of a deleted visitor: an erased one records
+// no change, an expired one leaves its segments.
+const (
+	whyErased  = "erased"
+	whyExpired = "expired"
+)
 
 // reevaluate evaluates every segment of ss for the profile at instant at
 // and writes the differences from the stored state. With catchUp (the
@@ -348,7 +362,7 @@ func (e *Engine) evalAt(b *state.Batch, sc *scratch, site string, visitor event.
 	sc.cur.email = email
 	for _, sg := range ss.segs {
 		member, n := false, int64(never)
-		if p != nil {
+		if p != nil && why != whyExpired {
 			member, n = sg.rule.Eval(&sc.subj, at)
 			e.m.evals.Inc()
 		}

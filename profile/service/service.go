@@ -25,6 +25,9 @@ import (
 	"github.com/affinityhq/affinity/storage/state"
 )
 
+// The segment engine tells retention's deletes from erasures.
+var _ builder.Expirer = (*membership.Engine)(nil)
+
 // Options configures a Service. Dir and Log are required; zero fields get
 // the defaults of the packages they configure.
 type Options struct {
@@ -54,6 +57,9 @@ type Options struct {
 	// Now is the clock of segment membership and the query API; nil:
 	// time.Now. Tests set it.
 	Now func() time.Time
+	// Retention, if positive, deletes visitors with no event for that long
+	// (builder.Options.Retention); 0: off.
+	Retention time.Duration
 	// SyncInterval is how often the builder fsyncs the state and trims the
 	// log; 0: the builder's default.
 	SyncInterval time.Duration
@@ -109,7 +115,10 @@ func Open(opts Options) (*Service, error) {
 	bo := builder.DefaultOptions()
 	bo.Log, bo.State, bo.Config, bo.Hook = opts.Log, db, opts.Config, s.Segments
 	bo.Partitions, bo.Metrics, bo.Logger, bo.SyncInterval = opts.Partitions, s.Metrics, opts.Logger, opts.SyncInterval
-	bo.Writable = opts.Writable
+	bo.Writable, bo.Retention = opts.Writable, opts.Retention
+	if opts.Now != nil {
+		bo.Now = opts.Now
+	}
 	if opts.Memory != nil {
 		// The budget's profile cache is the off-heap tier; the decoded
 		// tier keeps its small default on the Go heap.

@@ -140,6 +140,27 @@ func (b *Batch) link(prefix byte, what, site, id string, visitor [16]byte, del b
 	return nil
 }
 
+// PutIdle adds visitor to the retention index under day, the day (Unix
+// days) of its last event.
+func (b *Batch) PutIdle(day uint32, site string, visitor [16]byte) error {
+	return b.idle(day, site, visitor, false)
+}
+
+// DeleteIdle removes the retention index entry of visitor under day.
+func (b *Batch) DeleteIdle(day uint32, site string, visitor [16]byte) error {
+	return b.idle(day, site, visitor, true)
+}
+
+func (b *Batch) idle(day uint32, site string, visitor [16]byte, del bool) error {
+	if err := checkSite(site); err != nil {
+		return err
+	}
+	k := len(b.arena)
+	b.arena = appendIdleKey(b.arena, day, site, visitor)
+	b.add(k, len(b.arena), del)
+	return nil
+}
+
 // SetOffset records next as the next offset of partition p to consume.
 func (b *Batch) SetOffset(p int, next int64) {
 	k := len(b.arena)

@@ -16,6 +16,7 @@ const (
 	prefixInterest = 'i'
 	prefixEmail    = 'e'
 	prefixCustomer = 'u'
+	prefixIdle     = 'r'
 	prefixCatalog  = 'c'
 
 	// Extension keys (ExtSet and friends) start with a byte in
@@ -109,6 +110,30 @@ func appendLinkPrefix(dst []byte, prefix byte, site, id string) []byte {
 	dst = append(dst, prefix)
 	dst = appendStr(dst, site)
 	return appendStr(dst, id)
+}
+
+// idleKey: 'r' | day u32 | str site | visitor(16): the retention index,
+// by the day of the visitor's last event.
+func appendIdleKey(dst []byte, day uint32, site string, visitor [16]byte) []byte {
+	dst = append(dst, prefixIdle)
+	dst = binary.BigEndian.AppendUint32(dst, day)
+	dst = appendStr(dst, site)
+	return append(dst, visitor[:]...)
+}
+
+// parseIdleKey reads an idle key.
+func parseIdleKey(k []byte) (day uint32, site string, visitor [16]byte, err error) {
+	if len(k) < 1+4+1+16 || k[0] != prefixIdle {
+		return 0, "", visitor, fmt.Errorf("BUG: retention index key %x too short", k)
+	}
+	day = binary.BigEndian.Uint32(k[1:])
+	n, w := binary.Uvarint(k[5:])
+	if w <= 0 || uint64(len(k)) != 5+uint64(w)+n+16 {
+		return 0, "", visitor, fmt.Errorf("BUG: retention index key %x has a bad site", k)
+	}
+	site = string(k[5+w : 5+w+int(n)])
+	copy(visitor[:], k[len(k)-16:])
+	return day, site, visitor, nil
 }
 
 // catalogKey: 'c' | str site | id (the rest of the key).

@@ -25,6 +25,10 @@ func TestKeyLayout(t *testing.T) {
 		"69"+"027331"+"056272616e64"+"0461636d65"+"0102030405060708"+vh)
 	f("email", append(appendLinkPrefix(nil, prefixEmail, "s1", "a@b"), v[:]...), "65"+"027331"+"03614062"+vh)
 	f("customer", append(appendLinkPrefix(nil, prefixCustomer, "s1", "c7"), v[:]...), "75"+"027331"+"026337"+vh)
+	f("idle", appendIdleKey(nil, 0x01020304, "s1", v), "72"+"01020304"+"027331"+vh)
+	if day, site, got, err := parseIdleKey(appendIdleKey(nil, 7, "s1", v)); day != 7 || site != "s1" || got != v || err != nil {
+		t.Fatalf("parseIdleKey = %d %q %x %v; want 7 s1 %x", day, site, got, err, v)
+	}
 	f("catalog", appendCatalogKey(nil, "s1", "p/1"), "63"+"027331"+"702f31")
 	f("visitor value", appendVisitorValue(nil, []byte("P"), []byte("SS")), "01"+"02"+"5353"+"50")
 

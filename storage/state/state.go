@@ -393,6 +393,28 @@ func (db *DB) linked(kind byte, site, id string, fn func(visitor [16]byte) bool)
 	})
 }
 
+// ScanIdle calls fn with the retention index entries of days ≤ maxDay,
+// oldest day first, until fn returns false. fn must not write the DB.
+func (db *DB) ScanIdle(maxDay uint32, fn func(day uint32, site string, visitor [16]byte) bool) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return db.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixIdle}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			day, site, visitor, err := parseIdleKey(it.Item().Key())
+			if err != nil {
+				return err
+			}
+			if day > maxDay || !fn(day, site, visitor) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
 // Product appends the stored bytes of product id of site to dst[:0]; ok is
 // false when the catalog has no such product.
 func (db *DB) Product(site, id string, dst []byte) (val []byte, ok bool, err error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/affinityhq/affinity/storage/state"
@@ -242,6 +243,39 @@ func TestVisitorsByCustomer(t *testing.T) {
 	f("s1", "c1", 2)
 	if err := b.PutCustomer("s1", "", vis(1)); err == nil || err.Error() != "invalid customer id: empty" {
 		t.Fatalf("PutCustomer with an empty id = %v; want invalid customer id: empty", err)
+	}
+}
+
+func TestScanIdle(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	b := db.NewBatch()
+	_ = b.PutIdle(20000, "s1", vis(1))
+	_ = b.PutIdle(19999, "s2", vis(2))
+	_ = b.PutIdle(20001, "s1", vis(3))
+	_ = b.PutIdle(20000, "s10", vis(4))
+	commit(t, b)
+	scan := func(maxDay uint32) string {
+		t.Helper()
+		var got []string
+		err := db.ScanIdle(maxDay, func(day uint32, site string, v [16]byte) bool {
+			got = append(got, fmt.Sprintf("%d/%s/%d", day, site, v[15]))
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(got, " ")
+	}
+	if got, want := scan(20000), "19999/s2/2 20000/s1/1 20000/s10/4"; got != want {
+		t.Fatalf("ScanIdle(20000) = %s; want %s", got, want)
+	}
+	_ = b.DeleteIdle(20000, "s1", vis(1))
+	commit(t, b)
+	if got, want := scan(30000), "19999/s2/2 20000/s10/4 20001/s1/3"; got != want {
+		t.Fatalf("ScanIdle(30000) after a delete = %s; want %s", got, want)
+	}
+	if got := scan(0); got != "" {
+		t.Fatalf("ScanIdle(0) = %s; want nothing", got)
 	}
 }
 
