@@ -34,11 +34,7 @@ func (p *Profile) Merge(src *Profile, cfg *Config) {
 	if src.Empty() {
 		return
 	}
-	if p.Empty() {
-		p.FirstSeen, p.LastSeen = src.FirstSeen, src.LastSeen
-	} else {
-		p.FirstSeen, p.LastSeen = min(p.FirstSeen, src.FirstSeen), max(p.LastSeen, src.LastSeen)
-	}
+	widen(&p.FirstSeen, &p.LastSeen, p.Empty(), src.FirstSeen, src.LastSeen)
 	p.LastRecv = max(p.LastRecv, src.LastRecv)
 	for d := range Dim(NumDims) {
 		p.mergeDim(cfg, d, src.Dims[d])
@@ -95,11 +91,7 @@ func (s *EventStats) merge(src *EventStats) {
 	if src.Count == 0 {
 		return
 	}
-	if s.Count == 0 {
-		s.First, s.Last = src.First, src.Last
-	} else {
-		s.First, s.Last = min(s.First, src.First), max(s.Last, src.Last)
-	}
+	widen(&s.First, &s.Last, s.Count == 0, src.First, src.Last)
 	s.Count += src.Count
 	var buf [MaxRecent]int64
 	a, b := s.Recent, src.Recent
@@ -138,11 +130,7 @@ func (o *Orders) merge(src *Orders) {
 	if src.Count == 0 {
 		return
 	}
-	if o.Count == 0 {
-		o.First, o.Last = src.First, src.Last
-	} else {
-		o.First, o.Last = min(o.First, src.First), max(o.Last, src.Last)
-	}
+	widen(&o.First, &o.Last, o.Count == 0, src.First, src.Last)
 	o.Count += src.Count
 	o.Revenue += src.Revenue
 }

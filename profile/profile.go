@@ -100,12 +100,8 @@ func (s *EventStats) CountSince(since int64) (n int, exact bool) {
 }
 
 func (s *EventStats) add(ts int64) {
+	widen(&s.First, &s.Last, s.Count == 0, ts, ts)
 	s.Count++
-	if s.Count == 1 {
-		s.First, s.Last = ts, ts
-	} else {
-		s.First, s.Last = min(s.First, ts), max(s.Last, ts)
-	}
 	if cap(s.Recent) < MaxRecent {
 		s.Recent = slices.Grow(s.Recent, MaxRecent-len(s.Recent))
 	}
@@ -122,6 +118,16 @@ func (s *EventStats) add(ts int64) {
 	copy(r[i+1:], r[i:])
 	r[i] = ts
 	s.Recent = r
+}
+
+// widen extends the span [*first, *last] to [first2, last2]; empty: the
+// span holds nothing yet and becomes [first2, last2].
+func widen(first, last *int64, empty bool, first2, last2 int64) {
+	if empty {
+		*first, *last = first2, last2
+		return
+	}
+	*first, *last = min(*first, first2), max(*last, last2)
 }
 
 // Trait is the latest value of one trait key.
@@ -242,11 +248,7 @@ func (p *Profile) Apply(e *event.Event, cfg *Config, recv int64, dst []ScoreChan
 		return dst
 	}
 	ts := e.TS
-	if p.Empty() {
-		p.FirstSeen, p.LastSeen = ts, ts
-	} else {
-		p.FirstSeen, p.LastSeen = min(p.FirstSeen, ts), max(p.LastSeen, ts)
-	}
+	widen(&p.FirstSeen, &p.LastSeen, p.Empty(), ts, ts)
 	p.LastRecv = max(p.LastRecv, recv)
 	p.Events[t].add(ts)
 
@@ -556,12 +558,8 @@ func (p *Profile) cartRemove(id string, ts int64) {
 
 func (p *Profile) addOrder(e *event.Event, ts int64) {
 	o := &p.Orders
+	widen(&o.First, &o.Last, o.Count == 0, ts, ts)
 	o.Count++
-	if o.Count == 1 {
-		o.First, o.Last = ts, ts
-	} else {
-		o.First, o.Last = min(o.First, ts), max(o.Last, ts)
-	}
 	var total float64
 	switch {
 	case e.HasOrder && e.Order.HasTotal:

@@ -195,8 +195,20 @@ func identify(n int, ts int64, email string) event.Event {
 
 func visitorsByEmail(t *testing.T, db *state.DB, site, email string) []event.UUID {
 	t.Helper()
+	return linked(t, db.VisitorsByEmail, site, email)
+}
+
+func visitorsByCustomer(t *testing.T, db *state.DB, site, customer string) []event.UUID {
+	t.Helper()
+	return linked(t, db.VisitorsByCustomer, site, customer)
+}
+
+// linked returns the visitors an identity index scan (by email, by
+// customer id) finds for id.
+func linked(t *testing.T, scan func(site, id string, fn func([16]byte) bool) error, site, id string) []event.UUID {
+	t.Helper()
 	var got []event.UUID
-	if err := db.VisitorsByEmail(site, email, func(v [16]byte) bool { got = append(got, v); return true }); err != nil {
+	if err := scan(site, id, func(v [16]byte) bool { got = append(got, v); return true }); err != nil {
 		t.Fatal(err)
 	}
 	return got
@@ -222,15 +234,6 @@ func TestIdentityIndex(t *testing.T) {
 	if got := visitorsByEmail(t, e.DB, "s1", "bob@example.com"); len(got) != 2 {
 		t.Fatalf("visitors of bob = %v; want visitors 2 and 3", got)
 	}
-}
-
-func visitorsByCustomer(t *testing.T, db *state.DB, site, customer string) []event.UUID {
-	t.Helper()
-	var got []event.UUID
-	if err := db.VisitorsByCustomer(site, customer, func(v [16]byte) bool { got = append(got, v); return true }); err != nil {
-		t.Fatal(err)
-	}
-	return got
 }
 
 func TestCustomerLinks(t *testing.T) {

@@ -67,17 +67,6 @@ func (rc *receiver) count() int {
 	return len(rc.seen)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Deliveries are signed, retried after the receiver fails twice, and
 // resume after a restart from the stored position.
 func TestWebhookDelivery(t *testing.T) {
@@ -103,9 +92,9 @@ func TestWebhookDelivery(t *testing.T) {
 		bs = append(bs, profiletest.Batch("shop", profiletest.Visitor(i), profiletest.Event(event.TypeView, t0, lego)))
 	}
 	e.Send(t, bs...)
-	waitFor(t, "20 deliveries", func() bool { return rc.count() == 20 })
+	profiletest.WaitUntil(t, "20 deliveries", func() bool { return rc.count() == 20 })
 	w, _, _ := e.Segments.GetWebhook("shop", "viewers")
-	waitFor(t, "the position to be stored", func() bool {
+	profiletest.WaitUntil(t, "the position to be stored", func() bool {
 		w, _, _ = e.Segments.GetWebhook("shop", "viewers")
 		return w.Delivered == e.Segments.LastSeq()
 	})
@@ -121,7 +110,7 @@ func TestWebhookDelivery(t *testing.T) {
 		bs = append(bs, profiletest.Batch("shop", profiletest.Visitor(i), profiletest.Event(event.TypeView, t0, lego)))
 	}
 	e.Send(t, bs...)
-	waitFor(t, "35 deliveries", func() bool { return rc.count() == 35 })
+	profiletest.WaitUntil(t, "35 deliveries", func() bool { return rc.count() == 35 })
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	if rc.badSigs != 0 {

@@ -3,6 +3,7 @@ package profiletest
 import (
 	"encoding/binary"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/affinityhq/affinity/profile"
@@ -92,4 +93,17 @@ func Batch(site string, v event.UUID, evs ...event.Event) *event.Batch {
 		recv = max(recv, e.TS)
 	}
 	return &event.Batch{Site: site, Visitor: v, Recv: recv + 1000, Events: evs}
+}
+
+// WaitUntil polls cond every 10 ms until it holds, failing t after 20 s:
+// for what other goroutines do (webhook deliveries, background loops).
+func WaitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 20 s waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

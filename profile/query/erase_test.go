@@ -153,14 +153,14 @@ func TestErasePerson(t *testing.T) {
 	if where := mentions(t, before, `"email":"ann@example.com"`); len(where) < 3 {
 		t.Fatalf("before erasure the feed and reads name the email in %v only", where)
 	}
-	waitFor(t, "a failed delivery naming the person", func() bool { return strings.Contains(rc.bodies(false), "ann@example.com") })
+	profiletest.WaitUntil(t, "a failed delivery naming the person", func() bool { return strings.Contains(rc.bodies(false), "ann@example.com") })
 
 	code, body := e.Do(t, http.MethodDelete, "/v1/people/"+site+"/ANN@example.com", "", nil, true)
 	if code != 200 || !strings.Contains(body, `"visitors_deleted":3`) || !strings.Contains(body, `"changes_scrubbed":3`) {
 		t.Fatalf("DELETE person: %d %s; want 200, 3 visitors deleted, 3 records scrubbed", code, body)
 	}
 	rc.accepting.Store(true)
-	waitFor(t, "the stranger's records delivered", func() bool { return strings.Contains(rc.bodies(true), bob.String()) })
+	profiletest.WaitUntil(t, "the stranger's records delivered", func() bool { return strings.Contains(rc.bodies(true), bob.String()) })
 
 	after := surfaces(t, e, vs, "ann@example.com", "c9")
 	after["webhook deliveries"] = rc.bodies(true)
@@ -195,16 +195,5 @@ func TestErasePerson(t *testing.T) {
 		if where := mentions(t, after, name); len(where) > 0 {
 			t.Errorf("after DELETE of the visitor %q is still in %v", name, where)
 		}
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 20 s for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

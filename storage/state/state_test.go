@@ -185,64 +185,56 @@ func TestScanInterests(t *testing.T) {
 	}
 }
 
-func TestVisitorsByEmail(t *testing.T) {
-	db := openDB(t, t.TempDir())
-	b := db.NewBatch()
-	_ = b.PutEmail("s1", "ann@example.com", vis(1))
-	_ = b.PutEmail("s1", "ann@example.com", vis(2))
-	_ = b.PutEmail("s1", "ann@example.co", vis(3))
-	_ = b.PutEmail("s2", "ann@example.com", vis(4))
-	commit(t, b)
-	f := func(site, email string, want ...byte) {
-		t.Helper()
-		var got []byte
-		if err := db.VisitorsByEmail(site, email, func(v [16]byte) bool { got = append(got, v[15]); return true }); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("VisitorsByEmail(%q, %q) = %v; want %v", site, email, got, want)
-		}
+// TestIdentityLinks: the email and the customer-id links of a visitor are
+// two indexes of the same layout that do not see each other's keys.
+func TestIdentityLinks(t *testing.T) {
+	type kind struct {
+		name     string
+		put, del func(b *state.Batch, site, id string, v [16]byte) error
+		scan     func(db *state.DB) func(site, id string, fn func([16]byte) bool) error
+		emptyErr string
 	}
-	f("s1", "ann@example.com", 1, 2)
-	f("s1", "ann@example.co", 3)
-	f("s2", "ann@example.com", 4)
-	f("s1", "bob@example.com")
-	_ = b.DeleteEmail("s1", "ann@example.com", vis(1))
-	commit(t, b)
-	f("s1", "ann@example.com", 2)
-	if err := b.PutEmail("s1", "", vis(1)); err == nil {
-		t.Fatalf("PutEmail with an empty email: no error")
-	}
-}
-
-func TestVisitorsByCustomer(t *testing.T) {
-	db := openDB(t, t.TempDir())
-	b := db.NewBatch()
-	_ = b.PutCustomer("s1", "c1", vis(1))
-	_ = b.PutCustomer("s1", "c1", vis(2))
-	_ = b.PutCustomer("s1", "c10", vis(3))
-	_ = b.PutEmail("s1", "c1", vis(5)) // an email equal to the id is another link
-	_ = b.PutCustomer("s2", "c1", vis(4))
-	commit(t, b)
-	f := func(site, customer string, want ...byte) {
-		t.Helper()
-		var got []byte
-		if err := db.VisitorsByCustomer(site, customer, func(v [16]byte) bool { got = append(got, v[15]); return true }); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("VisitorsByCustomer(%q, %q) = %v; want %v", site, customer, got, want)
-		}
-	}
-	f("s1", "c1", 1, 2)
-	f("s1", "c10", 3)
-	f("s2", "c1", 4)
-	f("s1", "c2")
-	_ = b.DeleteCustomer("s1", "c1", vis(1))
-	commit(t, b)
-	f("s1", "c1", 2)
-	if err := b.PutCustomer("s1", "", vis(1)); err == nil || err.Error() != "invalid customer id: empty" {
-		t.Fatalf("PutCustomer with an empty id = %v; want invalid customer id: empty", err)
+	for _, k := range []kind{
+		{"email", (*state.Batch).PutEmail, (*state.Batch).DeleteEmail,
+			func(db *state.DB) func(string, string, func([16]byte) bool) error { return db.VisitorsByEmail }, "invalid email: empty"},
+		{"customer", (*state.Batch).PutCustomer, (*state.Batch).DeleteCustomer,
+			func(db *state.DB) func(string, string, func([16]byte) bool) error { return db.VisitorsByCustomer }, "invalid customer id: empty"},
+	} {
+		t.Run(k.name, func(t *testing.T) {
+			db := openDB(t, t.TempDir())
+			b := db.NewBatch()
+			_ = k.put(b, "s1", "ann@example.com", vis(1))
+			_ = k.put(b, "s1", "ann@example.com", vis(2))
+			_ = k.put(b, "s1", "ann@example.co", vis(3))
+			_ = k.put(b, "s2", "ann@example.com", vis(4))
+			// The other kind's link of the same id is not this kind's.
+			if k.name == "email" {
+				_ = b.PutCustomer("s1", "ann@example.com", vis(5))
+			} else {
+				_ = b.PutEmail("s1", "ann@example.com", vis(5))
+			}
+			commit(t, b)
+			f := func(site, id string, want ...byte) {
+				t.Helper()
+				var got []byte
+				if err := k.scan(db)(site, id, func(v [16]byte) bool { got = append(got, v[15]); return true }); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("visitors of %s %q on %s = %v; want %v", k.name, id, site, got, want)
+				}
+			}
+			f("s1", "ann@example.com", 1, 2)
+			f("s1", "ann@example.co", 3)
+			f("s2", "ann@example.com", 4)
+			f("s1", "bob@example.com")
+			_ = k.del(b, "s1", "ann@example.com", vis(1))
+			commit(t, b)
+			f("s1", "ann@example.com", 2)
+			if err := k.put(b, "s1", "", vis(1)); err == nil || err.Error() != k.emptyErr {
+				t.Fatalf("put of an empty %s = %v; want %q", k.name, err, k.emptyErr)
+			}
+		})
 	}
 }
 
