@@ -121,7 +121,7 @@ var lifecycleStages = []string{"prospect", "new", "active", "lost", "lapsing"}
 
 const (
 	dimsExpected   = "a dimension: brand, category, age, price or product"
-	eventsExpected = "an event type: pageview, view, cart, uncart, purchase or identify"
+	eventsExpected = "an event type: pageview, view, cart, uncart, purchase, identify or custom"
 	termExpected   = "a condition or a term like interest(brand, \"X\"), since(cart), count(purchase, 30d), identified"
 )
 

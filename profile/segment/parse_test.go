@@ -83,7 +83,7 @@ func TestParseErrors(t *testing.T) {
 	f(`since(cart) <= 24 and identified`, 16, `at 16: expected a duration like 24h or 7d, found "24"`)
 	f(`since(cart) <= 24x`, 18, `at 18: expected a duration unit s, m, h, d or w, found "x"`)
 	f(`since(cart) <= 1.5h`, 16, `at 16: expected a number like 2.5 or a whole-number duration like 36h, found "1.5h"`)
-	f(`since(click) <= 24h`, 7, `at 7: expected an event type: pageview, view, cart, uncart, purchase or identify, found "click"`)
+	f(`since(click) <= 24h`, 7, `at 7: expected an event type: pageview, view, cart, uncart, purchase, identify or custom, found "click"`)
 	f(`top(color) == "red"`, 5, `at 5: expected a dimension: brand, category, age, price or product, found "color"`)
 	f(`top(age) = "0-3"`, 10, `at 10: expected == (a single = is not an operator), found "="`)
 	f(`top(age) == 3`, 13, `at 13: expected a string like "0-3", found "3"`)

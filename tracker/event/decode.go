@@ -18,6 +18,9 @@ const (
 	MaxSiteLen = 64
 	// MaxTraitKeyLen is the longest traits key, in bytes.
 	MaxTraitKeyLen = 64
+	// MaxNameLen is the longest name of a custom event, in bytes: an
+	// event name is a label ("Newsletter Signup"), not a payload.
+	MaxNameLen = 200
 	// maxSkipDepth bounds the nesting of the unknown values DecodeBatch
 	// skips, so that a hostile body cannot exhaust the stack.
 	maxSkipDepth = 32
@@ -289,6 +292,7 @@ const (
 	keyCustomer
 	keyTraits
 	keyURL
+	keyName
 )
 
 func (d *Decoder) event(e *Event, lo, hi int64) error {
@@ -339,6 +343,10 @@ func (d *Decoder) event(e *Event, lo, hi int64) error {
 			if err = d.once(&seen, keyURL, "url"); err == nil {
 				e.URL, err = d.optString("url")
 			}
+		case "name":
+			if err = d.once(&seen, keyName, "name"); err == nil {
+				e.Name, err = d.eventName()
+			}
 		default:
 			err = d.skip(0)
 		}
@@ -355,6 +363,34 @@ func (d *Decoder) event(e *Event, lo, hi int64) error {
 		return d.fail(ReasonBadType, "t", "missing")
 	case seen&keyTS == 0:
 		return d.fail(ReasonBadTS, "ts", "missing")
+	}
+	return d.checkName(e)
+}
+
+// eventName decodes the name of a custom event: a string of at most
+// MaxNameLen bytes, null or absent being "".
+func (d *Decoder) eventName() (string, error) {
+	s, null, err := d.stringValue(ReasonBadField, "name")
+	if err != nil || null {
+		return "", err
+	}
+	if len(s) > MaxNameLen {
+		return "", d.fail(ReasonBadField, "name", fmt.Sprintf("%s is %d bytes long; the limit is %d (event.MaxNameLen)",
+			quote.Value(s), len(s), MaxNameLen))
+	}
+	return d.b.appendString(s), nil
+}
+
+// checkName checks that a custom event has a name and no other event has
+// one: the name is what a custom event is, and a name on a view would be
+// stored for nothing.
+func (d *Decoder) checkName(e *Event) error {
+	switch {
+	case e.Type == TypeCustom && e.Name == "":
+		return d.fail(ReasonBadField, "name", "missing: a custom event needs its name")
+	case e.Type != TypeCustom && e.Name != "":
+		return d.fail(ReasonBadField, "name", fmt.Sprintf("%s given for a %s event: only a custom event has a name",
+			quote.Value(e.Name), e.Type))
 	}
 	return nil
 }

@@ -207,6 +207,21 @@ func TestDecodeBatchRefused(t *testing.T) {
 	f(body(tsEvent("-9223372036854775808")), ReasonTSTooOld, "-9223372036854775808 is more than")
 	f(body(tsEvent("9223372036854775807")), ReasonTSFuture, "9223372036854775807 is more than")
 
+	// The name of a custom event.
+	custom := func(extra string) string {
+		return strings.Replace(event(1, extra), `"t":"view"`, `"t":"custom"`, 1)
+	}
+	f(body(custom(``)), ReasonBadField, `events[0].name: missing: a custom event needs its name`)
+	f(body(custom(`,"name":null`)), ReasonBadField, `events[0].name: missing: a custom event needs its name`)
+	f(body(custom(`,"name":""`)), ReasonBadField, `events[0].name: missing`)
+	f(body(custom(`,"name":7`)), ReasonBadField, `events[0].name: must be a string, got 7`)
+	f(body(custom(`,"name":"`+strings.Repeat("n", MaxNameLen+1)+`"`)), ReasonBadField,
+		fmt.Sprintf(`events[0].name: "nnn`)+"")
+	f(body(custom(`,"name":"`+strings.Repeat("n", MaxNameLen+1)+`"`)), ReasonBadField,
+		fmt.Sprintf(`is %d bytes long; the limit is %d (event.MaxNameLen)`, MaxNameLen+1, MaxNameLen))
+	f(body(event(1, `,"name":"Signup"`)), ReasonBadField, `events[0].name: "Signup" given for a view event: only a custom event has a name`)
+	f(body(custom(`,"name":"a","name":"b"`)), ReasonBadJSON, `events[0].name: duplicate key`)
+
 	// Optional fields.
 	f(body(event(1, `,"product":"sku-1"`)), ReasonBadField, `events[0].product: must be an object, got "sku-1"`)
 	f(body(event(1, `,"product":{"id":1001}`)), ReasonBadField, `events[0].product.id: must be a string, got 1001`)
@@ -284,6 +299,24 @@ func TestDecodeBatchAccepted(t *testing.T) {
 	ts := func(ts int64) string {
 		return body(`{"id":"0b9e6c1a-3c1f-4c47-9d0e-000000000001","t":"view","ts":` + fmt.Sprint(ts) + `}`)
 	}
+	// A custom event keeps its name, escapes undone, at the limit's length.
+	for _, name := range []string{"Newsletter Signup", strings.Repeat("é", MaxNameLen/2)} {
+		f(body(`{"name":`+string(AppendJSONString(nil, name))+`,"id":"0b9e6c1a-3c1f-4c47-9d0e-000000000001","t":"custom","ts":`+fmt.Sprint(testNow)+`}`),
+			func(b *Batch) string {
+				if e := &b.Events[0]; e.Type != TypeCustom || e.Name != name {
+					return fmt.Sprintf("got type %s name %q; want custom %q", e.Type, e.Name, name)
+				}
+				return ""
+			})
+	}
+	f(body(`{"name":"Newsletter \u0053ignup","id":"0b9e6c1a-3c1f-4c47-9d0e-000000000001","t":"custom","ts":`+fmt.Sprint(testNow)+`}`),
+		func(b *Batch) string {
+			if got := b.Events[0].Name; got != "Newsletter Signup" {
+				return fmt.Sprintf("got name %q; want %q", got, "Newsletter Signup")
+			}
+			return ""
+		})
+
 	// The window's edges are inside it.
 	f(ts(testNow-window), tsIs(testNow-window))
 	f(ts(testNow+future), tsIs(testNow+future))

@@ -19,12 +19,16 @@ const (
 	TypeUncart   Type = 4
 	TypePurchase Type = 5
 	TypeIdentify Type = 6
+	// TypeCustom is an event the contract has no type for (a server's
+	// "Newsletter Signup"): stored and counted under its Event.Name, never
+	// refused for its name.
+	TypeCustom Type = 7
 
 	// NumTypes bounds the valid Type values: every t < NumTypes, t != 0, is valid.
-	NumTypes = 7
+	NumTypes = 8
 )
 
-var typeNames = [NumTypes]string{"", "pageview", "view", "cart", "uncart", "purchase", "identify"}
+var typeNames = [NumTypes]string{"", "pageview", "view", "cart", "uncart", "purchase", "identify", "custom"}
 
 // String returns the contract name of t, or "" for an invalid type.
 func (t Type) String() string {
@@ -145,6 +149,7 @@ type Event struct {
 	Customer   string // identify: the shop's customer id, "" if not sent
 	Traits     []Trait
 	URL        string // the page, "" if not sent
+	Name       string // custom: the event's name (1..MaxNameLen bytes); "" for every other type
 }
 
 // Batch is one accepted request of one visitor of one site: the unit the
@@ -228,7 +233,7 @@ func (e *Event) Equal(o *Event) bool {
 		e.Order.Total == o.Order.Total && e.Order.HasTotal == o.Order.HasTotal &&
 		slices.Equal(e.Order.Items, o.Order.Items) &&
 		e.Email == o.Email && e.Customer == o.Customer && e.URL == o.URL &&
-		slices.Equal(e.Traits, o.Traits)
+		e.Name == o.Name && slices.Equal(e.Traits, o.Traits)
 }
 
 // Clone returns a deep copy of b with its own arena, holding only b's
@@ -271,6 +276,7 @@ func (b *Batch) eachString(fn func(*string)) {
 			fn(&e.Traits[j].Value)
 		}
 		fn(&e.URL)
+		fn(&e.Name)
 	}
 }
 

@@ -9,9 +9,10 @@ import (
 	"github.com/affinityhq/affinity/internal/codec"
 )
 
-// RecordVersion is the version of the log record format AppendBatch writes
-// and DecodeRecord reads, described in FORMAT.md.
-const RecordVersion = 1
+// RecordVersion is the version of the log record format AppendBatch writes,
+// described in FORMAT.md. DecodeRecord reads it and every older version
+// (version 1 had no event name).
+const RecordVersion = 2
 
 // ErrUnsupportedVersion is wrapped by the error of DecodeRecord for a record
 // of a version this build cannot read (written by a newer build).
@@ -25,7 +26,10 @@ const (
 	evCustomer
 	evTraits
 	evURL
-	evAll = 1<<iota - 1
+	evName // since version 2
+	evAll  = 1<<iota - 1
+	// evAllV1 are the parts version 1 defines.
+	evAllV1 = evAll &^ evName
 )
 
 // Presence bits of a product's fields, in the order the fields follow.
@@ -56,7 +60,7 @@ const (
 	minTraitLen = 1 + 1 + 1      // kind, key length, value length
 )
 
-// AppendBatch appends the log record of b (format v1, FORMAT.md) to dst and
+// AppendBatch appends the log record of b (format v2, FORMAT.md) to dst and
 // returns the extended buffer. It does not allocate when dst has room.
 //
 // b is stored as the decoders leave it: the fields of an absent product or
@@ -98,6 +102,9 @@ func appendEvent(dst []byte, e *Event, recv int64) []byte {
 	if e.URL != "" {
 		f |= evURL
 	}
+	if e.Name != "" {
+		f |= evName
+	}
 	dst = codec.AppendUvarint(dst, f)
 	if e.HasProduct {
 		dst = appendProduct(dst, &e.Product)
@@ -121,6 +128,9 @@ func appendEvent(dst []byte, e *Event, recv int64) []byte {
 	}
 	if e.URL != "" {
 		dst = codec.AppendString(dst, e.URL)
+	}
+	if e.Name != "" {
+		dst = codec.AppendString(dst, e.Name)
 	}
 	return dst
 }
@@ -202,7 +212,8 @@ func appendOrder(dst []byte, o *Order) []byte {
 // allocate once the Batch has grown to the largest record.
 //
 // Only the canonical encoding is accepted, so that a decoded record
-// re-encodes to the same bytes: minimal varints, presence bits only for
+// re-encodes to the same bytes (but for the version byte of a version 1
+// record, which re-encodes as version 2): minimal varints, presence bits only for
 // non-empty strings, items and traits, a non-zero qty. A record of another
 // version gives an error wrapping ErrUnsupportedVersion; a truncated or
 // otherwise malformed one a descriptive error. On error b must not be used.
@@ -212,8 +223,13 @@ func DecodeRecord(b *Batch, data []byte) error {
 	b.Reset()
 	b.Arena = append(b.Arena[:0], data...)
 	r := recordReader{codec.NewReader("event record", b.Arena, 0)}
-	if v := r.Byte(); r.Err() == nil && v != RecordVersion {
-		return fmt.Errorf("cannot decode event record: %w %d; this build reads version %d",
+	parts := uint64(evAll)
+	switch v := r.Byte(); {
+	case r.Err() != nil:
+	case v == 1:
+		parts = evAllV1
+	case v != RecordVersion:
+		return fmt.Errorf("cannot decode event record: %w %d; this build reads versions 1 to %d",
 			ErrUnsupportedVersion, v, RecordVersion)
 	}
 	b.Site = r.String()
@@ -226,7 +242,7 @@ func DecodeRecord(b *Batch, data []byte) error {
 	b.Events = slices.Grow(b.Events, n)
 	for i := 0; i < n && r.Err() == nil; i++ {
 		r.Item("events", i)
-		r.event(b.addEvent(), b.Recv)
+		r.event(b.addEvent(), b.Recv, parts)
 	}
 	if r.Err() == nil && r.Left() > 0 {
 		r.Item("", -1)
@@ -278,11 +294,13 @@ func (r *recordReader) amount() float64 {
 	return f
 }
 
-func (r *recordReader) event(e *Event, recv int64) {
+// event reads an event whose presence bits may be those of parts (the
+// record's version's).
+func (r *recordReader) event(e *Event, recv int64, parts uint64) {
 	e.ID = r.uuid()
 	e.Type = Type(r.Byte())
 	e.TS = recv + r.Varint()
-	f := r.flags(evAll)
+	f := r.flags(parts)
 	if f&evProduct != 0 {
 		e.HasProduct = true
 		r.product(&e.Product)
@@ -311,6 +329,9 @@ func (r *recordReader) event(e *Event, recv int64) {
 	}
 	if f&evURL != 0 {
 		e.URL = r.present()
+	}
+	if f&evName != 0 {
+		e.Name = r.present()
 	}
 }
 

@@ -61,7 +61,7 @@ func TestRecordRoundTripEdges(t *testing.T) {
 		Product:  Product{ID: "p", Brand: "b", Category: "c", Age: "a", Price: math.MaxFloat64, HasPrice: true, Qty: math.MaxUint32},
 		HasOrder: true, Order: Order{ID: "o", Total: math.SmallestNonzeroFloat64, HasTotal: true, Items: []Product{{}, {Qty: 1}}},
 		Email: "e", Customer: "c", URL: "u", Traits: []Trait{{Key: "k", Value: "v"}},
-	}}})
+	}, {Type: TypeCustom, Name: "Newsletter Signup"}}})
 	f("long string", &Batch{Site: strings.Repeat("s", 1<<16)})
 }
 
@@ -71,12 +71,34 @@ func TestRecordLayout(t *testing.T) {
 		ID: UUID{0: 0x01, 15: 0x02}, Type: TypeView, TS: 999, HasProduct: true,
 		Product: Product{ID: "p", Price: 2.5, HasPrice: true},
 	}}}
-	want := "01" + "0273 31" + "aa" + strings.Repeat("00", 14) + "bb" + "d00f" + "01" +
+	want := "02" + "0273 31" + "aa" + strings.Repeat("00", 14) + "bb" + "d00f" + "01" +
 		"01000000000000000000000000000002" + "02" + "01" + "01" +
 		"11" + "0170" + "0000000000000440"
 	want = strings.ReplaceAll(want, " ", "")
 	if got := hex.EncodeToString(AppendBatch(nil, b)); got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+// TestDecodeRecordVersion1 reads records written before event names
+// (version 1): the same layout without presence bit 6, which it refuses.
+func TestDecodeRecordVersion1(t *testing.T) {
+	var b Batch
+	for _, name := range fixtures {
+		want := mustDecode(t, readFixture(t, name))
+		v1 := AppendBatch(nil, want)
+		v1[0] = 1
+		if err := DecodeRecord(&b, v1); err != nil || !b.Equal(want) {
+			t.Fatalf("%s as version 1: got error %v and\n%s\nwant\n%s", name, err, dump(&b), dump(want))
+		}
+	}
+	named := AppendBatch(nil, &Batch{Site: "s", Events: []Event{{Type: TypeCustom, Name: "Signup"}}})
+	if err := DecodeRecord(&b, named); err != nil || b.Events[0].Name != "Signup" {
+		t.Fatalf("version 2 with a name: got error %v, name %q; want the name", err, b.Events[0].Name)
+	}
+	named[0] = 1
+	if err := DecodeRecord(&b, named); err == nil || !strings.Contains(err.Error(), "unknown presence bits 0x40") {
+		t.Fatalf("version 1 with a name: got error %v; want unknown presence bits 0x40", err)
 	}
 }
 
@@ -113,10 +135,10 @@ func TestDecodeRecordRefused(t *testing.T) {
 	rec := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 	f("empty", nil, "cannot decode event record at byte 0: truncated byte: 1 bytes needed, 0 left")
-	f("version 0", []byte{0}, "unsupported event record version 0; this build reads version 1")
-	f("version 2", append([]byte{2}, valid[1:]...), "unsupported event record version 2")
-	if err := DecodeRecord(&Batch{}, []byte{2}); !errors.Is(err, ErrUnsupportedVersion) {
-		t.Fatalf("version 2: got %v; want ErrUnsupportedVersion", err)
+	f("version 0", []byte{0}, "unsupported event record version 0; this build reads versions 1 to 2")
+	f("version 3", append([]byte{3}, valid[1:]...), "unsupported event record version 3")
+	if err := DecodeRecord(&Batch{}, []byte{3}); !errors.Is(err, ErrUnsupportedVersion) {
+		t.Fatalf("version 3: got %v; want ErrUnsupportedVersion", err)
 	}
 	f("trailing byte", append(append([]byte{}, valid...), 0), fmt.Sprintf("at byte %d: 1 bytes after the last event", len(valid)))
 	f("site too long", []byte{1, 5, 'a'}, "at byte 2: truncated string: 5 bytes needed, 1 left")
