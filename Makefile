@@ -36,7 +36,7 @@ vet:
 # machine (golang/go#75804, fixed in Go 1.27). For a longer hunt:
 # FUZZTIME=5m FUZZTIME_REST=5m (a real finding writes testdata/fuzz/...).
 FUZZTIME_REST ?= 100000x
-FUZZ_WIRE = ./tracker/event:FuzzDecodeBatch ./tracker/event:FuzzDecodeRecord
+FUZZ_WIRE = ./tracker/event:FuzzDecodeBatch ./tracker/event:FuzzDecodeRecord ./tracker/event:FuzzSegmentDecode
 FUZZ_REST = ./profile:FuzzDecodeProfile ./profile/segment:FuzzParse \
 	./profile/catalog:FuzzParseNDJSON ./profile/catalog:FuzzParseCSV ./profile/catalog:FuzzParseYML \
 	./profile/catalog:FuzzDecodeProduct ./profile/query:FuzzDecodeCursor ./profile/builder:FuzzDecodeSeen \

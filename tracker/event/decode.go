@@ -100,9 +100,11 @@ type Decoder struct {
 	tmp  []byte // unescaped strings that are not kept: keys, ids, types
 	b64  []byte // the decoded pixel parameter
 
-	// Where the decoder is, for error messages: the event index (-1
-	// outside events), the object within it ("product", "order",
+	// Where the decoder is, for error messages: the name of the array of
+	// events ("events", or "batch" for a Segment batch), the event index
+	// (-1 outside it), the object within it ("product", "order",
 	// "order.items", "traits" or "") and the item index.
+	list string
 	ev   int
 	obj  string
 	item int
@@ -143,7 +145,7 @@ func (d *Decoder) DecodeBatch(b *Batch, data []byte, now int64) error {
 	// none once the arena has reached the largest body.
 	b.Arena = slices.Grow(b.Arena, len(data))
 	b.Recv = now
-	d.data, d.b, d.pos, d.ev, d.obj = data, b, 0, -1, ""
+	d.data, d.b, d.pos, d.list, d.ev, d.obj = data, b, 0, "events", -1, ""
 	err := d.batch(b, now)
 	d.data, d.b = nil, nil // do not keep the caller's bytes alive
 	return err
@@ -504,7 +506,7 @@ func (d *Decoder) product(p *Product, obj string) (bool, error) {
 			}
 		case "qty":
 			if err = d.once(&seen, keyQty, "qty"); err == nil {
-				err = d.qty(p)
+				err = d.qty(p, "qty")
 			}
 		default:
 			err = d.skip(0)
@@ -517,14 +519,14 @@ func (d *Decoder) product(p *Product, obj string) (bool, error) {
 	return err == nil, err
 }
 
-func (d *Decoder) qty(p *Product) error {
-	raw, null, err := d.numberValue(ReasonBadField, "qty")
+func (d *Decoder) qty(p *Product, field string) error {
+	raw, null, err := d.numberValue(ReasonBadField, field)
 	if err != nil || null {
 		return err
 	}
 	q, ok := parseInt(raw)
 	if !ok || q < 0 || q > math.MaxUint32 {
-		return d.fail(ReasonBadField, "qty", "must be an integer from 0 to 4294967295, got "+snippet(raw))
+		return d.fail(ReasonBadField, field, "must be an integer from 0 to 4294967295, got "+snippet(raw))
 	}
 	p.Qty = uint32(q)
 	return nil
@@ -614,30 +616,36 @@ func (d *Decoder) traits(e *Event) error {
 		if t.Key, err = d.traitKey(e, key); err != nil {
 			break
 		}
-		switch c := d.peek(); {
-		case c == '"':
-			var s []byte
-			if s, err = d.str(); err == nil && len(s) > d.opts.MaxString {
-				err = d.tooLong(t.Key, s)
-			}
-			t.Value, t.Kind = d.b.appendString(s), TraitString
-		case c == 't' || c == 'f':
-			start := d.pos
-			err = d.skip(0)
-			t.Value, t.Kind = d.b.appendString(d.data[start:d.pos]), TraitBool
-		case c == '-' || c >= '0' && c <= '9':
-			var raw []byte
-			raw, err = d.number()
-			t.Value, t.Kind = d.b.appendString(raw), TraitNumber
-		default:
-			err = d.typeErr(ReasonBadField, t.Key, "a string, number or boolean")
-		}
-		if err == nil {
+		if err = d.traitValue(&t); err == nil {
 			e.Traits = append(e.Traits, t)
 			more, err = d.nextMember()
 		}
 	}
 	d.obj = ""
+	return err
+}
+
+// traitValue decodes the value of trait t: a string, number or boolean.
+func (d *Decoder) traitValue(t *Trait) error {
+	var err error
+	switch c := d.peek(); {
+	case c == '"':
+		var s []byte
+		if s, err = d.str(); err == nil && len(s) > d.opts.MaxString {
+			err = d.tooLong(t.Key, s)
+		}
+		t.Value, t.Kind = d.b.appendString(s), TraitString
+	case c == 't' || c == 'f':
+		start := d.pos
+		err = d.skip(0)
+		t.Value, t.Kind = d.b.appendString(d.data[start:d.pos]), TraitBool
+	case c == '-' || c >= '0' && c <= '9':
+		var raw []byte
+		raw, err = d.number()
+		t.Value, t.Kind = d.b.appendString(raw), TraitNumber
+	default:
+		err = d.typeErr(ReasonBadField, t.Key, "a string, number or boolean")
+	}
 	return err
 }
 

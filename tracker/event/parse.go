@@ -422,7 +422,7 @@ func (d *Decoder) syntaxErr(msg string) error {
 	}
 	field := ""
 	if d.ev >= 0 {
-		field = fmt.Sprintf("events[%d]", d.ev)
+		field = fmt.Sprintf("%s[%d]", d.list, d.ev)
 	}
 	return &ValidationError{Reason: ReasonBadJSON, Event: d.ev, Field: field,
 		Msg: fmt.Sprintf("invalid JSON at byte %d: %s", d.pos, msg)}
@@ -449,12 +449,14 @@ func (d *Decoder) fail(reason, field, msg string) error {
 func (d *Decoder) path(field string) string {
 	var p []byte
 	if d.ev >= 0 {
-		p = fmt.Appendf(p, "events[%d]", d.ev)
+		p = fmt.Appendf(p, "%s[%d]", d.list, d.ev)
 	}
 	if d.obj != "" {
-		p = append(p, '.')
+		if len(p) > 0 {
+			p = append(p, '.')
+		}
 		p = append(p, d.obj...)
-		if d.obj == "order.items" {
+		if d.obj == "order.items" || d.obj == "properties.products" {
 			p = fmt.Appendf(p, "[%d]", d.item)
 		}
 	}
