@@ -70,11 +70,13 @@ func DefaultOptions() Options {
 // Collector is the HTTP collector. Create it with New, run it with Serve and
 // stop it with Shutdown.
 type Collector struct {
-	opts     Options
-	sites    map[string]*Site
-	srv      *fasthttp.Server
-	m        *collectorMetrics
-	draining atomic.Bool
+	opts  Options
+	sites map[string]*Site
+	// writeKeys maps each secret write key to its site (Site.WriteKeys).
+	writeKeys map[string]*Site
+	srv       *fasthttp.Server
+	m         *collectorMetrics
+	draining  atomic.Bool
 	// epoch anchors the sites' rate buckets on the monotonic clock.
 	epoch time.Time
 
@@ -103,7 +105,7 @@ func New(opts Options) (*Collector, error) {
 		opts.Now = time.Now
 	}
 	opts.Sites = append([]Site(nil), opts.Sites...) // New sets their buckets
-	c := &Collector{opts: opts, sites: make(map[string]*Site, len(opts.Sites)), epoch: time.Now()}
+	c := &Collector{opts: opts, sites: make(map[string]*Site, len(opts.Sites)), writeKeys: map[string]*Site{}, epoch: time.Now()}
 	c.m = newCollectorMetrics(opts.Metrics)
 	for i := range opts.Sites {
 		s := &opts.Sites[i]
@@ -121,6 +123,9 @@ func New(opts Options) (*Collector, error) {
 			s.bucket.limited = opts.Metrics.NewCounter(`affinity_collector_rate_limited_total` + label)
 			s.bucket.limitedEvents = opts.Metrics.NewCounter(`affinity_collector_rate_limited_events_total` + label)
 		}
+	}
+	if err := c.indexWriteKeys(); err != nil {
+		return nil, err
 	}
 	c.ctxPool.New = func() any { return c.newRequestCtx() }
 	c.srv = &fasthttp.Server{
@@ -216,7 +221,8 @@ type requestCtx struct {
 	record []byte
 	key    []byte
 	msgs   [1]storage.Message
-	ua     []byte // scratch: the lower-cased User-Agent, then the reply body
+	ua     []byte      // scratch: the lower-cased User-Agent, then the reply body
+	seg    *segmentCtx // the Segment API's scratch, made on its first request
 }
 
 func (c *Collector) newRequestCtx() *requestCtx {
@@ -239,6 +245,8 @@ func (c *Collector) Handle(ctx *fasthttp.RequestCtx) {
 		c.handleEvents(ctx, true)
 	case string(strHealthz):
 		c.handleHealthz(ctx)
+	case "/v1/batch", "/v1/import", "/v1/track", "/v1/identify", "/v1/page", "/v1/screen", "/v1/alias", "/v1/group":
+		c.handleSegment(ctx, path)
 	default:
 		if c.opts.Extra != nil {
 			c.opts.Extra(ctx)
@@ -369,7 +377,17 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 	rc.record = event.AppendBatch(rc.record[:0], &rc.batch)
 	rc.key = event.AppendLogKey(rc.key[:0], rc.batch.Site, rc.batch.Visitor)
 	rc.msgs[0] = storage.Message{Key: rc.key, Value: rc.record}
+	ok := c.append(ctx, rc.msgs[:], len(rc.batch.Events))
+	rc.msgs[0] = storage.Message{}
+	if ok {
+		c.accepted(ctx, pixel, len(rc.batch.Events), &rc.ua)
+	}
+}
 
+// append appends msgs, the records of events accepted events, to the log
+// in one call and reports whether the log acknowledged them; if not, it has
+// answered the request with 503.
+func (c *Collector) append(ctx *fasthttp.RequestCtx, msgs []storage.Message, events int) bool {
 	// While the log is failing, refuse at once instead of making every
 	// request wait out the log's own timeout: clients retry after
 	// Retry-After, memory stays bounded, and the first request past the
@@ -377,36 +395,35 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 	start := time.Now() // the real clock, not opts.Now: this is about the log, not the events
 	if c.opts.Writable != nil {
 		if err := c.opts.Writable(); err != nil {
-			c.storageUnavailable(ctx, len(rc.batch.Events), err)
-			return
+			c.storageUnavailable(ctx, events, err)
+			return false
 		}
 	}
 	if until := c.logDownUntil.Load(); until != 0 && start.UnixMilli() < until {
-		c.logUnavailable(ctx, len(rc.batch.Events), c.logDownErr.Load().(string))
-		return
+		c.logUnavailable(ctx, events, c.logDownErr.Load().(string))
+		return false
 	}
 
 	// No per-request deadline: each log bounds its own wait (the embedded
 	// log refuses past a bounded queue, Kafka's has WriteTimeout), and a
 	// context per request would cost allocations on the hot path.
 	c.m.inflight.Add(1)
-	err = c.opts.Log.Append(context.Background(), rc.msgs[:])
+	err := c.opts.Log.Append(context.Background(), msgs)
 	c.m.appendSeconds.UpdateDuration(start)
 	c.m.inflight.Add(-1)
-	rc.msgs[0] = storage.Message{}
 	if err != nil {
 		c.m.logErrors.Inc()
 		msg := err.Error()
 		c.logDownErr.Store(msg)
 		c.logDownUntil.Store(time.Now().Add(c.opts.RetryAfter).UnixMilli())
-		c.logUnavailable(ctx, len(rc.batch.Events), msg)
-		return
+		c.logUnavailable(ctx, events, msg)
+		return false
 	}
 	if c.logDownUntil.Load() != 0 {
 		c.logDownUntil.Store(0)
 	}
-	c.m.eventsAccepted.Add(len(rc.batch.Events))
-	c.accepted(ctx, pixel, len(rc.batch.Events), &rc.ua)
+	c.m.eventsAccepted.Add(events)
+	return true
 }
 
 func (c *Collector) logUnavailable(ctx *fasthttp.RequestCtx, events int, cause string) {

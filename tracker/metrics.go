@@ -16,6 +16,8 @@ const (
 	reasonBadMethod      = "bad_method"
 	reasonBadOrigin      = "bad_origin"
 	reasonBadRequest     = "bad_request"
+	reasonBadWriteKey    = "bad_write_key"   // the Segment API: no or an unknown write key
+	reasonSegmentOff     = "segment_api_off" // the Segment API without --write-key
 	reasonLogUnavailable = "log_unavailable"
 	reasonLowDisk        = "low_disk"
 	reasonStorageFailing = "storage_failing"
@@ -29,13 +31,13 @@ const (
 var collectorReasons = []string{
 	reasonBadContentType, reasonBadEncoding, reasonBadMethod, reasonBadOrigin, reasonBadRequest,
 	reasonLogUnavailable, reasonLowDisk, reasonNotFound, reasonRateLimited, reasonStorageFailing,
-	reasonTooLarge, reasonUnknownSite,
+	reasonTooLarge, reasonUnknownSite, reasonBadWriteKey, reasonSegmentOff,
 }
 
 // knownStatuses are the statuses the collector and its Extra handler answer;
 // their counters exist from the start so that the hot path never formats a
 // series name nor takes a lock.
-var knownStatuses = []int{200, 202, 204, 304, 400, 403, 404, 405, 413, 415, 429, 500, 503}
+var knownStatuses = []int{200, 202, 204, 304, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503}
 
 // collectorMetrics are the collector's Prometheus series.
 type collectorMetrics struct {
@@ -46,6 +48,10 @@ type collectorMetrics struct {
 	logErrors      *metrics.Counter
 	appendSeconds  *metrics.PrometheusHistogram
 	inflight       atomic.Int64
+	// The Segment API: its requests per call, and its messages
+	// acknowledged without an event (group calls).
+	segmentCalls   []*metrics.Counter
+	segmentIgnored *metrics.Counter
 
 	// Read-only after construction: safe without a lock.
 	statuses map[int]*metrics.Counter
@@ -64,6 +70,10 @@ func newCollectorMetrics(set *metrics.Set) *collectorMetrics {
 		statuses:       map[int]*metrics.Counter{},
 		refused:        map[string]*metrics.Counter{},
 		evRef:          map[string]*metrics.Counter{},
+	}
+	m.segmentIgnored = set.NewCounter(`affinity_collector_segment_messages_ignored_total`)
+	for c := event.SegmentBatch; c <= event.SegmentGroup; c++ {
+		m.segmentCalls = append(m.segmentCalls, set.NewCounter(`affinity_collector_segment_requests_total{call="`+c.String()+`"}`))
 	}
 	set.NewGauge(`affinity_collector_inflight_batches`, func() float64 { return float64(m.inflight.Load()) })
 	for _, s := range knownStatuses {
@@ -85,6 +95,8 @@ func (m *collectorMetrics) countStatus(status int) {
 	}
 	c.Inc()
 }
+
+func (m *collectorMetrics) segmentCall(c event.SegmentCall) { m.segmentCalls[c].Inc() }
 
 func (m *collectorMetrics) batchesRefused(reason string) {
 	if c := m.refused[reason]; c != nil {

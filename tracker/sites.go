@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -18,6 +19,11 @@ type Site struct {
 	// Burst is how many events the site may post at once on top of Rate's
 	// pace; 0 means Rate rounded up.
 	Burst int
+	// WriteKeys are the secret keys (--write-key) a server sends, as the
+	// HTTP Basic auth username, to post for this site through the
+	// Segment-compatible API; several allow a rotation. None: the site
+	// takes no server-side events.
+	WriteKeys []string
 
 	bucket *rateBucket // set by New when Rate > 0
 }
@@ -81,4 +87,54 @@ func specItems(specs []string) []string {
 		}
 	}
 	return items
+}
+
+// MinWriteKeyLen is the shortest secret write key: a guessable secret
+// would let anyone post server-side events, which are trusted with
+// customer ids.
+const MinWriteKeyLen = 16
+
+// ParseWriteKeys parses --write-key specs, SITE=SECRET (repeatable,
+// comma-separated), into the WriteKeys of sites. A secret is at least
+// MinWriteKeyLen bytes of printable ASCII without ',' or ':' (the end of a
+// Basic auth username), is never a site's public key, and names one site.
+func ParseWriteKeys(specs []string, sites []Site) error {
+	owner := map[string]string{}
+	for _, one := range specItems(specs) {
+		key, secret, ok := strings.Cut(one, "=")
+		if !ok || key == "" {
+			return fmt.Errorf("cannot parse --write-key %s: want SITE=SECRET", quoteSecret(one))
+		}
+		i := 0
+		for i < len(sites) && sites[i].Key != key {
+			i++
+		}
+		if i == len(sites) {
+			return fmt.Errorf("cannot parse --write-key for site %q: no such site: list it in --site first", key)
+		}
+		if len(secret) < MinWriteKeyLen || strings.ContainsFunc(secret, func(r rune) bool { return r <= ' ' || r > '~' || r == ':' }) {
+			return fmt.Errorf("cannot parse --write-key for site %q: the secret %s must be at least %d bytes of printable ASCII without spaces or ':'",
+				key, quoteSecret(secret), MinWriteKeyLen)
+		}
+		for _, s := range sites {
+			if s.Key == secret {
+				return fmt.Errorf("cannot parse --write-key for site %q: the secret is the public key of site %q, which every page shows: choose a secret", key, s.Key)
+			}
+		}
+		if prev, dup := owner[secret]; dup {
+			return fmt.Errorf("cannot parse --write-key for site %q: the secret %s is already the write key of site %q", key, quoteSecret(secret), prev)
+		}
+		owner[secret] = key
+		sites[i].WriteKeys = append(sites[i].WriteKeys, secret)
+	}
+	return nil
+}
+
+// quoteSecret quotes the first bytes of a secret for an error message: enough
+// to tell which one was meant, not enough to leak it into a log.
+func quoteSecret(s string) string {
+	if len(s) <= 4 {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:4]) + "…"
 }
