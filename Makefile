@@ -54,7 +54,7 @@ fuzz:
 # The snippet: unit tests in Node, then the browser tests (headless Chromium
 # against the real binary; they need `go` and dist/sdk.js from the build).
 sdk-test: browser-deps
-	cd sdk-js && npm ci --no-audit --no-fund && npm run build && npm test && npm run test:browser
+	cd sdk-js && npm ci --no-audit --no-fund && npm run build && npm test && npm run test:server && npm run test:browser
 
 # Debian's Chromium for the browser tests, installed only when missing.
 browser-deps:

@@ -39,3 +39,28 @@ func TestSiteRateFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteKeyFlag(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	c := addCollectorFlags(fs)
+	t.Setenv("AFFINITY_WRITE_KEY", "shop=sk_env_0123456789abcd")
+	if err := parseFlags(fs, []string{"--site", "demo,shop"}); err != nil {
+		t.Fatal(err)
+	}
+	sites, err := c.parseSites()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sites[0].WriteKeys) != 0 || strings.Join(sites[1].WriteKeys, ",") != "sk_env_0123456789abcd" {
+		t.Fatalf("sites %+v; want the write key of shop from AFFINITY_WRITE_KEY", sites)
+	}
+
+	fs = flag.NewFlagSet("t", flag.ContinueOnError)
+	c = addCollectorFlags(fs)
+	if err := parseFlags(fs, []string{"--site", "shop", "--write-key", "shop=shop"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.parseSites(); err == nil || !strings.Contains(err.Error(), `cannot parse --write-key for site "shop"`) {
+		t.Fatalf("--write-key shop=shop: error %v; want a refusal naming the flag and site", err)
+	}
+}

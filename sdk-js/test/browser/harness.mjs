@@ -36,11 +36,12 @@ export function buildBinary () {
 // Service is one `affinity serve` process on loopback ports, with its own
 // data directory. restart() keeps the collector's address (the pages know it).
 export class Service {
-  constructor (bin, { sites = ['test'], demo = false } = {}) {
+  constructor (bin, { sites = ['test'], demo = false, args = [] } = {}) {
     this.bin = bin
     this.data = tempDir('affinity-data-')
     this.sites = sites
     this.demo = demo
+    this.args = args // more flags, e.g. --write-key
     this.listen = '127.0.0.1:0'
     this.logs = ''
   }
@@ -49,6 +50,7 @@ export class Service {
     const args = ['serve', '--data', this.data, '--listen', this.listen, '--api-listen', '127.0.0.1:0',
       '--api-token', 'browser-test-token', '--shutdown-timeout', '5s', '--log-keep-consumed', ...this.sites.flatMap(s => ['--site', s])]
     if (this.demo) args.push('--demo')
+    args.push(...this.args)
     const child = this.child = spawn(this.bin, args, { stdio: ['ignore', 'ignore', 'pipe'] })
     this.exited = new Promise(resolve => child.on('exit', (code, sig) => resolve({ code, sig })))
     const m = await new Promise((resolve, reject) => {
