@@ -310,38 +310,14 @@ func (c *Collector) handleEvents(ctx *fasthttp.RequestCtx, pixel bool) {
 		}
 		err = rc.dec.DecodeBase64Batch(&rc.batch, d, nowMs)
 	} else {
-		if n := len(ctx.Request.Body()); n > c.opts.MaxBodyBytes {
-			c.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, reasonTooLarge,
-				"body of "+strconv.Itoa(n)+" bytes exceeds the limit of "+strconv.Itoa(c.opts.MaxBodyBytes)+" bytes")
-			return
-		}
-		if ct := ctx.Request.Header.ContentType(); !acceptableContentType(ct) {
-			c.refuse(ctx, fasthttp.StatusUnsupportedMediaType, reasonBadContentType,
-				"content type "+strconv.Quote(string(ct))+" not accepted: send the JSON batch as text/plain or application/json")
-			return
-		}
-		// The limit applies to the decompressed body too: a small gzip bomb
-		// never inflates past it.
-		body, berr := ctx.Request.BodyUncompressedWithLimit(c.opts.MaxBodyBytes)
-		if errors.Is(berr, fasthttp.ErrBodyTooLarge) {
-			c.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, reasonTooLarge,
-				"decompressed body exceeds the limit of "+strconv.Itoa(c.opts.MaxBodyBytes)+" bytes")
-			return
-		}
-		if berr != nil {
-			c.refuse(ctx, fasthttp.StatusBadRequest, reasonBadEncoding, "cannot decompress body: "+berr.Error())
+		body, ok := c.body(ctx, c.opts.MaxBodyBytes, "", "the JSON batch as text/plain or application/json")
+		if !ok {
 			return
 		}
 		err = rc.dec.DecodeBatch(&rc.batch, body, nowMs)
 	}
 	if err != nil {
-		var ve *event.ValidationError
-		if errors.As(err, &ve) {
-			c.m.eventsRefused(ve.Reason, len(rc.batch.Events))
-			c.refuse(ctx, fasthttp.StatusBadRequest, ve.Reason, ve.Error())
-			return
-		}
-		c.refuse(ctx, fasthttp.StatusBadRequest, reasonBadRequest, err.Error())
+		c.refuseBatch(ctx, err, len(rc.batch.Events))
 		return
 	}
 	site := c.sites[rc.batch.Site]
@@ -424,6 +400,46 @@ func (c *Collector) append(ctx *fasthttp.RequestCtx, msgs []storage.Message, eve
 	}
 	c.m.eventsAccepted.Add(events)
 	return true
+}
+
+// body returns the request's body, inflated when it is compressed, or
+// refuses the request: a body over limit bytes, before or after inflating
+// (a small gzip bomb never inflates past it; of names the limit's owner,
+// e.g. " of /v1/track"), or of a content type other than the JSON the
+// collector reads (send says how to send it).
+func (c *Collector) body(ctx *fasthttp.RequestCtx, limit int, of, send string) ([]byte, bool) {
+	if n := len(ctx.Request.Body()); n > limit {
+		c.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, reasonTooLarge,
+			"body of "+strconv.Itoa(n)+" bytes exceeds the limit of "+strconv.Itoa(limit)+" bytes"+of)
+		return nil, false
+	}
+	if ct := ctx.Request.Header.ContentType(); !acceptableContentType(ct) {
+		c.refuse(ctx, fasthttp.StatusUnsupportedMediaType, reasonBadContentType,
+			"content type "+strconv.Quote(string(ct))+" not accepted: send "+send)
+		return nil, false
+	}
+	body, err := ctx.Request.BodyUncompressedWithLimit(limit)
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		c.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, reasonTooLarge,
+			"decompressed body exceeds the limit of "+strconv.Itoa(limit)+" bytes"+of)
+		return nil, false
+	}
+	if err != nil {
+		c.refuse(ctx, fasthttp.StatusBadRequest, reasonBadEncoding, "cannot decompress body: "+err.Error())
+		return nil, false
+	}
+	return body, true
+}
+
+// refuseBatch answers a body the decoder refused with 400 and its reason.
+func (c *Collector) refuseBatch(ctx *fasthttp.RequestCtx, err error, events int) {
+	var ve *event.ValidationError
+	if errors.As(err, &ve) {
+		c.m.eventsRefused(ve.Reason, events)
+		c.refuse(ctx, fasthttp.StatusBadRequest, ve.Reason, ve.Error())
+		return
+	}
+	c.refuse(ctx, fasthttp.StatusBadRequest, reasonBadRequest, err.Error())
 }
 
 func (c *Collector) logUnavailable(ctx *fasthttp.RequestCtx, events int, cause string) {

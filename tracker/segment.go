@@ -2,7 +2,6 @@ package tracker
 
 import (
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -93,35 +92,12 @@ func (c *Collector) handleSegment(ctx *fasthttp.RequestCtx, path []byte) {
 	if call == event.SegmentBatch {
 		limit = event.SegmentMaxBatch
 	}
-	if n := len(ctx.Request.Body()); n > limit {
-		c.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, reasonTooLarge,
-			"body of "+strconv.Itoa(n)+" bytes exceeds the limit of "+strconv.Itoa(limit)+" bytes of /v1/"+call.String()+" (Segment's)")
+	body, ok := c.body(ctx, limit, " of /v1/"+call.String()+" (Segment's)", "application/json")
+	if !ok {
 		return
 	}
-	if ct := ctx.Request.Header.ContentType(); !acceptableContentType(ct) {
-		c.refuse(ctx, fasthttp.StatusUnsupportedMediaType, reasonBadContentType,
-			"content type "+strconv.Quote(string(ct))+" not accepted: send application/json")
-		return
-	}
-	body, err := ctx.Request.BodyUncompressedWithLimit(limit)
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		c.refuse(ctx, fasthttp.StatusRequestEntityTooLarge, reasonTooLarge,
-			"decompressed body exceeds the limit of "+strconv.Itoa(limit)+" bytes of /v1/"+call.String()+" (Segment's)")
-		return
-	}
-	if err != nil {
-		c.refuse(ctx, fasthttp.StatusBadRequest, reasonBadEncoding, "cannot decompress body: "+err.Error())
-		return
-	}
-	nowMs := c.opts.Now().UnixMilli()
-	if err := sc.dec.Decode(&rc.batch, call, site.Key, body, nowMs); err != nil {
-		var ve *event.ValidationError
-		if errors.As(err, &ve) {
-			c.m.eventsRefused(ve.Reason, len(rc.batch.Events))
-			c.refuse(ctx, fasthttp.StatusBadRequest, ve.Reason, ve.Error())
-			return
-		}
-		c.refuse(ctx, fasthttp.StatusBadRequest, reasonBadRequest, err.Error())
+	if err := sc.dec.Decode(&rc.batch, call, site.Key, body, c.opts.Now().UnixMilli()); err != nil {
+		c.refuseBatch(ctx, err, len(rc.batch.Events))
 		return
 	}
 	c.m.segmentIgnored.Add(sc.dec.Dropped)

@@ -347,7 +347,7 @@ func (d *Decoder) event(e *Event, lo, hi int64) error {
 			}
 		case "name":
 			if err = d.once(&seen, keyName, "name"); err == nil {
-				e.Name, err = d.eventName()
+				e.Name, err = d.eventName(ReasonBadField, "name")
 			}
 		default:
 			err = d.skip(0)
@@ -369,15 +369,16 @@ func (d *Decoder) event(e *Event, lo, hi int64) error {
 	return d.checkName(e)
 }
 
-// eventName decodes the name of a custom event: a string of at most
-// MaxNameLen bytes, null or absent being "".
-func (d *Decoder) eventName() (string, error) {
-	s, null, err := d.stringValue(ReasonBadField, "name")
+// eventName decodes the name of an event at field: a string of at most
+// MaxNameLen bytes, null or absent being "". A bad one is refused with
+// reason.
+func (d *Decoder) eventName(reason, field string) (string, error) {
+	s, null, err := d.stringValue(reason, field)
 	if err != nil || null {
 		return "", err
 	}
 	if len(s) > MaxNameLen {
-		return "", d.fail(ReasonBadField, "name", fmt.Sprintf("%s is %d bytes long; the limit is %d (event.MaxNameLen)",
+		return "", d.fail(reason, field, fmt.Sprintf("%s is %d bytes long; the limit is %d (event.MaxNameLen)",
 			quote.Value(s), len(s), MaxNameLen))
 	}
 	return d.b.appendString(s), nil

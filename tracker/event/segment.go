@@ -287,7 +287,7 @@ func (s *SegmentDecoder) message(b *Batch, call SegmentCall, now int64) error {
 			}
 		case "event":
 			if err = d.once(&seen, segKeyEvent, "event"); err == nil {
-				m.name, err = s.eventName()
+				m.name, err = s.d.eventName(ReasonBadType, "event")
 			}
 		case "messageId":
 			if err = d.once(&seen, segKeyMessageID, "messageId"); err == nil {
@@ -446,19 +446,6 @@ func (s *SegmentDecoder) msgType(m *segMessage) error {
 		m.call = c
 	}
 	return nil
-}
-
-func (s *SegmentDecoder) eventName() (string, error) {
-	d := &s.d
-	n, null, err := d.stringValue(ReasonBadType, "event")
-	if err != nil || null {
-		return "", err
-	}
-	if len(n) > MaxNameLen {
-		return "", d.fail(ReasonBadType, "event", fmt.Sprintf("%s is %d bytes long; the limit is %d (event.MaxNameLen)",
-			quote.Value(n), len(n), MaxNameLen))
-	}
-	return d.b.appendString(n), nil
 }
 
 // id reads an id that stands for a UUID: a canonical UUID as is, any other
