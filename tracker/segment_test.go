@@ -51,7 +51,7 @@ func TestSegmentStoresOneRecordPerVisitor(t *testing.T) {
 		t.Fatal(err)
 	}
 	anon, _ := event.ParseUUID([]byte("5f0c3c2e-8a4b-4e8e-9b1d-2c6f7a9e0d11"))
-	user, _ := event.SegmentUUID(nil, "shop-7f3a", 'u', []byte("c-9001"))
+	user, _ := event.NameUUID(nil, event.NameCustomer, "shop-7f3a", "c-9001")
 	want := map[event.UUID][]event.Event{anon: all.Events[:6], user: all.Events[6:]}
 
 	recs := logtest.ReadAll(t, tc.log)

@@ -3,7 +3,6 @@ package importer
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -228,14 +227,11 @@ func (w *appender) flush(ctx context.Context) error {
 	return nil
 }
 
-// namespace is the name space of the name-based UUIDs of imported persons
-// and orders (RFC 9562 version 5).
-var namespace = event.UUID{0x5c, 0x1e, 0x0a, 0x7b, 0x62, 0x1f, 0x4d, 0x2e, 0x9a, 0x44, 0x1b, 0x8f, 0x30, 0xd2, 0x6e, 0x51}
-
 // Visitor returns the visitor an imported person's orders go to: a
-// name-based UUID (version 5) of the site and the customer id, or of the
-// site and the email (trimmed, lower-cased) when there is no customer id.
-// The same person imported again, from any upload, is the same visitor.
+// name-based UUID (event.NameUUID) of the site and the customer id, or of
+// the site and the email (trimmed, lower-cased) when there is no customer
+// id. The same person imported again, from any upload, is the same visitor,
+// and so is a Segment message carrying only that userId.
 func Visitor(site, customer, email string) event.UUID {
 	v, _ := appendVisitor(nil, site, customer, email)
 	return v
@@ -243,17 +239,9 @@ func Visitor(site, customer, email string) event.UUID {
 
 func appendVisitor(name []byte, site, customer, email string) (event.UUID, []byte) {
 	if customer != "" {
-		name = append(name, 'c', 0)
-		name = append(name, site...)
-		name = append(name, 0)
-		name = append(name, customer...)
-	} else {
-		name = append(name, 'e', 0)
-		name = append(name, site...)
-		name = append(name, 0)
-		name = append(name, email...)
+		return event.NameUUID(name, event.NameCustomer, site, customer)
 	}
-	return nameUUID(name), name
+	return event.NameUUID(name, event.NameEmail, site, email)
 }
 
 // EventID returns the event id of the purchase of an imported order: a
@@ -264,25 +252,7 @@ func EventID(site, order string) event.UUID {
 }
 
 func appendEventID(name []byte, site, order string) (event.UUID, []byte) {
-	name = append(name, 'o', 0)
-	name = append(name, site...)
-	name = append(name, 0)
-	name = append(name, order...)
-	return nameUUID(name), name
-}
-
-// nameUUID returns the version 5 UUID of name in namespace.
-func nameUUID(name []byte) event.UUID {
-	h := sha1.New()
-	h.Write(namespace[:])
-	h.Write(name)
-	var sum [sha1.Size]byte
-	h.Sum(sum[:0])
-	var u event.UUID
-	copy(u[:], sum[:16])
-	u[6] = u[6]&0x0f | 0x50
-	u[8] = u[8]&0x3f | 0x80
-	return u
+	return event.NameUUID(name, event.NameOrder, site, order)
 }
 
 // mark is the next offset of a partition once an import was appended.

@@ -1,7 +1,6 @@
 package event
 
 import (
-	"crypto/sha1"
 	"fmt"
 	"slices"
 	"time"
@@ -63,37 +62,6 @@ var segmentEvents = map[string]Type{
 	"Completed Order": TypePurchase,
 }
 
-// segmentNamespace is the namespace of the name-based (version 5, SHA-1)
-// UUIDs made of ids that are not UUIDs (SegmentDecoder.Decode).
-var segmentNamespace = UUID{0x6a, 0x1f, 0x3c, 0x52, 0x7e, 0x0b, 0x4d, 0x8a, 0x9c, 0x21, 0x5e, 0x44, 0x0f, 0x7d, 0xa3, 0x10}
-
-// Kinds of id a name-based UUID is made of: the same text as an
-// anonymousId and as a userId are different visitors.
-const (
-	idAnonymous = 'a'
-	idUser      = 'u'
-	idMessage   = 'm'
-	idRaw       = 'r' // a message without messageId: its JSON text
-)
-
-// SegmentUUID returns the name-based UUID (RFC 4122 version 5, SHA-1) that
-// stands for id of kind ('a' anonymousId, 'u' userId, 'm' messageId) on
-// site: SHA-1 of the namespace 6a1f3c52-7e0b-4d8a-9c21-5e440f7da310, then
-// site, 0, kind, 0, id. It is what Decode makes of an id that is not a
-// UUID, so a shop can compute the visitor of a userId. scratch is reused.
-func SegmentUUID(scratch []byte, site string, kind byte, id []byte) (UUID, []byte) {
-	scratch = append(scratch[:0], segmentNamespace[:]...)
-	scratch = append(scratch, site...)
-	scratch = append(scratch, 0, kind, 0)
-	scratch = append(scratch, id...)
-	h := sha1.Sum(scratch)
-	var u UUID
-	copy(u[:], h[:16])
-	u[6] = u[6]&0x0f | 0x50
-	u[8] = u[8]&0x3f | 0x80
-	return u, scratch
-}
-
 // SegmentDecoder decodes the bodies of the Segment HTTP Tracking API
 // (what analytics-node, RudderStack and other stock server-side clients
 // send) into the contract's events, validating them like DecodeBatch.
@@ -119,7 +87,8 @@ func SegmentUUID(scratch []byte, site string, kind byte, id []byte) (UUID, []byt
 // of userId); messageId → event id, so retries dedup; timestamp (else
 // originalTimestamp, else the receive time) → ts, within
 // Options.AcceptWindow and MaxFuture. Ids that are not canonical UUIDs are
-// mapped by SegmentUUID.
+// mapped by NameUUID: a userId alone gives the visitor an import of that
+// customer id gives (NameCustomer).
 //
 // A SegmentDecoder is not safe for concurrent use; reused, it decodes
 // without allocating once grown.
@@ -291,15 +260,15 @@ func (s *SegmentDecoder) message(b *Batch, call SegmentCall, now int64) error {
 			}
 		case "messageId":
 			if err = d.once(&seen, segKeyMessageID, "messageId"); err == nil {
-				m.id, m.hasID, err = s.id(ReasonBadEventID, "messageId", idMessage)
+				m.id, m.hasID, err = s.id(ReasonBadEventID, "messageId", NameMessage)
 			}
 		case "anonymousId":
 			if err = d.once(&seen, segKeyAnonymousID, "anonymousId"); err == nil {
-				m.visitor, m.hasVisitor, err = s.id(ReasonBadVisitor, "anonymousId", idAnonymous)
+				m.visitor, m.hasVisitor, err = s.id(ReasonBadVisitor, "anonymousId", NameAnonymous)
 			}
 		case "previousId":
 			if err = d.once(&seen, segKeyPreviousID, "previousId"); err == nil {
-				m.prevVisitor, m.hasPrev, err = s.id(ReasonBadVisitor, "previousId", idAnonymous)
+				m.prevVisitor, m.hasPrev, err = s.id(ReasonBadVisitor, "previousId", NameAnonymous)
 			}
 		case "userId":
 			if err = d.once(&seen, segKeyUserID, "userId"); err == nil {
@@ -363,7 +332,7 @@ func (s *SegmentDecoder) event(b *Batch, m *segMessage, raw []byte, now int64) e
 	case m.call == SegmentAlias && m.hasPrev:
 		visitor = m.prevVisitor
 	case m.user != "":
-		visitor, s.scratch = SegmentUUID(s.scratch, s.site, idUser, unsafe.Slice(unsafe.StringData(m.user), len(m.user)))
+		visitor, s.scratch = NameUUID(s.scratch, NameCustomer, s.site, m.user)
 	default:
 		return d.fail(ReasonBadVisitor, "", "needs an anonymousId or a userId")
 	}
@@ -372,7 +341,7 @@ func (s *SegmentDecoder) event(b *Batch, m *segMessage, raw []byte, now int64) e
 	}
 	id := m.id
 	if !m.hasID {
-		id, s.scratch = SegmentUUID(s.scratch, s.site, idRaw, raw)
+		id, s.scratch = NameUUID(s.scratch, NameRawJSON, s.site, unsafe.String(unsafe.SliceData(raw), len(raw)))
 	}
 	ts := now
 	switch {
@@ -449,7 +418,7 @@ func (s *SegmentDecoder) msgType(m *segMessage) error {
 }
 
 // id reads an id that stands for a UUID: a canonical UUID as is, any other
-// string or number mapped by SegmentUUID.
+// string or number mapped by NameUUID.
 func (s *SegmentDecoder) id(reason, field string, kind byte) (UUID, bool, error) {
 	d := &s.d
 	raw, null, err := s.idValue(reason, field)
@@ -463,7 +432,7 @@ func (s *SegmentDecoder) id(reason, field string, kind byte) (UUID, bool, error)
 		return UUID{}, false, d.tooLong(field, raw)
 	}
 	var u UUID
-	u, s.scratch = SegmentUUID(s.scratch, s.site, kind, raw)
+	u, s.scratch = NameUUID(s.scratch, kind, s.site, unsafe.String(unsafe.SliceData(raw), len(raw)))
 	return u, true, nil
 }
 

@@ -22,7 +22,7 @@ func segDecode(t testing.TB, call SegmentCall, data []byte) (*Batch, []UUID, int
 }
 
 func segID(kind byte, id string) UUID {
-	u, _ := SegmentUUID(nil, segSite, kind, []byte(id))
+	u, _ := NameUUID(nil, kind, segSite, id)
 	return u
 }
 
@@ -31,28 +31,28 @@ func TestSegmentDecodeBatch(t *testing.T) {
 	anon := uuid("5f0c3c2e-8a4b-4e8e-9b1d-2c6f7a9e0d11")
 	ms := func(hms string) int64 { return testNow + int64(hms[0]-'0')*10000 + int64(hms[1]-'0')*1000 }
 	want := &Batch{Site: segSite, Recv: testNow, Events: []Event{
-		{ID: segID('m', "node-next-1767225500000-a1"), Type: TypePageview, TS: testNow, URL: "https://shop.example/c/baby/food"},
+		{ID: segID(NameMessage, "node-next-1767225500000-a1"), Type: TypePageview, TS: testNow, URL: "https://shop.example/c/baby/food"},
 		{ID: uuid("0b9e6c1a-3c1f-4c47-9d0e-5b6a2f1e7d02"), Type: TypeView, TS: ms("10"), HasProduct: true,
 			Product: Product{ID: "sku-1001", Brand: "Hipp", Category: "baby/food/formula", Price: 12.5, HasPrice: true}},
-		{ID: segID('m', "m-3"), Type: TypeCart, TS: ms("20"), HasProduct: true,
+		{ID: segID(NameMessage, "m-3"), Type: TypeCart, TS: ms("20"), HasProduct: true,
 			Product: Product{ID: "H-1001", Brand: "Hipp", Price: 12.5, HasPrice: true, Qty: 2}},
-		{ID: segID('m', "m-4"), Type: TypeUncart, TS: ms("30"), HasProduct: true, Product: Product{ID: "sku-1001", Qty: 1}},
-		{ID: segID('m', "m-5"), Type: TypePurchase, TS: ms("40"), Customer: "c-9001",
+		{ID: segID(NameMessage, "m-4"), Type: TypeUncart, TS: ms("30"), HasProduct: true, Product: Product{ID: "sku-1001", Qty: 1}},
+		{ID: segID(NameMessage, "m-5"), Type: TypePurchase, TS: ms("40"), Customer: "c-9001",
 			HasOrder: true, Order: Order{ID: "ord-42", Total: 37.49, HasTotal: true, Items: []Product{
 				{ID: "sku-1001", Brand: "Hipp", Category: "baby/food/formula", Price: 12.5, HasPrice: true, Qty: 1},
 				{ID: "L-2002", Brand: "Lego", Category: "toys/blocks", Price: 24.99, HasPrice: true, Qty: 1},
 			}}},
-		{ID: segID('m', "m-6"), Type: TypeIdentify, TS: ms("50"), Customer: "c-9001", Email: "Anna.K@Example.com", Traits: []Trait{
+		{ID: segID(NameMessage, "m-6"), Type: TypeIdentify, TS: ms("50"), Customer: "c-9001", Email: "Anna.K@Example.com", Traits: []Trait{
 			{Key: "birthday", Value: "1990-05-12", Kind: TraitString},
 			{Key: "children", Value: "2", Kind: TraitNumber},
 			{Key: "newsletter", Value: "true", Kind: TraitBool},
 		}},
-		{ID: segID('m', "m-7"), Type: TypeCustom, Name: "Newsletter Signup", TS: ms("55"), Customer: "c-9001", Email: "anna.k@example.com"},
+		{ID: segID(NameMessage, "m-7"), Type: TypeCustom, Name: "Newsletter Signup", TS: ms("55"), Customer: "c-9001", Email: "anna.k@example.com"},
 	}}
 	if !b.Equal(want) {
 		t.Fatalf("got\n%s\nwant\n%s", dump(b), dump(want))
 	}
-	wantVisitors := []UUID{anon, anon, anon, anon, anon, anon, segID('u', "c-9001")}
+	wantVisitors := []UUID{anon, anon, anon, anon, anon, anon, segID(NameCustomer, "c-9001")}
 	if fmt.Sprint(visitors) != fmt.Sprint(wantVisitors) {
 		t.Fatalf("got visitors %v; want %v", visitors, wantVisitors)
 	}
@@ -60,15 +60,15 @@ func TestSegmentDecodeBatch(t *testing.T) {
 		t.Fatalf("got %d dropped messages; want 1 (the group call)", dropped)
 	}
 	// The ids are version 5 UUIDs, stable for a site, distinct per kind and site.
-	u := segID('a', "x")
+	u := segID(NameAnonymous, "x")
 	if u[6]>>4 != 5 || u[8]>>6 != 2 {
-		t.Fatalf("SegmentUUID %s is not an RFC 4122 version 5 UUID", u)
+		t.Fatalf("NameUUID %s is not an RFC 9562 version 5 UUID", u)
 	}
-	if u == segID('u', "x") || u != segID('a', "x") {
-		t.Fatalf("SegmentUUID: kinds must differ and the same input give the same id")
+	if u == segID(NameCustomer, "x") || u != segID(NameAnonymous, "x") {
+		t.Fatalf("NameUUID: kinds must differ and the same input give the same id")
 	}
-	if other, _ := SegmentUUID(nil, "other", 'a', []byte("x")); other == u {
-		t.Fatalf("SegmentUUID: two sites gave the same id %s", u)
+	if other, _ := NameUUID(nil, NameAnonymous, "other", "x"); other == u {
+		t.Fatalf("NameUUID: two sites gave the same id %s", u)
 	}
 }
 
@@ -98,11 +98,11 @@ func TestSegmentDecodeCalls(t *testing.T) {
 		Event{ID: id, Type: TypeIdentify, TS: testNow, Customer: "c-1", Email: "a@example.com"}, anon)
 	// A non-UUID anonymousId, a userId alone, alias's previousId.
 	f(SegmentTrack, `{"messageId":"0b9e6c1a-3c1f-4c47-9d0e-000000000001","anonymousId":"cookie-77","event":"Signed Up"}`,
-		Event{ID: id, Type: TypeCustom, Name: "Signed Up", TS: testNow}, segID('a', "cookie-77"))
+		Event{ID: id, Type: TypeCustom, Name: "Signed Up", TS: testNow}, segID(NameAnonymous, "cookie-77"))
 	f(SegmentTrack, `{"messageId":"0b9e6c1a-3c1f-4c47-9d0e-000000000001","userId":4711,"event":"Signed Up","timestamp":"2025-12-31T23:00:00+01:00"}`,
-		Event{ID: id, Type: TypeCustom, Name: "Signed Up", TS: testNow - 2*3600000, Customer: "4711"}, segID('u', "4711"))
+		Event{ID: id, Type: TypeCustom, Name: "Signed Up", TS: testNow - 2*3600000, Customer: "4711"}, segID(NameCustomer, "4711"))
 	f(SegmentAlias, `{"messageId":"0b9e6c1a-3c1f-4c47-9d0e-000000000001","previousId":"cookie-77","userId":"c-1"}`,
-		Event{ID: id, Type: TypeIdentify, TS: testNow, Customer: "c-1"}, segID('a', "cookie-77"))
+		Event{ID: id, Type: TypeIdentify, TS: testNow, Customer: "c-1"}, segID(NameAnonymous, "cookie-77"))
 	// originalTimestamp stands for a missing timestamp.
 	f(SegmentTrack, `{`+msg+`,"event":"X","originalTimestamp":"2025-12-31T23:59:59.5Z"}`,
 		Event{ID: id, Type: TypeCustom, Name: "X", TS: testNow - 500}, anon)
