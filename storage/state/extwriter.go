@@ -1,0 +1,109 @@
+package state
+
+import (
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// ExtWriter sets many extension keys outside the builder's transaction (a
+// list upload), in as many Badger transactions as they need: not atomic as
+// a whole, so its writer makes them visible by a later commit of a key that
+// names them (a list's head).
+type ExtWriter struct {
+	db  *DB
+	wb  *badger.WriteBatch
+	n   int
+	err error
+}
+
+// NewExtWriter returns a writer of extension keys.
+func (db *DB) NewExtWriter() (*ExtWriter, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	return &ExtWriter{db: db, wb: db.db.NewWriteBatch()}, nil
+}
+
+// Set stores the extension key with its value; both are copied.
+func (w *ExtWriter) Set(key, val []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := checkExtKey(key); err != nil {
+		w.err = err
+		return err
+	}
+	k := make([]byte, len(key)+len(val))
+	copy(k, key)
+	copy(k[len(key):], val)
+	if err := w.wb.Set(k[:len(key):len(key)], k[len(key):]); err != nil {
+		w.err = fmt.Errorf("cannot store key %q: %w", key, err)
+		return w.err
+	}
+	w.n++
+	return nil
+}
+
+// Flush writes what is left and waits for every write. The writer cannot
+// be used after Flush.
+func (w *ExtWriter) Flush() error {
+	if w.err != nil {
+		w.wb.Cancel()
+		return w.err
+	}
+	if err := w.wb.Flush(); err != nil {
+		return fmt.Errorf("cannot store %d keys: %w", w.n, err)
+	}
+	return nil
+}
+
+// Cancel drops the writes not yet flushed; some may be stored already.
+func (w *ExtWriter) Cancel() { w.wb.Cancel() }
+
+// ScanExtKeys calls fn with every extension key starting with prefix, in
+// key order, until fn returns false, reading no values: sets kept as one
+// key per member (a list's rows). key is valid only during the call.
+func (db *DB) ScanExtKeys(prefix []byte, fn func(key []byte) bool) error {
+	if err := checkExtKey(prefix); err != nil {
+		return err
+	}
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return db.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if !fn(it.Item().Key()) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// SeekExt calls fn with the first extension key starting with prefix that
+// sorts at or after seek, and its value, and reports whether there was
+// one: the lookup in a set stored as blocks keyed by their last member.
+// key and val are valid only during the call.
+func (db *DB) SeekExt(prefix, seek []byte, fn func(key, val []byte) error) (bool, error) {
+	if err := checkExtKey(prefix); err != nil {
+		return false, err
+	}
+	if db.closed.Load() {
+		return false, ErrClosed
+	}
+	found := false
+	err := db.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		if it.Seek(seek); !it.Valid() {
+			return nil
+		}
+		found = true
+		item := it.Item()
+		return item.Value(func(v []byte) error { return fn(item.Key(), v) })
+	})
+	return found, err
+}
