@@ -15,6 +15,15 @@ import (
 type ProfileSubject struct {
 	P   *profile.Profile
 	Cfg *profile.Config
+	// Lists answers in_list for P; nil: every list is empty.
+	Lists Lists
+}
+
+// Lists answers in_list: whether a visitor with this email and customer id
+// (either may be "") is in the site's static list name. The site is the
+// implementation's: one per site evaluated.
+type Lists interface {
+	InList(name, email, customer string) bool
 }
 
 var _ Subject = (*ProfileSubject)(nil)
@@ -96,4 +105,13 @@ func (ps *ProfileSubject) Trait(key string) (string, bool) {
 		return t.Value, true
 	}
 	return "", false
+}
+
+// InList implements Subject through ps.Lists, with the profile's email and
+// customer id.
+func (ps *ProfileSubject) InList(name string) bool {
+	if ps.Lists == nil || ps.P.Email == "" && ps.P.Customer == "" {
+		return false
+	}
+	return ps.Lists.InList(name, ps.P.Email, ps.P.Customer)
 }

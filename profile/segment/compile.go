@@ -88,6 +88,11 @@ func compileBool(e *expr, cfg *Config) boolFn {
 		}
 	case opIdentified:
 		return func(s Subject, _ int64) (bool, int64, bool) { return s.Identified(), Never, true }
+	case opInList:
+		// A list changes by its uploads, which re-evaluate the visitors
+		// they concern (profile/membership), never with time.
+		name := e.value
+		return func(s Subject, _ int64) (bool, int64, bool) { return s.InList(name), Never, true }
 	case opCmp:
 		return compileCmp(e, cfg)
 	}

@@ -213,6 +213,23 @@ func TestEvalConst(t *testing.T) {
 	})
 }
 
+// TestEvalInList: in_list reads the Subject's lists and never changes with
+// time alone.
+func TestEvalInList(t *testing.T) {
+	s := newFacts()
+	s.events[event.TypeView] = []int64{t0 - day}
+	s.lists = map[string]bool{"crm": true}
+	runEvalCases(t, []evalCase{
+		{rule: `in_list("crm")`, s: s, at: t0, member: true, next: Never},
+		{rule: `in_list("crm-2")`, s: s, at: t0, member: false, next: Never},
+		{rule: `not in_list("crm")`, s: s, at: t0, member: false, next: Never},
+		{rule: `in_list("crm") and count(view) >= 1`, s: s, at: t0, member: true, next: Never},
+		{rule: `in_list("crm") and since(view) <= 2d`, s: s, at: t0, member: true, next: t0 + day + 1},
+		{rule: `in_list("nope") or since(view) <= 2d`, s: s, at: t0, member: true, next: t0 + day + 1},
+		{rule: `in_list("nope") and since(view) <= 2d`, s: s, at: t0, member: false, next: Never},
+	})
+}
+
 func TestEvalRFM(t *testing.T) {
 	s := newFacts()
 	s.orders, s.revenue, s.lastBuy = 3, 300, t0

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/affinityhq/affinity/internal/quote"
+	"github.com/affinityhq/affinity/profile/lists"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -89,6 +90,7 @@ const (
 	opRFMF
 	opRFMM
 	opTrait
+	opInList
 	opNum
 	opDur
 	opStr
@@ -104,7 +106,7 @@ type expr struct {
 	cmp    tokKind // opCmp: tokEq … tokGe
 	args   []*expr // opOr, opAnd: ≥ 2; opNot: 1; opCmp: 2
 	dim    string  // opInterest, opShare, opTop
-	value  string  // opInterest, opShare: the value; opTrait: the key; opStr: the string
+	value  string  // opInterest, opShare: the value; opTrait: the key; opInList: the list; opStr: the string
 	ev     event.Type
 	window int64   // opCountWindow, in ms
 	num    float64 // opNum
@@ -122,7 +124,7 @@ var lifecycleStages = []string{"prospect", "new", "active", "lost", "lapsing"}
 const (
 	dimsExpected   = "a dimension: brand, category, age, price or product"
 	eventsExpected = "an event type: pageview, view, cart, uncart, purchase, identify or custom"
-	termExpected   = "a condition or a term like interest(brand, \"X\"), since(cart), count(purchase, 30d), identified"
+	termExpected   = "a condition or a term like interest(brand, \"X\"), since(cart), count(purchase, 30d), identified, in_list(\"crm\")"
 )
 
 type parser struct {
@@ -386,7 +388,7 @@ func (p *parser) term() (*expr, error) {
 			e.op = opRFMM
 		}
 		return e, p.advance()
-	case "interest", "share", "top", "count", "since", "first", "trait":
+	case "interest", "share", "top", "count", "since", "first", "trait", "in_list":
 	default:
 		return nil, errAt(t.pos, termExpected, quote.Value(t.text))
 	}
@@ -452,6 +454,16 @@ func (p *parser) term() (*expr, error) {
 			return nil, err
 		}
 		e.op, e.typ, e.value = opTrait, tString, s.str
+	case "in_list":
+		const want = "a quoted list name like \"crm-under-3\" (1..128 letters, digits, _, - and .)"
+		s := p.tok
+		if s.kind != tokString || lists.CheckName(s.str) != nil {
+			return nil, errAt(s.pos, want, p.found())
+		}
+		if err := p.advance(); err != nil {
+			return nil, err
+		}
+		e.op, e.typ, e.value = opInList, tBool, s.str
 	}
 	if _, err := p.expect(tokRParen, closeExpected(e)); err != nil {
 		return nil, err
@@ -529,6 +541,8 @@ func appendTerm(dst []byte, e *expr) []byte {
 		return append(dst, "rfm.m"...)
 	case opTrait:
 		return append(appendQuoted(append(dst, "trait("...), e.value), ')')
+	case opInList:
+		return append(appendQuoted(append(dst, "in_list("...), e.value), ')')
 	case opNum:
 		return append(dst, e.text...)
 	case opDur:

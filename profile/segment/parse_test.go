@@ -64,6 +64,8 @@ func TestParseValid(t *testing.T) {
 	f(`since(cart) > since(purchase) and first(view) <= since(view)`, `since(cart) > since(purchase) and first(view) <= since(view)`)
 	f(`lifecycle == top(age)`, `lifecycle == top(age)`)
 	f(`rfm.r == rfm.f`, `rfm.r == rfm.f`)
+	f(`in_list( "crm-under-3" )&&count(view)>=1`, `in_list("crm-under-3") and count(view) >= 1`)
+	f(`not in_list("a.b_C")`, `not in_list("a.b_C")`)
 }
 
 func TestParseErrors(t *testing.T) {
@@ -78,7 +80,7 @@ func TestParseErrors(t *testing.T) {
 			t.Fatalf("Compile(%q):\n got  %q (pos %d)\n want %q (pos %d)", src, err, pe.Pos, want, pos)
 		}
 	}
-	f(``, 1, `at 1: expected a condition or a term like interest(brand, "X"), since(cart), count(purchase, 30d), identified, found an empty rule`)
+	f(``, 1, `at 1: expected a condition or a term like interest(brand, "X"), since(cart), count(purchase, 30d), identified, in_list("crm"), found an empty rule`)
 	f(`since(cart) <= 24`, 16, `at 16: expected a duration like 24h or 7d, found "24"`)
 	f(`since(cart) <= 24 and identified`, 16, `at 16: expected a duration like 24h or 7d, found "24"`)
 	f(`since(cart) <= 24x`, 18, `at 18: expected a duration unit s, m, h, d or w, found "x"`)
@@ -106,13 +108,17 @@ func TestParseErrors(t *testing.T) {
 	f(`since(cart) < count(cart, 1d)`, 15, `at 15: expected a duration like 24h or 7d, found "count(cart, 1d)"`)
 	f(`since(cart) < until_birthday`, 15, `at 15: expected a constant to compare since(cart) with (both sides change with time at different rates), found "until_birthday"`)
 	f(`interest(brand, "A") > interest(age, "0-3")`, 24, `at 24: expected a constant to compare interest(brand, "A") with (both sides change with time at different rates), found "interest(age, \"0-3\")"`)
-	f(`loyalty > 3`, 1, `at 1: expected a condition or a term like interest(brand, "X"), since(cart), count(purchase, 30d), identified, found "loyalty"`)
-	f(`identified and`, 15, `at 15: expected a condition or a term like interest(brand, "X"), since(cart), count(purchase, 30d), identified, found end of rule`)
+	f(`loyalty > 3`, 1, `at 1: expected a condition or a term like interest(brand, "X"), since(cart), count(purchase, 30d), identified, in_list("crm"), found "loyalty"`)
+	f(`identified and`, 15, `at 15: expected a condition or a term like interest(brand, "X"), since(cart), count(purchase, 30d), identified, in_list("crm"), found end of rule`)
 	f(`since(cart) <= -5d`, 16, `at 16: expected a duration without a sign, found "-5d"`)
 	f(`since(cart) <= 99999999999w`, 16, `at 16: expected a duration of at most 10000 years, found "99999999999w"`)
 	f(`identified # comment`, 12, `at 12: expected a term, an operator or a parenthesis, found "#"`)
 	f(`share(brand, "M") >= 0.`, 24, `at 24: expected a digit after the decimal point, found end of rule`)
 	f(`since(cart`, 11, `at 11: expected ) to close since(, found end of rule`)
+	f(`in_list(crm)`, 9, `at 9: expected a quoted list name like "crm-under-3" (1..128 letters, digits, _, - and .), found "crm"`)
+	f(`in_list("a b")`, 9, `at 9: expected a quoted list name like "crm-under-3" (1..128 letters, digits, _, - and .), found "\"a b\""`)
+	f(`in_list("crm"`, 14, `at 14: expected ) to close in_list(, found end of rule`)
+	f(`in_list("crm") == 1`, 16, `at 16: expected and, or or the end of the rule (in_list("crm") is a condition, not a value to compare), found "=="`)
 }
 
 func TestParseDepth(t *testing.T) {
@@ -154,4 +160,15 @@ func TestRefs(t *testing.T) {
 	f(`count(purchase) >= 2 and since(purchase) > 60d and since(purchase) <= 365d`, `count(purchase)`, `since(purchase)`)
 	f(`rfm.r >= 4 and rfm.m >= 4 and not identified and lifecycle == "new"`, `rfm.r`, `rfm.m`, `identified`, `lifecycle`)
 	f(`count(purchase, 180d) >= 2 and until_birthday <= 7d and trait("city") == "Oslo"`, `count(purchase, 180d)`, `until_birthday`, `trait("city")`)
+	f(`in_list("crm") and (in_list("vip") or not in_list("crm"))`, `in_list("crm")`, `in_list("vip")`)
+}
+
+func TestRuleLists(t *testing.T) {
+	r := mustCompile(t, `in_list("crm") and (in_list("vip") or not in_list("crm")) and identified`)
+	if got, want := r.Lists(), []string{"crm", "vip"}; !slices.Equal(got, want) {
+		t.Fatalf("Lists() = %q; want %q", got, want)
+	}
+	if got := mustCompile(t, `identified`).Lists(); got != nil {
+		t.Fatalf("Lists() of a rule without in_list = %q; want none", got)
+	}
 }

@@ -88,10 +88,10 @@ type Ref struct {
 	Name string
 	// Term is the function or built-in: interest, share, top, count, since,
 	// first, until_birthday, lifecycle, rfm.r, rfm.f, rfm.m, identified,
-	// trait.
+	// trait, in_list.
 	Term string
 	// Dim and Value name the interest or share (Dim alone for top); Value
-	// is the key of a trait.
+	// is the key of a trait, the name of a list.
 	Dim, Value string
 	// Event and Window are the arguments of count, since and first
 	// (Window 0: no window).
@@ -107,6 +107,18 @@ type Ref struct {
 // Refs returns the terms the rule reads, in order of first appearance. The
 // slice is shared: do not modify it.
 func (r *Rule) Refs() []Ref { return r.refs }
+
+// Lists returns the names of the static lists the rule reads with
+// in_list, in order of first appearance.
+func (r *Rule) Lists() []string {
+	var names []string
+	for i := range r.refs {
+		if r.refs[i].Term == "in_list" {
+			names = append(names, r.refs[i].Value)
+		}
+	}
+	return names
+}
 
 // Parts returns the parts of a profile the rule reads, the union of its
 // terms' Ref.Parts: a reader that evaluates the rule or its terms on a
@@ -140,7 +152,7 @@ var termNames = map[op]string{
 	opIdentified: "identified", opInterest: "interest", opShare: "share", opTop: "top",
 	opCount: "count", opCountWindow: "count", opSince: "since", opFirst: "first",
 	opBirthday: "until_birthday", opLifecycle: "lifecycle", opRFMR: "rfm.r", opRFMF: "rfm.f",
-	opRFMM: "rfm.m", opTrait: "trait",
+	opRFMM: "rfm.m", opTrait: "trait", opInList: "in_list",
 }
 
 func collectRefs(e *expr, cfg *Config, dst []Ref) []Ref {
@@ -160,6 +172,11 @@ func collectRefs(e *expr, cfg *Config, dst []Ref) []Ref {
 	f := Ref{Name: name, Term: term, Dim: e.dim, Value: e.value, Event: e.ev, Window: e.window, Parts: termParts(e)}
 	switch e.typ {
 	case tBool:
+		if e.op == opInList {
+			name := e.value
+			f.val = func(dst []byte, s Subject, _ int64) []byte { return strconv.AppendBool(dst, s.InList(name)) }
+			break
+		}
 		f.val = func(dst []byte, s Subject, _ int64) []byte { return strconv.AppendBool(dst, s.Identified()) }
 	case tNumber:
 		nf := compileNum(e, cfg)
@@ -191,7 +208,7 @@ func termParts(e *expr) profile.Parts {
 		return profile.PartEvents
 	case opRFMR, opRFMF, opRFMM:
 		return profile.PartOrders
-	case opIdentified:
+	case opIdentified, opInList:
 		return profile.PartIdentity
 	case opTrait, opBirthday:
 		return profile.PartTraits

@@ -44,6 +44,10 @@ type Subject interface {
 	Identified() bool
 	// Trait returns the latest value of an identify trait.
 	Trait(key string) (string, bool)
+	// InList reports whether the visitor's email or customer id is in the
+	// site's static list name (profile/lists); false for a list that does
+	// not exist.
+	InList(name string) bool
 }
 
 // Never is the next-flip instant of a rule whose value cannot change
