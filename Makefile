@@ -44,7 +44,8 @@ FUZZ_REST = ./profile:FuzzDecodeProfile ./profile/segment:FuzzParse \
 	./profile/membership:FuzzDecodeValues ./profile:FuzzPartialDecode ./profile/query:FuzzJSONToCSV \
 	./internal/duration:FuzzParse ./internal/codec:FuzzReader \
 	./profile/importer:FuzzParseNDJSON ./profile/importer:FuzzParseCSV ./profile/importer:FuzzDecodeID \
-	./profile/people:FuzzParseID
+	./profile/people:FuzzParseID \
+	./profile/lists:FuzzParseCSV ./profile/lists:FuzzParseNDJSON ./profile/lists:FuzzDecodeHead
 fuzz:
 	@set -e; for t in $(FUZZ_WIRE); do \
 		echo "fuzz $$t for $(FUZZTIME)"; $(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) $${t%%:*}; done; \

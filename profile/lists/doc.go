@@ -16,10 +16,11 @@
 // A list's rows live under a generation number. Put writes the new rows
 // under a fresh generation, then flips the list's head key to it in one
 // commit: a reader sees the old list or the new one, never a mix. The old
-// generation stays stored (the head names it as pending) until the caller
-// (profile/membership) has re-evaluated the visitors whose rows differ
-// between the two and calls Settle, which drops it; a restart finds the
-// pending generation and finishes the job. Delete is a Put of nothing.
+// generation stays stored (the head names it as pending and the list as
+// unsettled) until the caller (profile/membership) has re-evaluated the
+// visitors whose rows differ between the two (Diff) and calls Settle,
+// which drops it; a restart finds the unsettled list and finishes the job.
+// Delete is a Put of nothing.
 //
 // # Reads
 //

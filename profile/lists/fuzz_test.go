@@ -66,7 +66,7 @@ func FuzzParseNDJSON(f *testing.F) {
 }
 
 func FuzzDecodeHead(f *testing.F) {
-	f.Add(appendHead(nil, &Meta{Gen: 2, Pending: 1, Emails: 3, Customers: 4, Rows: 7, Created: 1, Updated: 2}))
+	f.Add(appendHead(nil, &Meta{Gen: 2, Pending: 1, Emails: 3, Customers: 4, Rows: 7, Created: 1, Updated: 2, Unsettled: true}))
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, v []byte) {
 		var m Meta

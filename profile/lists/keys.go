@@ -29,8 +29,11 @@ type Meta struct {
 	// its rows are not yet dropped.
 	Gen uint64
 	// Pending is the previous generation, still stored until Settle; 0
-	// when none.
+	// when none (the list was new).
 	Pending uint64
+	// Unsettled is true from a Put or Delete until its Settle: the
+	// re-evaluation of what depends on the change is not finished.
+	Unsettled bool
 	// Emails and Customers count the distinct emails and customer ids;
 	// Rows the rows of the upload.
 	Emails, Customers, Rows uint64
@@ -51,7 +54,8 @@ func appendGenKey(dst []byte, site, name string, gen uint64) []byte {
 }
 
 // head value: version | gen uvarint | pending uvarint | emails uvarint |
-// customers uvarint | rows uvarint | created varint | updated varint.
+// customers uvarint | rows uvarint | created varint | updated varint |
+// unsettled byte (0 or 1).
 func appendHead(dst []byte, m *Meta) []byte {
 	dst = append(dst, valueVersion)
 	dst = codec.AppendUvarint(dst, m.Gen)
@@ -60,7 +64,11 @@ func appendHead(dst []byte, m *Meta) []byte {
 	dst = codec.AppendUvarint(dst, m.Customers)
 	dst = codec.AppendUvarint(dst, m.Rows)
 	dst = codec.AppendVarint(dst, m.Created)
-	return codec.AppendVarint(dst, m.Updated)
+	dst = codec.AppendVarint(dst, m.Updated)
+	if m.Unsettled {
+		return append(dst, 1)
+	}
+	return append(dst, 0)
 }
 
 func decodeHead(m *Meta, v []byte) error {
@@ -75,6 +83,12 @@ func decodeHead(m *Meta, v []byte) error {
 	m.Rows = r.Uvarint()
 	m.Created = r.Varint()
 	m.Updated = r.Varint()
+	switch u := r.Byte(); {
+	case r.Err() == nil && u > 1:
+		r.Failf("unsettled flag %d; want 0 or 1", u)
+	default:
+		m.Unsettled = u == 1
+	}
 	if r.Err() == nil && r.Left() != 0 {
 		r.Failf("%d trailing bytes", r.Left())
 	}

@@ -134,9 +134,9 @@ func (s *Store) Metas(site string) ([]Meta, error) {
 	return ms, nil
 }
 
-// Pending returns every list, of any site, whose previous generation is
-// still stored: Settle was not called for it (a restart interrupted it).
-func (s *Store) Pending() ([]Meta, error) {
+// Unsettled returns every list, of any site, whose last Put or Delete was
+// not settled (a restart interrupted its re-evaluation).
+func (s *Store) Unsettled() ([]Meta, error) {
 	var (
 		ms   []Meta
 		derr error
@@ -151,7 +151,7 @@ func (s *Store) Pending() ([]Meta, error) {
 			derr = fmt.Errorf("list key %q: %w", k, derr)
 			return false
 		}
-		if m.Pending != 0 {
+		if m.Unsettled {
 			ms = append(ms, m)
 		}
 		return true
@@ -164,10 +164,11 @@ func (s *Store) Pending() ([]Meta, error) {
 
 // Put parses an upload of format f from r and makes it the list's rows:
 // written under a new generation, then made visible by one commit of the
-// head, which keeps the previous generation as Pending until Settle. A bad
-// row returns an *invalid.Error naming its line, and the list is unchanged.
-// The caller holds Lock(site, name) and calls Settle(site, name,
-// m.Pending) when m.Pending != 0.
+// head, which keeps the previous generation as Pending (0: the list was
+// new) and marks the list Unsettled. A bad row returns an *invalid.Error
+// naming its line, and the list is unchanged. The caller holds
+// Lock(site, name), re-evaluates what depends on Diff(m.Pending, m.Gen)
+// and calls Settle.
 func (s *Store) Put(site, name string, r io.Reader, f Format) (m Meta, err error) {
 	if err := checkSite(site); err != nil {
 		return m, err
@@ -179,8 +180,8 @@ func (s *Store) Put(site, name string, r io.Reader, f Format) (m Meta, err error
 	if err != nil {
 		return m, err
 	}
-	if old.Pending != 0 {
-		return m, fmt.Errorf("BUG: list %q of site %q: generation %d is not settled", name, site, old.Pending)
+	if old.Unsettled {
+		return m, fmt.Errorf("BUG: list %q of site %q: its last change is not settled", name, site)
 	}
 	gen := old.Gen + 1
 	prefix := appendGenKey(nil, site, name, gen)
@@ -223,7 +224,7 @@ func (s *Store) Put(site, name string, r io.Reader, f Format) (m Meta, err error
 		}
 		return m, fmt.Errorf("cannot store list %q of site %q: %w", name, site, err)
 	}
-	m = Meta{Site: site, Name: name, Gen: gen, Rows: rows, Emails: uint64(emails.n), Customers: uint64(customers.n), Created: s.now().UnixMilli()}
+	m = Meta{Site: site, Name: name, Gen: gen, Rows: rows, Emails: uint64(emails.n), Customers: uint64(customers.n), Created: s.now().UnixMilli(), Unsettled: true}
 	m.Updated = m.Created
 	if found && old.Gen != 0 {
 		m.Created, m.Pending = old.Created, old.Gen
@@ -235,16 +236,17 @@ func (s *Store) Put(site, name string, r io.Reader, f Format) (m Meta, err error
 }
 
 // Delete makes the list absent for readers at once; its rows stay stored
-// as m.Pending until Settle. The caller holds Lock(site, name).
+// as m.Pending until Settle. The caller holds Lock(site, name) and settles
+// it as after a Put.
 func (s *Store) Delete(site, name string) (m Meta, found bool, err error) {
 	m, found, err = s.Meta(site, name)
 	if err != nil || !found {
 		return m, found, err
 	}
-	if m.Pending != 0 {
-		return m, false, fmt.Errorf("BUG: list %q of site %q: generation %d is not settled", name, site, m.Pending)
+	if m.Unsettled {
+		return m, false, fmt.Errorf("BUG: list %q of site %q: its last change is not settled", name, site)
 	}
-	m.Gen, m.Pending, m.Updated = 0, m.Gen, s.now().UnixMilli()
+	m.Gen, m.Pending, m.Updated, m.Unsettled = 0, m.Gen, s.now().UnixMilli(), true
 	return m, true, s.setHead(&m)
 }
 
@@ -263,19 +265,23 @@ func (s *Store) setHead(m *Meta) error {
 	return nil
 }
 
-// Settle drops the rows of generation old, once the caller re-evaluated
-// what depends on the difference, and forgets it in the head (or removes
-// the head of a deleted list). The caller holds Lock(site, name).
-func (s *Store) Settle(site, name string, old uint64) error {
-	if _, err := s.db.DeleteExtPrefix(appendGenKey(nil, site, name, old)); err != nil {
-		return fmt.Errorf("cannot drop generation %d of list %q of site %q: %w", old, name, site, err)
+// Settle ends the change m (a Put or Delete) once the caller re-evaluated
+// what depends on it: it drops the rows of the previous generation and
+// marks the list settled (or removes the head of a deleted list). The
+// caller holds Lock(site, name).
+func (s *Store) Settle(m Meta) error {
+	site, name := m.Site, m.Name
+	if m.Pending != 0 {
+		if _, err := s.db.DeleteExtPrefix(appendGenKey(nil, site, name, m.Pending)); err != nil {
+			return fmt.Errorf("cannot drop generation %d of list %q of site %q: %w", m.Pending, name, site, err)
+		}
 	}
 	m, found, err := s.Head(site, name)
-	if err != nil || !found || m.Pending != old {
+	if err != nil || !found || !m.Unsettled {
 		return err
 	}
 	if m.Gen != 0 {
-		m.Pending = 0
+		m.Pending, m.Unsettled = 0, false
 		return s.setHead(&m)
 	}
 	b := s.db.NewBatch()

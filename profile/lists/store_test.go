@@ -31,6 +31,10 @@ func put(t *testing.T, s *Store, name, csv string) Meta {
 	if err != nil {
 		t.Fatalf("Put %s: %s", name, err)
 	}
+	if err := s.Settle(m); err != nil {
+		t.Fatalf("Settle %s: %s", name, err)
+	}
+	m.Unsettled = false
 	return m
 }
 
@@ -95,7 +99,7 @@ func TestStoreGenerations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m2.Gen != 2 || m2.Pending != 1 || m2.Created != m1.Created || m2.Updated <= m1.Updated {
+	if m2.Gen != 2 || m2.Pending != 1 || !m2.Unsettled || m2.Created != m1.Created || m2.Updated <= m1.Updated {
 		t.Fatalf("replace: got %+v; want gen 2, pending 1, created kept", m2)
 	}
 	if contains(t, s, "crm", "a@x.io", "1") || !contains(t, s, "crm", "c@x.io", "") {
@@ -104,18 +108,18 @@ func TestStoreGenerations(t *testing.T) {
 	if got, want := diff(t, s, "crm", 1, 2), "c1 ea@x.io ec@x.io"; got != want {
 		t.Fatalf("diff: got %q; want %q", got, want)
 	}
-	pend, err := s.Pending()
+	pend, err := s.Unsettled()
 	if err != nil || len(pend) != 1 || pend[0].Name != "crm" || pend[0].Site != "shop" {
-		t.Fatalf("Pending: got %+v, %v; want crm", pend, err)
+		t.Fatalf("Unsettled: got %+v, %v; want crm", pend, err)
 	}
-	if err := s.Settle("shop", "crm", 1); err != nil {
+	if err := s.Settle(m2); err != nil {
 		t.Fatal(err)
 	}
 	unlock()
 	if n, _ := s.db.CountExt(appendGenKey(nil, "shop", "crm", 1)); n != 0 {
 		t.Fatalf("generation 1 keeps %d rows after Settle", n)
 	}
-	if m, _, _ := s.Meta("shop", "crm"); m.Pending != 0 || m.Gen != 2 {
+	if m, _, _ := s.Meta("shop", "crm"); m.Pending != 0 || m.Gen != 2 || m.Unsettled {
 		t.Fatalf("after Settle: got %+v", m)
 	}
 
@@ -150,7 +154,7 @@ func TestStoreGenerations(t *testing.T) {
 	if got, want := diff(t, s, "crm", 2, 0), "eb@x.io ec@x.io"; got != want {
 		t.Fatalf("diff of the delete: got %q; want %q", got, want)
 	}
-	if err := s.Settle("shop", "crm", 2); err != nil {
+	if err := s.Settle(dm); err != nil {
 		t.Fatal(err)
 	}
 	unlock()
@@ -180,7 +184,7 @@ func TestStoreRefusesNames(t *testing.T) {
 }
 
 func TestDecodeHeadRoundTrip(t *testing.T) {
-	m := Meta{Gen: 7, Pending: 6, Emails: 1 << 40, Customers: 3, Rows: 9, Created: -5, Updated: 1_800_000_000_000}
+	m := Meta{Gen: 7, Pending: 6, Emails: 1 << 40, Customers: 3, Rows: 9, Created: -5, Updated: 1_800_000_000_000, Unsettled: true}
 	var got Meta
 	if err := decodeHead(&got, appendHead(nil, &m)); err != nil || got != m {
 		t.Fatalf("round trip: got %+v, %v; want %+v", got, err, m)

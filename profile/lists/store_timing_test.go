@@ -49,10 +49,8 @@ func BenchmarkPut(b *testing.B) {
 		if err != nil || m.Emails != n || m.Customers != n {
 			b.Fatalf("got %+v, %v", m, err)
 		}
-		if m.Pending != 0 {
-			if err := s.Settle("shop", "crm", m.Pending); err != nil {
-				b.Fatal(err)
-			}
+		if err := s.Settle(m); err != nil {
+			b.Fatal(err)
 		}
 		unlock()
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/affinityhq/affinity/internal/logger"
 	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/lists"
 	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
@@ -96,8 +97,11 @@ type Engine struct {
 	dueWake chan struct{}
 	seqWake chan struct{}
 
-	bfMu      sync.Mutex
-	backfills map[string]*Backfill // by site|name
+	bfMu        sync.Mutex
+	backfills   map[string]*Backfill // by site|name
+	listChanges map[string]*Backfill // by site|list name
+
+	lists *lists.Store
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -126,6 +130,7 @@ type seg struct {
 // scratch is the per-call space of an evaluation.
 type scratch struct {
 	subj        segment.ProfileSubject
+	lists       siteLists
 	old, cur    vstate
 	key, val    []byte
 	facts       []byte
@@ -175,7 +180,9 @@ func New(opts Options) (*Engine, error) {
 		sites:     map[string]*siteSegs{},
 		dueWake:   make(chan struct{}, 1),
 		seqWake:   make(chan struct{}, 1),
-		backfills: map[string]*Backfill{},
+		backfills:   map[string]*Backfill{},
+		listChanges: map[string]*Backfill{},
+		lists:       lists.New(opts.State, opts.Now),
 		m: engineMetrics{
 			evals:          s.NewCounter(`affinity_segment_evaluations_total`),
 			entries:        s.NewCounter(`affinity_segment_entries_total`),
@@ -189,7 +196,11 @@ func New(opts Options) (*Engine, error) {
 		},
 	}
 	e.nextDue.Store(never)
-	e.pool.New = func() any { return &scratch{subj: segment.ProfileSubject{Cfg: opts.Config}} }
+	e.pool.New = func() any {
+		sc := &scratch{subj: segment.ProfileSubject{Cfg: opts.Config}, lists: siteLists{store: e.lists}}
+		sc.subj.Lists = &sc.lists
+		return sc
+	}
 	if err := e.loadCounters(); err != nil {
 		return nil, err
 	}
@@ -240,6 +251,9 @@ func (e *Engine) Start(v Visitor) error {
 	go e.dueLoop()
 	go e.sequenceLoop()
 	go e.webhookLoop()
+	if err := e.resumeListChanges(); err != nil {
+		return err
+	}
 	return e.resumeBackfills()
 }
 
@@ -327,9 +341,13 @@ func (e *Engine) reevaluate(b *state.Batch, site string, visitor event.UUID, p *
 		}
 	}
 	copyVState(&sc.cur, &sc.old)
+	sc.lists.reset(site)
 	now := e.now()
 	for i := 0; ; i++ {
 		next, err := e.evalAt(b, sc, site, visitor, p, ss, at, why)
+		if err == nil && sc.lists.err != nil {
+			err = fmt.Errorf("cannot evaluate the segments of visitor %s of site %q: %w", visitor, site, sc.lists.err)
+		}
 		if err != nil {
 			return err
 		}

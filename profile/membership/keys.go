@@ -220,9 +220,10 @@ type Change struct {
 	Email   string // "" when not identified
 	Entered bool   // false: left
 	At      int64  // Unix ms: the event's evaluation, or the exact due instant
-	// Why is "event", "time", "backfill", "segment changed" or "expired"
-	// (deleted for the builder's retention); "deleted" in records written
-	// before erasure recorded nothing.
+	// Why is "event", "time", "backfill", "segment changed", "list" (a
+	// static list the rule reads changed) or "expired" (deleted for the
+	// builder's retention); "deleted" in records written before erasure
+	// recorded nothing.
 	Why string
 	// Facts is the JSON object of the rule's terms and their values at At
 	// (segment.Rule.AppendFacts), "{}" when there is no profile.
