@@ -17,7 +17,7 @@ const (
 // The kinds of a row.
 const (
 	kindEmail    = 'e'
-	kindCustomer = 'c'
+	kindCustomer = 'i'
 )
 
 const valueVersion = 1

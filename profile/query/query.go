@@ -65,6 +65,9 @@ type Options struct {
 	// (GET /v1/people): past it the answer says "truncated": true. Default
 	// people.DefaultMaxVisitors.
 	MaxPersonVisitors int
+	// MaxListBytes bounds one list upload (after gunzip), in bytes; above
+	// it PUT answers 413. Default 256 MiB, the API server's body limit.
+	MaxListBytes int
 	// MaxLimit bounds ?limit= of the interest list. Default 100000; without
 	// ?limit= the whole list streams.
 	MaxLimit int
@@ -76,6 +79,7 @@ func DefaultOptions() Options {
 		Now:             time.Now,
 		MaxCatalogBytes: 64 << 20,
 		MaxImportBytes:  256 << 20,
+		MaxListBytes:    256 << 20,
 		Catalog:         catalog.DefaultOptions(),
 		MaxLimit:        100000,
 	}
@@ -125,6 +129,9 @@ func New(opts Options) (*Handler, error) {
 	if opts.MaxImportBytes <= 0 {
 		opts.MaxImportBytes = def.MaxImportBytes
 	}
+	if opts.MaxListBytes <= 0 {
+		opts.MaxListBytes = def.MaxListBytes
+	}
 	if opts.MaxLimit <= 0 {
 		opts.MaxLimit = def.MaxLimit
 	}
@@ -159,6 +166,7 @@ func (h *Handler) Register(s *api.Server) {
 	s.Handle("/v1/catalog/", h.serveCatalog)
 	s.Handle(importPrefix, h.serveImport)
 	s.Handle(segmentsPrefix, h.serveSegments)
+	s.Handle(listsPrefix, h.serveLists)
 }
 
 // badRequest answers 400 with reason.
