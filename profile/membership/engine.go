@@ -173,13 +173,13 @@ func New(opts Options) (*Engine, error) {
 	}
 	s := opts.Metrics
 	e := &Engine{
-		opts:      opts,
-		db:        opts.State,
-		cfg:       opts.Config,
-		logf:      opts.Logger.Printf,
-		sites:     map[string]*siteSegs{},
-		dueWake:   make(chan struct{}, 1),
-		seqWake:   make(chan struct{}, 1),
+		opts:        opts,
+		db:          opts.State,
+		cfg:         opts.Config,
+		logf:        opts.Logger.Printf,
+		sites:       map[string]*siteSegs{},
+		dueWake:     make(chan struct{}, 1),
+		seqWake:     make(chan struct{}, 1),
 		backfills:   map[string]*Backfill{},
 		listChanges: map[string]*Backfill{},
 		lists:       lists.New(opts.State, opts.Now),

@@ -39,7 +39,6 @@ func (e *env) settled(t testing.TB, bf interface {
 	}
 }
 
-
 func (e *env) memberIDs(t testing.TB, site, name string) []event.UUID {
 	t.Helper()
 	var ids []event.UUID

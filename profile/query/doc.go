@@ -20,6 +20,7 @@
 //	GET    /v1/segments/{site}/{name}/changes?after=SEQ       the change feed, paged
 //	PUT/GET/DELETE /v1/segments/{site}/{name}/webhook         change deliveries
 //	GET    /v1/visitors/{site}/{visitor}/segments             the visitor's segments
+//	PUT/GET/DELETE /v1/lists/{site}[/{name}]                  static lists (lists.go); ?format=csv|ndjson streams one
 //
 // Authentication is the api.Server's (bearer token); every refusal is a
 // one-line text reason (api.Error). An error holding an *invalid.Error

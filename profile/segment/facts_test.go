@@ -99,7 +99,7 @@ func (f *facts) Recent(t event.Type) []int64 {
 
 func (f *facts) Orders() (int, float64, int64) { return f.orders, f.revenue, f.lastBuy }
 func (f *facts) Identified() bool              { return f.email }
-func (f *facts) InList(name string) bool { return f.lists[name] }
+func (f *facts) InList(name string) bool       { return f.lists[name] }
 func (f *facts) Trait(key string) (string, bool) {
 	v, ok := f.traits[key]
 	return v, ok
