@@ -94,6 +94,21 @@ func (r *Reader) truncated(what string, n int) {
 	r.Failf("truncated %s: %d bytes needed, %d left", what, n, r.Left())
 }
 
+// Version reads a value's version byte, failing r unless it is want.
+func (r *Reader) Version(want byte) {
+	if v := r.Byte(); r.err == nil && v != want {
+		r.FailAt(r.off-1, fmt.Sprintf("version %d; this build reads %d", v, want))
+	}
+}
+
+// End returns the error of r, failing it first unless every byte was read.
+func (r *Reader) End() error {
+	if r.err == nil && r.Left() != 0 {
+		r.Failf("%d trailing bytes", r.Left())
+	}
+	return r.err
+}
+
 // Byte reads one byte.
 func (r *Reader) Byte() byte {
 	if r.err != nil {

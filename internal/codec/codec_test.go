@@ -131,3 +131,22 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+func TestVersionEnd(t *testing.T) {
+	f := func(in []byte, want string) {
+		t.Helper()
+		r := NewReader("value", in, 0)
+		r.Version(1)
+		r.Byte()
+		got := ""
+		if err := r.End(); err != nil {
+			got = err.Error()
+		}
+		if !strings.Contains(got, want) || (want == "") != (got == "") {
+			t.Fatalf("%x: got error %q; want one containing %q", in, got, want)
+		}
+	}
+	f([]byte{1, 7}, "")
+	f([]byte{2, 7}, "version 2; this build reads 1")
+	f([]byte{1, 7, 9}, "1 trailing bytes")
+}

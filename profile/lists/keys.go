@@ -73,9 +73,7 @@ func appendHead(dst []byte, m *Meta) []byte {
 
 func decodeHead(m *Meta, v []byte) error {
 	r := codec.NewReader("list head", v, 0)
-	if ver := r.Byte(); r.Err() == nil && ver != valueVersion {
-		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d", ver, valueVersion))
-	}
+	r.Version(valueVersion)
 	m.Gen = r.Uvarint()
 	m.Pending = r.Uvarint()
 	m.Emails = r.Uvarint()
@@ -89,10 +87,7 @@ func decodeHead(m *Meta, v []byte) error {
 	default:
 		m.Unsettled = u == 1
 	}
-	if r.Err() == nil && r.Left() != 0 {
-		r.Failf("%d trailing bytes", r.Left())
-	}
-	return r.Err()
+	return r.End()
 }
 
 // decodeHeadKey returns the site and name of a head key.
@@ -103,10 +98,7 @@ func decodeHeadKey(k []byte) (site, name string, err error) {
 	}
 	site = string(r.Bytes())
 	name = string(r.Bytes())
-	if r.Err() == nil && r.Left() != 0 {
-		r.Failf("%d trailing bytes", r.Left())
-	}
-	return site, name, r.Err()
+	return site, name, r.End()
 }
 
 // A generation's rows of one kind are stored sorted, in blocks of up to
@@ -133,17 +125,12 @@ func appendBlock(dst []byte, vals [][]byte) []byte {
 // returns false; it returns whether fn stopped it.
 func eachInBlock(v []byte, fn func(val []byte) bool) (stopped bool, err error) {
 	r := codec.NewReader("list block", v, 0)
-	if ver := r.Byte(); r.Err() == nil && ver != valueVersion {
-		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d", ver, valueVersion))
-	}
+	r.Version(valueVersion)
 	n := r.Count(1)
 	for i := 0; i < n && r.Err() == nil; i++ {
 		if b := r.Bytes(); r.Err() == nil && !fn(b) {
 			return true, nil
 		}
 	}
-	if r.Err() == nil && r.Left() != 0 {
-		r.Failf("%d trailing bytes", r.Left())
-	}
-	return false, r.Err()
+	return false, r.End()
 }

@@ -139,6 +139,22 @@ func (p *parser) nextRow() ([]byte, error) {
 	}
 }
 
+// rows calls fn with each row (nextRow) until the end or an error.
+func (p *parser) rows(fn func(line []byte) error) error {
+	for {
+		line, err := p.nextRow()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err == nil {
+			err = fn(line)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
 // emit checks and normalises a row's values and passes them to fn.
 func (p *parser) emit(email, customer []byte) error {
 	email, customer = trimSpace(email), trimSpace(customer)
@@ -251,14 +267,7 @@ func (p *parser) csv() error {
 	if emailCol < 0 && custCol < 0 {
 		return p.lineError("invalid header %s: want an email and/or a customer_id column", quote.Value(header))
 	}
-	for {
-		line, err := p.nextRow()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	return p.rows(func(line []byte) error {
 		var email, customer []byte
 		n := 0
 		err = p.cells(line, delim, func(i int, cell []byte) error {
@@ -277,10 +286,8 @@ func (p *parser) csv() error {
 		if n != cols {
 			return p.lineError("invalid row: %d cells; the header has %d", n, cols)
 		}
-		if err := p.emit(email, customer); err != nil {
-			return err
-		}
-	}
+		return p.emit(email, customer)
+	})
 }
 
 // cells calls fn with each cell of a CSV line, unquoted. The cells stay
@@ -338,14 +345,7 @@ func (p *parser) cells(line []byte, delim byte, fn func(i int, cell []byte) erro
 // null is absent.
 func (p *parser) ndjson() error {
 	var jp fastjson.Parser
-	for {
-		line, err := p.nextRow()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	return p.rows(func(line []byte) error {
 		v, err := jp.ParseBytes(line)
 		if err != nil {
 			return p.lineError("invalid JSON %s: %s", quote.Value(line), err)
@@ -386,8 +386,6 @@ func (p *parser) ndjson() error {
 		if ferr != nil {
 			return ferr
 		}
-		if err := p.emit(email, customer); err != nil {
-			return err
-		}
-	}
+		return p.emit(email, customer)
+	})
 }

@@ -15,23 +15,9 @@ import (
 	"github.com/affinityhq/affinity/storage/state"
 )
 
-// MaxNameLen bounds a list name.
-const MaxNameLen = 128
-
 // CheckName reports whether name is a valid list name: 1..128 bytes of
 // ASCII letters, digits, '_', '-' and '.' (as segment names).
-func CheckName(name string) error {
-	if name == "" || len(name) > MaxNameLen {
-		return invalid.Errorf("invalid list name %s: want 1..%d characters", quote.Value(name), MaxNameLen)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return invalid.Errorf("invalid list name %s: want letters, digits, _, - and . only", quote.Value(name))
-		}
-	}
-	return nil
-}
+func CheckName(name string) error { return invalid.Name("list name", name) }
 
 func checkSite(site string) error {
 	if site == "" || len(site) > state.MaxSiteLen {

@@ -11,22 +11,11 @@ import (
 )
 
 // MaxNameLen bounds a segment name.
-const MaxNameLen = 128
+const MaxNameLen = invalid.MaxNameLen
 
 // CheckName reports whether name is a valid segment name: 1..128 bytes of
 // ASCII letters, digits, '_', '-' and '.'.
-func CheckName(name string) error {
-	if name == "" || len(name) > MaxNameLen {
-		return invalid.Errorf("invalid segment name %q: want 1..%d characters", name, MaxNameLen)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return invalid.Errorf("invalid segment name %q: want letters, digits, _, - and . only", name)
-		}
-	}
-	return nil
-}
+func CheckName(name string) error { return invalid.Name("segment name", name) }
 
 func checkSite(site string) error {
 	if site == "" || len(site) > state.MaxSiteLen {

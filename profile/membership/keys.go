@@ -32,19 +32,10 @@ func newReader(what string, v []byte) codec.Reader { return codec.NewReader(what
 func str(r *codec.Reader) string { return string(r.Bytes()) }
 
 // version reads the version byte of a value.
-func version(r *codec.Reader) {
-	if v := r.Byte(); r.Err() == nil && v != valueVersion {
-		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d", v, valueVersion))
-	}
-}
+func version(r *codec.Reader) { r.Version(valueVersion) }
 
 // end returns the error of r, failing it unless every byte was read.
-func end(r *codec.Reader) error {
-	if r.Err() == nil && r.Left() != 0 {
-		r.Failf("%d trailing bytes", r.Left())
-	}
-	return r.Err()
-}
+func end(r *codec.Reader) error { return r.End() }
 
 // segPrefix: prefix | site str | name str.
 func appendSegKey(dst []byte, prefix byte, site, name string) []byte {

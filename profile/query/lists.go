@@ -5,9 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/valyala/fasthttp"
 
@@ -32,16 +30,11 @@ func (h *Handler) serveLists(ctx *fasthttp.RequestCtx) {
 		api.Error(ctx, fasthttp.StatusServiceUnavailable, "this process keeps no lists: send list requests to the process running affinity serve or build")
 		return
 	}
-	parts := strings.Split(string(ctx.Path()[len(listsPrefix):]), "/")
-	if len(parts) > 2 || slices.Contains(parts, "") {
-		api.NoRoute(ctx, "/v1/lists/{site}[/{name}]")
+	parts, ok := h.sitePath(ctx, listsPrefix, 2, "/v1/lists/{site}[/{name}]")
+	if !ok {
 		return
 	}
 	site := parts[0]
-	if err := checkSite(site); err != nil {
-		h.refuse(ctx, err)
-		return
-	}
 	if len(parts) == 1 {
 		if !ctx.IsGet() && !ctx.IsHead() {
 			methodNotAllowed(ctx, "GET, HEAD")

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -36,19 +37,11 @@ func (h *Handler) serveSegments(ctx *fasthttp.RequestCtx) {
 		api.Error(ctx, fasthttp.StatusServiceUnavailable, "this process keeps no segments: send segment requests to the process running affinity serve or build")
 		return
 	}
-	rest := string(ctx.Path()[len(segmentsPrefix):])
-	parts := strings.Split(rest, "/")
-	for _, p := range parts {
-		if p == "" {
-			api.NoRoute(ctx, "/v1/segments/{site}[/{name}[/members|/changes|/webhook]]")
-			return
-		}
-	}
-	site := parts[0]
-	if err := checkSite(site); err != nil {
-		h.refuse(ctx, err)
+	parts, ok := h.sitePath(ctx, segmentsPrefix, 3, "/v1/segments/{site}[/{name}[/members|/changes|/webhook]]")
+	if !ok {
 		return
 	}
+	site := parts[0]
 	if len(parts) == 1 {
 		if !ctx.IsGet() && !ctx.IsHead() {
 			methodNotAllowed(ctx, "GET, HEAD")
@@ -94,6 +87,22 @@ func (h *Handler) serveSegments(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	api.NoRoute(ctx, "/v1/segments/{site}[/{name}[/members|/changes|/webhook]]")
+}
+
+// sitePath splits the path after prefix into its 1..max segments, the
+// first a valid site, answering (NoRoute with route, or 400) when it is
+// not such a path.
+func (h *Handler) sitePath(ctx *fasthttp.RequestCtx, prefix string, max int, route string) ([]string, bool) {
+	parts := strings.Split(string(ctx.Path()[len(prefix):]), "/")
+	if len(parts) > max || slices.Contains(parts, "") {
+		api.NoRoute(ctx, route)
+		return nil, false
+	}
+	if err := checkSite(parts[0]); err != nil {
+		h.refuse(ctx, err)
+		return nil, false
+	}
+	return parts, true
 }
 
 func (h *Handler) noSegment(ctx *fasthttp.RequestCtx, site, name string) {

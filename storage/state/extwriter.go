@@ -65,15 +65,7 @@ func (w *ExtWriter) Cancel() { w.wb.Cancel() }
 // key order, until fn returns false, reading no values: sets kept as one
 // key per member (a list's rows). key is valid only during the call.
 func (db *DB) ScanExtKeys(prefix []byte, fn func(key []byte) bool) error {
-	if err := checkExtKey(prefix); err != nil {
-		return err
-	}
-	if db.closed.Load() {
-		return ErrClosed
-	}
-	return db.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
+	return db.viewExt(prefix, func(it *badger.Iterator) error {
 		for it.Rewind(); it.Valid(); it.Next() {
 			if !fn(it.Item().Key()) {
 				return nil
@@ -83,21 +75,29 @@ func (db *DB) ScanExtKeys(prefix []byte, fn func(key []byte) bool) error {
 	})
 }
 
+// viewExt runs fn on an iterator of the extension keys starting with
+// prefix (keys only, no prefetch) in a read transaction.
+func (db *DB) viewExt(prefix []byte, fn func(it *badger.Iterator) error) error {
+	if err := checkExtKey(prefix); err != nil {
+		return err
+	}
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return db.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		return fn(it)
+	})
+}
+
 // SeekExt calls fn with the first extension key starting with prefix that
 // sorts at or after seek, and its value, and reports whether there was
 // one: the lookup in a set stored as blocks keyed by their last member.
 // key and val are valid only during the call.
 func (db *DB) SeekExt(prefix, seek []byte, fn func(key, val []byte) error) (bool, error) {
-	if err := checkExtKey(prefix); err != nil {
-		return false, err
-	}
-	if db.closed.Load() {
-		return false, ErrClosed
-	}
 	found := false
-	err := db.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
+	err := db.viewExt(prefix, func(it *badger.Iterator) error {
 		if it.Seek(seek); !it.Valid() {
 			return nil
 		}

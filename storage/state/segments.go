@@ -49,21 +49,8 @@ func (db *DB) ScanExtFrom(prefix, after []byte, fn func(key, val []byte) bool) e
 // CountExt returns how many extension keys start with prefix. It reads
 // keys only (no values), for sizes of sets kept as one key per member.
 func (db *DB) CountExt(prefix []byte) (int, error) {
-	if err := checkExtKey(prefix); err != nil {
-		return 0, err
-	}
-	if db.closed.Load() {
-		return 0, ErrClosed
-	}
 	n := 0
-	err := db.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			n++
-		}
-		return nil
-	})
+	err := db.ScanExtKeys(prefix, func([]byte) bool { n++; return true })
 	return n, err
 }
 
