@@ -12,18 +12,10 @@ import (
 // cursor of an export or a feed is the last key it returned. key and val
 // are valid only during the call.
 func (db *DB) ScanExtFrom(prefix, after []byte, fn func(key, val []byte) bool) error {
-	if err := checkExtKey(prefix); err != nil {
-		return err
-	}
-	if db.closed.Load() {
-		return ErrClosed
-	}
-	return db.db.View(func(txn *badger.Txn) error {
-		// No PrefetchValues: extension values are small and kept in the LSM
-		// tree, and prefetching starts a goroutine per item for a copy that
-		// Value makes anyway.
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
+	// No PrefetchValues (viewExt): extension values are small and kept in
+	// the LSM tree, and prefetching starts a goroutine per item for a copy
+	// that Value makes anyway.
+	return db.viewExt(prefix, func(it *badger.Iterator) error {
 		seek := prefix
 		if len(after) > 0 {
 			seek = after
