@@ -1,13 +1,16 @@
 package membership_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/lists"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
@@ -137,6 +140,63 @@ func BenchmarkBuilderWithSegments(b *testing.B) {
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(events)/elapsed.Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkChangedInList is BenchmarkChanged for one segment reading a
+// static list of 100k emails: without in_list, and with it for a visitor
+// whose email is in the list (a hash search and a point read) and one whose
+// email is not (a hash search).
+func BenchmarkChangedInList(b *testing.B) {
+	db, err := state.Open(state.DefaultOptions(filepath.Join(b.TempDir(), "state")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	cfg := profile.DefaultConfig()
+	mo := membership.DefaultOptions()
+	mo.State, mo.Config = db, cfg
+	mo.Now = func() time.Time { return time.UnixMilli(t0 + hour) }
+	m, err := membership.New(mo)
+	if err != nil {
+		b.Fatal(err)
+	}
+	csv := []byte("email\n")
+	for i := range 100_000 {
+		csv = fmt.Appendf(csv, "person.%d@example.com\n", i)
+	}
+	if _, _, err := m.PutList("shop", "crm", bytes.NewReader(csv), lists.FormatCSV); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct{ name, rule, email string }{
+		{"no-in_list", `count(view) >= 1`, "person.7@example.com"},
+		{"in_list-hit", `in_list("crm") and count(view) >= 1`, "person.7@example.com"},
+		{"in_list-miss", `in_list("crm") and count(view) >= 1`, "nobody@example.com"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			if _, _, err := m.Put("shop", "seg", c.rule); err != nil {
+				b.Fatal(err)
+			}
+			p := &profile.Profile{}
+			e := profiletest.Event(event.TypeView, t0, nutrilon)
+			p.Apply(&e, cfg, t0, nil)
+			p.Email = c.email
+			batch := db.NewBatch()
+			v := profiletest.Visitor(1)
+			if err := m.Changed(batch, "shop", v, p); err != nil {
+				b.Fatal(err)
+			}
+			if err := batch.Commit(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := m.Changed(batch, "shop", v, p); err != nil {
+					b.Fatal(err)
+				}
+				batch.Reset()
+			}
 		})
 	}
 }
