@@ -138,10 +138,10 @@ func (e *Engine) resumeListChanges() error {
 }
 
 // reevaluateList re-evaluates every segment of the site for the visitors
-// linked to an email that is in exactly one of the change's generations;
-// a changed customer id re-evaluates every visitor of the site (state
-// keeps no customer id index yet). Nothing is evaluated when no segment of
-// the site reads the list. It reports whether it finished.
+// linked to an email or a customer id that is in exactly one of the
+// change's generations (the state's identity links). Nothing is evaluated
+// when no segment of the site reads the list. It reports whether it
+// finished.
 func (e *Engine) reevaluateList(m lists.Meta, bf *Backfill) bool {
 	ss, err := e.siteSegments(m.Site)
 	if err != nil {
@@ -158,29 +158,23 @@ func (e *Engine) reevaluateList(m lists.Meta, bf *Backfill) bool {
 		return true
 	}
 	var (
-		cands     []event.UUID
-		customers bool
-		verr      error
+		cands []event.UUID
+		verr  error
 	)
-	err = e.lists.Diff(m.Site, m.Name, m.Pending, m.Gen, func(email, _ []byte) bool {
-		if email == nil {
-			customers = true
-			return true
+	add := func(v [16]byte) bool {
+		cands = append(cands, v)
+		return true
+	}
+	err = e.lists.Diff(m.Site, m.Name, m.Pending, m.Gen, func(email, customer []byte) bool {
+		if email != nil {
+			verr = e.db.VisitorsByEmail(m.Site, string(email), add)
+		} else {
+			verr = e.db.VisitorsByCustomer(m.Site, string(customer), add)
 		}
-		verr = e.db.VisitorsByEmail(m.Site, string(email), func(v [16]byte) bool {
-			cands = append(cands, v)
-			return true
-		})
 		return verr == nil && e.ctx.Err() == nil
 	})
 	if err == nil {
 		err = verr
-	}
-	if err == nil && customers {
-		err = e.db.ScanVisitors(m.Site, func(v [16]byte, _, _ []byte) bool {
-			cands = append(cands, v)
-			return e.ctx.Err() == nil
-		})
 	}
 	if err != nil || e.ctx.Err() != nil {
 		if err != nil {
@@ -200,6 +194,9 @@ func (e *Engine) reevaluateList(m lists.Meta, bf *Backfill) bool {
 		ss, err := e.siteSegments(m.Site)
 		if err == nil {
 			err = e.visitor.Visit(m.Site, v, func(b *state.Batch, p *profile.Profile) error {
+				if p == nil {
+					return nil // erased since: it left its segments then
+				}
 				return e.reevaluate(b, m.Site, v, p, ss, e.now(), "list", false)
 			})
 		}
