@@ -18,15 +18,15 @@ import (
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
-// BenchmarkChanged is the cost the segments add to each changed profile
-// the builder commits: read the visitor's memberships, evaluate the
-// issue's example rules (11 segments), write what changed into the batch.
-func BenchmarkChanged(b *testing.B) {
+// openBenchEngine returns a state DB in a temporary directory and an
+// Engine on it, not started, its clock at t0 + 1 h.
+func openBenchEngine(b *testing.B) (*state.DB, *profile.Config, *membership.Engine) {
+	b.Helper()
 	db, err := state.Open(state.DefaultOptions(filepath.Join(b.TempDir(), "state")))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
+	b.Cleanup(func() { _ = db.Close() })
 	cfg := profile.DefaultConfig()
 	mo := membership.DefaultOptions()
 	mo.State, mo.Config = db, cfg
@@ -35,6 +35,14 @@ func BenchmarkChanged(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return db, cfg, m
+}
+
+// BenchmarkChanged is the cost the segments add to each changed profile
+// the builder commits: read the visitor's memberships, evaluate the
+// issue's example rules (11 segments), write what changed into the batch.
+func BenchmarkChanged(b *testing.B) {
+	db, cfg, m := openBenchEngine(b)
 	for name, rule := range randomRules {
 		if _, _, err := m.Put("shop", name, rule); err != nil {
 			b.Fatal(err)
@@ -149,19 +157,7 @@ func BenchmarkBuilderWithSegments(b *testing.B) {
 // whose email is in the list (a hash search and a point read) and one whose
 // email is not (a hash search).
 func BenchmarkChangedInList(b *testing.B) {
-	db, err := state.Open(state.DefaultOptions(filepath.Join(b.TempDir(), "state")))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	cfg := profile.DefaultConfig()
-	mo := membership.DefaultOptions()
-	mo.State, mo.Config = db, cfg
-	mo.Now = func() time.Time { return time.UnixMilli(t0 + hour) }
-	m, err := membership.New(mo)
-	if err != nil {
-		b.Fatal(err)
-	}
+	db, cfg, m := openBenchEngine(b)
 	csv := []byte("email\n")
 	for i := range 100_000 {
 		csv = fmt.Appendf(csv, "person.%d@example.com\n", i)
