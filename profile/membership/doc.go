@@ -41,6 +41,15 @@
 // (segment.Rule.Necessary), else from every profile, plus the current
 // members. Progress is per process; a restart resumes an unfinished one.
 //
+// # Static lists
+//
+// Rules read the site's static lists (profile/lists) with in_list, looked
+// up once per list per evaluation. PutList and DeleteList flip a list to
+// its new generation, then re-evaluate in the background, through Visitor,
+// the visitors linked to an email or customer id in one generation but not
+// the other (change records with why "list"), and settle the list; a
+// restart resumes an unsettled one.
+//
 // # Concurrency
 //
 // An Engine is safe for concurrent use. Changed runs in the builder's
