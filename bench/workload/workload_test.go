@@ -54,7 +54,10 @@ func TestJSONDecodes(t *testing.T) {
 	if g.Made() != o.Events {
 		t.Fatalf("made %d events; want %d", g.Made(), o.Events)
 	}
-	for ty := event.TypePageview; ty < event.NumTypes; ty++ {
+	// Every type the snippet's shop traffic sends; custom events come from
+	// server-side calls (the Segment-compatible API), which the workload
+	// does not model.
+	for ty := event.TypePageview; ty <= event.TypeIdentify; ty++ {
 		if types[ty] == 0 {
 			t.Errorf("no %s event in %d", ty, o.Events)
 		}
