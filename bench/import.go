@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -54,13 +55,18 @@ type ImportReport struct {
 	Seconds     float64 `json:"seconds"`      // POST sent → the builder applied every order
 	OrdersPerS  float64 `json:"orders_per_s"` // Orders / Seconds
 	AgainPerS   float64 `json:"again_per_s"`  // the same upload again, every order dropped as applied
-	Target      float64 `json:"target_per_s"`
+	// CPUPer100k is the CPU time of this process (node and client: one
+	// POST and the progress polls) from POST to applied, per 100k orders.
+	CPUPer100k      float64 `json:"cpu_s_per_100k_orders"`
+	AgainCPUPer100k float64 `json:"again_cpu_s_per_100k_orders"`
+	Target          float64 `json:"target_per_s"`
 }
 
 // RunImport runs the import scenario in this process: a node as `affinity
 // serve` wires its profile side (embedded log, service.Open, the query API
 // on a loopback listener), one upload over HTTP, then GET of its import id
-// until done; then the same upload again.
+// until done; then the same upload again. With EnvCPUProfile set, the
+// first upload's CPU profile goes to <dir>/import.pprof.
 func RunImport(o ImportOptions) (*ImportReport, error) {
 	format := importer.FormatNDJSON
 	ct := "application/x-ndjson"
@@ -109,28 +115,29 @@ func RunImport(o ImportOptions) (*ImportReport, error) {
 	body := importer.SampleUpload(format, o.Orders)
 	base := "http://" + srv.Addr() + "/v1/import/shop/orders"
 	r := &ImportReport{Orders: o.Orders, Format: format.String(), Bytes: len(body), Target: ImportTarget}
-	once := func() (post, all float64, persons int, err error) {
-		start := time.Now()
+	once := func() (post, all, cpu float64, persons int, err error) {
+		start, u0 := time.Now(), selfUsage()
+		defer func() { cpu = selfUsage().CPUSeconds - u0.CPUSeconds }()
 		code, resp, err := importRequest(http.MethodPost, base, ct, body)
 		if err != nil {
-			return 0, 0, 0, err
+			return 0, 0, 0, 0, err
 		}
 		if code != http.StatusAccepted {
-			return 0, 0, 0, fmt.Errorf("POST %s: %d %s", base, code, resp)
+			return 0, 0, 0, 0, fmt.Errorf("POST %s: %d %s", base, code, resp)
 		}
 		post = time.Since(start).Seconds()
 		v, err := fastjson.Parse(resp)
 		if err != nil {
-			return 0, 0, 0, fmt.Errorf("POST answered %q: %w", resp, err)
+			return 0, 0, 0, 0, fmt.Errorf("POST answered %q: %w", resp, err)
 		}
 		id := string(v.GetStringBytes("id"))
 		for {
 			code, pr, err := importRequest(http.MethodGet, base+"/"+id, "", nil)
 			if err != nil {
-				return 0, 0, 0, err
+				return 0, 0, 0, 0, err
 			}
 			if code != http.StatusOK {
-				return 0, 0, 0, fmt.Errorf("GET progress: %d %s", code, pr)
+				return 0, 0, 0, 0, fmt.Errorf("GET progress: %d %s", code, pr)
 			}
 			if strings.HasPrefix(pr, `{"done":true`) {
 				break
@@ -140,17 +147,34 @@ func RunImport(o ImportOptions) (*ImportReport, error) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		return post, time.Since(start).Seconds(), v.GetInt("persons"), nil
+		return post, time.Since(start).Seconds(), 0, v.GetInt("persons"), nil
 	}
-	if r.PostSeconds, r.Seconds, r.Persons, err = once(); err != nil {
+	if dir := os.Getenv(EnvCPUProfile); dir != "" {
+		f, err := os.Create(filepath.Join(dir, "import.pprof"))
+		if err != nil {
+			return nil, fmt.Errorf("cannot create CPU profile (%s): %w", EnvCPUProfile, err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+	}
+	var cpu float64
+	r.PostSeconds, r.Seconds, cpu, r.Persons, err = once()
+	if os.Getenv(EnvCPUProfile) != "" {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
 		return r, err
 	}
 	r.OrdersPerS = float64(o.Orders) / r.Seconds
-	_, again, _, err := once()
+	r.CPUPer100k = cpu / float64(o.Orders) * 1e5
+	_, again, cpu, _, err := once()
 	if err != nil {
 		return r, err
 	}
 	r.AgainPerS = float64(o.Orders) / again
+	r.AgainCPUPer100k = cpu / float64(o.Orders) * 1e5
 	if o.Progress != nil {
 		o.Progress("")
 	}
@@ -179,6 +203,6 @@ func importRequest(method, url, contentType string, body []byte) (int, string, e
 func PrintImport(w io.Writer, r *ImportReport) {
 	fmt.Fprintf(w, "import: %d orders (%s, %.1f MB), %d persons\n", r.Orders, r.Format, float64(r.Bytes)/1e6, r.Persons)
 	fmt.Fprintf(w, "  POST → 202 (parsed, checked, in the log)  %8.2f s\n", r.PostSeconds)
-	fmt.Fprintf(w, "  POST → applied by the builder             %8.2f s  %9.0f orders/s  (target ≥ %.0f)\n", r.Seconds, r.OrdersPerS, r.Target)
-	fmt.Fprintf(w, "  the same upload again (all dropped)                  %9.0f orders/s\n", r.AgainPerS)
+	fmt.Fprintf(w, "  POST → applied by the builder             %8.2f s  %9.0f orders/s  (target ≥ %.0f)  %5.2f CPU-s per 100k orders\n", r.Seconds, r.OrdersPerS, r.Target, r.CPUPer100k)
+	fmt.Fprintf(w, "  the same upload again (all dropped)                  %9.0f orders/s                   %5.2f CPU-s per 100k orders\n", r.AgainPerS, r.AgainCPUPer100k)
 }
