@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"syscall"
 	"testing"
 	"time"
 
@@ -81,7 +80,7 @@ func BenchmarkBuilderApply(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(bytes / max(b.N, 1)))
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := profiletest.CPUTime()
 	if path := os.Getenv("AFFINITY_BENCH_CPUPROFILE"); path != "" {
 		// Profiles the apply phase only, not the filling of the log.
 		f, err := os.Create(path)
@@ -102,7 +101,7 @@ func BenchmarkBuilderApply(b *testing.B) {
 		b.Fatal(err)
 	}
 	elapsed := time.Since(start)
-	cpu := cpuTime() - cpu0
+	cpu := profiletest.CPUTime() - cpu0
 	b.StopTimer()
 	n := float64(records * perRecord)
 	b.ReportMetric(n/elapsed.Seconds(), "events/s")
@@ -123,15 +122,6 @@ func BenchmarkBuilderApply(b *testing.B) {
 	}
 	b.ReportMetric(float64(profBytes)/float64(max(nv, 1)), "profile-B/visitor")
 	b.ReportMetric(float64(seenBytes)/float64(max(nv, 1)), "dedup-B/visitor")
-}
-
-// cpuTime returns the user + system CPU time of the process.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func itoa(n int) string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -269,4 +270,60 @@ func TestImportFormatsAgree(t *testing.T) {
 		}
 		diff(t, c.name, want, got)
 	}
+}
+
+// BenchmarkImportApplied measures the whole import on a real profile side
+// (embedded log, state, builder with segment membership, the query API on
+// loopback): each op POSTs 20k orders of 5k persons new to the state and
+// waits until GET of the import id says done. cpu-ns/order is the
+// process's CPU time (all cores) per order: 2 cores / cpu-ns/order bounds
+// the rate on an idle 2-core machine, whatever else runs while measuring.
+func BenchmarkImportApplied(b *testing.B) {
+	const orders = 20_000
+	clock := &profiletest.Clock{}
+	clock.Set(now)
+	e := profiletest.Open(b, profiletest.Options{Partitions: 8, Serve: true, Clock: clock})
+	sample := importer.SampleUpload(importer.FormatNDJSON, orders)
+	h := http.Header{}
+	h.Set("Content-Type", "application/x-ndjson")
+	var body []byte
+	var cpu time.Duration
+	n := 0
+	b.SetBytes(int64(len(sample)))
+	b.ReportAllocs()
+	for b.Loop() {
+		// New order ids and persons each op, so that every order is applied.
+		n++
+		prefix := []byte(`"O` + strconv.Itoa(n) + `-`)
+		body = bytes.ReplaceAll(sample, []byte(`"O-`), prefix)
+		body = bytes.ReplaceAll(body, []byte(`"person`), []byte(`"p`+strconv.Itoa(n)+`-`))
+		body = bytes.ReplaceAll(body, []byte(`"C`), []byte(`"C`+strconv.Itoa(n)+`-`))
+		cpu0 := profiletest.CPUTime()
+		code, resp := e.DoHeader(b, http.MethodPost, "/v1/import/shop/orders", h, body, true)
+		if code != http.StatusAccepted {
+			b.Fatalf("POST: %d %s", code, resp)
+		}
+		id := string(fastjson.GetBytes([]byte(resp), "id"))
+		for {
+			_, pr := e.Get(b, "/v1/import/shop/orders/"+id)
+			if strings.HasPrefix(pr, `{"done":true`) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cpu += profiletest.CPUTime() - cpu0
+	}
+	all := float64(n * orders)
+	b.ReportMetric(all/b.Elapsed().Seconds(), "orders/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/all, "cpu-ns/order")
+	b.ReportMetric(float64(e.Metrics.GetOrCreateCounter("affinity_builder_state_writes_total").Get())/all, "writes/order")
+	var persons, stored int
+	err := e.DB.ScanVisitors("shop", func(_ [16]byte, prof, seen []byte) bool {
+		persons, stored = persons+1, stored+len(prof)+len(seen)
+		return true
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(stored)/float64(max(persons, 1)), "value-B/person")
 }

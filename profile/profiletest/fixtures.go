@@ -3,6 +3,7 @@ package profiletest
 import (
 	"encoding/binary"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -106,4 +107,15 @@ func WaitUntil(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// CPUTime returns the user + system CPU time of the process: what a
+// benchmark reports beside its wall time, since CPU per unit of work does
+// not depend on what else the machine runs.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
