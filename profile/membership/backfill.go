@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -113,31 +114,11 @@ func (e *Engine) backfill(d Definition, bf *Backfill) {
 		return
 	}
 	var cands []event.UUID
-	now := e.now()
-	ts, fromIndex := rule.Necessary()
+	fromIndex, err := e.candidates(d.Site, rule, e.now(), func(v event.UUID, _ []byte) bool {
+		cands = append(cands, v)
+		return !bf.stop.Load() && e.ctx.Err() == nil
+	})
 	bf.fromIndex.Store(fromIndex)
-	var err error
-	if fromIndex {
-		for _, t := range ts {
-			dim, ok := profile.ParseDim(t.Dim)
-			if !ok {
-				continue
-			}
-			maxKey := state.ScoreKey(e.cfg.LogThreshold(dim, t.Min, now))
-			err = e.db.ScanInterests(d.Site, t.Dim, t.Value, maxKey, nil, func(pos state.InterestPos) bool {
-				cands = append(cands, pos.Visitor)
-				return !bf.stop.Load() && e.ctx.Err() == nil
-			})
-			if err != nil {
-				break
-			}
-		}
-	} else {
-		err = e.db.ScanVisitors(d.Site, func(v [16]byte, _, _ []byte) bool {
-			cands = append(cands, v)
-			return !bf.stop.Load() && e.ctx.Err() == nil
-		})
-	}
 	if err == nil {
 		err = e.Members(d.Site, d.Name, nil, func(m *Member) bool {
 			cands = append(cands, m.Visitor)
@@ -185,4 +166,32 @@ func (e *Engine) backfill(d Definition, bf *Backfill) {
 		}
 	}
 	bf.done.Store(true)
+}
+
+// candidates calls fn with every profile of site that can match rule at
+// instant now, until fn returns false: off the interest index when the
+// rule names necessary interests (fromIndex; a visitor above several of
+// them comes once per threshold, prof nil), else every profile of the site
+// with its encoded profile (valid only during the call).
+func (e *Engine) candidates(site string, rule *segment.Rule, now int64, fn func(v event.UUID, prof []byte) bool) (fromIndex bool, err error) {
+	ts, fromIndex := rule.Necessary()
+	if !fromIndex {
+		return false, e.db.ScanVisitors(site, func(v [16]byte, prof, _ []byte) bool { return fn(v, prof) })
+	}
+	stopped := false
+	for _, t := range ts {
+		dim, ok := profile.ParseDim(t.Dim)
+		if !ok {
+			continue
+		}
+		maxKey := state.ScoreKey(e.cfg.LogThreshold(dim, t.Min, now))
+		err := e.db.ScanInterests(site, t.Dim, t.Value, maxKey, nil, func(pos state.InterestPos) bool {
+			stopped = !fn(pos.Visitor, nil)
+			return !stopped
+		})
+		if err != nil || stopped {
+			return true, err
+		}
+	}
+	return true, nil
 }

@@ -155,7 +155,7 @@ func (e *Engine) Put(site, name, src string) (d Definition, created bool, err er
 	}
 	if !found {
 		// Keys an evaluation racing an earlier DELETE of the name left.
-		for _, p := range []byte{prefixMember, prefixFeed} {
+		for _, p := range []byte{prefixMember, prefixFeed, prefixSizes} {
 			if _, err := e.db.DeleteExtPrefix(appendSegKey(nil, p, site, name)); err != nil {
 				return d, false, fmt.Errorf("cannot clear segment %q of site %q: %w", name, site, err)
 			}
@@ -240,7 +240,7 @@ func (e *Engine) Delete(site, name string) (bool, error) {
 	// of the segment; it is found by no scan once the definition is gone,
 	// and a later PUT of the same name starts by clearing the prefix.
 	var errs error
-	for _, p := range []byte{prefixMember, prefixFeed} {
+	for _, p := range []byte{prefixMember, prefixFeed, prefixSizes} {
 		if _, err := e.db.DeleteExtPrefix(appendSegKey(nil, p, site, name)); err != nil {
 			errs = fmt.Errorf("cannot delete the keys of segment %q of site %q: %w", name, site, err)
 		}

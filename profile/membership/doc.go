@@ -50,6 +50,14 @@
 // the other (change records with why "list"), and settle the list; a
 // restart resumes an unsettled one.
 //
+// # Preview and history
+//
+// Preview evaluates rule text over the site's profiles without storing
+// it, with the backfill's candidates (Engine.candidates), bounded by a
+// count of profiles and a deadline, and says whether its count is exact.
+// RecordSizes samples every segment's size each minute into a history
+// thinned as it ages (history.go); History reads it back.
+//
 // # Concurrency
 //
 // An Engine is safe for concurrent use. Changed runs in the builder's

@@ -50,6 +50,9 @@ type Options struct {
 	// the due index again (the earliest due moves as profiles change).
 	// Default 1 s.
 	MaxDueSleep time.Duration
+	// HistoryStep is how often the size of every segment is sampled into
+	// its history (History). Default 1 min.
+	HistoryStep time.Duration
 }
 
 // DefaultOptions returns the defaults of the optional fields.
@@ -61,6 +64,7 @@ func DefaultOptions() Options {
 		WebhookMinBackoff: time.Second,
 		WebhookMaxBackoff: 5 * time.Minute,
 		MaxDueSleep:       time.Second,
+		HistoryStep:       time.Minute,
 	}
 }
 
@@ -93,9 +97,10 @@ type Engine struct {
 	scrubMu sync.RWMutex
 	lastSeq atomic.Uint64
 
-	nextDue atomic.Int64
-	dueWake chan struct{}
-	seqWake chan struct{}
+	nextDue  atomic.Int64
+	lastThin atomic.Int64 // the hour (ms / 3.6e6) the size history was last thinned
+	dueWake  chan struct{}
+	seqWake  chan struct{}
 
 	bfMu        sync.Mutex
 	backfills   map[string]*Backfill // by site|name
@@ -171,6 +176,9 @@ func New(opts Options) (*Engine, error) {
 	if opts.MaxDueSleep <= 0 {
 		opts.MaxDueSleep = def.MaxDueSleep
 	}
+	if opts.HistoryStep <= 0 {
+		opts.HistoryStep = def.HistoryStep
+	}
 	s := opts.Metrics
 	e := &Engine{
 		opts:        opts,
@@ -236,8 +244,9 @@ func (e *Engine) loadCounters() error {
 }
 
 // Start runs the due scheduler, the change sequencer, the webhook
-// deliveries and any backfill a restart interrupted; v re-evaluates
-// visitors serialised with the builder (the builder itself).
+// deliveries, the size history's sampler and any backfill a restart
+// interrupted; v re-evaluates visitors serialised with the builder (the
+// builder itself).
 func (e *Engine) Start(v Visitor) error {
 	if v == nil {
 		return errors.New("BUG: membership.Start needs a Visitor")
@@ -247,7 +256,8 @@ func (e *Engine) Start(v Visitor) error {
 	}
 	e.visitor = v
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.wg.Add(3)
+	e.wg.Add(4)
+	go e.historyLoop()
 	go e.dueLoop()
 	go e.sequenceLoop()
 	go e.webhookLoop()

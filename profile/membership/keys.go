@@ -21,6 +21,7 @@ const (
 	prefixSeq     = 'Q' // the last sequence number given
 	prefixHook    = 'W' // webhook of a segment
 	prefixHookPos = 'X' // the webhook's delivered-up-to sequence number
+	prefixSizes   = 'S' // size history: site, segment, at
 )
 
 const valueVersion = 1

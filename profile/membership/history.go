@@ -1,0 +1,239 @@
+package membership
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/affinityhq/affinity/internal/codec"
+)
+
+// The size history of a segment: its size sampled every
+// Options.HistoryStep (a minute) and thinned as it ages, so that a year of
+// it is a few thousand points (layout in storage/state/FORMAT.md, section
+// "Segments"):
+//
+//	age ≤ 1 day     every sample
+//	age ≤ 30 days   the last sample of each hour
+//	older           the last sample of each day (UTC)
+const (
+	historyFine   = 24 * time.Hour
+	historyHourly = 30 * 24 * time.Hour
+)
+
+// sizes key: 'S' | site str | name str | at u64 ms.
+func appendSizeKey(dst []byte, site, name string, at int64) []byte {
+	return binary.BigEndian.AppendUint64(appendSegKey(dst, prefixSizes, site, name), uint64(max(at, 0)))
+}
+
+// sizes value: version | size uvarint.
+func appendSizeValue(dst []byte, size int) []byte {
+	return codec.AppendUvarint(append(dst, valueVersion), uint64(size))
+}
+
+func decodeSizeValue(v []byte) (int, error) {
+	r := newReader("segment size", v)
+	version(&r)
+	n := r.Uvarint()
+	return int(n), end(&r)
+}
+
+// RecordSizes samples the size of every segment of every site at the
+// clock's now, in one commit, and thins the history of each segment once
+// an hour. It returns how many segments it sampled. The history loop calls
+// it every Options.HistoryStep; tests driving the clock may too.
+func (e *Engine) RecordSizes() (int, error) {
+	now := e.now()
+	var segs [][2]string
+	var perr error
+	err := e.db.ScanExt([]byte{prefixDef}, func(key, _ []byte) bool {
+		r := newReader("segment key", key[1:])
+		site, name := str(&r), str(&r)
+		if perr = end(&r); perr != nil {
+			perr = fmt.Errorf("segment key %x: %w", key, perr)
+			return false
+		}
+		segs = append(segs, [2]string{site, name})
+		return true
+	})
+	if err == nil {
+		err = perr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cannot list the segments to sample: %w", err)
+	}
+	b := e.db.NewBatch()
+	var key, val []byte
+	for _, s := range segs {
+		// A count of member keys: it reads keys only, in its own snapshot,
+		// beside the builder rather than in its path.
+		n, err := e.Size(s[0], s[1])
+		if err != nil {
+			return 0, fmt.Errorf("cannot sample the size of segment %q of site %q: %w", s[1], s[0], err)
+		}
+		key = appendSizeKey(key[:0], s[0], s[1], now)
+		val = appendSizeValue(val[:0], n)
+		if err := b.ExtSet(key, val); err != nil {
+			return 0, err
+		}
+	}
+	if err := b.Commit(); err != nil {
+		return 0, fmt.Errorf("cannot store the segment sizes: %w", err)
+	}
+	if hour := now / time.Hour.Milliseconds(); hour != e.lastThin.Load() {
+		e.lastThin.Store(hour)
+		for _, s := range segs {
+			if err := e.thinHistory(s[0], s[1], now); err != nil {
+				return len(segs), err
+			}
+		}
+	}
+	return len(segs), nil
+}
+
+// historyGrain returns the width (ms) of the bucket a sample taken at at
+// is kept one of when the history is thinned at now: 0 while it is fresh
+// (every sample kept), else an hour or a day.
+func historyGrain(at, now int64) int64 {
+	switch age := now - at; {
+	case age <= historyFine.Milliseconds():
+		return 0
+	case age <= historyHourly.Milliseconds():
+		return time.Hour.Milliseconds()
+	default:
+		return (24 * time.Hour).Milliseconds()
+	}
+}
+
+// thinHistory deletes the samples of a segment that are not the last of
+// their bucket (historyGrain). Only samples older than a day change, and
+// those already thinned are a few hundred.
+func (e *Engine) thinHistory(site, name string, now int64) error {
+	prefix := appendSegKey(nil, prefixSizes, site, name)
+	var (
+		dels    [][]byte
+		prev    []byte
+		prevAt  int64
+		derr    error
+		horizon = now - historyFine.Milliseconds()
+	)
+	err := e.db.ScanExt(prefix, func(key, _ []byte) bool {
+		if len(key) != len(prefix)+8 {
+			derr = fmt.Errorf("BUG: size key %x has a bad length", key)
+			return false
+		}
+		at := int64(binary.BigEndian.Uint64(key[len(prefix):]))
+		// A sample is dropped when the next one is in its bucket.
+		if g := historyGrain(prevAt, now); prev != nil && g > 0 && prevAt/g == at/g {
+			dels = append(dels, prev)
+		}
+		prev, prevAt = append([]byte(nil), key...), at
+		return at < horizon
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot thin the size history of segment %q of site %q: %w", name, site, err)
+	}
+	b := e.db.NewBatch()
+	for _, k := range dels {
+		if err := b.ExtDelete(k); err != nil {
+			return err
+		}
+		if b.Full() {
+			if err := b.Commit(); err != nil {
+				return fmt.Errorf("cannot thin the size history of segment %q of site %q: %w", name, site, err)
+			}
+			b.Reset()
+		}
+	}
+	if err := b.Commit(); err != nil {
+		return fmt.Errorf("cannot thin the size history of segment %q of site %q: %w", name, site, err)
+	}
+	return nil
+}
+
+// SizePoint is one sample of a segment's size.
+type SizePoint struct {
+	At   int64 // Unix ms
+	Size int
+}
+
+// History calls fn with the samples of a segment's size taken in
+// [from, to] (Unix ms), oldest first; with step > 0 only the last sample of
+// each step from from, until fn returns false.
+func (e *Engine) History(site, name string, from, to, step int64, fn func(p SizePoint) bool) error {
+	if err := checkSite(site); err != nil {
+		return err
+	}
+	prefix := appendSegKey(nil, prefixSizes, site, name)
+	var after []byte
+	if from > 0 {
+		after = appendSizeKey(nil, site, name, from-1)
+	}
+	var (
+		pending SizePoint
+		have    bool
+		stopped bool
+		derr    error
+	)
+	err := e.db.ScanExtFrom(prefix, after, func(key, val []byte) bool {
+		if len(key) != len(prefix)+8 {
+			derr = fmt.Errorf("BUG: size key %x has a bad length", key)
+			return false
+		}
+		at := int64(binary.BigEndian.Uint64(key[len(prefix):]))
+		if at < from {
+			return true
+		}
+		if at > to {
+			return false
+		}
+		n, err := decodeSizeValue(val)
+		if err != nil {
+			derr = fmt.Errorf("size of segment %q of site %q at %d: %w", name, site, at, err)
+			return false
+		}
+		p := SizePoint{At: at, Size: n}
+		if step <= 0 {
+			stopped = !fn(p)
+			return !stopped
+		}
+		if have && (at-from)/step != (pending.At-from)/step {
+			if stopped = !fn(pending); stopped {
+				return false
+			}
+		}
+		pending, have = p, true
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read the size history of segment %q of site %q: %w", name, site, err)
+	}
+	if have && !stopped {
+		fn(pending)
+	}
+	return nil
+}
+
+// historyLoop samples the sizes every Options.HistoryStep.
+func (e *Engine) historyLoop() {
+	defer e.wg.Done()
+	t := time.NewTicker(e.opts.HistoryStep)
+	defer t.Stop()
+	for {
+		if _, err := e.RecordSizes(); err != nil && e.ctx.Err() == nil {
+			e.m.errors.Inc()
+			e.logf("membership: %s", err)
+		}
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
