@@ -18,6 +18,8 @@
 //	PUT/GET/DELETE /v1/segments/{site}[/{name}]               segment definitions
 //	GET    /v1/segments/{site}/{name}/members                 NDJSON or CSV, streamed
 //	GET    /v1/segments/{site}/{name}/changes?after=SEQ       the change feed, paged
+//	GET    /v1/segments/{site}/{name}/history?from=&to=&step= the size sampled over time
+//	POST   /v1/segments/{site}/_preview[?sample=N]            rule text → count now and a sample, bounded
 //	PUT/GET/DELETE /v1/segments/{site}/{name}/webhook         change deliveries
 //	GET    /v1/visitors/{site}/{visitor}/segments             the visitor's segments
 //	PUT/GET/DELETE /v1/lists/{site}[/{name}]                  static lists (lists.go); ?format=csv|ndjson streams one

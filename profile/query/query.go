@@ -68,6 +68,16 @@ type Options struct {
 	// MaxListBytes bounds one list upload (after gunzip), in bytes; above
 	// it PUT answers 413. Default 256 MiB, the API server's body limit.
 	MaxListBytes int
+	// PreviewMaxScan bounds the profiles one rule preview evaluates
+	// (POST /v1/segments/{site}/_preview); past it the count is a lower
+	// bound, "exact": false. Default 200000.
+	PreviewMaxScan int
+	// PreviewTimeout bounds the time one rule preview evaluates for.
+	// Default 2 s.
+	PreviewTimeout time.Duration
+	// MaxPreviews bounds the previews running at once; another answers
+	// 429. Default 2.
+	MaxPreviews int
 	// MaxLimit bounds ?limit= of the interest list. Default 100000; without
 	// ?limit= the whole list streams.
 	MaxLimit int
@@ -82,6 +92,9 @@ func DefaultOptions() Options {
 		MaxListBytes:    256 << 20,
 		Catalog:         catalog.DefaultOptions(),
 		MaxLimit:        100000,
+		PreviewMaxScan:  200000,
+		PreviewTimeout:  2 * time.Second,
+		MaxPreviews:     2,
 	}
 }
 
@@ -91,6 +104,8 @@ type Handler struct {
 	m      queryMetrics
 	pool   sync.Pool // *scratch
 	people sync.Pool // *people.Person
+	// previews holds a token per preview running (Options.MaxPreviews).
+	previews chan struct{}
 }
 
 // scratch is a request's reusable space.
@@ -135,8 +150,17 @@ func New(opts Options) (*Handler, error) {
 	if opts.MaxLimit <= 0 {
 		opts.MaxLimit = def.MaxLimit
 	}
+	if opts.PreviewMaxScan <= 0 {
+		opts.PreviewMaxScan = def.PreviewMaxScan
+	}
+	if opts.PreviewTimeout <= 0 {
+		opts.PreviewTimeout = def.PreviewTimeout
+	}
+	if opts.MaxPreviews <= 0 {
+		opts.MaxPreviews = def.MaxPreviews
+	}
 	s := opts.Metrics
-	h := &Handler{opts: opts}
+	h := &Handler{opts: opts, previews: make(chan struct{}, opts.MaxPreviews)}
 	h.m = queryMetrics{
 		visitorGets:     s.NewCounter(`affinity_query_visitor_reads_total`),
 		visitorMisses:   s.NewCounter(`affinity_query_visitor_not_found_total`),
@@ -220,13 +244,23 @@ func splitPath(path []byte, prefix string, n int) ([]string, bool) {
 
 // parseAt returns the evaluation time: ?at= (RFC 3339) or now.
 func (h *Handler) parseAt(ctx *fasthttp.RequestCtx) (int64, bool, error) {
-	at := ctx.QueryArgs().Peek("at")
-	if len(at) == 0 {
-		return h.opts.Now().UnixMilli(), false, nil
+	at, ok, err := parseTimeArg(ctx, "at")
+	if !ok && err == nil {
+		at = h.opts.Now().UnixMilli()
 	}
-	t, err := time.Parse(time.RFC3339Nano, string(at))
+	return at, ok, err
+}
+
+// parseTimeArg returns the query argument name as Unix ms (RFC 3339), and
+// whether it was given.
+func parseTimeArg(ctx *fasthttp.RequestCtx, name string) (int64, bool, error) {
+	raw := ctx.QueryArgs().Peek(name)
+	if len(raw) == 0 {
+		return 0, false, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(raw))
 	if err != nil {
-		return 0, false, invalid.Errorf("invalid at=%s: want an RFC 3339 time such as 2026-11-24T06:00:00Z", quote.Value(at))
+		return 0, false, invalid.Errorf("invalid %s=%s: want an RFC 3339 time such as 2026-11-24T06:00:00Z", name, quote.Value(raw))
 	}
 	return t.UnixMilli(), true, nil
 }

@@ -26,6 +26,8 @@ import (
 //	GET    /v1/segments/{site}/{name}/members    ?format=ndjson|csv&by=email&cursor=&limit=&holdout=P&salt=S&group=control
 //	GET    /v1/segments/{site}/{name}/changes    ?after=<seq>&limit=N → {"changes":[…],"cursor":"<seq>"}
 //	PUT    /v1/segments/{site}/{name}/webhook    {"url":…,"secret":…}; GET, DELETE
+//	GET    /v1/segments/{site}/{name}/history    ?from=&to=&step= → {"points":[{"at":…,"size":N}]}
+//	POST   /v1/segments/{site}/_preview          rule text → count now, exact or not, a sample with facts
 //	GET    /v1/visitors/{site}/{visitor}/segments
 const segmentsPrefix = "/v1/segments/"
 
@@ -37,7 +39,7 @@ func (h *Handler) serveSegments(ctx *fasthttp.RequestCtx) {
 		api.Error(ctx, fasthttp.StatusServiceUnavailable, "this process keeps no segments: send segment requests to the process running affinity serve or build")
 		return
 	}
-	parts, ok := h.sitePath(ctx, segmentsPrefix, 3, "/v1/segments/{site}[/{name}[/members|/changes|/webhook]]")
+	parts, ok := h.sitePath(ctx, segmentsPrefix, 3, "/v1/segments/{site}[/_preview|/{name}[/members|/changes|/history|/webhook]]")
 	if !ok {
 		return
 	}
@@ -51,6 +53,14 @@ func (h *Handler) serveSegments(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	name := parts[1]
+	if name == previewName && len(parts) == 2 {
+		if !ctx.IsPost() {
+			methodNotAllowed(ctx, "POST")
+			return
+		}
+		h.previewRule(ctx, site)
+		return
+	}
 	if err := membership.CheckName(name); err != nil {
 		h.refuse(ctx, err)
 		return
@@ -82,11 +92,18 @@ func (h *Handler) serveSegments(ctx *fasthttp.RequestCtx) {
 		}
 		h.serveChanges(ctx, site, name)
 		return
+	case len(parts) == 3 && parts[2] == "history":
+		if !ctx.IsGet() && !ctx.IsHead() {
+			methodNotAllowed(ctx, "GET, HEAD")
+			return
+		}
+		h.serveHistory(ctx, site, name)
+		return
 	case len(parts) == 3 && parts[2] == "webhook":
 		h.serveWebhook(ctx, site, name)
 		return
 	}
-	api.NoRoute(ctx, "/v1/segments/{site}[/{name}[/members|/changes|/webhook]]")
+	api.NoRoute(ctx, "/v1/segments/{site}[/_preview|/{name}[/members|/changes|/history|/webhook]]")
 }
 
 // sitePath splits the path after prefix into its 1..max segments, the
