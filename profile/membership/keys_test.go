@@ -29,6 +29,7 @@ func samples() []sample {
 		{"member", appendMemberValue(nil, 1769817600000, "a@b.c"), func(b []byte) error { _, _, err := decodeMemberValue(b); return err }},
 		{"webhook", appendHook(nil, "https://example.com/hook", "s3cret"), func(b []byte) error { _, _, err := decodeHook(b); return err }},
 		{"due key", appendDueKey(nil, 1769817600000, "shop", testVisitor), func(b []byte) error { _, _, _, err := parseDueKey(b); return err }},
+		{"size", appendSizeValue(nil, 123456), func(b []byte) error { _, err := decodeSizeValue(b); return err }},
 	}
 }
 
@@ -102,6 +103,11 @@ func FuzzDecodeValues(f *testing.F) {
 		_ = decodeRecord(&c, data)
 		_, _, _ = decodeMemberValue(data)
 		_, _, _ = decodeHook(data)
+		if n, err := decodeSizeValue(data); err == nil {
+			if n2, err := decodeSizeValue(appendSizeValue(nil, n)); err != nil || n2 != n {
+				t.Fatalf("size does not round-trip: %d / %d %v", n, n2, err)
+			}
+		}
 		_, _, _, _ = parseDueKey(data)
 	})
 }
