@@ -18,6 +18,7 @@ import (
 
 	"github.com/affinityhq/affinity/internal/duration"
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/console"
 	"github.com/affinityhq/affinity/profile/service"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/diskwatch"
@@ -305,6 +306,7 @@ func (n *node) start(cf *collectorFlags, pf *profileFlags) error {
 	if n.prof != nil {
 		n.prof.Register(n.internal)
 		registerBackup(n.internal, n.prof, n.log)
+		console.Register(n.internal) // /console/: pages calling the query API above
 	}
 
 	collectorURL := "-"

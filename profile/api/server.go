@@ -51,6 +51,7 @@ type Server struct {
 type route struct {
 	prefix string
 	h      fasthttp.RequestHandler
+	public bool // served without the token (HandlePublic)
 }
 
 // New returns a Server for opts.
@@ -80,7 +81,14 @@ func New(opts Options) (*Server, error) {
 // Handle registers h for every path starting with prefix. Longer prefixes
 // must be registered first. Call before Serve.
 func (s *Server) Handle(prefix string, h fasthttp.RequestHandler) {
-	s.routes = append(s.routes, route{prefix, h})
+	s.routes = append(s.routes, route{prefix, h, false})
+}
+
+// HandlePublic is Handle for a handler that needs no token: static pages
+// that hold no data and call the API with the token themselves (the
+// console). Call before Serve.
+func (s *Server) HandlePublic(prefix string, h fasthttp.RequestHandler) {
+	s.routes = append(s.routes, route{prefix, h, true})
 }
 
 // Listen binds addr ("host:port"; port 0 picks a free one).
@@ -133,6 +141,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.healthz(ctx)
 		return
 	}
+	for _, r := range s.routes {
+		if r.public && strings.HasPrefix(string(path), r.prefix) {
+			r.h(ctx)
+			return
+		}
+	}
 	if subtle.ConstantTimeCompare(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), s.token) != 1 {
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="affinity"`)
 		Error(ctx, fasthttp.StatusUnauthorized, "missing or wrong bearer token: send Authorization: Bearer <--api-token>")
@@ -152,7 +166,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	for _, r := range s.routes {
-		if strings.HasPrefix(string(path), r.prefix) {
+		if !r.public && strings.HasPrefix(string(path), r.prefix) {
 			r.h(ctx)
 			return
 		}
