@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/membership"
 	sdkjs "github.com/affinityhq/affinity/sdk-js"
 	"github.com/affinityhq/affinity/tracker"
 )
@@ -23,6 +24,7 @@ type collectorExtra struct {
 	script *sdkjs.Script
 	demo   *sdkjs.Demo
 	api    *apiVisitors
+	site   string // the demo shop's site key; "" without --demo
 }
 
 // newCollectorExtra builds the snippet (esbuild, a few ms) and, when demo is
@@ -45,6 +47,7 @@ func newCollectorExtra(demo bool, sites []tracker.Site, token string) (*collecto
 				site.Key, strings.Join(site.Origins, ", "))
 		}
 		x.api = &apiVisitors{token: "Bearer " + token, client: &fasthttp.Client{Name: "affinity-demo", ReadTimeout: 5 * time.Second}}
+		x.site = site.Key
 		x.demo, err = sdkjs.NewDemo(sdkjs.DemoOptions{Site: site.Key, Visitors: x.api})
 		if err != nil {
 			return nil, err
@@ -120,4 +123,37 @@ func (a *apiVisitors) get(ctx context.Context, dst []byte, path string) ([]byte,
 	default:
 		return dst, fmt.Errorf("GET %s: status %d: %s", path, status, strings.TrimSpace(string(body)))
 	}
+}
+
+// demoSegments are the reference cases (profile/segment/GRAMMAR.md) that
+// --demo defines on the demo site, so that a click in the shop shows its
+// visitor entering segments in the panel and the console. The shop's
+// children's ages are 0-1, 1-3 and 3-6.
+var demoSegments = []struct{ name, rule string }{
+	{"mums-0-3-nutrilon-merries-philips", `(top(age) == "0-1" or top(age) == "1-3") and (interest(brand, "Nutrilon") >= 1 or interest(brand, "Merries") >= 1 or interest(brand, "Philips") >= 1)`},
+	{"abandoned-cart-24h", `since(cart) <= 24h and since(purchase) > since(cart)`},
+	{"sleeping-customers-90d", `count(purchase) >= 1 and since(purchase) > 90d`},
+	{"lifecycle-new", `lifecycle == "new"`},
+	{"lifecycle-active", `lifecycle == "active"`},
+	{"lifecycle-lapsing", `lifecycle == "lapsing"`},
+	{"lifecycle-lost", `lifecycle == "lost"`},
+	{"rfm-champions", `rfm.r >= 4 and rfm.f >= 4 and rfm.m >= 4`},
+	{"birthday-next-7d", `until_birthday <= 7d`},
+}
+
+// defineDemoSegments puts the demo segments that site does not have yet:
+// one a user changed or deleted and defined again is left as it is.
+func defineDemoSegments(m *membership.Engine, site string) error {
+	for _, s := range demoSegments {
+		if _, ok, err := m.Definition(site, s.name); err != nil || ok {
+			if err != nil {
+				return fmt.Errorf("cannot define the demo segment %q: %w", s.name, err)
+			}
+			continue
+		}
+		if _, _, err := m.Put(site, s.name, s.rule); err != nil {
+			return fmt.Errorf("cannot define the demo segment %q: %w", s.name, err)
+		}
+	}
+	return nil
 }

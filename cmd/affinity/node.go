@@ -299,6 +299,11 @@ func (n *node) start(cf *collectorFlags, pf *profileFlags) error {
 		ao.Metrics = append(ao.Metrics, set)
 		health = append(health, n.collector.Health)
 	}
+	if n.prof != nil && n.extra != nil && n.extra.site != "" {
+		if err := defineDemoSegments(n.prof.Segments, n.extra.site); err != nil {
+			return err
+		}
+	}
 	ao.Health = joinHealth(health...)
 	if n.internal, err = api.New(ao); err != nil {
 		return err
