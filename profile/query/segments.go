@@ -126,6 +126,19 @@ func (h *Handler) noSegment(ctx *fasthttp.RequestCtx, site, name string) {
 	api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no segment %s of site %s", quote.Value(name), quote.Value(site)))
 }
 
+// segmentExists reports whether the segment is defined, answering 404 (or
+// 500) when it is not.
+func (h *Handler) segmentExists(ctx *fasthttp.RequestCtx, site, name string) bool {
+	_, ok, err := h.opts.Segments.Definition(site, name)
+	switch {
+	case err != nil:
+		h.internalError(ctx, err)
+	case !ok:
+		h.noSegment(ctx, site, name)
+	}
+	return err == nil && ok
+}
+
 func (h *Handler) putSegment(ctx *fasthttp.RequestCtx, site, name string) {
 	body := ctx.PostBody()
 	if len(body) > maxRuleBytes {

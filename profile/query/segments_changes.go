@@ -39,12 +39,7 @@ func (h *Handler) serveChanges(ctx *fasthttp.RequestCtx, site, name string) {
 		}
 		limit = n
 	}
-	if _, ok, err := h.opts.Segments.Definition(site, name); err != nil || !ok {
-		if err != nil {
-			h.internalError(ctx, err)
-		} else {
-			h.noSegment(ctx, site, name)
-		}
+	if !h.segmentExists(ctx, site, name) {
 		return
 	}
 	out := append(make([]byte, 0, 4096), `{"changes":[`...)
