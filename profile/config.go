@@ -76,6 +76,9 @@ type Config struct {
 	halfLife [NumDims]time.Duration
 	hMs      [NumDims]float64 // halfLife in ms
 	topK     [NumDims]int
+	// unindexed has bit d set when dimension d is left out of the
+	// interest index (SetIndexDims).
+	unindexed uint8
 
 	bands      []float64 // ascending upper edges of the price bands
 	bandLabels []string  // len(bands)+1 labels
@@ -87,7 +90,8 @@ type Config struct {
 //     dimension; uncart −3 on the product dimension only (see below);
 //   - half-life 14 days on every dimension;
 //   - top 32 values kept per dimension;
-//   - price bands 0-10, 10-25, 25-50, 50-100, 100-250, 250+.
+//   - price bands 0-10, 10-25, 25-50, 50-100, 100-250, 250+;
+//   - every dimension but product in the interest index (SetIndexDims).
 //
 // Uncart: taking an item out of the cart says the visitor does not want
 // that product (now), but they still looked at its brand and category. So
@@ -106,6 +110,7 @@ func DefaultConfig() *Config {
 		c.topK[d] = 32
 	}
 	c.setWeight(event.TypeUncart, DimProduct, -3)
+	c.unindexed = 1 << DimProduct
 	if err := c.SetPriceBands("10,25,50,100,250"); err != nil {
 		panic("BUG: default price bands: " + err.Error())
 	}
@@ -120,6 +125,46 @@ func (c *Config) setWeight(t event.Type, d Dim, w float64) {
 func (c *Config) setHalfLife(d Dim, h time.Duration) {
 	c.halfLife[d] = h
 	c.hMs[d] = float64(h.Milliseconds())
+}
+
+// SetIndexDims sets the dimensions the interest index holds, from spec
+// "all", "none" or a comma-separated list of dimension names, e.g.
+// "brand,category,age,price" (the default). Every score change of an
+// indexed dimension costs the builder a delete and a put in the index;
+// the index serves /v1/interests and the backfill of a rule that names an
+// interest. A dimension left out still scores and rules still read it:
+// its backfills scan every profile and /v1/interests refuses it.
+func (c *Config) SetIndexDims(spec string) error {
+	var unindexed uint8 = 1<<NumDims - 1
+	switch spec = strings.TrimSpace(spec); spec {
+	case "all":
+		unindexed = 0
+	case "none", "":
+	default:
+		for _, name := range strings.Split(spec, ",") {
+			d, ok := ParseDim(strings.TrimSpace(name))
+			if !ok {
+				return fmt.Errorf("cannot set the indexed dimensions %q: unknown dimension %q; want brand, category, age, price or product", spec, name)
+			}
+			unindexed &^= 1 << d
+		}
+	}
+	c.unindexed = unindexed
+	return nil
+}
+
+// Indexed reports whether the interest index holds dimension d.
+func (c *Config) Indexed(d Dim) bool { return int(d) < NumDims && c.unindexed&(1<<d) == 0 }
+
+// IndexDims returns the names of the indexed dimensions, in Dim order.
+func (c *Config) IndexDims() []string {
+	var names []string
+	for d := range Dim(NumDims) {
+		if c.Indexed(d) {
+			names = append(names, d.String())
+		}
+	}
+	return names
 }
 
 // HalfLife returns the half-life of d.

@@ -72,3 +72,36 @@ func TestPriceBand(t *testing.T) {
 		t.Errorf("PriceBand(1) = %q; want 0.5-2.5", got)
 	}
 }
+
+func TestSetIndexDims(t *testing.T) {
+	for _, tc := range []struct {
+		spec, want, err string
+	}{
+		{"", "", ""},
+		{"none", "", ""},
+		{"all", "brand,category,age,price,product", ""},
+		{"brand, product", "brand,product", ""},
+		{"price,age", "age,price", ""},
+		{"brand,colour", "", `unknown dimension "colour"`},
+	} {
+		c := DefaultConfig()
+		if got := strings.Join(c.IndexDims(), ","); got != "brand,category,age,price" {
+			t.Fatalf("default indexed dimensions %q", got)
+		}
+		err := c.SetIndexDims(tc.spec)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("SetIndexDims(%q) = %v; want an error with %q", tc.spec, err, tc.err)
+			}
+			continue
+		}
+		if got := strings.Join(c.IndexDims(), ","); err != nil || got != tc.want {
+			t.Errorf("SetIndexDims(%q): %v, indexed %q; want %q", tc.spec, err, got, tc.want)
+		}
+		for d := range Dim(NumDims) {
+			if c.Indexed(d) != strings.Contains(","+tc.want+",", ","+d.String()+",") {
+				t.Errorf("SetIndexDims(%q): Indexed(%s) = %v", tc.spec, d, c.Indexed(d))
+			}
+		}
+	}
+}

@@ -59,6 +59,8 @@ func addProfileFlags(fs *flag.FlagSet) *profileFlags {
 		"values kept per dimension, K or DIM=K (0 turns a dimension off); repeatable")
 	fs.Var(configFlag{pf.cfg.SetPriceBands, pf.priceBandsString, false}, "price-bands",
 		"ascending upper edges of the price bands, comma-separated")
+	fs.Var(configFlag{pf.cfg.SetIndexDims, func() string { return strings.Join(pf.cfg.IndexDims(), ",") }, false}, "index-dims",
+		"dimensions in the interest index, comma-separated, or all or none: each costs the builder index writes per event; /v1/interests and index-served backfills need their dimension in it (a change rebuilds or drops entries at the next start)")
 	fs.IntVar(&pf.catalogBytes, "catalog-max-bytes", query.DefaultOptions().MaxCatalogBytes,
 		"largest catalog upload, in bytes after gunzip; a larger PUT is refused with 413")
 	fs.Var(durationFlag{&pf.retention}, "retention",

@@ -250,6 +250,10 @@ func (b *Builder) Start() error {
 	if b.started.Swap(true) {
 		return errors.New("cannot start builder: already started")
 	}
+	if err := b.reconcileIndex(); err != nil {
+		b.started.Store(false)
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	for _, pt := range b.owned {
@@ -936,7 +940,7 @@ func (pt *partition) commit(next int64) error {
 		for i := range en.changes {
 			c := &en.changes[i]
 			oldK, newK := state.ScoreKey(c.Old), state.ScoreKey(c.New)
-			if c.Before && c.After && oldK == newK {
+			if c.Before && c.After && oldK == newK || !b.cfg.Indexed(c.Dim) {
 				continue
 			}
 			dim := c.Dim.String()
@@ -1053,6 +1057,9 @@ func (pt *partition) deleteLocked(en *entry, expired bool) error {
 	site, visitor := en.site, en.visitor
 	batch := pt.batch
 	for d := range profile.Dim(profile.NumDims) {
+		if !b.cfg.Indexed(d) {
+			continue
+		}
 		dim := d.String()
 		for i := range en.prof.Dims[d] {
 			e := &en.prof.Dims[d][i]

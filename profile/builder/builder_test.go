@@ -519,3 +519,63 @@ func TestOrderDedupForever(t *testing.T) {
 	send(e, t0+60*24*3600*1000)
 	check(e, "sent again after a restart")
 }
+
+// TestIndexDims: the interest index holds the configured dimensions only,
+// and a change of them at a restart drops or rebuilds the entries so that
+// the index again equals what the profiles imply.
+func TestIndexDims(t *testing.T) {
+	dir := t.TempDir()
+	open := func(spec string) *profiletest.Env {
+		return profiletest.Open(t, profiletest.Options{Dir: dir, Partitions: 3, Hook: profiletest.NoHook, Builder: func(o *builder.Options) {
+			cfg := profile.DefaultConfig()
+			if err := cfg.SetIndexDims(spec); err != nil {
+				t.Fatal(err)
+			}
+			o.Config = cfg
+		}})
+	}
+	productEntries := func(e *profiletest.Env) int {
+		n := 0
+		for _, p := range []event.Product{acme, other} {
+			if err := e.DB.ScanInterests("s1", "product", p.ID, math.MaxUint64, nil, func(state.InterestPos) bool { n++; return true }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return n
+	}
+	var all []*event.Batch
+	for i := range 40 {
+		p := acme
+		if i%3 == 0 {
+			p = other
+		}
+		all = append(all, profiletest.Batch("s1", profiletest.Visitor(i%9), view(i, t0+int64(i)*1000, p)))
+	}
+
+	e := open("all")
+	e.Append(t, all[:20]...)
+	e.Wait(t)
+	checkState(t, e.DB, reference(e.Config, all[:20]))
+	if n := productEntries(e); n == 0 {
+		t.Fatal("no product entries with --index-dims all")
+	}
+	e.Close(t)
+
+	e = open("brand,category,age,price") // the default
+	if n := productEntries(e); n != 0 {
+		t.Fatalf("%d product entries after product left the index; want 0", n)
+	}
+	e.Append(t, all[20:30]...)
+	e.Wait(t)
+	checkState(t, e.DB, reference(e.Config, all[:30]))
+	e.Close(t)
+
+	e = open("all")
+	checkState(t, e.DB, reference(e.Config, all[:30])) // rebuilt from the profiles alone
+	e.Append(t, all[30:]...)
+	e.Wait(t)
+	checkState(t, e.DB, reference(e.Config, all))
+	if dims, _, _ := e.DB.IndexedDims(); len(dims) != profile.NumDims {
+		t.Fatalf("recorded dimensions %v; want all %d", dims, profile.NumDims)
+	}
+}

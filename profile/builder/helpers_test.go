@@ -92,6 +92,10 @@ func checkState(t testing.TB, db *state.DB, ref map[string]*profile.Profile) {
 		site, dim, value string
 		pos              state.InterestPos
 	}
+	indexed, ok, err := db.IndexedDims()
+	if err != nil || !ok {
+		t.Fatalf("indexed dimensions: %v, recorded %v; want them recorded by the builder's start", err, ok)
+	}
 	var want []ientry
 	values := map[[3]string]bool{}
 	for key, p := range ref {
@@ -107,7 +111,7 @@ func checkState(t testing.TB, db *state.DB, ref map[string]*profile.Profile) {
 		}
 		for d := range profile.Dim(profile.NumDims) {
 			for _, en := range p.Dims[d] {
-				if g := en.LogG(); !math.IsInf(g, -1) {
+				if g := en.LogG(); !math.IsInf(g, -1) && slices.Contains(indexed, d.String()) {
 					k := state.ScoreKey(g)
 					want = append(want, ientry{site, d.String(), en.Value, state.InterestPos{Key: k, Visitor: v}})
 				}

@@ -175,6 +175,13 @@ func (e *Engine) backfill(d Definition, bf *Backfill) {
 // with its encoded profile (valid only during the call).
 func (e *Engine) candidates(site string, rule *segment.Rule, now int64, fn func(v event.UUID, prof []byte) bool) (fromIndex bool, err error) {
 	ts, fromIndex := rule.Necessary()
+	for _, t := range ts {
+		// A dimension left out of the index (--index-dims) has no entries
+		// to find the candidates by: every profile is one.
+		if d, ok := profile.ParseDim(t.Dim); !ok || !e.cfg.Indexed(d) {
+			fromIndex = false
+		}
+	}
 	if !fromIndex {
 		return false, e.db.ScanVisitors(site, func(v [16]byte, prof, _ []byte) bool { return fn(v, prof) })
 	}

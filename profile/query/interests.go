@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
@@ -81,6 +82,10 @@ func (h *Handler) parseInterestQuery(ctx *fasthttp.RequestCtx) (*interestQuery, 
 	}
 	if q.dim, ok = profile.ParseDim(segs[1]); !ok {
 		return nil, invalid.Errorf("invalid dimension %s: want brand, category, age, price or product", quote.Value([]byte(segs[1])))
+	}
+	if !h.opts.Config.Indexed(q.dim) {
+		return nil, invalid.Errorf("invalid dimension %s: not in the interest index (--index-dims %s); add it there to query it",
+			q.dim, strings.Join(h.opts.Config.IndexDims(), ","))
 	}
 	if !utf8.ValidString(q.value) || len(q.value) > profile.MaxValueLen {
 		return nil, invalid.Errorf("invalid value %s: want valid UTF-8 of at most %d bytes", quote.Value(q.value), profile.MaxValueLen)

@@ -334,6 +334,7 @@ func TestInterests(t *testing.T) {
 		}
 	}
 	f("/v1/interests/shop/colour/red", 400, `invalid dimension "colour"`)
+	f("/v1/interests/shop/product/p1", 400, `invalid dimension product: not in the interest index (--index-dims brand,category,age,price)`)
 	f("/v1/interests/shop/brand/acme?min=-1", 400, "invalid min")
 	f("/v1/interests/shop/brand/acme?min=NaN", 400, "invalid min")
 	f("/v1/interests/shop/brand/acme?limit=0", 400, "invalid limit")

@@ -17,6 +17,7 @@ const (
 	prefixEmail    = 'e'
 	prefixCustomer = 'u'
 	prefixIdle     = 'r'
+	prefixIndexSet = 'x'
 	prefixCatalog  = 'c'
 
 	// Extension keys (ExtSet and friends) start with a byte in
