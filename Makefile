@@ -45,7 +45,8 @@ FUZZ_REST = ./profile:FuzzDecodeProfile ./profile/segment:FuzzParse \
 	./internal/duration:FuzzParse ./internal/codec:FuzzReader \
 	./profile/importer:FuzzParseNDJSON ./profile/importer:FuzzParseCSV ./profile/importer:FuzzDecodeID \
 	./profile/people:FuzzParseID \
-	./profile/lists:FuzzParseCSV ./profile/lists:FuzzParseNDJSON ./profile/lists:FuzzDecodeHead
+	./profile/lists:FuzzParseCSV ./profile/lists:FuzzParseNDJSON ./profile/lists:FuzzDecodeHead \
+	./profile/campaign:FuzzParseToken
 fuzz:
 	@set -e; for t in $(FUZZ_WIRE); do \
 		echo "fuzz $$t for $(FUZZTIME)"; $(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) $${t%%:*}; done; \

@@ -1,0 +1,43 @@
+// Package campaign keeps campaigns: a mailing's audiences frozen at send
+// time, split into treated and control recipients (and the treated into
+// variants), their signed tokens, and the counters and arithmetic of the
+// campaign's report.
+//
+// # Freeze
+//
+// Create reads each arm's audience once — a segment's members
+// (membership.Engine.Export) or a static list's emails (lists.Store.Scan)
+// — and writes one recipient per email: a member without an email is no
+// recipient (counted as no_email), an email already taken by an earlier
+// arm stays there (counted as duplicates). Each recipient falls in the
+// control group by membership.InHoldout of the campaign's salt and the
+// email, so a mailing tool can recompute the split; the treated of an
+// arm with variants are dealt round-robin in freeze order, so the
+// variants' sizes differ by at most one. Recipients are written by a
+// Badger WriteBatch and made visible by committing the campaign's head
+// afterwards: a crash mid-freeze leaves keys no head names, dropped by
+// the next Create of that id (ids are never reused). Later membership
+// changes never touch a frozen audience.
+//
+// # Tokens
+//
+// A recipient's token (FORMAT.md) names the campaign and the recipient's
+// number and carries an HMAC-SHA256 under the site's secret, kept in
+// state (so backed up with it). Resolve checks a token and reads its
+// recipient with one point read: the function the engagement endpoints
+// call.
+//
+// # Counters and report
+//
+// Opens, clicks and conversions are counted, by a later step, in counter
+// keys per (arm, group, variant, partition) that each partition's
+// builder writes in its own transaction; Report sums them with the
+// frozen sizes: O(arms × variants × partitions), never a scan of
+// recipients. Stats holds the report's arithmetic.
+//
+// # Concurrency
+//
+// A Store is safe for concurrent use; Create is serialised per Store.
+// Key layouts: storage/state/FORMAT.md, section "Campaigns"; the token:
+// FORMAT.md here.
+package campaign

@@ -1,0 +1,512 @@
+package campaign
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"strconv"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/affinityhq/affinity/internal/codec"
+	"github.com/affinityhq/affinity/internal/quote"
+	"github.com/affinityhq/affinity/profile/invalid"
+	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// Options configures a Store.
+type Options struct {
+	// State is the state DB. Required.
+	State *state.DB
+	// Segments reads the segment arms' members and, through its Lists,
+	// the list arms' emails. Required.
+	Segments *membership.Engine
+	// Now is the clock of the freeze; nil: time.Now.
+	Now func() time.Time
+}
+
+// Store keeps the campaigns of every site. See the package doc.
+type Store struct {
+	db   *state.DB
+	segs *membership.Engine
+	now  func() time.Time
+
+	create sync.Mutex // serialises Create (the id sequence, secrets)
+
+	mu      sync.RWMutex
+	heads   map[uint64]*Campaign // read-only once cached
+	secrets map[string][]byte    // site\x00gen → secret
+}
+
+// ErrNotFound is returned for a campaign that does not exist.
+var ErrNotFound = errors.New("no such campaign")
+
+// New returns the Store of the campaigns in opts.State.
+func New(opts Options) (*Store, error) {
+	if opts.State == nil || opts.Segments == nil {
+		return nil, errors.New("BUG: campaign.New needs Options.State and Options.Segments")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{db: opts.State, segs: opts.Segments, now: opts.Now, heads: map[uint64]*Campaign{}, secrets: map[string][]byte{}}, nil
+}
+
+// Get returns campaign id of site; ErrNotFound when there is none (or it
+// is another site's). The Campaign is shared: do not modify it.
+func (s *Store) Get(site string, id uint64) (*Campaign, error) {
+	c, err := s.head(id)
+	if err == nil && c.Site != site {
+		err = ErrNotFound
+	}
+	return c, err
+}
+
+// head returns campaign id, cached after its first read.
+func (s *Store) head(id uint64) (*Campaign, error) {
+	s.mu.RLock()
+	c := s.heads[id]
+	s.mu.RUnlock()
+	if c != nil {
+		return c, nil
+	}
+	v, ok, err := s.db.Ext(appendHeadKey(nil, id), nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read campaign %d: %w", id, err)
+	}
+	if !ok {
+		return nil, ErrNotFound
+	}
+	c = &Campaign{ID: id}
+	if err := decodeHead(c, v); err != nil {
+		return nil, fmt.Errorf("campaign %d: %w", id, err)
+	}
+	s.mu.Lock()
+	s.heads[id] = c
+	s.mu.Unlock()
+	return c, nil
+}
+
+// List returns the campaigns of site, oldest first.
+func (s *Store) List(site string) ([]*Campaign, error) {
+	prefix := codec.AppendString([]byte{prefixSite}, site)
+	var ids []uint64
+	err := s.db.ScanExtKeys(prefix, func(k []byte) bool {
+		if len(k) == len(prefix)+8 {
+			ids = append(ids, binary.BigEndian.Uint64(k[len(prefix):]))
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the campaigns of site %q: %w", site, err)
+	}
+	cs := make([]*Campaign, 0, len(ids))
+	for _, id := range ids {
+		c, err := s.head(id)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted since the scan
+		}
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
+
+// Delete deletes campaign id of site: its head first (its tokens stop
+// resolving at once), then its recipients and counters. found is false
+// when there was none.
+func (s *Store) Delete(site string, id uint64) (found bool, err error) {
+	c, err := s.Get(site, id)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	b := s.db.NewBatch()
+	err = errors.Join(b.ExtDelete(appendHeadKey(nil, id)), b.ExtDelete(appendSiteKey(nil, c.Site, id)))
+	if err == nil {
+		err = b.Commit()
+	}
+	if err != nil {
+		return true, fmt.Errorf("cannot delete campaign %d of site %q: %w", id, site, err)
+	}
+	s.mu.Lock()
+	delete(s.heads, id)
+	s.mu.Unlock()
+	return true, s.dropKeys(id)
+}
+
+// dropKeys deletes the recipients and counters of campaign id.
+func (s *Store) dropKeys(id uint64) error {
+	for _, p := range [...]byte{prefixRecipient, prefixEmail, prefixCounter} {
+		if _, err := s.db.DeleteExtPrefix(prefixOf(p, id)); err != nil {
+			return fmt.Errorf("cannot drop the keys of campaign %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// secret returns the site's token secret of generation gen; with create,
+// generation 1 is created when the site has none. Callers of create hold
+// s.create.
+func (s *Store) secret(site string, gen uint32, create bool) ([]byte, error) {
+	k := site + "\x00" + strconv.FormatUint(uint64(gen), 10)
+	s.mu.RLock()
+	sec := s.secrets[k]
+	s.mu.RUnlock()
+	if sec != nil {
+		return sec, nil
+	}
+	key := appendSecretKey(nil, site, gen)
+	v, ok, err := s.db.Ext(key, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the campaign secret of site %q: %w", site, err)
+	}
+	switch {
+	case ok:
+		d := codec.NewReader("campaign secret", v, 0)
+		d.Version(valueVersion)
+		sec = append([]byte(nil), d.Fixed("secret", 32)...)
+		d.Varint() // created
+		if err := d.End(); err != nil {
+			return nil, fmt.Errorf("campaign secret of site %q: %w", site, err)
+		}
+	case !create:
+		return nil, fmt.Errorf("no campaign secret %d of site %q", gen, site)
+	default:
+		sec = make([]byte, 32)
+		if _, err := rand.Read(sec); err != nil {
+			return nil, fmt.Errorf("cannot make a campaign secret: %w", err)
+		}
+		v := codec.AppendVarint(append([]byte{valueVersion}, sec...), s.now().UnixMilli())
+		b := s.db.NewBatch()
+		if err := b.ExtSet(key, v); err != nil {
+			return nil, err
+		}
+		if err := b.Commit(); err != nil {
+			return nil, fmt.Errorf("cannot store the campaign secret of site %q: %w", site, err)
+		}
+	}
+	s.mu.Lock()
+	s.secrets[k] = sec
+	s.mu.Unlock()
+	return sec, nil
+}
+
+// nextID returns a new campaign id, never given before (the sequence is
+// committed before the campaign's keys are written). Callers hold
+// s.create.
+func (s *Store) nextID() (uint64, error) {
+	key := []byte{prefixSeq}
+	v, ok, err := s.db.Ext(key, nil)
+	if err != nil {
+		return 0, fmt.Errorf("cannot read the campaign sequence: %w", err)
+	}
+	var id uint64
+	if ok {
+		if len(v) != 8 {
+			return 0, fmt.Errorf("campaign sequence %x: want 8 bytes", v)
+		}
+		id = binary.BigEndian.Uint64(v)
+	}
+	id++
+	b := s.db.NewBatch()
+	if err := b.ExtSet(key, binary.BigEndian.AppendUint64(nil, id)); err != nil {
+		return 0, err
+	}
+	if err := b.Commit(); err != nil {
+		return 0, fmt.Errorf("cannot store the campaign sequence: %w", err)
+	}
+	return id, nil
+}
+
+// Create freezes the audience of the campaign c (from ParseSpec) now and
+// stores it; it fills in c's id, sent time, secret and sizes. An arm
+// naming a segment or list the site does not have is an *invalid.Error.
+func (s *Store) Create(c *Campaign) error {
+	for i := range c.Arms {
+		a := &c.Arms[i]
+		var (
+			found bool
+			err   error
+		)
+		if a.Segment != "" {
+			_, found, err = s.segs.Definition(c.Site, a.Segment)
+		} else {
+			_, found, err = s.segs.Lists().Meta(c.Site, a.List)
+		}
+		if err != nil {
+			return err
+		}
+		if !found {
+			kind, name := "segment", a.Segment
+			if a.List != "" {
+				kind, name = "list", a.List
+			}
+			return invalid.Errorf("invalid arm %q: no %s %s of site %s", a.Name, kind, quote.Value(name), quote.Value(c.Site))
+		}
+	}
+	s.create.Lock()
+	defer s.create.Unlock()
+	sec, err := s.secret(c.Site, 1, true)
+	if err != nil {
+		return err
+	}
+	if c.ID, err = s.nextID(); err != nil {
+		return err
+	}
+	c.Sent, c.SecretGen = s.now().UnixMilli(), 1
+	// Keys a crash left under this id before its head was written.
+	if err := s.dropKeys(c.ID); err != nil {
+		return err
+	}
+	f, err := s.newFreeze(c, sec)
+	if err != nil {
+		return err
+	}
+	for i := range c.Arms {
+		if err = f.arm(i); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = f.w.Flush()
+	} else {
+		f.w.Cancel()
+	}
+	if err == nil {
+		b := s.db.NewBatch()
+		err = errors.Join(b.ExtSet(appendHeadKey(nil, c.ID), appendHead(nil, c)), b.ExtSet(appendSiteKey(nil, c.Site, c.ID), nil))
+		if err == nil {
+			err = b.Commit()
+		}
+	}
+	if err != nil {
+		return errors.Join(fmt.Errorf("cannot create campaign %q of site %q: %w", c.Name, c.Site, err), s.dropKeys(c.ID))
+	}
+	return nil
+}
+
+// freeze writes the recipients of one campaign.
+type freeze struct {
+	s      *Store
+	c      *Campaign
+	w      *state.ExtWriter
+	sign   *signer
+	salt   string
+	seed   maphash.Seed
+	seen   map[uint64]uint16 // email hash → arm index + 1
+	n      uint32            // recipients so far
+	r      Recipient
+	key, v []byte
+}
+
+func (s *Store) newFreeze(c *Campaign, secret []byte) (*freeze, error) {
+	w, err := s.db.NewExtWriter()
+	if err != nil {
+		return nil, err
+	}
+	return &freeze{s: s, c: c, w: w, sign: newSigner(secret), salt: Salt(c.Site, c.ID), seed: maphash.MakeSeed(), seen: map[uint64]uint16{}}, nil
+}
+
+// Salt is the salt of a campaign's holdout split: a recipient is in the
+// control group when membership.InHoldout(Salt(site, id), email, holdout).
+func Salt(site string, id uint64) string { return site + "/campaign/" + strconv.FormatUint(id, 10) }
+
+// arm reads arm i's audience and writes its recipients.
+func (f *freeze) arm(i int) error {
+	a := &f.c.Arms[i]
+	if len(a.Variants) > 0 {
+		a.VariantTreated = make([]uint64, len(a.Variants))
+	}
+	var werr error
+	add := func(email []byte) bool {
+		a.Members++
+		if len(email) == 0 {
+			a.NoEmail++
+			return true
+		}
+		werr = f.add(i, email)
+		return werr == nil
+	}
+	var err error
+	if a.Segment != "" {
+		err = f.s.segs.Export(f.c.Site, a.Segment, &membership.ExportOptions{}, func(m *membership.MemberView, _ []event.UUID) bool {
+			return add(m.Email)
+		})
+	} else {
+		var found bool
+		found, err = f.s.segs.Lists().Scan(f.c.Site, a.List, func(email, _ []byte) bool { return add(email) })
+		if err == nil && !found {
+			err = invalid.Errorf("invalid arm %q: list %s deleted during the freeze", a.Name, quote.Value(a.List))
+		}
+	}
+	if err == nil {
+		err = werr
+	}
+	return err
+}
+
+// add writes a recipient of arm i unless an earlier arm has the email (or
+// this arm had it from another visitor of the person).
+func (f *freeze) add(i int, email []byte) error {
+	a := &f.c.Arms[i]
+	h := maphash.Bytes(f.seed, email)
+	if prev, ok := f.seen[h]; ok {
+		if int(prev) != i+1 {
+			a.InEarlierArm++
+		}
+		return nil
+	}
+	if f.n == 1<<32-1 {
+		return invalid.Errorf("invalid campaign %q: more than %d recipients", f.c.Name, uint32(1<<32-1))
+	}
+	f.seen[h] = uint16(i + 1)
+	r := &f.r
+	r.Number, r.Email = f.n, email
+	r.Cell = Cell{Arm: uint16(i)}
+	r.Control = membership.InHoldout(f.salt, unsafe.String(unsafe.SliceData(email), len(email)), f.c.Holdout)
+	switch {
+	case r.Control:
+		a.Control++
+	case len(a.Variants) > 0:
+		// Round-robin in freeze order: the variants' sizes differ by at
+		// most one, and the audience's order does not depend on who is
+		// treated.
+		v := a.Treated % uint64(len(a.Variants))
+		r.Variant = uint16(v + 1)
+		a.VariantTreated[v]++
+		a.Treated++
+	default:
+		a.Treated++
+	}
+	r.MAC = f.sign.mac(f.c, r.Number)
+	f.key = appendRecipientKey(f.key[:0], f.c.ID, r.Number)
+	f.v = appendRecipient(f.v[:0], r)
+	if err := f.w.Set(f.key, f.v); err != nil {
+		return err
+	}
+	f.key = appendEmailKey(f.key[:0], f.c.ID, email)
+	f.v = appendEmailValue(f.v[:0], r.Number, r.Control)
+	if err := f.w.Set(f.key, f.v); err != nil {
+		return err
+	}
+	f.n++
+	return nil
+}
+
+// ScanRecipients calls fn with the recipients of campaign c, in number
+// order, until fn returns false. r and its Email are reused for the next
+// recipient.
+func (s *Store) ScanRecipients(c *Campaign, fn func(r *Recipient) bool) error {
+	var (
+		r    Recipient
+		derr error
+	)
+	prefix := prefixOf(prefixRecipient, c.ID)
+	err := s.db.ScanExt(prefix, func(k, v []byte) bool {
+		if len(k) != len(prefix)+4 {
+			derr = fmt.Errorf("BUG: campaign recipient key %x has a bad length", k)
+			return false
+		}
+		r.Number = binary.BigEndian.Uint32(k[len(prefix):])
+		if derr = decodeRecipient(&r, v); derr != nil {
+			derr = fmt.Errorf("recipient %d of campaign %d: %w", r.Number, c.ID, derr)
+			return false
+		}
+		return fn(&r)
+	})
+	if err == nil {
+		err = derr
+	}
+	return err
+}
+
+// Resolve checks a token and returns its campaign and recipient: one
+// point read of the recipient (the campaign's head and the site's secret
+// are cached). A malformed, forged or altered token, or one of a deleted
+// campaign, is an *invalid.Error: engagement endpoints count nothing for
+// it.
+func (s *Store) Resolve(tok []byte) (*Campaign, Recipient, error) {
+	var r Recipient
+	id, n, mac, err := ParseToken(tok)
+	if err != nil {
+		return nil, r, err
+	}
+	c, err := s.head(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, r, invalid.Errorf("invalid token %s: no campaign %d", quote.Value(tok), id)
+	}
+	if err != nil {
+		return nil, r, err
+	}
+	sec, err := s.secret(c.Site, c.SecretGen, false)
+	if err != nil {
+		return nil, r, err
+	}
+	if want := newSigner(sec).mac(c, n); !hmac.Equal(want[:], mac[:]) {
+		return nil, r, invalid.Errorf("invalid token %s: bad signature", quote.Value(tok))
+	}
+	v, ok, err := s.db.Ext(appendRecipientKey(nil, id, n), nil)
+	if err != nil {
+		return nil, r, fmt.Errorf("cannot read recipient %d of campaign %d: %w", n, id, err)
+	}
+	if !ok {
+		return nil, r, fmt.Errorf("BUG: token of campaign %d signs recipient %d, which is not stored", id, n)
+	}
+	if err := decodeRecipient(&r, v); err != nil {
+		return nil, r, fmt.Errorf("recipient %d of campaign %d: %w", n, id, err)
+	}
+	r.Number = n
+	return c, r, nil
+}
+
+// Recipient returns the recipient of campaign c with email (normalised)
+// by one point read; ok is false when the email is none of c's.
+func (s *Store) Recipient(c *Campaign, email string) (number uint32, control, ok bool, err error) {
+	v, ok, err := s.db.Ext(appendEmailKey(nil, c.ID, []byte(email)), nil)
+	if err != nil || !ok {
+		return 0, false, false, err
+	}
+	number, control, err = decodeEmailValue(v)
+	if err != nil {
+		return 0, false, false, fmt.Errorf("recipient %s of campaign %d: %w", quote.Value(email), c.ID, err)
+	}
+	return number, control, true, nil
+}
+
+// Counters returns the counters of every cell of campaign c that has
+// any, summed over partitions: one prefix scan of O(cells × partitions)
+// keys.
+func (s *Store) Counters(c *Campaign) (map[Cell]Counters, error) {
+	out := map[Cell]Counters{}
+	var derr error
+	err := s.db.ScanExt(prefixOf(prefixCounter, c.ID), func(k, v []byte) bool {
+		var cell Cell
+		if cell, derr = decodeCounterKey(k, c.ID); derr != nil {
+			return false
+		}
+		var x Counters
+		if derr = DecodeCounters(&x, v); derr != nil {
+			derr = fmt.Errorf("counters %x of campaign %d: %w", k, c.ID, derr)
+			return false
+		}
+		sum := out[cell]
+		sum.Add(&x)
+		out[cell] = sum
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	return out, err
+}
