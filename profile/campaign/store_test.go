@@ -1,7 +1,9 @@
 package campaign_test
 
 import (
+	"encoding/json"
 	"errors"
+	"math"
 	"fmt"
 	"strings"
 	"testing"
@@ -252,5 +254,65 @@ func TestCreateRefusesUnknownSources(t *testing.T) {
 		if err := s.Create(c); !isInvalid(err) || err.Error() != tc.want {
 			t.Errorf("Create(%s) = %v; want %s", tc.spec, err, tc.want)
 		}
+	}
+}
+
+// The report sums counter keys of every partition with the frozen sizes;
+// its JSON is valid and names each figure.
+func TestReport(t *testing.T) {
+	e, s := openShop(t, 100, 50, 150)
+	c := create(t, s, "shop", `{"name":"p","arms":[{"name":"behaviour","segment":"mums","variants":["10%","20%"]},{"name":"crm","list":"crm"}],"holdout":30,"window":"7d"}`)
+	// What the counting step will write: per partition, per cell.
+	b := e.DB.NewBatch()
+	put := func(cell campaign.Cell, part uint32, x campaign.Counters) {
+		if err := b.ExtSet(campaign.CounterKey(nil, c.ID, cell, part), campaign.AppendCounters(nil, &x)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(campaign.Cell{Arm: 0, Variant: 1}, 0, campaign.Counters{Opened: 10, Clicked: 5, Converted: 3, Orders: 4, Revenue: 40})
+	put(campaign.Cell{Arm: 0, Variant: 1}, 1, campaign.Counters{Opened: 1, Converted: 1, Orders: 1, Revenue: 2})
+	put(campaign.Cell{Arm: 0, Variant: 2}, 1, campaign.Counters{Opened: 7, Converted: 2, Orders: 2, Revenue: 20})
+	put(campaign.Cell{Arm: 0, Control: true}, 0, campaign.Counters{Converted: 1, Orders: 1, Revenue: 5})
+	put(campaign.Cell{Arm: 1}, 1, campaign.Counters{Opened: 9, Converted: 1, Orders: 1, Revenue: 1})
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Report(c, t0+1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := r.Arms[0]
+	if a.Treated.Recipients != c.Arms[0].Treated || a.Treated.Opened != 18 || a.Treated.Converted != 6 || a.Treated.Orders != 7 || a.Treated.Revenue != 62 {
+		t.Errorf("behaviour treated %+v", a.Treated)
+	}
+	if a.Variants[0].Opened != 11 || a.Variants[0].Converted != 4 || a.Variants[1].Converted != 2 || a.Variants[0].Recipients+a.Variants[1].Recipients != a.Treated.Recipients {
+		t.Errorf("behaviour variants %+v", a.Variants)
+	}
+	if a.Control.Converted != 1 || a.Control.Recipients != c.Arms[0].Control || r.Arms[1].Treated.Opened != 9 {
+		t.Errorf("control %+v, crm %+v", a.Control, r.Arms[1].Treated)
+	}
+	if r.Final() {
+		t.Errorf("final a second after the send")
+	}
+	var doc map[string]any
+	out := r.AppendJSON(nil)
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("report JSON %s: %s", out, err)
+	}
+	arms := doc["arms"].([]any)
+	crm := arms[1].(map[string]any)
+	vs := crm["vs_first"].(map[string]any)
+	ft := float64(a.Treated.Recipients)
+	ct := float64(r.Arms[1].Treated.Recipients)
+	if want := (9 / ct) / (18 / ft); math.Abs(vs["open_rate"].(float64)-want) > 1e-12 {
+		t.Errorf("vs_first open_rate %v; want %v", vs["open_rate"], want)
+	}
+	up := arms[0].(map[string]any)["uplift"].(map[string]any)["conversion"].(map[string]any)
+	u := campaign.TwoProportions(6, a.Treated.Recipients, 1, a.Control.Recipients)
+	if up["absolute"].(float64) != u.Absolute || up["p_value"].(float64) != u.P {
+		t.Errorf("uplift %v; want %+v", up, u)
+	}
+	if r.Arms[1].Control.Recipients > 0 && crm["uplift"].(map[string]any)["conversion"].(map[string]any)["relative"] != nil {
+		t.Errorf("relative uplift without control conversions: %v", crm["uplift"])
 	}
 }
