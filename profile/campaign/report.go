@@ -3,7 +3,10 @@ package campaign
 import (
 	"math"
 	"strconv"
+	"strings"
+	"time"
 
+	"github.com/affinityhq/affinity/internal/duration"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -208,4 +211,94 @@ func appendNum(dst []byte, f float64) []byte {
 		return append(dst, "null"...)
 	}
 	return strconv.AppendFloat(dst, f, 'g', -1, 64)
+}
+
+// AppendCSV appends the report as CSV: a header, then one row per arm
+// and group (treated, each variant, control) with the group's figures.
+func (r *Report) AppendCSV(dst []byte) []byte {
+	dst = append(dst, "arm,group,variant,recipients,opened,clicked,converted,orders,revenue,open_rate,click_rate,conversion_rate,revenue_per_recipient\n"...)
+	row := func(arm, group, variant string, g *Group) {
+		dst = append(append(append(append(append(dst, arm...), ','), group...), ','), variant...)
+		dst = strconv.AppendUint(append(dst, ','), g.Recipients, 10)
+		for _, x := range [...]uint64{g.Opened, g.Clicked, g.Converted, g.Orders} {
+			dst = strconv.AppendUint(append(dst, ','), x, 10)
+		}
+		for _, f := range [...]float64{g.Revenue, g.rate(g.Opened), g.rate(g.Clicked), g.rate(g.Converted), g.RevenuePerRecipient()} {
+			dst = append(dst, ',')
+			if !math.IsNaN(f) && !math.IsInf(f, 0) {
+				dst = strconv.AppendFloat(dst, f, 'g', -1, 64)
+			}
+		}
+		dst = append(dst, '\n')
+	}
+	for i := range r.Arms {
+		ar := &r.Arms[i]
+		// Arm and variant names hold no comma, quote or newline: checked
+		// by invalid.Name and ParseSpec, except a variant's comma.
+		row(ar.Arm.Name, "treated", "", &ar.Treated)
+		for j := range ar.Variants {
+			row(ar.Arm.Name, "treated", csvField(ar.Arm.Variants[j]), &ar.Variants[j])
+		}
+		row(ar.Arm.Name, "control", "", &ar.Control)
+	}
+	return dst
+}
+
+// csvField returns s quoted as a CSV field when it holds a comma or quote.
+func csvField(s string) string {
+	if !strings.ContainsAny(s, `,"`) {
+		return s
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// AppendJSON appends the campaign as JSON:
+//
+//	{"id","site","name","sent","window","window_end","holdout","goal","recipients",
+//	 "arms":[{"name","segment"|"list","variants":[…],"audience":{…},"treated","control","variant_treated":[…]}]}
+func (c *Campaign) AppendJSON(dst []byte) []byte {
+	dst = event.AppendJSONString(append(dst, `{"id":`...), c.IDString())
+	dst = event.AppendJSONString(append(dst, `,"site":`...), c.Site)
+	dst = event.AppendJSONString(append(dst, `,"name":`...), c.Name)
+	dst = profile.AppendJSONTime(append(dst, `,"sent":`...), c.Sent)
+	dst = event.AppendJSONString(append(dst, `,"window":`...), duration.Format(time.Duration(c.Window)*time.Millisecond))
+	dst = profile.AppendJSONTime(append(dst, `,"window_end":`...), c.Sent+c.Window)
+	dst = appendNum(append(dst, `,"holdout":`...), c.Holdout)
+	dst = event.AppendJSONString(append(dst, `,"goal":`...), c.Goal)
+	dst = strconv.AppendUint(append(dst, `,"recipients":`...), c.Recipients(), 10)
+	dst = append(dst, `,"arms":[`...)
+	for i := range c.Arms {
+		a := &c.Arms[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = event.AppendJSONString(append(dst, `{"name":`...), a.Name)
+		if a.Segment != "" {
+			dst = event.AppendJSONString(append(dst, `,"segment":`...), a.Segment)
+		} else {
+			dst = event.AppendJSONString(append(dst, `,"list":`...), a.List)
+		}
+		if len(a.Variants) > 0 {
+			dst = append(dst, `,"variants":[`...)
+			for j, v := range a.Variants {
+				if j > 0 {
+					dst = append(dst, ',')
+				}
+				dst = event.AppendJSONString(dst, v)
+			}
+			dst = append(dst, `],"variant_treated":[`...)
+			for j, n := range a.VariantTreated {
+				if j > 0 {
+					dst = append(dst, ',')
+				}
+				dst = strconv.AppendUint(dst, n, 10)
+			}
+			dst = append(dst, ']')
+		}
+		dst = appendAudience(append(dst, `,"audience":`...), a)
+		dst = strconv.AppendUint(append(dst, `,"treated":`...), a.Treated, 10)
+		dst = strconv.AppendUint(append(dst, `,"control":`...), a.Control, 10)
+		dst = append(dst, '}')
+	}
+	return append(dst, "]}"...)
 }

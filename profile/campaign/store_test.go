@@ -3,8 +3,8 @@ package campaign_test
 import (
 	"encoding/json"
 	"errors"
-	"math"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 

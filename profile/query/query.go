@@ -14,6 +14,7 @@ import (
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/catalog"
 	"github.com/affinityhq/affinity/profile/importer"
 	"github.com/affinityhq/affinity/profile/invalid"
@@ -100,10 +101,11 @@ func DefaultOptions() Options {
 
 // Handler serves the query API.
 type Handler struct {
-	opts   Options
-	m      queryMetrics
-	pool   sync.Pool // *scratch
-	people sync.Pool // *people.Person
+	opts      Options
+	campaigns *campaign.Store // nil without Options.Segments
+	m         queryMetrics
+	pool      sync.Pool // *scratch
+	people    sync.Pool // *people.Person
 	// previews holds a token per preview running (Options.MaxPreviews).
 	previews chan struct{}
 }
@@ -177,6 +179,12 @@ func New(opts Options) (*Handler, error) {
 		errors:          s.NewCounter(`affinity_query_errors_total`),
 		memberRows:      s.NewCounter(`affinity_segment_export_rows_total`),
 	}
+	if opts.Segments != nil {
+		var err error
+		if h.campaigns, err = campaign.New(campaign.Options{State: opts.State, Segments: opts.Segments, Now: opts.Now}); err != nil {
+			return nil, err
+		}
+	}
 	h.pool.New = func() any { return &scratch{} }
 	h.people.New = func() any { return &people.Person{} }
 	return h, nil
@@ -191,6 +199,7 @@ func (h *Handler) Register(s *api.Server) {
 	s.Handle(importPrefix, h.serveImport)
 	s.Handle(segmentsPrefix, h.serveSegments)
 	s.Handle(listsPrefix, h.serveLists)
+	s.Handle(campaignsPrefix, h.serveCampaigns)
 }
 
 // badRequest answers 400 with reason.
