@@ -1,6 +1,7 @@
 package query
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 
@@ -28,4 +29,14 @@ func ReadMembers(h *Handler, site, name, args string) ([]byte, error) {
 		err = cerr
 	}
 	return data, err
+}
+
+// WriteRecipients writes the recipients export of campaign id of site
+// (treated, every arm) to w, as GET …/recipients streams it.
+func WriteRecipients(w *bufio.Writer, h *Handler, site string, id uint64, csv bool) error {
+	c, err := h.campaigns.Get(site, id)
+	if err != nil {
+		return err
+	}
+	return writeRecipients(w, h.campaigns, c, -1, false, csv)
 }

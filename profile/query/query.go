@@ -202,6 +202,10 @@ func (h *Handler) Register(s *api.Server) {
 	s.Handle(campaignsPrefix, h.serveCampaigns)
 }
 
+// Campaigns returns the campaign store the API serves, nil without
+// Options.Segments: the engagement endpoints resolve tokens with it.
+func (h *Handler) Campaigns() *campaign.Store { return h.campaigns }
+
 // badRequest answers 400 with reason.
 func (h *Handler) badRequest(ctx *fasthttp.RequestCtx, reason string) {
 	h.m.badRequests.Inc()
