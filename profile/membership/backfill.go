@@ -2,6 +2,7 @@ package membership
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"sync/atomic"
 
@@ -113,6 +114,13 @@ func (e *Engine) backfill(d Definition, bf *Backfill) {
 	if !ok {
 		return
 	}
+	if d.Per == PerPerson {
+		if !e.backfillPersons(d, bf) {
+			return
+		}
+		e.backfilled(d, bf)
+		return
+	}
 	var cands []event.UUID
 	fromIndex, err := e.candidates(d.Site, rule, e.now(), func(v event.UUID, _ []byte) bool {
 		cands = append(cands, v)
@@ -149,7 +157,12 @@ func (e *Engine) backfill(d Definition, bf *Backfill) {
 		}
 		bf.scanned.Add(1)
 	}
-	// Mark it done, unless the segment changed meanwhile.
+	e.backfilled(d, bf)
+}
+
+// backfilled stores that the backfill of d is done, unless the segment
+// changed meanwhile.
+func (e *Engine) backfilled(d Definition, bf *Backfill) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	cur, found, err := e.Definition(d.Site, d.Name)
@@ -201,4 +214,65 @@ func (e *Engine) candidates(site string, rule *segment.Rule, now int64, fn func(
 		}
 	}
 	return true, nil
+}
+
+// backfillPersons evaluates the persons of the site for a per-person
+// segment through the person evaluator: it marks every identified visitor
+// and every current member, then runs the evaluator. It reports whether it
+// finished.
+func (e *Engine) backfillPersons(d Definition, bf *Backfill) bool {
+	var (
+		prof  profile.Profile
+		marks [][]byte
+		derr  error
+	)
+	bf.fromIndex.Store(false)
+	err := e.db.ScanVisitors(d.Site, func(v [16]byte, prof0, _ []byte) bool {
+		if derr = profile.DecodeProfile(&prof, prof0); derr != nil {
+			derr = fmt.Errorf("cannot decode the profile of visitor %s: %w", event.UUID(v), derr)
+			return false
+		}
+		if prof.Email != "" || prof.Customer != "" {
+			k := appendMarkKey(nil, 0, e.markID.Add(1), d.Site, markBackfill)
+			marks = append(marks, append(k, v[:]...))
+		}
+		return !bf.stop.Load() && e.ctx.Err() == nil
+	})
+	if err == nil {
+		err = derr
+	}
+	if err == nil {
+		err = e.Members(d.Site, d.Name, nil, func(m *Member) bool {
+			if m.Person != "" {
+				// Id 0 is the one of due marks: one per person here too.
+				marks = append(marks, appendPersonMark(nil, 0, d.Site, markMember, m.Person))
+			}
+			return !bf.stop.Load() && e.ctx.Err() == nil
+		})
+	}
+	for chunk := range slices.Chunk(marks, 1024) {
+		if err != nil {
+			break
+		}
+		b := e.db.NewBatch()
+		for _, k := range chunk {
+			if err = b.ExtSet(k, nil); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = b.Commit()
+		}
+	}
+	if err == nil {
+		bf.total.Store(int64(len(marks)))
+		_, err = e.RunPersons(e.ctx)
+	}
+	if err != nil {
+		e.m.errors.Inc()
+		e.logf("membership: backfill of segment %q of site %q: %s", d.Name, d.Site, err)
+		return false
+	}
+	bf.scanned.Store(int64(len(marks)))
+	return !bf.stop.Load() && e.ctx.Err() == nil
 }

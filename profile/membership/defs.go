@@ -59,8 +59,9 @@ func (e *Engine) loadSite(site string) (*siteSegs, error) {
 			e.logf("membership: segment %q of site %q no longer compiles, skipped: %s", d.Name, site, err)
 			continue
 		}
-		ss.segs = append(ss.segs, &seg{name: d.Name, rule: r, gen: d.Gen, id: d.ID})
+		ss.segs = append(ss.segs, &seg{name: d.Name, rule: r, gen: d.Gen, id: d.ID, per: d.Per})
 	}
+	ss.count()
 	return ss, nil
 }
 
@@ -128,12 +129,21 @@ func (e *Engine) Rule(site, name string) (*segment.Rule, bool) {
 	return nil, false
 }
 
-// Put creates or changes a segment: it compiles src (an *invalid.Error
+// Put is PutPer of a per-visitor segment.
+func (e *Engine) Put(site, name, src string) (d Definition, created bool, err error) {
+	return e.PutPer(site, name, src, PerVisitor)
+}
+
+// PutPer creates or changes a segment whose members are per: it compiles
+// src (an *invalid.Error
 // holding a *segment.Error when it does not; so is a bad site or name), stores the definition, makes live evaluation use it at
 // once and starts a backfill of the site's existing profiles. created
 // reports whether the segment is new. An unchanged rule is stored as is,
-// without a backfill.
-func (e *Engine) Put(site, name, src string) (d Definition, created bool, err error) {
+// without a backfill. A change of per is a new segment under the same
+// name and feed: the members of the other kind go without change records
+// (they were keyed by what the segment no longer counts), and the
+// backfill enters the new ones.
+func (e *Engine) PutPer(site, name, src string, per Per) (d Definition, created bool, err error) {
 	if err := checkSite(site); err != nil {
 		return d, false, err
 	}
@@ -150,21 +160,31 @@ func (e *Engine) Put(site, name, src string) (d Definition, created bool, err er
 	if err != nil {
 		return d, false, err
 	}
-	if found && old.Source == src {
+	if found && old.Source == src && old.Per == per {
 		return old, false, nil
 	}
-	if !found {
-		// Keys an evaluation racing an earlier DELETE of the name left.
+	perChanged := found && old.Per != per
+	if !found || perChanged {
+		// Keys an evaluation racing an earlier DELETE of the name left, or
+		// the members of the other kind when per changed (its feed and
+		// size history go on).
 		for _, p := range []byte{prefixMember, prefixFeed, prefixSizes} {
+			if p != prefixMember && perChanged {
+				continue
+			}
 			if _, err := e.db.DeleteExtPrefix(appendSegKey(nil, p, site, name)); err != nil {
 				return d, false, fmt.Errorf("cannot clear segment %q of site %q: %w", name, site, err)
 			}
 		}
 	}
 	now := e.now()
-	d = Definition{Site: site, Name: name, Source: src, Gen: old.Gen + 1, Backfilled: old.Backfilled, Created: now, Updated: now}
-	if found {
+	d = Definition{Site: site, Name: name, Source: src, Gen: old.Gen + 1, Backfilled: old.Backfilled, Created: now, Updated: now, Per: per}
+	if found && !perChanged {
 		d.Created, d.ID = old.Created, old.ID
+	} else if found {
+		// A new id: the memberships listed under the old one are dropped
+		// at their next evaluation, not mistaken for the new kind's.
+		d.Created, d.ID = old.Created, uint64(time.Now().UnixNano())
 	} else {
 		d.ID = uint64(time.Now().UnixNano())
 	}
@@ -180,12 +200,13 @@ func (e *Engine) Put(site, name, src string) (d Definition, created bool, err er
 		return d, false, err
 	}
 	nss := &siteSegs{segs: slices.Clone(ss.segs)}
-	sg := &seg{name: name, rule: rule, gen: d.Gen, id: d.ID}
+	sg := &seg{name: name, rule: rule, gen: d.Gen, id: d.ID, per: per}
 	if i := slices.IndexFunc(nss.segs, func(s *seg) bool { return s.name == name }); i >= 0 {
 		nss.segs[i] = sg
 	} else {
 		nss.segs = append(nss.segs, sg)
 	}
+	nss.count()
 	e.sites[site] = nss
 	e.startBackfill(d)
 	return d, !found, nil
@@ -233,6 +254,7 @@ func (e *Engine) Delete(site, name string) (bool, error) {
 				nss.segs = append(nss.segs, s)
 			}
 		}
+		nss.count()
 		e.sites[site] = nss
 	}
 	e.mu.Unlock()

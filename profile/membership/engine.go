@@ -14,6 +14,7 @@ import (
 	"github.com/affinityhq/affinity/internal/logger"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/lists"
+	"github.com/affinityhq/affinity/profile/people"
 	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
@@ -102,6 +103,13 @@ type Engine struct {
 	dueWake  chan struct{}
 	seqWake  chan struct{}
 
+	// The person evaluator (person.go): marks get unique ids; personMu
+	// lets one evaluation run at a time, which owns person.
+	markID     atomic.Uint64
+	personWake chan struct{}
+	personMu   sync.Mutex
+	person     people.Person
+
 	bfMu        sync.Mutex
 	backfills   map[string]*Backfill // by site|name
 	listChanges map[string]*Backfill // by site|list name
@@ -122,7 +130,8 @@ type engineMetrics struct {
 }
 
 type siteSegs struct {
-	segs []*seg
+	segs    []*seg
+	persons int // how many of segs are per person
 }
 
 type seg struct {
@@ -130,6 +139,7 @@ type seg struct {
 	rule *segment.Rule
 	gen  uint64
 	id   uint64
+	per  Per
 }
 
 // scratch is the per-call space of an evaluation.
@@ -140,6 +150,10 @@ type scratch struct {
 	key, val    []byte
 	facts       []byte
 	vbuf, oldVB []byte
+	// person is the key of the person evaluated, "" for a visitor, and
+	// visitors its visitors.
+	person   string
+	visitors []event.UUID
 }
 
 // New returns an Engine for opts. Give it to the builder as its Hook, then
@@ -188,6 +202,7 @@ func New(opts Options) (*Engine, error) {
 		sites:       map[string]*siteSegs{},
 		dueWake:     make(chan struct{}, 1),
 		seqWake:     make(chan struct{}, 1),
+		personWake:  make(chan struct{}, 1),
 		backfills:   map[string]*Backfill{},
 		listChanges: map[string]*Backfill{},
 		lists:       lists.New(opts.State, opts.Now),
@@ -210,6 +225,9 @@ func New(opts Options) (*Engine, error) {
 		return sc
 	}
 	if err := e.loadCounters(); err != nil {
+		return nil, err
+	}
+	if err := e.loadMarkID(); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -256,9 +274,10 @@ func (e *Engine) Start(v Visitor) error {
 	}
 	e.visitor = v
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.wg.Add(4)
+	e.wg.Add(5)
 	go e.historyLoop()
 	go e.dueLoop()
+	go e.personLoop()
 	go e.sequenceLoop()
 	go e.webhookLoop()
 	if err := e.resumeListChanges(); err != nil {
@@ -300,10 +319,19 @@ func (e *Engine) Changed(b *state.Batch, site string, visitor event.UUID, p *pro
 	if err != nil {
 		return err
 	}
+	if ss.persons > 0 && (p == nil || p.Email != "" || p.Customer != "") {
+		kind := byte(markEvent)
+		if p == nil {
+			kind = markErased
+		}
+		if err := e.putVisitorMark(b, site, visitor, kind); err != nil {
+			return err
+		}
+	}
 	if p == nil {
 		return e.reevaluate(b, site, visitor, nil, ss, e.now(), whyErased, false)
 	}
-	if len(ss.segs) == 0 {
+	if len(ss.segs) == ss.persons {
 		return nil
 	}
 	return e.reevaluate(b, site, visitor, p, ss, e.now(), "event", false)
@@ -316,6 +344,11 @@ func (e *Engine) Expired(b *state.Batch, site string, visitor event.UUID, p *pro
 	ss, err := e.siteSegments(site)
 	if err != nil {
 		return err
+	}
+	if ss.persons > 0 {
+		if err := e.putVisitorMark(b, site, visitor, markExpired); err != nil {
+			return err
+		}
 	}
 	return e.reevaluate(b, site, visitor, p, ss, e.now(), whyExpired, false)
 }
@@ -334,6 +367,12 @@ const (
 func (e *Engine) reevaluate(b *state.Batch, site string, visitor event.UUID, p *profile.Profile, ss *siteSegs, at int64, why string, catchUp bool) error {
 	sc := e.pool.Get().(*scratch)
 	defer e.pool.Put(sc)
+	return e.reevaluateIn(b, sc, site, visitor, p, ss, at, why, catchUp)
+}
+
+// reevaluateIn is reevaluate in sc, whose person says whether visitor is
+// a visitor or a person (then its PersonID).
+func (e *Engine) reevaluateIn(b *state.Batch, sc *scratch, site string, visitor event.UUID, p *profile.Profile, ss *siteSegs, at int64, why string, catchUp bool) error {
 	sc.key = appendVisitorKey(sc.key[:0], site, visitor)
 	var (
 		found bool
@@ -385,10 +424,15 @@ func (e *Engine) evalAt(b *state.Batch, sc *scratch, site string, visitor event.
 	if p != nil {
 		email = p.Email
 		sc.subj.P = p
+	} else if sc.person != "" && why != whyErased {
+		email = sc.cur.email // a person gone: its exits carry its email
 	}
 	emailChanged := email != sc.cur.email
 	sc.cur.email = email
 	for _, sg := range ss.segs {
+		if (sg.per == PerPerson) != (sc.person != "") {
+			continue
+		}
 		member, n := false, int64(never)
 		if p != nil && why != whyExpired {
 			member, n = sg.rule.Eval(&sc.subj, at)
@@ -410,7 +454,7 @@ func (e *Engine) evalAt(b *state.Batch, sc *scratch, site string, visitor event.
 			if err := e.record(b, sc, sg, site, visitor, p, email, true, at, why); err != nil {
 				return 0, err
 			}
-		case member && emailChanged:
+		case member && (emailChanged || sc.person != ""):
 			if err := e.putMember(b, sc, site, sg.name, visitor, sc.cur.member[i].entered, email); err != nil {
 				return 0, err
 			}
@@ -437,6 +481,16 @@ func (e *Engine) evalAt(b *state.Batch, sc *scratch, site string, visitor event.
 	return next, nil
 }
 
+// count sets persons.
+func (ss *siteSegs) count() {
+	ss.persons = 0
+	for _, s := range ss.segs {
+		if s.per == PerPerson {
+			ss.persons++
+		}
+	}
+}
+
 func (ss *siteSegs) find(name string) *seg {
 	for _, s := range ss.segs {
 		if s.name == name {
@@ -448,7 +502,11 @@ func (ss *siteSegs) find(name string) *seg {
 
 func (e *Engine) putMember(b *state.Batch, sc *scratch, site, name string, visitor event.UUID, entered int64, email string) error {
 	sc.key = appendMemberKey(sc.key[:0], site, name, visitor)
-	sc.val = appendMemberValue(sc.val[:0], entered, email)
+	if sc.person != "" {
+		sc.val = appendPersonMemberValue(sc.val[:0], entered, email, sc.person, sc.visitors)
+	} else {
+		sc.val = appendMemberValue(sc.val[:0], entered, email)
+	}
 	return b.ExtSet(sc.key, sc.val)
 }
 
@@ -487,17 +545,19 @@ func (e *Engine) writeState(b *state.Batch, sc *scratch, site string, visitor ev
 	}
 	if old.due != cur.due {
 		if old.due != 0 {
-			sc.key = appendDueKey(sc.key[:0], old.due, site, visitor)
+			sc.key = e.appendDue(sc, old.due, site, visitor)
 			if err := b.ExtDelete(sc.key); err != nil {
 				return err
 			}
 		}
 		if cur.due != 0 {
-			sc.key = appendDueKey(sc.key[:0], cur.due, site, visitor)
+			sc.key = e.appendDue(sc, cur.due, site, visitor)
 			if err := b.ExtSet(sc.key, nil); err != nil {
 				return err
 			}
-			if cur.due < e.nextDue.Load() {
+			if sc.person != "" {
+				poke(e.personWake)
+			} else if cur.due < e.nextDue.Load() {
 				e.nextDue.Store(cur.due)
 				poke(e.dueWake)
 			}
@@ -515,4 +575,13 @@ func (e *Engine) writeState(b *state.Batch, sc *scratch, site string, visitor ev
 		return nil
 	}
 	return b.ExtSet(sc.key, sc.vbuf)
+}
+
+// appendDue puts in sc.key the due entry of the evaluated visitor: a 'T'
+// key, or for a person a due mark of the person evaluator.
+func (e *Engine) appendDue(sc *scratch, due int64, site string, visitor event.UUID) []byte {
+	if sc.person != "" {
+		return appendPersonMark(sc.key[:0], due, site, markDue, sc.person)
+	}
+	return appendDueKey(sc.key[:0], due, site, visitor)
 }

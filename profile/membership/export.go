@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"unsafe"
 
+	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -33,15 +35,40 @@ type ExportOptions struct {
 // Export calls fn with the rows of an export of a segment, in visitor
 // order, until fn returns false: m is the row's (first) member, visitors
 // the row's members in visitor order, m.Visitor first (more than one only
-// with ByEmail). Like ScanMembers it copies nothing: m, its slices and
-// visitors are valid only during the call.
+// with ByEmail). A per-person segment has one row per person whatever
+// ByEmail says: m.Visitor is its PersonID, visitors its visitors, its
+// holdout key its email (its person key when it has none), and with
+// Profiles m.Profile is the merge of its visitors' profiles. Like
+// ScanMembers it copies nothing: m, its slices and visitors are valid only
+// during the call.
 func (e *Engine) Export(site, name string, opts *ExportOptions, fn func(m *MemberView, visitors []event.UUID) bool) error {
 	var (
 		vis  []event.UUID
 		key  []byte // holdout hash input
 		rerr error
 	)
+	var pm personMerge
 	err := e.ScanMembers(site, name, opts.After, opts.Profiles, func(m *MemberView) bool {
+		if len(m.Person) > 0 {
+			vis = append(vis[:0], m.Visitors...)
+			if opts.Profiles {
+				if m.Profile, rerr = pm.merge(e, site, vis); rerr != nil {
+					return false
+				}
+			}
+			if opts.Holdout > 0 {
+				key = append(append(key[:0], opts.Salt...), ':')
+				if len(m.Email) > 0 {
+					key = append(key, m.Email...)
+				} else {
+					key = append(key, m.Person...)
+				}
+				if inHoldout(key, opts.Holdout) != opts.Control {
+					return true
+				}
+			}
+			return fn(m, vis)
+		}
 		vis = append(vis[:0], m.Visitor)
 		if opts.ByEmail {
 			if len(m.Email) == 0 {
@@ -122,4 +149,39 @@ func inHoldout(b []byte, percent float64) bool {
 	sum := sha256.Sum256(b)
 	x := binary.BigEndian.Uint64(sum[:8])
 	return float64(x%1_000_000) < percent*10_000
+}
+
+// personMerge is the space of the merged profiles of an export's persons.
+type personMerge struct {
+	buf, out  []byte
+	prof, sum profile.Profile
+}
+
+// merge returns the merge of the stored profiles of visitors, encoded
+// (profile.AppendProfile) in pm's buffer; nil when none has a profile.
+func (pm *personMerge) merge(e *Engine, site string, visitors []event.UUID) ([]byte, error) {
+	pm.sum.Reset()
+	n := 0
+	for _, v := range visitors {
+		var (
+			ok  bool
+			err error
+		)
+		if pm.buf, ok, err = e.db.Profile(site, v, pm.buf); err != nil {
+			return nil, fmt.Errorf("cannot read the profile of visitor %s of site %q: %w", v, site, err)
+		}
+		if !ok {
+			continue
+		}
+		if err := profile.DecodeProfile(&pm.prof, pm.buf); err != nil {
+			return nil, fmt.Errorf("cannot decode the profile of visitor %s of site %q: %w", v, site, err)
+		}
+		pm.sum.Merge(&pm.prof, e.cfg)
+		n++
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	pm.out = profile.AppendProfile(pm.out[:0], &pm.sum)
+	return pm.out, nil
 }

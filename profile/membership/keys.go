@@ -12,16 +12,18 @@ import (
 // Extension key prefixes of the state DB this package owns (layouts in
 // storage/state/FORMAT.md, section "Segments").
 const (
-	prefixDef     = 'D' // segment definition
-	prefixMember  = 'M' // membership: site, segment, visitor
-	prefixVisitor = 'V' // a visitor's memberships, email and due time
-	prefixDue     = 'T' // due-time index: due, site, visitor
-	prefixOutbox  = 'O' // change records not yet sequenced
-	prefixFeed    = 'F' // sequenced change records: site, segment, seq
-	prefixSeq     = 'Q' // the last sequence number given
-	prefixHook    = 'W' // webhook of a segment
-	prefixHookPos = 'X' // the webhook's delivered-up-to sequence number
-	prefixSizes   = 'S' // size history: site, segment, at
+	prefixDef      = 'D' // segment definition
+	prefixMember   = 'M' // membership: site, segment, visitor
+	prefixVisitor  = 'V' // a visitor's memberships, email and due time
+	prefixDue      = 'T' // due-time index: due, site, visitor
+	prefixOutbox   = 'O' // change records not yet sequenced
+	prefixFeed     = 'F' // sequenced change records: site, segment, seq
+	prefixSeq      = 'Q' // the last sequence number given
+	prefixHook     = 'W' // webhook of a segment
+	prefixHookPos  = 'X' // the webhook's delivered-up-to sequence number
+	prefixSizes    = 'S' // size history: site, segment, at
+	prefixMark     = 'P' // a person to evaluate: at, id, site, what (person.go)
+	prefixPersonOf = 'N' // the person a visitor was last evaluated in: site, visitor
 )
 
 const valueVersion = 1
@@ -101,49 +103,97 @@ type Definition struct {
 	ID uint64
 	// Created and Updated are Unix ms.
 	Created, Updated int64
+	// Per says what a member is: a visitor, or a person (person.go).
+	Per Per
 }
 
+// defVersion 2 adds the per byte; version 1 definitions are per visitor.
+const defVersion = 2
+
 func appendDef(dst []byte, d *Definition) []byte {
-	dst = append(dst, valueVersion)
+	dst = append(dst, defVersion)
 	dst = codec.AppendUvarint(dst, d.Gen)
 	dst = codec.AppendUvarint(dst, d.Backfilled)
 	dst = codec.AppendUvarint(dst, d.ID)
 	dst = codec.AppendVarint(dst, d.Created)
 	dst = codec.AppendVarint(dst, d.Updated)
-	return codec.AppendString(dst, d.Source)
+	dst = codec.AppendString(dst, d.Source)
+	return append(dst, byte(d.Per))
 }
 
 func decodeDef(d *Definition, v []byte) error {
 	r := newReader("segment definition", v)
-	version(&r)
+	ver := r.Byte()
+	if r.Err() == nil && ver != 1 && ver != defVersion {
+		r.FailAt(0, fmt.Sprintf("version %d; this build reads 1 and %d", ver, defVersion))
+	}
 	d.Gen = r.Uvarint()
 	d.Backfilled = r.Uvarint()
 	d.ID = r.Uvarint()
 	d.Created = r.Varint()
 	d.Updated = r.Varint()
 	d.Source = str(&r)
+	d.Per = PerVisitor
+	if ver == defVersion {
+		if d.Per = Per(r.Byte()); r.Err() == nil && d.Per > PerPerson {
+			r.Failf("per %d; want 0 (visitor) or 1 (person)", d.Per)
+		}
+	}
 	return end(&r)
 }
 
-// member value: version | entered varint | email str.
+// member value: version 1 | entered varint | email str, of a visitor;
+// version 2 | entered varint | email str | person key str | n uvarint |
+// n × visitor <16b>, of a person (its key and visitors at its last
+// evaluation).
+const personMemberVersion = 2
+
 func appendMemberValue(dst []byte, entered int64, email string) []byte {
 	dst = append(dst, valueVersion)
 	dst = codec.AppendVarint(dst, entered)
 	return codec.AppendString(dst, email)
 }
 
-func decodeMemberValue(v []byte) (entered int64, email string, err error) {
-	entered, b, err := decodeMemberView(v)
-	return entered, string(b), err
+func appendPersonMemberValue(dst []byte, entered int64, email, key string, visitors []event.UUID) []byte {
+	dst = append(dst, personMemberVersion)
+	dst = codec.AppendVarint(dst, entered)
+	dst = codec.AppendString(dst, email)
+	dst = codec.AppendString(dst, key)
+	dst = codec.AppendUvarint(dst, uint64(len(visitors)))
+	for _, v := range visitors {
+		dst = append(dst, v[:]...)
+	}
+	return dst
 }
 
-// decodeMemberView is decodeMemberValue with the email aliasing v.
-func decodeMemberView(v []byte) (entered int64, email []byte, err error) {
+func decodeMemberValue(v []byte) (entered int64, email string, err error) {
+	var m MemberView
+	err = decodeMemberView(&m, v)
+	return m.Entered, string(m.Email), err
+}
+
+// decodeMemberView decodes a member value of either version into m: Email
+// and Person alias v; Visitors is m's own (empty for a visitor's).
+func decodeMemberView(m *MemberView, v []byte) error {
 	r := newReader("membership", v)
-	version(&r)
-	entered = r.Varint()
-	email = r.Bytes()
-	return entered, email, end(&r)
+	ver := r.Byte()
+	if r.Err() == nil && ver != valueVersion && ver != personMemberVersion {
+		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d and %d", ver, valueVersion, personMemberVersion))
+	}
+	m.Entered = r.Varint()
+	m.Email = r.Bytes()
+	m.Person = nil
+	m.Visitors = m.Visitors[:0]
+	if ver == personMemberVersion {
+		m.Person = r.Bytes()
+		n := r.Count(16)
+		for i := 0; i < n && r.Err() == nil; i++ {
+			var v event.UUID
+			copy(v[:], r.Fixed("visitor", 16))
+			m.Visitors = append(m.Visitors, v)
+		}
+	}
+	return end(&r)
 }
 
 // vstate is what a visitor's 'V' key holds: the segments it is in, its

@@ -27,6 +27,10 @@ func samples() []sample {
 		{"record", appendRecord(nil, &c), func(b []byte) error { var c Change; return decodeRecord(&c, b) }},
 		{"outbox", appendOutbox(nil, &c), func(b []byte) error { var c Change; return decodeOutbox(&c, b) }},
 		{"member", appendMemberValue(nil, 1769817600000, "a@b.c"), func(b []byte) error { _, _, err := decodeMemberValue(b); return err }},
+		{"person member", appendPersonMemberValue(nil, 1769817600000, "a@b.c", "e:a@b.c", []event.UUID{testVisitor, {1: 2}}), func(b []byte) error { var m MemberView; return decodeMemberView(&m, b) }},
+		{"person definition", appendDef(nil, &Definition{Source: "identified", Gen: 1, ID: 7, Per: PerPerson}), func(b []byte) error { var d Definition; return decodeDef(&d, b) }},
+		{"event mark", append(appendMarkKey(nil, 0, 42, "shop", markEvent), testVisitor[:]...), func(b []byte) error { var m mark; return parseMarkKey(&m, b) }},
+		{"due mark", appendPersonMark(nil, 1769817600000, "shop", markDue, "e:a@b.c"), func(b []byte) error { var m mark; return parseMarkKey(&m, b) }},
 		{"webhook", appendHook(nil, "https://example.com/hook", "s3cret"), func(b []byte) error { _, _, err := decodeHook(b); return err }},
 		{"due key", appendDueKey(nil, 1769817600000, "shop", testVisitor), func(b []byte) error { _, _, _, err := parseDueKey(b); return err }},
 		{"size", appendSizeValue(nil, 123456), func(b []byte) error { _, err := decodeSizeValue(b); return err }},
@@ -35,7 +39,7 @@ func samples() []sample {
 
 // Every value round-trips; a truncated one is an error, never a panic.
 func TestValuesRoundTrip(t *testing.T) {
-	d := Definition{Source: `since(cart) <= 24h`, Gen: 3, Backfilled: 2, ID: 1 << 60, Created: 1769817600000, Updated: 1769817600001}
+	d := Definition{Source: `since(cart) <= 24h`, Gen: 3, Backfilled: 2, ID: 1 << 60, Created: 1769817600000, Updated: 1769817600001, Per: PerPerson}
 	var d2 Definition
 	if err := decodeDef(&d2, appendDef(nil, &d)); err != nil || d2 != d {
 		t.Errorf("definition: got %+v %v; want %+v", d2, err, d)
@@ -49,6 +53,21 @@ func TestValuesRoundTrip(t *testing.T) {
 	var c2 Change
 	if err := decodeOutbox(&c2, appendOutbox(nil, &c)); err != nil || c2 != c {
 		t.Errorf("outbox: got %+v %v; want %+v", c2, err, c)
+	}
+	var pm MemberView
+	if err := decodeMemberView(&pm, appendPersonMemberValue(nil, 5, "a@b.c", "e:a@b.c", []event.UUID{testVisitor})); err != nil ||
+		pm.Entered != 5 || string(pm.Email) != "a@b.c" || string(pm.Person) != "e:a@b.c" || len(pm.Visitors) != 1 || pm.Visitors[0] != testVisitor {
+		t.Errorf("person member: got %+v %v", pm, err)
+	}
+	// A version 1 definition (before per) reads as per visitor.
+	v1 := appendDef(nil, &Definition{Source: "identified", Gen: 1, Per: PerPerson})
+	v1[0] = 1
+	if err := decodeDef(&d2, v1[:len(v1)-1]); err != nil || d2.Per != PerVisitor || d2.Source != "identified" {
+		t.Errorf("version 1 definition: got %+v %v; want per visitor", d2, err)
+	}
+	var mk mark
+	if err := parseMarkKey(&mk, appendPersonMark(nil, 9, "shop", markDue, "c:C7")); err != nil || mk.at != 9 || mk.site != "shop" || mk.kind != markDue || mk.person != "c:C7" {
+		t.Errorf("due mark: got %+v %v", mk, err)
 	}
 	due, site, v, err := parseDueKey(appendDueKey(nil, 42, "shop", testVisitor))
 	if due != 42 || site != "shop" || v != testVisitor || err != nil {

@@ -6,11 +6,16 @@ import (
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
-// Member is one visitor in a segment.
+// Member is one visitor in a segment, or one person in a per-person
+// segment (Visitor is then the person's id, PersonID of Person).
 type Member struct {
 	Visitor event.UUID
 	Entered int64  // Unix ms
 	Email   string // "" when not identified
+	// Person is the key of a person member ("" for a visitor) and Visitors
+	// its visitors, both as of its last evaluation.
+	Person   string
+	Visitors []event.UUID
 }
 
 // Members calls fn with the members of a segment in visitor byte order,
@@ -19,7 +24,8 @@ type Member struct {
 func (e *Engine) Members(site, name string, after *event.UUID, fn func(m *Member) bool) error {
 	var m Member
 	return e.ScanMembers(site, name, after, false, func(v *MemberView) bool {
-		m.Visitor, m.Entered, m.Email = v.Visitor, v.Entered, string(v.Email)
+		m.Visitor, m.Entered, m.Email, m.Person = v.Visitor, v.Entered, string(v.Email), string(v.Person)
+		m.Visitors = append(m.Visitors[:0], v.Visitors...)
 		return fn(&m)
 	})
 }
@@ -30,6 +36,10 @@ type MemberView struct {
 	Visitor event.UUID
 	Entered int64  // Unix ms
 	Email   []byte // empty when not identified
+	// Person is the key of a person member, empty for a visitor; Visitors
+	// are the person's visitors (PersonKey, person.go).
+	Person   []byte
+	Visitors []event.UUID
 	// Profile is the visitor's stored profile (profile.AppendProfile), nil
 	// when it has none or profiles were not asked for.
 	Profile []byte
@@ -59,8 +69,7 @@ func (e *Engine) ScanMembers(site, name string, after *event.UUID, profiles bool
 			return false
 		}
 		m.Visitor = event.UUID(key[len(prefix):])
-		var err error
-		if m.Entered, m.Email, err = decodeMemberView(val); err != nil {
+		if err := decodeMemberView(&m, val); err != nil {
 			derr = fmt.Errorf("membership of visitor %s in segment %q of site %q: %w", m.Visitor, name, site, err)
 			return false
 		}

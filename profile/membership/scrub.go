@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
@@ -24,6 +25,11 @@ const scrubBatch = 1024
 // until the topic's retention.
 func (e *Engine) Scrub(site string, visitors []event.UUID, emails []string) (int, error) {
 	if err := checkSite(site); err != nil {
+		return 0, err
+	}
+	// The erased visitors' marks first: the person evaluator then writes
+	// nothing more naming them, and what it wrote until now is scrubbed.
+	if _, err := e.RunPersons(context.Background()); err != nil {
 		return 0, err
 	}
 	e.scrubMu.Lock()

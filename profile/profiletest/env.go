@@ -214,8 +214,9 @@ func (e *Env) Append(t testing.TB, batches ...*event.Batch) {
 	}
 }
 
-// Wait returns when the builder has applied everything appended so far
-// and membership has sequenced the change records that made.
+// Wait returns when the builder has applied everything appended so far,
+// membership has evaluated the persons it marked and sequenced the change
+// records that made.
 func (e *Env) Wait(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
@@ -224,8 +225,22 @@ func (e *Env) Wait(t testing.TB) {
 		t.Fatalf("builder did not catch up: %s (%+v)", err, e.Builder.Status())
 	}
 	if e.Segments != nil {
+		if _, err := e.Segments.RunPersons(ctx); err != nil {
+			t.Fatalf("cannot evaluate the persons: %s", err)
+		}
 		if _, err := e.Segments.Sequence(ctx); err != nil {
 			t.Fatalf("cannot sequence the changes: %s", err)
+		}
+	}
+}
+
+// VisitorOn returns the n-th visitor (Visitor(n), n ≥ from) whose batches
+// go to log partition part: for tests of visitors on different partitions.
+func (e *Env) VisitorOn(site string, part, from int) event.UUID {
+	for n := from; ; n++ {
+		v := Visitor(n)
+		if e.Log.Partition(event.AppendLogKey(nil, site, v)) == part {
+			return v
 		}
 	}
 }
@@ -244,6 +259,9 @@ func (e *Env) Advance(t testing.TB, ms int64) {
 	e.Clock.Set(ms)
 	if _, err := e.Segments.RunDue(context.Background()); err != nil {
 		t.Fatalf("cannot run due work: %s", err)
+	}
+	if _, err := e.Segments.RunPersons(context.Background()); err != nil {
+		t.Fatalf("cannot evaluate the persons: %s", err)
 	}
 	if _, err := e.Segments.Sequence(context.Background()); err != nil {
 		t.Fatalf("cannot sequence the changes: %s", err)

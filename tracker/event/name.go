@@ -15,6 +15,7 @@ const (
 	NameAnonymous = 'a' // Segment's anonymousId or previousId → a visitor
 	NameMessage   = 'm' // Segment's messageId → an event id
 	NameRawJSON   = 'r' // a Segment message without messageId, its JSON text → an event id
+	NamePerson    = 'p' // a person's key (profile/membership) → the person's id in per-person segments
 )
 
 // NameUUID returns the name-based UUID (RFC 9562 version 5) of id of kind
