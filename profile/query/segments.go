@@ -19,7 +19,7 @@ import (
 
 // The segment API (Options.Segments):
 //
-//	PUT    /v1/segments/{site}/{name}            rule text → 201 (created) / 200, the definition; 400 with position
+//	PUT    /v1/segments/{site}/{name}[?per=person] rule text → 201 (created) / 200, the definition; 400 with position
 //	GET    /v1/segments/{site}                   the segments with their sizes
 //	GET    /v1/segments/{site}/{name}            definition, size, backfill progress
 //	DELETE /v1/segments/{site}/{name}            204, 404
@@ -146,7 +146,12 @@ func (h *Handler) putSegment(ctx *fasthttp.RequestCtx, site, name string) {
 		return
 	}
 	src := strings.TrimSpace(string(body))
-	d, created, err := h.opts.Segments.Put(site, name, src)
+	per, err := membership.ParsePer(string(ctx.QueryArgs().Peek("per")))
+	if err != nil {
+		h.refuse(ctx, err)
+		return
+	}
+	d, created, err := h.opts.Segments.PutPer(site, name, src, per)
 	if err != nil {
 		h.refuse(ctx, err)
 		return
@@ -218,7 +223,7 @@ func (h *Handler) writeSegment(ctx *fasthttp.RequestCtx, d *membership.Definitio
 
 // appendSegment appends the JSON of a definition:
 //
-//	{"site":…,"name":…,"rule":…,"canonical":…,"terms":[…],"size":N,"generation":N,
+//	{"site":…,"name":…,"per":"visitor|person","rule":…,"canonical":…,"terms":[…],"size":N,"generation":N,
 //	 "created":…,"updated":…,"backfill":{"state":"running|done|pending","scanned":N,"total":N,"from_index":bool}}
 func (h *Handler) appendSegment(out []byte, d *membership.Definition) ([]byte, error) {
 	m := h.opts.Segments
@@ -230,7 +235,9 @@ func (h *Handler) appendSegment(out []byte, d *membership.Definition) ([]byte, e
 	out = event.AppendJSONString(out, d.Site)
 	out = append(out, `,"name":`...)
 	out = event.AppendJSONString(out, d.Name)
-	out = append(out, `,"rule":`...)
+	out = append(out, `,"per":"`...)
+	out = append(out, d.Per.String()...)
+	out = append(out, `","rule":`...)
 	out = event.AppendJSONString(out, d.Source)
 	if r, ok := m.Rule(d.Site, d.Name); ok {
 		out = append(out, `,"canonical":`...)

@@ -119,8 +119,9 @@ func (h *Handler) parseMembersQuery(ctx *fasthttp.RequestCtx, site, name string)
 //
 //	ndjson: {"visitor":"…","email":"…"|null,"entered":"…","facts":{…}}
 //	        by=email: {"email":"…","visitors":["…",…],"visitor":"<first>","entered":"…","facts":{…}}
+//	        per-person segment: {"email":"…","visitors":["…",…],"person":"<person id>","entered":"…","facts":{…}}
 //	csv:    visitor,email,entered,<one column per term of the rule>
-//	        (by=email: the visitor column lists the person's member visitors, space-separated)
+//	        (by=email and per person: the visitor column lists the person's visitors, space-separated)
 //
 // facts are the rule's terms for the (first) visitor at ?at= (default
 // now); ?facts=false leaves them out (no profile is read: faster). To resume, pass the (first) visitor of the last row as ?cursor=;
@@ -329,7 +330,7 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 		sc.out = append(out, "\r\n"...)
 		return nil
 	}
-	if q.export.ByEmail {
+	if q.export.ByEmail || len(mb.Person) > 0 {
 		out = append(out, `{"email":`...)
 		out = event.AppendJSONString(out, email)
 		out = append(out, `,"visitors":[`...)
@@ -341,7 +342,11 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 			out = v.Append(out)
 			out = append(out, '"')
 		}
-		out = append(out, `],"visitor":"`...)
+		if len(mb.Person) > 0 {
+			out = append(out, `],"person":"`...)
+		} else {
+			out = append(out, `],"visitor":"`...)
+		}
 		out = mb.Visitor.Append(out)
 		out = append(out, '"')
 	} else {
