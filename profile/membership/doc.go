@@ -58,6 +58,15 @@
 // RecordSizes samples every segment's size each minute into a history
 // thinned as it ages (history.go); History reads it back.
 //
+// # Persons
+//
+// A per-person segment (PerPerson) is evaluated on the merged profile of
+// the visitors linked by email or customer id, not in the builder's
+// commit (a person spans partitions) but by one person evaluator
+// (RunPersons, person.go): the commit leaves a durable mark, the
+// evaluator reads committed profiles, evaluates and deletes the marks in
+// one write. DESIGN.md, "Identity", has the exactness argument.
+//
 // # Concurrency
 //
 // An Engine is safe for concurrent use. Changed runs in the builder's

@@ -15,7 +15,7 @@
 //	GET    /v1/catalog/{site}/{id}                            one product as JSON
 //	POST   /v1/import/{site}/orders[?format=ndjson|csv]       orders, all or nothing; 202 {"id",…}
 //	GET    /v1/import/{site}/orders/{id}                      how far the builder applied them
-//	PUT/GET/DELETE /v1/segments/{site}[/{name}]               segment definitions
+//	PUT/GET/DELETE /v1/segments/{site}[/{name}]               segment definitions (PUT ?per=person)
 //	GET    /v1/segments/{site}/{name}/members                 NDJSON or CSV, streamed
 //	GET    /v1/segments/{site}/{name}/changes?after=SEQ       the change feed, paged
 //	GET    /v1/segments/{site}/{name}/history?from=&to=&step= the size sampled over time
