@@ -124,18 +124,26 @@ func (e *Engine) dueLoop() {
 		if first != never {
 			wait = min(wait, time.Duration(first-e.now())*time.Millisecond)
 		}
-		if wait <= 0 {
-			// Still due after a run: its re-evaluation failed (logged).
-			wait = 100 * time.Millisecond
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-e.ctx.Done():
-			t.Stop()
+		if !e.sleep(wait, e.dueWake) {
 			return
-		case <-e.dueWake:
-		case <-t.C:
 		}
-		t.Stop()
 	}
+}
+
+// sleep waits for wait, or a poke on wake; it reports false when the
+// engine closes. A wait ≤ 0 — work still due after a run, whose
+// evaluation failed (logged) — waits 100 ms, not spinning.
+func (e *Engine) sleep(wait time.Duration, wake chan struct{}) bool {
+	if wait <= 0 {
+		wait = 100 * time.Millisecond
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-e.ctx.Done():
+		return false
+	case <-wake:
+	case <-t.C:
+	}
+	return true
 }

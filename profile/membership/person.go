@@ -429,19 +429,9 @@ func (e *Engine) personLoop() {
 			}
 			return false
 		})
-		if wait <= 0 {
-			// A mark still there after a run: its evaluation failed (logged).
-			wait = 100 * time.Millisecond
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-e.ctx.Done():
-			t.Stop()
+		if !e.sleep(wait, e.personWake) {
 			return
-		case <-e.personWake:
-		case <-t.C:
 		}
-		t.Stop()
 	}
 }
 
