@@ -233,8 +233,7 @@ func (e *Engine) backfillPersons(d Definition, bf *Backfill) bool {
 			return false
 		}
 		if prof.Email != "" || prof.Customer != "" {
-			k := appendMarkKey(nil, 0, e.markID.Add(1), d.Site, markBackfill)
-			marks = append(marks, append(k, v[:]...))
+			marks = e.visitorMarks(marks, d.Site, []event.UUID{v}, markBackfill)
 		}
 		return !bf.stop.Load() && e.ctx.Err() == nil
 	})
@@ -250,19 +249,8 @@ func (e *Engine) backfillPersons(d Definition, bf *Backfill) bool {
 			return !bf.stop.Load() && e.ctx.Err() == nil
 		})
 	}
-	for chunk := range slices.Chunk(marks, 1024) {
-		if err != nil {
-			break
-		}
-		b := e.db.NewBatch()
-		for _, k := range chunk {
-			if err = b.ExtSet(k, nil); err != nil {
-				break
-			}
-		}
-		if err == nil {
-			err = b.Commit()
-		}
+	if err == nil {
+		err = e.putMarks(marks)
 	}
 	if err == nil {
 		bf.total.Store(int64(len(marks)))

@@ -207,5 +207,17 @@ func (e *Engine) reevaluateList(m lists.Meta, bf *Backfill) bool {
 		}
 		bf.scanned.Add(1)
 	}
+	if ok && ss.persons > 0 {
+		// Their persons too, through the person evaluator.
+		err := e.putMarks(e.visitorMarks(nil, m.Site, cands, markList))
+		if err == nil {
+			_, err = e.RunPersons(e.ctx)
+		}
+		if err != nil {
+			ok = false
+			e.m.errors.Inc()
+			e.logf("membership: list %q of site %q: persons: %s", m.Name, m.Site, err)
+		}
+	}
 	return ok
 }

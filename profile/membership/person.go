@@ -89,6 +89,7 @@ const (
 	markBackfill = 'b' // a backfill asks for the visitor's person
 	markDue      = 't' // a person's due time (at: the due instant)
 	markMember   = 'k' // a backfill asks for a current member person
+	markList     = 'l' // a list change asks for the visitor's person
 )
 
 // mark key: 'P' | at u64 | id u64 | site str | kind byte | visitor <16b>
@@ -123,7 +124,7 @@ func parseMarkKey(m *mark, k []byte) error {
 	m.kind = r.Byte()
 	m.person = ""
 	switch m.kind {
-	case markEvent, markErased, markExpired, markBackfill:
+	case markEvent, markErased, markExpired, markBackfill, markList:
 		copy(m.visitor[:], r.Fixed("visitor", 16))
 	case markDue, markMember:
 		if m.person = str(&r); r.Err() == nil && m.person == "" {
@@ -155,6 +156,34 @@ func (e *Engine) putVisitorMark(b *state.Batch, site string, visitor event.UUID,
 // appendPersonMark appends the mark key of the person of key.
 func appendPersonMark(dst []byte, at int64, site string, kind byte, key string) []byte {
 	return codec.AppendString(appendMarkKey(dst, at, 0, site, kind), key)
+}
+
+// visitorMarks appends to dst the mark keys of kind of visitors.
+func (e *Engine) visitorMarks(dst [][]byte, site string, visitors []event.UUID, kind byte) [][]byte {
+	for _, v := range visitors {
+		dst = append(dst, append(appendMarkKey(nil, 0, e.markID.Add(1), site, kind), v[:]...))
+	}
+	return dst
+}
+
+// putMarks writes marks outside the builder's commits (a backfill, a list
+// change), in transactions of 1024.
+func (e *Engine) putMarks(marks [][]byte) error {
+	for chunk := range slices.Chunk(marks, 1024) {
+		b := e.db.NewBatch()
+		for _, k := range chunk {
+			if err := b.ExtSet(k, nil); err != nil {
+				return err
+			}
+		}
+		if err := b.Commit(); err != nil {
+			return fmt.Errorf("cannot store %d person marks: %w", len(chunk), err)
+		}
+	}
+	if len(marks) > 0 {
+		poke(e.personWake)
+	}
+	return nil
 }
 
 func appendPersonOfKey(dst []byte, site string, visitor event.UUID) []byte {
@@ -275,6 +304,8 @@ func (e *Engine) evalPersons(site string, marks []mark, now int64) error {
 		switch m.kind {
 		case markBackfill:
 			why = "backfill"
+		case markList:
+			why = "list"
 		case markErased:
 			gone = whyErased
 		case markExpired:

@@ -206,3 +206,28 @@ func TestParsePer(t *testing.T) {
 		}
 	}
 }
+
+// TestPersonListChange: a list upload re-evaluates the persons of the
+// visitors it changes: the person enters with why "list".
+func TestPersonListChange(t *testing.T) {
+	clk := &profiletest.Clock{}
+	clk.Set(t0 + hour)
+	e := openEnv(t, "", clk, nil)
+	a, b := e.VisitorOn("shop", 0, 1), e.VisitorOn("shop", 1, 1)
+	e.Send(t,
+		profiletest.Batch("shop", a, profiletest.Identify(t0, "ann@x.io")),
+		profiletest.Batch("shop", b, append(views(t0), profiletest.Identify(t0, "ann@x.io"))...),
+	)
+	e.putPerson(t, "shop", "crm-viewers", `in_list("crm") and count(view) >= 1`)
+	if got := e.members(t, "shop", "crm-viewers"); len(got) != 0 {
+		t.Fatalf("members before the list = %v; want none", got)
+	}
+	e.putList(t, "shop", "crm", "email\nann@x.io\n")
+	e.Wait(t)
+	if _, ok := e.members(t, "shop", "crm-viewers")[membership.PersonID("shop", "e:ann@x.io")]; !ok {
+		t.Fatalf("the person is not a member after the list upload")
+	}
+	if cs := e.changes(t, "shop", "crm-viewers"); len(cs) != 1 || cs[0].Why != "list" {
+		t.Fatalf("changes = %+v; want one entry, why list", cs)
+	}
+}
