@@ -2,8 +2,12 @@ package membership_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/affinityhq/affinity/profile/invalid"
@@ -229,5 +233,47 @@ func TestPersonListChange(t *testing.T) {
 	}
 	if cs := e.changes(t, "shop", "crm-viewers"); len(cs) != 1 || cs[0].Why != "list" {
 		t.Fatalf("changes = %+v; want one entry, why list", cs)
+	}
+}
+
+// TestPersonWebhook: a per-person segment's webhook delivers the person's
+// entry, with its id and email, when the link alone makes it enter.
+func TestPersonWebhook(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		got []map[string]any
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var d struct{ Changes []map[string]any }
+		if err := json.NewDecoder(r.Body).Decode(&d); err != nil {
+			t.Errorf("webhook body: %s", err)
+		}
+		mu.Lock()
+		got = append(got, d.Changes...)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	clk := &profiletest.Clock{}
+	clk.Set(t0 + hour)
+	e := openEnv(t, "", clk, nil)
+	e.putPerson(t, "shop", "fans", `count(view) >= 3`)
+	if err := e.Segments.SetWebhook("shop", "fans", srv.URL, "s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	a, b := e.VisitorOn("shop", 0, 1), e.VisitorOn("shop", 1, 1)
+	e.Send(t,
+		profiletest.Batch("shop", a, append(views(t0, t0+1), profiletest.Identify(t0+2, "ann@x.io"))...),
+		profiletest.Batch("shop", b, views(t0+3)...),
+	)
+	e.Send(t, profiletest.Batch("shop", b, profiletest.Identify(t0+4, "ann@x.io")))
+	profiletest.WaitUntil(t, "the person's entry delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) > 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if c := got[0]; len(got) != 1 || c["visitor"] != membership.PersonID("shop", "e:ann@x.io").String() || c["email"] != "ann@x.io" || c["change"] != "entered" {
+		t.Fatalf("delivered %v; want one entry of the person with its email", got)
 	}
 }
