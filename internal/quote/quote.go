@@ -2,6 +2,7 @@ package quote
 
 import (
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -31,4 +32,19 @@ func Cut[T ~string | ~[]byte](s T) (T, bool) {
 		n--
 	}
 	return s[:n], true
+}
+
+// OneLine returns s with its line breaks and tabs turned into spaces, so
+// that a message quoting user input stays one line (a response's reason,
+// a log line).
+func OneLine(s string) string {
+	if !strings.ContainsAny(s, "\n\r\t") {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		return r
+	}, s)
 }

@@ -46,3 +46,17 @@ func TestCut(t *testing.T) {
 		}
 	}
 }
+
+func TestOneLine(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"plain", "plain"},
+		{"a\nb", "a b"},
+		{"a\r\nb\tc", "a  b c"},
+		{"ünïcode\n✓", "ünïcode ✓"},
+	} {
+		if got := OneLine(tc.in); got != tc.want {
+			t.Errorf("OneLine(%q) = %q; want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -104,7 +104,7 @@ func ParseSpec(site string, body []byte) (*Campaign, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return nil, invalid.Errorf("invalid campaign JSON: %s", oneLine(err.Error()))
+		return nil, invalid.Errorf("invalid campaign JSON: %s", quote.OneLine(err.Error()))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, invalid.Errorf("invalid campaign JSON: more than one object")
@@ -174,8 +174,6 @@ func ParseSpec(site string, body []byte) (*Campaign, error) {
 	}
 	return c, nil
 }
-
-func oneLine(s string) string { return string(bytes.ReplaceAll([]byte(s), []byte("\n"), []byte(" "))) }
 
 // head value: version | site str | name str | sent varint | window varint
 // | holdout float64 | goal str | secret gen uvarint | n uvarint | n × arm;

@@ -8,6 +8,8 @@ import (
 	"io"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/affinityhq/affinity/internal/quote"
 )
 
 // lineReader reads lines of at most max bytes, without their "\n" or
@@ -81,7 +83,7 @@ func parseNDJSON(r io.Reader, opts Options, fn func(int, *Product) error) error 
 		}
 		v, err := jp.ParseBytes(line)
 		if err != nil {
-			return &LineError{Line: lr.line, Reason: "invalid JSON: " + oneLine(err.Error())}
+			return &LineError{Line: lr.line, Reason: "invalid JSON: " + quote.OneLine(err.Error())}
 		}
 		obj, err := v.Object()
 		if err != nil {
@@ -149,14 +151,4 @@ func (b *rowBuilder) setJSON(key []byte, v *fastjson.Value, text []byte) ([]byte
 	}
 	text = v.MarshalTo(text[:0])
 	return text, b.addAttr(key, text)
-}
-
-// oneLine keeps an error message on one line.
-func oneLine(s string) string {
-	return string(bytes.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' || r == '\t' {
-			return ' '
-		}
-		return r
-	}, []byte(s)))
 }

@@ -57,9 +57,9 @@ func parseYML(r io.Reader, opts Options, fn func(int, *Product) error) error {
 		if err != nil {
 			var se *xml.SyntaxError
 			if errors.As(err, &se) {
-				return lineErr(se.Line, "invalid XML: %s", oneLine(se.Msg))
+				return lineErr(se.Line, "invalid XML: %s", quote.OneLine(se.Msg))
 			}
-			return lineErr(line, "invalid XML: %s", oneLine(err.Error()))
+			return lineErr(line, "invalid XML: %s", quote.OneLine(err.Error()))
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:

@@ -4,6 +4,8 @@ import (
 	"bytes"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/affinityhq/affinity/internal/quote"
 )
 
 // parseNDJSON parses one JSON object per line; blank lines are skipped.
@@ -30,7 +32,7 @@ func (p *rowParser) parseNDJSON(body []byte) error {
 		}
 		v, err := jp.ParseBytes(line)
 		if err != nil {
-			return p.lineErr("invalid JSON: %s", oneLine(err.Error()))
+			return p.lineErr("invalid JSON: %s", quote.OneLine(err.Error()))
 		}
 		obj, err := v.Object()
 		if err != nil {
@@ -125,13 +127,3 @@ func jsonText(v *fastjson.Value, dst []byte) []byte {
 }
 
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
-
-// oneLine keeps an error message on one line.
-func oneLine(s string) string {
-	return string(bytes.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' || r == '\t' {
-			return ' '
-		}
-		return r
-	}, []byte(s)))
-}

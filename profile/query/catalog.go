@@ -71,7 +71,7 @@ func (h *Handler) putCatalog(ctx *fasthttp.RequestCtx, site string) {
 				tooLarge = true
 			} else if err != nil {
 				h.m.catalogBad.Inc()
-				h.badRequest(ctx, "invalid gzip catalog: "+oneLine(err.Error()))
+				h.badRequest(ctx, "invalid gzip catalog: "+quote.OneLine(err.Error()))
 				return
 			}
 		}

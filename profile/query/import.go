@@ -81,7 +81,7 @@ func (h *Handler) postOrders(ctx *fasthttp.RequestCtx, site string) {
 			return
 		} else if err != nil {
 			im.Refused()
-			h.badRequest(ctx, "invalid gzip upload: "+oneLine(err.Error()))
+			h.badRequest(ctx, "invalid gzip upload: "+quote.OneLine(err.Error()))
 			return
 		}
 	case ce == "" || ce == "identity":
@@ -101,7 +101,7 @@ func (h *Handler) postOrders(ctx *fasthttp.RequestCtx, site string) {
 	orders.Reset()
 	if errors.Is(err, storage.ErrFull) {
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "5")
-		api.Error(ctx, fasthttp.StatusServiceUnavailable, oneLine(err.Error())+"; send the whole upload again: orders already stored are not applied twice")
+		api.Error(ctx, fasthttp.StatusServiceUnavailable, quote.OneLine(err.Error())+"; send the whole upload again: orders already stored are not applied twice")
 		return
 	}
 	if err != nil {

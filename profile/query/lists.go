@@ -84,7 +84,7 @@ func (h *Handler) putList(ctx *fasthttp.RequestCtx, site, name string) {
 			if body, err = gunzip(body, h.opts.MaxListBytes); errors.Is(err, errTooLarge) {
 				tooLarge = true
 			} else if err != nil {
-				h.badRequest(ctx, "invalid gzip list: "+oneLine(err.Error()))
+				h.badRequest(ctx, "invalid gzip list: "+quote.OneLine(err.Error()))
 				return
 			}
 		}

@@ -217,7 +217,7 @@ func (h *Handler) badRequest(ctx *fasthttp.RequestCtx, reason string) {
 // to decide.
 func (h *Handler) refuse(ctx *fasthttp.RequestCtx, err error) {
 	if ie := (*invalid.Error)(nil); errors.As(err, &ie) {
-		h.badRequest(ctx, oneLine(err.Error()))
+		h.badRequest(ctx, quote.OneLine(err.Error()))
 		return
 	}
 	h.internalError(ctx, err)
@@ -227,7 +227,7 @@ func (h *Handler) refuse(ctx *fasthttp.RequestCtx, err error) {
 func (h *Handler) internalError(ctx *fasthttp.RequestCtx, err error) {
 	h.m.errors.Inc()
 	h.opts.Logger.Printf("query: %s %s: %v", ctx.Method(), ctx.Path(), err)
-	api.Error(ctx, fasthttp.StatusInternalServerError, "internal error: "+oneLine(err.Error()))
+	api.Error(ctx, fasthttp.StatusInternalServerError, "internal error: "+quote.OneLine(err.Error()))
 }
 
 func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
@@ -291,13 +291,4 @@ func checkSite(site string) error {
 		return invalid.Errorf("invalid site %s: longer than %d bytes", quote.Value(site), state.MaxSiteLen)
 	}
 	return nil
-}
-
-func oneLine(s string) string {
-	return string(bytes.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, []byte(s)))
 }

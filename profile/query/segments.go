@@ -296,7 +296,7 @@ func (h *Handler) serveWebhook(ctx *fasthttp.RequestCtx, site, name string) {
 			Secret string `json:"secret"`
 		}
 		if err := json.Unmarshal(ctx.PostBody(), &req); err != nil {
-			h.badRequest(ctx, `invalid webhook: want {"url":"https://…","secret":"…"}: `+oneLine(err.Error()))
+			h.badRequest(ctx, `invalid webhook: want {"url":"https://…","secret":"…"}: `+quote.OneLine(err.Error()))
 			return
 		}
 		if _, ok, err := m.Definition(site, name); err != nil || !ok {
