@@ -24,13 +24,22 @@ const (
 	// refused for its name.
 	TypeCustom Type = 7
 
-	// NumTypes bounds the valid Type values: every t < NumTypes, t != 0, is valid.
+	// NumTypes bounds the contract's Type values: every t < NumTypes,
+	// t != 0, is valid in a batch and folded into profiles.
 	NumTypes = 8
+
+	// TypeOpen and TypeClick are a campaign email's open pixel and click
+	// redirect, written to the log by the collector's engagement
+	// endpoints only (never in a batch: ParseType does not know them).
+	// They carry the recipient's token (Event.Token); the builder counts
+	// them in the campaign's counters, not in a profile.
+	TypeOpen  Type = 8
+	TypeClick Type = 9
 )
 
-var typeNames = [NumTypes]string{"", "pageview", "view", "cart", "uncart", "purchase", "identify", "custom"}
+var typeNames = [...]string{"", "pageview", "view", "cart", "uncart", "purchase", "identify", "custom", "open", "click"}
 
-// String returns the contract name of t, or "" for an invalid type.
+// String returns the name of t, or "" for an invalid type.
 func (t Type) String() string {
 	if int(t) < len(typeNames) {
 		return typeNames[t]
@@ -150,6 +159,7 @@ type Event struct {
 	Traits     []Trait
 	URL        string // the page, "" if not sent
 	Name       string // custom: the event's name (1..MaxNameLen bytes); "" for every other type
+	Token      string // open, click: the campaign recipient's token as sent; "" for every other type
 }
 
 // Batch is one accepted request of one visitor of one site: the unit the
@@ -233,7 +243,7 @@ func (e *Event) Equal(o *Event) bool {
 		e.Order.Total == o.Order.Total && e.Order.HasTotal == o.Order.HasTotal &&
 		slices.Equal(e.Order.Items, o.Order.Items) &&
 		e.Email == o.Email && e.Customer == o.Customer && e.URL == o.URL &&
-		e.Name == o.Name && slices.Equal(e.Traits, o.Traits)
+		e.Name == o.Name && e.Token == o.Token && slices.Equal(e.Traits, o.Traits)
 }
 
 // Clone returns a deep copy of b with its own arena, holding only b's
@@ -277,6 +287,7 @@ func (b *Batch) eachString(fn func(*string)) {
 		}
 		fn(&e.URL)
 		fn(&e.Name)
+		fn(&e.Token)
 	}
 }
 

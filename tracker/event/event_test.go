@@ -88,13 +88,14 @@ func TestParseType(t *testing.T) {
 			t.Fatalf("ParseType(%q): got %d; want %d", typ.String(), got, typ)
 		}
 	}
-	for _, s := range []string{"", "View", "views", "click", "\x00"} {
+	// open and click are the engagement endpoints' types, never a batch's.
+	for _, s := range []string{"", "View", "views", "click", "open", "\x00"} {
 		if got := ParseType([]byte(s)); got != TypeInvalid {
 			t.Fatalf("ParseType(%q): got %d; want TypeInvalid", s, got)
 		}
 	}
-	if s := Type(NumTypes).String(); s != "" {
-		t.Fatalf("Type(NumTypes).String(): got %q; want \"\"", s)
+	if s := Type(TypeClick + 1).String(); s != "" {
+		t.Fatalf("Type(TypeClick+1).String(): got %q; want \"\"", s)
 	}
 }
 

@@ -67,6 +67,9 @@ func FuzzDecodeRecord(f *testing.F) {
 	for _, name := range []string{"all_types.json", "purchase.json", "identify.json", "unicode.json", "batch10.json"} {
 		f.Add(AppendBatch(nil, mustDecode(f, readFixture(f, name))))
 	}
+	for _, b := range engagementBatches {
+		f.Add(AppendBatch(nil, b))
+	}
 	var b Batch
 	var again []byte
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -77,8 +80,8 @@ func FuzzDecodeRecord(f *testing.F) {
 			return
 		}
 		again = AppendBatch(again[:0], &b)
-		if data[0] == 1 {
-			again[0] = 1 // a version 1 record re-encodes as the current version
+		if data[0] == 1 || data[0] == 2 {
+			again[0] = data[0] // an older record re-encodes as the current version
 		}
 		if !bytes.Equal(again, data) {
 			t.Fatalf("an accepted record re-encodes to other bytes:\ngot\n%s\nwant\n%s", hex.Dump(again), hex.Dump(data))
@@ -278,8 +281,12 @@ func TestUpdateTestdata(t *testing.T) {
 	for _, cut := range []int{0, 1, 5, 30, len(rec) / 2, len(rec) - 1} {
 		records[fmt.Sprintf("truncated_all_types_%d", cut)] = rec[:cut]
 	}
-	records["version_3"] = append([]byte{3}, rec[1:]...)
+	records["version_4"] = append([]byte{4}, rec[1:]...)
+	records["version_2"] = append([]byte{2}, rec[1:]...)
 	records["version_1"] = append([]byte{1}, rec[1:]...)
+	records["open"] = AppendBatch(nil, engagementBatches[0])
+	records["click"] = AppendBatch(nil, engagementBatches[1])
+	records["version_2_with_token"] = append([]byte{2}, records["open"][1:]...)
 	if custom := records["single_custom"]; custom != nil {
 		records["version_1_with_name"] = append([]byte{1}, custom[1:]...)
 	}

@@ -11,8 +11,8 @@ import (
 
 // RecordVersion is the version of the log record format AppendBatch writes,
 // described in FORMAT.md. DecodeRecord reads it and every older version
-// (version 1 had no event name).
-const RecordVersion = 2
+// (version 1 had no event name, version 2 no token).
+const RecordVersion = 3
 
 // ErrUnsupportedVersion is wrapped by the error of DecodeRecord for a record
 // of a version this build cannot read (written by a newer build).
@@ -26,10 +26,12 @@ const (
 	evCustomer
 	evTraits
 	evURL
-	evName // since version 2
-	evAll  = 1<<iota - 1
-	// evAllV1 are the parts version 1 defines.
-	evAllV1 = evAll &^ evName
+	evName  // since version 2
+	evToken // since version 3
+	evAll   = 1<<iota - 1
+	// evAllV2 and evAllV1 are the parts versions 2 and 1 define.
+	evAllV2 = evAll &^ evToken
+	evAllV1 = evAllV2 &^ evName
 )
 
 // Presence bits of a product's fields, in the order the fields follow.
@@ -60,7 +62,7 @@ const (
 	minTraitLen = 1 + 1 + 1      // kind, key length, value length
 )
 
-// AppendBatch appends the log record of b (format v2, FORMAT.md) to dst and
+// AppendBatch appends the log record of b (format v3, FORMAT.md) to dst and
 // returns the extended buffer. It does not allocate when dst has room.
 //
 // b is stored as the decoders leave it: the fields of an absent product or
@@ -105,6 +107,9 @@ func appendEvent(dst []byte, e *Event, recv int64) []byte {
 	if e.Name != "" {
 		f |= evName
 	}
+	if e.Token != "" {
+		f |= evToken
+	}
 	dst = codec.AppendUvarint(dst, f)
 	if e.HasProduct {
 		dst = appendProduct(dst, &e.Product)
@@ -131,6 +136,9 @@ func appendEvent(dst []byte, e *Event, recv int64) []byte {
 	}
 	if e.Name != "" {
 		dst = codec.AppendString(dst, e.Name)
+	}
+	if e.Token != "" {
+		dst = codec.AppendString(dst, e.Token)
 	}
 	return dst
 }
@@ -213,7 +221,7 @@ func appendOrder(dst []byte, o *Order) []byte {
 //
 // Only the canonical encoding is accepted, so that a decoded record
 // re-encodes to the same bytes (but for the version byte of a version 1
-// record, which re-encodes as version 2): minimal varints, presence bits only for
+// or 2 record, which re-encodes as version 3): minimal varints, presence bits only for
 // non-empty strings, items and traits, a non-zero qty. A record of another
 // version gives an error wrapping ErrUnsupportedVersion; a truncated or
 // otherwise malformed one a descriptive error. On error b must not be used.
@@ -228,6 +236,8 @@ func DecodeRecord(b *Batch, data []byte) error {
 	case r.Err() != nil:
 	case v == 1:
 		parts = evAllV1
+	case v == 2:
+		parts = evAllV2
 	case v != RecordVersion:
 		return fmt.Errorf("cannot decode event record: %w %d; this build reads versions 1 to %d",
 			ErrUnsupportedVersion, v, RecordVersion)
@@ -332,6 +342,9 @@ func (r *recordReader) event(e *Event, recv int64, parts uint64) {
 	}
 	if f&evName != 0 {
 		e.Name = r.present()
+	}
+	if f&evToken != 0 {
+		e.Token = r.present()
 	}
 }
 

@@ -62,6 +62,9 @@ func TestRecordRoundTripEdges(t *testing.T) {
 		HasOrder: true, Order: Order{ID: "o", Total: math.SmallestNonzeroFloat64, HasTotal: true, Items: []Product{{}, {Qty: 1}}},
 		Email: "e", Customer: "c", URL: "u", Traits: []Trait{{Key: "k", Value: "v"}},
 	}, {Type: TypeCustom, Name: "Newsletter Signup"}}})
+	for _, b := range engagementBatches {
+		f("engagement", b)
+	}
 	f("long string", &Batch{Site: strings.Repeat("s", 1<<16)})
 }
 
@@ -71,7 +74,7 @@ func TestRecordLayout(t *testing.T) {
 		ID: UUID{0: 0x01, 15: 0x02}, Type: TypeView, TS: 999, HasProduct: true,
 		Product: Product{ID: "p", Price: 2.5, HasPrice: true},
 	}}}
-	want := "02" + "0273 31" + "aa" + strings.Repeat("00", 14) + "bb" + "d00f" + "01" +
+	want := "03" + "0273 31" + "aa" + strings.Repeat("00", 14) + "bb" + "d00f" + "01" +
 		"01000000000000000000000000000002" + "02" + "01" + "01" +
 		"11" + "0170" + "0000000000000440"
 	want = strings.ReplaceAll(want, " ", "")
@@ -100,6 +103,29 @@ func TestDecodeRecordVersion1(t *testing.T) {
 	if err := DecodeRecord(&b, named); err == nil || !strings.Contains(err.Error(), "unknown presence bits 0x40") {
 		t.Fatalf("version 1 with a name: got error %v; want unknown presence bits 0x40", err)
 	}
+	for v := byte(1); v <= 3; v++ {
+		tok := AppendBatch(nil, engagementBatches[0])
+		tok[0] = v
+		err := DecodeRecord(&b, tok)
+		if v < 3 && (err == nil || !strings.Contains(err.Error(), "unknown presence bits 0x80")) {
+			t.Fatalf("version %d with a token: got error %v; want unknown presence bits 0x80", v, err)
+		}
+		if v == 3 && (err != nil || b.Events[0].Token != "AQEAAAAAAAAAAAAAAAA") {
+			t.Fatalf("version 3 with a token: got error %v, token %q", err, b.Events[0].Token)
+		}
+	}
+	v2 := AppendBatch(nil, mustDecode(t, readFixture(t, fixtures[0])))
+	v2[0] = 2
+	if err := DecodeRecord(&b, v2); err != nil {
+		t.Fatalf("version 2 record: %v", err)
+	}
+}
+
+// engagementBatches are records of the collector's engagement endpoints:
+// an open and a click with a recipient's token.
+var engagementBatches = []*Batch{
+	{Site: "s", Visitor: UUID{1}, Recv: 5, Events: []Event{{ID: UUID{2}, Type: TypeOpen, TS: 5, Token: "AQEAAAAAAAAAAAAAAAA"}}},
+	{Site: "s", Visitor: UUID{1}, Recv: 6, Events: []Event{{ID: UUID{3}, Type: TypeClick, TS: 6, Token: "AQEAAAAAAAAAAAAAAAA", URL: "https://shop.example/x"}}},
 }
 
 // TestDecodeRecordTruncated cuts records at every byte: each prefix must be
@@ -135,10 +161,10 @@ func TestDecodeRecordRefused(t *testing.T) {
 	rec := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 	f("empty", nil, "cannot decode event record at byte 0: truncated byte: 1 bytes needed, 0 left")
-	f("version 0", []byte{0}, "unsupported event record version 0; this build reads versions 1 to 2")
-	f("version 3", append([]byte{3}, valid[1:]...), "unsupported event record version 3")
-	if err := DecodeRecord(&Batch{}, []byte{3}); !errors.Is(err, ErrUnsupportedVersion) {
-		t.Fatalf("version 3: got %v; want ErrUnsupportedVersion", err)
+	f("version 0", []byte{0}, "unsupported event record version 0; this build reads versions 1 to 3")
+	f("version 4", append([]byte{4}, valid[1:]...), "unsupported event record version 4")
+	if err := DecodeRecord(&Batch{}, []byte{4}); !errors.Is(err, ErrUnsupportedVersion) {
+		t.Fatalf("version 4: got %v; want ErrUnsupportedVersion", err)
 	}
 	f("trailing byte", append(append([]byte{}, valid...), 0), fmt.Sprintf("at byte %d: 1 bytes after the last event", len(valid)))
 	f("site too long", []byte{1, 5, 'a'}, "at byte 2: truncated string: 5 bytes needed, 1 left")
