@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,6 +39,10 @@ type Options struct {
 	// Extra serves paths the collector does not know (e.g. /sdk.js, /demo/);
 	// nil means 404.
 	Extra fasthttp.RequestHandler
+	// Engagement checks the tokens of a campaign email's open pixel
+	// (GET /e/o/{token}.gif) and click redirect (GET /e/c/{token}?to=URL).
+	// Nil (collect, which has no state): they answer 503.
+	Engagement Engagement
 
 	Log storage.Log
 	// Writable, if set, is asked before every append (the node's
@@ -248,6 +253,10 @@ func (c *Collector) Handle(ctx *fasthttp.RequestCtx) {
 	case "/v1/batch", "/v1/import", "/v1/track", "/v1/identify", "/v1/page", "/v1/screen", "/v1/alias", "/v1/group":
 		c.handleSegment(ctx, path)
 	default:
+		if bytes.HasPrefix(path, []byte(openPrefix)) || bytes.HasPrefix(path, []byte(clickPrefix)) {
+			c.handleEngagement(ctx, path)
+			return
+		}
 		if c.opts.Extra != nil {
 			c.opts.Extra(ctx)
 			c.m.countStatus(ctx.Response.StatusCode())

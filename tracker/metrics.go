@@ -18,6 +18,9 @@ const (
 	reasonBadRequest     = "bad_request"
 	reasonBadWriteKey    = "bad_write_key"   // the Segment API: no or an unknown write key
 	reasonSegmentOff     = "segment_api_off" // the Segment API without --write-key
+	reasonEngagementOff  = "engagement_off"  // /e/ on a collector without state (collect)
+	reasonBadToken       = "bad_token"       // /e/: a token that does not check
+	reasonOpenRedirect   = "open_redirect"   // /e/c/: a target of an origin not listed
 	reasonLogUnavailable = "log_unavailable"
 	reasonLowDisk        = "low_disk"
 	reasonStorageFailing = "storage_failing"
@@ -32,6 +35,7 @@ var collectorReasons = []string{
 	reasonBadContentType, reasonBadEncoding, reasonBadMethod, reasonBadOrigin, reasonBadRequest,
 	reasonLogUnavailable, reasonLowDisk, reasonNotFound, reasonRateLimited, reasonStorageFailing,
 	reasonTooLarge, reasonUnknownSite, reasonBadWriteKey, reasonSegmentOff,
+	reasonEngagementOff, reasonBadToken, reasonOpenRedirect,
 }
 
 // knownStatuses are the statuses the collector and its Extra handler answer;

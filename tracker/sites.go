@@ -24,6 +24,10 @@ type Site struct {
 	// Segment-compatible API; several allow a rotation. None: the site
 	// takes no server-side events.
 	WriteKeys []string
+	// RedirectOrigins are the origins (scheme://host[:port], lower case)
+	// a campaign click (/e/c/) may redirect to (--redirect-origin); none:
+	// every click is refused, as an open redirect.
+	RedirectOrigins []string
 
 	bucket *rateBucket // set by New when Rate > 0
 }

@@ -80,17 +80,19 @@ type collectorFlags struct {
 	sites        *listFlag
 	siteRates    *listFlag
 	writeKeys    *listFlag
+	redirects    *listFlag
 	acceptWindow time.Duration
 	demo         bool // serve only: the demo shop at /demo/
 }
 
 func addCollectorFlags(fs *flag.FlagSet) *collectorFlags {
-	c := &collectorFlags{sites: newListFlag("demo"), siteRates: newListFlag(), writeKeys: newListFlag(), acceptWindow: tracker.DefaultOptions().Decode.AcceptWindow}
+	c := &collectorFlags{sites: newListFlag("demo"), siteRates: newListFlag(), writeKeys: newListFlag(), redirects: newListFlag(), acceptWindow: tracker.DefaultOptions().Decode.AcceptWindow}
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address of the public collector (the snippet posts here)")
 	fs.Var(c.sites, "site", "site keys that may post, KEY or KEY=ORIGIN|ORIGIN; repeatable or comma-separated")
 	fs.Var(c.siteRates, "site-rate", "events per second a site may post, KEY=N[:BURST] (BURST events at once, default N); beyond it the collector answers 429; repeatable or comma-separated (default: no limit)")
 	fs.Var(c.writeKeys, "write-key", "secret write key of a site for server-side events, SITE=SECRET (at least 16 bytes, never the public site key): "+
 		"turns on the Segment-compatible API (POST /v1/batch, /v1/track, /v1/identify, /v1/page …), which takes it as the HTTP Basic auth username; repeatable or comma-separated (default: off)")
+	fs.Var(c.redirects, "redirect-origin", "origin a campaign email's click (GET /e/c/{token}?to=URL) may redirect to, SITE=https://shop.example; repeatable or comma-separated (default: none, every click refused as an open redirect)")
 	fs.Var(durationFlag{&c.acceptWindow}, "accept-window", "oldest client timestamp accepted, before the receive time (s, m, h, d, w)")
 	return c
 }
@@ -363,6 +365,9 @@ func (n *node) newCollector(cf *collectorFlags, token string) (*metrics.Set, err
 		return nil, err
 	}
 	co.Extra = n.extra.Handle
+	if n.prof != nil {
+		co.Engagement = n.prof.Campaigns // collect has no state: /e/ answers 503
+	}
 	n.collector, err = tracker.New(co)
 	return co.Metrics, err
 }

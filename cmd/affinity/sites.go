@@ -15,5 +15,8 @@ func (c *collectorFlags) parseSites() ([]tracker.Site, error) {
 	if err := tracker.ParseWriteKeys(c.writeKeys.values, sites); err != nil {
 		return nil, err
 	}
+	if err := tracker.ParseRedirectOrigins(c.redirects.values, sites); err != nil {
+		return nil, err
+	}
 	return sites, nil
 }

@@ -32,6 +32,11 @@ type Options struct {
 	// Hook, if set, sees every changed or deleted profile inside the write
 	// that commits it (segment membership).
 	Hook Hook
+	// Counter, if set, makes each partition's Counter: it counts the
+	// events that are no profile's — a campaign email's opens and clicks
+	// (event.TypeOpen, TypeClick) — in the partition's own commit. Nil:
+	// they are dropped.
+	Counter func(partition int) Counter
 	// Metrics receives the builder's metrics. Nil: a private set.
 	Metrics *metrics.Set
 	// Logger receives errors and warnings. Nil discards them.
@@ -111,6 +116,17 @@ func DefaultOptions() Options {
 // (a read of the state DB that failed). p must not be kept or changed.
 type Hook interface {
 	Changed(b *state.Batch, site string, visitor event.UUID, p *profile.Profile) error
+}
+
+// Counter counts one partition's engagement events into keys of its own
+// (campaign.Counter): Engage as each is applied, Flush into the batch
+// before each commit, Reset after it or when the batch is dropped (its
+// records are applied again). Errors are conditions that clear, as a
+// Hook's.
+type Counter interface {
+	Engage(site string, e *event.Event) error
+	Flush(b *state.Batch) error
+	Reset()
 }
 
 // Expirer is implemented by a Hook that tells a visitor deleted for
@@ -223,6 +239,9 @@ func New(opts Options) (*Builder, error) {
 			cache:    newCache(opts.CacheBytes / int64(len(opts.Partitions))),
 			products: newProductCache(opts.State),
 			batch:    opts.State.NewBatch(),
+		}
+		if opts.Counter != nil {
+			pt.counter = opts.Counter(p)
 		}
 		b.parts[p] = pt
 		b.owned = append(b.owned, pt)
@@ -551,6 +570,7 @@ type partition struct {
 	reader   storage.Reader
 	eb       event.Batch
 	dirty    []*entry
+	counter  Counter // nil: engagement events are dropped
 
 	// spareChanges are the emptied change buffers of committed entries:
 	// only dirty entries hold one, so the cached profiles of many visitors
@@ -770,6 +790,9 @@ func (pt *partition) abort() {
 	clear(pt.dirty)
 	pt.dirty = pt.dirty[:0]
 	pt.batch.Reset()
+	if pt.counter != nil {
+		pt.counter.Reset()
+	}
 	pt.pendingBytes, pt.pendingWrites = 0, 0
 	pt.cacheBytes.Store(pt.cache.bytes)
 	_ = pt.reader.Close() // run reopens it
@@ -790,6 +813,11 @@ func (pt *partition) applyRecord(rec *storage.Record) error {
 	eb := &pt.eb
 	if len(eb.Events) == 0 {
 		return nil
+	}
+	if t := eb.Events[0].Type; t == event.TypeOpen || t == event.TypeClick {
+		// The collector's engagement endpoints log one such event per
+		// record, under the recipient's own visitor: no profile's.
+		return pt.engage(eb)
 	}
 	en, err := pt.entry(eb.Site, eb.Visitor)
 	if err != nil {
@@ -839,6 +867,21 @@ func (pt *partition) applyRecord(rec *storage.Record) error {
 	}
 	pt.pendingWrites += 2 * int64(len(en.changes)-nChanges)
 	pt.pendingBytes += 64 * int64(len(en.changes)-nChanges)
+	return nil
+}
+
+// engage counts the engagement events of eb (campaign opens and clicks).
+func (pt *partition) engage(eb *event.Batch) error {
+	if pt.counter == nil {
+		return nil
+	}
+	for i := range eb.Events {
+		if err := pt.counter.Engage(eb.Site, &eb.Events[i]); err != nil {
+			return err
+		}
+	}
+	pt.pendingWrites += 2 * int64(len(eb.Events))
+	pt.pendingBytes += 64 * int64(len(eb.Events))
 	return nil
 }
 
@@ -971,6 +1014,11 @@ func (pt *partition) commit(next int64) error {
 			}
 		}
 	}
+	if pt.counter != nil {
+		if err := pt.counter.Flush(batch); err != nil {
+			return fmt.Errorf("cannot commit partition %d up to offset %d: campaign counters: %w", pt.id, next, err)
+		}
+	}
 	batch.SetOffset(pt.id, next)
 	writes := batch.Len()
 	if err := batch.Commit(); err != nil {
@@ -990,6 +1038,9 @@ func (pt *partition) commit(next int64) error {
 	}
 	clear(pt.dirty)
 	pt.dirty = pt.dirty[:0]
+	if pt.counter != nil {
+		pt.counter.Reset()
+	}
 	pt.pendingBytes, pt.pendingWrites = 0, 0
 	pt.consumed.Store(next)
 	pt.head.Store(max(pt.head.Load(), next))

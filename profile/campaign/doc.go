@@ -29,11 +29,18 @@
 //
 // # Counters and report
 //
-// Opens, clicks and conversions are counted, by a later step, in counter
-// keys per (arm, group, variant, partition) that each partition's
-// builder writes in its own transaction; Report sums them with the
-// frozen sizes: O(arms × variants × partitions), never a scan of
-// recipients. Stats holds the report's arithmetic.
+// The collector's open pixel and click redirect check a token with
+// EngagementSite and log an open or click event (event.TypeOpen,
+// TypeClick, with the token) under the recipient's own visitor
+// (EngagementVisitor), so all of a recipient's engagement is applied by
+// one builder partition. Its Counter counts each recipient's first open
+// and first click (a click without an open counts as opened), keeping
+// the recipient's first times in an engagement key and the partition's
+// counts in counter keys per (arm, group, variant, partition), all
+// written in the partition's own commit with its offset: exactly-once,
+// as profiles. Conversions are not counted yet. Report sums the counters
+// with the frozen sizes: O(arms × variants × partitions), never a scan
+// of recipients. Stats holds the report's arithmetic.
 //
 // # Concurrency
 //

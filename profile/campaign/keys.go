@@ -10,13 +10,14 @@ import (
 // Extension key prefixes of the state DB this package owns (layouts in
 // storage/state/FORMAT.md, section "Campaigns").
 const (
-	prefixHead      = 'G' // a campaign: id → definition and frozen sizes
-	prefixSite      = 'H' // a site's campaigns: site, id → empty
-	prefixSeq       = 'I' // the last campaign id given
-	prefixSecret    = 'K' // a site's token secret: site, gen
-	prefixRecipient = 'Y' // a recipient: id, number
-	prefixEmail     = 'Z' // a recipient by email: id, email
-	prefixCounter   = 'C' // counters: id, arm, group, variant, partition
+	prefixHead       = 'G' // a campaign: id → definition and frozen sizes
+	prefixSite       = 'H' // a site's campaigns: site, id → empty
+	prefixSeq        = 'I' // the last campaign id given
+	prefixSecret     = 'K' // a site's token secret: site, gen
+	prefixRecipient  = 'Y' // a recipient: id, number
+	prefixEmail      = 'Z' // a recipient by email: id, email
+	prefixCounter    = 'C' // counters: id, arm, group, variant, partition
+	prefixEngagement = 'E' // a recipient's first open and click: id, number
 )
 
 const valueVersion = 1

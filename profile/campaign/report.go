@@ -39,11 +39,10 @@ type Report struct {
 	Campaign *Campaign
 	At       int64 // Unix ms the report was read
 	Arms     []ArmReport
-	// Counted is false until engagement and conversions are counted (the
-	// builder's step that writes counter keys): opened, clicked,
-	// converted, orders and revenue are 0 then.
-	Counted bool
 }
+
+// Counting states what the counters hold, as the report says it.
+const Counting = "opens and clicks counted (unique per recipient); conversions not counted yet: converted, orders and revenue stay 0"
 
 // Report reads the report of campaign c at instant at (Unix ms): its
 // frozen sizes and its counters (Counters), O(cells × partitions).
@@ -79,7 +78,7 @@ func (r *Report) Final() bool { return r.At > r.Campaign.Sent+r.Campaign.Window 
 // AppendJSON appends the report as JSON:
 //
 //	{"id","site","name","sent","window","window_end","state":"live|final","holdout",
-//	 "engagement":"counted|not counted yet","method",
+//	 "engagement":Counting,"method",
 //	 "arms":[{"name","segment"|"list","audience":{…},"treated":{…,"variants":[…]},"control":{…},
 //	          "uplift":{…},"vs_first":{…}}]}
 //
@@ -107,11 +106,7 @@ func (r *Report) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `,"holdout":`...)
 	dst = appendNum(dst, c.Holdout)
 	dst = append(dst, `,"engagement":`...)
-	if r.Counted {
-		dst = append(dst, `"counted"`...)
-	} else {
-		dst = append(dst, `"not counted yet: opens, clicks and conversions stay 0 until the engagement endpoints and the builder's conversion counting exist"`...)
-	}
+	dst = event.AppendJSONString(dst, Counting)
 	dst = append(dst, `,"method":`...)
 	dst = event.AppendJSONString(dst, Method)
 	dst = append(dst, `,"arms":[`...)

@@ -147,7 +147,7 @@ func (s *Store) Delete(site string, id uint64) (found bool, err error) {
 
 // dropKeys deletes the recipients and counters of campaign id.
 func (s *Store) dropKeys(id uint64) error {
-	for _, p := range [...]byte{prefixRecipient, prefixEmail, prefixCounter} {
+	for _, p := range [...]byte{prefixRecipient, prefixEmail, prefixCounter, prefixEngagement} {
 		if _, err := s.db.DeleteExtPrefix(prefixOf(p, id)); err != nil {
 			return fmt.Errorf("cannot drop the keys of campaign %d: %w", id, err)
 		}

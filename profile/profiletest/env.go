@@ -14,6 +14,7 @@ import (
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/importer"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/query"
@@ -67,11 +68,14 @@ type Env struct {
 	DB       *state.DB
 	Builder  *builder.Builder
 	Segments *membership.Engine // nil unless it is the Hook
-	Query    *query.Handler     // nil unless Options.Serve
-	URL      string             // of the query API: "http://127.0.0.1:port"
-	Config   *profile.Config
-	Metrics  *metrics.Set // of the builder, membership and query API
-	Clock    *Clock
+	// Campaigns is the campaign store the builder counts into and the
+	// query API serves; nil unless Segments is set.
+	Campaigns *campaign.Store
+	Query     *query.Handler // nil unless Options.Serve
+	URL       string         // of the query API: "http://127.0.0.1:port"
+	Config    *profile.Config
+	Metrics   *metrics.Set // of the builder, membership and query API
+	Clock     *Clock
 	// MembershipOptions are the options membership was created with.
 	MembershipOptions membership.Options
 
@@ -118,6 +122,10 @@ func Open(t testing.TB, opts Options) *Env {
 			t.Fatalf("cannot create membership: %s", err)
 		}
 		e.MembershipOptions, bo.Hook = mo, e.Segments
+		if e.Campaigns, err = campaign.New(campaign.Options{State: e.DB, Segments: e.Segments, Now: e.Clock.Now}); err != nil {
+			t.Fatalf("cannot create the campaign store: %s", err)
+		}
+		bo.Counter = func(p int) builder.Counter { return e.Campaigns.NewCounter(p) }
 	case NoHook:
 		bo.Hook = nil
 	}
@@ -146,7 +154,7 @@ func (e *Env) serve(t testing.TB, tune func(*query.Options)) {
 	qo := query.DefaultOptions()
 	qo.State, qo.Builder, qo.Config, qo.Metrics, qo.Now = e.DB, e.Builder, e.Config, e.Metrics, e.Clock.Now
 	if e.Segments != nil {
-		qo.Segments = e.Segments
+		qo.Segments, qo.Campaigns = e.Segments, e.Campaigns
 	}
 	var err error
 	if qo.Importer, err = importer.New(importer.Options{Log: e.Log, Committed: e.DB, Metrics: e.Metrics, Now: e.Clock.Now}); err != nil {

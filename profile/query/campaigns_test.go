@@ -107,8 +107,8 @@ func TestCampaignsAPI(t *testing.T) {
 	f("GET", "/v1/campaigns/shop/1/recipients?format=csv&group=x", "", 400, `invalid group="x"`)
 	f("GET", "/v1/campaigns/shop/1/recipients", "", 400, `invalid format="": want csv or ndjson`)
 
-	// Report: sizes now, engagement not counted yet.
-	rep := f("GET", "/v1/campaigns/shop/1/report", "", 200, `"state":"live","holdout":10,"engagement":"not counted yet`)
+	// Report: sizes now, nothing opened yet.
+	rep := f("GET", "/v1/campaigns/shop/1/report", "", 200, `"state":"live","holdout":10,"engagement":"opens and clicks counted`)
 	var doc struct {
 		Arms []struct {
 			Name    string

@@ -41,6 +41,9 @@ type Options struct {
 	// Segments serves the segment API (segments.go); nil: /v1/segments/
 	// answers 503 and /v1/visitors/…/segments 404.
 	Segments *membership.Engine
+	// Campaigns is the campaign store of /v1/campaigns/, the one the
+	// builder counts into. Nil: one is made on State when Segments is set.
+	Campaigns *campaign.Store
 	// Config is the scoring configuration the builder applies (half-lives
 	// turn ?min=θ into an index key). Required.
 	Config *profile.Config
@@ -179,7 +182,8 @@ func New(opts Options) (*Handler, error) {
 		errors:          s.NewCounter(`affinity_query_errors_total`),
 		memberRows:      s.NewCounter(`affinity_segment_export_rows_total`),
 	}
-	if opts.Segments != nil {
+	h.campaigns = opts.Campaigns
+	if h.campaigns == nil && opts.Segments != nil {
 		var err error
 		if h.campaigns, err = campaign.New(campaign.Options{State: opts.State, Segments: opts.Segments, Now: opts.Now}); err != nil {
 			return nil, err

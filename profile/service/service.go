@@ -17,6 +17,7 @@ import (
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/importer"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/query"
@@ -77,7 +78,10 @@ type Service struct {
 	DB       *state.DB
 	Builder  *builder.Builder
 	Segments *membership.Engine
-	Query    *query.Handler
+	// Campaigns is the campaign store: the builder counts into it, the
+	// query API serves it, the collector resolves tokens with it.
+	Campaigns *campaign.Store
+	Query     *query.Handler
 	// Metrics holds the series of the builder, segments and query API.
 	Metrics *metrics.Set
 
@@ -112,8 +116,12 @@ func Open(opts Options) (*Service, error) {
 	if s.Segments, err = membership.New(mo); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
+	if s.Campaigns, err = campaign.New(campaign.Options{State: db, Segments: s.Segments, Now: opts.Now}); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
 	bo := builder.DefaultOptions()
 	bo.Log, bo.State, bo.Config, bo.Hook = opts.Log, db, opts.Config, s.Segments
+	bo.Counter = func(p int) builder.Counter { return s.Campaigns.NewCounter(p) }
 	bo.Partitions, bo.Metrics, bo.Logger, bo.SyncInterval = opts.Partitions, s.Metrics, opts.Logger, opts.SyncInterval
 	bo.Writable, bo.Retention = opts.Writable, opts.Retention
 	if opts.Now != nil {
@@ -133,6 +141,7 @@ func Open(opts Options) (*Service, error) {
 		return nil, errors.Join(err, db.Close())
 	}
 	qo.State, qo.Builder, qo.Config, qo.Metrics, qo.Segments, qo.Logger = db, s.Builder, opts.Config, s.Metrics, s.Segments, opts.Logger
+	qo.Campaigns = s.Campaigns
 	if opts.Now != nil {
 		qo.Now = opts.Now
 	}
