@@ -24,7 +24,13 @@ const t0 = int64(1_790_000_000_000)
 // i in [from, to).
 func openShop(t *testing.T, n, from, to int) (*profiletest.Env, *campaign.Store) {
 	t.Helper()
-	e := profiletest.Open(t, profiletest.Options{})
+	return openShopIn(t, profiletest.Options{}, n, from, to)
+}
+
+// openShopIn is openShop on an Env of opts.
+func openShopIn(t *testing.T, opts profiletest.Options, n, from, to int) (*profiletest.Env, *campaign.Store) {
+	t.Helper()
+	e := profiletest.Open(t, opts)
 	e.Clock.Set(t0)
 	var bs []*event.Batch
 	for i := 0; i < n; i++ {

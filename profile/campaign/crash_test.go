@@ -1,0 +1,244 @@
+package campaign_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/campaign"
+	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// The crash test counts opens and clicks in a child process (this test
+// binary, re-executed to run TestCountCrashChild) that it SIGKILLs at
+// random instants while records are appended and applied; a last child
+// finishes. The counters must then equal a count over the records: each
+// recipient's first open and click counted once, whatever was replayed
+// or applied again after a kill.
+
+const (
+	countCrashDirEnv    = "AFFINITY_CAMPAIGN_CRASH_DIR"
+	countCrashFinishEnv = "AFFINITY_CAMPAIGN_CRASH_FINISH"
+	countCrashTotal     = 6000
+)
+
+// engagementRecord returns record i of the crash stream: an open or a
+// click of one of toks, as the collector logs it.
+func engagementRecord(toks []tokenOf, c *campaign.Campaign, numbers []uint32, i int) *event.Batch {
+	r := rand.New(rand.NewPCG(uint64(i), 7))
+	// Skewed: the first recipients engage many times (replays), the last
+	// few or never.
+	k := r.IntN(len(toks)) * r.IntN(len(toks)) / len(toks)
+	typ := event.TypeOpen
+	if r.IntN(8) == 0 {
+		typ = event.TypeClick
+	}
+	v := campaign.EngagementVisitor(c.ID, numbers[k])
+	ts := t0 + int64(i)
+	return &event.Batch{Site: "shop", Visitor: v, Recv: ts, Events: []event.Event{{ID: profiletest.EventID(i + 1), Type: typ, TS: ts, Token: toks[k].tok}}}
+}
+
+func crashStream(t testing.TB, e *profiletest.Env) (*campaign.Campaign, []tokenOf, []uint32) {
+	cs, err := e.Campaigns.List("shop")
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("campaigns: %v, %v", cs, err)
+	}
+	c := cs[0]
+	var toks []tokenOf
+	var numbers []uint32
+	if err := e.Campaigns.ScanRecipients(c, func(r *campaign.Recipient) bool {
+		toks = append(toks, tokenOf{string(campaign.AppendToken(nil, c.ID, r.Number, &r.MAC)), r.Cell})
+		numbers = append(numbers, r.Number)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return c, toks, numbers
+}
+
+func TestCountCrashChild(t *testing.T) {
+	dir := os.Getenv(countCrashDirEnv)
+	if dir == "" {
+		t.Skip("runs only as the child of TestCountExactlyOnceAcrossCrashes")
+	}
+	e := profiletest.Open(t, profiletest.Options{Dir: dir, Builder: func(o *builder.Options) { o.FetchMax = 16 }})
+	c, toks, numbers := crashStream(t, e)
+	stored := 0
+	for p := range 2 {
+		_, next, err := e.Log.Offsets(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored += int(next)
+	}
+	stored -= e2eBase(t, dir)
+	fmt.Println("child: ready")
+	const chunk = 8
+	for i := stored; i < countCrashTotal; i += chunk {
+		var msgs []storage.Message
+		for j := i; j < min(i+chunk, countCrashTotal); j++ {
+			b := engagementRecord(toks, c, numbers, j)
+			msgs = append(msgs, storage.Message{Key: event.AppendLogKey(nil, b.Site, b.Visitor), Value: event.AppendBatch(nil, b)})
+		}
+		if err := e.Log.Append(context.Background(), msgs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if os.Getenv(countCrashFinishEnv) == "" {
+		select {} // until killed
+	}
+	e.Wait(t)
+}
+
+// e2eBase is the number of records the setup logged before the stream
+// (the shop's visitors), kept in a file by the parent.
+func e2eBase(t testing.TB, dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+func TestCountExactlyOnceAcrossCrashes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	dir := t.TempDir()
+	e, s := openShopIn(t, profiletest.Options{Dir: dir}, 300, 0, 0)
+	create(t, s, "shop", `{"name":"p","arms":[{"name":"a","segment":"mums","variants":["x","y"]}],"holdout":20,"window":"7d"}`)
+	base := 0
+	for p := range 2 {
+		_, next, err := e.Log.Offsets(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base += int(next)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "base"), []byte(strconv.Itoa(base)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.Close(t)
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	child := func(finish bool) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCountCrashChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), countCrashDirEnv+"="+dir)
+		if finish {
+			cmd.Env = append(cmd.Env, countCrashFinishEnv+"=1")
+		}
+		return cmd
+	}
+	for k := range 4 {
+		cmd := child(false)
+		out := &readyBuffer{ready: make(chan struct{})}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-out.ready:
+		case <-time.After(30 * time.Second):
+		}
+		time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
+		_ = cmd.Process.Kill() // SIGKILL
+		_ = cmd.Wait()
+		t.Logf("kill %d: %s", k, countProgress(t, dir))
+		if cmd.ProcessState.Exited() {
+			t.Fatalf("child %d exited by itself before the kill:\n%s", k, out.String())
+		}
+	}
+	if out, err := child(true).CombinedOutput(); err != nil {
+		t.Fatalf("finishing child: %v\n%s", err, out)
+	}
+
+	e = profiletest.Open(t, profiletest.Options{Dir: dir})
+	c, toks, numbers := crashStream(t, e)
+	type seen struct{ open, click bool }
+	per := map[int]*seen{}
+	for i := range countCrashTotal {
+		b := engagementRecord(toks, c, numbers, i)
+		k := 0
+		for toks[k].tok != b.Events[0].Token {
+			k++
+		}
+		if per[k] == nil {
+			per[k] = &seen{}
+		}
+		per[k].open = true
+		per[k].click = per[k].click || b.Events[0].Type == event.TypeClick
+	}
+	want := map[campaign.Cell]*campaign.Counters{}
+	for k, x := range per {
+		w := want[toks[k].Cell]
+		if w == nil {
+			w = &campaign.Counters{}
+			want[toks[k].Cell] = w
+		}
+		w.Opened++
+		if x.click {
+			w.Clicked++
+		}
+	}
+	t.Logf("%d records, %d of %d recipients engaged, %d cells", countCrashTotal, len(per), len(toks), len(want))
+	if len(per) == len(toks) {
+		t.Fatalf("every recipient engaged: the stream cannot tell a lost count")
+	}
+	checkCounters(t, e.Campaigns, c, want)
+}
+
+// countProgress reports how far the killed children got.
+func countProgress(t *testing.T, dir string) string {
+	db, err := state.Open(state.DefaultOptions(filepath.Join(dir, "state")))
+	if err != nil {
+		return "state not readable: " + err.Error()
+	}
+	defer db.Close()
+	var consumed int64
+	for p := range 2 {
+		n, _ := db.Offset(p)
+		consumed += n
+	}
+	n, _ := db.CountExt([]byte{'E'})
+	return fmt.Sprintf("%d records consumed, %d recipients engaged", consumed-int64(e2eBase(t, dir)), n)
+}
+
+// readyBuffer keeps a child's output and closes ready when it says so.
+type readyBuffer struct {
+	mu    sync.Mutex
+	b     bytes.Buffer
+	ready chan struct{}
+}
+
+func (w *readyBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.b.Len() < 1<<16 {
+		w.b.Write(p)
+	}
+	if w.ready != nil && bytes.Contains(w.b.Bytes(), []byte("child: ready")) {
+		close(w.ready)
+		w.ready = nil
+	}
+	return len(p), nil
+}
+
+func (w *readyBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
