@@ -125,6 +125,11 @@ type Hook interface {
 // Hook's.
 type Counter interface {
 	Engage(site string, e *event.Event) error
+	// Email returns the email of the recipient whose campaign token an
+	// identify carries (the snippet read it from a click's landing URL):
+	// the visitor is linked to it. ok is false for a token that does not
+	// check or is of another site's campaign.
+	Email(site, token string) (email string, ok bool, err error)
 	Flush(b *state.Batch) error
 	Reset()
 }
@@ -849,6 +854,16 @@ func (pt *partition) applyRecord(rec *storage.Record) error {
 		}
 		if err := pt.join(eb.Site, e); err != nil {
 			return err
+		}
+		if e.Type == event.TypeIdentify && e.Token != "" && e.Email == "" && pt.counter != nil {
+			// A campaign click's landing: this browser is the recipient's.
+			email, ok, err := pt.counter.Email(eb.Site, e.Token)
+			if err != nil {
+				return err
+			}
+			if ok {
+				e.Email = email
+			}
 		}
 		en.changes = en.prof.Apply(e, b.cfg, eb.Recv, en.changes)
 		en.seen = append(en.seen, seenID{id: id, recv: floorDiv(eb.Recv, 1000)})

@@ -32,15 +32,26 @@ func EngagementVisitor(id uint64, n uint32) event.UUID {
 // token or one of a deleted campaign: the endpoints answer 404 and log
 // nothing. err is a failure to read state.
 func (s *Store) EngagementSite(tok []byte) (site string, visitor event.UUID, ok bool, err error) {
+	c, r, ok, err := s.check(tok, "")
+	if !ok {
+		return "", visitor, false, err
+	}
+	return c.Site, EngagementVisitor(c.ID, r.Number), true, nil
+}
+
+// check resolves tok (Resolve); ok is false, with a nil error, for a
+// token that does not check or, when site is not "", is of another
+// site's campaign.
+func (s *Store) check(tok []byte, site string) (*Campaign, Recipient, bool, error) {
 	c, r, err := s.Resolve(tok)
 	if err != nil {
 		var ie *invalid.Error
 		if errors.As(err, &ie) {
-			return "", visitor, false, nil
+			err = nil
 		}
-		return "", visitor, false, err
+		return nil, r, false, err
 	}
-	return c.Site, EngagementVisitor(c.ID, r.Number), true, nil
+	return c, r, site == "" || c.Site == site, nil
 }
 
 // appendEngagementKey appends 'E' | id u64 | number u32.
@@ -109,16 +120,9 @@ func (c *Counter) Engage(site string, e *event.Event) error {
 	if e.Type != event.TypeOpen && e.Type != event.TypeClick {
 		return nil
 	}
-	camp, r, err := c.s.Resolve([]byte(e.Token))
-	if err != nil {
-		var ie *invalid.Error
-		if errors.As(err, &ie) {
-			return nil
-		}
+	camp, r, ok, err := c.s.check([]byte(e.Token), site)
+	if !ok {
 		return err
-	}
-	if camp.Site != site {
-		return nil
 	}
 	rk := recipientKey{camp.ID, r.Number}
 	eng, ok := c.recips[rk]
@@ -151,6 +155,17 @@ func (c *Counter) Engage(site string, e *event.Event) error {
 		c.cells[ck] = delta
 	}
 	return nil
+}
+
+// Email returns the email of the recipient whose token an identify
+// carries (from a click's landing URL: see builder.Counter); ok is false
+// for a token that does not check or is of another site's campaign.
+func (c *Counter) Email(site, token string) (string, bool, error) {
+	_, r, ok, err := c.s.check([]byte(token), site)
+	if !ok {
+		return "", false, err
+	}
+	return string(r.Email), true, nil
 }
 
 // Pending reports how many keys Flush would write.

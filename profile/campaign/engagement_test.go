@@ -2,6 +2,7 @@ package campaign_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/tracker"
+	"github.com/affinityhq/affinity/tracker/event"
 )
 
 // startCollector serves the real collector on a loopback port, on e's
@@ -145,6 +147,37 @@ func TestEngagementThroughCollector(t *testing.T) {
 	}
 	e.Wait(t)
 	checkCounters(t, s, c, want)
+
+	// The landing page's snippet sends the click's aff_t in an identify:
+	// the browser's new visitor is linked to the recipient's email; a
+	// forged token links nothing.
+	_, r, err := s.Resolve([]byte(toks[5].tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	land := func(v, tok string) {
+		t.Helper()
+		body := `{"site":"shop","v":"` + v + `","events":[{"id":"` + v[:30] + `000001","t":"identify","ts":` + fmt.Sprint(t0) + `,"token":"` + tok + `"}]}`
+		resp, err := http.Post(base+"/v1/events", "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 202 {
+			t.Fatalf("identify with token: %d", resp.StatusCode)
+		}
+	}
+	land("7a000000-0000-4000-8000-000000000001", toks[5].tok)
+	land("7a000000-0000-4000-8000-000000000002", altered)
+	e.Wait(t)
+	v1, _ := event.ParseUUID([]byte("7a000000-0000-4000-8000-000000000001"))
+	v2, _ := event.ParseUUID([]byte("7a000000-0000-4000-8000-000000000002"))
+	if p := e.Profile(t, "shop", v1); p == nil || p.Email != string(r.Email) {
+		t.Errorf("landed visitor: profile %+v; want email %s", p, r.Email)
+	}
+	if p := e.Profile(t, "shop", v2); p == nil || p.Email != "" {
+		t.Errorf("visitor landed with a forged token: profile %+v; want no email", p)
+	}
 }
 
 func checkCounters(t *testing.T, s *campaign.Store, c *campaign.Campaign, want map[campaign.Cell]*campaign.Counters) {

@@ -136,6 +136,10 @@ const start = () => {
     put(KV, vid)
     pre.map(enqueue)
     pageview()
+    // A campaign click's landing (aff_t, added by the collector's
+    // redirect): link this browser's visitor to the recipient.
+    const t = /[?&]aff_t=([\w-]+)/.exec(location.href)
+    t && track('identify', { token: t[1] })
   }
   pre = []
 }

@@ -248,6 +248,18 @@ test('purchase and identify: contract fields', async () => {
   assert.deepEqual(who.traits, { birthday: '1990-05-12', kids: 2, vip: true })
 })
 
+test('a campaign click\'s landing (aff_t) sends an identify with the token, once per start', async () => {
+  const p = await ready({ href: 'https://shop.example/p/1?x=y&aff_t=AQEAAAAAAAAAAAAAAAA' })
+  await p.advance(1000)
+  const evs = p.requests[0].body.events
+  assert.deepEqual(evs.map(e => e.t), ['pageview', 'identify'])
+  assert.equal(evs[1].token, 'AQEAAAAAAAAAAAAAAAA')
+  assert.equal(evs[1].email, undefined)
+  const q = await ready({ href: 'https://shop.example/p/1?aff_t=' })
+  await q.advance(1000)
+  assert.deepEqual(q.requests[0].body.events.map(e => e.t), ['pageview'], 'an empty aff_t sends nothing')
+})
+
 test('SPA: pushState/replaceState/popstate make pageviews, deduped on unchanged URL', async () => {
   const p = await ready()
   p.win.history.pushState({}, '', '/c/toys')

@@ -295,6 +295,7 @@ const (
 	keyTraits
 	keyURL
 	keyName
+	keyToken
 )
 
 func (d *Decoder) event(e *Event, lo, hi int64) error {
@@ -349,6 +350,10 @@ func (d *Decoder) event(e *Event, lo, hi int64) error {
 			if err = d.once(&seen, keyName, "name"); err == nil {
 				e.Name, err = d.eventName(ReasonBadField, "name")
 			}
+		case "token":
+			if err = d.once(&seen, keyToken, "token"); err == nil {
+				e.Token, err = d.token()
+			}
 		default:
 			err = d.skip(0)
 		}
@@ -366,7 +371,37 @@ func (d *Decoder) event(e *Event, lo, hi int64) error {
 	case seen&keyTS == 0:
 		return d.fail(ReasonBadTS, "ts", "missing")
 	}
-	return d.checkName(e)
+	if err := d.checkName(e); err != nil {
+		return err
+	}
+	if e.Token != "" && e.Type != TypeIdentify {
+		return d.fail(ReasonBadField, "token", fmt.Sprintf("%s given for a %s event: only an identify carries a campaign token",
+			quote.Value(e.Token), e.Type))
+	}
+	return nil
+}
+
+// MaxTokenLen bounds an identify's campaign token ("token": the aff_t a
+// campaign click added to the landing URL), checked by the builder.
+const MaxTokenLen = 64
+
+// token decodes an identify's campaign token: 1..MaxTokenLen base64url
+// characters, null or absent being "".
+func (d *Decoder) token() (string, error) {
+	s, null, err := d.stringValue(ReasonBadField, "token")
+	if err != nil || null {
+		return "", err
+	}
+	bad := len(s) == 0 || len(s) > MaxTokenLen
+	for i := 0; i < len(s) && !bad; i++ {
+		c := s[i]
+		bad = !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_')
+	}
+	if bad {
+		return "", d.fail(ReasonBadField, "token", fmt.Sprintf("%s is not a campaign token: want 1..%d base64url characters",
+			quote.Value(s), MaxTokenLen))
+	}
+	return d.b.appendString(s), nil
 }
 
 // eventName decodes the name of an event at field: a string of at most

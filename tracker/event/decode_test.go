@@ -220,6 +220,17 @@ func TestDecodeBatchRefused(t *testing.T) {
 	f(body(event(1, `,"name":"Signup"`)), ReasonBadField, `events[0].name: "Signup" given for a view event: only a custom event has a name`)
 	f(body(custom(`,"name":"a","name":"b"`)), ReasonBadJSON, `events[0].name: duplicate key`)
 
+	// The campaign token of an identify (the landing page's aff_t).
+	identify := func(extra string) string {
+		return strings.Replace(event(1, extra), `"t":"view"`, `"t":"identify"`, 1)
+	}
+	f(body(event(1, `,"token":"AQEAAAAAAAAAAAAAAAA"`)), ReasonBadField, `events[0].token: "AQEAAAAAAAAAAAAAAAA" given for a view event: only an identify carries a campaign token`)
+	f(body(identify(`,"token":""`)), ReasonBadField, `events[0].token: "" is not a campaign token: want 1..64 base64url characters`)
+	f(body(identify(`,"token":"a+b"`)), ReasonBadField, `events[0].token: "a+b" is not a campaign token`)
+	f(body(identify(`,"token":"`+strings.Repeat("A", MaxTokenLen+1)+`"`)), ReasonBadField, `is not a campaign token`)
+	f(body(identify(`,"token":7`)), ReasonBadField, `events[0].token: must be a string, got 7`)
+	f(body(identify(`,"token":"a","token":"b"`)), ReasonBadJSON, `events[0].token: duplicate key`)
+
 	// Optional fields.
 	f(body(event(1, `,"product":"sku-1"`)), ReasonBadField, `events[0].product: must be an object, got "sku-1"`)
 	f(body(event(1, `,"product":{"id":1001}`)), ReasonBadField, `events[0].product.id: must be a string, got 1001`)
@@ -502,5 +513,18 @@ func TestValidationErrorTruncatesValues(t *testing.T) {
 	}
 	if !slices.Contains(Reasons(), err.(*ValidationError).Reason) {
 		t.Fatalf("reason %q is not in Reasons()", err.(*ValidationError).Reason)
+	}
+}
+
+// TestDecodeIdentifyToken: the snippet's identify with the aff_t of a
+// campaign click keeps the token through the record.
+func TestDecodeIdentifyToken(t *testing.T) {
+	b := mustDecode(t, []byte(body(strings.Replace(event(1, `,"token":"AQEAAAAAAAAAAAAAAAA"`), `"t":"view"`, `"t":"identify"`, 1))))
+	if e := b.Events[0]; e.Type != TypeIdentify || e.Token != "AQEAAAAAAAAAAAAAAAA" || e.Email != "" {
+		t.Fatalf("got %+v", e)
+	}
+	var again Batch
+	if err := DecodeRecord(&again, AppendBatch(nil, b)); err != nil || again.Events[0].Token != "AQEAAAAAAAAAAAAAAAA" {
+		t.Fatalf("record round trip: %v, %+v", err, again.Events)
 	}
 }

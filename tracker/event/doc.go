@@ -10,6 +10,7 @@
 //	{"site":"<key>","v":"<visitor uuid>","events":[{
 //	  "id":"<uuid>","t":"pageview|view|cart|uncart|purchase|identify|custom","ts":<Unix ms>,
 //	  "name":"<custom event's name>",
+//	  "token":"<identify: the aff_t a campaign click added to the landing URL>",
 //	  "product":{"id":"…","brand":"…","category":"a/b/c","age":"0-3","price":12.5,"qty":1},
 //	  "order":{"id":"…","total":25,"items":[<product>, …]},
 //	  "email":"…","customer_id":"…","traits":{"birthday":"1990-05-12", …},"url":"…"}, …]}

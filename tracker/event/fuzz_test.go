@@ -268,6 +268,7 @@ func TestUpdateTestdata(t *testing.T) {
 	seeds["refused_bad_uuid"] = []byte(body(`{"id":"0b9e6c1a-3c1f-4c47-9d0e-00000000000g","t":"view","ts":1}`))
 	seeds["escapes"] = []byte(body(event(1, `,"url":"\"\\\/\b\f\n\r\t\u0000\u00e9\ud83d\ude00\udc00\ud800","traits":{"\u006b":"\u2028"}`)))
 	seeds["unknown_nested"] = []byte(body(event(1, `,"ctx":{"a":[{"b":[1,2.5e-3,-0,true,false,null,"s"]}]}`)))
+	seeds["identify_token"] = []byte(body(strings.Replace(event(1, `,"token":"AQEAAAAAAAAAAAAAAAA"`), `"t":"view"`, `"t":"identify"`, 1)))
 	writeCorpus(t, "FuzzDecodeBatch", seeds)
 
 	records := map[string][]byte{}
