@@ -8,6 +8,7 @@ import (
 	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/lists"
 	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/tracker/event"
 )
 
 // benchRecipients is the audience of the freeze benchmarks: a list arm
@@ -46,4 +47,57 @@ func BenchmarkFreeze(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(benchRecipients*b.N)/b.Elapsed().Seconds(), "recipients/s")
+}
+
+// BenchmarkEngage measures a builder partition's counting of opens and
+// clicks (Counter.Engage: token check, one point read of the recipient
+// and one of its engagement key) with a Flush and commit every 1000
+// events, over 10k recipients each opening once and clicking once.
+func BenchmarkEngage(b *testing.B) {
+	const n = 10_000
+	e := profiletest.Open(b, profiletest.Options{})
+	var csv strings.Builder
+	csv.WriteString("email\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&csv, "person%d@example.com\n", i)
+	}
+	_, bf, err := e.Segments.PutList("shop", "crm", strings.NewReader(csv.String()), lists.FormatCSV)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bf.Wait()
+	c, err := campaign.ParseSpec("shop", []byte(`{"name":"p","arms":[{"name":"crm","list":"crm"}],"holdout":10,"window":"7d"}`))
+	if err == nil {
+		err = e.Campaigns.Create(c)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	var toks []string
+	_ = e.Campaigns.ScanRecipients(c, func(r *campaign.Recipient) bool {
+		toks = append(toks, string(campaign.AppendToken(nil, c.ID, r.Number, &r.MAC)))
+		return true
+	})
+	cnt := e.Campaigns.NewCounter(0)
+	batch := e.DB.NewBatch()
+	ev := event.Event{Type: event.TypeOpen, TS: 1}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		ev.Token = toks[i%len(toks)]
+		ev.Type = event.TypeOpen + event.Type(i/len(toks)%2)
+		if err := cnt.Engage("shop", &ev); err != nil {
+			b.Fatal(err)
+		}
+		if i++; i%1000 == 0 {
+			if err := cnt.Flush(batch); err != nil {
+				b.Fatal(err)
+			}
+			if err := batch.Commit(); err != nil {
+				b.Fatal(err)
+			}
+			cnt.Reset()
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
