@@ -1,15 +1,11 @@
 package builder_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -136,7 +132,7 @@ func TestCrashChild(t *testing.T) {
 		}
 		stored += int(next)
 	}
-	fmt.Println("child: ready") // the parent's clock for the kill starts here
+	fmt.Println(profiletest.ChildReady) // the parent's clock for the kill starts here
 	const chunk = 8
 	for i := stored; i < total; i += chunk {
 		var msgs []storage.Message
@@ -174,40 +170,10 @@ func TestCrashExactlyOnce(t *testing.T) {
 	dir := t.TempDir()
 	// 80k records of 1-4 events, one in nine a retry: ≥ 200k events applied.
 	const total = 80000
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	child := func(finish bool) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashTotalEnv+"="+strconv.Itoa(total))
-		if finish {
-			cmd.Env = append(cmd.Env, crashFinishEnv+"=1")
-		}
-		return cmd
-	}
-	for k := range 6 {
-		cmd := child(false)
-		out := &limitedBuffer{max: 1 << 16, ready: make(chan struct{})}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-out.ready:
-		case <-time.After(20 * time.Second):
-		}
-		// Kill instants spread over the stream: each child appends and
-		// applies for 0.1-1.5 s before it dies.
-		time.Sleep(time.Duration(100+rng.IntN(1400)) * time.Millisecond)
-		_ = cmd.Process.Kill() // SIGKILL
-		err := cmd.Wait()
-		if cmd.ProcessState.Exited() {
-			t.Fatalf("child %d exited by itself (%v) before the kill:\n%s", k, err, out.b)
-		}
-		t.Logf("kill %d: %s", k, progress(t, dir))
-	}
-	cmd := child(true)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("finishing child: %v\n%s", err, out)
-	}
+	// Kill instants spread over the stream: each child appends and
+	// applies for 0.1-1.5 s before it dies.
+	profiletest.CrashRun(t, "TestCrashChild", []string{crashDirEnv + "=" + dir, crashTotalEnv + "=" + strconv.Itoa(total)}, crashFinishEnv,
+		6, 1500*time.Millisecond, func() string { return progress(t, dir) })
 
 	db, err := state.Open(state.DefaultOptions(filepath.Join(dir, "state")))
 	if err != nil {
@@ -253,26 +219,4 @@ func progress(t *testing.T, dir string) string {
 		sum += n
 	}
 	return fmt.Sprintf("%d records consumed", sum)
-}
-
-// limitedBuffer keeps the first max bytes of a child's output and closes
-// ready when the child says it is ready.
-type limitedBuffer struct {
-	mu    sync.Mutex
-	b     []byte
-	max   int
-	ready chan struct{}
-}
-
-func (w *limitedBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if room := w.max - len(w.b); room > 0 {
-		w.b = append(w.b, p[:min(len(p), room)]...)
-	}
-	if w.ready != nil && bytes.Contains(w.b, []byte("child: ready")) {
-		close(w.ready)
-		w.ready = nil
-	}
-	return len(p), nil
 }

@@ -1,16 +1,13 @@
 package campaign_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -76,16 +73,8 @@ func TestCountCrashChild(t *testing.T) {
 	}
 	e := profiletest.Open(t, profiletest.Options{Dir: dir, Builder: func(o *builder.Options) { o.FetchMax = 16 }})
 	c, toks, numbers := crashStream(t, e)
-	stored := 0
-	for p := range 2 {
-		_, next, err := e.Log.Offsets(context.Background(), p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stored += int(next)
-	}
-	stored -= e2eBase(t, dir)
-	fmt.Println("child: ready")
+	stored := logged(t, e) - e2eBase(t, dir)
+	fmt.Println(profiletest.ChildReady)
 	const chunk = 8
 	for i := stored; i < countCrashTotal; i += chunk {
 		var msgs []storage.Message
@@ -101,6 +90,19 @@ func TestCountCrashChild(t *testing.T) {
 		select {} // until killed
 	}
 	e.Wait(t)
+}
+
+// logged returns the number of records in e's log.
+func logged(t testing.TB, e *profiletest.Env) int {
+	n := 0
+	for p := range 2 {
+		_, next, err := e.Log.Offsets(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += int(next)
+	}
+	return n
 }
 
 // e2eBase is the number of records the setup logged before the stream
@@ -121,50 +123,14 @@ func TestCountExactlyOnceAcrossCrashes(t *testing.T) {
 	dir := t.TempDir()
 	e, s := openShopIn(t, profiletest.Options{Dir: dir}, 300, 0, 0)
 	create(t, s, "shop", `{"name":"p","arms":[{"name":"a","segment":"mums","variants":["x","y"]}],"holdout":20,"window":"7d"}`)
-	base := 0
-	for p := range 2 {
-		_, next, err := e.Log.Offsets(context.Background(), p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		base += int(next)
-	}
+	base := logged(t, e)
 	if err := os.WriteFile(filepath.Join(dir, "base"), []byte(strconv.Itoa(base)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e.Close(t)
 
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	child := func(finish bool) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCountCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), countCrashDirEnv+"="+dir)
-		if finish {
-			cmd.Env = append(cmd.Env, countCrashFinishEnv+"=1")
-		}
-		return cmd
-	}
-	for k := range 4 {
-		cmd := child(false)
-		out := &readyBuffer{ready: make(chan struct{})}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-out.ready:
-		case <-time.After(30 * time.Second):
-		}
-		time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
-		_ = cmd.Process.Kill() // SIGKILL
-		_ = cmd.Wait()
-		t.Logf("kill %d: %s", k, countProgress(t, dir))
-		if cmd.ProcessState.Exited() {
-			t.Fatalf("child %d exited by itself before the kill:\n%s", k, out.String())
-		}
-	}
-	if out, err := child(true).CombinedOutput(); err != nil {
-		t.Fatalf("finishing child: %v\n%s", err, out)
-	}
+	profiletest.CrashRun(t, "TestCountCrashChild", []string{countCrashDirEnv + "=" + dir}, countCrashFinishEnv,
+		4, time.Second, func() string { return countProgress(t, dir) })
 
 	e = profiletest.Open(t, profiletest.Options{Dir: dir})
 	c, toks, numbers := crashStream(t, e)
@@ -215,30 +181,4 @@ func countProgress(t *testing.T, dir string) string {
 	}
 	n, _ := db.CountExt([]byte{'E'})
 	return fmt.Sprintf("%d records consumed, %d recipients engaged", consumed-int64(e2eBase(t, dir)), n)
-}
-
-// readyBuffer keeps a child's output and closes ready when it says so.
-type readyBuffer struct {
-	mu    sync.Mutex
-	b     bytes.Buffer
-	ready chan struct{}
-}
-
-func (w *readyBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.b.Len() < 1<<16 {
-		w.b.Write(p)
-	}
-	if w.ready != nil && bytes.Contains(w.b.Bytes(), []byte("child: ready")) {
-		close(w.ready)
-		w.ready = nil
-	}
-	return len(p), nil
-}
-
-func (w *readyBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }

@@ -15,13 +15,13 @@ import (
 // (a segment arm reads its members by the same kind of prefix scan).
 const benchRecipients = 1_000_000
 
-// BenchmarkFreeze measures Create of a campaign of benchRecipients
-// recipients (10% holdout, three variants): the freeze's rate.
-func BenchmarkFreeze(b *testing.B) {
+// benchList returns an Env whose site "shop" has a list "crm" of n
+// emails.
+func benchList(b *testing.B, n int) *profiletest.Env {
 	e := profiletest.Open(b, profiletest.Options{})
 	var csv strings.Builder
 	csv.WriteString("email\n")
-	for i := 0; i < benchRecipients; i++ {
+	for i := 0; i < n; i++ {
 		fmt.Fprintf(&csv, "person%d@example.com\n", i)
 	}
 	_, bf, err := e.Segments.PutList("shop", "crm", strings.NewReader(csv.String()), lists.FormatCSV)
@@ -29,6 +29,13 @@ func BenchmarkFreeze(b *testing.B) {
 		b.Fatal(err)
 	}
 	bf.Wait()
+	return e
+}
+
+// BenchmarkFreeze measures Create of a campaign of benchRecipients
+// recipients (10% holdout, three variants): the freeze's rate.
+func BenchmarkFreeze(b *testing.B) {
+	e := benchList(b, benchRecipients)
 	s, err := campaign.New(campaign.Options{State: e.DB, Segments: e.Segments})
 	if err != nil {
 		b.Fatal(err)
@@ -55,17 +62,7 @@ func BenchmarkFreeze(b *testing.B) {
 // events, over 10k recipients each opening once and clicking once.
 func BenchmarkEngage(b *testing.B) {
 	const n = 10_000
-	e := profiletest.Open(b, profiletest.Options{})
-	var csv strings.Builder
-	csv.WriteString("email\n")
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&csv, "person%d@example.com\n", i)
-	}
-	_, bf, err := e.Segments.PutList("shop", "crm", strings.NewReader(csv.String()), lists.FormatCSV)
-	if err != nil {
-		b.Fatal(err)
-	}
-	bf.Wait()
+	e := benchList(b, n)
 	c, err := campaign.ParseSpec("shop", []byte(`{"name":"p","arms":[{"name":"crm","list":"crm"}],"holdout":10,"window":"7d"}`))
 	if err == nil {
 		err = e.Campaigns.Create(c)
