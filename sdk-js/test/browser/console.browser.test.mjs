@@ -1,0 +1,220 @@
+// The console (/console/ on the internal listener of `affinity serve --demo`),
+// driven in Chromium like a marketer would: log in, write a rule with a typo,
+// fix it, preview, save, follow the backfill; then click through the demo
+// shop in another browser and see the console's numbers move. Screenshots
+// of every page go to test-output/console/ (gitignored).
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { randomUUID } from 'node:crypto'
+import { SDK_DIR, UA, buildBinary, Service, launch, newContext, waitQueueEmpty, visitorOf } from './harness.mjs'
+
+const TOKEN = 'browser-test-token' // Service's --api-token
+const SHOTS = join(SDK_DIR, 'test-output', 'console')
+const SEGMENT = 'nutrilon-fans'
+const TYPO = 'interest(brand, "Nutrilon") >= 0.5 and since(view) <= 30'
+const RULE = 'interest(brand, "Nutrilon") >= 0.5 and since(view) <= 30d'
+const SEEDED = 3 // visitors who viewed a Nutrilon product before the test opens the console
+
+let bin, browser
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true })
+  bin = buildBinary()
+  browser = await launch()
+})
+after(() => browser?.close())
+
+// seed posts one Nutrilon view for each of n new visitors, and a Lego view
+// for one more (who must not match), straight to the collector.
+async function seed (svc, n) {
+  const ts = Date.now()
+  for (let i = 0; i <= n; i++) {
+    const product = i < n
+      ? { id: 'nutrilon-1', brand: 'Nutrilon', category: 'baby/food', age: '0-1', price: 12.5 }
+      : { id: 'lego-1', brand: 'Lego', category: 'toys', age: '6-9', price: 40 }
+    const r = await fetch(svc.collector + '/v1/events', {
+      method: 'POST',
+      headers: { 'Content-Type': 'text/plain', 'User-Agent': UA },
+      body: JSON.stringify({ site: 'demo', v: randomUUID(), events: [{ id: randomUUID(), t: 'view', ts, product }] }),
+    })
+    assert.equal(r.status, 202, `POST /v1/events: ${r.status} ${await r.text()}`)
+  }
+}
+
+// api calls the query API from the test, as an email tool would.
+async function api (svc, method, path, body) {
+  const r = await fetch(svc.api + path, { method, body, headers: { Authorization: 'Bearer ' + TOKEN } })
+  const text = await r.text()
+  assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`)
+  return JSON.parse(text)
+}
+
+// until polls cond every 100 ms for up to 20 s.
+async function until (what, cond) {
+  const end = Date.now() + 20000
+  while (!(await cond())) {
+    assert.ok(Date.now() < end, 'timed out waiting until ' + what)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
+
+// noOverflow asserts the page fits the viewport's width, at 390 and 1440 px,
+// and saves a screenshot of each.
+async function noOverflow (pg, name) {
+  for (const width of [390, 1440]) {
+    await pg.setViewportSize({ width, height: 900 })
+    const { scroll, inner } = await pg.evaluate(() => ({ scroll: document.documentElement.scrollWidth, inner: window.innerWidth }))
+    assert.ok(scroll <= inner, `${name} at ${width} px: scrollWidth ${scroll} > innerWidth ${inner}`)
+    await pg.screenshot({ path: join(SHOTS, `${name}-${width}.png`), fullPage: true })
+  }
+}
+
+// pressTo tabs from the focused element until the element matching sel has
+// the focus (at most 20 presses), as a keyboard user would.
+async function pressTo (pg, sel) {
+  for (let i = 0; i < 20; i++) {
+    if (await pg.evaluate(s => document.activeElement === document.querySelector(s), sel)) return
+    await pg.keyboard.press('Tab')
+  }
+  assert.fail(`${sel} is not reachable with Tab`)
+}
+
+// sizeOnSegmentsPage opens the Segments page afresh and reads a row's size.
+async function sizeOnSegmentsPage (pg, name) {
+  await pg.click('#nav a[href="#editor"]')
+  await pg.click('#nav a[href="#segments"]')
+  const row = `#segRows tr[data-segment="${name}"] .size`
+  await pg.waitForSelector(row)
+  return Number(await pg.textContent(row))
+}
+
+// lookupSegments looks a visitor up on the Visitor / person page and
+// returns the names of its segments.
+async function lookupSegments (pg, visitor) {
+  await pg.click('#nav a[href="#lookup"]')
+  await pg.fill('#who', visitor)
+  await pg.press('#who', 'Enter')
+  await pg.waitForSelector('#lookupOut h3 >> text=Segments')
+  return pg.$$eval('#visitorSegments li', ls => ls.map(l => l.dataset.segment))
+}
+
+test('console: login, rule editor with preview and backfill, segments and lookup moving with the demo shop', async t => {
+  const svc = await new Service(bin, { sites: ['demo'], demo: true }).start()
+  const ctx = await browser.newContext({ userAgent: UA, viewport: { width: 1440, height: 900 } })
+  t.after(async () => { svc.kill(); await ctx.close() })
+  await seed(svc, SEEDED)
+  await svc.waitAccepted(SEEDED + 1)
+  await until('the builder applied the seeded views', async () => (await api(svc, 'POST', '/v1/segments/demo/_preview', RULE)).count === SEEDED)
+
+  const errors = []
+  const pg = await ctx.newPage()
+  pg.on('pageerror', e => errors.push(e.message))
+  pg.on('console', m => { if (m.type() === 'error' && !/401|400/.test(m.text())) errors.push(m.text()) })
+  await pg.goto(svc.api + '/console/')
+
+  // Login with the keyboard; the page focuses the token field.
+  await pg.waitForSelector('#login:not([hidden])')
+  await noOverflow(pg, 'login')
+  assert.equal(await pg.evaluate(() => document.activeElement.id), 'token')
+  await pg.keyboard.type('wrong-token')
+  const refused = pg.waitForResponse(r => r.url().includes('/v1/segments/demo') && r.status() === 401)
+  await pg.keyboard.press('Enter')
+  await refused
+  await pg.waitForSelector('#alert:not([hidden])')
+  assert.equal(await pg.textContent('#alert'), 'wrong or missing token')
+  assert.equal(await pg.isVisible('#login'), true)
+  assert.equal(await pg.evaluate(() => sessionStorage.getItem('token')), null, 'a refused token stays in the session')
+  await pg.screenshot({ path: join(SHOTS, 'login-refused.png') })
+
+  await pressTo(pg, '#token')
+  await pg.keyboard.type(TOKEN)
+  await pressTo(pg, '#login button[type=submit]')
+  await pg.keyboard.press('Enter')
+  await pg.waitForSelector('#segments:not([hidden])')
+  assert.equal(await pg.isVisible('#alert'), false)
+  assert.ok(!pg.url().includes(TOKEN), 'the token is in the URL')
+
+  // The demo's reference segments, each with its size, changes, backfill and chart.
+  await pg.waitForFunction(() => document.querySelectorAll('#segRows tr').length === 9)
+  await pg.waitForFunction(() => [...document.querySelectorAll('#segRows td.entered')].every(td => td.textContent !== '…'))
+  await pg.waitForFunction(() => document.querySelectorAll('#segRows svg.chart').length === 9)
+  const listed = await pg.$$eval('#segRows tr', rs => rs.map(r => r.dataset.segment))
+  assert.ok(listed.includes('abandoned-cart-24h') && listed.includes('mums-0-3-nutrilon-merries-philips'), `segments: ${listed}`)
+  assert.equal(await pg.textContent('#segRows tr[data-segment="abandoned-cart-24h"] .size'), '0')
+  await noOverflow(pg, 'segments')
+
+  // The rule editor, by keyboard: a typo is underlined at its position.
+  await pg.click('#nav a[href="#editor"]')
+  await pg.waitForSelector('#editor:not([hidden])')
+  await pg.focus('#segName')
+  await pg.keyboard.type(SEGMENT)
+  await pressTo(pg, '#rule')
+  await pg.keyboard.type(TYPO)
+  await pressTo(pg, '#preview')
+  const badPreview = pg.waitForResponse(r => r.url().includes('/_preview'))
+  await pg.keyboard.press('Enter')
+  assert.equal((await badPreview).status(), 400)
+  await pg.waitForSelector('#ruleMirror mark')
+  const pos = TYPO.lastIndexOf('30') + 1
+  assert.match(await pg.textContent('#ruleError'), new RegExp(`^invalid rule.*at ${pos}: expected a duration`))
+  assert.equal(await pg.getAttribute('#ruleMirror mark', 'data-pos'), String(pos))
+  assert.equal(await pg.textContent('#ruleMirror mark'), '30')
+  assert.equal(await pg.textContent('#ruleMirror'), TYPO)
+  await noOverflow(pg, 'editor-error')
+
+  // Fixed, the preview counts what the API's own _preview counts.
+  await pg.fill('#rule', RULE)
+  assert.equal(await pg.textContent('#ruleError'), '', 'the error stays after an edit')
+  await pressTo(pg, '#preview')
+  await pg.keyboard.press('Enter')
+  await pg.waitForSelector('#previewCount')
+  const want = await api(svc, 'POST', '/v1/segments/demo/_preview', RULE)
+  assert.equal(want.count, SEEDED)
+  assert.match(await pg.textContent('#previewCount'), new RegExp(`^${want.count} profiles match now`))
+  assert.equal(await pg.$$eval('#previewOut tbody tr', rs => rs.length), SEEDED)
+  await noOverflow(pg, 'editor-preview')
+
+  // Save (Enter on Save) and follow the backfill to done.
+  await pressTo(pg, '#save')
+  await pg.keyboard.press('Enter')
+  await pg.waitForFunction(() => /backfill done$/.test(document.getElementById('backfill').textContent), null, { timeout: 20000 })
+  assert.equal(await pg.textContent('#backfill'), `Saved ${SEGMENT}: size ${SEEDED}, backfill done`)
+  assert.equal((await api(svc, 'GET', '/v1/segments/demo/' + SEGMENT)).size, want.count)
+  await pg.screenshot({ path: join(SHOTS, 'editor-saved.png'), fullPage: true })
+  assert.equal(await sizeOnSegmentsPage(pg, SEGMENT), SEEDED)
+
+  // Another browser clicks through the demo shop: a Nutrilon product viewed...
+  const shopCtx = await newContext(browser)
+  t.after(() => shopCtx.close())
+  const shop = await shopCtx.newPage()
+  await shop.goto(svc.collector + '/demo/')
+  await shop.click('#filters >> text=Nutrilon')
+  await shop.click('#grid .card[data-id="nutrilon-1"]')
+  await shop.waitForSelector('#add')
+  await waitQueueEmpty(shop)
+  const visitor = await visitorOf(shop)
+  assert.match(visitor, /^[0-9a-f-]{36}$/)
+
+  // ...moves the console's size, and the lookup shows the visitor in it.
+  await until('the console shows the shopper in ' + SEGMENT, async () => await sizeOnSegmentsPage(pg, SEGMENT) === SEEDED + 1)
+  await pg.screenshot({ path: join(SHOTS, 'segments-after-shop.png'), fullPage: true })
+  let segs = await lookupSegments(pg, visitor)
+  assert.ok(segs.includes(SEGMENT) && !segs.includes('abandoned-cart-24h'), `segments after a view: ${segs}`)
+
+  // Added to the cart: the visitor enters the abandoned cart.
+  await shop.click('#add')
+  await waitQueueEmpty(shop)
+  await until('the lookup shows the abandoned cart', async () => (segs = await lookupSegments(pg, visitor)).includes('abandoned-cart-24h'))
+  assert.ok(segs.includes(SEGMENT), `segments after the cart: ${segs}`)
+  assert.equal(await sizeOnSegmentsPage(pg, 'abandoned-cart-24h'), 1)
+  await lookupSegments(pg, visitor)
+  await pg.waitForSelector('#lookupOut .bar')
+  await noOverflow(pg, 'lookup')
+
+  // Logging out forgets the token.
+  await pg.click('#logout')
+  assert.equal(await pg.evaluate(() => sessionStorage.getItem('token')), null)
+  assert.equal(await pg.isVisible('#login'), true)
+  assert.deepEqual(errors, [])
+})
