@@ -73,9 +73,12 @@ function backfillText(b) {
   return b.state;
 }
 
-// chart draws sizes over time as an inline SVG polyline.
-function chart(points, label) {
+// chart draws sizes over time as an inline SVG polyline, ending at the size
+// now: the history samples once a minute, and a line of one point (a new
+// segment, a new server) would draw nothing.
+function chart(points, label, now) {
   const ns = 'http://www.w3.org/2000/svg';
+  points = points.concat({ at: new Date().toISOString(), size: now });
   const svg = document.createElementNS(ns, 'svg');
   svg.setAttribute('class', 'chart');
   svg.setAttribute('viewBox', '0 0 180 40');
@@ -83,18 +86,14 @@ function chart(points, label) {
   const sizes = points.map((p) => p.size);
   const max = Math.max(1, ...sizes), min = Math.min(0, ...sizes);
   const title = document.createElementNS(ns, 'title');
-  title.textContent = points.length ? `${label}: ${sizes[0]} → ${sizes[sizes.length - 1]} over ${points.length} samples` : `${label}: no samples yet`;
+  title.textContent = `${label}: ${sizes[0]} → ${now} over ${points.length - 1} samples and now`;
   svg.append(title);
-  if (points.length) {
-    const t0 = Date.parse(points[0].at), t1 = Date.parse(points[points.length - 1].at);
-    const line = document.createElementNS(ns, 'polyline');
-    line.setAttribute('points', points.map((p) => {
-      const x = t1 > t0 ? (Date.parse(p.at) - t0) / (t1 - t0) * 178 + 1 : 90;
-      const y = 39 - (p.size - min) / (max - min || 1) * 38;
-      return x.toFixed(1) + ',' + y.toFixed(1);
-    }).join(' '));
-    svg.append(line);
-  }
+  const t0 = Date.parse(points[0].at), t1 = Date.parse(points[points.length - 1].at);
+  const xy = points.map((p) => [t1 > t0 ? (Date.parse(p.at) - t0) / (t1 - t0) * 178 + 1 : 1, 39 - (p.size - min) / (max - min) * 38]);
+  if (xy.length === 1 || t1 <= t0) xy.push([179, xy[xy.length - 1][1]]);
+  const line = document.createElementNS(ns, 'polyline');
+  line.setAttribute('points', xy.map(([x, y]) => x.toFixed(1) + ',' + y.toFixed(1)).join(' '));
+  svg.append(line);
   return svg;
 }
 
@@ -121,6 +120,7 @@ async function loadSegments() {
   const rows = $('segRows');
   rows.replaceChildren();
   $('segEmpty').hidden = list.segments.length > 0;
+  list.segments.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const s of list.segments) {
     const tr = el('tr', { 'data-segment': s.name },
       el('th', { scope: 'row' }, s.name),
@@ -134,7 +134,7 @@ async function loadSegments() {
       tr.querySelector('.entered').textContent = c.entered;
       tr.querySelector('.left').textContent = c.left;
     }, () => {});
-    api('GET', seg(s.name) + '/history?step=10m').then((h) => tr.querySelector('td.chart').append(chart(h.points, s.name)), () => {});
+    api('GET', seg(s.name) + '/history?step=10m').then((h) => tr.querySelector('td.chart').append(chart(h.points, s.name, s.size)), () => {});
   }
 }
 
@@ -158,6 +158,26 @@ function showRuleError(rule, msg) {
 
 function clearRuleError() { $('ruleError').textContent = ''; $('ruleMirror').replaceChildren(); }
 
+// score cuts (not rounds) a score to 3 decimals: a decayed 0.99999 shown as
+// 1 would seem to pass a rule's >= 1.
+const score = (v) => Math.floor(v * 1000) / 1000;
+
+// factsText writes a profile's facts one per line: durations (ms in the
+// API: since(), first(), until_birthday) as 2d 3h, null ones as never,
+// numbers by score.
+function factsText(facts) {
+  const dur = (ms) => {
+    const units = [['d', 864e5], ['h', 36e5], ['m', 6e4], ['s', 1e3]];
+    const parts = [];
+    for (const [u, n] of units) if (ms >= n && parts.length < 2) { parts.push(Math.floor(ms / n) + u); ms %= n; }
+    return parts.join(' ') || '0s';
+  };
+  return Object.entries(facts).map(([k, v]) => {
+    if (/^(since|first)\(|^until_/.test(k)) return `${k} = ${v == null ? 'never' : dur(v)}`;
+    return `${k} = ${typeof v === 'number' ? score(v) : v}`;
+  }).join('\n');
+}
+
 async function preview() {
   const rule = $('rule').value.trim();
   clearRuleError();
@@ -168,7 +188,7 @@ async function preview() {
     out.append(el('p', { id: 'previewCount' }, `${p.count} profiles match now` + (p.exact ? '' : ` (at least: stopped after ${p.scanned} profiles)`) + (p.from_index ? ', found through the interest index' : '')));
     if (p.sample.length) {
       const tb = el('tbody');
-      for (const m of p.sample) tb.append(el('tr', {}, el('td', {}, m.email || m.visitor), el('td', { class: 'facts' }, JSON.stringify(m.facts))));
+      for (const m of p.sample) tb.append(el('tr', {}, el('td', {}, m.email || m.visitor), el('td', { class: 'facts' }, factsText(m.facts))));
       out.append(el('div', { class: 'tablewrap' }, el('table', {}, el('caption', {}, 'Sample'), el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'Visitor'), el('th', { scope: 'col' }, 'Facts'))), tb)));
     }
   } catch (e) {
@@ -207,7 +227,7 @@ function interestBars(interests) {
       const pct = Math.round(v.share * 100);
       const bar = el('div', { class: 'bar', role: 'img', 'aria-label': `${v.value}: ${pct}% of ${dim}` });
       bar.style.width = Math.max(1, pct) + '%'; // CSSOM: allowed by the CSP, unlike a style attribute
-      grid.append(el('span', {}, v.value), bar, el('span', { class: 'num' }, v.score.toPrecision(3)));
+      grid.append(el('span', {}, v.value), bar, el('span', { class: 'num' }, score(v.score)));
     }
     out.push(el('h4', {}, dim), grid);
   }

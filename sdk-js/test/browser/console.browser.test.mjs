@@ -140,7 +140,11 @@ test('console: login, rule editor with preview and backfill, segments and lookup
   await pg.waitForFunction(() => [...document.querySelectorAll('#segRows td.entered')].every(td => td.textContent !== '…'))
   await pg.waitForFunction(() => document.querySelectorAll('#segRows svg.chart').length === 9)
   const listed = await pg.$$eval('#segRows tr', rs => rs.map(r => r.dataset.segment))
+  assert.deepEqual(listed, [...listed].sort(), 'segments in order of name')
   assert.ok(listed.includes('abandoned-cart-24h') && listed.includes('mums-0-3-nutrilon-merries-philips'), `segments: ${listed}`)
+  // A new server has no sample yet: the chart still draws the size now.
+  const lines = await pg.$$eval('#segRows svg.chart polyline', ps => ps.map(p => p.getAttribute('points').split(' ').length))
+  assert.deepEqual(lines, Array(9).fill(2), 'every chart draws a line')
   assert.equal(await pg.textContent('#segRows tr[data-segment="abandoned-cart-24h"] .size'), '0')
   await noOverflow(pg, 'segments')
 
@@ -173,6 +177,10 @@ test('console: login, rule editor with preview and backfill, segments and lookup
   assert.equal(want.count, SEEDED)
   assert.match(await pg.textContent('#previewCount'), new RegExp(`^${want.count} profiles match now`))
   assert.equal(await pg.$$eval('#previewOut tbody tr', rs => rs.length), SEEDED)
+  const facts = (await pg.textContent('#previewOut tbody tr td.facts')).split('\n')
+  assert.equal(facts.length, 2, `facts: ${facts}`)
+  assert.match(facts[0], /^interest\(brand, "Nutrilon"\) = 0\.999$/, "a score just under 1 is not shown as 1")
+  assert.match(facts[1], /^since\(view\) = \d+s$/)
   await noOverflow(pg, 'editor-preview')
 
   // Save (Enter on Save) and follow the backfill to done.
