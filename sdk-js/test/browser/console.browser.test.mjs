@@ -216,9 +216,23 @@ test('console: login, rule editor with preview and backfill, segments and lookup
   await until('the lookup shows the abandoned cart', async () => (segs = await lookupSegments(pg, visitor)).includes('abandoned-cart-24h'))
   assert.ok(segs.includes(SEGMENT), `segments after the cart: ${segs}`)
   assert.equal(await sizeOnSegmentsPage(pg, 'abandoned-cart-24h'), 1)
-  await lookupSegments(pg, visitor)
+  await pg.click('#nav a[href="#lookup"]')
   await pg.waitForSelector('#lookupOut .bar')
   await noOverflow(pg, 'lookup')
+
+  // Checked out with an email: the person, looked up by it, left the cart.
+  await shop.click('#cart-link')
+  await shop.click('text=Go to checkout')
+  await shop.fill('#email', 'parent@example.com')
+  await shop.click('#order')
+  await shop.waitForSelector('text=Thank you!')
+  await waitQueueEmpty(shop)
+  await until('the person by email left the abandoned cart', async () => {
+    segs = await lookupSegments(pg, 'Parent@Example.com')
+    return segs.includes(SEGMENT) && !segs.includes('abandoned-cart-24h')
+  })
+  assert.equal(await pg.textContent('#lookupOut h3'), 'parent@example.com')
+  await noOverflow(pg, 'lookup-person')
 
   // Logging out forgets the token.
   await pg.click('#logout')
