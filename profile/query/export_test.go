@@ -40,3 +40,14 @@ func WriteRecipients(w *bufio.Writer, h *Handler, site string, id uint64, csv bo
 	}
 	return writeRecipients(w, h.campaigns, c, -1, false, csv)
 }
+
+// HoldPreview takes one of h's preview slots as a running preview does,
+// without waiting: false when all are taken. release gives it back.
+func HoldPreview(h *Handler) (release func(), ok bool) {
+	select {
+	case h.previews <- struct{}{}:
+		return func() { <-h.previews }, true
+	default:
+		return nil, false
+	}
+}

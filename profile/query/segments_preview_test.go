@@ -2,11 +2,13 @@ package query_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/profile/query"
 )
 
 type previewAnswer struct {
@@ -79,6 +81,54 @@ func TestPreviewRule(t *testing.T) {
 	if code, _ := e.Do(t, http.MethodPost, "/v1/segments/"+site+"/_preview", "text/plain", []byte(`identified`), false); code != 401 {
 		t.Errorf("preview without the token: got %d; want 401", code)
 	}
+}
+
+// With Options.MaxPreviews (2) previews running, another answers 429 with
+// Retry-After and the bound; with a slot free it runs and gives its slot
+// back, also after a refusal.
+func TestPreviewConcurrencyBound(t *testing.T) {
+	e := newSegEnv(t)
+	e.Send(t, profiletest.Batch(site, profiletest.Visitor(1), profiletest.View(t0, nutrilon)))
+	preview := func() (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/segments/"+site+"/_preview", strings.NewReader(`identified or not identified`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(body)
+	}
+	hold := func() func() {
+		t.Helper()
+		release, ok := query.HoldPreview(e.Query)
+		if !ok {
+			t.Fatal("no preview slot free: a finished or refused preview kept its slot")
+		}
+		return release
+	}
+	first, second := hold(), hold()
+	if _, ok := query.HoldPreview(e.Query); ok {
+		t.Fatal("a third preview slot; want MaxPreviews 2")
+	}
+	if code, h, body := preview(); code != http.StatusTooManyRequests || h.Get("Retry-After") != "1" || !strings.Contains(body, "2 previews are running") {
+		t.Errorf("preview with 2 running: got %d Retry-After %q %s; want 429, 1, the bound", code, h.Get("Retry-After"), body)
+	}
+	second()
+	if code, _, body := preview(); code != http.StatusOK || !strings.Contains(body, `"count":1,`) {
+		t.Errorf("preview with 1 running: got %d %s; want 200 counting 1", code, body)
+	}
+	second = hold() // the finished preview gave its slot back
+	if code, _, _ := preview(); code != http.StatusTooManyRequests {
+		t.Errorf("preview with 2 running again: got %d; want 429", code)
+	}
+	first()
+	second()
+	first, second = hold(), hold() // the refused ones took none
+	first()
+	second()
 }
 
 // The history API gives the sampled sizes, by step, and refuses bad

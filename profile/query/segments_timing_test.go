@@ -1,6 +1,7 @@
 package query_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"testing"
@@ -46,6 +47,48 @@ func BenchmarkMembersExport(b *testing.B) {
 				rows += n
 			}
 			b.ReportMetric(float64(rows)/time.Since(start).Seconds(), "rows/s")
+		})
+	}
+}
+
+// BenchmarkPreview previews a rule over 30 000 profiles over HTTP with a
+// sample of 10: the mums rule, whose candidates come off the interest
+// index (10 000 members), and a rule on top(brand) that reads and
+// evaluates every profile (20 000 members).
+func BenchmarkPreview(b *testing.B) {
+	e := newSegEnv(b)
+	const n = 30000
+	bs := make([]*event.Batch, 0, n)
+	for i := range n {
+		p := lego
+		if i%3 == 0 {
+			p = nutrilon
+		}
+		bs = append(bs, profiletest.Batch(site, profiletest.Visitor(i), profiletest.View(t0, p), profiletest.View(t0, p), profiletest.Identify(t0, "m@x.y")))
+	}
+	for i := 0; i < n; i += 2000 {
+		e.Send(b, bs[i:i+2000]...)
+	}
+	for _, tc := range []struct {
+		name, rule string
+		index      bool
+		want       int
+	}{
+		{"index", mumsRule, true, n / 3},
+		{"scan", `top(brand) == "Lego"`, false, n - n/3},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			scanned := 0
+			start := time.Now()
+			for b.Loop() {
+				code, body := e.Do(b, http.MethodPost, "/v1/segments/"+site+"/_preview", "text/plain", []byte(tc.rule), true)
+				var a previewAnswer
+				if code != http.StatusOK || json.Unmarshal([]byte(body), &a) != nil || a.Count != tc.want || !a.Exact || a.FromIndex != tc.index {
+					b.Fatalf("preview %s: %d %.200s; want %d exact, from_index %v", tc.rule, code, body, tc.want, tc.index)
+				}
+				scanned += a.Scanned
+			}
+			b.ReportMetric(float64(scanned)/time.Since(start).Seconds(), "profiles/s")
 		})
 	}
 }
