@@ -59,6 +59,8 @@ function route() {
   $('nav').hidden = false;
   say('');
   for (const p of pages) $(p).hidden = p !== page;
+  // Keyboard and screen reader users land on the page they opened.
+  if (document.activeElement === document.body || document.activeElement.closest('#nav, #login')) $(page).querySelector('h2').focus();
   for (const a of $('nav').querySelectorAll('a')) {
     if (a.getAttribute('href') === '#' + page) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
@@ -123,12 +125,20 @@ async function loadSegments() {
   list.segments.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const s of list.segments) {
     const tr = el('tr', { 'data-segment': s.name },
-      el('th', { scope: 'row' }, s.name),
+      el('th', { scope: 'row' }, el('a', { href: '#editor', class: 'edit', title: 'Edit ' + s.name }, s.name)),
       el('td', { class: 'num size' }, s.size),
       el('td', { class: 'num entered' }, '…'),
       el('td', { class: 'num left' }, '…'),
       el('td', { class: 'backfill' }, backfillText(s.backfill)),
       el('td', { class: 'chart' }));
+    // The name opens the segment in the rule editor.
+    tr.querySelector('a.edit').addEventListener('click', () => {
+      $('segName').value = s.name;
+      $('rule').value = s.rule;
+      clearRuleError();
+      $('previewOut').replaceChildren();
+      $('backfill').textContent = '';
+    });
     rows.append(tr);
     changes24h(s.name).then((c) => {
       tr.querySelector('.entered').textContent = c.entered;
@@ -284,4 +294,10 @@ $('rule').addEventListener('input', clearRuleError);
 $('lookupForm').addEventListener('submit', (ev) => { ev.preventDefault(); guard(lookup); });
 $('site').value = site();
 window.addEventListener('hashchange', route);
+// A click on the page shown changes no hash: it reloads the page's data
+// (the sizes move as the builder works).
+$('nav').addEventListener('click', (ev) => {
+  const a = ev.target.closest('a');
+  if (a && a.getAttribute('href') === location.hash) route();
+});
 route();

@@ -80,11 +80,12 @@ async function pressTo (pg, sel) {
   assert.fail(`${sel} is not reachable with Tab`)
 }
 
-// sizeOnSegmentsPage opens the Segments page afresh and reads a row's size.
+// sizeOnSegmentsPage clicks Segments in the nav (also when it is the page
+// shown: that reloads it) and reads a row's size once the rows are new.
 async function sizeOnSegmentsPage (pg, name) {
-  await pg.click('#nav a[href="#editor"]')
+  await pg.$$eval('#segRows tr', rs => rs.forEach(r => r.setAttribute('data-stale', '')))
   await pg.click('#nav a[href="#segments"]')
-  const row = `#segRows tr[data-segment="${name}"] .size`
+  const row = `#segRows tr[data-segment="${name}"]:not([data-stale]) .size`
   await pg.waitForSelector(row)
   return Number(await pg.textContent(row))
 }
@@ -148,11 +149,17 @@ test('console: login, rule editor with preview and backfill, segments and lookup
   assert.equal(await pg.textContent('#segRows tr[data-segment="abandoned-cart-24h"] .size'), '0')
   await noOverflow(pg, 'segments')
 
-  // The rule editor, by keyboard: a typo is underlined at its position.
-  await pg.click('#nav a[href="#editor"]')
+  // A segment's name opens it in the rule editor.
+  await pg.click('#segRows tr[data-segment="abandoned-cart-24h"] a.edit')
   await pg.waitForSelector('#editor:not([hidden])')
+  assert.equal(await pg.inputValue('#segName'), 'abandoned-cart-24h')
+  assert.equal(await pg.inputValue('#rule'), 'since(cart) <= 24h and since(purchase) > since(cart)')
+
+  // The rule editor, by keyboard: a typo is underlined at its position.
   await pg.focus('#segName')
+  await pg.keyboard.press('Control+A')
   await pg.keyboard.type(SEGMENT)
+  await pg.fill('#rule', '')
   await pressTo(pg, '#rule')
   await pg.keyboard.type(TYPO)
   await pressTo(pg, '#preview')
