@@ -118,6 +118,7 @@ test('console: login, rule editor with preview and backfill, segments and lookup
   await pg.waitForSelector('#login:not([hidden])')
   await noOverflow(pg, 'login')
   assert.equal(await pg.evaluate(() => document.activeElement.id), 'token')
+  assert.equal(await pg.isVisible('#nav'), false, 'the nav shows before login')
   await pg.keyboard.type('wrong-token')
   const refused = pg.waitForResponse(r => r.url().includes('/v1/segments/demo') && r.status() === 401)
   await pg.keyboard.press('Enter')
@@ -125,6 +126,7 @@ test('console: login, rule editor with preview and backfill, segments and lookup
   await pg.waitForSelector('#alert:not([hidden])')
   assert.equal(await pg.textContent('#alert'), 'wrong or missing token')
   assert.equal(await pg.isVisible('#login'), true)
+  assert.equal(await pg.isVisible('#nav'), false, 'the nav shows with the login form')
   assert.equal(await pg.evaluate(() => sessionStorage.getItem('token')), null, 'a refused token stays in the session')
   await pg.screenshot({ path: join(SHOTS, 'login-refused.png') })
 
@@ -245,5 +247,6 @@ test('console: login, rule editor with preview and backfill, segments and lookup
   await pg.click('#logout')
   assert.equal(await pg.evaluate(() => sessionStorage.getItem('token')), null)
   assert.equal(await pg.isVisible('#login'), true)
+  assert.equal(await pg.isVisible('#nav'), false)
   assert.deepEqual(errors, [])
 })
