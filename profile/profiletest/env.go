@@ -308,6 +308,13 @@ func (e *Env) Do(t testing.TB, method, path, contentType string, body []byte, au
 // if auth, and returns the status and body.
 func (e *Env) DoHeader(t testing.TB, method, path string, h http.Header, body []byte, auth bool) (int, string) {
 	t.Helper()
+	code, _, b := e.DoResponse(t, method, path, h, body, auth)
+	return code, b
+}
+
+// DoResponse is DoHeader that also returns the response's headers.
+func (e *Env) DoResponse(t testing.TB, method, path string, h http.Header, body []byte, auth bool) (int, http.Header, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, e.URL+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -327,7 +334,7 @@ func (e *Env) DoHeader(t testing.TB, method, path string, h http.Header, body []
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, resp.Header, string(b)
 }
 
 // Get sends an authorized GET to the query API.

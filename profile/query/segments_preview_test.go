@@ -2,7 +2,6 @@ package query_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -91,15 +90,7 @@ func TestPreviewConcurrencyBound(t *testing.T) {
 	e.Send(t, profiletest.Batch(site, profiletest.Visitor(1), profiletest.View(t0, nutrilon)))
 	preview := func() (int, http.Header, string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/segments/"+site+"/_preview", strings.NewReader(`identified or not identified`))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, string(body)
+		return e.DoResponse(t, http.MethodPost, "/v1/segments/"+site+"/_preview", nil, []byte(`identified or not identified`), true)
 	}
 	hold := func() func() {
 		t.Helper()

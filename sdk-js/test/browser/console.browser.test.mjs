@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
-import { SDK_DIR, UA, buildBinary, Service, launch, newContext, waitQueueEmpty, visitorOf } from './harness.mjs'
+import { SDK_DIR, UA, buildBinary, Service, launch, newContext, waitQueueEmpty, visitorOf, checkout } from './harness.mjs'
 
 const TOKEN = 'browser-test-token' // Service's --api-token
 const SHOTS = join(SDK_DIR, 'test-output', 'console')
@@ -230,11 +230,7 @@ test('console: login, rule editor with preview and backfill, segments and lookup
   await noOverflow(pg, 'lookup')
 
   // Checked out with an email: the person, looked up by it, left the cart.
-  await shop.click('#cart-link')
-  await shop.click('text=Go to checkout')
-  await shop.fill('#email', 'parent@example.com')
-  await shop.click('#order')
-  await shop.waitForSelector('text=Thank you!')
+  await checkout(shop, 'parent@example.com')
   await waitQueueEmpty(shop)
   await until('the person by email left the abandoned cart', async () => {
     segs = await lookupSegments(pg, 'Parent@Example.com')

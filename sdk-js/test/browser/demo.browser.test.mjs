@@ -1,7 +1,7 @@
 // The demo shop of `affinity serve --demo`, clicked through in Chromium.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { buildBinary, Service, launch, newContext, waitQueueEmpty, visitorOf } from './harness.mjs'
+import { buildBinary, Service, launch, newContext, waitQueueEmpty, visitorOf, checkout } from './harness.mjs'
 
 let bin, browser
 before(async () => {
@@ -31,11 +31,7 @@ test('demo shop: clicking through Nutrilon 0-1 products puts Nutrilon on top of 
     await pg.goBack()
     await pg.waitForSelector(`#grid .card[data-id="${id}"]`)
   }
-  await pg.click('#cart-link')
-  await pg.click('text=Go to checkout')
-  await pg.fill('#email', 'parent@example.com')
-  await pg.click('#order')
-  await pg.waitForSelector('text=Thank you!')
+  await checkout(pg, 'parent@example.com')
   await waitQueueEmpty(pg)
   const v = await visitorOf(pg)
 

@@ -186,6 +186,15 @@ export async function newContext (browser, opts = {}) {
   return ctx
 }
 
+// checkout orders the demo shop's cart with email and waits for the thanks.
+export async function checkout (pg, email) {
+  await pg.click('#cart-link')
+  await pg.click('text=Go to checkout')
+  await pg.fill('#email', email)
+  await pg.click('#order')
+  await pg.waitForSelector('text=Thank you!')
+}
+
 // queue returns the snippet's pending events (localStorage _aff_q).
 export const queue = pg => pg.evaluate(() => JSON.parse(localStorage.getItem('_aff_q') || '[]'))
 
