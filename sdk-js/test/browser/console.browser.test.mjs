@@ -50,9 +50,9 @@ async function api (svc, method, path, body) {
   return JSON.parse(text)
 }
 
-// until polls cond every 100 ms for up to 20 s.
+// until polls cond every 100 ms for up to 60 s (the machine may be loaded).
 async function until (what, cond) {
-  const end = Date.now() + 20000
+  const end = Date.now() + 60000
   while (!(await cond())) {
     assert.ok(Date.now() < end, 'timed out waiting until ' + what)
     await new Promise(resolve => setTimeout(resolve, 100))
@@ -197,7 +197,7 @@ test('console: login, rule editor with preview and backfill, segments and lookup
   // Save (Enter on Save) and follow the backfill to done.
   await pressTo(pg, '#save')
   await pg.keyboard.press('Enter')
-  await pg.waitForFunction(() => /backfill done$/.test(document.getElementById('backfill').textContent), null, { timeout: 20000 })
+  await pg.waitForFunction(() => /backfill done$/.test(document.getElementById('backfill').textContent), null, { timeout: 60000 })
   assert.equal(await pg.textContent('#backfill'), `Saved ${SEGMENT}: size ${SEEDED}, backfill done`)
   assert.equal((await api(svc, 'GET', '/v1/segments/demo/' + SEGMENT)).size, want.count)
   await pg.screenshot({ path: join(SHOTS, 'editor-saved.png'), fullPage: true })
