@@ -46,6 +46,13 @@ func ParseToken(tok []byte) (id uint64, n uint32, mac [macLen]byte, err error) {
 	if len(tok) == 0 || len(tok) > MaxTokenLen {
 		return 0, 0, mac, invalid.Errorf("invalid token %s: want 1..%d characters", quote.Value(tok), MaxTokenLen)
 	}
+	// Go's base64 decoders skip CR and LF: a token is checked byte by byte
+	// first, so that it has exactly one spelling.
+	for _, c := range tok {
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return 0, 0, mac, invalid.Errorf("invalid token %s: not base64url", quote.Value(tok))
+		}
+	}
 	var raw [MaxTokenLen]byte
 	b, derr := tokenEncoding.AppendDecode(raw[:0], tok)
 	if derr != nil {
