@@ -997,8 +997,11 @@ func (pt *partition) commit(next int64) error {
 		en.changes = profile.Coalesce(en.changes)
 		for i := range en.changes {
 			c := &en.changes[i]
+			if !b.cfg.Indexed(c.Dim) {
+				continue
+			}
 			oldK, newK := state.ScoreKey(c.Old), state.ScoreKey(c.New)
-			if c.Before && c.After && oldK == newK || !b.cfg.Indexed(c.Dim) {
+			if c.Before && c.After && oldK == newK {
 				continue
 			}
 			dim := c.Dim.String()

@@ -145,7 +145,10 @@ func parseMarkKey(m *mark, k []byte) error {
 // the person of visitor: in the builder's commit, so it is durable exactly
 // when the profile is.
 func (e *Engine) putVisitorMark(b *state.Batch, site string, visitor event.UUID, kind byte) error {
-	key := appendMarkKey(make([]byte, 0, 40+len(site)), 0, e.markID.Add(1), site, kind)
+	// ExtSet copies the key into the batch: a buffer on the stack serves
+	// any site up to the length below, so a commit allocates nothing here.
+	var buf [96]byte
+	key := appendMarkKey(buf[:0], 0, e.markID.Add(1), site, kind)
 	if err := b.ExtSet(append(key, visitor[:]...), nil); err != nil {
 		return err
 	}
