@@ -227,6 +227,17 @@ func (h *Handler) writeSegment(ctx *fasthttp.RequestCtx, d *membership.Definitio
 //	 "created":…,"updated":…,"backfill":{"state":"running|done|pending","scanned":N,"total":N,"from_index":bool}}
 func (h *Handler) appendSegment(out []byte, d *membership.Definition) ([]byte, error) {
 	m := h.opts.Segments
+	// The backfill's progress before the size: a size counted after
+	// "done" was seen includes every member the backfill wrote, so a
+	// client that waits for "done" reads the complete size.
+	bf := m.BackfillOf(d.Site, d.Name)
+	var (
+		scanned, total int64
+		done           bool
+	)
+	if bf != nil {
+		scanned, total, done = bf.Progress()
+	}
 	size, err := m.Size(d.Site, d.Name)
 	if err != nil {
 		return out, err
@@ -260,10 +271,8 @@ func (h *Handler) appendSegment(out []byte, d *membership.Definition) ([]byte, e
 	out = append(out, `,"updated":`...)
 	out = profile.AppendJSONTime(out, d.Updated)
 	out = append(out, `,"backfill":{"state":`...)
-	bf := m.BackfillOf(d.Site, d.Name)
 	switch {
 	case bf != nil && bf.Gen == d.Gen:
-		scanned, total, done := bf.Progress()
 		if done {
 			out = append(out, `"done"`...)
 		} else {
