@@ -206,3 +206,17 @@ func (r *Reader) String() string {
 	}
 	return unsafe.String(&b[0], len(b))
 }
+
+// IsBase64URL reports whether s is made of base64url characters only
+// (A–Z, a–z, 0–9, '-', '_'; no padding). Go's base64 decoders skip CR
+// and LF, so a decoder of an opaque id (a cursor, a token) checks this
+// first: then the id has exactly one spelling.
+func IsBase64URL[T ~string | ~[]byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -150,3 +150,25 @@ func TestVersionEnd(t *testing.T) {
 	f([]byte{2, 7}, "version 2; this build reads 1")
 	f([]byte{1, 7, 9}, "1 trailing bytes")
 }
+
+func TestIsBase64URL(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		want bool
+	}{
+		{"", true},
+		{"AZaz09-_", true},
+		{"AX00\n00", false},
+		{"AX00\r00", false},
+		{"AX00=", false},
+		{"a+b/", false},
+		{"é", false},
+	} {
+		if got := IsBase64URL(tc.s); got != tc.want {
+			t.Errorf("IsBase64URL(%q) = %v; want %v", tc.s, got, tc.want)
+		}
+		if got := IsBase64URL([]byte(tc.s)); got != tc.want {
+			t.Errorf("IsBase64URL([]byte(%q)) = %v; want %v", tc.s, got, tc.want)
+		}
+	}
+}

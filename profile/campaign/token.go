@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"hash"
 
+	"github.com/affinityhq/affinity/internal/codec"
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile/invalid"
 )
@@ -46,12 +47,8 @@ func ParseToken(tok []byte) (id uint64, n uint32, mac [macLen]byte, err error) {
 	if len(tok) == 0 || len(tok) > MaxTokenLen {
 		return 0, 0, mac, invalid.Errorf("invalid token %s: want 1..%d characters", quote.Value(tok), MaxTokenLen)
 	}
-	// Go's base64 decoders skip CR and LF: a token is checked byte by byte
-	// first, so that it has exactly one spelling.
-	for _, c := range tok {
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return 0, 0, mac, invalid.Errorf("invalid token %s: not base64url", quote.Value(tok))
-		}
+	if !codec.IsBase64URL(tok) { // one spelling: no CR or LF the decoder would skip
+		return 0, 0, mac, invalid.Errorf("invalid token %s: not base64url", quote.Value(tok))
 	}
 	var raw [MaxTokenLen]byte
 	b, derr := tokenEncoding.AppendDecode(raw[:0], tok)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/affinityhq/affinity/internal/codec"
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/storage"
@@ -283,7 +284,7 @@ func decodeID(id string, partitions int) ([]mark, error) {
 		return invalid.Errorf("invalid import id %s: %s", quote.Value(id), why)
 	}
 	b, err := base64.RawURLEncoding.DecodeString(id)
-	if err != nil || len(b) == 0 {
+	if err != nil || len(b) == 0 || !codec.IsBase64URL(id) {
 		return nil, bad("not an id POST /v1/import answered")
 	}
 	if b[0] != idVersion {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/affinityhq/affinity/internal/codec"
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
@@ -212,7 +213,7 @@ func appendCursor(dst []byte, pos state.InterestPos, at int64) []byte {
 func decodeCursor(s []byte) (pos state.InterestPos, at int64, err error) {
 	var raw [cursorLen]byte
 	enc := base64.RawURLEncoding.Strict()
-	if enc.DecodedLen(len(s)) != cursorLen {
+	if enc.DecodedLen(len(s)) != cursorLen || !codec.IsBase64URL(s) {
 		return pos, 0, badCursor(s)
 	}
 	if n, err := enc.Decode(raw[:], s); err != nil || n != cursorLen || raw[0] != cursorVersion {
