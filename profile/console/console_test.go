@@ -43,6 +43,7 @@ func TestServe(t *testing.T) {
 	}{
 		{"GET", "/console/", 200, "text/html", `<form id="login"`},
 		{"GET", "/console/index.html", 200, "text/html", `<script type="module" src="app.js">`},
+		{"GET", "/console/index.html", 200, "text/html", `<a href="#campaigns">Campaigns</a>`},
 		{"GET", "/console/app.js", 200, "javascript", "Authorization: 'Bearer '"},
 		{"GET", "/console/style.css", 200, "text/css", "@media (max-width: 600px)"},
 		{"HEAD", "/console/app.js", 200, "javascript", ""},

@@ -9,7 +9,12 @@
 // Pages: Segments (sizes now, entries and exits of the last 24 h from the
 // change feeds, backfill progress, size over time from the history API as
 // inline SVG), Rule editor (the preview API; a syntax error underlined at
-// its position; save and watch the backfill), Visitor / person lookup.
+// its position; save and watch the backfill), Campaigns (the campaigns
+// API: a report table per arm and group drawn from the report JSON's own
+// keys, the conversion uplift with its interval in words and as an SVG
+// error bar per arm and variant, the CSV fetched with the token and saved
+// from a Blob; a live campaign's report is read again every 5 s),
+// Visitor / person lookup.
 //
 // Concurrency: Handler is stateless and safe for concurrent use.
 package console

@@ -2,15 +2,14 @@
 // token from sessionStorage (never in a URL). See profile/console/doc.go.
 const $ = (id) => document.getElementById(id);
 const store = window.sessionStorage;
-const pages = ['segments', 'editor', 'lookup'];
-// Campaigns: the page comes with the campaigns API (/v1/campaigns), a later
-// step of issue 14; add it to pages and the nav then.
+const pages = ['segments', 'campaigns', 'editor', 'lookup'];
 
 class Unauthorized extends Error {}
 
-// api calls the query API; it throws Unauthorized on 401 and an Error with
-// the one-line reason and .status on any other refusal.
-async function api(method, path, body) {
+// apiText calls the query API and returns the answer's text; it throws
+// Unauthorized on 401 and an Error with the one-line reason and .status on
+// any other refusal.
+async function apiText(method, path, body) {
   const r = await fetch(path, {
     method,
     headers: { Authorization: 'Bearer ' + (store.getItem('token') || ''), 'Content-Type': 'text/plain' },
@@ -19,6 +18,12 @@ async function api(method, path, body) {
   const text = await r.text();
   if (r.status === 401) throw new Unauthorized(text);
   if (!r.ok) { const e = new Error(text.trim()); e.status = r.status; throw e; }
+  return text;
+}
+
+// api calls the query API and parses its JSON answer.
+async function api(method, path, body) {
+  const text = await apiText(method, path, body);
   return text ? JSON.parse(text) : null;
 }
 
@@ -38,6 +43,7 @@ function say(msg) { const a = $('alert'); a.textContent = msg; a.hidden = !msg; 
 
 function showLogin(msg) {
   for (const p of pages) $(p).hidden = true;
+  stopRefresh();
   $('nav').hidden = true;
   $('login').hidden = false;
   say(msg || '');
@@ -58,6 +64,7 @@ function route() {
   $('login').hidden = true;
   $('nav').hidden = false;
   say('');
+  stopRefresh();
   for (const p of pages) $(p).hidden = p !== page;
   // Keyboard and screen reader users land on the page they opened.
   if (document.activeElement === document.body || document.activeElement.closest('#nav, #login')) $(page).querySelector('h2').focus();
@@ -65,6 +72,7 @@ function route() {
     if (a.getAttribute('href') === '#' + page) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
   if (page === 'segments') guard(loadSegments);
+  if (page === 'campaigns') guard(loadCampaigns);
 }
 
 // --- Segments ---
@@ -146,6 +154,191 @@ async function loadSegments() {
     }, () => {});
     api('GET', seg(s.name) + '/history?step=10m').then((h) => tr.querySelector('td.chart').append(chart(h.points, s.name, s.size)), () => {});
   }
+}
+
+// --- Campaigns ---
+
+// The report of a live campaign is read again every refreshMs while shown.
+const refreshMs = 5000;
+let refreshTimer = 0;
+let shownCampaign = '';
+
+function stopRefresh() { clearTimeout(refreshTimer); refreshTimer = 0; }
+
+const camp = (id) => '/v1/campaigns/' + encodeURIComponent(site()) + (id ? '/' + encodeURIComponent(id) : '');
+
+// figure writes one number of a report: — when undefined (null, a rate of
+// no recipients), rates as percentages, revenue with cents. The columns
+// and their formats come from the JSON's own keys, so a figure the API
+// adds shows without a change here.
+function figure(key, v) {
+  if (v == null || typeof v !== 'number' || !Number.isFinite(v)) return v == null || typeof v === 'number' ? '—' : String(v);
+  if (/_rate$/.test(key)) return (v * 100).toFixed(1) + '%';
+  if (/revenue/.test(key)) return v.toFixed(2);
+  return String(v);
+}
+
+const signed = (v, digits, unit) => (v == null || !Number.isFinite(v) ? '—' : (v > 0 ? '+' : v < 0 ? '−' : '') + Math.abs(v).toFixed(digits) + unit);
+const pp = (v) => signed(v == null ? v : v * 100, 2, ' pp');
+const pct = (v) => signed(v == null ? v : v * 100, 1, '%');
+const interval = (ci, f) => (ci && ci[0] != null && ci[1] != null ? `${f(ci[0])} to ${f(ci[1])}` : '—');
+
+// verdict says in plain words what the conversion uplift's 95% interval
+// allows: an interval covering 0 is no evidence either way.
+function verdict(c, live) {
+  const ci = c.absolute_ci95;
+  if (!ci || ci[0] == null || ci[1] == null) return 'not enough recipients to compare';
+  if (ci[0] <= 0 && ci[1] >= 0) return live ? 'no significant difference yet' : 'no significant difference';
+  return (ci[0] > 0 ? 'converts more' : 'converts less') + ' than the control (95% interval excludes 0)';
+}
+
+function upliftText(u, live) {
+  const c = u.conversion;
+  // The relative uplift is undefined while a group has no conversion.
+  const rel = c.relative == null ? 'relative —' : `relative ${pct(c.relative)} (${interval(c.relative_ci95, pct)})`;
+  return `Conversion uplift ${pp(c.absolute)} (95% interval ${interval(c.absolute_ci95, pp)}), ${rel}, p = ${c.p_value == null ? '—' : c.p_value.toPrecision(2)}: ${verdict(c, live)}.`;
+}
+
+// groupColumns lists a group's figures: the keys holding numbers (or null).
+const groupColumns = (g) => Object.keys(g).filter((k) => g[k] === null || typeof g[k] === 'number');
+
+function groupRow(label, g, cols, variant) {
+  const tr = el('tr', { 'data-group': label, 'data-variant': variant }, el('th', { scope: 'row' }, variant ? `treated · ${variant}` : label));
+  for (const k of cols) tr.append(el('td', { class: 'num', 'data-field': k }, figure(k, g[k])));
+  return tr;
+}
+
+function armTable(arm) {
+  const cols = groupColumns(arm.treated);
+  const head = el('tr', {}, el('th', { scope: 'col' }, 'Group'), ...cols.map((k) => el('th', { scope: 'col' }, k.replace(/_/g, ' '))));
+  const body = el('tbody', {}, groupRow('treated', arm.treated, cols, ''));
+  for (const v of arm.treated.variants || []) body.append(groupRow('treated', v, cols, v.name));
+  body.append(groupRow('control', arm.control, cols, ''));
+  return el('div', { class: 'tablewrap', tabindex: '0', role: 'region', 'aria-label': `Arm ${arm.name}` },
+    el('table', { class: 'report', 'data-arm': arm.name }, el('thead', {}, head), body));
+}
+
+// upliftChart draws each arm's (and variant's) absolute conversion uplift
+// as a dot with its 95% interval as an error bar around a dashed 0; a row
+// without figures (a group of no recipients) says — and draws nothing.
+function upliftChart(arms) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const rows = [];
+  for (const a of arms) {
+    rows.push({ label: a.name, arm: a.name, variant: '', c: a.uplift.conversion });
+    for (const v of a.treated.variants || []) rows.push({ label: `${a.name} · ${v.name}`, arm: a.name, variant: v.name, c: v.uplift.conversion });
+  }
+  const ok = (c) => [c.absolute, ...(c.absolute_ci95 || [])].every((x) => x != null && Number.isFinite(x)) && (c.absolute_ci95 || []).length === 2;
+  let m = 0;
+  for (const r of rows) if (ok(r.c)) m = Math.max(m, Math.abs(r.c.absolute_ci95[0]), Math.abs(r.c.absolute_ci95[1]));
+  if (m === 0) m = 0.01; // ±1 pp: intervals of no conversions are [0, 0]
+  const rowH = 22, top = 8, h = top + rows.length * rowH + 18, x0 = 120, w = 180, mid = x0 + w / 2;
+  const x = (v) => mid + (v / m) * (w / 2);
+  const svgEl = (tag, attrs, text) => {
+    const e = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text != null) e.textContent = text;
+    return e;
+  };
+  const svg = svgEl('svg', { class: 'uplift', viewBox: `0 0 320 ${h}`, role: 'img', 'aria-label': 'Conversion uplift per arm with its 95% interval' });
+  svg.append(svgEl('title', {}, 'Conversion uplift (percentage points) with 95% intervals'));
+  svg.append(svgEl('line', { class: 'zero', x1: mid, x2: mid, y1: top - 4, y2: h - 16 }));
+  svg.append(svgEl('text', { x: x0, y: h - 4 }, pp(-m)), svgEl('text', { x: mid - 3, y: h - 4 }, '0'), svgEl('text', { x: x0 + w - 40, y: h - 4 }, pp(m)));
+  rows.forEach((r, i) => {
+    const y = top + i * rowH + rowH / 2;
+    svg.append(svgEl('text', { x: 2, y: y + 3 }, r.label.length > 22 ? r.label.slice(0, 21) + '…' : r.label));
+    if (!ok(r.c)) { svg.append(svgEl('text', { x: mid + 4, y: y + 3, class: 'none' }, '—')); return; }
+    const [lo, hi] = r.c.absolute_ci95;
+    const g = svgEl('g', { class: 'interval', 'data-arm': r.arm, 'data-variant': r.variant });
+    g.append(svgEl('title', {}, `${r.label}: ${pp(r.c.absolute)}, 95% interval ${pp(lo)} to ${pp(hi)}`));
+    g.append(svgEl('line', { x1: x(lo), x2: x(hi), y1: y, y2: y }));
+    g.append(svgEl('line', { x1: x(lo), x2: x(lo), y1: y - 5, y2: y + 5 }), svgEl('line', { x1: x(hi), x2: x(hi), y1: y - 5, y2: y + 5 }));
+    g.append(svgEl('circle', { cx: x(r.c.absolute), cy: y, r: 3 }));
+    svg.append(g);
+  });
+  return svg;
+}
+
+// vsFirstText writes an arm's rates as multiples of the first arm's.
+function vsFirstText(v) {
+  const parts = Object.entries(v).filter(([k]) => k !== 'arm').map(([k, x]) => `${k.replace(/_/g, ' ')} ${x == null ? '—' : '×' + x.toFixed(2)}`);
+  return `Against ${v.arm}: ${parts.join(', ')}.`;
+}
+
+function renderReport(r) {
+  const live = r.state === 'live';
+  $('reportTitle').textContent = `${r.name} (campaign ${r.id})`;
+  $('reportState').textContent = `${live ? 'Live: the conversion window ends ' + r.window_end + '; refreshed every ' + refreshMs / 1000 + ' s' : 'Final: the window ended ' + r.window_end}. Read ${new Date().toISOString()}.`;
+  const out = [el('p', { class: 'note', id: 'reportEngagement' }, r.engagement)];
+  for (const a of r.arms) {
+    const src = a.segment != null ? `segment ${a.segment}` : `list ${a.list}`;
+    const au = a.audience || {};
+    const sec = el('section', { class: 'arm', 'data-arm': a.name },
+      el('h4', {}, `Arm ${a.name} — ${src}`),
+      el('p', { class: 'note' }, `${au.members} members, ${au.no_email} without an email, ${au.in_earlier_arm} already in an earlier arm; holdout ${r.holdout}%.`),
+      armTable(a),
+      el('p', { class: 'uplift' }, upliftText(a.uplift, live)));
+    for (const v of a.treated.variants || []) sec.append(el('p', { class: 'uplift', 'data-variant': v.name }, `${v.name}: ${upliftText(v.uplift, live)}`));
+    if (a.vs_first) sec.append(el('p', { class: 'vsfirst' }, vsFirstText(a.vs_first)));
+    out.push(sec);
+  }
+  out.push(el('h4', {}, 'Conversion uplift, 95% intervals'), upliftChart(r.arms), el('p', { class: 'note' }, r.method));
+  $('reportBody').replaceChildren(...out);
+}
+
+// showReport reads and draws a campaign's report, and reads it again
+// while it is live and still shown.
+async function showReport(id) {
+  stopRefresh();
+  const r = await api('GET', camp(id) + '/report');
+  if ($('campaigns').hidden || shownCampaign !== id) return;
+  renderReport(r);
+  $('report').hidden = false;
+  if (r.state === 'live') refreshTimer = setTimeout(() => guard(() => showReport(id)), refreshMs);
+}
+
+function selectCampaign(id) {
+  shownCampaign = id;
+  for (const tr of $('campRows').children) tr.setAttribute('aria-current', String(tr.dataset.campaign === id));
+  return guard(() => showReport(id));
+}
+
+// downloadCSV fetches the report as CSV with the token in the header (a
+// link to the API would need it in the URL) and saves it from a Blob.
+async function downloadCSV() {
+  const id = shownCampaign;
+  const text = await apiText('GET', camp(id) + '/report?format=csv');
+  const url = URL.createObjectURL(new Blob([text], { type: 'text/csv' }));
+  const a = el('a', { href: url, download: `campaign-${site()}-${id}-report.csv` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+async function loadCampaigns() {
+  $('campSite').textContent = '— site ' + site();
+  const list = await api('GET', camp());
+  const cs = list.campaigns.sort((a, b) => (a.sent < b.sent ? 1 : a.sent > b.sent ? -1 : 0));
+  const now = Date.now();
+  const rows = $('campRows');
+  rows.replaceChildren();
+  for (const c of cs) {
+    const tr = el('tr', { 'data-campaign': c.id },
+      el('th', { scope: 'row' }, el('button', { type: 'button', class: 'open', title: 'Show the report of ' + c.name }, c.name)),
+      el('td', { class: 'num' }, c.id),
+      el('td', {}, c.sent),
+      el('td', {}, c.window_end),
+      el('td', { class: 'state' }, Date.parse(c.window_end) > now ? 'live' : 'final'),
+      el('td', { class: 'num recipients' }, c.recipients));
+    tr.querySelector('button.open').addEventListener('click', () => selectCampaign(c.id));
+    rows.append(tr);
+  }
+  $('campEmpty').hidden = cs.length > 0;
+  $('campCurl').textContent = `curl -H "Authorization: Bearer $TOKEN" -X POST ${location.origin}${camp()} --data-binary \\\n  '{"name":"promo","arms":[{"name":"mums","segment":"${site() === 'demo' ? 'mums-0-3-nutrilon-merries-philips' : 'SEGMENT'}"}],"holdout":10,"window":"7d"}'`;
+  if (!cs.length) { $('report').hidden = true; shownCampaign = ''; return; }
+  // The campaign shown stays selected when the page is opened again; else the newest.
+  await selectCampaign(cs.some((c) => c.id === shownCampaign) ? shownCampaign : cs[0].id);
 }
 
 // --- Rule editor ---
@@ -291,6 +484,7 @@ $('logout').addEventListener('click', () => { store.removeItem('token'); showLog
 $('preview').addEventListener('click', () => guard(preview));
 $('ruleForm').addEventListener('submit', (ev) => { ev.preventDefault(); guard(save); });
 $('rule').addEventListener('input', clearRuleError);
+$('reportCSV').addEventListener('click', () => guard(downloadCSV));
 $('lookupForm').addEventListener('submit', (ev) => { ev.preventDefault(); guard(lookup); });
 $('site').value = site();
 window.addEventListener('hashchange', route);

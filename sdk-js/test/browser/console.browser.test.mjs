@@ -5,7 +5,7 @@
 // of every page go to test-output/console/ (gitignored).
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import { SDK_DIR, UA, buildBinary, Service, launch, newContext, waitQueueEmpty, visitorOf, checkout } from './harness.mjs'
@@ -42,13 +42,15 @@ async function seed (svc, n) {
   }
 }
 
-// api calls the query API from the test, as an email tool would.
-async function api (svc, method, path, body) {
-  const r = await fetch(svc.api + path, { method, body, headers: { Authorization: 'Bearer ' + TOKEN } })
+// apiText calls the query API from the test, as an email tool would, and
+// returns the answer's text; api parses it as JSON.
+async function apiText (svc, method, path, body, headers = {}) {
+  const r = await fetch(svc.api + path, { method, body, headers: { Authorization: 'Bearer ' + TOKEN, ...headers } })
   const text = await r.text()
   assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`)
-  return JSON.parse(text)
+  return text
 }
+const api = async (svc, method, path, body, headers) => JSON.parse(await apiText(svc, method, path, body, headers))
 
 // until polls cond every 100 ms for up to 60 s (the machine may be loaded).
 async function until (what, cond) {
@@ -251,5 +253,170 @@ test('console: login, rule editor with preview and backfill, segments and lookup
   assert.equal(await pg.evaluate(() => sessionStorage.getItem('token')), null)
   assert.equal(await pg.isVisible('#login'), true)
   assert.equal(await pg.isVisible('#nav'), false)
+  assert.deepEqual(errors, [])
+})
+
+// identifyViews posts, for each email, a new visitor's Lego view and its
+// identify with that email, straight to the collector: each becomes a
+// member of a Lego segment, with an email a campaign can freeze.
+async function identifyViews (svc, emails) {
+  const ts = Date.now()
+  for (const email of emails) {
+    const r = await fetch(svc.collector + '/v1/events', {
+      method: 'POST',
+      headers: { 'Content-Type': 'text/plain', 'User-Agent': UA },
+      body: JSON.stringify({
+        site: 'demo',
+        v: randomUUID(),
+        events: [
+          { id: randomUUID(), t: 'view', ts, product: { id: 'lego-1', brand: 'Lego', category: 'toys', age: '6-9', price: 40 } },
+          { id: randomUUID(), t: 'identify', ts: ts + 1, email },
+        ],
+      }),
+    })
+    assert.equal(r.status, 202, `POST /v1/events: ${r.status} ${await r.text()}`)
+  }
+}
+
+// recipients reads a campaign's treated (or control) recipients from the
+// CSV export: [{email, arm, variant, token}].
+async function recipients (svc, id, group = 'treated') {
+  const csv = await apiText(svc, 'GET', `/v1/campaigns/demo/${id}/recipients?format=csv&group=${group}`)
+  const [head, ...rows] = csv.trim().split('\n')
+  assert.equal(head, 'email,arm,variant,token')
+  return rows.map(l => { const [email, arm, variant, token] = l.split(','); return { email, arm, variant, token } })
+}
+
+// engage hits the collector's open pixel (opens) or click redirect (the
+// rest) for each recipient, as a mail client would.
+async function engage (svc, rs, click = false) {
+  for (const r of rs) {
+    const u = click
+      ? `${svc.collector}/e/c/${r.token}?to=${encodeURIComponent('https://shop.example/p/lego-1')}`
+      : `${svc.collector}/e/o/${r.token}.gif`
+    const res = await fetch(u, { redirect: 'manual' })
+    assert.equal(res.status, click ? 302 : 200, `${u}: ${res.status}`)
+    if (click) assert.match(res.headers.get('location'), /^https:\/\/shop\.example\/p\/lego-1\?aff_t=/)
+  }
+}
+
+// groupFigures reads a report table's figures of one group row.
+const groupFigures = (pg, arm, group, variant) => pg.$$eval(
+  `#reportBody table.report[data-arm="${arm}"] tr[data-group="${group}"][data-variant="${variant}"] td`,
+  tds => Object.fromEntries(tds.map(td => [td.dataset.field, td.textContent])))
+
+test('console: the Campaigns page shows the report API\'s figures, its uplift chart and its CSV, refreshing while live', async t => {
+  const svc = await new Service(bin, { sites: ['demo'], demo: true, args: ['--redirect-origin', 'demo=https://shop.example'] }).start()
+  const ctx = await browser.newContext({ userAgent: UA, viewport: { width: 1440, height: 900 }, acceptDownloads: true })
+  t.after(async () => { svc.kill(); await ctx.close() })
+
+  // Two audiences: a segment of identified Lego viewers and a CRM list.
+  const fans = Array.from({ length: 40 }, (_, i) => `fan${i}@example.com`)
+  const crm = Array.from({ length: 40 }, (_, i) => `crm${i}@example.com`)
+  await api(svc, 'PUT', '/v1/segments/demo/lego-fans', 'interest(brand, "Lego") >= 0.5')
+  await api(svc, 'PUT', '/v1/lists/demo/crm-test', 'email\n' + crm.join('\n') + '\n', { 'Content-Type': 'text/csv' })
+  await identifyViews(svc, fans)
+  await until('the Lego viewers are members with their emails', async () => (await api(svc, 'GET', '/v1/segments/demo/lego-fans')).size === fans.length)
+
+  const errors = []
+  const pg = await ctx.newPage()
+  pg.on('pageerror', e => errors.push(e.message))
+  pg.on('console', m => { if (m.type() === 'error' && !/status of 401 /.test(m.text())) errors.push(m.text()) })
+  await pg.goto(svc.api + '/console/#campaigns')
+  await pg.waitForSelector('#login:not([hidden])')
+  await pg.fill('#token', TOKEN)
+  await pg.press('#token', 'Enter')
+
+  // No campaign yet: the page says how to create one.
+  await pg.waitForSelector('#campEmpty:not([hidden])')
+  assert.match(await pg.textContent('#campCurl'), new RegExp(`-X POST ${svc.api}/v1/campaigns/demo --data-binary`))
+  assert.equal(await pg.isVisible('#report'), false)
+  await noOverflow(pg, 'campaigns-empty')
+
+  const c = await api(svc, 'POST', '/v1/campaigns/demo', JSON.stringify({
+    name: 'spring-promo',
+    arms: [{ name: 'behaviour', segment: 'lego-fans' }, { name: 'crm', list: 'crm-test', variants: ['10%', '20%'] }],
+    holdout: 20,
+    window: '7d',
+  }))
+  const treated = await recipients(svc, c.id)
+  const control = await recipients(svc, c.id, 'control')
+  assert.equal(treated.length + control.length, fans.length + crm.length)
+  assert.ok(control.length > 0 && control.length < treated.length, `control ${control.length} of ${fans.length + crm.length}`)
+  // Opens of 10 treated of one arm, 12 of the other (both variants) and 3
+  // of the control; clicks of 2 of those and 2 more in each arm (a click
+  // without an open counts as opened).
+  const behaviour = treated.filter(r => r.arm === 'behaviour')
+  const crmTreated = treated.filter(r => r.arm === 'crm')
+  await engage(svc, [...behaviour.slice(0, 10), ...crmTreated.slice(0, 12)])
+  await engage(svc, control.slice(0, 3))
+  await engage(svc, [...behaviour.slice(8, 12), ...crmTreated.slice(10, 14)], true)
+  const opened = 10 + 12 + 3 + 2 + 2
+  const sum = (r, f) => r.arms.reduce((n, a) => n + a.treated[f] + a.control[f], 0)
+  await until('the report counts the opens and clicks', async () => {
+    const r = await api(svc, 'GET', `/v1/campaigns/demo/${c.id}/report`)
+    return sum(r, 'opened') === opened && sum(r, 'clicked') === 8
+  })
+
+  // The campaign listed, opened by keyboard.
+  await pg.click('#nav a[href="#campaigns"]')
+  await pg.waitForSelector(`#campRows tr[data-campaign="${c.id}"]`)
+  assert.equal(await pg.textContent(`#campRows tr[data-campaign="${c.id}"] .recipients`), String(c.recipients))
+  assert.equal(await pg.textContent(`#campRows tr[data-campaign="${c.id}"] .state`), 'live')
+  await pg.focus('#campaigns h2')
+  await pressTo(pg, `#campRows tr[data-campaign="${c.id}"] button.open`)
+  await pg.keyboard.press('Enter')
+  await pg.waitForSelector('#reportBody table.report')
+
+  // Every group's figures are the report API's.
+  const want = await api(svc, 'GET', `/v1/campaigns/demo/${c.id}/report`)
+  assert.ok(want.arms[1].treated.variants.every(v => v.opened > 0), 'a variant without opens')
+  for (const a of want.arms) {
+    const groups = [['treated', '', a.treated], ...(a.treated.variants || []).map(v => ['treated', v.name, v]), ['control', '', a.control]]
+    for (const [group, variant, g] of groups) {
+      const got = await groupFigures(pg, a.name, group, variant)
+      for (const f of ['recipients', 'opened', 'clicked', 'converted', 'orders']) {
+        assert.equal(got[f], String(g[f]), `arm ${a.name} ${group} ${variant} ${f}`)
+      }
+      assert.equal(got.open_rate, g.open_rate == null ? '—' : (g.open_rate * 100).toFixed(1) + '%', `arm ${a.name} ${group} ${variant} open rate`)
+    }
+  }
+  assert.equal(await pg.textContent('#reportEngagement'), want.engagement)
+  // No purchase: the interval of the conversion uplift covers 0.
+  assert.match(await pg.textContent('#reportBody section[data-arm="behaviour"] p.uplift'), /: no significant difference yet\.$/)
+  assert.match(await pg.textContent('#reportBody section[data-arm="crm"] p.vsfirst'), /^Against behaviour: open rate ×\d\.\d\d/)
+  // One interval mark per arm, one per variant.
+  assert.deepEqual(await pg.$$eval('#reportBody svg.uplift g.interval[data-variant=""]', gs => gs.map(g => g.dataset.arm)), ['behaviour', 'crm'])
+  assert.deepEqual(await pg.$$eval('#reportBody svg.uplift g.interval:not([data-variant=""])', gs => gs.map(g => g.dataset.variant)), ['10%', '20%'])
+  await noOverflow(pg, 'campaigns')
+
+  // Download CSV: the API's CSV, the token in the header and not in the URL.
+  const csvRequest = pg.waitForRequest(r => r.url().includes('/report?format=csv'))
+  const download = pg.waitForEvent('download')
+  await pressTo(pg, '#reportCSV')
+  await pg.keyboard.press('Enter')
+  const req = await csvRequest
+  assert.ok(!req.url().includes(TOKEN), 'the token is in the CSV URL')
+  assert.equal((await req.allHeaders()).authorization, 'Bearer ' + TOKEN)
+  const file = await (await download).path()
+  assert.equal(readFileSync(file, 'utf8'), await apiText(svc, 'GET', `/v1/campaigns/demo/${c.id}/report?format=csv`))
+  assert.equal((await download).suggestedFilename(), `campaign-demo-${c.id}-report.csv`)
+
+  // Live: one more open shows without a click.
+  const late = crmTreated[20]
+  const before = Number((await groupFigures(pg, late.arm, 'treated', '')).opened)
+  await engage(svc, [late])
+  await pg.waitForFunction(([arm, n]) => Number(document.querySelector(`#reportBody table.report[data-arm="${arm}"] tr[data-group="treated"][data-variant=""] td[data-field="opened"]`)?.textContent) === n,
+    [late.arm, before + 1], { timeout: 60000, polling: 200 })
+
+  // A wrong token: the page says so.
+  await pg.evaluate(() => sessionStorage.setItem('token', 'wrong-token'))
+  const refused = pg.waitForResponse(r => r.url().includes('/v1/campaigns/demo') && r.status() === 401)
+  await pg.click('#nav a[href="#campaigns"]')
+  await refused
+  await pg.waitForSelector('#alert:not([hidden])')
+  assert.equal(await pg.textContent('#alert'), 'wrong or missing token')
+  assert.equal(await pg.isVisible('#campaigns'), false)
+  await pg.screenshot({ path: join(SHOTS, 'campaigns-refused.png') })
   assert.deepEqual(errors, [])
 })
