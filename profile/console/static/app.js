@@ -335,10 +335,78 @@ async function loadCampaigns() {
     rows.append(tr);
   }
   $('campEmpty').hidden = cs.length > 0;
+  $('campList').hidden = cs.length === 0;
   $('campCurl').textContent = `curl -H "Authorization: Bearer $TOKEN" -X POST ${location.origin}${camp()} --data-binary \\\n  '{"name":"promo","arms":[{"name":"mums","segment":"${site() === 'demo' ? 'mums-0-3-nutrilon-merries-philips' : 'SEGMENT'}"}],"holdout":10,"window":"7d"}'`;
+  loadAudiences().catch((e) => { $('campError').textContent = e.message; }); // the form's choices; the list stands without them
   if (!cs.length) { $('report').hidden = true; shownCampaign = ''; return; }
   // The campaign shown stays selected when the page is opened again; else the newest.
   await selectCampaign(cs.some((c) => c.id === shownCampaign) ? shownCampaign : cs[0].id);
+}
+
+// --- New campaign form ---
+
+let armRows = 0;
+let audiences = []; // [{kind: 'segment'|'list', name}] of the site, read with the page
+
+// loadAudiences reads the site's segments and lists, the arms' choices.
+async function loadAudiences() {
+  const s = encodeURIComponent(site());
+  const [segs, lists] = await Promise.all([api('GET', seg()), api('GET', `/v1/lists/${s}`)]);
+  audiences = [...segs.segments.map((x) => ({ kind: 'segment', name: x.name })), ...lists.lists.map((x) => ({ kind: 'list', name: x.name }))];
+  audiences.sort((a, b) => (a.kind !== b.kind ? (a.kind < b.kind ? 1 : -1) : a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const sel of $('campArms').querySelectorAll('select')) fillAudiences(sel);
+  if (!$('campArms').querySelector('.armrow')) addArm();
+}
+
+function fillAudiences(sel) {
+  const was = sel.value;
+  const groups = { segment: el('optgroup', { label: 'Segments' }), list: el('optgroup', { label: 'Lists' }) };
+  for (const a of audiences) groups[a.kind].append(el('option', { value: a.kind + ':' + a.name }, a.name));
+  sel.replaceChildren(...Object.values(groups).filter((g) => g.children.length));
+  if (was) sel.value = was;
+}
+
+// addArm adds a row of the form: the arm's name, audience and variants.
+function addArm() {
+  const n = ++armRows;
+  const row = el('div', { class: 'armrow', 'data-arm-row': String(n) },
+    el('div', {}, el('label', { for: `arm${n}Name` }, 'Arm name'), el('input', { id: `arm${n}Name`, class: 'armName', required: '' })),
+    el('div', {}, el('label', { for: `arm${n}Audience` }, 'Audience'), el('select', { id: `arm${n}Audience`, class: 'armAudience', required: '' })),
+    el('div', {}, el('label', { for: `arm${n}Variants` }, 'Variants (optional)'), el('input', { id: `arm${n}Variants`, class: 'armVariants', placeholder: 'subject A, subject B' })),
+    el('div', {}, el('button', { type: 'button', class: 'secondary removeArm' }, 'Remove')));
+  fillAudiences(row.querySelector('select'));
+  row.querySelector('.removeArm').addEventListener('click', () => {
+    if ($('campArms').querySelectorAll('.armrow').length > 1) row.remove();
+  });
+  $('campArms').append(row);
+  return row;
+}
+
+// createCampaign posts the form's campaign; the API's 400 (a bad window,
+// an arm's unknown audience) is shown under the form as sent.
+async function createCampaign() {
+  $('campError').textContent = '';
+  const arms = [...$('campArms').querySelectorAll('.armrow')].map((r) => {
+    const [kind, ...name] = r.querySelector('.armAudience').value.split(':');
+    const arm = { name: r.querySelector('.armName').value.trim(), [kind]: name.join(':') };
+    const variants = r.querySelector('.armVariants').value.split(',').map((v) => v.trim()).filter(Boolean);
+    if (variants.length) arm.variants = variants;
+    return arm;
+  });
+  const spec = { name: $('campName').value.trim(), arms, holdout: Number($('campHoldout').value), window: $('campWindow').value.trim() };
+  let c;
+  try {
+    c = await api('POST', camp(), JSON.stringify(spec));
+  } catch (e) {
+    if (e.status === 400 || e.status === 409) { $('campError').textContent = e.message; return; }
+    throw e;
+  }
+  $('campForm').reset();
+  for (const r of [...$('campArms').querySelectorAll('.armrow')].slice(1)) r.remove();
+  $('newCampaign').open = false;
+  shownCampaign = c.id;
+  await loadCampaigns();
+  $('reportTitle').focus();
 }
 
 // --- Rule editor ---
@@ -485,6 +553,8 @@ $('preview').addEventListener('click', () => guard(preview));
 $('ruleForm').addEventListener('submit', (ev) => { ev.preventDefault(); guard(save); });
 $('rule').addEventListener('input', clearRuleError);
 $('reportCSV').addEventListener('click', () => guard(downloadCSV));
+$('addArm').addEventListener('click', () => addArm().querySelector('input').focus());
+$('campForm').addEventListener('submit', (ev) => { ev.preventDefault(); guard(createCampaign); });
 $('lookupForm').addEventListener('submit', (ev) => { ev.preventDefault(); guard(lookup); });
 $('site').value = site();
 window.addEventListener('hashchange', route);

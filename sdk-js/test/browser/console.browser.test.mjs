@@ -321,7 +321,8 @@ test('console: the Campaigns page shows the report API\'s figures, its uplift ch
   const errors = []
   const pg = await ctx.newPage()
   pg.on('pageerror', e => errors.push(e.message))
-  pg.on('console', m => { if (m.type() === 'error' && !/status of 401 /.test(m.text())) errors.push(m.text()) })
+  // The browser logs the refusals the test asks for (400, 401).
+  pg.on('console', m => { if (m.type() === 'error' && !/status of 40[01] /.test(m.text())) errors.push(m.text()) })
   await pg.goto(svc.api + '/console/#campaigns')
   await pg.waitForSelector('#login:not([hidden])')
   await pg.fill('#token', TOKEN)
@@ -331,14 +332,43 @@ test('console: the Campaigns page shows the report API\'s figures, its uplift ch
   await pg.waitForSelector('#campEmpty:not([hidden])')
   assert.match(await pg.textContent('#campCurl'), new RegExp(`-X POST ${svc.api}/v1/campaigns/demo --data-binary`))
   assert.equal(await pg.isVisible('#report'), false)
+  assert.equal(await pg.isVisible('#campList'), false, 'an empty table of campaigns')
   await noOverflow(pg, 'campaigns-empty')
 
-  const c = await api(svc, 'POST', '/v1/campaigns/demo', JSON.stringify({
-    name: 'spring-promo',
-    arms: [{ name: 'behaviour', segment: 'lego-fans' }, { name: 'crm', list: 'crm-test', variants: ['10%', '20%'] }],
-    holdout: 20,
-    window: '7d',
-  }))
+  // The form: two arms (a segment, a list with two variants), a window the
+  // API refuses and then the right one.
+  await pg.click('#newCampaign summary')
+  await pg.waitForSelector('#campArms select option[value="list:crm-test"]', { state: 'attached' })
+  await pg.fill('#campName', 'spring-promo')
+  await pg.fill('#campArms .armrow:nth-of-type(1) .armName', 'behaviour')
+  await pg.selectOption('#campArms .armrow:nth-of-type(1) .armAudience', 'segment:lego-fans')
+  await pressTo(pg, '#addArm')
+  await pg.keyboard.press('Enter')
+  assert.equal(await pg.evaluate(() => document.activeElement.className), 'armName', 'the new arm\'s name is not focused')
+  await pg.keyboard.type('crm')
+  await pg.selectOption('#campArms .armrow:nth-of-type(2) .armAudience', 'list:crm-test')
+  await pg.fill('#campArms .armrow:nth-of-type(2) .armVariants', '10%, 20%')
+  await pg.fill('#campHoldout', '20')
+  await pg.fill('#campWindow', '7x')
+  await noOverflow(pg, 'campaigns-form')
+  const badCreate = pg.waitForResponse(r => r.url().endsWith('/v1/campaigns/demo') && r.request().method() === 'POST')
+  await pg.click('#campCreate')
+  assert.equal((await badCreate).status(), 400)
+  await pg.waitForFunction(() => document.getElementById('campError').textContent !== '')
+  assert.match(await pg.textContent('#campError'), /^invalid window "7x": /)
+  assert.deepEqual((await api(svc, 'GET', '/v1/campaigns/demo')).campaigns, [], 'a refused campaign was created')
+  await pg.fill('#campWindow', '7d')
+  await pg.click('#campCreate')
+  await pg.waitForSelector('#campRows tr[aria-current="true"]')
+  const [c, ...more] = (await api(svc, 'GET', '/v1/campaigns/demo')).campaigns
+  assert.equal(more.length, 0)
+  assert.deepEqual([c.name, c.holdout, c.window], ['spring-promo', 20, '7d'])
+  assert.deepEqual(c.arms.map(a => [a.name, a.segment ?? a.list, a.variants]), [['behaviour', 'lego-fans', undefined], ['crm', 'crm-test', ['10%', '20%']]])
+  assert.equal(await pg.getAttribute('#campRows tr[aria-current="true"]', 'data-campaign'), c.id)
+  assert.equal(await pg.isVisible('#campEmpty'), false)
+  // The focus moves to the new campaign's report.
+  await pg.waitForFunction(() => document.activeElement.id === 'reportTitle')
+  assert.equal(await pg.textContent('#reportTitle'), `spring-promo (campaign ${c.id})`)
   const treated = await recipients(svc, c.id)
   const control = await recipients(svc, c.id, 'control')
   assert.equal(treated.length + control.length, fans.length + crm.length)
