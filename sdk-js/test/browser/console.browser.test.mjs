@@ -72,6 +72,19 @@ async function noOverflow (pg, name) {
   }
 }
 
+// consolePage opens path of the console in a new page of ctx; errors
+// collects its script errors and console errors. The browser logs each
+// refusal the test asks for (a status matching refusals: 400, 401, 404);
+// any other console error (a CSP violation, a script error) fails the test.
+async function consolePage (ctx, svc, path, refusals) {
+  const errors = []
+  const pg = await ctx.newPage()
+  pg.on('pageerror', e => errors.push(e.message))
+  pg.on('console', m => { if (m.type() === 'error' && !refusals.test(m.text())) errors.push(m.text()) })
+  await pg.goto(svc.api + path)
+  return { pg, errors }
+}
+
 // pressTo tabs from the focused element until the element matching sel has
 // the focus (at most 20 presses), as a keyboard user would.
 async function pressTo (pg, sel) {
@@ -110,13 +123,7 @@ test('console: login, rule editor with preview and backfill, segments and lookup
   await svc.waitAccepted(SEEDED + 1)
   await until('the builder applied the seeded views', async () => (await api(svc, 'POST', '/v1/segments/demo/_preview', RULE)).count === SEEDED)
 
-  const errors = []
-  const pg = await ctx.newPage()
-  pg.on('pageerror', e => errors.push(e.message))
-  // The browser logs each refusal the test asks for (401, 400, 404); any
-  // other console error (a CSP violation, a script error) fails the test.
-  pg.on('console', m => { if (m.type() === 'error' && !/status of 40[014] /.test(m.text())) errors.push(m.text()) })
-  await pg.goto(svc.api + '/console/')
+  const { pg, errors } = await consolePage(ctx, svc, '/console/', /status of 40[014] /)
 
   // Login with the keyboard; the page focuses the token field.
   await pg.waitForSelector('#login:not([hidden])')
@@ -318,12 +325,7 @@ test('console: the Campaigns page shows the report API\'s figures, its uplift ch
   await identifyViews(svc, fans)
   await until('the Lego viewers are members with their emails', async () => (await api(svc, 'GET', '/v1/segments/demo/lego-fans')).size === fans.length)
 
-  const errors = []
-  const pg = await ctx.newPage()
-  pg.on('pageerror', e => errors.push(e.message))
-  // The browser logs the refusals the test asks for (400, 401).
-  pg.on('console', m => { if (m.type() === 'error' && !/status of 40[01] /.test(m.text())) errors.push(m.text()) })
-  await pg.goto(svc.api + '/console/#campaigns')
+  const { pg, errors } = await consolePage(ctx, svc, '/console/#campaigns', /status of 40[01] /)
   await pg.waitForSelector('#login:not([hidden])')
   await pg.fill('#token', TOKEN)
   await pg.press('#token', 'Enter')
