@@ -161,9 +161,10 @@ async function loadSegments() {
 // The report of a live campaign is read again every refreshMs while shown.
 const refreshMs = 5000;
 let refreshTimer = 0;
+let reportReads = 0; // counts showReport's reads: only the latest draws and rearms the timer
 let shownCampaign = '';
 
-function stopRefresh() { clearTimeout(refreshTimer); refreshTimer = 0; }
+function stopRefresh() { clearTimeout(refreshTimer); refreshTimer = 0; reportReads++; }
 
 const camp = (id) => '/v1/campaigns/' + encodeURIComponent(site()) + (id ? '/' + encodeURIComponent(id) : '');
 
@@ -290,8 +291,10 @@ function renderReport(r) {
 // while it is live and still shown.
 async function showReport(id) {
   stopRefresh();
+  const read = reportReads;
   const r = await api('GET', camp(id) + '/report');
-  if ($('campaigns').hidden || shownCampaign !== id) return;
+  // A later read (another campaign chosen, the page left or reopened) wins.
+  if (read !== reportReads || $('campaigns').hidden || shownCampaign !== id) return;
   renderReport(r);
   $('report').hidden = false;
   if (r.state === 'live') refreshTimer = setTimeout(() => guard(() => showReport(id)), refreshMs);
