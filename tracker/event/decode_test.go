@@ -187,6 +187,7 @@ func TestDecodeBatchRefused(t *testing.T) {
 		`events[2].id: duplicate of events[0].id "0b9e6c1a-3c1f-4c47-9d0e-000000000001"`)
 	f(body(`{"id":"0b9e6c1a-3c1f-4c47-9d0e-000000000001","ts":`+nowTS+`}`), ReasonBadType, "events[0].t: missing")
 	f(body(`{"id":"0b9e6c1a-3c1f-4c47-9d0e-000000000001","t":"click"}`), ReasonBadType, `events[0].t: unknown event type "click"`)
+	f(body(`{"id":"0b9e6c1a-3c1f-4c47-9d0e-000000000001","t":"convert","campaign":1,"recipient":0}`), ReasonBadType, `events[0].t: unknown event type "convert"`)
 	f(body(`{"id":"0b9e6c1a-3c1f-4c47-9d0e-000000000001","t":"View"}`), ReasonBadType, `unknown event type "View"`)
 	f(body(`{"t":2}`), ReasonBadType, `events[0].t: must be a string, got 2`)
 	f(body(`{"t":null}`), ReasonBadType, `events[0].t: must be an event type string, got null`)

@@ -35,9 +35,17 @@ const (
 	// them in the campaign's counters, not in a profile.
 	TypeOpen  Type = 8
 	TypeClick Type = 9
+	// TypeConvert is a purchase that converts a campaign recipient,
+	// forwarded by the builder that applied it to the recipient's own
+	// visitor (campaign.EngagementVisitor) so the recipient's partition
+	// counts it: never in a batch (ParseType does not know it). It carries
+	// the campaign and recipient (Event.Campaign, Event.Recipient), the
+	// purchase's time, its order id ("" when it had none: the event id
+	// stands for it) and total.
+	TypeConvert Type = 10
 )
 
-var typeNames = [...]string{"", "pageview", "view", "cart", "uncart", "purchase", "identify", "custom", "open", "click"}
+var typeNames = [...]string{"", "pageview", "view", "cart", "uncart", "purchase", "identify", "custom", "open", "click", "convert"}
 
 // String returns the name of t, or "" for an invalid type.
 func (t Type) String() string {
@@ -160,6 +168,8 @@ type Event struct {
 	URL        string // the page, "" if not sent
 	Name       string // custom: the event's name (1..MaxNameLen bytes); "" for every other type
 	Token      string // open, click: the campaign recipient's token as sent; "" for every other type
+	Campaign   uint64 // convert: the campaign id (≥ 1); 0 for every other type
+	Recipient  uint32 // convert: the recipient's number in the campaign
 }
 
 // Batch is one accepted request of one visitor of one site: the unit the
@@ -243,7 +253,8 @@ func (e *Event) Equal(o *Event) bool {
 		e.Order.Total == o.Order.Total && e.Order.HasTotal == o.Order.HasTotal &&
 		slices.Equal(e.Order.Items, o.Order.Items) &&
 		e.Email == o.Email && e.Customer == o.Customer && e.URL == o.URL &&
-		e.Name == o.Name && e.Token == o.Token && slices.Equal(e.Traits, o.Traits)
+		e.Name == o.Name && e.Token == o.Token && slices.Equal(e.Traits, o.Traits) &&
+		e.Campaign == o.Campaign && e.Recipient == o.Recipient
 }
 
 // Clone returns a deep copy of b with its own arena, holding only b's

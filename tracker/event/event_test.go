@@ -88,14 +88,15 @@ func TestParseType(t *testing.T) {
 			t.Fatalf("ParseType(%q): got %d; want %d", typ.String(), got, typ)
 		}
 	}
-	// open and click are the engagement endpoints' types, never a batch's.
-	for _, s := range []string{"", "View", "views", "click", "open", "\x00"} {
+	// open and click are the engagement endpoints' types, convert the
+	// builder's: never a batch's.
+	for _, s := range []string{"", "View", "views", "click", "open", "convert", "\x00"} {
 		if got := ParseType([]byte(s)); got != TypeInvalid {
 			t.Fatalf("ParseType(%q): got %d; want TypeInvalid", s, got)
 		}
 	}
-	if s := Type(TypeClick + 1).String(); s != "" {
-		t.Fatalf("Type(TypeClick+1).String(): got %q; want \"\"", s)
+	if s := Type(TypeConvert + 1).String(); s != "" {
+		t.Fatalf("Type(TypeConvert+1).String(): got %q; want \"\"", s)
 	}
 }
 

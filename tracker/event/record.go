@@ -11,8 +11,9 @@ import (
 
 // RecordVersion is the version of the log record format AppendBatch writes,
 // described in FORMAT.md. DecodeRecord reads it and every older version
-// (version 1 had no event name, version 2 no token).
-const RecordVersion = 3
+// (version 1 had no event name, version 2 no token, version 3 no
+// campaign recipient).
+const RecordVersion = 4
 
 // ErrUnsupportedVersion is wrapped by the error of DecodeRecord for a record
 // of a version this build cannot read (written by a newer build).
@@ -27,10 +28,13 @@ const (
 	evTraits
 	evURL
 	evName  // since version 2
-	evToken // since version 3
-	evAll   = 1<<iota - 1
-	// evAllV2 and evAllV1 are the parts versions 2 and 1 define.
-	evAllV2 = evAll &^ evToken
+	evToken    // since version 3
+	evCampaign // since version 4
+	evAll      = 1<<iota - 1
+	// evAllV3, evAllV2 and evAllV1 are the parts versions 3, 2 and 1
+	// define.
+	evAllV3 = evAll &^ evCampaign
+	evAllV2 = evAllV3 &^ evToken
 	evAllV1 = evAllV2 &^ evName
 )
 
@@ -62,7 +66,7 @@ const (
 	minTraitLen = 1 + 1 + 1      // kind, key length, value length
 )
 
-// AppendBatch appends the log record of b (format v3, FORMAT.md) to dst and
+// AppendBatch appends the log record of b (format v4, FORMAT.md) to dst and
 // returns the extended buffer. It does not allocate when dst has room.
 //
 // b is stored as the decoders leave it: the fields of an absent product or
@@ -110,6 +114,9 @@ func appendEvent(dst []byte, e *Event, recv int64) []byte {
 	if e.Token != "" {
 		f |= evToken
 	}
+	if e.Campaign != 0 {
+		f |= evCampaign
+	}
 	dst = codec.AppendUvarint(dst, f)
 	if e.HasProduct {
 		dst = appendProduct(dst, &e.Product)
@@ -139,6 +146,9 @@ func appendEvent(dst []byte, e *Event, recv int64) []byte {
 	}
 	if e.Token != "" {
 		dst = codec.AppendString(dst, e.Token)
+	}
+	if e.Campaign != 0 {
+		dst = codec.AppendUvarint(codec.AppendUvarint(dst, e.Campaign), uint64(e.Recipient))
 	}
 	return dst
 }
@@ -220,8 +230,8 @@ func appendOrder(dst []byte, o *Order) []byte {
 // allocate once the Batch has grown to the largest record.
 //
 // Only the canonical encoding is accepted, so that a decoded record
-// re-encodes to the same bytes (but for the version byte of a version 1
-// or 2 record, which re-encodes as version 3): minimal varints, presence bits only for
+// re-encodes to the same bytes (but for the version byte of a version 1,
+// 2 or 3 record, which re-encodes as version 4): minimal varints, presence bits only for
 // non-empty strings, items and traits, a non-zero qty. A record of another
 // version gives an error wrapping ErrUnsupportedVersion; a truncated or
 // otherwise malformed one a descriptive error. On error b must not be used.
@@ -238,6 +248,8 @@ func DecodeRecord(b *Batch, data []byte) error {
 		parts = evAllV1
 	case v == 2:
 		parts = evAllV2
+	case v == 3:
+		parts = evAllV3
 	case v != RecordVersion:
 		return fmt.Errorf("cannot decode event record: %w %d; this build reads versions 1 to %d",
 			ErrUnsupportedVersion, v, RecordVersion)
@@ -345,6 +357,13 @@ func (r *recordReader) event(e *Event, recv int64, parts uint64) {
 	}
 	if f&evToken != 0 {
 		e.Token = r.present()
+	}
+	if f&evCampaign != 0 {
+		id, n := r.Uvarint(), r.Uvarint()
+		if r.Err() == nil && (id == 0 || n > math.MaxUint32) {
+			r.Failf("campaign %d or recipient %d out of range (1.., 0..4294967295)", id, n)
+		}
+		e.Campaign, e.Recipient = id, uint32(n)
 	}
 }
 

@@ -74,7 +74,7 @@ func TestRecordLayout(t *testing.T) {
 		ID: UUID{0: 0x01, 15: 0x02}, Type: TypeView, TS: 999, HasProduct: true,
 		Product: Product{ID: "p", Price: 2.5, HasPrice: true},
 	}}}
-	want := "03" + "0273 31" + "aa" + strings.Repeat("00", 14) + "bb" + "d00f" + "01" +
+	want := "04" + "0273 31" + "aa" + strings.Repeat("00", 14) + "bb" + "d00f" + "01" +
 		"01000000000000000000000000000002" + "02" + "01" + "01" +
 		"11" + "0170" + "0000000000000440"
 	want = strings.ReplaceAll(want, " ", "")
@@ -114,6 +114,17 @@ func TestDecodeRecordVersion1(t *testing.T) {
 			t.Fatalf("version 3 with a token: got error %v, token %q", err, b.Events[0].Token)
 		}
 	}
+	for v := byte(1); v <= 4; v++ {
+		conv := AppendBatch(nil, engagementBatches[2])
+		conv[0] = v
+		err := DecodeRecord(&b, conv)
+		if v < 4 && (err == nil || !strings.Contains(err.Error(), "unknown presence bits 0x100")) {
+			t.Fatalf("version %d with a campaign recipient: got error %v; want unknown presence bits 0x100", v, err)
+		}
+		if e := &b.Events[0]; v == 4 && (err != nil || e.Type != TypeConvert || e.Campaign != 7 || e.Recipient != 1<<32-1 || e.Order.ID != "o-1" || e.Order.Total != 12.5) {
+			t.Fatalf("version 4 convert: got error %v, event %+v", err, *e)
+		}
+	}
 	v2 := AppendBatch(nil, mustDecode(t, readFixture(t, fixtures[0])))
 	v2[0] = 2
 	if err := DecodeRecord(&b, v2); err != nil {
@@ -126,6 +137,9 @@ func TestDecodeRecordVersion1(t *testing.T) {
 var engagementBatches = []*Batch{
 	{Site: "s", Visitor: UUID{1}, Recv: 5, Events: []Event{{ID: UUID{2}, Type: TypeOpen, TS: 5, Token: "AQEAAAAAAAAAAAAAAAA"}}},
 	{Site: "s", Visitor: UUID{1}, Recv: 6, Events: []Event{{ID: UUID{3}, Type: TypeClick, TS: 6, Token: "AQEAAAAAAAAAAAAAAAA", URL: "https://shop.example/x"}}},
+	// A purchase forwarded to its recipient's visitor (the builder's).
+	{Site: "s", Visitor: UUID{1}, Recv: 7, Events: []Event{{ID: UUID{4}, Type: TypeConvert, TS: 6, HasOrder: true,
+		Order: Order{ID: "o-1", Total: 12.5, HasTotal: true}, Campaign: 7, Recipient: 1<<32 - 1}}},
 }
 
 // TestDecodeRecordTruncated cuts records at every byte: each prefix must be
@@ -161,10 +175,10 @@ func TestDecodeRecordRefused(t *testing.T) {
 	rec := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 	f("empty", nil, "cannot decode event record at byte 0: truncated byte: 1 bytes needed, 0 left")
-	f("version 0", []byte{0}, "unsupported event record version 0; this build reads versions 1 to 3")
-	f("version 4", append([]byte{4}, valid[1:]...), "unsupported event record version 4")
-	if err := DecodeRecord(&Batch{}, []byte{4}); !errors.Is(err, ErrUnsupportedVersion) {
-		t.Fatalf("version 4: got %v; want ErrUnsupportedVersion", err)
+	f("version 0", []byte{0}, "unsupported event record version 0; this build reads versions 1 to 4")
+	f("version 5", append([]byte{5}, valid[1:]...), "unsupported event record version 5")
+	if err := DecodeRecord(&Batch{}, []byte{5}); !errors.Is(err, ErrUnsupportedVersion) {
+		t.Fatalf("version 5: got %v; want ErrUnsupportedVersion", err)
 	}
 	f("trailing byte", append(append([]byte{}, valid...), 0), fmt.Sprintf("at byte %d: 1 bytes after the last event", len(valid)))
 	f("site too long", []byte{1, 5, 'a'}, "at byte 2: truncated string: 5 bytes needed, 1 left")
@@ -187,6 +201,8 @@ func TestDecodeRecordRefused(t *testing.T) {
 	f("NaN price", rec(hdr(1), ev(1, 0x10), nan), "events[0]: amount NaN is not a finite number >= 0")
 	f("negative total", rec(hdr(1), ev(2, 2), []byte{0, 0, 0, 0, 0, 0, 0xf0, 0xbf}), "amount -1 is not a finite number >= 0")
 	f("truncated float", rec(hdr(1), ev(2, 2), nan[:7]), "truncated float: 8 bytes needed, 7 left")
+	f("campaign 0", rec([]byte{4}, hdr(1)[1:], ev(0x80, 0x02, 0, 0)), "events[0]: campaign 0 or recipient 0 out of range")
+	f("recipient over 32 bits", rec([]byte{4}, hdr(1)[1:], ev(0x80, 0x02, 1, 0x80, 0x80, 0x80, 0x80, 0x10)), "recipient 4294967296 out of range")
 	f("truncated uuid", []byte{1, 0, 1, 2, 3}, "at byte 2: truncated UUID: 16 bytes needed, 3 left")
 }
 

@@ -103,6 +103,10 @@ func TestSegmentDecodeCalls(t *testing.T) {
 		Event{ID: id, Type: TypeCustom, Name: "Signed Up", TS: testNow - 2*3600000, Customer: "4711"}, segID(NameCustomer, "4711"))
 	f(SegmentAlias, `{"messageId":"0b9e6c1a-3c1f-4c47-9d0e-000000000001","previousId":"cookie-77","userId":"c-1"}`,
 		Event{ID: id, Type: TypeIdentify, TS: testNow, Customer: "c-1"}, segID(NameAnonymous, "cookie-77"))
+	// A track named as the builder's convert type is a custom event: no
+	// call of Segment's makes a convert (or open, click) event.
+	f(SegmentTrack, `{`+msg+`,"event":"convert","properties":{"campaign":1,"recipient":0}}`,
+		Event{ID: id, Type: TypeCustom, Name: "convert", TS: testNow}, anon)
 	// originalTimestamp stands for a missing timestamp.
 	f(SegmentTrack, `{`+msg+`,"event":"X","originalTimestamp":"2025-12-31T23:59:59.5Z"}`,
 		Event{ID: id, Type: TypeCustom, Name: "X", TS: testNow - 500}, anon)
@@ -137,6 +141,8 @@ func TestSegmentDecodeRefused(t *testing.T) {
 	f(SegmentBatch, `{"batch":[{`+anon+`,"event":"X"}]}`, ReasonBadType, `batch[0].type: missing`)
 	f(SegmentBatch, `{"batch":[{"type":"track",`+anon+`,"event":"X"},{"type":"click",`+anon+`}]}`, ReasonBadType,
 		`batch[1].type: unknown message type "click": want track, identify, page, screen, alias or group`)
+	f(SegmentBatch, `{"batch":[{"type":"convert",`+anon+`,"campaign":1}]}`, ReasonBadType,
+		`batch[0].type: unknown message type "convert": want track, identify, page, screen, alias or group`)
 	f(SegmentBatch, `{"batch":[{"type":"track",`+anon+`}]}`, ReasonBadType, `batch[0].event: missing: a track call needs its event name`)
 	f(SegmentBatch, `{"batch":[{"type":"track","event":"X"}]}`, ReasonBadVisitor, `batch[0]: needs an anonymousId or a userId`)
 	f(SegmentBatch, `{"batch":[{"type":"track","event":"X",`+anon+`,"timestamp":"yesterday"}]}`, ReasonBadTS,
