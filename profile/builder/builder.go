@@ -845,11 +845,11 @@ func (pt *partition) applyRecord(rec *storage.Record) error {
 		// An order counts once per visitor, forever: an import sent again
 		// or a purchase sent both by the browser and the shop's backend.
 		if e.Type == event.TypePurchase && e.HasOrder && e.Order.ID != "" {
-			if order := foldOrderID(e.Order.ID); en.orders.has(order) {
+			if order := event.OrderKey(e.Order.ID); en.orders.Has(order) {
 				b.m.orderDedupHits.Inc()
 				continue
 			} else {
-				en.orders = en.orders.add(order)
+				en.orders = en.orders.Add(order)
 			}
 		}
 		if err := pt.join(eb.Site, e); err != nil {

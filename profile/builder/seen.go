@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -144,32 +143,7 @@ func decodeSeen(dst seenList, orders orderSet, data []byte) (seenList, orderSet,
 	return dst, orders, nil
 }
 
-// orderSet is the set of the order ids (foldOrderID) of the purchases
-// applied to a visitor, ascending: kept forever, so that an order imported
-// or sent again, however late, counts once.
-type orderSet []uint64
-
-func (s orderSet) has(id uint64) bool {
-	_, found := slices.BinarySearch(s, id)
-	return found
-}
-
-// add returns s with id inserted.
-func (s orderSet) add(id uint64) orderSet {
-	i, found := slices.BinarySearch(s, id)
-	if found {
-		return s
-	}
-	return slices.Insert(s, i, id)
-}
-
-// foldOrderID hashes an order id to 64 bits (FNV-1a). Among one visitor's
-// n orders a false match has probability ≈ n²/2⁶⁵: none for any shop.
-func foldOrderID(id string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(id); i++ {
-		h ^= uint64(id[i])
-		h *= 1099511628211
-	}
-	return h
-}
+// orderSet is the set of the order keys (event.OrderKey) of the
+// purchases applied to a visitor, ascending: kept forever, so that an
+// order imported or sent again, however late, counts once.
+type orderSet = event.OrderSet

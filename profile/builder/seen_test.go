@@ -30,28 +30,6 @@ func TestSeenRoundTrip(t *testing.T) {
 	f(seenList{{id: 1, recv: 0}}, orderSet{0, 5, ^uint64(0)})
 }
 
-func TestOrderSet(t *testing.T) {
-	var s orderSet
-	for _, id := range []string{"A-1", "A-2", "A-1", "", "B-77"} {
-		s = s.add(foldOrderID(id))
-	}
-	if len(s) != 4 || !slices.IsSorted(s) {
-		t.Fatalf("set after adding A-1, A-2, A-1, \"\", B-77 = %v; want 4 ids ascending", s)
-	}
-	for _, id := range []string{"A-1", "A-2", "", "B-77"} {
-		if !s.has(foldOrderID(id)) {
-			t.Errorf("has(%q) = false; want true", id)
-		}
-	}
-	if s.has(foldOrderID("A-3")) {
-		t.Errorf("has(\"A-3\") = true; want false")
-	}
-	// FNV-1a of "a", the published test vector.
-	if got := foldOrderID("a"); got != 0xaf63dc4c8601ec8c {
-		t.Errorf("foldOrderID(\"a\") = %#x; want 0xaf63dc4c8601ec8c", got)
-	}
-}
-
 func TestSeenLayout(t *testing.T) {
 	got := appendSeen(nil, seenList{{id: 0x0102030405060708, recv: 1000}, {id: 9, recv: 1000}}, nil)
 	want, _ := hex.DecodeString("01" + "02" + "0102030405060708" + "d00f" + "0000000000000009" + "00")
