@@ -560,6 +560,14 @@ func (p *Profile) addOrder(e *event.Event, ts int64) {
 	o := &p.Orders
 	widen(&o.First, &o.Last, o.Count == 0, ts, ts)
 	o.Count++
+	o.Revenue += OrderTotal(e)
+}
+
+// OrderTotal is the revenue of purchase e: its order's total, else the
+// sum of its items' prices × quantities, else its product's; 0 when
+// none is given (or the sum overflows). A profile's Orders.Revenue and a
+// campaign's revenue both add it.
+func OrderTotal(e *event.Event) float64 {
 	var total float64
 	switch {
 	case e.HasOrder && e.Order.HasTotal:
@@ -575,6 +583,7 @@ func (p *Profile) addOrder(e *event.Event, ts int64) {
 		total = e.Product.Price * float64(max(e.Product.Qty, 1))
 	}
 	if total > 0 && !math.IsInf(total, 0) {
-		o.Revenue += total
+		return total
 	}
+	return 0
 }

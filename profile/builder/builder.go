@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,9 +34,11 @@ type Options struct {
 	// that commits it (segment membership).
 	Hook Hook
 	// Counter, if set, makes each partition's Counter: it counts the
-	// events that are no profile's — a campaign email's opens and clicks
-	// (event.TypeOpen, TypeClick) — in the partition's own commit. Nil:
-	// they are dropped.
+	// events that are no profile's — a campaign email's opens, clicks and
+	// conversions (event.TypeOpen, TypeClick, TypeConvert) — in the
+	// partition's own commit, and finds the campaign recipients a purchase
+	// converts, whose convert events the partition appends to the log
+	// before its commit. Nil: they are dropped.
 	Counter func(partition int) Counter
 	// Metrics receives the builder's metrics. Nil: a private set.
 	Metrics *metrics.Set
@@ -125,6 +128,11 @@ type Hook interface {
 // Hook's.
 type Counter interface {
 	Engage(site string, e *event.Event) error
+	// Convert appends to dst the messages that forward purchase e, of a
+	// visitor of site linked to email (normalised) and received at recv,
+	// to the campaign recipients it converts (event.TypeConvert, keyed by
+	// the recipient's visitor); none when it converts nobody.
+	Convert(dst []storage.Message, site, email string, recv int64, e *event.Event) ([]storage.Message, error)
 	// Email returns the email of the recipient whose campaign token an
 	// identify carries (the snippet read it from a click's landing URL):
 	// the visitor is linked to it. ok is false for a token that does not
@@ -577,6 +585,14 @@ type partition struct {
 	dirty    []*entry
 	counter  Counter // nil: engagement events are dropped
 
+	// converts are the convert events of the purchases applied since the
+	// last commit (Counter.Convert), appended to the log before it;
+	// purchases the indexes of a record's purchases applied; identity
+	// decodes the profiles a customer id links to (customerEmail).
+	converts  []storage.Message
+	purchases []int
+	identity  profile.PartialDecoder
+
 	// spareChanges are the emptied change buffers of committed entries:
 	// only dirty entries hold one, so the cached profiles of many visitors
 	// do not each keep a buffer's capacity alive between their batches.
@@ -798,6 +814,8 @@ func (pt *partition) abort() {
 	if pt.counter != nil {
 		pt.counter.Reset()
 	}
+	clear(pt.converts)
+	pt.converts = pt.converts[:0]
 	pt.pendingBytes, pt.pendingWrites = 0, 0
 	pt.cacheBytes.Store(pt.cache.bytes)
 	_ = pt.reader.Close() // run reopens it
@@ -819,9 +837,10 @@ func (pt *partition) applyRecord(rec *storage.Record) error {
 	if len(eb.Events) == 0 {
 		return nil
 	}
-	if t := eb.Events[0].Type; t == event.TypeOpen || t == event.TypeClick {
-		// The collector's engagement endpoints log one such event per
-		// record, under the recipient's own visitor: no profile's.
+	if t := eb.Events[0].Type; t == event.TypeOpen || t == event.TypeClick || t == event.TypeConvert {
+		// The collector's engagement endpoints, and a builder forwarding a
+		// purchase, log one such event per record, under the recipient's
+		// own visitor: no profile's.
 		return pt.engage(eb)
 	}
 	en, err := pt.entry(eb.Site, eb.Visitor)
@@ -835,6 +854,7 @@ func (pt *partition) applyRecord(rec *storage.Record) error {
 	}
 	nChanges := len(en.changes)
 	applied := 0
+	pt.purchases = pt.purchases[:0]
 	for i := range eb.Events {
 		e := &eb.Events[i]
 		id := foldID(e.ID)
@@ -868,9 +888,17 @@ func (pt *partition) applyRecord(rec *storage.Record) error {
 		en.changes = en.prof.Apply(e, b.cfg, eb.Recv, en.changes)
 		en.seen = append(en.seen, seenID{id: id, recv: floorDiv(eb.Recv, 1000)})
 		applied++
+		if e.Type == event.TypePurchase {
+			pt.purchases = append(pt.purchases, i)
+		}
 	}
 	if applied == 0 {
 		return nil
+	}
+	if len(pt.purchases) > 0 && pt.counter != nil {
+		if err := pt.convert(eb, en); err != nil {
+			return err
+		}
 	}
 	en.seen = en.seen.prune(b.windowSec, b.opts.DedupMax)
 	b.m.eventsApplied.Add(applied)
@@ -885,7 +913,102 @@ func (pt *partition) applyRecord(rec *storage.Record) error {
 	return nil
 }
 
-// engage counts the engagement events of eb (campaign opens and clicks).
+// convert collects the convert events of the purchases of eb just
+// applied to en (pt.purchases), once the record's own identify is
+// applied: the visitor's email, else the email its customer id links
+// to. A visitor without either converts nobody, even when it is
+// identified later.
+func (pt *partition) convert(eb *event.Batch, en *entry) error {
+	email := en.prof.Email
+	if email == "" && en.prof.Customer != "" {
+		var err error
+		if email, err = pt.customerEmail(eb.Site, en.prof.Customer, en.visitor); err != nil {
+			return err
+		}
+	}
+	if email == "" {
+		return nil
+	}
+	for _, i := range pt.purchases {
+		var err error
+		if pt.converts, err = pt.counter.Convert(pt.converts, eb.Site, email, eb.Recv, &eb.Events[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxCustomerVisitors bounds the visitors of a customer id read for its
+// email.
+const maxCustomerVisitors = 64
+
+// customerEmail returns the latest email of the committed visitors of
+// site other than self linked to customer ("": none): reads of the
+// identity links and profiles, for purchases only.
+func (pt *partition) customerEmail(site, customer string, self event.UUID) (string, error) {
+	db := pt.b.opts.State
+	var (
+		email   string
+		emailTS int64
+		n       int
+		rerr    error
+	)
+	err := db.VisitorsByCustomer(site, customer, func(v [16]byte) bool {
+		if v == self {
+			return true
+		}
+		data, ok, err := db.Profile(site, v, pt.valBuf[:0])
+		pt.valBuf = data[:0]
+		if err != nil {
+			rerr = err
+			return false
+		}
+		if ok {
+			p, err := pt.identity.Decode(data, profile.PartIdentity)
+			if err != nil {
+				pt.b.logf("builder: visitor %s of site %q: %s", event.UUID(v), site, err)
+			} else if p.Email != "" && (email == "" || p.EmailTS > emailTS) {
+				email, emailTS = strings.Clone(p.Email), p.EmailTS
+			}
+		}
+		n++
+		return n < maxCustomerVisitors
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("cannot read the email of customer %q of site %q: %w", customer, site, err)
+	}
+	return email, nil
+}
+
+// forwardBatch bounds the convert events of one Log.Append.
+const forwardBatch = 1000
+
+// forward appends the convert events collected since the last commit to
+// the log, before the commit: a crash between the two applies the
+// purchases again and forwards them again, which the recipient's Counter
+// counts once (by order key). An error fails the commit.
+func (pt *partition) forward() error {
+	for len(pt.converts) > 0 {
+		n := min(len(pt.converts), forwardBatch)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := pt.b.opts.Log.Append(ctx, pt.converts[:n])
+		cancel()
+		if err != nil {
+			return fmt.Errorf("cannot forward %d conversions to their recipients: %w", len(pt.converts), err)
+		}
+		pt.b.m.conversionsForwarded.Add(n)
+		clear(pt.converts[:n])
+		pt.converts = pt.converts[n:]
+	}
+	pt.converts = pt.converts[:0]
+	return nil
+}
+
+// engage counts the engagement events of eb (campaign opens, clicks and
+// conversions).
 func (pt *partition) engage(eb *event.Batch) error {
 	if pt.counter == nil {
 		return nil
@@ -1035,6 +1158,9 @@ func (pt *partition) commit(next int64) error {
 	if pt.counter != nil {
 		if err := pt.counter.Flush(batch); err != nil {
 			return fmt.Errorf("cannot commit partition %d up to offset %d: campaign counters: %w", pt.id, next, err)
+		}
+		if err := pt.forward(); err != nil {
+			return fmt.Errorf("cannot commit partition %d up to offset %d: %w", pt.id, next, err)
 		}
 	}
 	batch.SetOffset(pt.id, next)

@@ -11,39 +11,43 @@ type builderMetrics struct {
 	eventsApplied  *metrics.Counter
 	dedupHits      *metrics.Counter
 	orderDedupHits *metrics.Counter
-	catalogMisses  *metrics.Counter
-	records        *metrics.Counter
-	badRecords     *metrics.Counter
-	commits        *metrics.Counter
-	stateWrites    *metrics.Counter
-	commitErrors   *metrics.Counter
-	cacheHits      *metrics.Counter
-	cacheMisses    *metrics.Counter
-	encodedHits    *metrics.Counter
-	cacheEvictions *metrics.Counter
-	deletes        *metrics.Counter
-	expired        *metrics.Counter
-	batchDuration  *metrics.Histogram
+	// conversionsForwarded counts the convert events appended to the log
+	// for campaign recipients (again after a crash: at least once).
+	conversionsForwarded *metrics.Counter
+	catalogMisses        *metrics.Counter
+	records              *metrics.Counter
+	badRecords           *metrics.Counter
+	commits              *metrics.Counter
+	stateWrites          *metrics.Counter
+	commitErrors         *metrics.Counter
+	cacheHits            *metrics.Counter
+	cacheMisses          *metrics.Counter
+	encodedHits          *metrics.Counter
+	cacheEvictions       *metrics.Counter
+	deletes              *metrics.Counter
+	expired              *metrics.Counter
+	batchDuration        *metrics.Histogram
 }
 
 func newBuilderMetrics(set *metrics.Set) *builderMetrics {
 	return &builderMetrics{
-		eventsApplied:  set.GetOrCreateCounter("affinity_builder_events_applied_total"),
-		dedupHits:      set.GetOrCreateCounter("affinity_builder_dedup_hits_total"),
-		orderDedupHits: set.GetOrCreateCounter("affinity_builder_order_dedup_hits_total"),
-		catalogMisses:  set.GetOrCreateCounter("affinity_builder_catalog_misses_total"),
-		records:        set.GetOrCreateCounter("affinity_builder_records_total"),
-		badRecords:     set.GetOrCreateCounter("affinity_builder_bad_records_total"),
-		commits:        set.GetOrCreateCounter("affinity_builder_commits_total"),
-		stateWrites:    set.GetOrCreateCounter("affinity_builder_state_writes_total"),
-		commitErrors:   set.GetOrCreateCounter("affinity_builder_commit_errors_total"),
-		cacheHits:      set.GetOrCreateCounter("affinity_builder_cache_hits_total"),
-		cacheMisses:    set.GetOrCreateCounter("affinity_builder_cache_misses_total"),
-		encodedHits:    set.GetOrCreateCounter("affinity_builder_encoded_cache_hits_total"),
-		cacheEvictions: set.GetOrCreateCounter("affinity_builder_cache_evictions_total"),
-		deletes:        set.GetOrCreateCounter("affinity_builder_visitors_deleted_total"),
-		expired:        set.GetOrCreateCounter("affinity_builder_visitors_expired_total"),
-		batchDuration:  set.GetOrCreateHistogram("affinity_builder_apply_batch_duration_seconds"),
+		eventsApplied:        set.GetOrCreateCounter("affinity_builder_events_applied_total"),
+		dedupHits:            set.GetOrCreateCounter("affinity_builder_dedup_hits_total"),
+		orderDedupHits:       set.GetOrCreateCounter("affinity_builder_order_dedup_hits_total"),
+		catalogMisses:        set.GetOrCreateCounter("affinity_builder_catalog_misses_total"),
+		conversionsForwarded: set.GetOrCreateCounter("affinity_builder_conversions_forwarded_total"),
+		records:              set.GetOrCreateCounter("affinity_builder_records_total"),
+		badRecords:           set.GetOrCreateCounter("affinity_builder_bad_records_total"),
+		commits:              set.GetOrCreateCounter("affinity_builder_commits_total"),
+		stateWrites:          set.GetOrCreateCounter("affinity_builder_state_writes_total"),
+		commitErrors:         set.GetOrCreateCounter("affinity_builder_commit_errors_total"),
+		cacheHits:            set.GetOrCreateCounter("affinity_builder_cache_hits_total"),
+		cacheMisses:          set.GetOrCreateCounter("affinity_builder_cache_misses_total"),
+		encodedHits:          set.GetOrCreateCounter("affinity_builder_encoded_cache_hits_total"),
+		cacheEvictions:       set.GetOrCreateCounter("affinity_builder_cache_evictions_total"),
+		deletes:              set.GetOrCreateCounter("affinity_builder_visitors_deleted_total"),
+		expired:              set.GetOrCreateCounter("affinity_builder_visitors_expired_total"),
+		batchDuration:        set.GetOrCreateHistogram("affinity_builder_apply_batch_duration_seconds"),
 	}
 }
 

@@ -6,7 +6,10 @@ import (
 	"fmt"
 
 	"github.com/affinityhq/affinity/internal/codec"
+	"github.com/affinityhq/affinity/internal/quote"
+	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/invalid"
+	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -60,23 +63,64 @@ func appendEngagementKey(dst []byte, id uint64, n uint32) []byte {
 	return binary.BigEndian.AppendUint32(dst, n)
 }
 
-// engagement is a recipient's first open and first click (Unix ms; 0:
-// none yet).
+// engagement is a recipient's first open, click and conversion (Unix ms;
+// 0: none yet) and the keys of the orders counted (event.OrderKey), at
+// most maxRecipientOrders.
 type engagement struct {
-	opened, clicked int64
+	opened, clicked, converted int64
+	orders                     event.OrderSet
 }
 
-// engagement value: version | opened varint ms | clicked varint ms.
-func appendEngagement(dst []byte, e engagement) []byte {
-	dst = codec.AppendVarint(append(dst, valueVersion), e.opened)
-	return codec.AppendVarint(dst, e.clicked)
+// maxRecipientOrders bounds the order keys an engagement keeps: a
+// recipient's orders past it are counted but not remembered, so a replay
+// of one of them (a builder crash between forwarding and committing the
+// purchase) would count it again. 64 orders in one window is far more
+// than any mailing sees.
+const maxRecipientOrders = 64
+
+// engagementVersion is the version of the engagement value written:
+// version 1 had no conversion.
+const engagementVersion = 2
+
+// engagement value: version | opened varint ms | clicked varint ms, and
+// since version 2: | converted varint ms | n uvarint | n × order key u64,
+// ascending.
+func appendEngagement(dst []byte, e *engagement) []byte {
+	dst = codec.AppendVarint(append(dst, engagementVersion), e.opened)
+	dst = codec.AppendVarint(dst, e.clicked)
+	dst = codec.AppendVarint(dst, e.converted)
+	dst = codec.AppendUvarint(dst, uint64(len(e.orders)))
+	for _, k := range e.orders {
+		dst = binary.BigEndian.AppendUint64(dst, k)
+	}
+	return dst
 }
 
-func decodeEngagement(v []byte) (e engagement, err error) {
+// decodeEngagement decodes an engagement value of version 1 or 2 into e,
+// reusing its order keys' capacity.
+func decodeEngagement(e *engagement, v []byte) error {
 	d := codec.NewReader("campaign engagement", v, 0)
-	d.Version(valueVersion)
+	ver := d.Byte()
+	if d.Err() == nil && ver != 1 && ver != engagementVersion {
+		d.FailAt(0, fmt.Sprintf("version %d; this build reads 1 and %d", ver, engagementVersion))
+	}
 	e.opened, e.clicked = d.Varint(), d.Varint()
-	return e, d.End()
+	e.converted, e.orders = 0, e.orders[:0]
+	if ver == engagementVersion {
+		e.converted = d.Varint()
+		n := d.Count(8)
+		if d.Err() == nil && n > maxRecipientOrders {
+			d.Failf("%d order keys; at most %d", n, maxRecipientOrders)
+		}
+		for i := 0; i < n && d.Err() == nil; i++ {
+			k := binary.BigEndian.Uint64(d.Fixed("order key", 8))
+			if i > 0 && k <= e.orders[i-1] {
+				d.Failf("order key %#x after %#x: not ascending", k, e.orders[i-1])
+			}
+			e.orders = append(e.orders, k)
+		}
+	}
+	return d.End()
 }
 
 // recipientKey names a recipient across campaigns.
@@ -91,70 +135,188 @@ type cellKey struct {
 	Cell
 }
 
-// Counter counts one builder partition's opens and clicks into the
-// campaigns' counters, in the partition's own state batch: Engage for
-// each event, Flush into the batch before its commit, Reset after the
-// commit or when it is dropped. The counts of the uncommitted records
-// are kept here, so a batch's several events of one recipient count
-// once; the committed ones are read from state. Not safe for concurrent
-// use: one per partition.
+// Counter counts one builder partition's opens, clicks and conversions
+// into the campaigns' counters, in the partition's own state batch:
+// Engage for each event, Flush into the batch before its commit, Reset
+// after the commit or when it is dropped. The counts of the uncommitted
+// records are kept here, so a batch's several events of one recipient
+// count once; the committed ones are read from state. It also finds the
+// recipients a purchase converts (Convert). Not safe for concurrent use:
+// one per partition.
 type Counter struct {
 	s         *Store
 	partition uint32
-	recips    map[recipientKey]engagement // changed since the last commit
-	cells     map[cellKey]Counters        // deltas since the last commit
+	recips    map[recipientKey]*engagement // changed since the last commit
+	cells     map[cellKey]Counters         // deltas since the last commit
 	key, val  []byte
+	r         Recipient
+	conv      event.Batch // Convert's record, one event
 }
 
 // NewCounter returns the Counter of builder partition p.
 func (s *Store) NewCounter(p int) *Counter {
-	return &Counter{s: s, partition: uint32(p), recips: map[recipientKey]engagement{}, cells: map[cellKey]Counters{}}
+	c := &Counter{s: s, partition: uint32(p), recips: map[recipientKey]*engagement{}, cells: map[cellKey]Counters{}}
+	c.conv.Events = make([]event.Event, 1)
+	return c
 }
 
-// Engage counts an open or click event e logged for site: once per
-// recipient each (a replayed open counts nothing), with its first time.
-// A click counts as an open too when none came first (images blocked):
-// so opened ≥ clicked, as email tools report. A token that does not
-// resolve, or of another site's campaign, counts nothing.
+// Engage counts an open, click or convert event e logged for site under
+// a recipient's visitor. Opens and clicks count once per recipient each
+// (a replayed open counts nothing), with their first time; a click
+// counts as an open too when none came first (images blocked): so
+// opened ≥ clicked, as email tools report. A token that does not
+// resolve, or of another site's campaign, counts nothing. A convert
+// counts its order once per recipient (by order key: a purchase
+// forwarded again after a builder crash counts nothing), adding 1 to
+// orders and its total to revenue, and the recipient's first conversion
+// adds 1 to converted; a convert outside the campaign's window, or of a
+// deleted campaign, counts nothing.
 func (c *Counter) Engage(site string, e *event.Event) error {
-	if e.Type != event.TypeOpen && e.Type != event.TypeClick {
-		return nil
-	}
-	camp, r, ok, err := c.s.check([]byte(e.Token), site)
-	if !ok {
-		return err
-	}
-	rk := recipientKey{camp.ID, r.Number}
-	eng, ok := c.recips[rk]
-	if !ok {
-		c.key = appendEngagementKey(c.key[:0], rk.id, rk.n)
+	switch e.Type {
+	case event.TypeOpen, event.TypeClick:
+		camp, r, ok, err := c.s.check([]byte(e.Token), site)
+		if !ok {
+			return err
+		}
+		rk := recipientKey{camp.ID, r.Number}
+		eng, err := c.engagement(rk)
+		if err != nil {
+			return err
+		}
+		ck := cellKey{camp.ID, r.Cell}
+		delta := c.cells[ck]
+		changed := false
+		if eng.opened == 0 {
+			eng.opened, changed = e.TS, true
+			delta.Opened++
+		}
+		if e.Type == event.TypeClick && eng.clicked == 0 {
+			eng.clicked, changed = e.TS, true
+			delta.Clicked++
+		}
+		if changed {
+			c.recips[rk], c.cells[ck] = eng, delta
+		}
+	case event.TypeConvert:
+		camp, err := c.s.head(e.Campaign)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if camp.Site != site || e.TS < camp.Sent || e.TS > camp.Sent+camp.Window {
+			return nil
+		}
+		rk := recipientKey{camp.ID, e.Recipient}
+		c.key = appendRecipientKey(c.key[:0], rk.id, rk.n)
 		v, found, err := c.s.db.Ext(c.key, c.val[:0])
 		if err != nil {
-			return fmt.Errorf("cannot read the engagement of recipient %d of campaign %d: %w", rk.n, rk.id, err)
+			return fmt.Errorf("cannot read recipient %d of campaign %d: %w", rk.n, rk.id, err)
 		}
 		c.val = v
-		if found {
-			if eng, err = decodeEngagement(v); err != nil {
-				return fmt.Errorf("recipient %d of campaign %d: %w", rk.n, rk.id, err)
-			}
+		if !found {
+			return nil // not a recipient of the campaign: counts nothing
 		}
-	}
-	ck := cellKey{camp.ID, r.Cell}
-	delta := c.cells[ck]
-	changed := false
-	if eng.opened == 0 {
-		eng.opened, changed = e.TS, true
-		delta.Opened++
-	}
-	if e.Type == event.TypeClick && eng.clicked == 0 {
-		eng.clicked, changed = e.TS, true
-		delta.Clicked++
-	}
-	if changed {
-		c.recips[rk] = eng
-		c.cells[ck] = delta
+		if err := decodeRecipient(&c.r, v); err != nil {
+			return fmt.Errorf("recipient %d of campaign %d: %w", rk.n, rk.id, err)
+		}
+		eng, err := c.engagement(rk)
+		if err != nil {
+			return err
+		}
+		var order uint64
+		if e.HasOrder && e.Order.ID != "" {
+			order = event.OrderKey(e.Order.ID)
+		} else {
+			order = event.OrderKey(e.ID[:])
+		}
+		if eng.orders.Has(order) {
+			return nil
+		}
+		if len(eng.orders) < maxRecipientOrders {
+			eng.orders = eng.orders.Add(order)
+		}
+		ck := cellKey{camp.ID, c.r.Cell}
+		delta := c.cells[ck]
+		delta.Orders++
+		if e.HasOrder && e.Order.HasTotal {
+			delta.Revenue += e.Order.Total
+		}
+		switch {
+		case eng.converted == 0:
+			eng.converted = e.TS
+			delta.Converted++
+		case e.TS < eng.converted:
+			eng.converted = e.TS // a purchase logged late: the first is kept
+		}
+		c.recips[rk], c.cells[ck] = eng, delta
 	}
 	return nil
+}
+
+// engagement returns the engagement of rk: the one counted since the
+// last commit, else the committed one (or a new one), which the caller
+// puts in c.recips when it changes it.
+func (c *Counter) engagement(rk recipientKey) (*engagement, error) {
+	if eng := c.recips[rk]; eng != nil {
+		return eng, nil
+	}
+	eng := &engagement{}
+	c.key = appendEngagementKey(c.key[:0], rk.id, rk.n)
+	v, found, err := c.s.db.Ext(c.key, c.val[:0])
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the engagement of recipient %d of campaign %d: %w", rk.n, rk.id, err)
+	}
+	c.val = v
+	if found {
+		if err := decodeEngagement(eng, v); err != nil {
+			return nil, fmt.Errorf("recipient %d of campaign %d: %w", rk.n, rk.id, err)
+		}
+	}
+	return eng, nil
+}
+
+// Convert appends to dst the log messages that forward purchase e of a
+// visitor of site whose email (normalised) is email, received at recv,
+// to the recipients it converts: one convert event (event.TypeConvert)
+// per campaign of site whose window holds e's time and of which email is
+// a recipient (one point read per such campaign), keyed by the
+// recipient's visitor (EngagementVisitor), so the recipient's partition
+// counts it with Engage. A site without campaigns costs a map lookup and
+// allocates nothing. The builder appends the messages to the log before
+// it commits the purchase: forwarded at least once, counted once.
+func (c *Counter) Convert(dst []storage.Message, site, email string, recv int64, e *event.Event) ([]storage.Message, error) {
+	if e.Type != event.TypePurchase || email == "" {
+		return dst, nil
+	}
+	for _, camp := range c.s.siteCampaigns(site) {
+		if e.TS < camp.Sent || e.TS > camp.Sent+camp.Window {
+			continue
+		}
+		c.key = appendEmailKey(c.key[:0], camp.ID, email)
+		v, found, err := c.s.db.Ext(c.key, c.val[:0])
+		if err != nil {
+			return dst, fmt.Errorf("cannot read recipient %s of campaign %d: %w", quote.Value(email), camp.ID, err)
+		}
+		c.val = v
+		if !found {
+			continue
+		}
+		n, _, err := decodeEmailValue(v)
+		if err != nil {
+			return dst, fmt.Errorf("recipient %s of campaign %d: %w", quote.Value(email), camp.ID, err)
+		}
+		b := &c.conv
+		b.Site, b.Visitor, b.Recv = site, EngagementVisitor(camp.ID, n), recv
+		b.Events[0] = event.Event{ID: e.ID, Type: event.TypeConvert, TS: e.TS, Campaign: camp.ID, Recipient: n,
+			HasOrder: true, Order: event.Order{Total: profile.OrderTotal(e), HasTotal: true}}
+		if e.HasOrder {
+			b.Events[0].Order.ID = e.Order.ID
+		}
+		dst = append(dst, storage.Message{Key: event.AppendLogKey(nil, site, b.Visitor), Value: event.AppendBatch(nil, b)})
+	}
+	return dst, nil
 }
 
 // Email returns the email of the recipient whose token an identify

@@ -43,10 +43,9 @@ func appendRecipientKey(dst []byte, id uint64, n uint32) []byte {
 }
 
 // appendEmailKey appends 'Z' | id u64 | email str.
-func appendEmailKey(dst []byte, id uint64, email []byte) []byte {
+func appendEmailKey(dst []byte, id uint64, email string) []byte {
 	dst = binary.BigEndian.AppendUint64(append(dst, prefixEmail), id)
-	dst = codec.AppendUvarint(dst, uint64(len(email)))
-	return append(dst, email...)
+	return codec.AppendString(dst, email)
 }
 
 // appendCounterKey appends 'C' | id u64 | arm u16 | control byte |

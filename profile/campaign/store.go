@@ -9,6 +9,7 @@ import (
 	"hash/maphash"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -42,6 +43,13 @@ type Store struct {
 	mu      sync.RWMutex
 	heads   map[uint64]*Campaign // read-only once cached
 	secrets map[string][]byte    // site\x00gen → secret
+
+	// bySite holds each site's campaigns, read by the builder for every
+	// purchase (Counter.Convert): a site without campaigns costs a map
+	// lookup. Replaced whole by loadSites, under sitesMu, after every
+	// Create and Delete and in New.
+	bySite  atomic.Pointer[map[string][]*Campaign]
+	sitesMu sync.Mutex
 }
 
 // ErrNotFound is returned for a campaign that does not exist.
@@ -55,7 +63,47 @@ func New(opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{db: opts.State, segs: opts.Segments, now: opts.Now, heads: map[uint64]*Campaign{}, secrets: map[string][]byte{}}, nil
+	s := &Store{db: opts.State, segs: opts.Segments, now: opts.Now, heads: map[uint64]*Campaign{}, secrets: map[string][]byte{}}
+	if err := s.loadSites(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// loadSites reads every campaign's head into bySite: O(campaigns), run
+// when the set of campaigns changes.
+func (s *Store) loadSites() error {
+	s.sitesMu.Lock()
+	defer s.sitesMu.Unlock()
+	m := map[string][]*Campaign{}
+	var derr error
+	err := s.db.ScanExt([]byte{prefixHead}, func(k, v []byte) bool {
+		if len(k) != 1+8 {
+			derr = fmt.Errorf("BUG: campaign head key %x has a bad length", k)
+			return false
+		}
+		c := &Campaign{ID: binary.BigEndian.Uint64(k[1:])}
+		if derr = decodeHead(c, v); derr != nil {
+			derr = fmt.Errorf("campaign %d: %w", c.ID, derr)
+			return false
+		}
+		m[c.Site] = append(m[c.Site], c)
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read the campaigns: %w", err)
+	}
+	s.bySite.Store(&m)
+	return nil
+}
+
+// siteCampaigns returns the campaigns of site, oldest first; shared, do
+// not modify.
+func (s *Store) siteCampaigns(site string) []*Campaign {
+	return (*s.bySite.Load())[site]
 }
 
 // Get returns campaign id of site; ErrNotFound when there is none (or it
@@ -142,7 +190,7 @@ func (s *Store) Delete(site string, id uint64) (found bool, err error) {
 	s.mu.Lock()
 	delete(s.heads, id)
 	s.mu.Unlock()
-	return true, s.dropKeys(id)
+	return true, errors.Join(s.loadSites(), s.dropKeys(id))
 }
 
 // dropKeys deletes the recipients and counters of campaign id.
@@ -293,7 +341,9 @@ func (s *Store) Create(c *Campaign) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("cannot create campaign %q of site %q: %w", c.Name, c.Site, err), s.dropKeys(c.ID))
 	}
-	return nil
+	// Its purchases convert from now on; if this read fails, from the
+	// next Create, Delete or start.
+	return s.loadSites()
 }
 
 // freeze writes the recipients of one campaign.
@@ -395,7 +445,7 @@ func (f *freeze) add(i int, email []byte) error {
 	if err := f.w.Set(f.key, f.v); err != nil {
 		return err
 	}
-	f.key = appendEmailKey(f.key[:0], f.c.ID, email)
+	f.key = appendEmailKey(f.key[:0], f.c.ID, unsafe.String(unsafe.SliceData(email), len(email)))
 	f.v = appendEmailValue(f.v[:0], r.Number, r.Control)
 	if err := f.w.Set(f.key, f.v); err != nil {
 		return err
@@ -473,7 +523,7 @@ func (s *Store) Resolve(tok []byte) (*Campaign, Recipient, error) {
 // Recipient returns the recipient of campaign c with email (normalised)
 // by one point read; ok is false when the email is none of c's.
 func (s *Store) Recipient(c *Campaign, email string) (number uint32, control, ok bool, err error) {
-	v, ok, err := s.db.Ext(appendEmailKey(nil, c.ID, []byte(email)), nil)
+	v, ok, err := s.db.Ext(appendEmailKey(nil, c.ID, email), nil)
 	if err != nil || !ok {
 		return 0, false, false, err
 	}

@@ -222,15 +222,25 @@ func (e *Env) Append(t testing.TB, batches ...*event.Batch) {
 	}
 }
 
-// Wait returns when the builder has applied everything appended so far,
+// Wait returns when the builder has applied everything appended so far
+// and what it forwarded while applying it (campaign conversions),
 // membership has evaluated the persons it marked and sequenced the change
 // records that made.
 func (e *Env) Wait(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	if err := e.Builder.WaitCaughtUp(ctx); err != nil {
-		t.Fatalf("builder did not catch up: %s (%+v)", err, e.Builder.Status())
+	// Until the log holds no more than the builder applied: applying a
+	// purchase of a campaign recipient appends its convert event.
+	for head := e.logged(t); ; {
+		if err := e.Builder.WaitCaughtUp(ctx); err != nil {
+			t.Fatalf("builder did not catch up: %s (%+v)", err, e.Builder.Status())
+		}
+		now := e.logged(t)
+		if now == head {
+			break
+		}
+		head = now
 	}
 	if e.Segments != nil {
 		if _, err := e.Segments.RunPersons(ctx); err != nil {
@@ -240,6 +250,20 @@ func (e *Env) Wait(t testing.TB) {
 			t.Fatalf("cannot sequence the changes: %s", err)
 		}
 	}
+}
+
+// logged returns the number of records appended to the log.
+func (e *Env) logged(t testing.TB) int64 {
+	t.Helper()
+	var n int64
+	for p := range e.Log.Partitions() {
+		_, next, err := e.Log.Offsets(context.Background(), p)
+		if err != nil {
+			t.Fatalf("cannot read the offsets of partition %d: %s", p, err)
+		}
+		n += next
+	}
+	return n
 }
 
 // VisitorOn returns the n-th visitor (Visitor(n), n ≥ from) whose batches
