@@ -27,7 +27,7 @@ const (
 	evCustomer
 	evTraits
 	evURL
-	evName  // since version 2
+	evName     // since version 2
 	evToken    // since version 3
 	evCampaign // since version 4
 	evAll      = 1<<iota - 1
