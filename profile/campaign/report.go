@@ -42,7 +42,7 @@ type Report struct {
 }
 
 // Counting states what the counters hold, as the report says it.
-const Counting = "opens and clicks counted (unique per recipient); conversions not counted yet: converted, orders and revenue stay 0"
+const Counting = "opens and clicks unique per recipient; converted: recipients with a purchase of a visitor linked to their email (identified before it) in [sent, window_end]; orders: those purchases, once per order id; revenue: their totals"
 
 // Report reads the report of campaign c at instant at (Unix ms): its
 // frozen sizes and its counters (Counters), O(cells × partitions).
