@@ -19,12 +19,13 @@ import (
 
 // startCollector serves the real collector on a loopback port, on e's
 // log, checking tokens with e's campaign store, for sites (each may
-// redirect clicks to https://<site>.example).
+// redirect clicks to https://<site>.example, and takes Segment calls
+// with write key <site>-key).
 func startCollector(t *testing.T, e *profiletest.Env, sites ...string) string {
 	t.Helper()
 	co := tracker.DefaultOptions()
 	for _, s := range sites {
-		co.Sites = append(co.Sites, tracker.Site{Key: s, RedirectOrigins: []string{"https://" + s + ".example"}})
+		co.Sites = append(co.Sites, tracker.Site{Key: s, RedirectOrigins: []string{"https://" + s + ".example"}, WriteKeys: []string{s + "-key"}})
 	}
 	co.Log, co.Engagement, co.Now = e.Log, e.Campaigns, e.Clock.Now
 	c, err := tracker.New(co)
