@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,12 +20,13 @@ import (
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
-// The crash test counts opens and clicks in a child process (this test
+// The crash test counts opens, clicks and purchases in a child process (this test
 // binary, re-executed to run TestCountCrashChild) that it SIGKILLs at
 // random instants while records are appended and applied; a last child
 // finishes. The counters must then equal a count over the records: each
-// recipient's first open and click counted once, whatever was replayed
-// or applied again after a kill.
+// recipient's first open and click counted once, each of its orders
+// once (forwarded again when a kill fell between the forward and the
+// commit), whatever was replayed or applied again after a kill.
 
 const (
 	countCrashDirEnv    = "AFFINITY_CAMPAIGN_CRASH_DIR"
@@ -32,9 +34,38 @@ const (
 	countCrashTotal     = 6000
 )
 
-// engagementRecord returns record i of the crash stream: an open or a
-// click of one of toks, as the collector logs it.
+// crashBuyers is the number of the shop's visitors (openShopIn's
+// visitors 0..crashBuyers-1, every 10th without an email) who buy in the
+// crash stream, and visitor crashBuyers+1 is person u0's second device.
+const crashBuyers = 300
+
+// crashPurchase returns the purchase of record i of the crash stream,
+// or nil: a quarter are purchases by the shop's visitors, of orders
+// drawn from three per person so that orders repeat — on one device and
+// on u0's two — with the total the order id gives.
+func crashPurchase(i int) (*event.Batch, int) {
+	r := rand.New(rand.NewPCG(uint64(i), 8))
+	if r.IntN(4) != 0 {
+		return nil, 0
+	}
+	k := r.IntN(crashBuyers + 2)
+	person := k
+	if k >= crashBuyers {
+		k, person = crashBuyers+1, 0 // u0's second device
+	}
+	order := fmt.Sprintf("o-%d-%d", person, r.IntN(3))
+	p := event.Event{ID: profiletest.EventID(i + 1), Type: event.TypePurchase, TS: t0 + int64(i), HasOrder: true,
+		Order: event.Order{ID: order, Total: float64(len(order)) + float64(person%7), HasTotal: true}}
+	return &event.Batch{Site: "shop", Visitor: profiletest.Visitor(k), Recv: p.TS, Events: []event.Event{p}}, person
+}
+
+// engagementRecord returns record i of the crash stream: a purchase
+// (crashPurchase), or an open or a click of one of toks, as the
+// collector logs it.
 func engagementRecord(toks []tokenOf, c *campaign.Campaign, numbers []uint32, i int) *event.Batch {
+	if b, _ := crashPurchase(i); b != nil {
+		return b
+	}
 	r := rand.New(rand.NewPCG(uint64(i), 7))
 	// Skewed: the first recipients engage many times (replays), the last
 	// few or never.
@@ -73,7 +104,15 @@ func TestCountCrashChild(t *testing.T) {
 	}
 	e := profiletest.Open(t, profiletest.Options{Dir: dir, Builder: func(o *builder.Options) { o.FetchMax = 16 }})
 	c, toks, numbers := crashStream(t, e)
-	stored := logged(t, e) - e2eBase(t, dir)
+	// The records appended so far, as the last child wrote down after its
+	// last Append (not the log's count: the builder appends conversions).
+	// A child killed between an Append and writing it down appends that
+	// chunk again: a client's retry, which must count nothing more.
+	progress := filepath.Join(dir, "appended")
+	stored := 0
+	if b, err := os.ReadFile(progress); err == nil {
+		stored, _ = strconv.Atoi(string(b))
+	}
 	fmt.Println(profiletest.ChildReady)
 	const chunk = 8
 	for i := stored; i < countCrashTotal; i += chunk {
@@ -83,6 +122,9 @@ func TestCountCrashChild(t *testing.T) {
 			msgs = append(msgs, storage.Message{Key: event.AppendLogKey(nil, b.Site, b.Visitor), Value: event.AppendBatch(nil, b)})
 		}
 		if err := e.Log.Append(context.Background(), msgs); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(progress, []byte(strconv.Itoa(i+chunk)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -136,8 +178,20 @@ func TestCountExactlyOnceAcrossCrashes(t *testing.T) {
 	c, toks, numbers := crashStream(t, e)
 	type seen struct{ open, click bool }
 	per := map[int]*seen{}
+	bought := map[int]map[string]float64{} // person → order → total
 	for i := range countCrashTotal {
 		b := engagementRecord(toks, c, numbers, i)
+		if b.Events[0].Type == event.TypePurchase {
+			_, person := crashPurchase(i)
+			if person%10 == 9 {
+				continue // no email: no recipient
+			}
+			if bought[person] == nil {
+				bought[person] = map[string]float64{}
+			}
+			bought[person][b.Events[0].Order.ID] = b.Events[0].Order.Total
+			continue
+		}
 		k := 0
 		for toks[k].tok != b.Events[0].Token {
 			k++
@@ -160,7 +214,24 @@ func TestCountExactlyOnceAcrossCrashes(t *testing.T) {
 			w.Clicked++
 		}
 	}
-	t.Logf("%d records, %d of %d recipients engaged, %d cells", countCrashTotal, len(per), len(toks), len(want))
+	for person, orders := range bought {
+		n, _, ok, err := e.Campaigns.Recipient(c, fmt.Sprintf("u%d@x.io", person))
+		if err != nil || !ok {
+			t.Fatalf("person %d: recipient %v, %v", person, ok, err)
+		}
+		k := slices.Index(numbers, n)
+		w := want[toks[k].Cell]
+		if w == nil {
+			w = &campaign.Counters{}
+			want[toks[k].Cell] = w
+		}
+		w.Converted++
+		for _, total := range orders {
+			w.Orders++
+			w.Revenue += total
+		}
+	}
+	t.Logf("%d records, %d of %d recipients engaged, %d bought, %d cells", countCrashTotal, len(per), len(toks), len(bought), len(want))
 	if len(per) == len(toks) {
 		t.Fatalf("every recipient engaged: the stream cannot tell a lost count")
 	}
