@@ -161,6 +161,10 @@ type dumped struct {
 	Email     string          `json:"email,omitempty"`
 	Customer  string          `json:"customer,omitempty"`
 	Traits    json.RawMessage `json:"traits,omitempty"`
+	// Campaign and Recipient are a convert's (the builder's forward of a
+	// purchase to a campaign recipient).
+	Campaign  uint64  `json:"campaign,omitempty"`
+	Recipient *uint32 `json:"recipient,omitempty"`
 }
 
 type dumpedProduct struct {
@@ -187,6 +191,9 @@ func dumpedEvent(rec storage.Record, b *event.Batch, e *event.Event) *dumped {
 	}
 	if d.Type == "" {
 		d.Type = "type" + strconv.Itoa(int(e.Type)) // a newer build's type
+	}
+	if e.Campaign != 0 {
+		d.Campaign, d.Recipient = e.Campaign, &e.Recipient
 	}
 	if e.HasProduct {
 		p := dumpProduct(&e.Product)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -111,4 +112,19 @@ func checkDump(t *testing.T, in, out storage.Log, trimmed string) []byte {
 		t.Fatalf("got warnings %q; want none", warn.String())
 	}
 	return key
+}
+
+// A convert (the builder's forward of a purchase) shows its campaign and
+// recipient, recipient 0 included.
+func TestDumpedConvert(t *testing.T) {
+	b := &event.Batch{Site: "s", Recv: 5, Events: []event.Event{{Type: event.TypeConvert, TS: 4, Campaign: 7, HasOrder: true,
+		Order: event.Order{ID: "o-1", Total: 2.5, HasTotal: true}}}}
+	got, err := json.Marshal(dumpedEvent(storage.Record{Partition: 1, Offset: 9}, b, &b.Events[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"t":"convert","ts":4,"order":{"id":"o-1","total":2.5,"items":[]},"campaign":7,"recipient":0}`
+	if !strings.HasSuffix(string(got), want) {
+		t.Fatalf("got %s; want …%s", got, want)
+	}
 }

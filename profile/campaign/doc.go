@@ -38,9 +38,20 @@
 // the recipient's first times in an engagement key and the partition's
 // counts in counter keys per (arm, group, variant, partition), all
 // written in the partition's own commit with its offset: exactly-once,
-// as profiles. Conversions are not counted yet. Report sums the counters
-// with the frozen sizes: O(arms × variants × partitions), never a scan
-// of recipients. Stats holds the report's arithmetic.
+// as profiles.
+//
+// Conversions take the same way. The builder partition that applies a
+// purchase asks its Counter (Convert) which recipients it converts: the
+// site's campaigns are held in memory, and for each whose window holds
+// the purchase one point read of the email's recipient key answers. It
+// logs a convert event (event.TypeConvert) under each recipient's
+// visitor before its commit; the recipient's partition counts it
+// (Engage): once per order key, so a purchase forwarded again after a
+// crash, or one order bought from two devices, counts once.
+//
+// Report sums the counters with the frozen sizes: O(arms × variants ×
+// partitions), never a scan of recipients. Stats holds the report's
+// arithmetic.
 //
 // # Concurrency
 //
