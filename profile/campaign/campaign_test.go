@@ -104,3 +104,52 @@ func FuzzParseToken(f *testing.F) {
 		}
 	})
 }
+
+// TestEngagementValue: version 2 round-trips; version 1 (before
+// conversions) reads with no conversion; a bad value is an error naming
+// what is wrong.
+func TestEngagementValue(t *testing.T) {
+	e := engagement{opened: 5, clicked: 7, converted: 9, orders: []uint64{1, 2, 1 << 63}}
+	v := appendEngagement(nil, &e)
+	var got engagement
+	if err := decodeEngagement(&got, v); err != nil || !reflect.DeepEqual(got, e) {
+		t.Fatalf("round trip: %+v, %v; want %+v", got, err, e)
+	}
+	if err := decodeEngagement(&got, []byte{1, 10, 14}); err != nil || got.opened != 5 || got.clicked != 7 || got.converted != 0 || len(got.orders) != 0 {
+		t.Fatalf("version 1: %+v, %v", got, err)
+	}
+	for _, tc := range []struct {
+		v    []byte
+		want string
+	}{
+		{[]byte{3, 0, 0}, "version 3; this build reads 1 and 2"},
+		{append(appendEngagement(nil, &engagement{}), 0), "1 trailing bytes"},
+		{[]byte{2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1}, "order key 0x1 after 0x2: not ascending"},
+		{append([]byte{2, 0, 0, 0, 65}, make([]byte, 65*8)...), "65 order keys; at most 64"},
+	} {
+		if err := decodeEngagement(&got, tc.v); err == nil || !bytes.Contains([]byte(err.Error()), []byte(tc.want)) {
+			t.Errorf("decode %x: %v; want …%s…", tc.v, err, tc.want)
+		}
+	}
+}
+
+// FuzzDecodeEngagement: any value decodeEngagement accepts re-encodes to
+// the same bytes (version 2), or is a version 1 value.
+func FuzzDecodeEngagement(f *testing.F) {
+	f.Add(appendEngagement(nil, &engagement{opened: 5, clicked: 7, converted: 9, orders: []uint64{1, 2}}))
+	f.Add([]byte{1, 10, 14})
+	f.Add([]byte{2, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		var e engagement
+		if err := decodeEngagement(&e, v); err != nil {
+			return
+		}
+		again := appendEngagement(nil, &e)
+		if v[0] == 1 {
+			v = appendEngagement(nil, &engagement{opened: e.opened, clicked: e.clicked})
+		}
+		if !bytes.Equal(again, v) {
+			t.Fatalf("decoded %+v from %x, which encodes to %x", e, v, again)
+		}
+	})
+}
