@@ -143,18 +143,10 @@ func TestConversions(t *testing.T) {
 		t.Errorf("%d conversions forwarded; want 9", g)
 	}
 
-	// The report says what it counts, and its conversion figures are the
-	// counters'.
+	// The report says what it counts.
 	r, err := s.Report(c, end+1)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var conv0 uint64
-	for _, w := range want {
-		conv0 += w.Converted
-	}
-	if g := r.Arms[0].Treated.Converted + r.Arms[0].Control.Converted; g != conv0 {
-		t.Errorf("report: %d converted; want %d", g, conv0)
 	}
 	if j := string(r.AppendJSON(nil)); strings.Contains(j, "not counted") || !strings.Contains(j, `"conversion_rate":`) {
 		t.Errorf("report JSON %s", j)

@@ -209,21 +209,7 @@ func TestSimulatedCampaign(t *testing.T) {
 	e.Wait(t)
 	t.Logf("sent and applied in %s", time.Since(start).Round(time.Millisecond))
 
-	got, err := s.Counters(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for cell, w := range wants {
-		g := got[cell]
-		if g.Converted != w.Converted || g.Orders != w.Orders || math.Abs(g.Revenue-w.Revenue) > 1e-6 {
-			t.Errorf("cell %+v: got %+v; want %+v", cell, g, *w)
-		}
-	}
-	for cell, g := range got {
-		if wants[cell] == nil {
-			t.Errorf("cell %+v counted %+v; want none", cell, g)
-		}
-	}
+	checkCounters(t, s, c, wants)
 	r, err := s.Report(c, end+1)
 	if err != nil {
 		t.Fatal(err)

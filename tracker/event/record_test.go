@@ -103,26 +103,29 @@ func TestDecodeRecordVersion1(t *testing.T) {
 	if err := DecodeRecord(&b, named); err == nil || !strings.Contains(err.Error(), "unknown presence bits 0x40") {
 		t.Fatalf("version 1 with a name: got error %v; want unknown presence bits 0x40", err)
 	}
-	for v := byte(1); v <= 3; v++ {
-		tok := AppendBatch(nil, engagementBatches[0])
-		tok[0] = v
-		err := DecodeRecord(&b, tok)
-		if v < 3 && (err == nil || !strings.Contains(err.Error(), "unknown presence bits 0x80")) {
-			t.Fatalf("version %d with a token: got error %v; want unknown presence bits 0x80", v, err)
-		}
-		if v == 3 && (err != nil || b.Events[0].Token != "AQEAAAAAAAAAAAAAAAA") {
-			t.Fatalf("version 3 with a token: got error %v, token %q", err, b.Events[0].Token)
-		}
-	}
-	for v := byte(1); v <= 4; v++ {
-		conv := AppendBatch(nil, engagementBatches[2])
-		conv[0] = v
-		err := DecodeRecord(&b, conv)
-		if v < 4 && (err == nil || !strings.Contains(err.Error(), "unknown presence bits 0x100")) {
-			t.Fatalf("version %d with a campaign recipient: got error %v; want unknown presence bits 0x100", v, err)
-		}
-		if e := &b.Events[0]; v == 4 && (err != nil || e.Type != TypeConvert || e.Campaign != 7 || e.Recipient != 1<<32-1 || e.Order.ID != "o-1" || e.Order.Total != 12.5) {
-			t.Fatalf("version 4 convert: got error %v, event %+v", err, *e)
+	// A part a version added is refused by the versions before it.
+	for _, tc := range []struct {
+		part  string
+		since byte
+		bits  string
+		b     *Batch
+		ok    func(e *Event) bool
+	}{
+		{"token", 3, "0x80", engagementBatches[0], func(e *Event) bool { return e.Token == "AQEAAAAAAAAAAAAAAAA" }},
+		{"campaign recipient", 4, "0x100", engagementBatches[2], func(e *Event) bool {
+			return e.Type == TypeConvert && e.Campaign == 7 && e.Recipient == 1<<32-1 && e.Order.ID == "o-1" && e.Order.Total == 12.5
+		}},
+	} {
+		for v := byte(1); v <= RecordVersion; v++ {
+			rec := AppendBatch(nil, tc.b)
+			rec[0] = v
+			err := DecodeRecord(&b, rec)
+			if v < tc.since && (err == nil || !strings.Contains(err.Error(), "unknown presence bits "+tc.bits)) {
+				t.Fatalf("version %d with a %s: got error %v; want unknown presence bits %s", v, tc.part, err, tc.bits)
+			}
+			if v >= tc.since && (err != nil || !tc.ok(&b.Events[0])) {
+				t.Fatalf("version %d with a %s: got error %v, event %+v", v, tc.part, err, b.Events[0])
+			}
 		}
 	}
 	v2 := AppendBatch(nil, mustDecode(t, readFixture(t, fixtures[0])))
