@@ -108,7 +108,7 @@ func TestCampaignsAPI(t *testing.T) {
 	f("GET", "/v1/campaigns/shop/1/recipients", "", 400, `invalid format="": want csv or ndjson`)
 
 	// Report: sizes now, nothing opened yet.
-	rep := f("GET", "/v1/campaigns/shop/1/report", "", 200, `"state":"live","holdout":10,"engagement":"opens and clicks counted`)
+	rep := f("GET", "/v1/campaigns/shop/1/report", "", 200, `"state":"live","holdout":10,"engagement":"opens and clicks unique per recipient; converted: `)
 	var doc struct {
 		Arms []struct {
 			Name    string
