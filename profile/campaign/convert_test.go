@@ -274,3 +274,53 @@ func (l *refusingLog) Append(ctx context.Context, msgs []storage.Message) error 
 	}
 	return l.Log.Append(ctx, msgs)
 }
+
+// TestFollowUpRules: received("ID") and converted("ID") in segment rules
+// — a second wave to the treated who did not buy. A conversion is seen
+// at the visitor's next evaluation (its next event), not at once.
+func TestFollowUpRules(t *testing.T) {
+	e, s := openShop(t, 0, 0, 40)
+	c := create(t, s, "shop", `{"name":"p","arms":[{"name":"crm","list":"crm"}],"holdout":30,"window":"1h"}`)
+	rs := recipients(t, s, c)
+	var treated, control string
+	for i := range 40 {
+		email := fmt.Sprintf("u%d@x.io", i)
+		if rs[email].Control && control == "" {
+			control = email
+		} else if !rs[email].Control && treated == "" {
+			treated = email
+		}
+	}
+	for name, src := range map[string]string{"wave2": `received("1") and not converted("1")`, "buyers": `converted("1")`, "other": `received("2")`} {
+		if _, _, err := e.Segments.Put("shop", name, src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buyer, ctl, stranger := profiletest.Visitor(9001), profiletest.Visitor(9002), profiletest.Visitor(9003)
+	e.Send(t, profiletest.Batch("shop", buyer, profiletest.Identify(c.Sent, treated)),
+		profiletest.Batch("shop", ctl, profiletest.Identify(c.Sent, control)),
+		profiletest.Batch("shop", stranger, profiletest.Identify(c.Sent, "stranger@x.io")))
+	member := func(name string, v event.UUID) bool {
+		t.Helper()
+		_, ok, err := e.Segments.IsMember("shop", name, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	check := func(when string, want map[string][3]bool) {
+		t.Helper()
+		for name, w := range want {
+			for i, v := range []event.UUID{buyer, ctl, stranger} {
+				if g := member(name, v); g != w[i] {
+					t.Errorf("%s: visitor %d in %s: %v; want %v", when, i, name, g, w[i])
+				}
+			}
+		}
+	}
+	check("before buying", map[string][3]bool{"wave2": {true, false, false}, "buyers": {false, false, false}, "other": {false, false, false}})
+	e.Send(t, profiletest.Batch("shop", buyer, purchase(c.Sent+10, "o-1", 5)), profiletest.Batch("shop", ctl, purchase(c.Sent+10, "o-2", 5)))
+	e.Send(t, profiletest.Batch("shop", buyer, profiletest.Event(event.TypePageview, c.Sent+20, nil)),
+		profiletest.Batch("shop", ctl, profiletest.Event(event.TypePageview, c.Sent+20, nil)))
+	check("after buying and a pageview", map[string][3]bool{"wave2": {false, false, false}, "buyers": {true, true, false}, "other": {false, false, false}})
+}

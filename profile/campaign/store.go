@@ -560,3 +560,38 @@ func (s *Store) Counters(c *Campaign) (map[Cell]Counters, error) {
 	}
 	return out, err
 }
+
+// InCampaign answers the rules' received("ID") — email is a treated
+// recipient of campaign ID of site — and, with converted, converted("ID")
+// — email is a recipient (treated or control) whose conversion is
+// counted: one or two point reads (membership.Campaigns). An id that
+// names no campaign of site answers false.
+func (s *Store) InCampaign(site, id, email string, converted bool) (bool, error) {
+	n, err := ParseID(id)
+	if err != nil {
+		return false, nil // the rule parser admits only well-formed ids
+	}
+	c, err := s.Get(site, n)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	number, control, ok, err := s.Recipient(c, email)
+	if err != nil || !ok {
+		return false, err
+	}
+	if !converted {
+		return !control, nil
+	}
+	v, found, err := s.db.Ext(appendEngagementKey(nil, c.ID, number), nil)
+	if err != nil || !found {
+		return false, err
+	}
+	var eng engagement
+	if err := decodeEngagement(&eng, v); err != nil {
+		return false, fmt.Errorf("recipient %d of campaign %d: %w", number, c.ID, err)
+	}
+	return eng.converted != 0, nil
+}

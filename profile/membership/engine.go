@@ -84,6 +84,8 @@ type Engine struct {
 	logf func(string, ...any)
 	m    engineMetrics
 
+	campaigns atomic.Pointer[Campaigns] // SetCampaigns
+
 	mu    sync.RWMutex
 	sites map[string]*siteSegs // compiled rules per site, loaded lazily
 
@@ -146,6 +148,7 @@ type seg struct {
 type scratch struct {
 	subj        segment.ProfileSubject
 	lists       siteLists
+	campaigns   siteCampaigns
 	old, cur    vstate
 	key, val    []byte
 	facts       []byte
@@ -220,8 +223,8 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.nextDue.Store(never)
 	e.pool.New = func() any {
-		sc := &scratch{subj: segment.ProfileSubject{Cfg: opts.Config}, lists: siteLists{store: e.lists}}
-		sc.subj.Lists = &sc.lists
+		sc := &scratch{subj: segment.ProfileSubject{Cfg: opts.Config}, lists: siteLists{store: e.lists}, campaigns: siteCampaigns{src: &e.campaigns}}
+		sc.subj.Lists, sc.subj.Campaigns = &sc.lists, &sc.campaigns
 		return sc
 	}
 	if err := e.loadCounters(); err != nil {
@@ -391,11 +394,15 @@ func (e *Engine) reevaluateIn(b *state.Batch, sc *scratch, site string, visitor 
 	}
 	copyVState(&sc.cur, &sc.old)
 	sc.lists.reset(site)
+	sc.campaigns.reset(site)
 	now := e.now()
 	for i := 0; ; i++ {
 		next, err := e.evalAt(b, sc, site, visitor, p, ss, at, why)
 		if err == nil && sc.lists.err != nil {
 			err = fmt.Errorf("cannot evaluate the segments of visitor %s of site %q: %w", visitor, site, sc.lists.err)
+		}
+		if err == nil && sc.campaigns.err != nil {
+			err = fmt.Errorf("cannot evaluate the segments of visitor %s of site %q: %w", visitor, site, sc.campaigns.err)
 		}
 		if err != nil {
 			return err

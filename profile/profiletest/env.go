@@ -125,6 +125,7 @@ func Open(t testing.TB, opts Options) *Env {
 		if e.Campaigns, err = campaign.New(campaign.Options{State: e.DB, Segments: e.Segments, Now: e.Clock.Now}); err != nil {
 			t.Fatalf("cannot create the campaign store: %s", err)
 		}
+		e.Segments.SetCampaigns(e.Campaigns)
 		bo.Counter = func(p int) builder.Counter { return e.Campaigns.NewCounter(p) }
 	case NoHook:
 		bo.Hook = nil

@@ -17,6 +17,15 @@ type ProfileSubject struct {
 	Cfg *profile.Config
 	// Lists answers in_list for P; nil: every list is empty.
 	Lists Lists
+	// Campaigns answers received and converted for P; nil: none.
+	Campaigns Campaigns
+}
+
+// Campaigns answers received and converted: whether email is a treated
+// recipient of the site's campaign id, or a converted recipient. The site
+// is the implementation's: one per site evaluated.
+type Campaigns interface {
+	InCampaign(id, email string, converted bool) bool
 }
 
 // Lists answers in_list: whether a visitor with this email and customer id
@@ -105,6 +114,15 @@ func (ps *ProfileSubject) Trait(key string) (string, bool) {
 		return t.Value, true
 	}
 	return "", false
+}
+
+// Campaign implements Subject through ps.Campaigns, with the profile's
+// email.
+func (ps *ProfileSubject) Campaign(id string, converted bool) bool {
+	if ps.Campaigns == nil || ps.P.Email == "" {
+		return false
+	}
+	return ps.Campaigns.InCampaign(id, ps.P.Email, converted)
 }
 
 // InList implements Subject through ps.Lists, with the profile's email and

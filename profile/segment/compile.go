@@ -93,6 +93,11 @@ func compileBool(e *expr, cfg *Config) boolFn {
 		// they concern (profile/membership), never with time.
 		name := e.value
 		return func(s Subject, _ int64) (bool, int64, bool) { return s.InList(name), Never, true }
+	case opReceived, opConverted:
+		// A recipient is frozen; a conversion is counted after the
+		// purchase's own evaluation: the visitor's next evaluation sees it.
+		id, conv := e.value, e.op == opConverted
+		return func(s Subject, _ int64) (bool, int64, bool) { return s.Campaign(id, conv), Never, true }
 	case opCmp:
 		return compileCmp(e, cfg)
 	}

@@ -230,6 +230,20 @@ func TestEvalInList(t *testing.T) {
 	})
 }
 
+// TestEvalCampaign: received and converted read the Subject's campaigns
+// and never change with time alone.
+func TestEvalCampaign(t *testing.T) {
+	s := newFacts()
+	s.campaign = map[string]bool{"7": true, "8": false}
+	runEvalCases(t, []evalCase{
+		{rule: `received("7")`, s: s, at: t0, member: true, next: Never},
+		{rule: `converted("7")`, s: s, at: t0, member: true, next: Never},
+		{rule: `received("8") and not converted("8")`, s: s, at: t0, member: true, next: Never},
+		{rule: `converted("8")`, s: s, at: t0, member: false, next: Never},
+		{rule: `received("9")`, s: s, at: t0, member: false, next: Never},
+	})
+}
+
 func TestEvalRFM(t *testing.T) {
 	s := newFacts()
 	s.orders, s.revenue, s.lastBuy = 3, 300, t0

@@ -25,6 +25,7 @@ type facts struct {
 	email    bool
 	traits   map[string]string
 	lists    map[string]bool // the lists the visitor is in
+	campaign map[string]bool // campaign id → converted, for those it received
 }
 
 func newFacts() *facts {
@@ -100,6 +101,10 @@ func (f *facts) Recent(t event.Type) []int64 {
 func (f *facts) Orders() (int, float64, int64) { return f.orders, f.revenue, f.lastBuy }
 func (f *facts) Identified() bool              { return f.email }
 func (f *facts) InList(name string) bool       { return f.lists[name] }
+func (f *facts) Campaign(id string, converted bool) bool {
+	conv, ok := f.campaign[id]
+	return ok && (!converted || conv)
+}
 func (f *facts) Trait(key string) (string, bool) {
 	v, ok := f.traits[key]
 	return v, ok

@@ -91,6 +91,8 @@ const (
 	opRFMM
 	opTrait
 	opInList
+	opReceived
+	opConverted
 	opNum
 	opDur
 	opStr
@@ -388,7 +390,7 @@ func (p *parser) term() (*expr, error) {
 			e.op = opRFMM
 		}
 		return e, p.advance()
-	case "interest", "share", "top", "count", "since", "first", "trait", "in_list":
+	case "interest", "share", "top", "count", "since", "first", "trait", "in_list", "received", "converted":
 	default:
 		return nil, errAt(t.pos, termExpected, quote.Value(t.text))
 	}
@@ -464,11 +466,38 @@ func (p *parser) term() (*expr, error) {
 			return nil, err
 		}
 		e.op, e.typ, e.value = opInList, tBool, s.str
+	case "received", "converted":
+		const want = "a quoted campaign id like \"7\""
+		s := p.tok
+		if s.kind != tokString || !campaignID(s.str) {
+			return nil, errAt(s.pos, want, p.found())
+		}
+		if err := p.advance(); err != nil {
+			return nil, err
+		}
+		e.op, e.typ, e.value = opReceived, tBool, s.str
+		if t.text == "converted" {
+			e.op = opConverted
+		}
 	}
 	if _, err := p.expect(tokRParen, closeExpected(e)); err != nil {
 		return nil, err
 	}
 	return e, nil
+}
+
+// campaignID reports whether s spells a campaign id as the API does: a
+// positive decimal number without a leading zero.
+func campaignID(s string) bool {
+	if s == "" || len(s) > 20 || s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func closeExpected(e *expr) string {
@@ -543,6 +572,10 @@ func appendTerm(dst []byte, e *expr) []byte {
 		return append(appendQuoted(append(dst, "trait("...), e.value), ')')
 	case opInList:
 		return append(appendQuoted(append(dst, "in_list("...), e.value), ')')
+	case opReceived:
+		return append(appendQuoted(append(dst, "received("...), e.value), ')')
+	case opConverted:
+		return append(appendQuoted(append(dst, "converted("...), e.value), ')')
 	case opNum:
 		return append(dst, e.text...)
 	case opDur:

@@ -66,6 +66,7 @@ func TestParseValid(t *testing.T) {
 	f(`rfm.r == rfm.f`, `rfm.r == rfm.f`)
 	f(`in_list( "crm-under-3" )&&count(view)>=1`, `in_list("crm-under-3") and count(view) >= 1`)
 	f(`not in_list("a.b_C")`, `not in_list("a.b_C")`)
+	f(`received( "7" ) and not converted("7")`, `received("7") and not converted("7")`)
 }
 
 func TestParseErrors(t *testing.T) {
@@ -115,6 +116,8 @@ func TestParseErrors(t *testing.T) {
 	f(`identified # comment`, 12, `at 12: expected a term, an operator or a parenthesis, found "#"`)
 	f(`share(brand, "M") >= 0.`, 24, `at 24: expected a digit after the decimal point, found end of rule`)
 	f(`since(cart`, 11, `at 11: expected ) to close since(, found end of rule`)
+	f(`converted(7)`, 11, `at 11: expected a quoted campaign id like "7", found "7"`)
+	f(`received("07")`, 10, `at 10: expected a quoted campaign id like "7", found "\"07\""`)
 	f(`in_list(crm)`, 9, `at 9: expected a quoted list name like "crm-under-3" (1..128 letters, digits, _, - and .), found "crm"`)
 	f(`in_list("a b")`, 9, `at 9: expected a quoted list name like "crm-under-3" (1..128 letters, digits, _, - and .), found "\"a b\""`)
 	f(`in_list("crm"`, 14, `at 14: expected ) to close in_list(, found end of rule`)

@@ -152,7 +152,7 @@ var termNames = map[op]string{
 	opIdentified: "identified", opInterest: "interest", opShare: "share", opTop: "top",
 	opCount: "count", opCountWindow: "count", opSince: "since", opFirst: "first",
 	opBirthday: "until_birthday", opLifecycle: "lifecycle", opRFMR: "rfm.r", opRFMF: "rfm.f",
-	opRFMM: "rfm.m", opTrait: "trait", opInList: "in_list",
+	opRFMM: "rfm.m", opTrait: "trait", opInList: "in_list", opReceived: "received", opConverted: "converted",
 }
 
 func collectRefs(e *expr, cfg *Config, dst []Ref) []Ref {
@@ -175,6 +175,11 @@ func collectRefs(e *expr, cfg *Config, dst []Ref) []Ref {
 		if e.op == opInList {
 			name := e.value
 			f.val = func(dst []byte, s Subject, _ int64) []byte { return strconv.AppendBool(dst, s.InList(name)) }
+			break
+		}
+		if e.op == opReceived || e.op == opConverted {
+			id, conv := e.value, e.op == opConverted
+			f.val = func(dst []byte, s Subject, _ int64) []byte { return strconv.AppendBool(dst, s.Campaign(id, conv)) }
 			break
 		}
 		f.val = func(dst []byte, s Subject, _ int64) []byte { return strconv.AppendBool(dst, s.Identified()) }
@@ -208,7 +213,7 @@ func termParts(e *expr) profile.Parts {
 		return profile.PartEvents
 	case opRFMR, opRFMF, opRFMM:
 		return profile.PartOrders
-	case opIdentified, opInList:
+	case opIdentified, opInList, opReceived, opConverted:
 		return profile.PartIdentity
 	case opTrait, opBirthday:
 		return profile.PartTraits

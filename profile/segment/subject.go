@@ -48,6 +48,11 @@ type Subject interface {
 	// site's static list name (profile/lists); false for a list that does
 	// not exist.
 	InList(name string) bool
+	// Campaign reports whether the visitor's email is a treated recipient
+	// of the site's campaign id (profile/campaign) or, with converted, a
+	// recipient (treated or control) that converted; false for a
+	// campaign that does not exist.
+	Campaign(id string, converted bool) bool
 }
 
 // Never is the next-flip instant of a rule whose value cannot change

@@ -119,6 +119,7 @@ func Open(opts Options) (*Service, error) {
 	if s.Campaigns, err = campaign.New(campaign.Options{State: db, Segments: s.Segments, Now: opts.Now}); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
+	s.Segments.SetCampaigns(s.Campaigns) // received(), converted()
 	bo := builder.DefaultOptions()
 	bo.Log, bo.State, bo.Config, bo.Hook = opts.Log, db, opts.Config, s.Segments
 	bo.Counter = func(p int) builder.Counter { return s.Campaigns.NewCounter(p) }
