@@ -28,7 +28,9 @@ type Options struct {
 	State *state.DB
 	// Config is the scoring configuration. Nil: profile.DefaultConfig().
 	Config *profile.Config
-	// Partitions are the log partitions this builder owns. Nil: all.
+	// Partitions are the log partitions this builder owns at Start. Nil:
+	// all. Empty but not nil: none until Own assigns some (a member of a
+	// consumer group, cluster.Member).
 	Partitions []int
 	// Hook, if set, sees every changed or deleted profile inside the write
 	// that commits it (segment membership).
@@ -151,15 +153,19 @@ type Expirer interface {
 
 // Builder consumes the event log into profiles. See the package doc.
 type Builder struct {
-	opts  Options
-	cfg   *profile.Config
-	m     *builderMetrics
-	logf  func(string, ...any)
-	parts []*partition // by partition id; nil when not owned
+	opts Options
+	cfg  *profile.Config
+	m    *builderMetrics
+	logf func(string, ...any)
+	// own is the set of owned partitions, replaced whole by Own (under
+	// ownMu); readers load it without a lock. See own.go.
+	own   atomic.Pointer[ownership]
+	ownMu sync.Mutex
+	// ctx is the parent of every partition's context, cancelled by Close.
+	ctx context.Context
 	// encoded is the off-heap tier of the profile cache; nil: none. Each
 	// key is read and written only by its partition, under its lock.
 	encoded *encodedCache
-	owned   []*partition
 
 	windowSec int64
 
@@ -219,6 +225,7 @@ func New(opts Options) (*Builder, error) {
 		opts.Now = def.Now
 	}
 	n := opts.Log.Partitions()
+	awaitOwn := opts.Partitions != nil && len(opts.Partitions) == 0
 	if opts.Partitions == nil {
 		for p := range n {
 			opts.Partitions = append(opts.Partitions, p)
@@ -229,41 +236,23 @@ func New(opts Options) (*Builder, error) {
 		cfg:       opts.Config,
 		m:         newBuilderMetrics(opts.Metrics),
 		logf:      opts.Logger.Printf,
-		parts:     make([]*partition, n),
 		windowSec: int64(opts.DedupWindow / time.Second),
 	}
 	opts.Metrics.GetOrCreateGauge("affinity_builder_paused_partitions", func() float64 { return float64(b.paused.Load()) })
 	if opts.EncodedCacheBytes > 0 {
 		b.encoded = newEncodedCache(opts.EncodedCacheBytes)
 	}
-	if len(opts.Partitions) == 0 {
+	if len(opts.Partitions) == 0 && !awaitOwn {
 		return nil, errors.New("cannot create builder: no partitions to own")
 	}
+	if err := checkPartitions(opts.Partitions, n); err != nil {
+		return nil, fmt.Errorf("cannot create builder: %w", err)
+	}
+	own := &ownership{parts: make([]*partition, n)}
 	for _, p := range opts.Partitions {
-		if p < 0 || p >= n {
-			return nil, fmt.Errorf("cannot create builder: partition %d out of range [0, %d)", p, n)
-		}
-		if b.parts[p] != nil {
-			return nil, fmt.Errorf("cannot create builder: partition %d listed twice", p)
-		}
-		pt := &partition{
-			b:        b,
-			id:       p,
-			cache:    newCache(opts.CacheBytes / int64(len(opts.Partitions))),
-			products: newProductCache(opts.State),
-			batch:    opts.State.NewBatch(),
-		}
-		if opts.Counter != nil {
-			pt.counter = opts.Counter(p)
-		}
-		b.parts[p] = pt
-		b.owned = append(b.owned, pt)
-		registerPartition(opts.Metrics, pt)
+		own.add(b.newPartition(p, len(opts.Partitions)))
 	}
-	maxBytes, maxWrites := opts.State.TxnLimits()
-	for _, pt := range b.owned {
-		pt.maxBytes, pt.maxWrites = maxBytes/4, maxWrites/4
-	}
+	b.own.Store(own)
 	return b, nil
 }
 
@@ -287,11 +276,12 @@ func (b *Builder) Start() error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b.cancel = cancel
-	for _, pt := range b.owned {
+	b.ctx, b.cancel = ctx, cancel
+	owned := b.ownedParts()
+	for _, pt := range owned {
 		if err := pt.open(ctx); err != nil {
 			cancel()
-			for _, pt := range b.owned {
+			for _, pt := range owned {
 				if pt.reader != nil {
 					_ = pt.reader.Close()
 				}
@@ -300,9 +290,8 @@ func (b *Builder) Start() error {
 			return err
 		}
 	}
-	for _, pt := range b.owned {
-		b.wg.Add(1)
-		go pt.run(ctx)
+	for _, pt := range owned {
+		b.startPartition(pt)
 	}
 	if b.opts.Retention > 0 {
 		b.wg.Add(1)
@@ -328,12 +317,14 @@ func (b *Builder) Close() error {
 		if !b.started.Load() {
 			return
 		}
+		b.ownMu.Lock() // no Own meanwhile: the set closed below is the last
+		defer b.ownMu.Unlock()
 		b.cancel()
 		b.wg.Wait()
 		close(b.syncStop)
 		<-b.syncDone
 		b.closeErr = b.syncAndTrim()
-		for _, pt := range b.owned {
+		for _, pt := range b.ownedParts() {
 			b.closeErr = errors.Join(b.closeErr, pt.reader.Close())
 		}
 	})
@@ -365,8 +356,9 @@ func (b *Builder) syncLoop() {
 func (b *Builder) syncAndTrim() error {
 	b.trimMu.Lock()
 	defer b.trimMu.Unlock()
-	consumed := make([]int64, len(b.owned))
-	for i, pt := range b.owned {
+	owned := b.ownedParts()
+	consumed := make([]int64, len(owned))
+	for i, pt := range owned {
 		consumed[i] = pt.consumed.Load()
 	}
 	if err := b.opts.State.Sync(); err != nil {
@@ -376,7 +368,7 @@ func (b *Builder) syncAndTrim() error {
 		return nil
 	}
 	var errs error
-	for i, pt := range b.owned {
+	for i, pt := range owned {
 		if consumed[i] <= pt.trimmed {
 			continue
 		}
@@ -412,7 +404,7 @@ func (b *Builder) HoldTrim() (release func()) {
 }
 
 func (b *Builder) refreshHeads() {
-	for _, pt := range b.owned {
+	for _, pt := range b.ownedParts() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, next, err := b.opts.Log.Offsets(ctx, pt.id)
 		cancel()
@@ -461,7 +453,7 @@ func (b *Builder) Status() Status {
 		DedupHits:     b.m.dedupHits.Get(),
 		CatalogMisses: b.m.catalogMisses.Get(),
 	}
-	for _, pt := range b.owned {
+	for _, pt := range b.ownedParts() {
 		s.Partitions = append(s.Partitions, PartitionStatus{
 			Partition: pt.id,
 			Consumed:  pt.consumed.Load(),
@@ -481,7 +473,7 @@ func (b *Builder) Health(ctx context.Context) error {
 	case !b.started.Load():
 		return errors.New("builder not started")
 	}
-	for _, pt := range b.owned {
+	for _, pt := range b.ownedParts() {
 		if msg := pt.failure(); msg != "" {
 			return fmt.Errorf("builder partition %d failing: %s", pt.id, msg)
 		}
@@ -492,8 +484,9 @@ func (b *Builder) Health(ctx context.Context) error {
 // WaitCaughtUp waits until every owned partition has committed everything
 // the log held when it was called, or ctx is done.
 func (b *Builder) WaitCaughtUp(ctx context.Context) error {
-	targets := make([]int64, len(b.owned))
-	for i, pt := range b.owned {
+	owned := b.ownedParts()
+	targets := make([]int64, len(owned))
+	for i, pt := range owned {
 		_, next, err := b.opts.Log.Offsets(ctx, pt.id)
 		if err != nil {
 			return err
@@ -505,7 +498,7 @@ func (b *Builder) WaitCaughtUp(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		done := true
-		for i, pt := range b.owned {
+		for i, pt := range owned {
 			done = done && pt.consumed.Load() >= targets[i]
 		}
 		if done {
@@ -526,12 +519,11 @@ func (b *Builder) WaitCaughtUp(ctx context.Context) error {
 // Events of the visitor still in the log, or sent later, start a new
 // profile.
 func (b *Builder) DeleteVisitor(site string, visitor event.UUID) (bool, error) {
-	key := event.AppendLogKey(nil, site, visitor)
-	p := b.opts.Log.Partition(key)
-	if p < 0 || p >= len(b.parts) || b.parts[p] == nil {
-		return false, fmt.Errorf("cannot delete visitor %s of site %q: its partition %d is not owned by this builder", visitor, site, p)
+	pt, err := b.owner(site, visitor)
+	if err != nil {
+		return false, fmt.Errorf("cannot delete visitor %s of site %q: %w", visitor, site, err)
 	}
-	return b.parts[p].deleteVisitor(site, visitor)
+	return pt.deleteVisitor(site, visitor)
 }
 
 // Visit runs fn with the current profile of visitor of site (nil when it
@@ -542,13 +534,13 @@ func (b *Builder) DeleteVisitor(site string, visitor event.UUID) (bool, error) {
 // consistent with the profile it read. fn must not keep or change p, and
 // must only add extension keys (Batch.ExtSet / ExtDelete).
 func (b *Builder) Visit(site string, visitor event.UUID, fn func(batch *state.Batch, p *profile.Profile) error) error {
-	key := event.AppendLogKey(nil, site, visitor)
-	p := b.opts.Log.Partition(key)
-	if p < 0 || p >= len(b.parts) || b.parts[p] == nil {
-		return fmt.Errorf("cannot visit visitor %s of site %q: its partition %d is not owned by this builder", visitor, site, p)
+	pt, err := b.owner(site, visitor)
+	if err == nil {
+		err = pt.lockOwned()
 	}
-	pt := b.parts[p]
-	pt.mu.Lock()
+	if err != nil {
+		return fmt.Errorf("cannot visit visitor %s of site %q: %w", visitor, site, err)
+	}
 	defer pt.mu.Unlock()
 	en, err := pt.entry(site, visitor)
 	if err != nil {
@@ -607,6 +599,13 @@ type partition struct {
 	maxBytes, maxWrites         int64
 
 	trimmed int64 // owned by the sync goroutine (and Close)
+
+	// fenced is set, under mu, when the partition is revoked (Own): no
+	// commit of it may happen after.
+	fenced bool
+	// stop cancels run's context; done is closed when run returned.
+	stop func()
+	done chan struct{}
 
 	consumed   atomic.Int64
 	head       atomic.Int64
@@ -1115,6 +1114,9 @@ func (pt *partition) entry(site string, visitor event.UUID) (*entry, error) {
 // next in one state transaction.
 func (pt *partition) commit(next int64) error {
 	b := pt.b
+	if pt.fenced {
+		return &NotOwnerError{Partition: pt.id}
+	}
 	batch := pt.batch
 	for _, en := range pt.dirty {
 		en.changes = profile.Coalesce(en.changes)
@@ -1227,7 +1229,9 @@ func (pt *partition) check(err error) {
 }
 
 func (pt *partition) deleteVisitor(site string, visitor event.UUID) (bool, error) {
-	pt.mu.Lock()
+	if err := pt.lockOwned(); err != nil {
+		return false, fmt.Errorf("cannot delete visitor %s of site %q: %w", visitor, site, err)
+	}
 	defer pt.mu.Unlock()
 	en, err := pt.entry(site, visitor)
 	if err != nil {

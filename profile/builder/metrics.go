@@ -51,15 +51,29 @@ func newBuilderMetrics(set *metrics.Set) *builderMetrics {
 	}
 }
 
-// registerPartition adds the gauges of partition pt.
+// partitionGauges are the names of a partition's gauges, by format.
+var partitionGauges = [...]string{
+	`affinity_builder_lag_records{partition="%d"}`,
+	`affinity_builder_consumed_offset{partition="%d"}`,
+	`affinity_builder_cache_bytes{partition="%d"}`,
+}
+
+// registerPartition adds the gauges of partition pt. A partition owned
+// again after a revoke registers its new gauges: the old ones are gone.
 func registerPartition(set *metrics.Set, pt *partition) {
-	set.GetOrCreateGauge(fmt.Sprintf(`affinity_builder_lag_records{partition="%d"}`, pt.id), func() float64 {
-		return float64(pt.lag())
-	})
-	set.GetOrCreateGauge(fmt.Sprintf(`affinity_builder_consumed_offset{partition="%d"}`, pt.id), func() float64 {
-		return float64(pt.consumed.Load())
-	})
-	set.GetOrCreateGauge(fmt.Sprintf(`affinity_builder_cache_bytes{partition="%d"}`, pt.id), func() float64 {
-		return float64(pt.cacheBytes.Load())
-	})
+	values := [len(partitionGauges)]func() float64{
+		func() float64 { return float64(pt.lag()) },
+		func() float64 { return float64(pt.consumed.Load()) },
+		func() float64 { return float64(pt.cacheBytes.Load()) },
+	}
+	for i, name := range partitionGauges {
+		set.GetOrCreateGauge(fmt.Sprintf(name, pt.id), values[i])
+	}
+}
+
+// unregisterPartition removes the gauges of a revoked partition.
+func unregisterPartition(set *metrics.Set, pt *partition) {
+	for _, name := range partitionGauges {
+		set.UnregisterMetric(fmt.Sprintf(name, pt.id))
+	}
 }

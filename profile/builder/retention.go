@@ -2,6 +2,7 @@ package builder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -91,13 +92,16 @@ func (b *Builder) Expire(now time.Time) (int, error) {
 			return expired, nil
 		}
 		for _, it := range batch {
-			key := event.AppendLogKey(nil, it.site, it.visitor)
-			p := b.opts.Log.Partition(key)
-			if p < 0 || p >= len(b.parts) || b.parts[p] == nil {
+			pt, err := b.owner(it.site, it.visitor)
+			if err != nil {
 				kept[it] = true // another builder's
 				continue
 			}
-			gone, err := b.parts[p].expire(it.site, it.visitor, it.day, cutoff)
+			gone, err := pt.expire(it.site, it.visitor, it.day, cutoff)
+			if errors.Is(err, ErrNotOwner) {
+				kept[it] = true // revoked meanwhile
+				continue
+			}
 			if err != nil {
 				return expired, err
 			}
@@ -114,7 +118,9 @@ func (b *Builder) Expire(now time.Time) (int, error) {
 // the index entry of day when it is stale. It reports whether it deleted
 // the visitor.
 func (pt *partition) expire(site string, visitor event.UUID, day uint32, cutoff int64) (bool, error) {
-	pt.mu.Lock()
+	if err := pt.lockOwned(); err != nil {
+		return false, err
+	}
 	defer pt.mu.Unlock()
 	en, err := pt.entry(site, visitor)
 	if err != nil {

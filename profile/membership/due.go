@@ -2,10 +2,12 @@ package membership
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -57,7 +59,11 @@ func (e *Engine) RunDue(ctx context.Context) (int, error) {
 			if ctx.Err() != nil {
 				return total, ctx.Err()
 			}
-			if err := e.runOne(d); err != nil {
+			if err := e.runOne(d); errors.Is(err, builder.ErrNotOwner) {
+				// Its partition moved to another node, which evaluates it
+				// from its own state; this entry waits in case it returns.
+				continue
+			} else if err != nil {
 				e.m.errors.Inc()
 				e.logf("membership: %s", err)
 				continue

@@ -1,0 +1,132 @@
+package builder_test
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// TestOwnRevokeAndReown: a partition revoked and owned again resumes from
+// its own last commit, so the profiles equal those of a builder that owned
+// both partitions all along; while revoked, nothing of it is committed.
+func TestOwnRevokeAndReown(t *testing.T) {
+	e := openEnv(t, t.TempDir(), 2, nil)
+	round := func(r int) []*event.Batch {
+		var bs []*event.Batch
+		for v := range 12 {
+			bs = append(bs, profiletest.Batch("s1", profiletest.Visitor(v),
+				view(r*1000+v, t0+int64(r*100+v), acme),
+				withType(view(r*1000+500+v, t0+int64(r*100+v)+1, other), event.TypeCart)))
+		}
+		return bs
+	}
+	first := round(1)
+	e.Send(t, first...)
+
+	if err := e.Builder.Own([]int{0}); err != nil {
+		t.Fatalf("Own([0]) = %v", err)
+	}
+	if got := e.Builder.Owned(); !slices.Equal(got, []int{0}) {
+		t.Fatalf("Owned after revoking 1 = %v; want [0]", got)
+	}
+	if st := e.Builder.Status(); len(st.Partitions) != 1 || st.Partitions[0].Partition != 0 {
+		t.Fatalf("Status partitions after revoking 1 = %+v; want only partition 0", st.Partitions)
+	}
+	var text bytes.Buffer
+	e.Metrics.WritePrometheus(&text)
+	if bytes.Contains(text.Bytes(), []byte(`partition="1"`)) {
+		t.Fatalf("metrics after revoking 1 still name it:\n%s", text.String())
+	}
+	v1 := e.VisitorOn("s1", 1, 0)
+	err := e.Builder.Visit("s1", v1, func(*state.Batch, *profile.Profile) error { return nil })
+	var noe *builder.NotOwnerError
+	if !errors.Is(err, builder.ErrNotOwner) || !errors.As(err, &noe) || noe.Partition != 1 {
+		t.Fatalf("Visit of a visitor of revoked partition 1 = %v; want a NotOwnerError of partition 1", err)
+	}
+	if _, err := e.Builder.DeleteVisitor("s1", v1); !errors.Is(err, builder.ErrNotOwner) {
+		t.Fatalf("DeleteVisitor of a visitor of revoked partition 1 = %v; want ErrNotOwner", err)
+	}
+	held, err := e.DB.Offset(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The second round, with the first resent (client retries): partition
+	// 0 applies it, partition 1 waits in the log.
+	second := append(round(2), first...)
+	e.Send(t, second...)
+	if got, err := e.DB.Offset(1); err != nil || got != held {
+		t.Fatalf("offset of revoked partition 1 = %d, %v; want %d: nothing of it committed", got, err, held)
+	}
+	if got, want := profile.AppendProfile(nil, e.Profile(t, "s1", v1)), profile.AppendProfile(nil, reference(e.Config, first)[string(event.AppendLogKey(nil, "s1", v1))]); !bytes.Equal(got, want) {
+		t.Fatalf("profile of %s on revoked partition 1 changed", v1)
+	}
+
+	if err := e.Builder.Own([]int{0, 1}); err != nil {
+		t.Fatalf("Own([0 1]) = %v", err)
+	}
+	e.Wait(t)
+	checkState(t, e.DB, reference(e.Config, append(first, second...)))
+	if got, want := counter(e.Metrics, "affinity_builder_dedup_hits_total"), uint64(2*len(first)); got != want {
+		t.Fatalf("dedup hits = %d; want %d: the resent first round only", got, want)
+	}
+	text.Reset()
+	e.Metrics.WritePrometheus(&text)
+	if !bytes.Contains(text.Bytes(), []byte(`affinity_builder_consumed_offset{partition="1"}`)) {
+		t.Fatalf("metrics after owning 1 again lack its offset:\n%s", text.String())
+	}
+}
+
+// TestOwnNothingThenAll: a builder that starts owning nothing (a group
+// member before its first generation) applies nothing until Own, then
+// everything from offset 0.
+func TestOwnNothingThenAll(t *testing.T) {
+	e := profiletest.Open(t, profiletest.Options{Partitions: 2, Hook: profiletest.NoHook, Builder: func(o *builder.Options) { o.Partitions = []int{} }})
+	var bs []*event.Batch
+	for v := range 8 {
+		bs = append(bs, profiletest.Batch("s1", profiletest.Visitor(v), view(v, t0, acme)))
+	}
+	e.Append(t, bs...)
+	if got := e.Builder.Owned(); len(got) != 0 {
+		t.Fatalf("Owned = %v; want none", got)
+	}
+	if got := counter(e.Metrics, "affinity_builder_events_applied_total"); got != 0 {
+		t.Fatalf("events applied owning nothing = %d; want 0", got)
+	}
+	if err := e.Builder.Own([]int{1, 0}); err != nil {
+		t.Fatal(err)
+	}
+	e.Wait(t)
+	checkState(t, e.DB, reference(e.Config, bs))
+}
+
+func TestOwnInvalid(t *testing.T) {
+	e := openEnv(t, t.TempDir(), 2, profiletest.NoHook)
+	for _, tc := range []struct {
+		parts []int
+		want  string
+	}{
+		{[]int{2}, "cannot change the owned partitions: invalid partition 2: out of range [0, 2)"},
+		{[]int{-1}, "cannot change the owned partitions: invalid partition -1: out of range [0, 2)"},
+		{[]int{0, 1, 0}, "cannot change the owned partitions: invalid partition 0: listed twice"},
+	} {
+		err := e.Builder.Own(tc.parts)
+		if err == nil || err.Error() != tc.want {
+			t.Fatalf("Own(%v) = %v; want %q", tc.parts, err, tc.want)
+		}
+		if got := e.Builder.Owned(); !slices.Equal(got, []int{0, 1}) {
+			t.Fatalf("Owned after refused Own(%v) = %v; want [0 1] unchanged", tc.parts, got)
+		}
+	}
+	e.Close(t)
+	if err := e.Builder.Own([]int{0}); err == nil {
+		t.Fatal("Own after Close = nil; want an error")
+	}
+}
