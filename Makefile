@@ -46,7 +46,8 @@ FUZZ_REST = ./profile:FuzzDecodeProfile ./profile/segment:FuzzParse \
 	./profile/importer:FuzzParseNDJSON ./profile/importer:FuzzParseCSV ./profile/importer:FuzzDecodeID \
 	./profile/people:FuzzParseID \
 	./profile/lists:FuzzParseCSV ./profile/lists:FuzzParseNDJSON ./profile/lists:FuzzDecodeHead \
-	./profile/campaign:FuzzParseToken ./profile/campaign:FuzzDecodeEngagement
+	./profile/campaign:FuzzParseToken ./profile/campaign:FuzzDecodeEngagement \
+	./profile/cluster:FuzzDecodeMeta
 fuzz:
 	@set -e; for t in $(FUZZ_WIRE); do \
 		echo "fuzz $$t for $(FUZZTIME)"; $(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) $${t%%:*}; done; \
