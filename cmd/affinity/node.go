@@ -18,6 +18,7 @@ import (
 
 	"github.com/affinityhq/affinity/internal/duration"
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/cluster"
 	"github.com/affinityhq/affinity/profile/console"
 	"github.com/affinityhq/affinity/profile/service"
 	"github.com/affinityhq/affinity/storage"
@@ -201,7 +202,8 @@ func runBuild(ctx context.Context, args []string) error {
 	pf := addProfileFlags(fs)
 	stateRoom := state.DefaultOptions("").DiskHeadroom()
 	nf.addMinFreeFlag(fs, stateRoom, "state "+diskwatch.FormatBytes(stateRoom))
-	own := fs.String("own", "", "partitions of the topic this builder consumes, e.g. 0-3,8; empty: all")
+	own := fs.String("own", "", "partitions of the topic this builder consumes, e.g. 0-3,8; empty: those --group assigns it")
+	gf := addGroupFlags(fs)
 	changesTopic := fs.String("changes-topic", "affinity-segment-changes", "Kafka topic the segments' change records are produced to (key site|segment, JSON value); empty: none")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -212,6 +214,10 @@ func runBuild(ctx context.Context, args []string) error {
 	var err error
 	if pf.owned, err = parsePartitions(*own); err != nil {
 		return err
+	}
+	if pf.owned == nil { // a member of --group: its partitions come with each generation
+		pf.owned, pf.group = []int{}, gf
+		gf.brokers, gf.topic, gf.metrics = kf.brokers.values, kf.opts.Topic, metrics.NewSet()
 	}
 	w, err := nf.openWatcher()
 	if err != nil {
@@ -243,6 +249,8 @@ type node struct {
 	changes storage.Log // build: the Kafka topic of the segments' changes
 
 	prof      *service.Service // serve, build
+	member    *cluster.Member  // build in a group
+	directory *cluster.Directory
 	collector *tracker.Collector
 	extra     *collectorExtra // /sdk.js and /demo/ on the collector
 	internal  *api.Server
@@ -291,6 +299,10 @@ func (n *node) start(cf *collectorFlags, pf *profileFlags) error {
 		}
 		ao.Metrics = append(ao.Metrics, n.prof.Metrics)
 		ao.Status = n.prof.Status
+		if pf.group != nil {
+			ao.Metrics = append(ao.Metrics, pf.group.metrics)
+			ao.Status = func(dst []byte) []byte { return n.clusterStatus(n.prof.Status(dst)) }
+		}
 		health = append(health, n.prof.Health)
 	}
 	if cf != nil {
@@ -329,6 +341,11 @@ func (n *node) start(cf *collectorFlags, pf *profileFlags) error {
 	if n.removeAddr, err = writeAPIAddr(n.nf.data, n.internal.Addr()); err != nil { // for affinity backup
 		return err
 	}
+	if pf != nil && pf.group != nil {
+		if err := n.startMember(pf.group, n.internal.Addr()); err != nil {
+			return err
+		}
+	}
 	if n.collector != nil {
 		n.extra.setAPIAddr(n.internal.Addr())
 		go func() { n.errc <- wrapServeErr("collector", n.collector.Serve()) }()
@@ -339,7 +356,11 @@ func (n *node) start(cf *collectorFlags, pf *profileFlags) error {
 		roles = append(roles, "collector", "sites="+strings.Join(cf.sites.values, ","))
 	}
 	if n.prof != nil {
-		roles = append(roles, "builder", "partitions="+partitionsString(pf.owned))
+		if pf.group != nil {
+			roles = append(roles, "builder", "group="+pf.group.opts.Group, "api="+n.member.API())
+		} else {
+			roles = append(roles, "builder", "partitions="+partitionsString(pf.owned))
+		}
 	}
 	log.Printf("listening collector=%s api=http://%s data=%s %s", collectorURL, n.internal.Addr(), n.nf.data, strings.Join(roles, " "))
 	return nil
@@ -436,6 +457,14 @@ func (n *node) close() error {
 	}
 	if n.collector != nil {
 		step("collector drained", func() error { return n.collector.Shutdown(ctx) })
+	}
+	if n.member != nil {
+		// Own nothing first, then leave: the group moves the partitions
+		// at once instead of after the session timeout.
+		step("left the consumer group", n.member.Close)
+	}
+	if n.directory != nil {
+		_ = n.directory.Close()
 	}
 	if n.prof != nil {
 		step("builder stopped after its current batch", n.prof.StopBuilder)

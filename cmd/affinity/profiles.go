@@ -36,8 +36,10 @@ type profileFlags struct {
 	// rules holds the thresholds of the segments' lifecycle and rfm.*.
 	rules segment.Config
 	// owned are the log partitions this builder consumes (build --own);
-	// nil: all.
+	// nil: all; empty: those the consumer group (group) assigns.
 	owned []int
+	// group, for build without --own: the consumer group it joins.
+	group *groupFlags
 	// changes, set by build, is the Kafka changes topic the segments'
 	// change records are produced to (changes.go).
 	changes storage.Log
