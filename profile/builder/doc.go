@@ -45,4 +45,12 @@
 // which apply holds for a whole fetched batch, so a delete lands between two
 // commits. Close lets each partition finish and commit the batch it is
 // applying. Hook runs in the partition's goroutine, inside the commit.
+//
+// The owned set can change while the builder runs (Own, called by a
+// consumer group member for each generation): a revoked partition's
+// goroutine finishes its batch, then the partition is fenced under its
+// lock, so a Visit or delete that found it before cannot commit after;
+// the set itself is an immutable snapshot swapped whole, read without a
+// lock. Calls about a visitor of a partition not owned fail with
+// ErrNotOwner.
 package builder
