@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/affinityhq/affinity/profile/profiletest"
 )
 
 // owner records what a Member hands it, and checks the fence: an
@@ -34,17 +36,6 @@ func (o *owner) owned() []int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return slices.Clone(o.parts)
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // TestMembersShareAndMove: two members split the topic's partitions, the
@@ -75,7 +66,7 @@ func TestMembersShareAndMove(t *testing.T) {
 	}
 	ma, oa := start("http://a:8081")
 	mb, ob := start("http://b:8081")
-	waitUntil(t, "both members own two partitions each", func() bool {
+	profiletest.WaitUntil(t, "both members own two partitions each", func() bool {
 		return len(oa.owned()) == 2 && len(ob.owned()) == 2 && ma.Generation() == mb.Generation()
 	})
 	all := append(oa.owned(), ob.owned()...)
@@ -87,7 +78,7 @@ func TestMembersShareAndMove(t *testing.T) {
 	d := NewDirectory(DirectoryOptions{Brokers: brokers, Topic: topic, Group: "affinity-build", Partitions: parts, Generation: mb.Generation})
 	defer d.Close()
 	var v *View
-	waitUntil(t, "the group is described as stable", func() bool {
+	profiletest.WaitUntil(t, "the group is described as stable", func() bool {
 		d.Invalidate(0)
 		v, err = d.Lookup(t.Context())
 		return err == nil && v.State == "Stable"
@@ -116,10 +107,10 @@ func TestMembersShareAndMove(t *testing.T) {
 	if got := oa.owned(); len(got) != 0 {
 		t.Fatalf("a owns %v after Close; want nothing", got)
 	}
-	waitUntil(t, "b owns every partition", func() bool { return len(ob.owned()) == parts })
+	profiletest.WaitUntil(t, "b owns every partition", func() bool { return len(ob.owned()) == parts })
 
 	// A new member: the partitions spread again (which ones each keeps
 	// is TestAssign's).
 	_, oa2 := start("http://a2:8081")
-	waitUntil(t, "a2 and b own two each", func() bool { return len(oa2.owned()) == 2 && len(ob.owned()) == 2 })
+	profiletest.WaitUntil(t, "a2 and b own two each", func() bool { return len(oa2.owned()) == 2 && len(ob.owned()) == 2 })
 }
