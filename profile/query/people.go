@@ -116,6 +116,9 @@ func (h *Handler) deletePerson(ctx *fasthttp.RequestCtx, site string, id people.
 		}
 		d, s, err := people.Erase(h.opts.Builder, h.scrubber(), site, visitors, emails)
 		deleted, scrubbed = deleted+d, scrubbed+s
+		if notOwner(ctx, err) {
+			return
+		}
 		if err != nil {
 			h.internalError(ctx, err)
 			return

@@ -14,6 +14,7 @@ import (
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/catalog"
 	"github.com/affinityhq/affinity/profile/importer"
@@ -225,6 +226,18 @@ func (h *Handler) refuse(ctx *fasthttp.RequestCtx, err error) {
 		return
 	}
 	h.internalError(ctx, err)
+}
+
+// notOwner answers 503 when err is about a partition this node's builder
+// does not own (another node of its group does, or nobody during a
+// rebalance), and reports whether it did.
+func notOwner(ctx *fasthttp.RequestCtx, err error) bool {
+	var noe *builder.NotOwnerError
+	if !errors.As(err, &noe) {
+		return false
+	}
+	api.Error(ctx, fasthttp.StatusServiceUnavailable, fmt.Sprintf("partition %d is not owned by this node: ask its owner (GET /v1/cluster)", noe.Partition))
+	return true
 }
 
 // internalError answers 500 and logs err.

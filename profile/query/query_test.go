@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/profile/query"
 	"github.com/affinityhq/affinity/tracker/event"
@@ -440,5 +441,21 @@ func TestCatalog(t *testing.T) {
 	}
 	if code, _ := e.Get(t, "/v1/catalog/shop"); code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET /v1/catalog/shop: got %d; want 405", code)
+	}
+}
+
+// TestDeleteNotOwned: a DELETE of a visitor whose partition this node's
+// builder does not own (another node of its group does) answers 503 with
+// the partition, not 500.
+func TestDeleteNotOwned(t *testing.T) {
+	e := &env{profiletest.Open(t, profiletest.Options{Serve: true, Builder: func(o *builder.Options) { o.Partitions = []int{0} }})}
+	mine, theirs := e.VisitorOn(site, 0, 0), e.VisitorOn(site, 1, 0)
+	e.Send(t, profiletest.Batch(site, mine, profiletest.View(t0, event.Product{ID: "p1"})))
+	code, body := e.Do(t, http.MethodDelete, "/v1/visitors/shop/"+theirs.String(), "", nil, true)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "partition 1 is not owned by this node") {
+		t.Fatalf("DELETE of a visitor of partition 1: got %d %q; want 503 naming partition 1", code, body)
+	}
+	if code, body := e.Do(t, http.MethodDelete, "/v1/visitors/shop/"+mine.String(), "", nil, true); code != http.StatusNoContent {
+		t.Fatalf("DELETE of a visitor of owned partition 0: got %d %q; want 204", code, body)
 	}
 }

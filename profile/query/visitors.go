@@ -89,6 +89,9 @@ func (h *Handler) deleteVisitor(ctx *fasthttp.RequestCtx, site string, visitor e
 		return
 	}
 	deleted, scrubbed, err := people.Erase(h.opts.Builder, h.scrubber(), site, []event.UUID{visitor}, nil)
+	if notOwner(ctx, err) {
+		return
+	}
 	if err != nil {
 		h.internalError(ctx, err)
 		return
