@@ -38,6 +38,46 @@ func (o *owner) owned() []int {
 	return slices.Clone(o.parts)
 }
 
+// startMember joins the group on brokers as api, with stateful (nil:
+// none) as the partitions its state holds; it leaves when t ends.
+func startMember(t *testing.T, brokers []string, topic, api string, stateful []int) (*Member, *owner) {
+	o := &owner{t: t}
+	opts := DefaultOptions()
+	opts.Brokers, opts.Topic, opts.API, opts.Owner, opts.Logger = brokers, topic, api, o, t.Logf
+	opts.SessionTimeout, opts.RebalanceTimeout = 6*time.Second, 6*time.Second
+	if stateful != nil {
+		opts.Stateful = func() []int { return stateful }
+	}
+	m, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return m, o
+}
+
+// TestMemberAsksForItsState: a member started with state of partitions 2
+// and 3 (a restarted node) gets them back from the member that took
+// every partition meanwhile.
+func TestMemberAsksForItsState(t *testing.T) {
+	const topic = "events"
+	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(4, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, ob := startMember(t, c.ListenAddrs(), topic, "http://b:8081", nil)
+	profiletest.WaitUntil(t, "b owns every partition", func() bool { return len(ob.owned()) == 4 })
+	_, oa := startMember(t, c.ListenAddrs(), topic, "http://a:8081", []int{2, 3})
+	profiletest.WaitUntil(t, "a owns two partitions", func() bool { return len(oa.owned()) == 2 })
+	if got := oa.owned(); !slices.Equal(got, []int{2, 3}) {
+		t.Fatalf("a, with state of [2 3], owns %v; want [2 3]", got)
+	}
+}
+
 // TestMembersShareAndMove: two members split the topic's partitions, the
 // Directory names each partition's owner by its API URL, and when one
 // leaves the other owns them all.
@@ -49,21 +89,7 @@ func TestMembersShareAndMove(t *testing.T) {
 	}
 	defer c.Close()
 	brokers := c.ListenAddrs()
-	start := func(api string) (*Member, *owner) {
-		o := &owner{t: t}
-		opts := DefaultOptions()
-		opts.Brokers, opts.Topic, opts.API, opts.Owner, opts.Logger = brokers, topic, api, o, t.Logf
-		opts.SessionTimeout, opts.RebalanceTimeout = 6*time.Second, 6*time.Second
-		m, err := New(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = m.Close() })
-		return m, o
-	}
+	start := func(api string) (*Member, *owner) { return startMember(t, brokers, topic, api, nil) }
 	ma, oa := start("http://a:8081")
 	mb, ob := start("http://b:8081")
 	profiletest.WaitUntil(t, "both members own two partitions each", func() bool {
