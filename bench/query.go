@@ -345,7 +345,7 @@ func RunQuery(o QueryOptions) (*QueryReport, error) {
 	runStart := time.Now()
 	lookups := func(name string, d time.Duration, rate float64) LookupResult {
 		u0, l0, t0 := p.usage(), selfUsage(), time.Now()
-		r := runLookups(&o, lc, name, d, rate, w.Seed, runStart, &rep.Timeline, progress)
+		r := runLookups(&o, lc, visitorTarget(o.Visitors, w.Seed), name, d, rate, w.Seed, runStart, &rep.Timeline, progress)
 		u1, l1, dt := p.usage(), selfUsage(), time.Since(t0).Seconds()
 		r.NodeCores, r.LoadgenCores = (u1.CPUSeconds-u0.CPUSeconds)/dt, (l1.CPUSeconds-l0.CPUSeconds)/dt
 		return r
@@ -459,10 +459,30 @@ type lookupWorker struct {
 	lastErr                error
 }
 
-// runLookups sends GET /v1/visitors/{site}/{visitor} of random pre-filled
-// visitors from o.LookupConns workers for d: closed loop with rate 0,
-// else rate lookups/s on a fixed schedule.
-func runLookups(o *QueryOptions, hc *fasthttp.HostClient, name string, d time.Duration, rate float64, seed uint64,
+// lookupTarget is what runLookups asks for: path appends the path of
+// the next request, ok says whether a 200's body is the right answer.
+type lookupTarget struct {
+	path func(dst []byte, r *rand.Rand) []byte
+	ok   func(body []byte) bool
+}
+
+// visitorTarget asks GET /v1/visitors/{site}/{visitor} of random
+// pre-filled visitors; the right answer has the pageview every one made.
+func visitorTarget(visitors int, seed uint64) lookupTarget {
+	return lookupTarget{
+		path: func(dst []byte, r *rand.Rand) []byte {
+			v := workload.VisitorID(seed, r.IntN(visitors))
+			return append(append(dst, "/v1/visitors/"+benchSite+"/"...), v.String()...)
+		},
+		ok: func(body []byte) bool { return bytes.Contains(body, []byte(`"pageview":{"count":`)) },
+	}
+}
+
+// runLookups sends the requests of target (visitorTarget: GET
+// /v1/visitors/{site}/{visitor} of random pre-filled visitors) from
+// o.LookupConns workers for d: closed loop with rate 0, else rate
+// lookups/s on a fixed schedule.
+func runLookups(o *QueryOptions, hc *fasthttp.HostClient, target lookupTarget, name string, d time.Duration, rate float64, seed uint64,
 	runStart time.Time, timeline *[]Sample, progress func(string)) LookupResult {
 	workers := make([]*lookupWorker, o.LookupConns)
 	var stop atomic.Bool
@@ -486,8 +506,7 @@ func runLookups(o *QueryOptions, hc *fasthttp.HostClient, name string, d time.Du
 			var uri []byte
 			next := time.Now().Add(offset)
 			for !stop.Load() {
-				v := workload.VisitorID(seed, r.IntN(o.Visitors))
-				uri = append(append(uri[:0], "http://"+hc.Addr+"/v1/visitors/"+benchSite+"/"...), v.String()...)
+				uri = target.path(append(uri[:0], "http://"+hc.Addr...), r)
 				req.SetRequestURIBytes(uri)
 				start := time.Now()
 				if period > 0 {
@@ -517,14 +536,14 @@ func runLookups(o *QueryOptions, hc *fasthttp.HostClient, name string, d time.Du
 				case err != nil:
 					w.errs++
 					w.lastErr = err
-				case resp.StatusCode() == fasthttp.StatusOK && bytes.Contains(resp.Body(), []byte(`"pageview":{"count":`)):
+				case resp.StatusCode() == fasthttp.StatusOK && target.ok(resp.Body()):
 					w.ok++
 				case resp.StatusCode() == fasthttp.StatusNotFound:
 					w.notFound++
-					w.lastErr = fmt.Errorf("visitor %s: status 404: %.200s", v, resp.Body())
+					w.lastErr = fmt.Errorf("GET %s: status 404: %.200s", uri, resp.Body())
 				default:
 					w.other++
-					w.lastErr = fmt.Errorf("visitor %s: status %d: %.200s", v, resp.StatusCode(), resp.Body())
+					w.lastErr = fmt.Errorf("GET %s: status %d: %.200s", uri, resp.StatusCode(), resp.Body())
 				}
 				w.mu.Unlock()
 				if err != nil {

@@ -48,15 +48,16 @@ func ThisMachine() Machine {
 
 // Report is everything one run of the bench measured: the JSON of --out.
 type Report struct {
-	Started time.Time     `json:"started"`
-	Command string        `json:"command"`
-	Machine Machine       `json:"machine"`
-	Ingest  *IngestReport `json:"ingest,omitempty"`
-	Build   *BuildReport  `json:"build,omitempty"`
-	E2E     *E2EReport    `json:"e2e,omitempty"`
-	Query   *QueryReport  `json:"query,omitempty"`
-	Soak    *SoakReport   `json:"soak,omitempty"`
-	Import  *ImportReport `json:"import,omitempty"`
+	Started  time.Time       `json:"started"`
+	Command  string          `json:"command"`
+	Machine  Machine         `json:"machine"`
+	Ingest   *IngestReport   `json:"ingest,omitempty"`
+	Build    *BuildReport    `json:"build,omitempty"`
+	E2E      *E2EReport      `json:"e2e,omitempty"`
+	Query    *QueryReport    `json:"query,omitempty"`
+	Soak     *SoakReport     `json:"soak,omitempty"`
+	Import   *ImportReport   `json:"import,omitempty"`
+	Campaign *CampaignReport `json:"campaign,omitempty"`
 }
 
 // WriteJSON writes r, indented, to path.

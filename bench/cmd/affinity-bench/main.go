@@ -6,6 +6,7 @@
 //	go run ./bench/cmd/affinity-bench --quick         # smoke run, < 1 min
 //	go run ./bench/cmd/affinity-bench --scenario ingest --rounds 5 --phase 10s
 //	go run ./bench/cmd/affinity-bench --scenario soak  # 10 min, not in the default set
+//	go run ./bench/cmd/affinity-bench --scenario campaign  # 1M recipients, ~3 min, not in the default set
 package main
 
 import (
@@ -30,7 +31,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("affinity-bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "smoke run: every scenario in under a minute (figures are not meaningful)")
-	scenarios := fs.String("scenario", "ingest,build,e2e,query", "scenarios to run, comma-separated: ingest, build, e2e, query, import, soak (10 min; not in the default set)")
+	scenarios := fs.String("scenario", "ingest,build,e2e,query", "scenarios to run, comma-separated: ingest, build, e2e, query, import, soak (10 min), campaign (1M recipients, minutes); the last two not in the default set, campaign in --quick's")
 	out := fs.String("out", "bench-report.json", "JSON report path; the SVG charts go beside it (<name>-ingest.svg, -build.svg, -e2e.svg, -query.svg)")
 	dir := fs.String("dir", "", "scratch directory for logs and state (default: a temporary one, removed after)")
 	seed := fs.Uint64("seed", 1, "workload seed: the same seed gives the same traffic")
@@ -50,7 +51,7 @@ func run(args []string) error {
 	bSmall := fs.Int("build-small-visitors", bo.SmallVisitors, "build: visitors of the run before the main one, events scaled alike, for the flat-cost ratio; 0: none")
 	bRounds := fs.Int("build-rounds", bo.Rounds, "build: rounds; each system applies the whole log of each run once per round")
 	memory := budget.Bytes(bo.Memory)
-	fs.Var(&memory, "memory", "build, query: memory budget of the affinity node (affinity --memory), e.g. 512MiB, 4GiB")
+	fs.Var(&memory, "memory", "build, query, campaign: memory budget of the affinity node (affinity --memory), e.g. 512MiB, 4GiB")
 	sMemory := budget.Bytes(bench.DefaultSoakOptions().Memory)
 	fs.Var(&sMemory, "soak-memory", "soak: memory budget of the node (affinity --memory); peak RSS must stay within it + 15%")
 	redis := fs.String("redis-server", bo.RedisServer, "build: the redis-server binary of the Redis peer")
@@ -70,6 +71,9 @@ func run(args []string) error {
 	qConns := fs.Int("query-lookup-conns", qo.LookupConns, "query: keep-alive connections of the lookup client")
 	qPhase := fs.Duration("query-phase", qo.Phase, "query: duration of each measured lookup phase")
 	qLoad := fs.Float64("query-load", qo.Load, "query: ingest offered beside the lookups, as a fraction of its maximum found first")
+	co := bench.DefaultCampaignOptions()
+	cRecipients := fs.Int("campaign-recipients", co.Recipients, "campaign: recipients of the campaign frozen, half a segment of imported buyers, half a list")
+	cRate := fs.Float64("campaign-report-rate", co.ReportRate, "campaign: report reads/s offered (open loop) idle and under ingest")
 	so := bench.DefaultSoakOptions()
 	sDuration := fs.Duration("soak-duration", so.Duration, "soak: duration at the offered load (the first --soak-warmup not compared)")
 	sWarmup := fs.Duration("soak-warmup", so.Warmup, "soak: start of the soak not compared for flatness (memtables and caches fill)")
@@ -93,6 +97,10 @@ func run(args []string) error {
 		eo = bench.QuickE2EOptions()
 		qo = bench.QuickQueryOptions()
 		so = bench.QuickSoakOptions()
+		co = bench.QuickCampaignOptions()
+		if !set["scenario"] {
+			*scenarios += ",campaign"
+		}
 	}
 	override := func(name string, apply func()) {
 		if set[name] || !*quick {
@@ -118,6 +126,9 @@ func run(args []string) error {
 	override("query-lookup-conns", func() { qo.LookupConns = *qConns })
 	override("query-phase", func() { qo.Phase = *qPhase })
 	override("query-load", func() { qo.Load = *qLoad })
+	override("campaign-recipients", func() { co.Recipients = *cRecipients })
+	override("campaign-report-rate", func() { co.ReportRate = *cRate })
+	co.Memory = int64(memory)
 	override("soak-duration", func() { so.Duration = *sDuration })
 	override("soak-warmup", func() { so.Warmup = *sWarmup })
 	override("soak-load", func() { so.Load = *sLoad })
@@ -130,6 +141,7 @@ func run(args []string) error {
 	// e2e drives the collector as ingest does, at ingest's concurrency.
 	eo.Ingest.Concurrency, eo.Ingest.Workload, eo.Ingest.Dir, eo.Ingest.Progress = in.Concurrency, in.Workload, in.Dir, progress
 	qo.Ingest.Concurrency, qo.Ingest.Workload, qo.Ingest.Dir, qo.Ingest.Progress = in.Concurrency, in.Workload, in.Dir, progress
+	co.Ingest.Concurrency, co.Ingest.Workload, co.Ingest.Dir, co.Ingest.Progress = in.Concurrency, in.Workload, in.Dir, progress
 	so.Ingest.Concurrency, so.Ingest.Workload.Seed, so.Ingest.Dir, so.Ingest.Progress = in.Concurrency, *seed, in.Dir, progress
 
 	rep := &bench.Report{Started: time.Now().UTC(), Command: "affinity-bench " + strings.Join(args, " "), Machine: bench.ThisMachine()}
@@ -209,6 +221,15 @@ func run(args []string) error {
 			if err != nil {
 				failed = append(failed, "import: "+err.Error())
 			}
+		case "campaign":
+			r, err := bench.RunCampaign(co)
+			if r != nil {
+				rep.Campaign = r
+				bench.PrintCampaign(os.Stdout, r)
+			}
+			if err != nil {
+				failed = append(failed, "campaign: "+err.Error())
+			}
 		case "soak":
 			r, err := bench.RunSoak(so)
 			if r != nil {
@@ -220,7 +241,7 @@ func run(args []string) error {
 			}
 		case "":
 		default:
-			return fmt.Errorf("unknown scenario %q (--scenario): want ingest, build, e2e, query, import or soak", sc)
+			return fmt.Errorf("unknown scenario %q (--scenario): want ingest, build, e2e, query, import, soak or campaign", sc)
 		}
 		fmt.Println()
 	}
