@@ -463,7 +463,9 @@ func (s *Store) ScanRecipients(c *Campaign, fn func(r *Recipient) bool) error {
 		derr error
 	)
 	prefix := prefixOf(prefixRecipient, c.ID)
-	err := s.db.ScanExt(prefix, func(k, v []byte) bool {
+	// ScanExtFrom, not ScanExt: it does not prefetch, which would start a
+	// goroutine and copy the value per recipient (the export's cost).
+	err := s.db.ScanExtFrom(prefix, nil, func(k, v []byte) bool {
 		if len(k) != len(prefix)+4 {
 			derr = fmt.Errorf("BUG: campaign recipient key %x has a bad length", k)
 			return false

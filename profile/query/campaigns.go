@@ -179,11 +179,11 @@ func (h *Handler) campaignRecipients(ctx *fasthttp.RequestCtx, c *campaign.Campa
 		return
 	}
 	store, logf := h.campaigns, h.opts.Logger.Printf
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+	ctx.SetBodyStream(&streamBody{write: func(w *bufio.Writer) {
 		if err := writeRecipients(w, store, c, arm, control, csv); err != nil {
 			logf("query: recipients of campaign %d of site %q: %s", c.ID, c.Site, err)
 		}
-	})
+	}}, -1)
 }
 
 // writeRecipients writes the rows of campaignRecipients to w: arm -1 for

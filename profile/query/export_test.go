@@ -23,7 +23,7 @@ func ReadMembers(h *Handler, site, name, args string) ([]byte, error) {
 		return nil, fmt.Errorf("no segment %s/%s", site, name)
 	}
 	q.rule = rule
-	b := &membersBody{h: h, q: q}
+	b := &streamBody{write: func(w *bufio.Writer) { h.streamMembers(w, q) }}
 	data, err := io.ReadAll(b)
 	if cerr := b.Close(); err == nil {
 		err = cerr

@@ -151,17 +151,17 @@ func (h *Handler) serveMembers(ctx *fasthttp.RequestCtx, site, name string) {
 	if ctx.IsHead() {
 		return
 	}
-	ctx.SetBodyStream(&membersBody{h: h, q: q}, -1)
+	ctx.SetBodyStream(&streamBody{write: func(w *bufio.Writer) { h.streamMembers(w, q) }}, -1)
 }
 
-// membersBody is the body of an export. fasthttp frames what WriteTo
-// writes as chunks of exportChunk bytes straight to the connection; Read,
-// for any other reader, streams through fasthttp.NewStreamReader (a pipe
-// and a goroutine, in chunks of 4 KiB: a write system call per 4 KiB).
-type membersBody struct {
-	h *Handler
-	q *membersQuery
-	r io.ReadCloser
+// streamBody is the body of an export (a segment's members, a campaign's
+// recipients) that write streams. fasthttp frames what WriteTo writes as
+// chunks of exportChunk bytes straight to the connection; Read, for any
+// other reader, streams through fasthttp.NewStreamReader (a pipe and a
+// goroutine, in chunks of 4 KiB: a write system call per 4 KiB).
+type streamBody struct {
+	write func(w *bufio.Writer)
+	r     io.ReadCloser
 }
 
 // exportChunk is the size of the chunks of an export.
@@ -171,10 +171,10 @@ var exportWriterPool sync.Pool // *bufio.Writer of exportChunk bytes
 
 // SupportsBodyWriteTo implements fasthttp.BodyWriterTo: WriteTo writes
 // what Read would read.
-func (b *membersBody) SupportsBodyWriteTo() bool { return true }
+func (b *streamBody) SupportsBodyWriteTo() bool { return true }
 
 // WriteTo streams the export to w.
-func (b *membersBody) WriteTo(w io.Writer) (int64, error) {
+func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
 	cw := countingWriter{w: w}
 	bw, _ := exportWriterPool.Get().(*bufio.Writer)
 	if bw == nil {
@@ -182,21 +182,22 @@ func (b *membersBody) WriteTo(w io.Writer) (int64, error) {
 	} else {
 		bw.Reset(&cw)
 	}
-	b.h.streamMembers(bw, b.q)
+	b.write(bw)
+	_ = bw.Flush()
 	bw.Reset(nil)
 	exportWriterPool.Put(bw)
 	return cw.n, cw.err
 }
 
-func (b *membersBody) Read(p []byte) (int, error) {
+func (b *streamBody) Read(p []byte) (int, error) {
 	if b.r == nil {
-		b.r = fasthttp.NewStreamReader(func(w *bufio.Writer) { b.h.streamMembers(w, b.q) })
+		b.r = fasthttp.NewStreamReader(b.write)
 	}
 	return b.r.Read(p)
 }
 
 // Close implements io.Closer: fasthttp closes the body when done.
-func (b *membersBody) Close() error {
+func (b *streamBody) Close() error {
 	if b.r != nil {
 		return b.r.Close()
 	}
