@@ -3,6 +3,8 @@ package bench
 import (
 	"strings"
 	"testing"
+
+	"github.com/valyala/fastjson"
 )
 
 // TestQuickCampaign runs the quick campaign scenario: the freeze must
@@ -61,9 +63,10 @@ func TestQuickCampaign(t *testing.T) {
 func TestCheckRecipientRow(t *testing.T) {
 	arms := map[string]bool{"behaviour": true, "crm": true}
 	const tok = "AQEAAAAAAAAAAAAAAA" // campaign 1, recipient 0, a zero MAC
+	var p fastjson.Parser
 	f := func(line string, csv bool, wantOK bool) {
 		t.Helper()
-		reason := checkRecipientRow([]byte(line), csv, 1, arms)
+		reason := checkRecipientRow(&p, []byte(line), csv, 1, arms)
 		if (reason == "") != wantOK {
 			t.Errorf("checkRecipientRow(%q, csv %v) = %q; want ok %v", line, csv, reason, wantOK)
 		}
