@@ -3,6 +3,7 @@ package campaign_test
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/affinityhq/affinity/profile/campaign"
@@ -97,4 +98,37 @@ func BenchmarkEngage(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkResolve measures a token check alone (Store.Resolve: parse,
+// MAC under the site's cached signers, one point read of the recipient),
+// from 2 goroutines as the collector's engagement endpoints check.
+func BenchmarkResolve(b *testing.B) {
+	const n = 10_000
+	e := benchList(b, n)
+	c, err := campaign.ParseSpec("shop", []byte(`{"name":"p","arms":[{"name":"crm","list":"crm"}],"holdout":10,"window":"7d"}`))
+	if err == nil {
+		err = e.Campaigns.Create(c)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	var toks [][]byte
+	_ = e.Campaigns.ScanRecipients(c, func(r *campaign.Recipient) bool {
+		toks = append(toks, campaign.AppendToken(nil, c.ID, r.Number, &r.MAC))
+		return true
+	})
+	b.ReportAllocs()
+	b.SetParallelism(1)
+	b.ResetTimer()
+	var next atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tok := toks[int(next.Add(1))%len(toks)]
+			if _, _, err := e.Campaigns.Resolve(tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checks/s")
 }
