@@ -16,6 +16,7 @@ import (
 	"github.com/affinityhq/affinity/internal/codec"
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile/invalid"
+	"github.com/affinityhq/affinity/profile/lists"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
@@ -313,6 +314,7 @@ func (s *Store) nextID() (uint64, error) {
 // stores it; it fills in c's id, sent time, secret and sizes. An arm
 // naming a segment or list the site does not have is an *invalid.Error.
 func (s *Store) Create(c *Campaign) error {
+	hint := 0 // the lists' emails: the freeze's map of emails seen is sized once
 	for i := range c.Arms {
 		a := &c.Arms[i]
 		var (
@@ -322,7 +324,9 @@ func (s *Store) Create(c *Campaign) error {
 		if a.Segment != "" {
 			_, found, err = s.segs.Definition(c.Site, a.Segment)
 		} else {
-			_, found, err = s.segs.Lists().Meta(c.Site, a.List)
+			var m lists.Meta
+			m, found, err = s.segs.Lists().Meta(c.Site, a.List)
+			hint += int(m.Emails)
 		}
 		if err != nil {
 			return err
@@ -349,7 +353,7 @@ func (s *Store) Create(c *Campaign) error {
 	if err := s.dropKeys(c.ID); err != nil {
 		return err
 	}
-	f, err := s.newFreeze(c, sec.key)
+	f, err := s.newFreeze(c, sec.key, hint)
 	if err != nil {
 		return err
 	}
@@ -392,12 +396,12 @@ type freeze struct {
 	key, v []byte
 }
 
-func (s *Store) newFreeze(c *Campaign, secret []byte) (*freeze, error) {
+func (s *Store) newFreeze(c *Campaign, secret []byte, sizeHint int) (*freeze, error) {
 	w, err := s.db.NewExtWriter()
 	if err != nil {
 		return nil, err
 	}
-	return &freeze{s: s, c: c, w: w, sign: newSigner(secret), salt: Salt(c.Site, c.ID), seed: maphash.MakeSeed(), seen: map[uint64]uint16{}}, nil
+	return &freeze{s: s, c: c, w: w, sign: newSigner(secret), salt: Salt(c.Site, c.ID), seed: maphash.MakeSeed(), seen: make(map[uint64]uint16, sizeHint)}, nil
 }
 
 // Salt is the salt of a campaign's holdout split: a recipient is in the

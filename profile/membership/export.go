@@ -141,7 +141,8 @@ func InHoldout(salt, key string, percent float64) bool {
 	if percent <= 0 {
 		return false
 	}
-	return inHoldout(append(append([]byte(salt), ':'), key...), percent)
+	var buf [128]byte // a freeze asks once per recipient: no allocation
+	return inHoldout(append(append(append(buf[:0], salt...), ':'), key...), percent)
 }
 
 // inHoldout is InHoldout of salt + ":" + key in b.

@@ -11,11 +11,18 @@ import (
 // a whole, so its writer makes them visible by a later commit of a key that
 // names them (a list's head).
 type ExtWriter struct {
-	db  *DB
-	wb  *badger.WriteBatch
-	n   int
-	err error
+	db   *DB
+	wb   *badger.WriteBatch
+	n    int
+	err  error
+	slab []byte         // the copies of keys and values are carved from it
+	ents []badger.Entry // and the entries from this one
 }
+
+// extSlab is the size of an ExtWriter's slabs: a freeze or a list upload
+// of a million keys copies them in a few thousand allocations, not two
+// million.
+const extSlab = 256 << 10
 
 // NewExtWriter returns a writer of extension keys.
 func (db *DB) NewExtWriter() (*ExtWriter, error) {
@@ -34,10 +41,21 @@ func (w *ExtWriter) Set(key, val []byte) error {
 		w.err = err
 		return err
 	}
-	k := make([]byte, len(key)+len(val))
-	copy(k, key)
-	copy(k[len(key):], val)
-	if err := w.wb.Set(k[:len(key):len(key)], k[len(key):]); err != nil {
+	// The WriteBatch keeps the slices until its transaction commits; a
+	// slab is freed when its last transaction is done with it.
+	n := len(key) + len(val)
+	if cap(w.slab)-len(w.slab) < n {
+		w.slab = make([]byte, 0, max(extSlab, n))
+	}
+	at := len(w.slab)
+	w.slab = append(append(w.slab, key...), val...)
+	k := w.slab[at : at+len(key) : at+len(key)]
+	v := w.slab[at+len(key) : at+n : at+n]
+	if len(w.ents) == cap(w.ents) {
+		w.ents = make([]badger.Entry, 0, extSlab/64)
+	}
+	w.ents = append(w.ents, badger.Entry{Key: k, Value: v})
+	if err := w.wb.SetEntry(&w.ents[len(w.ents)-1]); err != nil {
 		w.err = fmt.Errorf("cannot store key %q: %w", key, err)
 		return w.err
 	}
