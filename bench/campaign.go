@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -384,62 +383,17 @@ func campaignImport(c *queryClient, buyers int, progress func(string)) error {
 // and checks every row: an email, an arm of arms, no variant, and a token
 // of campaign id that campaign.ParseToken accepts.
 func (c *queryClient) recipients(name, path string, csv bool, id uint64, arms map[string]bool) ExportResult {
-	r := ExportResult{Name: name, Query: path}
-	req, err := http.NewRequest(http.MethodGet, "http://"+c.addr+path, nil)
-	if err != nil {
-		r.LastError = err.Error()
-		return r
-	}
-	req.Header.Set("Authorization", "Bearer "+queryToken)
-	start := time.Now()
-	resp, err := c.http.Do(req)
-	if err != nil {
-		r.LastError = err.Error()
-		return r
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		r.LastError = fmt.Sprintf("status %d: %.300s", resp.StatusCode, b)
-		return r
-	}
-	br := bufio.NewReaderSize(resp.Body, 256<<10)
-	header := csv
 	var p fastjson.Parser
-	for {
-		line, err := br.ReadSlice('\n')
-		r.Bytes += int64(len(line))
-		if len(line) > 0 {
-			switch {
-			case header:
-				header = false
-				if string(line) != "email,arm,variant,token\n" {
-					r.Bad++
-					r.LastError = fmt.Sprintf("CSV header %q", line)
-				}
-			default:
-				if reason := checkRecipientRow(&p, line, csv, id, arms); reason != "" {
-					r.Bad++
-					r.LastError = fmt.Sprintf("row %d: %s: %.300s", r.Rows+r.Bad, reason, line)
-				} else {
-					r.Rows++
-				}
+	return c.stream(name, path, func(line []byte, first bool) (bool, string) {
+		if csv && first {
+			if string(line) != "email,arm,variant,token\n" {
+				return false, "not the CSV header"
 			}
+			return false, ""
 		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			r.LastError = err.Error()
-			break
-		}
-	}
-	r.Seconds = time.Since(start).Seconds()
-	if r.Seconds > 0 {
-		r.RowsPerS = float64(r.Rows) / r.Seconds
-		r.MBPerS = float64(r.Bytes) / r.Seconds / 1e6
-	}
-	return r
+		bad := checkRecipientRow(&p, line, csv, id, arms)
+		return bad == "", bad
+	})
 }
 
 // checkRecipientRow returns what is wrong with one row of a recipients

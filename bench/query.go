@@ -662,6 +662,23 @@ func (c *queryClient) getJSON(path string, v any) error {
 // row ({"visitor":…), or CSV lines after the header that start with a
 // visitor id.
 func (c *queryClient) export(name, path string, csv bool) ExportResult {
+	return c.stream(name, path, func(line []byte, first bool) (bool, string) {
+		switch {
+		case csv && first:
+			return false, ""
+		case !csv && bytes.HasPrefix(line, []byte(`{"visitor":"`)),
+			csv && len(line) > 37 && line[36] == ',':
+			return true, ""
+		}
+		return false, "not a member row"
+	})
+}
+
+// stream GETs path and passes each line of the body to check (first:
+// the body's first line), which says whether it is a row, or what is
+// wrong with it; a line longer than the read buffer is checked by its
+// start only.
+func (c *queryClient) stream(name, path string, check func(line []byte, first bool) (row bool, bad string)) ExportResult {
 	r := ExportResult{Name: name, Query: path}
 	req, err := http.NewRequest(http.MethodGet, "http://"+c.addr+path, nil)
 	if err != nil {
@@ -682,21 +699,20 @@ func (c *queryClient) export(name, path string, csv bool) ExportResult {
 		return r
 	}
 	br := bufio.NewReaderSize(resp.Body, 256<<10)
-	header := csv
+	first := true
 	partial := false // within a line longer than the buffer
 	for {
 		line, err := br.ReadSlice('\n')
 		r.Bytes += int64(len(line))
 		if len(line) > 0 && !partial {
+			row, bad := check(line, first)
+			first = false
 			switch {
-			case header:
-				header = false
-			case !csv && bytes.HasPrefix(line, []byte(`{"visitor":"`)),
-				csv && len(line) > 37 && line[36] == ',':
-				r.Rows++
-			default:
+			case bad != "":
 				r.Bad++
-				r.LastError = fmt.Sprintf("row %d: %.300s", r.Rows+r.Bad, line)
+				r.LastError = fmt.Sprintf("row %d: %s: %.300s", r.Rows+r.Bad, bad, line)
+			case row:
+				r.Rows++
 			}
 		}
 		partial = errors.Is(err, bufio.ErrBufferFull)
