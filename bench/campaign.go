@@ -94,6 +94,9 @@ type RecipientsExport struct {
 	// it, and every row be well-formed (an email, a known arm, no variant,
 	// a token of the campaign that campaign.ParseToken accepts).
 	Want int64 `json:"want_rows"`
+	// NodeCPU is the node's CPU time over the export: Rows/NodeCPU is the
+	// rate one free core would give, whatever else the machine runs.
+	NodeCPU float64 `json:"node_cpu_s"`
 }
 
 // CampaignReport is the outcome of the campaign scenario.
@@ -272,7 +275,9 @@ func RunCampaign(o CampaignOptions) (*CampaignReport, error) {
 	} {
 		progress(fmt.Sprintf("campaign: exporting %d recipients as %s", x.want, x.name))
 		r := RecipientsExport{Want: x.want}
+		u0 := p.usage()
 		r.ExportResult = c.recipients(x.name, base+x.query, strings.HasPrefix(x.query, "format=csv"), cid, arms)
+		r.NodeCPU = p.usage().CPUSeconds - u0.CPUSeconds
 		rep.Exports = append(rep.Exports, r)
 	}
 
@@ -446,13 +451,14 @@ func PrintCampaign(w io.Writer, r *CampaignReport) {
 	fmt.Fprintf(w, "  freeze (POST /v1/campaigns → 201): %d recipients (%d treated, %d control) in %.2fs: %.0f recipients/s, %.1f node CPU-s; node RSS %.0f MB before, peak %.0f MB\n\n",
 		r.Frozen, r.Treated, r.Control, r.FreezeSeconds, r.FreezePerS, r.FreezeCPU, r.RSSBeforeMB, r.RSSPeakMB)
 	fmt.Fprintf(w, "GET /v1/campaigns/{site}/{id}/recipients, streamed (net/http client, every row checked):\n")
-	fmt.Fprintf(w, "%-22s %9s %11s %9s %8s %8s %s\n", "format", "rows", "rows/s", "MB/s", "MB", "seconds", "check")
+	fmt.Fprintf(w, "%-22s %9s %11s %9s %8s %8s %10s %15s %s\n", "format", "rows", "rows/s", "MB/s", "MB", "seconds", "node CPU-s", "rows/node CPU-s", "check")
 	for _, x := range r.Exports {
 		check := "ok"
 		if x.Rows != x.Want || x.Bad != 0 || x.LastError != "" {
 			check = fmt.Sprintf("MISMATCH (want %d) %s", x.Want, x.LastError)
 		}
-		fmt.Fprintf(w, "%-22s %9d %11.0f %9.1f %8.1f %8.2f %s\n", x.Name, x.Rows, x.RowsPerS, x.MBPerS, float64(x.Bytes)/1e6, x.Seconds, check)
+		fmt.Fprintf(w, "%-22s %9d %11.0f %9.1f %8.1f %8.2f %10.2f %15.0f %s\n", x.Name, x.Rows, x.RowsPerS, x.MBPerS, float64(x.Bytes)/1e6, x.Seconds,
+			x.NodeCPU, float64(x.Rows)/max(x.NodeCPU, 0.001), check)
 	}
 	verdict := func(ok bool) string {
 		if ok {
