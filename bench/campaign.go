@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -294,36 +293,15 @@ func RunCampaign(o CampaignOptions) (*CampaignReport, error) {
 	qo := QueryOptions{Ingest: in, LookupConns: o.ReportConns}
 	runStart := time.Now()
 	reads := func(name string, d time.Duration) LookupResult {
-		u0, l0, t0 := p.usage(), selfUsage(), time.Now()
-		r := runLookups(&qo, rc, target, name, d, o.ReportRate, 1, runStart, &rep.Timeline, progress)
-		u1, l1, dt := p.usage(), selfUsage(), time.Since(t0).Seconds()
-		r.NodeCores, r.LoadgenCores = (u1.CPUSeconds-u0.CPUSeconds)/dt, (l1.CPUSeconds-l0.CPUSeconds)/dt
-		return r
+		return runLookups(&qo, rc, p, target, name, d, o.ReportRate, 1, runStart, &rep.Timeline, progress)
 	}
 	rep.Idle = reads("report-idle", o.Phase)
-	ic := &fasthttp.HostClient{Addr: p.addr, MaxConns: in.Concurrency, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
-	pr := runPhase(&in, ic, "ingest-max", 1, o.MaxPhase, 0, runStart, &rep.IngestTL)
-	if pr.req == 0 {
-		return rep, fmt.Errorf("campaign: no ingest request answered: %v", pr.err)
+	err = underIngest(p, in, o.MaxPhase, o.Phase, o.Load, runStart, &rep.IngestTL, &rep.Ingest, func() {
+		rep.UnderIngest = reads("report-ingest", o.Phase)
+	})
+	if err != nil {
+		return rep, fmt.Errorf("campaign: %w", err)
 	}
-	rep.Ingest.MaxRPS = float64(pr.req) / pr.seconds
-	if err := p.call("caughtup", &br); err != nil {
-		return rep, err
-	}
-	rep.Ingest.OfferedRPS = o.Load * rep.Ingest.MaxRPS
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		quiet := in
-		quiet.Progress = nil // the reads' progress line speaks for both
-		pr = runPhase(&quiet, ic, "ingest", 2, o.Phase, rep.Ingest.OfferedRPS, runStart, &rep.IngestTL)
-	}()
-	rep.UnderIngest = reads("report-ingest", o.Phase)
-	wg.Wait()
-	rep.Ingest.RPS, rep.Ingest.EPS = float64(pr.req)/pr.seconds, float64(pr.events)/pr.seconds
-	rep.Ingest.P99ms = float64(pr.hist.Quantile(0.99)) / 1e6
-	rep.Ingest.Refused, rep.Ingest.Errors = pr.other, pr.errs
 	progress("")
 	rep.PeakRSSMB = float64(p.usage().MaxRSSKB) / 1024
 

@@ -344,11 +344,7 @@ func RunQuery(o QueryOptions) (*QueryReport, error) {
 	lc := &fasthttp.HostClient{Addr: qa.Addr, MaxConns: o.LookupConns, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	runStart := time.Now()
 	lookups := func(name string, d time.Duration, rate float64) LookupResult {
-		u0, l0, t0 := p.usage(), selfUsage(), time.Now()
-		r := runLookups(&o, lc, visitorTarget(o.Visitors, w.Seed), name, d, rate, w.Seed, runStart, &rep.Timeline, progress)
-		u1, l1, dt := p.usage(), selfUsage(), time.Since(t0).Seconds()
-		r.NodeCores, r.LoadgenCores = (u1.CPUSeconds-u0.CPUSeconds)/dt, (l1.CPUSeconds-l0.CPUSeconds)/dt
-		return r
+		return runLookups(&o, lc, p, visitorTarget(o.Visitors, w.Seed), name, d, rate, w.Seed, runStart, &rep.Timeline, progress)
 	}
 	rep.LookupMax = lookups("lookup-max", o.MaxPhase, 0)
 	if r := &rep.LookupMax; r.Lookups > 0 {
@@ -359,29 +355,12 @@ func RunQuery(o QueryOptions) (*QueryReport, error) {
 		return rep, fmt.Errorf("query: no lookup answered with a profile: %s", rep.Idle.LastError)
 	}
 
-	ic := &fasthttp.HostClient{Addr: p.addr, MaxConns: in.Concurrency, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
-	pr := runPhase(&in, ic, "ingest-max", 1, o.MaxPhase, 0, runStart, &rep.IngestTL)
-	if pr.req == 0 {
-		return rep, fmt.Errorf("query: no ingest request answered: %v", pr.err)
+	err = underIngest(p, in, o.MaxPhase, o.Phase, o.Load, runStart, &rep.IngestTL, &rep.Ingest, func() {
+		rep.UnderIngest = lookups("lookup-ingest", o.Phase, o.LookupRate)
+	})
+	if err != nil {
+		return rep, fmt.Errorf("query: %w", err)
 	}
-	rep.Ingest.MaxRPS = float64(pr.req) / pr.seconds
-	if err := p.call("caughtup", &br); err != nil {
-		return rep, err
-	}
-	rep.Ingest.OfferedRPS = o.Load * rep.Ingest.MaxRPS
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		quiet := in
-		quiet.Progress = nil // the lookups' progress line speaks for both
-		pr = runPhase(&quiet, ic, "ingest", 2, o.Phase, rep.Ingest.OfferedRPS, runStart, &rep.IngestTL)
-	}()
-	rep.UnderIngest = lookups("lookup-ingest", o.Phase, o.LookupRate)
-	wg.Wait()
-	rep.Ingest.RPS, rep.Ingest.EPS = float64(pr.req)/pr.seconds, float64(pr.events)/pr.seconds
-	rep.Ingest.P99ms = float64(pr.hist.Quantile(0.99)) / 1e6
-	rep.Ingest.Refused, rep.Ingest.Errors = pr.other, pr.errs
 	if rep.Idle.P99ms > 0 {
 		rep.P99Ratio = rep.UnderIngest.P99ms / rep.Idle.P99ms
 		rep.P999Ratio = rep.UnderIngest.P999ms / rep.Idle.P999ms
@@ -429,6 +408,39 @@ func RunQuery(o QueryOptions) (*QueryReport, error) {
 	}
 	errs = append(errs, p.stop())
 	return rep, errors.Join(errs...)
+}
+
+// underIngest finds the ingest maximum of the node p (closed loop for
+// maxPhase), then runs measure while ingest runs beside it, open loop at
+// load times that maximum for phase; it fills fig and appends the ingest
+// samples to tl.
+func underIngest(p *proc, in IngestOptions, maxPhase, phase time.Duration, load float64, runStart time.Time,
+	tl *[]Sample, fig *IngestFigures, measure func()) error {
+	ic := &fasthttp.HostClient{Addr: p.addr, MaxConns: in.Concurrency, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	pr := runPhase(&in, ic, "ingest-max", 1, maxPhase, 0, runStart, tl)
+	if pr.req == 0 {
+		return fmt.Errorf("no ingest request answered: %v", pr.err)
+	}
+	fig.MaxRPS = float64(pr.req) / pr.seconds
+	var br buildResult
+	if err := p.call("caughtup", &br); err != nil {
+		return err
+	}
+	fig.OfferedRPS = load * fig.MaxRPS
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		quiet := in
+		quiet.Progress = nil // measure's progress line speaks for both
+		pr = runPhase(&quiet, ic, "ingest", 2, phase, fig.OfferedRPS, runStart, tl)
+	}()
+	measure()
+	wg.Wait()
+	fig.RPS, fig.EPS = float64(pr.req)/pr.seconds, float64(pr.events)/pr.seconds
+	fig.P99ms = float64(pr.hist.Quantile(0.99)) / 1e6
+	fig.Refused, fig.Errors = pr.other, pr.errs
+	return nil
 }
 
 // settle waits, at most max, until the role process p uses less than a
@@ -481,9 +493,15 @@ func visitorTarget(visitors int, seed uint64) lookupTarget {
 // runLookups sends the requests of target (visitorTarget: GET
 // /v1/visitors/{site}/{visitor} of random pre-filled visitors) from
 // o.LookupConns workers for d: closed loop with rate 0, else rate
-// lookups/s on a fixed schedule.
-func runLookups(o *QueryOptions, hc *fasthttp.HostClient, target lookupTarget, name string, d time.Duration, rate float64, seed uint64,
+// lookups/s on a fixed schedule. With node, the result has the cores it
+// and this process used.
+func runLookups(o *QueryOptions, hc *fasthttp.HostClient, node *proc, target lookupTarget, name string, d time.Duration, rate float64, seed uint64,
 	runStart time.Time, timeline *[]Sample, progress func(string)) LookupResult {
+	var u0, l0 Usage
+	t0 := time.Now()
+	if node != nil {
+		u0, l0 = node.usage(), selfUsage()
+	}
 	workers := make([]*lookupWorker, o.LookupConns)
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -616,6 +634,10 @@ func runLookups(o *QueryOptions, hc *fasthttp.HostClient, target lookupTarget, n
 	ms := func(q float64) float64 { return float64(h.Quantile(q)) / 1e6 }
 	r.P50ms, r.P99ms, r.P999ms = ms(0.5), ms(0.99), ms(0.999)
 	r.MaxMs = float64(h.Max()) / 1e6
+	if node != nil {
+		u1, l1, dt := node.usage(), selfUsage(), time.Since(t0).Seconds()
+		r.NodeCores, r.LoadgenCores = (u1.CPUSeconds-u0.CPUSeconds)/dt, (l1.CPUSeconds-l0.CPUSeconds)/dt
+	}
 	return r
 }
 

@@ -248,7 +248,7 @@ func RunSoak(o SoakOptions) (*SoakReport, error) {
 		qo := QueryOptions{Ingest: quiet, Visitors: o.Visitors, LookupConns: o.LookupConns}
 		lc := &fasthttp.HostClient{Addr: n.api, MaxConns: o.LookupConns, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 		var tl []Sample
-		lookups = runLookups(&qo, lc, visitorTarget(qo.Visitors, in.Workload.Seed), "soak-lookup", o.Duration, o.LookupRate, in.Workload.Seed, runStart, &tl, func(string) {})
+		lookups = runLookups(&qo, lc, nil, visitorTarget(qo.Visitors, in.Workload.Seed), "soak-lookup", o.Duration, o.LookupRate, in.Workload.Seed, runStart, &tl, func(string) {})
 	}()
 	// Stats every o.Stats; a segment change and an export every o.Every.
 	go func() {

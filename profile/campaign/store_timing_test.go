@@ -58,12 +58,9 @@ func BenchmarkFreeze(b *testing.B) {
 	}
 }
 
-// BenchmarkEngage measures a builder partition's counting of opens and
-// clicks (Counter.Engage: token check, one point read of the recipient
-// and one of its engagement key) with a Flush and commit every 1000
-// events, over 10k recipients each opening once and clicking once.
-func BenchmarkEngage(b *testing.B) {
-	const n = 10_000
+// benchTokens returns an Env with a campaign of n recipients of a list
+// arm (10% holdout), and their tokens.
+func benchTokens(b *testing.B, n int) (*profiletest.Env, []string) {
 	e := benchList(b, n)
 	c, err := campaign.ParseSpec("shop", []byte(`{"name":"p","arms":[{"name":"crm","list":"crm"}],"holdout":10,"window":"7d"}`))
 	if err == nil {
@@ -73,10 +70,22 @@ func BenchmarkEngage(b *testing.B) {
 		b.Fatal(err)
 	}
 	var toks []string
-	_ = e.Campaigns.ScanRecipients(c, func(r *campaign.Recipient) bool {
+	err = e.Campaigns.ScanRecipients(c, func(r *campaign.Recipient) bool {
 		toks = append(toks, string(campaign.AppendToken(nil, c.ID, r.Number, &r.MAC)))
 		return true
 	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e, toks
+}
+
+// BenchmarkEngage measures a builder partition's counting of opens and
+// clicks (Counter.Engage: token check, one point read of the recipient
+// and one of its engagement key) with a Flush and commit every 1000
+// events, over 10k recipients each opening once and clicking once.
+func BenchmarkEngage(b *testing.B) {
+	e, toks := benchTokens(b, 10_000)
 	cnt := e.Campaigns.NewCounter(0)
 	batch := e.DB.NewBatch()
 	ev := event.Event{Type: event.TypeOpen, TS: 1}
@@ -105,20 +114,11 @@ func BenchmarkEngage(b *testing.B) {
 // MAC under the site's cached signers, one point read of the recipient),
 // from 2 goroutines as the collector's engagement endpoints check.
 func BenchmarkResolve(b *testing.B) {
-	const n = 10_000
-	e := benchList(b, n)
-	c, err := campaign.ParseSpec("shop", []byte(`{"name":"p","arms":[{"name":"crm","list":"crm"}],"holdout":10,"window":"7d"}`))
-	if err == nil {
-		err = e.Campaigns.Create(c)
+	e, strs := benchTokens(b, 10_000)
+	toks := make([][]byte, len(strs))
+	for i, t := range strs {
+		toks[i] = []byte(t)
 	}
-	if err != nil {
-		b.Fatal(err)
-	}
-	var toks [][]byte
-	_ = e.Campaigns.ScanRecipients(c, func(r *campaign.Recipient) bool {
-		toks = append(toks, campaign.AppendToken(nil, c.ID, r.Number, &r.MAC))
-		return true
-	})
 	b.ReportAllocs()
 	b.SetParallelism(1)
 	b.ResetTimer()
