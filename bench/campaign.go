@@ -138,19 +138,12 @@ func RunCampaign(o CampaignOptions) (*CampaignReport, error) {
 	if in.Sample <= 0 {
 		in.Sample = 500 * time.Millisecond
 	}
-	if in.Dir == "" {
-		d, err := os.MkdirTemp("", "affinity-bench-campaign-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		in.Dir = d
+	done, err := in.scratchDir("campaign")
+	if err != nil {
+		return nil, err
 	}
-	progress := func(s string) {
-		if in.Progress != nil {
-			in.Progress(s)
-		}
-	}
+	defer done()
+	progress := in.progressFunc()
 	buyers, listed := o.Recipients/2, o.Recipients-o.Recipients/2
 	rep := &CampaignReport{Recipients: o.Recipients, ReportConns: o.ReportConns, Ingest: IngestFigures{Concurrency: in.Concurrency}}
 

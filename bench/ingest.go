@@ -44,6 +44,28 @@ type IngestOptions struct {
 	Progress func(line string)
 }
 
+// scratchDir sets o.Dir, when empty, to a new temporary directory named
+// for scenario; done removes that one (and nothing when Dir was given).
+func (o *IngestOptions) scratchDir(scenario string) (done func(), err error) {
+	if o.Dir != "" {
+		return func() {}, nil
+	}
+	d, err := os.MkdirTemp("", "affinity-bench-"+scenario+"-")
+	if err != nil {
+		return nil, err
+	}
+	o.Dir = d
+	return func() { os.RemoveAll(d) }, nil
+}
+
+// progressFunc returns o.Progress, or one that drops the lines.
+func (o *IngestOptions) progressFunc() func(string) {
+	if o.Progress != nil {
+		return o.Progress
+	}
+	return func(string) {}
+}
+
 // AllIngestSystems lists the ingest systems, in their default order.
 var AllIngestSystems = []string{sysNoop, sysEmbedded, sysKafka, sysNaive, sysNaiveTuned}
 

@@ -224,19 +224,12 @@ func RunQuery(o QueryOptions) (*QueryReport, error) {
 	if in.Sample <= 0 {
 		in.Sample = 500 * time.Millisecond
 	}
-	if in.Dir == "" {
-		d, err := os.MkdirTemp("", "affinity-bench-query-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		in.Dir = d
+	done, err := in.scratchDir("query")
+	if err != nil {
+		return nil, err
 	}
-	progress := func(s string) {
-		if in.Progress != nil {
-			in.Progress(s)
-		}
-	}
+	defer done()
+	progress := in.progressFunc()
 	w := in.Workload
 	w.Visitors = o.Visitors
 	w.Events = int64(o.Visitors) * int64(o.EventsPerVisitor)

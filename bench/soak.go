@@ -173,19 +173,12 @@ func RunSoak(o SoakOptions) (*SoakReport, error) {
 	if in.Workload.Seed == 0 {
 		return nil, errors.New("cannot run soak: workload seed 0 (--seed): want another")
 	}
-	if in.Dir == "" {
-		d, err := os.MkdirTemp("", "affinity-bench-soak-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		in.Dir = d
+	done, err := in.scratchDir("soak")
+	if err != nil {
+		return nil, err
 	}
-	progress := func(s string) {
-		if in.Progress != nil {
-			in.Progress(s)
-		}
-	}
+	defer done()
+	progress := in.progressFunc()
 	in.Workload.Visitors, in.Workload.VisitorSeed = o.Visitors, in.Workload.Seed
 	bin := o.Binary
 	if bin == "" {
