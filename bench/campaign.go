@@ -154,11 +154,7 @@ func RunCampaign(o CampaignOptions) (*CampaignReport, error) {
 			return nil, err
 		}
 	}
-	env := []string{envDir + "=" + logDir, envState + "=" + stateDir, "AFFINITY_BENCH_SAMPLE=" + in.Sample.String()}
-	if o.Memory > 0 {
-		env = append(env, envMemory+"="+strconv.FormatInt(o.Memory, 10))
-	}
-	p, err := startProc(roleQuery, in.Dir, env...)
+	p, err := startQueryNode(&in, logDir, stateDir, o.Memory)
 	if err != nil {
 		return rep, err
 	}

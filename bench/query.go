@@ -270,11 +270,7 @@ func RunQuery(o QueryOptions) (*QueryReport, error) {
 		return rep, fmt.Errorf("query: the workload made %d visitors; want %d", st.Visitors, o.Visitors)
 	}
 
-	env := []string{envDir + "=" + logDir, envState + "=" + stateDir, "AFFINITY_BENCH_SAMPLE=" + in.Sample.String()}
-	if o.Memory > 0 {
-		env = append(env, envMemory+"="+strconv.FormatInt(o.Memory, 10))
-	}
-	p, err := startProc(roleQuery, in.Dir, env...)
+	p, err := startQueryNode(&in, logDir, stateDir, o.Memory)
 	if err != nil {
 		return rep, err
 	}
@@ -401,6 +397,16 @@ func RunQuery(o QueryOptions) (*QueryReport, error) {
 	}
 	errs = append(errs, p.stop())
 	return rep, errors.Join(errs...)
+}
+
+// startQueryNode starts the query role on the log in logDir and the
+// state in stateDir, with the memory budget memory (0: the default).
+func startQueryNode(in *IngestOptions, logDir, stateDir string, memory int64) (*proc, error) {
+	env := []string{envDir + "=" + logDir, envState + "=" + stateDir, "AFFINITY_BENCH_SAMPLE=" + in.Sample.String()}
+	if memory > 0 {
+		env = append(env, envMemory+"="+strconv.FormatInt(memory, 10))
+	}
+	return startProc(roleQuery, in.Dir, env...)
 }
 
 // underIngest finds the ingest maximum of the node p (closed loop for
