@@ -51,6 +51,9 @@ type CampaignOptions struct {
 	// Load is the ingest offered beside the second report phase, as a
 	// fraction of the maximum found.
 	Load float64
+	// Settle bounds the wait, before the report reads, for the node's CPU
+	// use to fall under a tenth of a core (the freeze's compactions).
+	Settle time.Duration
 	// Memory is the node's memory budget (--memory); 0: budget.Default.
 	Memory int64
 }
@@ -67,6 +70,7 @@ func DefaultCampaignOptions() CampaignOptions {
 		MaxPhase:    3 * time.Second,
 		Phase:       8 * time.Second,
 		Load:        0.5,
+		Settle:      30 * time.Second,
 	}
 }
 
@@ -77,6 +81,7 @@ func QuickCampaignOptions() CampaignOptions {
 	o.Recipients = 10_000
 	o.MaxPhase = time.Second
 	o.Phase = 1500 * time.Millisecond
+	o.Settle = time.Second
 	return o
 }
 
@@ -119,13 +124,14 @@ type CampaignReport struct {
 
 	Exports []RecipientsExport `json:"exports"`
 
-	ReportConns int           `json:"report_connections"`
-	Idle        LookupResult  `json:"report_idle"`
-	UnderIngest LookupResult  `json:"report_under_ingest"`
-	Ingest      IngestFigures `json:"ingest"`
-	PeakRSSMB   float64       `json:"node_peak_rss_mb"`
-	Timeline    []Sample      `json:"timeline"`
-	IngestTL    []Sample      `json:"ingest_timeline"`
+	SettleSeconds float64       `json:"settle_s"` // the node went quiet after the exports
+	ReportConns   int           `json:"report_connections"`
+	Idle          LookupResult  `json:"report_idle"`
+	UnderIngest   LookupResult  `json:"report_under_ingest"`
+	Ingest        IngestFigures `json:"ingest"`
+	PeakRSSMB     float64       `json:"node_peak_rss_mb"`
+	Timeline      []Sample      `json:"timeline"`
+	IngestTL      []Sample      `json:"ingest_timeline"`
 }
 
 // RunCampaign runs the campaign scenario.
@@ -284,6 +290,7 @@ func RunCampaign(o CampaignOptions) (*CampaignReport, error) {
 	reads := func(name string, d time.Duration) LookupResult {
 		return runLookups(&qo, rc, p, target, name, d, o.ReportRate, 1, runStart, &rep.Timeline, progress)
 	}
+	rep.SettleSeconds = settle(p, o.Settle, progress)
 	rep.Idle = reads("report-idle", o.Phase)
 	err = underIngest(p, in, o.MaxPhase, o.Phase, o.Load, runStart, &rep.IngestTL, &rep.Ingest, func() {
 		rep.UnderIngest = reads("report-ingest", o.Phase)
@@ -436,7 +443,7 @@ func PrintCampaign(w io.Writer, r *CampaignReport) {
 	if len(r.Exports) > 0 {
 		fmt.Fprintf(w, "  target ≥ %d rows/s: %s\n", CampaignExportTarget, verdict(r.Exports[0].RowsPerS >= CampaignExportTarget))
 	}
-	fmt.Fprintf(w, "\nGET /v1/campaigns/{site}/{id}/report, %d keep-alive connections (fasthttp):\n", r.ReportConns)
+	fmt.Fprintf(w, "\nGET /v1/campaigns/{site}/{id}/report, %d keep-alive connections (fasthttp), node quiet %.1fs after the exports:\n", r.ReportConns, r.SettleSeconds)
 	fmt.Fprintf(w, "%-14s %10s %10s %8s %8s %9s %8s %8s %6s %6s %16s\n", "phase", "offered/s", "reads/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "200+body", "other", "errors", "node CPU-s")
 	for _, x := range []*LookupResult{&r.Idle, &r.UnderIngest} {
 		fmt.Fprintf(w, "%-14s %10.0f %10.0f %8.3f %8.3f %9.3f %8.2f %8d %6d %6d %16.2f\n", strings.TrimPrefix(x.Name, "report-"), x.OfferedRPS, x.RPS,
