@@ -135,6 +135,10 @@ type Counter interface {
 	// to the campaign recipients it converts (event.TypeConvert, keyed by
 	// the recipient's visitor); none when it converts nobody.
 	Convert(dst []storage.Message, site, email string, recv int64, e *event.Event) ([]storage.Message, error)
+	// InWindow reports whether a campaign of site has its conversion
+	// window open at instant ts (Unix ms): an in-memory check, so that a
+	// purchase no campaign can count costs no read for its email.
+	InWindow(site string, ts int64) bool
 	// Email returns the email of the recipient whose campaign token an
 	// identify carries (the snippet read it from a click's landing URL):
 	// the visitor is linked to it. ok is false for a token that does not
@@ -918,6 +922,13 @@ func (pt *partition) applyRecord(rec *storage.Record) error {
 // to. A visitor without either converts nobody, even when it is
 // identified later.
 func (pt *partition) convert(eb *event.Batch, en *entry) error {
+	open := false
+	for _, i := range pt.purchases {
+		open = open || pt.counter.InWindow(eb.Site, eb.Events[i].TS)
+	}
+	if !open {
+		return nil
+	}
 	email := en.prof.Email
 	if email == "" && en.prof.Customer != "" {
 		var err error

@@ -62,6 +62,10 @@ type Campaign struct {
 // IDString is the campaign's id as the API and rules spell it.
 func (c *Campaign) IDString() string { return strconv.FormatUint(c.ID, 10) }
 
+// inWindow reports whether instant ts (Unix ms) is in the conversion
+// window [Sent, Sent+Window], both ends included.
+func (c *Campaign) inWindow(ts int64) bool { return ts >= c.Sent && ts <= c.Sent+c.Window }
+
 // Recipients is the number of recipients, treated and control.
 func (c *Campaign) Recipients() uint64 {
 	var n uint64

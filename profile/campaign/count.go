@@ -205,7 +205,7 @@ func (c *Counter) Engage(site string, e *event.Event) error {
 		if err != nil {
 			return err
 		}
-		if camp.Site != site || e.TS < camp.Sent || e.TS > camp.Sent+camp.Window {
+		if camp.Site != site || !camp.inWindow(e.TS) {
 			return nil
 		}
 		rk := recipientKey{camp.ID, e.Recipient}
@@ -291,7 +291,7 @@ func (c *Counter) Convert(dst []storage.Message, site, email string, recv int64,
 		return dst, nil
 	}
 	for _, camp := range c.s.siteCampaigns(site) {
-		if e.TS < camp.Sent || e.TS > camp.Sent+camp.Window {
+		if !camp.inWindow(e.TS) {
 			continue
 		}
 		c.key = appendEmailKey(c.key[:0], camp.ID, email)
@@ -317,6 +317,17 @@ func (c *Counter) Convert(dst []storage.Message, site, email string, recv int64,
 		dst = append(dst, storage.Message{Key: event.AppendLogKey(nil, site, b.Visitor), Value: event.AppendBatch(nil, b)})
 	}
 	return dst, nil
+}
+
+// InWindow reports whether a campaign of site has its conversion window
+// open at ts (Unix ms): Convert forwards purchases of such instants only.
+func (c *Counter) InWindow(site string, ts int64) bool {
+	for _, camp := range c.s.siteCampaigns(site) {
+		if camp.inWindow(ts) {
+			return true
+		}
+	}
+	return false
 }
 
 // Email returns the email of the recipient whose token an identify
