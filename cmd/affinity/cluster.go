@@ -30,8 +30,9 @@ func addGroupFlags(fs *flag.FlagSet) *groupFlags {
 	return g
 }
 
-// startMember joins the group with the node's builder as the Owner and
-// serves GET /v1/cluster; apiAddr is the bound internal listener.
+// startMember joins the group with the node's builder as the Owner, serves
+// GET /v1/cluster and routes the query API through the group; apiAddr is
+// the bound internal listener.
 func (n *node) startMember(g *groupFlags, apiAddr string) error {
 	o := g.opts
 	o.Brokers, o.Topic, o.Owner, o.Metrics, o.Logger = g.brokers, g.topic, n.prof.Builder, g.metrics, log.Printf
@@ -51,6 +52,12 @@ func (n *node) startMember(g *groupFlags, apiAddr string) error {
 		return err
 	}
 	n.directory.Register(n.internal)
+	// Any node answers any query: lookups go to the owner, exports fan out.
+	router, err := cluster.NewRouter(cluster.RouterOptions{Lookup: n.directory.Lookup, Partition: n.log.Partition, Owned: n.prof.Builder.Owned})
+	if err != nil {
+		return err
+	}
+	n.prof.Query.SetCluster(router)
 	if err := m.Start(); err != nil {
 		return err
 	}

@@ -198,6 +198,25 @@ func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
 // constants.
 const HeaderError = "X-Affinity-Error"
 
+// HeaderHop marks a request one node of a build group forwarded to
+// another (profile/cluster routes it): its receiver answers from its own
+// partitions or refuses with 503, and never forwards it again, so a stale
+// view of the group cannot bounce a request between nodes.
+const HeaderHop = "X-Affinity-Hop"
+
+// HeaderPartitions, on a forwarded request, lists the partitions its
+// receiver answers for ("0,3,5"), its part of a fan-out: the receiver
+// answers 503 when it does not own one of them, and leaves out the rows of
+// any other partition its state still holds.
+const HeaderPartitions = "X-Affinity-Partitions"
+
+// Shard is one node of a build group as a fan-out asks it: its API URL
+// and the partitions it answers for (HeaderPartitions), ascending.
+type Shard struct {
+	URL        string
+	Partitions []int
+}
+
 // ErrorNoRoute is HeaderError's value on a 404 for a path the API does not
 // serve, as opposed to a 404 for a thing (a visitor, a segment) it does not
 // have.

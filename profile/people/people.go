@@ -75,10 +75,24 @@ func (p *Person) Reset() {
 	p.Profile.Reset()
 }
 
+// Store is what Find reads: the identity links and the stored profiles.
+// A *state.DB holds them all on one node; in a build group the query API
+// reads them from the owners of their partitions.
+type Store interface {
+	// Profile returns the stored profile of site's visitor in dst's space.
+	Profile(site string, visitor [16]byte, dst []byte) (prof []byte, ok bool, err error)
+	// VisitorsByEmail and VisitorsByCustomer call fn with the visitors of
+	// site linked to the id, in visitor order, until fn returns false.
+	VisitorsByEmail(site, email string, fn func(visitor [16]byte) bool) error
+	VisitorsByCustomer(site, customer string, fn func(visitor [16]byte) bool) error
+}
+
+var _ Store = (*state.DB)(nil)
+
 // Find resolves id on site into p (reset first) and merges the profiles of
 // its visitors, at most maxVisitors of them (≤ 0: DefaultMaxVisitors).
 // found is false when no visitor links to id.
-func Find(db *state.DB, cfg *profile.Config, site string, id ID, maxVisitors int, p *Person) (found bool, err error) {
+func Find(db Store, cfg *profile.Config, site string, id ID, maxVisitors int, p *Person) (found bool, err error) {
 	if maxVisitors <= 0 {
 		maxVisitors = DefaultMaxVisitors
 	}

@@ -14,6 +14,8 @@ import (
 const peoplePrefix = "/v1/people/"
 
 // servePeople serves GET and DELETE /v1/people/{site}/{email-or-customer-id}.
+// On a node of a build group the person's visitors are found and read on
+// their owners (remoteStore): the answer is one node's holding them all.
 func (h *Handler) servePeople(ctx *fasthttp.RequestCtx) {
 	segs, ok := splitPath(ctx.Path(), peoplePrefix, 2)
 	if !ok {
@@ -53,7 +55,13 @@ func (h *Handler) getPerson(ctx *fasthttp.RequestCtx, site string, id people.ID)
 	h.m.personGets.Inc()
 	p := h.people.Get().(*people.Person)
 	defer h.people.Put(p)
-	found, err := people.Find(h.opts.State, h.opts.Config, site, id, h.opts.MaxPersonVisitors, p)
+	store, release := h.personStore(ctx)
+	defer release()
+	found, err := people.Find(store, h.opts.Config, site, id, h.opts.MaxPersonVisitors, p)
+	if isUnavailable(err) {
+		h.unavailable(ctx, err)
+		return
+	}
 	if err != nil {
 		h.internalError(ctx, err)
 		return
@@ -70,6 +78,17 @@ func (h *Handler) getPerson(ctx *fasthttp.RequestCtx, site string, id people.ID)
 	sc.out = out
 	ctx.SetContentType("application/json")
 	ctx.SetBody(out) // copied: sc goes back to the pool
+}
+
+// personStore returns where a person is resolved from: this node's state,
+// or on a node of a build group (unless the request was forwarded to it)
+// every owner's (remoteStore). Call release when done.
+func (h *Handler) personStore(ctx *fasthttp.RequestCtx) (store people.Store, release func()) {
+	if h.clusterOf() == nil || forwarded(ctx) {
+		return h.opts.State, func() {}
+	}
+	rs := h.newRemoteStore(ctx)
+	return rs, rs.release
 }
 
 // appendPersonJSON appends the fields a person adds to a profile object:
@@ -98,9 +117,19 @@ func (h *Handler) deletePerson(ctx *fasthttp.RequestCtx, site string, id people.
 	}
 	p := h.people.Get().(*people.Person)
 	defer h.people.Put(p)
+	store, release := h.personStore(ctx)
+	defer release()
+	var forget people.Forgetter = h.opts.Builder
+	if rs, ok := store.(*remoteStore); ok {
+		forget = rs
+	}
 	deleted, scrubbed := 0, 0
 	for {
-		found, err := people.Find(h.opts.State, h.opts.Config, site, id, h.opts.MaxPersonVisitors, p)
+		found, err := people.Find(store, h.opts.Config, site, id, h.opts.MaxPersonVisitors, p)
+		if isUnavailable(err) {
+			h.unavailable(ctx, err)
+			return
+		}
 		if err != nil {
 			h.internalError(ctx, err)
 			return
@@ -114,9 +143,13 @@ func (h *Handler) deletePerson(ctx *fasthttp.RequestCtx, site string, id people.
 				emails = nil
 			}
 		}
-		d, s, err := people.Erase(h.opts.Builder, h.scrubber(), site, visitors, emails)
+		d, s, err := people.Erase(forget, h.scrubber(), site, visitors, emails)
 		deleted, scrubbed = deleted+d, scrubbed+s
 		if notOwner(ctx, err) {
+			return
+		}
+		if isUnavailable(err) {
+			h.unavailable(ctx, err)
 			return
 		}
 		if err != nil {

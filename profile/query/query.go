@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -112,6 +113,9 @@ type Handler struct {
 	people    sync.Pool // *people.Person
 	// previews holds a token per preview running (Options.MaxPreviews).
 	previews chan struct{}
+	// cluster routes what this node cannot answer alone; nil outside a
+	// build group (SetCluster).
+	cluster atomic.Pointer[Cluster]
 }
 
 // scratch is a request's reusable space.
@@ -130,6 +134,7 @@ type queryMetrics struct {
 	catalogGets                                *metrics.Counter
 	memberRows                                 *metrics.Counter
 	badRequests, errors                        *metrics.Counter
+	forwarded, fanOuts, unavailable            *metrics.Counter
 }
 
 // New returns a Handler for opts.
@@ -182,6 +187,9 @@ func New(opts Options) (*Handler, error) {
 		badRequests:     s.NewCounter(`affinity_query_bad_requests_total`),
 		errors:          s.NewCounter(`affinity_query_errors_total`),
 		memberRows:      s.NewCounter(`affinity_segment_export_rows_total`),
+		forwarded:       s.NewCounter(`affinity_query_forwarded_total`),
+		fanOuts:         s.NewCounter(`affinity_query_fan_outs_total`),
+		unavailable:     s.NewCounter(`affinity_query_unavailable_total`),
 	}
 	h.campaigns = opts.Campaigns
 	if h.campaigns == nil && opts.Segments != nil {
@@ -205,6 +213,7 @@ func (h *Handler) Register(s *api.Server) {
 	s.Handle(segmentsPrefix, h.serveSegments)
 	s.Handle(listsPrefix, h.serveLists)
 	s.Handle(campaignsPrefix, h.serveCampaigns)
+	s.Handle(internalPrefix, h.serveInternal)
 }
 
 // Campaigns returns the campaign store the API serves, nil without

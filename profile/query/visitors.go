@@ -15,12 +15,17 @@ import (
 
 const visitorsPrefix = "/v1/visitors/"
 
-// serveVisitors serves GET and DELETE /v1/visitors/{site}/{visitor}.
+// serveVisitors serves GET and DELETE /v1/visitors/{site}/{visitor}. On a
+// node of a build group a visitor of a partition another node owns is
+// answered by that node (routeVisitor).
 func (h *Handler) serveVisitors(ctx *fasthttp.RequestCtx) {
 	if p := ctx.Path(); bytes.HasSuffix(p, []byte("/segments")) && (ctx.IsGet() || ctx.IsHead()) {
 		// GET /v1/visitors/{site}/{visitor}/segments: segments.go.
 		if segs, ok := splitPath(p[:len(p)-len("/segments")], visitorsPrefix, 2); ok {
 			if v, err := parseVisitor(segs[1]); err == nil && checkSite(segs[0]) == nil {
+				if h.routeVisitor(ctx, segs[0], v) {
+					return
+				}
 				h.serveVisitorSegments(ctx, segs[0], v)
 				return
 			}
@@ -40,6 +45,9 @@ func (h *Handler) serveVisitors(ctx *fasthttp.RequestCtx) {
 	if err != nil {
 		h.refuse(ctx, err)
 		return
+	}
+	if h.routeVisitor(ctx, site, visitor) {
+		return // another node owns the visitor
 	}
 	switch {
 	case ctx.IsGet() || ctx.IsHead():
