@@ -32,6 +32,10 @@ type interestQuery struct {
 	at          int64
 	limit       int // 0: no limit
 	after       *state.InterestPos
+	// parts, on an owner's part of a fan-out, are the partitions it
+	// answers for (Handler.localParts); nil: all. Its rows then start
+	// with their order key (appendInterestKey).
+	parts []bool
 }
 
 // serveInterests serves GET /v1/interests/{site}/{dimension}/{value}: the
@@ -61,7 +65,15 @@ func (h *Handler) serveInterests(ctx *fasthttp.RequestCtx) {
 		h.refuse(ctx, err)
 		return
 	}
+	var ok bool
+	if q.parts, ok = h.localParts(ctx); !ok {
+		return
+	}
 	h.m.interestQueries.Inc()
+	if h.clusterOf() != nil && !forwarded(ctx) && !ctx.IsHead() {
+		h.fanOutInterests(ctx, q)
+		return
+	}
 	ctx.SetContentType("application/x-ndjson")
 	if ctx.IsHead() {
 		return
@@ -138,12 +150,19 @@ func (h *Handler) streamInterests(w *bufio.Writer, q *interestQuery) {
 		rerr error
 	)
 	err := h.opts.State.ScanInterests(q.site, q.dim.String(), q.value, maxKey, q.after, func(pos state.InterestPos) bool {
+		if !h.inParts(q.parts, q.site, pos.Visitor) {
+			return true // a partition another node answers for
+		}
 		if q.limit > 0 && n == q.limit {
 			more = true
 			return false
 		}
 		logG := state.KeyScore(pos.Key)
-		out := append(sc.out[:0], `{"visitor":"`...)
+		out := sc.out[:0]
+		if q.parts != nil {
+			out = appendInterestKey(out, pos.Key)
+		}
+		out = append(out, `{"visitor":"`...)
 		out = append(out, event.UUID(pos.Visitor).String()...)
 		out = append(out, `","score":`...)
 		out = appendFloat(out, cfg.ScoreAt(q.dim, logG, q.at))

@@ -28,6 +28,9 @@ type membersQuery struct {
 	limit      int // 0: all
 	at         int64
 	noFacts    bool // ?facts=false: no profile reads
+	// parts, on an owner's part of a fan-out, are the partitions it
+	// answers for (Handler.localParts); nil: all.
+	parts []bool
 	// export selects the rows: by=email, cursor=, holdout=, salt=, group=.
 	export membership.ExportOptions
 }
@@ -143,6 +146,13 @@ func (h *Handler) serveMembers(ctx *fasthttp.RequestCtx, site, name string) {
 		return
 	}
 	q.rule = rule
+	if q.parts, ok = h.localParts(ctx); !ok {
+		return
+	}
+	if h.clusterOf() != nil && !forwarded(ctx) && !ctx.IsHead() {
+		h.fanOutMembers(ctx, q)
+		return
+	}
 	if q.csv {
 		ctx.SetContentType("text/csv; charset=utf-8")
 	} else {
@@ -161,6 +171,7 @@ func (h *Handler) serveMembers(ctx *fasthttp.RequestCtx, site, name string) {
 // goroutine, in chunks of 4 KiB: a write system call per 4 KiB).
 type streamBody struct {
 	write func(w *bufio.Writer)
+	done  func() // if set, called once when fasthttp closes the body
 	r     io.ReadCloser
 }
 
@@ -198,6 +209,10 @@ func (b *streamBody) Read(p []byte) (int, error) {
 
 // Close implements io.Closer: fasthttp closes the body when done.
 func (b *streamBody) Close() error {
+	if b.done != nil {
+		b.done()
+		b.done = nil
+	}
 	if b.r != nil {
 		return b.r.Close()
 	}
@@ -247,6 +262,9 @@ func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
 		rerr error
 	)
 	err := m.Export(q.site, q.name, &q.export, func(mb *membership.MemberView, vis []event.UUID) bool {
+		if !h.inParts(q.parts, q.site, mb.Visitor) {
+			return true // a partition another node answers for
+		}
 		if q.limit > 0 && n == q.limit {
 			more = true
 			return false

@@ -1,0 +1,212 @@
+package query
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// fanOutMembers answers a members export of a node in a build group: every
+// owner streams the rows of its own partitions in visitor order, and the
+// merge of those streams is what one node holding every partition would
+// send, its cursor included — so any node resumes a cursor any other gave.
+// Rows spanning partitions (by=email, a per-person segment) are refused
+// with 501: they need the person's visitors from every owner per row.
+func (h *Handler) fanOutMembers(ctx *fasthttp.RequestCtx, q *membersQuery) {
+	if q.export.ByEmail {
+		api.Error(ctx, fasthttp.StatusNotImplemented, "invalid by=email on a node of a build group: a row per email joins visitors of several partitions, which a cluster does not merge yet; export by=visitor")
+		return
+	}
+	if d, ok, err := h.opts.Segments.Definition(q.site, q.name); err != nil {
+		h.internalError(ctx, err)
+		return
+	} else if ok && d.Per == membership.PerPerson {
+		api.Error(ctx, fasthttp.StatusNotImplemented, fmt.Sprintf("segment %s of site %s is per person: a build group does not export per-person segments yet", q.name, q.site))
+		return
+	}
+	args := fanOutArgs(ctx, q.at)
+	f := h.openFanOut(ctx, args)
+	fasthttp.ReleaseArgs(args)
+	if f == nil {
+		return
+	}
+	if q.csv {
+		ctx.SetContentType("text/csv; charset=utf-8")
+	} else {
+		ctx.SetContentType("application/x-ndjson")
+	}
+	ctx.SetBodyStream(&streamBody{write: func(w *bufio.Writer) { h.mergeMembers(w, q, f) }, done: f.close}, -1)
+}
+
+// memberRowVisitor is where an NDJSON member row ({"visitor":"<uuid>",…})
+// holds its visitor; a CSV row starts with it.
+const memberRowVisitor = len(`{"visitor":"`)
+
+// cmpMemberRows orders NDJSON member rows by visitor.
+func cmpMemberRows(a, b []byte) int {
+	return bytes.Compare(span(a, memberRowVisitor, memberRowVisitor+36), span(b, memberRowVisitor, memberRowVisitor+36))
+}
+
+// cmpCSVRows orders CSV member rows by visitor.
+func cmpCSVRows(a, b []byte) int { return bytes.Compare(span(a, 0, 36), span(b, 0, 36)) }
+
+// span returns b[i:j], cut to b's length.
+func span(b []byte, i, j int) []byte {
+	return b[min(i, len(b)):min(j, len(b))]
+}
+
+// mergeMembers writes the merged export of f's streams to w.
+func (h *Handler) mergeMembers(w *bufio.Writer, q *membersQuery, f *fanOut) {
+	m := merger{srcs: f.sources(), cmp: cmpMemberRows, write: writeRow}
+	if q.csv {
+		m.cmp = cmpCSVRows
+		// Every owner starts with the same header line: send one.
+		for i, s := range m.srcs {
+			head, err := s.r.ReadSlice('\n')
+			if err != nil {
+				h.mergeFailed(w, q.csv, fmt.Sprintf("members of %s/%s", q.site, q.name), mergeResult{err: fmt.Errorf("cannot read the header of %s: %w", s.name, err)})
+				return
+			}
+			if i == 0 {
+				if _, err := w.Write(head); err != nil {
+					return
+				}
+			}
+		}
+	}
+	res := m.merge(w, q.limit)
+	h.m.memberRows.Add(res.n)
+	if res.err != nil {
+		h.mergeFailed(w, q.csv, fmt.Sprintf("members of %s/%s", q.site, q.name), res)
+		return
+	}
+	if res.more && !q.csv {
+		out := append(w.AvailableBuffer(), `{"cursor":"`...)
+		out = append(out, span(m.last, memberRowVisitor, memberRowVisitor+36)...)
+		_, _ = w.Write(append(out, "\"}\n"...))
+	}
+	_ = w.Flush()
+}
+
+// mergeFailed ends a merged stream that stopped at res.err: with the
+// owner's own error line, or one saying which stream broke (NDJSON; CSV
+// has no error row, as on one node), unless the client went away.
+func (h *Handler) mergeFailed(w *bufio.Writer, csv bool, what string, res mergeResult) {
+	if res.clientGone {
+		return
+	}
+	h.m.errors.Inc()
+	h.opts.Logger.Printf("query: %s, merged across the build group: %v", what, res.err)
+	if !csv {
+		line := res.failLine
+		if line == nil {
+			line = event.AppendJSONString(append(w.AvailableBuffer(), `{"error":`...), res.err.Error())
+			line = append(line, "}\n"...)
+		}
+		_, _ = w.Write(line)
+	}
+	_ = w.Flush()
+}
+
+// sources returns a lineSource per owner of f.
+func (f *fanOut) sources() []*lineSource {
+	srcs := make([]*lineSource, len(f.resps))
+	for i, resp := range f.resps {
+		var r io.Reader = resp.BodyStream()
+		if r == nil {
+			r = bytes.NewReader(resp.Body())
+		}
+		srcs[i] = newLineSource(f.owners[i], r)
+	}
+	return srcs
+}
+
+// An owner's interest rows in a fan-out start with their order key, which
+// the row does not show but the merge orders by: 16 hex digits and a
+// space, then the row as one node sends it.
+const interestKeyLen = 16 + 1
+
+// appendInterestKey appends the prefix of an owner's interest row.
+func appendInterestKey(dst []byte, key uint64) []byte {
+	var raw [8]byte
+	binary.BigEndian.PutUint64(raw[:], key)
+	return append(hex.AppendEncode(dst, raw[:]), ' ')
+}
+
+// cmpInterestRows orders an owner's interest rows as ScanInterests does:
+// by order key, then by visitor.
+func cmpInterestRows(a, b []byte) int {
+	if c := bytes.Compare(span(a, 0, 16), span(b, 0, 16)); c != 0 {
+		return c
+	}
+	const v = interestKeyLen + memberRowVisitor
+	return bytes.Compare(span(a, v, v+36), span(b, v, v+36))
+}
+
+// interestPos reads the position of an owner's interest row.
+func interestPos(row []byte) (state.InterestPos, error) {
+	var pos state.InterestPos
+	key, err := strconv.ParseUint(string(span(row, 0, 16)), 16, 64)
+	if err != nil {
+		return pos, fmt.Errorf("BUG: interest row %q has no order key", span(row, 0, 64))
+	}
+	pos.Key = key
+	const v = interestKeyLen + memberRowVisitor
+	visitor, ok := event.ParseUUID(span(row, v, v+36))
+	if !ok {
+		return pos, fmt.Errorf("BUG: interest row %q has no visitor", span(row, 0, 64))
+	}
+	pos.Visitor = visitor
+	return pos, nil
+}
+
+// fanOutInterests answers an interest list of a node in a build group:
+// every owner lists its own partitions' rows, each prefixed with its order
+// key, and the merge sends them as one node holding every partition
+// would, with that node's cursor.
+func (h *Handler) fanOutInterests(ctx *fasthttp.RequestCtx, q *interestQuery) {
+	args := fanOutArgs(ctx, q.at)
+	f := h.openFanOut(ctx, args)
+	fasthttp.ReleaseArgs(args)
+	if f == nil {
+		return
+	}
+	ctx.SetContentType("application/x-ndjson")
+	ctx.SetBodyStream(&streamBody{write: func(w *bufio.Writer) { h.mergeInterests(w, q, f) }, done: f.close}, -1)
+}
+
+func (h *Handler) mergeInterests(w *bufio.Writer, q *interestQuery, f *fanOut) {
+	m := merger{srcs: f.sources(), cmp: cmpInterestRows, write: func(w *bufio.Writer, row []byte) error {
+		_, err := w.Write(span(row, interestKeyLen, len(row)))
+		return err
+	}}
+	res := m.merge(w, q.limit)
+	h.m.interestRows.Add(res.n)
+	what := fmt.Sprintf("interests %s/%s/%s", q.site, q.dim, q.value)
+	if res.err != nil {
+		h.mergeFailed(w, false, what, res)
+		return
+	}
+	if res.more {
+		pos, err := interestPos(m.last)
+		if err != nil {
+			h.mergeFailed(w, false, what, mergeResult{err: err})
+			return
+		}
+		out := append(w.AvailableBuffer(), `{"cursor":"`...)
+		out = appendCursor(out, pos, q.at)
+		_, _ = w.Write(append(out, "\"}\n"...))
+	}
+	_ = w.Flush()
+}
