@@ -613,6 +613,7 @@ type partition struct {
 
 	consumed   atomic.Int64
 	head       atomic.Int64
+	current    atomic.Int64 // the offset it serves queries from (own.go: Serving)
 	cacheBytes atomic.Int64
 	lastErr    atomic.Pointer[string]
 }

@@ -68,6 +68,22 @@ func (b *Builder) Owned() []int {
 	return ids
 }
 
+// Serving returns the ids of the owned partitions whose state is current
+// enough to answer queries, ascending: each has applied the log up to its
+// end as it was when Own gave it to this builder, so a partition that
+// moved here from another node answers nothing the old owner had and
+// this one has not applied yet. Partitions owned from Start serve at once.
+func (b *Builder) Serving() []int {
+	owned := b.ownedParts()
+	ids := make([]int, 0, len(owned))
+	for _, pt := range owned {
+		if pt.consumed.Load() >= pt.current.Load() {
+			ids = append(ids, pt.id)
+		}
+	}
+	return ids
+}
+
 // owner returns the owned partition of site's visitor, or a NotOwnerError.
 func (b *Builder) owner(site string, visitor event.UUID) (*partition, error) {
 	var buf [64]byte
@@ -204,6 +220,12 @@ func (b *Builder) Own(parts []int) error {
 				unregisterPartition(b.opts.Metrics, pt)
 				errs = errors.Join(errs, err)
 				continue
+			}
+			// Queries wait for what the previous owner had applied.
+			if _, next, err := b.opts.Log.Offsets(b.ctx, p); err != nil {
+				b.logf("builder: partition %d: cannot read the log's end: queries are served from it at once: %v", p, err)
+			} else {
+				pt.current.Store(next)
 			}
 		}
 		next.add(pt)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"github.com/affinityhq/affinity/profile"
@@ -128,5 +129,44 @@ func TestOwnInvalid(t *testing.T) {
 	e.Close(t)
 	if err := e.Builder.Own([]int{0}); err == nil {
 		t.Fatal("Own after Close = nil; want an error")
+	}
+}
+
+// TestServingWaitsForCatchUp: a partition Own gives a running builder
+// serves queries only once it applied the log up to its end as it was
+// then — what the node it moved from had applied — while partitions
+// owned from Start serve at once.
+func TestServingWaitsForCatchUp(t *testing.T) {
+	var paused atomic.Bool
+	e := profiletest.Open(t, profiletest.Options{Hook: profiletest.NoHook, Builder: func(o *builder.Options) {
+		o.Partitions = []int{0}
+		o.Writable = func() error {
+			if paused.Load() {
+				return errors.New("commits held by the test")
+			}
+			return nil
+		}
+	}})
+	for i := range 10 {
+		e.Append(t, profiletest.Batch("s1", e.VisitorOn("s1", i%2, i*10), view(i, t0+int64(i), acme)))
+	}
+	e.Wait(t)
+	if got := e.Builder.Serving(); !slices.Equal(got, []int{0}) {
+		t.Fatalf("Serving = %v; want [0], owned from Start", got)
+	}
+	paused.Store(true)
+	if err := e.Builder.Own([]int{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Builder.Owned(); !slices.Equal(got, []int{0, 1}) {
+		t.Fatalf("Owned = %v; want [0 1]", got)
+	}
+	if got := e.Builder.Serving(); !slices.Equal(got, []int{0}) {
+		t.Fatalf("Serving while partition 1 catches up = %v; want [0]", got)
+	}
+	paused.Store(false)
+	e.Wait(t)
+	if got := e.Builder.Serving(); !slices.Equal(got, []int{0, 1}) {
+		t.Fatalf("Serving after the catch-up = %v; want [0 1]", got)
 	}
 }

@@ -40,8 +40,9 @@ type RouterOptions struct {
 	// own (storage.Log.Partition), so a visitor is looked up where the
 	// collector put its events. Required.
 	Partition func(key []byte) int
-	// Owned returns the partitions this node's builder owns now
-	// (builder.Builder.Owned). Required.
+	// Owned returns the partitions this node's builder owns and answers
+	// queries for now (builder.Builder.Serving: a partition that moved
+	// here serves once it caught up). Required.
 	Owned func() []int
 	// DialTimeout bounds the connection to an owner. Default 3 s.
 	DialTimeout time.Duration
@@ -88,7 +89,8 @@ func (r *Router) Partition(site string, visitor event.UUID) int {
 	return r.opts.Partition(event.AppendLogKey(buf[:0], site, visitor))
 }
 
-// Owns reports whether this node's builder owns partition p now.
+// Owns reports whether this node's builder owns partition p now and
+// serves it (RouterOptions.Owned).
 func (r *Router) Owns(p int) bool { return slices.Contains(r.opts.Owned(), p) }
 
 // Owner returns the API URL of partition p's owner, or an

@@ -66,7 +66,9 @@ func newClusterFixture(t *testing.T) *clusterFixture {
 
 func (f *clusterFixture) setOwners(urls ...string) { f.owners.Store(&urls) }
 
-func (f *clusterFixture) all() []*profiletest.Env { return append([]*profiletest.Env{f.ref}, f.nodes...) }
+func (f *clusterFixture) all() []*profiletest.Env {
+	return append([]*profiletest.Env{f.ref}, f.nodes...)
+}
 
 // send feeds the same batches to every node and waits until each applied
 // its partitions' share.
@@ -245,11 +247,11 @@ func TestClusterUnavailable(t *testing.T) {
 	// refuses the forwarded request, which is not forwarded again.
 	f.setOwners(b, b, a, b)
 	code, h, body := f.nodes[1].DoResponse(t, http.MethodGet, "/v1/visitors/shop/"+onZero.String(), nil, nil, true)
-	if code != 503 || !strings.Contains(body, "partition 0 is not owned by this node") || h.Get("Retry-After") == "" {
+	if code != 503 || !strings.Contains(body, "partition 0 is not served by this node") || h.Get("Retry-After") == "" {
 		t.Errorf("stale view: %d %q; want 503 from the node that lost partition 0", code, body)
 	}
 	code, _, body = f.nodes[0].DoResponse(t, http.MethodGet, "/v1/segments/shop/fans/members", nil, nil, true)
-	if code != 503 || !strings.Contains(body, "not owned by this node") {
+	if code != 503 || !strings.Contains(body, "not served by this node") {
 		t.Errorf("stale view, members: %d %q; want 503", code, body)
 	}
 	// An owner that does not answer.

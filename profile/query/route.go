@@ -76,7 +76,7 @@ func forwarded(ctx *fasthttp.RequestCtx) bool {
 // notOwnedHere answers 503 for a forwarded request about partition p,
 // which this node does not own (anymore): the sender's view was stale.
 func (h *Handler) notOwnedHere(ctx *fasthttp.RequestCtx, p int) {
-	h.unavailable(ctx, fmt.Errorf("partition %d is not owned by this node (anymore): the build group is rebalancing (GET /v1/cluster)", p))
+	h.unavailable(ctx, fmt.Errorf("partition %d is not served by this node: it moved away, or is still catching up after it moved here (GET /v1/cluster)", p))
 }
 
 // routeVisitor forwards a request about site's visitor to the owner of its
