@@ -154,19 +154,20 @@ func (s *remoteStore) release() {
 	fasthttp.ReleaseResponse(s.resp)
 }
 
-// get asks url path (with the partitions of parts unless nil) and returns
-// the answer's status and body (valid until the next get).
-func (s *remoteStore) get(url, path string, parts []int) (int, []byte, error) {
+// get asks url, the owner of partitions parts, for path (with parts in
+// api.HeaderPartitions when header) and returns the answer's status and
+// body (valid until the next get).
+func (s *remoteStore) get(url, path string, parts []int, header bool) (int, []byte, error) {
 	s.req.Reset()
 	s.req.Header.SetMethod(fasthttp.MethodGet)
 	s.req.SetRequestURI(url)
 	s.req.URI().SetPath(path)
 	s.req.Header.SetBytesV(fasthttp.HeaderAuthorization, s.auth)
-	if parts != nil {
+	if header {
 		s.req.Header.SetBytesV(api.HeaderPartitions, appendPartitions(nil, parts))
 	}
 	if err := s.h.clusterOf().Do(s.req, s.resp); err != nil {
-		return 0, nil, &unavailableError{fmt.Errorf("cannot reach %s: %w", url, err)}
+		return 0, nil, &unavailableError{fmt.Errorf("cannot reach the owner %s of partition %s: %w", url, appendPartitions(nil, parts), err)}
 	}
 	status, body := s.resp.StatusCode(), s.resp.Body()
 	if status == fasthttp.StatusServiceUnavailable {
@@ -188,7 +189,7 @@ func (s *remoteStore) Profile(site string, visitor [16]byte, dst []byte) ([]byte
 	if err != nil {
 		return dst, false, &unavailableError{err}
 	}
-	status, body, err := s.get(url, internalPrefix+"profiles/"+site+"/"+event.UUID(visitor).String(), nil)
+	status, body, err := s.get(url, internalPrefix+"profiles/"+site+"/"+event.UUID(visitor).String(), []int{p}, false)
 	switch {
 	case err != nil:
 		return dst, false, err
@@ -222,7 +223,7 @@ func (s *remoteStore) linked(site, kind, id string, fn func(visitor [16]byte) bo
 	s.ids = s.ids[:0]
 	path := internalPrefix + "links/" + site + "/" + kind + "/" + id
 	for _, sh := range shards {
-		status, body, err := s.get(sh.URL, path, sh.Partitions)
+		status, body, err := s.get(sh.URL, path, sh.Partitions, true)
 		if err != nil {
 			return err
 		}

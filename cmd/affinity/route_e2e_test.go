@@ -1,0 +1,250 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// enteredAt matches the instants a segment's members entered it (JSON and
+// CSV): each node's clock when it evaluated them.
+var enteredAt = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`)
+
+// TestClusterAnyNodeAnswers runs one collector, two builders in a group
+// and a reference builder pinned to every partition, on a 3-broker kfake,
+// with the same segment defined on each. Every visitor and person lookup,
+// the members export (NDJSON and CSV, paged with each page's cursor
+// resumed on the other node) and the interest list asked of either member
+// equal the reference's bytes. Then one member is SIGKILLed and the other
+// asked at once and until it owns every partition and caught up: each
+// answer is a 503 naming a partition, or the reference's whole answer.
+func TestClusterAnyNodeAnswers(t *testing.T) {
+	const (
+		parts    = 4
+		visitors = 40
+		site     = "e2e"
+		topic    = "events"
+	)
+	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(parts, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	kafka := strings.Join(c.ListenAddrs(), ",")
+	col := startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--site", site)
+	member := func() *proc {
+		return startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--changes-topic", "",
+			"--group-session-timeout", "6s", "--group-rebalance-timeout", "6s")
+	}
+	ref := startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--changes-topic", "", "--own", "0-3")
+	b1, b2 := member(), member()
+	waitOwned(t, "two members share", []*proc{b1, b2}, []string{"*", "*"})
+	nodes := []*proc{b1, b2}
+	for _, p := range []*proc{ref, b1, b2} {
+		// Definitions are not shared between nodes yet: each gets its own.
+		if code, body := apiDo(t, http.MethodPut, p.api+"/v1/segments/"+site+"/fans", "text/plain", []byte(`count(view) >= 1`)); code != http.StatusCreated {
+			t.Fatalf("PUT segment: %d %s", code, body)
+		}
+	}
+
+	// Visitors on every partition, views of three brands; persons of
+	// several devices linked by email and, transitively, customer id.
+	now := time.Now().UnixMilli()
+	vs := make([]string, visitors)
+	brands := []string{"Lego", "Duplo", "Nutrilon"}
+	client := &http.Client{Timeout: 30 * time.Second}
+	for i := range vs {
+		vs[i] = uuidString()
+		evs := []string{}
+		for k := range 1 + i%3 {
+			b := brands[(i+k)%3]
+			evs = append(evs, fmt.Sprintf(`{"id":%q,"t":"view","ts":%d,"product":{"id":"p-%d","brand":%q,"price":%d}}`, uuidString(), now-int64(i*60000+k*1000), i, b, 5+i))
+		}
+		switch {
+		case i%4 == 0:
+			evs = append(evs, fmt.Sprintf(`{"id":%q,"t":"identify","ts":%d,"email":"p%d@example.com"}`, uuidString(), now-int64(i*1000), i%12))
+		case i%4 == 1:
+			evs = append(evs, fmt.Sprintf(`{"id":%q,"t":"identify","ts":%d,"email":"p%d@example.com","customer_id":"c-%d"}`, uuidString(), now-int64(i*1000), (i-1)%12, i%5))
+		case i%4 == 2:
+			evs = append(evs, fmt.Sprintf(`{"id":%q,"t":"identify","ts":%d,"customer_id":"c-%d"}`, uuidString(), now-int64(i*1000), (i-1)%5))
+		}
+		body := fmt.Sprintf(`{"site":%q,"v":%q,"events":[%s]}`, site, vs[i], strings.Join(evs, ","))
+		if st := post(client, col.collector, []byte(body)); st != http.StatusAccepted {
+			t.Fatalf("visitor %d: status %d", i, st)
+		}
+	}
+	persons := []string{"nobody@example.com"}
+	for i := range 12 {
+		persons = append(persons, fmt.Sprintf("p%d@example.com", i))
+	}
+	for i := range 5 {
+		persons = append(persons, fmt.Sprintf("c-%d", i))
+	}
+	at := url.QueryEscape(time.Now().Add(time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339))
+	for _, p := range []*proc{ref, b1, b2} {
+		profilesWhenIdle(t, p, site, at, nil)
+	}
+
+	// same asks both members path and wants the reference's answer: the
+	// same bytes, but for the instants members entered a segment, which
+	// are each evaluating node's clock at its commit; the two members'
+	// answers, merged from the same owners, are the same bytes.
+	same := func(path string) string {
+		t.Helper()
+		wantCode, want := apiDo(t, http.MethodGet, ref.api+path, "", nil)
+		var first string
+		for i, p := range nodes {
+			code, got := apiDo(t, http.MethodGet, p.api+path, "", nil)
+			if code != wantCode || enteredAt.ReplaceAllString(got, "T") != enteredAt.ReplaceAllString(want, "T") {
+				t.Fatalf("GET %s on b%d: %d\n%s\nwant the reference's %d\n%s", path, i+1, code, got, wantCode, want)
+			}
+			if i == 0 {
+				first = got
+			} else if got != first {
+				t.Fatalf("GET %s: b1 and b2 differ:\n%s\n%s", path, first, got)
+			}
+		}
+		return first
+	}
+	for _, v := range vs {
+		same("/v1/visitors/" + site + "/" + v + "?at=" + at)
+		same("/v1/visitors/" + site + "/" + v + "/segments")
+	}
+	multi := 0
+	for _, id := range persons {
+		if body := same("/v1/people/" + site + "/" + url.PathEscape(id) + "?at=" + at); strings.Count(body, `","`) > 0 && strings.Contains(body, `"visitors":["`) {
+			multi++
+		}
+	}
+	if multi == 0 {
+		t.Fatalf("no person of several devices among %v", persons)
+	}
+	membersPath := "/v1/segments/" + site + "/fans/members?at=" + at
+	if all := same(membersPath); strings.Count(all, "\n") != visitors {
+		t.Fatalf("members: %d rows; want %d:\n%s", strings.Count(all, "\n"), visitors, all)
+	}
+	same(membersPath + "&format=csv")
+	// Pages of 7, alternating the node asked: each resumes the other's
+	// cursor, and the pages are the reference's.
+	for _, format := range []string{"ndjson", "csv"} {
+		cursor, rows := "", 0
+		for page := 0; ; page++ {
+			p := nodes[page%2]
+			path := membersPath + "&format=" + format + "&limit=7&cursor=" + cursor
+			_, want := apiDo(t, http.MethodGet, ref.api+path, "", nil)
+			code, got := apiDo(t, http.MethodGet, p.api+path, "", nil)
+			if code != http.StatusOK || enteredAt.ReplaceAllString(got, "T") != enteredAt.ReplaceAllString(want, "T") {
+				t.Fatalf("%s page %d on b%d: %d\n%s\nwant\n%s", format, page, page%2+1, code, got, want)
+			}
+			lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+			last := lines[len(lines)-1]
+			if format == "csv" {
+				rows += len(lines) - 1
+				if len(lines)-1 < 7 {
+					break
+				}
+				cursor = last[:36]
+				continue
+			}
+			if !strings.HasPrefix(last, `{"cursor":"`) {
+				rows += len(lines)
+				break
+			}
+			rows += len(lines) - 1
+			cursor = strings.TrimSuffix(strings.TrimPrefix(last, `{"cursor":"`), `"}`)
+		}
+		if rows != visitors {
+			t.Fatalf("%s pages: %d rows; want %d", format, rows, visitors)
+		}
+	}
+	interestsPath := "/v1/interests/" + site + "/brand/Lego?min=0.001&at=" + at
+	same(interestsPath)
+	cursor := ""
+	for page := 0; ; page++ {
+		path := interestsPath + "&limit=5&cursor=" + cursor
+		_, want := apiDo(t, http.MethodGet, ref.api+path, "", nil)
+		code, got := apiDo(t, http.MethodGet, nodes[page%2].api+path, "", nil)
+		if code != http.StatusOK || got != want {
+			t.Fatalf("interests page %d on b%d: %d\n%s\nwant\n%s", page, page%2+1, code, got, want)
+		}
+		i := strings.LastIndex(got, `{"cursor":"`)
+		if i < 0 {
+			if page < 2 {
+				t.Fatalf("interests: %d pages; want several", page+1)
+			}
+			break
+		}
+		cursor = strings.TrimSuffix(strings.TrimSpace(got[i+len(`{"cursor":"`):]), `"}`)
+	}
+
+	// A forced rebalance: b2 dies; b1 is asked at once, and until it owns
+	// every partition and answers them: never a partial answer.
+	wantMembers := same(membersPath)
+	onB2, b2Owns := "", ","+ownedOf(t, b2)+","
+	for _, v := range vs {
+		u, _ := event.ParseUUID([]byte(v))
+		if strings.Contains(b2Owns, fmt.Sprintf(",%d,", storage.PartitionFor(event.AppendLogKey(nil, site, u), parts))) {
+			onB2 = v
+			break
+		}
+	}
+	if onB2 == "" {
+		t.Fatalf("no visitor on b2's partitions %s", b2Owns)
+	}
+	wantVisitor := same("/v1/visitors/" + site + "/" + onB2 + "?at=" + at)
+	wantPerson := same("/v1/people/" + site + "/p0@example.com?at=" + at)
+	// b1's answers from now on are compared with what the group answered.
+	if err := b2.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-b2.done
+	counts := map[string]int{}
+	deadline := time.Now().Add(60 * time.Second)
+	for whole := 0; whole < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("b1 never answered whole after the SIGKILL: %v", counts)
+		}
+		all := true
+		for _, q := range []struct {
+			path, want string
+			entered    bool // the members' entry instants are b1's clock's when it rebuilt a moved partition
+		}{
+			{membersPath, wantMembers, true},
+			{"/v1/visitors/" + site + "/" + onB2 + "?at=" + at, wantVisitor, false},
+			{"/v1/people/" + site + "/p0@example.com?at=" + at, wantPerson, false},
+		} {
+			code, body := apiDo(t, http.MethodGet, b1.api+q.path, "", nil)
+			got, want := body, q.want
+			if q.entered {
+				got, want = enteredAt.ReplaceAllString(got, "T"), enteredAt.ReplaceAllString(want, "T")
+			}
+			switch {
+			case code == http.StatusOK && got == want:
+				counts["whole"]++
+			case code == http.StatusServiceUnavailable && strings.Contains(body, "partition"):
+				counts["503"]++
+				all = false
+			default:
+				t.Fatalf("GET %s on b1 during the rebalance: %d\n%s\nwant 503 naming a partition, or the reference's\n%s", q.path, code, body, q.want)
+			}
+		}
+		if all && ownedOf(t, b1) == "0,1,2,3" {
+			whole++
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if counts["503"] == 0 {
+		t.Errorf("no 503 during the rebalance (%v): the test did not see the partitions move", counts)
+	}
+	t.Logf("answers during the rebalance: %v", counts)
+}
