@@ -15,9 +15,12 @@
 // A Directory answers partition → owner API URL from the group's
 // description (Kafka DescribeGroups: each member's metadata and
 // assignment), cached briefly and dropped on a generation change. The
-// query API serves it at GET /v1/cluster; routing lookups to the owner
-// and fanning out exports will ask it.
+// query API serves it at GET /v1/cluster. A Router joins a Directory's
+// View, the log's partition function and a pooled HTTP client: the query
+// API routes a visitor's requests to its owner and fans exports out to
+// every owner through it (profile/query route.go).
 //
 // Concurrency: a Member runs one goroutine; its Generation and Owned are
-// safe to read from any goroutine. A Directory is safe for concurrent use.
+// safe to read from any goroutine. A Directory and a Router are safe for
+// concurrent use.
 package cluster

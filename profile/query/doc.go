@@ -36,6 +36,13 @@
 // size, and no profile is scanned to find the visitors. The email of each
 // row is read from its profile.
 //
+// On a node of a build group (SetCluster) a request about one visitor is
+// forwarded to the owner of its partition (route.go), a person is resolved
+// over every owner's links and profiles (remote.go), and the members
+// export and interest list fan out to every owner and merge in their
+// order (fanout.go, merge.go): any node answers as one holding every
+// partition would, or 503 naming a partition no node serves now.
+//
 // Concurrency: a Handler is safe for concurrent use; per-request scratch
 // space comes from a sync.Pool.
 package query
