@@ -198,3 +198,56 @@ func BenchmarkMergeMembers(b *testing.B) {
 type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// FuzzParsePartitions: the partitions header another node sends either
+// parses into distinct partitions that encode and parse back the same, or
+// is refused with the header named.
+func FuzzParsePartitions(f *testing.F) {
+	for _, s := range []string{"0", "0,3,5", "1,1", "", ",", "65536", "-1", "2,x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		parts, err := parsePartitions([]byte(s))
+		if err != nil {
+			if !strings.Contains(err.Error(), "invalid X-Affinity-Partitions") {
+				t.Fatalf("%q: error %q does not name the header", s, err)
+			}
+			return
+		}
+		again, err := parsePartitions(appendPartitions(nil, parts))
+		if err != nil || fmt.Sprint(again) != fmt.Sprint(parts) {
+			t.Fatalf("%q parses to %v, which encodes and parses to %v, %v", s, parts, again, err)
+		}
+	})
+}
+
+// FuzzMergeStreams merges what two owners sent, whatever it is: no
+// panic, and every row written is a row one of them sent.
+func FuzzMergeStreams(f *testing.F) {
+	cursorLine := `{"cursor":"x"}` + "\n"
+	f.Add(rows(1, 4), rows(2, 3), 0, false)
+	f.Add(rows(1, 4)+cursorLine, rows(2)+`{"error":"x"}`+"\n", 2, false)
+	f.Add(string(appendInterestKey(nil, 7))+row(1), string(appendInterestKey(nil, 3))+row(2)+cursorLine, 1, true)
+	f.Add("", "\n\n{", 0, true)
+	f.Fuzz(func(t *testing.T, a, b string, limit int, interests bool) {
+		m := merger{cmp: cmpMemberRows, write: writeRow, srcs: []*lineSource{newLineSource("a", strings.NewReader(a)), newLineSource("b", strings.NewReader(b))}}
+		if interests {
+			m.cmp = cmpInterestRows
+		}
+		var out bytes.Buffer
+		w := bufio.NewWriter(&out)
+		res := m.merge(w, max(limit, 0)%8)
+		_ = w.Flush()
+		for _, line := range strings.SplitAfter(out.String(), "\n") {
+			if line != "" && !strings.Contains(a, line) && !strings.Contains(b, line) {
+				t.Fatalf("merged row %q is no owner's", line)
+			}
+		}
+		if strings.Count(out.String(), "\n") != res.n {
+			t.Fatalf("%d rows written; merge says %d", strings.Count(out.String(), "\n"), res.n)
+		}
+		if interests && res.n > 0 {
+			_, _ = interestPos(m.last) // a bad row is an error, not a panic
+		}
+	})
+}
