@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -50,6 +51,30 @@ func waitOwned(t *testing.T, what string, ps []*proc, want []string) time.Durati
 	}
 }
 
+// startBuildGroup starts a 3-broker kfake with topic of parts partitions,
+// a collector of site on it, a reference builder pinned to every
+// partition and two builders sharing them in a group, and waits until
+// both own some; member starts another (session and rebalance timeouts
+// 6 s).
+func startBuildGroup(t *testing.T, parts int, site, topic string) (col, ref, b1, b2 *proc, member func() *proc) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(int32(parts), topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	kafka := strings.Join(c.ListenAddrs(), ",")
+	col = startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--site", site)
+	member = func() *proc {
+		return startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--changes-topic", "",
+			"--group-session-timeout", "6s", "--group-rebalance-timeout", "6s")
+	}
+	ref = startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--changes-topic", "", "--own", fmt.Sprintf("0-%d", parts-1))
+	b1, b2 = member(), member()
+	waitOwned(t, "two members share", []*proc{b1, b2}, []string{"*", "*"})
+	return col, ref, b1, b2, member
+}
+
 // TestClusterMovesPartitions runs one collector and two builders in a
 // consumer group on a 3-broker kfake, beside a reference builder pinned
 // to every partition. The two share the partitions; SIGKILL one and the
@@ -65,20 +90,7 @@ func TestClusterMovesPartitions(t *testing.T) {
 		site     = "e2e"
 		topic    = "events"
 	)
-	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(parts, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	kafka := strings.Join(c.ListenAddrs(), ",")
-	col := startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--site", site)
-	member := func() *proc {
-		return startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--changes-topic", "",
-			"--group-session-timeout", "6s", "--group-rebalance-timeout", "6s")
-	}
-	ref := startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--changes-topic", "", "--own", "0-3")
-	b1, b2 := member(), member()
-	waitOwned(t, "two members share", []*proc{b1, b2}, []string{"*", "*"})
+	col, ref, b1, b2, member := startBuildGroup(t, parts, site, topic)
 	if o1, o2 := ownedOf(t, b1), ownedOf(t, b2); strings.Count(o1, ",")+strings.Count(o2, ",") != parts-2 {
 		t.Fatalf("b1 owns %q, b2 %q; want 2 each", o1, o2)
 	}

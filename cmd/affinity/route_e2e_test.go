@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -29,26 +27,8 @@ var enteredAt = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`)
 // asked at once and until it owns every partition and caught up: each
 // answer is a 503 naming a partition, or the reference's whole answer.
 func TestClusterAnyNodeAnswers(t *testing.T) {
-	const (
-		parts    = 4
-		visitors = 40
-		site     = "e2e"
-		topic    = "events"
-	)
-	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(parts, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	kafka := strings.Join(c.ListenAddrs(), ",")
-	col := startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--site", site)
-	member := func() *proc {
-		return startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--changes-topic", "",
-			"--group-session-timeout", "6s", "--group-rebalance-timeout", "6s")
-	}
-	ref := startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--changes-topic", "", "--own", "0-3")
-	b1, b2 := member(), member()
-	waitOwned(t, "two members share", []*proc{b1, b2}, []string{"*", "*"})
+	const parts, visitors, site = 4, 40, "e2e"
+	col, ref, b1, b2, _ := startBuildGroup(t, parts, site, "events")
 	nodes := []*proc{b1, b2}
 	for _, p := range []*proc{ref, b1, b2} {
 		// Definitions are not shared between nodes yet: each gets its own.
