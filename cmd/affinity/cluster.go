@@ -53,7 +53,7 @@ func (n *node) startMember(g *groupFlags, apiAddr string) error {
 	}
 	n.directory.Register(n.internal)
 	// Any node answers any query: lookups go to the owner, exports fan out.
-	router, err := cluster.NewRouter(cluster.RouterOptions{Lookup: n.directory.Lookup, Partition: n.log.Partition, Owned: n.prof.Builder.Serving})
+	router, err := cluster.NewRouter(cluster.RouterOptions{Lookup: n.directory.Lookup, Partitions: n.log.Partitions(), Owned: n.prof.Builder.Serving})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -36,10 +37,10 @@ func (e *UnavailableError) Unwrap() error { return e.Err }
 type RouterOptions struct {
 	// Lookup returns the group's View (Directory.Lookup). Required.
 	Lookup func(ctx context.Context) (*View, error)
-	// Partition returns the partition of an event log key: the log's
-	// own (storage.Log.Partition), so a visitor is looked up where the
-	// collector put its events. Required.
-	Partition func(key []byte) int
+	// Partitions is the event topic's partition count (storage.Log's
+	// Partitions). A visitor's partition is storage.PartitionFor of its
+	// log key, where both logs put its events. Required.
+	Partitions int
 	// Owned returns the partitions this node's builder owns and answers
 	// queries for now (builder.Builder.Serving: a partition that moved
 	// here serves once it caught up). Required.
@@ -61,8 +62,8 @@ type Router struct {
 
 // NewRouter returns a Router for opts.
 func NewRouter(opts RouterOptions) (*Router, error) {
-	if opts.Lookup == nil || opts.Partition == nil || opts.Owned == nil {
-		return nil, errors.New("BUG: cluster.NewRouter needs Lookup, Partition and Owned")
+	if opts.Lookup == nil || opts.Partitions <= 0 || opts.Owned == nil {
+		return nil, errors.New("BUG: cluster.NewRouter needs Lookup, Partitions and Owned")
 	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 3 * time.Second
@@ -83,10 +84,11 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	return r, nil
 }
 
-// Partition returns the partition of site's visitor.
+// Partition returns the partition of site's visitor. It allocates
+// nothing: an owner's part of an export calls it for every row.
 func (r *Router) Partition(site string, visitor event.UUID) int {
 	var buf [96]byte
-	return r.opts.Partition(event.AppendLogKey(buf[:0], site, visitor))
+	return storage.PartitionFor(event.AppendLogKey(buf[:0], site, visitor), r.opts.Partitions)
 }
 
 // Owns reports whether this node's builder owns partition p now and

@@ -53,8 +53,8 @@ func newClusterFixture(t *testing.T) *clusterFixture {
 			Lookup: func(context.Context) (*cluster.View, error) {
 				return &cluster.View{State: "Stable", Owners: *f.owners.Load(), At: time.Now()}, nil
 			},
-			Partition: n.Log.Partition,
-			Owned:     n.Builder.Owned,
+			Partitions: parts,
+			Owned:      n.Builder.Owned,
 		})
 		if err != nil {
 			t.Fatal(err)
