@@ -203,6 +203,17 @@ func TestClusterAnswersAsOneNode(t *testing.T) {
 		f.nodes[0].Do(t, http.MethodDelete, "/v1/visitors/shop/"+v.String(), "", nil, true)
 		f.ref.Do(t, http.MethodDelete, "/v1/visitors/shop/"+v.String(), "", nil, true)
 		f.same(t, http.MethodGet, "/v1/visitors/shop/"+v.String())
+		// A person's devices are erased at their owners. (Its
+		// changes_scrubbed counts this node's feed: feeds are each node's.)
+		for _, e := range []*profiletest.Env{f.nodes[0], f.ref} {
+			if code, body := e.Do(t, http.MethodDelete, "/v1/people/shop/ann@example.com", "", nil, true); code != 200 || !strings.Contains(body, `"visitors_deleted":3`) {
+				t.Fatalf("DELETE person: %d %s; want 3 visitors deleted", code, body)
+			}
+		}
+		for _, p := range visitors[len(visitors)-3:] {
+			f.same(t, http.MethodGet, "/v1/visitors/shop/"+p.String())
+		}
+		f.same(t, http.MethodGet, "/v1/people/shop/c-7")
 	})
 }
 
