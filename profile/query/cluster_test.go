@@ -31,7 +31,7 @@ type clusterFixture struct {
 
 const clusterSite = "shop"
 
-func newClusterFixture(t *testing.T) *clusterFixture {
+func newClusterFixture(t testing.TB) *clusterFixture {
 	t.Helper()
 	const parts = 4
 	own := func(ps ...int) func(*builder.Options) {
@@ -72,7 +72,7 @@ func (f *clusterFixture) all() []*profiletest.Env {
 
 // send feeds the same batches to every node and waits until each applied
 // its partitions' share.
-func (f *clusterFixture) send(t *testing.T, bs ...*event.Batch) {
+func (f *clusterFixture) send(t testing.TB, bs ...*event.Batch) {
 	t.Helper()
 	for _, e := range f.all() {
 		e.Append(t, bs...)

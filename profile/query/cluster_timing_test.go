@@ -1,0 +1,57 @@
+package query_test
+
+import (
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// BenchmarkClusterMembersExport streams a segment of 20 000 members with
+// their facts from one node holding every partition, and from a node of a
+// two-node group, which fans the export out to both owners over loopback
+// and merges their streams: the cost of the merge and the extra hop.
+func BenchmarkClusterMembersExport(b *testing.B) {
+	f := newClusterFixture(b)
+	for _, e := range f.all() {
+		if code, body := e.Do(b, http.MethodPut, "/v1/segments/shop/all", "text/plain", []byte(`count(view) >= 1`), true); code != 201 {
+			b.Fatalf("PUT: %d %s", code, body)
+		}
+	}
+	const n = 20000
+	bs := make([]*event.Batch, 0, n)
+	for i := range n {
+		bs = append(bs, profiletest.Batch(clusterSite, profiletest.Visitor(i), profiletest.View(t0, nutrilon), profiletest.Identify(t0, "m@x.y")))
+	}
+	for i := 0; i < n; i += 2000 {
+		f.send(b, bs[i:i+2000]...)
+	}
+	for _, c := range []struct {
+		name string
+		env  *profiletest.Env
+	}{{"one-node", f.ref}, {"group-of-2", f.nodes[0]}} {
+		b.Run(c.name, func(b *testing.B) {
+			url := c.env.URL + "/v1/segments/shop/all/members?at=2026-02-01T00:00:00Z"
+			rows := 0
+			start := time.Now()
+			for b.Loop() {
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				req.Header.Set("Authorization", "Bearer "+token)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil || resp.StatusCode != 200 {
+					b.Fatal(err, resp.StatusCode)
+				}
+				nb, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if nb < n*40 {
+					b.Fatalf("body of %d bytes for %d members", nb, n)
+				}
+				rows += n
+			}
+			b.ReportMetric(float64(rows)/time.Since(start).Seconds(), "rows/s")
+		})
+	}
+}
