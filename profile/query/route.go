@@ -74,7 +74,8 @@ func forwarded(ctx *fasthttp.RequestCtx) bool {
 }
 
 // notOwnedHere answers 503 for a forwarded request about partition p,
-// which this node does not own (anymore): the sender's view was stale.
+// which this node does not serve: the sender's view was stale, or this
+// node is still catching up with p (Builder.Serving).
 func (h *Handler) notOwnedHere(ctx *fasthttp.RequestCtx, p int) {
 	h.unavailable(ctx, fmt.Errorf("partition %d is not served by this node: it moved away, or is still catching up after it moved here (GET /v1/cluster)", p))
 }
@@ -138,12 +139,13 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, url string, p int) {
 }
 
 // localParts returns the partitions a forwarded part of a fan-out answers
-// for (api.HeaderPartitions) as a set by partition: nil for any
-// other request. ok is false when it answered ctx: the header is bad, or
-// names a partition this node does not own.
+// for (api.HeaderPartitions) as a set by partition: nil for any other
+// request. ok is false when it answered ctx: the header is bad, or names a
+// partition this node does not serve.
 func (h *Handler) localParts(ctx *fasthttp.RequestCtx) (set []bool, ok bool) {
 	raw := ctx.Request.Header.Peek(api.HeaderPartitions)
-	if len(raw) == 0 || h.clusterOf() == nil {
+	c := h.clusterOf()
+	if len(raw) == 0 || c == nil || !forwarded(ctx) {
 		return nil, true
 	}
 	parts, err := parsePartitions(raw)
@@ -152,7 +154,7 @@ func (h *Handler) localParts(ctx *fasthttp.RequestCtx) (set []bool, ok bool) {
 		return nil, false
 	}
 	for _, p := range parts {
-		if !h.clusterOf().Owns(p) {
+		if !c.Owns(p) {
 			h.notOwnedHere(ctx, p)
 			return nil, false
 		}
