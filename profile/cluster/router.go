@@ -25,7 +25,10 @@ type UnavailableError struct {
 }
 
 func (e *UnavailableError) Error() string {
-	if e.Owner == "" {
+	switch {
+	case e.Owner == "" && e.Err != nil:
+		return fmt.Sprintf("cannot look up the owner of partition %d: %v", e.Partition, e.Err)
+	case e.Owner == "":
 		return fmt.Sprintf("partition %d has no owner now: the build group is rebalancing (GET /v1/cluster)", e.Partition)
 	}
 	return fmt.Sprintf("cannot reach the owner %s of partition %d: %v", e.Owner, e.Partition, e.Err)
@@ -100,7 +103,7 @@ func (r *Router) Owns(p int) bool { return slices.Contains(r.opts.Owned(), p) }
 func (r *Router) Owner(ctx context.Context, p int) (string, error) {
 	v, err := r.opts.Lookup(ctx)
 	if err != nil {
-		return "", &UnavailableError{Partition: p, Owner: "", Err: err}
+		return "", &UnavailableError{Partition: p, Err: err}
 	}
 	url, ok := v.Owner(p)
 	if !ok {
@@ -110,11 +113,12 @@ func (r *Router) Owner(ctx context.Context, p int) (string, error) {
 }
 
 // Shards returns every owner with its partitions, by URL, or an
-// *UnavailableError naming the first partition without an owner.
+// *UnavailableError naming the first partition without an owner (or the
+// error of the lookup).
 func (r *Router) Shards(ctx context.Context) ([]api.Shard, error) {
 	v, err := r.opts.Lookup(ctx)
 	if err != nil {
-		return nil, &UnavailableError{Partition: -1, Err: err}
+		return nil, fmt.Errorf("cannot look up the owners of the partitions: %w", err)
 	}
 	return v.Shards()
 }

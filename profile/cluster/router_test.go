@@ -53,6 +53,14 @@ func TestRouterPartition(t *testing.T) {
 	if _, err := r.Owner(context.Background(), 1); err == nil || err.Error() != "partition 1 has no owner now: the build group is rebalancing (GET /v1/cluster)" {
 		t.Errorf("Owner(1) = %v; want partition 1 without owner", err)
 	}
+	down, _ := NewRouter(RouterOptions{Partitions: 8, Owned: func() []int { return nil },
+		Lookup: func(context.Context) (*View, error) { return nil, errors.New("no broker answers") }})
+	if _, err := down.Owner(context.Background(), 3); err == nil || err.Error() != "cannot look up the owner of partition 3: no broker answers" {
+		t.Errorf("Owner with the group unreadable = %v", err)
+	}
+	if _, err := down.Shards(context.Background()); err == nil || err.Error() != "cannot look up the owners of the partitions: no broker answers" {
+		t.Errorf("Shards with the group unreadable = %v", err)
+	}
 	if _, err := NewRouter(RouterOptions{Partitions: 8}); err == nil {
 		t.Error("NewRouter without Lookup and Owned succeeded")
 	}
