@@ -50,8 +50,12 @@ type RouterOptions struct {
 	Owned func() []int
 	// DialTimeout bounds the connection to an owner. Default 3 s.
 	DialTimeout time.Duration
-	// ReadTimeout bounds a forwarded request from sending it to the end
-	// of its answer, a fanned-out export's stream included. Default 10 m.
+	// Timeout bounds a routed request whose answer is read whole (a
+	// lookup, a profile, a link list), from sending it to its last byte.
+	// Default 30 s.
+	Timeout time.Duration
+	// ReadTimeout bounds any routed request, a fanned-out export's stream
+	// included. Default 10 m.
 	ReadTimeout time.Duration
 }
 
@@ -70,6 +74,9 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 3 * time.Second
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
 	}
 	if opts.ReadTimeout <= 0 {
 		opts.ReadTimeout = 10 * time.Minute
@@ -151,9 +158,13 @@ func (v *View) Shards() ([]api.Shard, error) {
 }
 
 // Do sends req (its URI already the owner's) and reads the answer into
-// resp; with resp.StreamBody set the body streams (resp.BodyStream) and
-// the caller must close it (resp.CloseBodyStream).
+// resp, within Timeout; with resp.StreamBody set the body streams
+// (resp.BodyStream, within ReadTimeout) and the caller must close it
+// (resp.CloseBodyStream).
 func (r *Router) Do(req *fasthttp.Request, resp *fasthttp.Response) error {
 	req.Header.Set(api.HeaderHop, "1")
+	if !resp.StreamBody {
+		req.SetTimeout(r.opts.Timeout)
+	}
 	return r.client.Do(req, resp)
 }

@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
+	"time"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -63,5 +68,39 @@ func TestRouterPartition(t *testing.T) {
 	}
 	if _, err := NewRouter(RouterOptions{Partitions: 8}); err == nil {
 		t.Error("NewRouter without Lookup and Owned succeeded")
+	}
+}
+
+// TestRouterTimeout: an owner that accepts a lookup and never answers
+// costs the asking node Timeout, then an error, not a request held open.
+func TestRouterTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	r, err := NewRouter(RouterOptions{Partitions: 1, Owned: func() []int { return nil }, Timeout: 100 * time.Millisecond,
+		Lookup: func(context.Context) (*View, error) { return &View{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + ln.Addr().String() + "/v1/visitors/shop/x")
+	if err := r.Do(req, resp); !errors.Is(err, fasthttp.ErrTimeout) {
+		t.Fatalf("Do to a silent owner = %v; want fasthttp.ErrTimeout", err)
+	}
+	if string(req.Header.Peek(api.HeaderHop)) != "1" {
+		t.Errorf("the routed request carries no %s", api.HeaderHop)
 	}
 }
