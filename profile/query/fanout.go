@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -71,15 +72,19 @@ func (h *Handler) mergeMembers(w *bufio.Writer, q *membersQuery, f *fanOut) {
 	m := merger{srcs: f.sources(), cmp: cmpMemberRows, write: writeRow}
 	if q.csv {
 		m.cmp = cmpCSVRows
-		// Every owner starts with the same header line: send one.
+		// Every owner starts with the same header record: send one.
 		for i, s := range m.srcs {
-			head, err := s.r.ReadSlice('\n')
+			s.csv = true
+			err := s.next()
+			if err == nil && s.row == nil {
+				err = errors.New("no header")
+			}
 			if err != nil {
 				h.mergeFailed(w, q.csv, fmt.Sprintf("members of %s/%s", q.site, q.name), mergeResult{err: fmt.Errorf("cannot read the header of %s: %w", s.name, err)})
 				return
 			}
 			if i == 0 {
-				if _, err := w.Write(head); err != nil {
+				if _, err := w.Write(s.row); err != nil {
 					return
 				}
 			}

@@ -13,7 +13,10 @@ import (
 // follow on that owner) or an error line.
 type lineSource struct {
 	name string // the owner, for messages
-	r    *bufio.Reader
+	// csv reads CSV records, which span lines where a quoted field holds
+	// a line break (RFC 4180), instead of NDJSON lines.
+	csv bool
+	r   *bufio.Reader
 	// row is the current row, nil once the rows ended. It aliases r's
 	// buffer (or long): valid until the next call of next.
 	row  []byte
@@ -35,9 +38,11 @@ func newLineSource(name string, r io.Reader) *lineSource {
 func (s *lineSource) next() error {
 	s.row = nil
 	line, err := s.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
+	if errors.Is(err, bufio.ErrBufferFull) || s.csv && err == nil && bytes.Count(line, dquote)%2 == 1 {
+		// A row longer than the buffer, or a CSV record whose quoted
+		// field goes on past the line break: gather it in s.long.
 		s.long = append(s.long[:0], line...)
-		for errors.Is(err, bufio.ErrBufferFull) {
+		for errors.Is(err, bufio.ErrBufferFull) || s.csv && err == nil && bytes.Count(s.long, dquote)%2 == 1 {
 			line, err = s.r.ReadSlice('\n')
 			s.long = append(s.long, line...)
 		}
@@ -63,6 +68,7 @@ func (s *lineSource) next() error {
 }
 
 var (
+	dquote           = []byte{'"'}
 	cursorLinePrefix = []byte(`{"cursor":`)
 	errorLinePrefix  = []byte(`{"error":`)
 )

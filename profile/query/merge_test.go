@@ -251,3 +251,29 @@ func FuzzMergeStreams(f *testing.F) {
 		}
 	})
 }
+
+// TestMergeCSVRecords: a CSV row whose quoted field holds line breaks is
+// one record of the merge, wherever its lines fall.
+func TestMergeCSVRecords(t *testing.T) {
+	csvRow := func(n int, name string) string {
+		return fmt.Sprintf("00000000-0000-4000-8000-%012d,,2026-01-31T00:00:00.000Z,%s\r\n", n, name)
+	}
+	a := csvRow(1, `"Ann ""A"",\r\nsecond line\nthird"`) + csvRow(4, "x")
+	b := csvRow(2, "y") + csvRow(3, `"one\ntwo"`)
+	m := merger{cmp: cmpCSVRows, write: writeRow, srcs: []*lineSource{
+		{name: "a", csv: true, r: bufio.NewReaderSize(strings.NewReader(a), 16)},
+		{name: "b", csv: true, r: bufio.NewReaderSize(strings.NewReader(b), 16)},
+	}}
+	var out bytes.Buffer
+	w := bufio.NewWriter(&out)
+	if res := m.merge(w, 3); res.err != nil || res.n != 3 || !res.more {
+		t.Fatalf("merge = %+v; want 3 rows and more", res)
+	}
+	_ = w.Flush()
+	if want := csvRow(1, `"Ann ""A"",\r\nsecond line\nthird"`) + csvRow(2, "y") + csvRow(3, `"one\ntwo"`); out.String() != want {
+		t.Fatalf("got\n%q\nwant\n%q", out.String(), want)
+	}
+	if got := string(span(m.last, 0, 36)); got != "00000000-0000-4000-8000-000000000003" {
+		t.Fatalf("last row's visitor %q; want the third's", got)
+	}
+}
