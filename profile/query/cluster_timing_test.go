@@ -1,10 +1,8 @@
 package query_test
 
 import (
-	"io"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/tracker/event"
@@ -34,24 +32,7 @@ func BenchmarkClusterMembersExport(b *testing.B) {
 		env  *profiletest.Env
 	}{{"one-node", f.ref}, {"group-of-2", f.nodes[0]}} {
 		b.Run(c.name, func(b *testing.B) {
-			url := c.env.URL + "/v1/segments/shop/all/members?at=2026-02-01T00:00:00Z"
-			rows := 0
-			start := time.Now()
-			for b.Loop() {
-				req, _ := http.NewRequest(http.MethodGet, url, nil)
-				req.Header.Set("Authorization", "Bearer "+token)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil || resp.StatusCode != 200 {
-					b.Fatal(err, resp.StatusCode)
-				}
-				nb, _ := io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if nb < n*40 {
-					b.Fatalf("body of %d bytes for %d members", nb, n)
-				}
-				rows += n
-			}
-			b.ReportMetric(float64(rows)/time.Since(start).Seconds(), "rows/s")
+			benchExport(b, c.env.URL+"/v1/segments/shop/all/members?at=2026-02-01T00:00:00Z", n)
 		})
 	}
 }

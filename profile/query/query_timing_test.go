@@ -44,13 +44,6 @@ func BenchmarkVisitorGet(b *testing.B) {
 	url := e.URL + "/v1/visitors/shop/" + profiletest.Visitor(500).String()
 	b.ReportAllocs()
 	for b.Loop() {
-		req, _ := http.NewRequest(http.MethodGet, url, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			b.Fatal(err, resp.StatusCode)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		benchGet(b, url)
 	}
 }
