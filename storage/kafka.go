@@ -36,6 +36,10 @@ type KafkaOptions struct {
 	// OpenKafkaLog creates. Default 1.
 	ReplicationFactor int
 
+	// TopicConfig are the settings of a topic that OpenKafkaLog creates,
+	// e.g. cleanup.policy=compact; nil: the brokers' defaults.
+	TopicConfig map[string]string
+
 	// Compression of produced batches: "snappy" (default), "lz4", "zstd",
 	// "gzip" or "none".
 	Compression string
@@ -250,10 +254,15 @@ func (l *KafkaLog) lookupTopic(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("cannot find topic %q on %v: %w", topic, brokers, err)
 	}
 
+	var entries []kafka.ConfigEntry
+	for name, value := range l.opts.TopicConfig {
+		entries = append(entries, kafka.ConfigEntry{ConfigName: name, ConfigValue: value})
+	}
 	resp, err := l.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic:             topic,
 		NumPartitions:     l.opts.Partitions,
 		ReplicationFactor: l.opts.ReplicationFactor,
+		ConfigEntries:     entries,
 	}}})
 	if err == nil {
 		err = resp.Errors[topic]
@@ -315,6 +324,8 @@ func (l *KafkaLog) Partitions() int { return l.partitions }
 func (l *KafkaLog) Partition(key []byte) int { return PartitionFor(key, l.partitions) }
 
 // Append produces msgs with acks=all and returns once all are acknowledged.
+// A message with a nil Value is a tombstone (a compacted topic drops its
+// key).
 // Broker failures and WriteTimeout passing return errors wrapping ErrFull;
 // ctx ending returns ctx's error. msgs are copied first: kafka-go may still
 // hold a batch after a cancelled call returns.
@@ -344,9 +355,11 @@ func (l *KafkaLog) Append(ctx context.Context, msgs []Message) error {
 			buf = append(buf, m.Key...)
 			km.Key = buf[start:len(buf):len(buf)]
 		}
-		start := len(buf)
-		buf = append(buf, m.Value...)
-		km.Value = buf[start:len(buf):len(buf)]
+		if m.Value != nil { // nil stays nil: a tombstone of a compacted topic
+			start := len(buf)
+			buf = append(buf, m.Value...)
+			km.Value = buf[start:len(buf):len(buf)]
+		}
 	}
 
 	wctx, cancel := context.WithTimeout(ctx, l.opts.WriteTimeout)

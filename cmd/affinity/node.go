@@ -205,6 +205,7 @@ func runBuild(ctx context.Context, args []string) error {
 	own := fs.String("own", "", "partitions of the topic this builder consumes, e.g. 0-3,8; empty: those --group assigns it")
 	gf := addGroupFlags(fs)
 	changesTopic := fs.String("changes-topic", "affinity-segment-changes", "Kafka topic the segments' change records are produced to (key site|segment, JSON value); empty: none")
+	df := addDefsFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -219,6 +220,7 @@ func runBuild(ctx context.Context, args []string) error {
 		pf.owned, pf.group = []int{}, gf
 		gf.brokers, gf.topic, gf.metrics = kf.brokers.values, kf.opts.Topic, metrics.NewSet()
 	}
+	pf.defs = df.options(fs, pf.group != nil, kf.brokers.values)
 	w, err := nf.openWatcher()
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/affinityhq/affinity/internal/budget"
 	"github.com/affinityhq/affinity/internal/duration"
 	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/query"
 	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/profile/service"
@@ -43,6 +44,9 @@ type profileFlags struct {
 	// changes, set by build, is the Kafka changes topic the segments'
 	// change records are produced to (changes.go).
 	changes storage.Log
+	// defs, set by build, is its definitions topic (defs.go); nil: the
+	// definitions apply to this node alone.
+	defs *defs.Options
 }
 
 func addProfileFlags(fs *flag.FlagSet) *profileFlags {
@@ -185,6 +189,7 @@ func openProfiles(data string, pf *profileFlags, l storage.Log, w *diskwatch.Wat
 		Retention:       pf.retention,
 		Logger:          log.Printf,
 	}
+	so.Definitions = pf.defs
 	if pf.changes != nil {
 		so.ChangesSink = changesSink(pf.changes)
 	}

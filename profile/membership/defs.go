@@ -129,6 +129,13 @@ func (e *Engine) Rule(site, name string) (*segment.Rule, bool) {
 	return nil, false
 }
 
+// CheckRule returns the error PutPer would refuse src with (an
+// *invalid.Error holding a *segment.Error), storing nothing.
+func (e *Engine) CheckRule(src string) error {
+	_, err := segment.Compile(src, e.opts.Rules)
+	return err
+}
+
 // Put is PutPer of a per-visitor segment.
 func (e *Engine) Put(site, name, src string) (d Definition, created bool, err error) {
 	return e.PutPer(site, name, src, PerVisitor)

@@ -48,12 +48,8 @@ func Sign(secret string, body []byte) string {
 // change records sequenced from now on; changing the URL or secret of an
 // existing webhook keeps its position.
 func (e *Engine) SetWebhook(site, name, rawURL, secret string) error {
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return invalid.Errorf("invalid webhook url %q: want http(s)://host/path", rawURL)
-	}
-	if secret == "" || len(secret) > 1024 {
-		return invalid.Errorf("invalid webhook secret: want 1..1024 bytes")
+	if err := CheckWebhook(rawURL, secret); err != nil {
+		return err
 	}
 	if _, ok, err := e.Definition(site, name); err != nil || !ok {
 		if err == nil {
@@ -74,6 +70,19 @@ func (e *Engine) SetWebhook(site, name, rawURL, secret string) error {
 		}
 	}
 	return b.Commit()
+}
+
+// CheckWebhook returns an *invalid.Error unless rawURL and secret make a
+// webhook SetWebhook takes.
+func CheckWebhook(rawURL, secret string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return invalid.Errorf("invalid webhook url %q: want http(s)://host/path", rawURL)
+	}
+	if secret == "" || len(secret) > 1024 {
+		return invalid.Errorf("invalid webhook secret: want 1..1024 bytes")
+	}
+	return nil
 }
 
 // GetWebhook returns the webhook of a segment.

@@ -15,6 +15,7 @@ import (
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/campaign"
+	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/importer"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/query"
@@ -58,6 +59,9 @@ type Options struct {
 	Query func(*query.Options)
 	// Builder, if set, adjusts the options of the builder.
 	Builder func(*builder.Options)
+	// Definitions, if set (with Serve), makes the query API write its
+	// definitions to that topic and apply them from it (Env.Definitions).
+	Definitions *defs.Options
 }
 
 // Env is a running profile side in one directory. Open starts it; it
@@ -72,6 +76,9 @@ type Env struct {
 	// query API serves; nil unless Segments is set.
 	Campaigns *campaign.Store
 	Query     *query.Handler // nil unless Options.Serve
+	// Definitions is the definitions topic's consumer; nil unless
+	// Options.Definitions.
+	Definitions *defs.Log
 	URL       string         // of the query API: "http://127.0.0.1:port"
 	Config    *profile.Config
 	Metrics   *metrics.Set // of the builder, membership and query API
@@ -145,12 +152,12 @@ func Open(t testing.TB, opts Options) *Env {
 		}
 	}
 	if opts.Serve {
-		e.serve(t, opts.Query)
+		e.serve(t, opts.Query, opts.Definitions)
 	}
 	return e
 }
 
-func (e *Env) serve(t testing.TB, tune func(*query.Options)) {
+func (e *Env) serve(t testing.TB, tune func(*query.Options), do *defs.Options) {
 	t.Helper()
 	qo := query.DefaultOptions()
 	qo.State, qo.Builder, qo.Config, qo.Metrics, qo.Now = e.DB, e.Builder, e.Config, e.Metrics, e.Clock.Now
@@ -161,11 +168,24 @@ func (e *Env) serve(t testing.TB, tune func(*query.Options)) {
 	if qo.Importer, err = importer.New(importer.Options{Log: e.Log, Committed: e.DB, Metrics: e.Metrics, Now: e.Clock.Now}); err != nil {
 		t.Fatalf("cannot create the importer: %s", err)
 	}
+	if do != nil {
+		o := *do
+		o.Logger = t.Logf
+		if e.Definitions, err = defs.New(o, e.DB); err != nil {
+			t.Fatalf("cannot open the definitions topic: %s", err)
+		}
+		qo.Definitions = e.Definitions
+	}
 	if tune != nil {
 		tune(&qo)
 	}
 	if e.Query, err = query.New(qo); err != nil {
 		t.Fatalf("cannot create the query API: %s", err)
+	}
+	if e.Definitions != nil {
+		if err := e.Definitions.Start(e.Query.ApplyDefinition); err != nil {
+			t.Fatalf("cannot start the definitions consumer: %s", err)
+		}
 	}
 	if e.srv, err = api.New(api.Options{Token: Token}); err != nil {
 		t.Fatalf("cannot create the API server: %s", err)
@@ -191,6 +211,11 @@ func (e *Env) Close(t testing.TB) {
 		defer cancel()
 		if err := e.srv.Shutdown(ctx); err != nil {
 			t.Errorf("API server Shutdown: %s", err)
+		}
+	}
+	if e.Definitions != nil {
+		if err := e.Definitions.Close(); err != nil {
+			t.Errorf("definitions Close: %s", err)
 		}
 	}
 	if e.Segments != nil {

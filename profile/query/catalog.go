@@ -13,6 +13,7 @@ import (
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/catalog"
+	"github.com/affinityhq/affinity/profile/defs"
 )
 
 const catalogPrefix = "/v1/catalog/"
@@ -97,30 +98,41 @@ func (h *Handler) putCatalog(ctx *fasthttp.RequestCtx, site string) {
 		h.refuse(ctx, err)
 		return
 	}
-	// Pass 2: store.
-	w, err := h.opts.State.NewProductWriter(site)
+	// Pass 2: store. Catalog uploads are upserts, so each is its own
+	// record on the definitions topic (named by a fresh upload id): a
+	// node replaying the topic applies every one, in order.
+	v, err := h.writeDefinition(&defs.Record{Kind: defs.KindCatalog, Op: defs.OpPut, Site: site, Name: defs.NewUploadID(),
+		Args: []string{string(ctx.Request.Header.ContentType())}, Body: body})
 	if err != nil {
-		h.refuse(ctx, err)
+		h.refuseDefinition(ctx, err)
 		return
 	}
+	n = v.(int)
+	h.m.catalogPuts.Inc()
+	h.m.catalogProducts.Add(n)
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"products":` + strconv.Itoa(n) + "}\n")
+}
+
+// storeCatalog stores the products of a validated upload (ApplyDefinition)
+// and returns their count.
+func (h *Handler) storeCatalog(site string, body []byte, format catalog.Format) (int, error) {
+	w, err := h.opts.State.NewProductWriter(site)
+	if err != nil {
+		return 0, err
+	}
 	var val []byte
+	n := 0
 	err = catalog.Parse(bytes.NewReader(body), format, h.opts.Catalog, func(_ int, p *catalog.Product) error {
+		n++
 		val = catalog.AppendProduct(val[:0], p)
 		return w.Put(p.ID, val)
 	})
 	if err != nil {
 		w.Cancel()
-		h.internalError(ctx, err)
-		return
+		return 0, err
 	}
-	if err := w.Flush(); err != nil {
-		h.internalError(ctx, err)
-		return
-	}
-	h.m.catalogPuts.Inc()
-	h.m.catalogProducts.Add(n)
-	ctx.SetContentType("application/json")
-	ctx.SetBodyString(`{"products":` + strconv.Itoa(n) + "}\n")
+	return n, w.Flush()
 }
 
 var errTooLarge = errors.New("too large")

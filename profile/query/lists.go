@@ -12,6 +12,7 @@ import (
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/lists"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/tracker/event"
@@ -96,11 +97,18 @@ func (h *Handler) putList(ctx *fasthttp.RequestCtx, site, name string) {
 		api.Error(ctx, fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("list larger than the limit of %d bytes (after gunzip)", h.opts.MaxListBytes))
 		return
 	}
-	m, _, err := h.opts.Segments.PutList(site, name, bytes.NewReader(body), format)
-	if err != nil {
+	// Validate the whole upload before it is written anywhere.
+	if err := lists.Parse(bytes.NewReader(body), format, func(int, []byte, []byte) error { return nil }); err != nil {
 		h.refuse(ctx, err)
 		return
 	}
+	v, err := h.writeDefinition(&defs.Record{Kind: defs.KindList, Op: defs.OpPut, Site: site, Name: name,
+		Args: []string{string(ctx.Request.Header.ContentType())}, Body: body})
+	if err != nil {
+		h.refuseDefinition(ctx, err)
+		return
+	}
+	m := v.(lists.Meta)
 	if m.Pending == 0 {
 		ctx.SetStatusCode(fasthttp.StatusCreated)
 	}
@@ -109,12 +117,20 @@ func (h *Handler) putList(ctx *fasthttp.RequestCtx, site, name string) {
 }
 
 func (h *Handler) deleteList(ctx *fasthttp.RequestCtx, site, name string) {
-	found, _, err := h.opts.Segments.DeleteList(site, name)
-	if err != nil {
-		h.refuse(ctx, err)
+	if _, found, err := h.opts.Segments.Lists().Meta(site, name); err != nil || !found {
+		if err != nil {
+			h.refuse(ctx, err)
+		} else {
+			h.noList(ctx, site, name)
+		}
 		return
 	}
-	if !found {
+	v, err := h.writeDefinition(&defs.Record{Kind: defs.KindList, Op: defs.OpDelete, Site: site, Name: name})
+	if err != nil {
+		h.refuseDefinition(ctx, err)
+		return
+	}
+	if !v.(bool) {
 		h.noList(ctx, site, name)
 		return
 	}

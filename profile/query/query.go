@@ -18,6 +18,7 @@ import (
 	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/catalog"
+	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/importer"
 	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/profile/membership"
@@ -64,6 +65,10 @@ type Options struct {
 	Catalog catalog.Options
 	// Importer serves /v1/import (import.go); nil: it answers 503.
 	Importer *importer.Importer
+	// Definitions, if set, carries the definition writes (segments,
+	// webhooks, lists, catalog) to every node of a cluster (defs.go);
+	// nil: they apply to this node alone.
+	Definitions *defs.Log
 	// MaxImportBytes bounds one orders upload after gunzip, in bytes; above
 	// it POST answers 413. Default 256 MiB, the listener's body limit.
 	MaxImportBytes int

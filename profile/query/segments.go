@@ -2,6 +2,7 @@ package query
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -151,11 +153,16 @@ func (h *Handler) putSegment(ctx *fasthttp.RequestCtx, site, name string) {
 		h.refuse(ctx, err)
 		return
 	}
-	d, created, err := h.opts.Segments.PutPer(site, name, src, per)
-	if err != nil {
+	if err := h.opts.Segments.CheckRule(src); err != nil {
 		h.refuse(ctx, err)
 		return
 	}
+	v, err := h.writeDefinition(&defs.Record{Kind: defs.KindSegment, Op: defs.OpPut, Site: site, Name: name, Args: []string{per.String()}, Body: []byte(src)})
+	if err != nil {
+		h.refuseDefinition(ctx, err)
+		return
+	}
+	d, created := v.(segmentPut).d, v.(segmentPut).created
 	if created {
 		ctx.SetStatusCode(fasthttp.StatusCreated)
 	}
@@ -176,12 +183,15 @@ func (h *Handler) getSegment(ctx *fasthttp.RequestCtx, site, name string) {
 }
 
 func (h *Handler) deleteSegment(ctx *fasthttp.RequestCtx, site, name string) {
-	ok, err := h.opts.Segments.Delete(site, name)
-	if err != nil {
-		h.internalError(ctx, err)
+	if !h.segmentExists(ctx, site, name) {
 		return
 	}
-	if !ok {
+	v, err := h.writeDefinition(&defs.Record{Kind: defs.KindSegment, Op: defs.OpDelete, Site: site, Name: name})
+	if err != nil {
+		h.refuseDefinition(ctx, err)
+		return
+	}
+	if !v.(bool) {
 		h.noSegment(ctx, site, name)
 		return
 	}
@@ -308,28 +318,40 @@ func (h *Handler) serveWebhook(ctx *fasthttp.RequestCtx, site, name string) {
 			h.badRequest(ctx, `invalid webhook: want {"url":"https://…","secret":"…"}: `+quote.OneLine(err.Error()))
 			return
 		}
-		if _, ok, err := m.Definition(site, name); err != nil || !ok {
-			if err != nil {
-				h.internalError(ctx, err)
-			} else {
-				h.noSegment(ctx, site, name)
-			}
+		if err := membership.CheckWebhook(req.URL, req.Secret); err != nil {
+			h.refuse(ctx, err)
 			return
 		}
-		if err := m.SetWebhook(site, name, req.URL, req.Secret); err != nil {
-			h.refuse(ctx, err)
+		if !h.segmentExists(ctx, site, name) {
+			return
+		}
+		_, err := h.writeDefinition(&defs.Record{Kind: defs.KindWebhook, Op: defs.OpPut, Site: site, Name: name, Args: []string{req.URL, req.Secret}})
+		if errors.Is(err, defs.ErrMissing) { // deleted meanwhile
+			h.noSegment(ctx, site, name)
+			return
+		}
+		if err != nil {
+			h.refuseDefinition(ctx, err)
 			return
 		}
 		h.getWebhook(ctx, site, name)
 	case ctx.IsGet() || ctx.IsHead():
 		h.getWebhook(ctx, site, name)
 	case ctx.IsDelete():
-		ok, err := m.DeleteWebhook(site, name)
-		if err != nil {
-			h.internalError(ctx, err)
+		if _, ok, err := m.GetWebhook(site, name); err != nil || !ok {
+			if err != nil {
+				h.internalError(ctx, err)
+			} else {
+				api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no webhook on segment %s of site %s", quote.Value(name), quote.Value(site)))
+			}
 			return
 		}
-		if !ok {
+		v, err := h.writeDefinition(&defs.Record{Kind: defs.KindWebhook, Op: defs.OpDelete, Site: site, Name: name})
+		if err != nil {
+			h.refuseDefinition(ctx, err)
+			return
+		}
+		if !v.(bool) {
 			api.Error(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no webhook on segment %s of site %s", quote.Value(name), quote.Value(site)))
 			return
 		}

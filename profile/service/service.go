@@ -18,6 +18,7 @@ import (
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/campaign"
+	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/importer"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/query"
@@ -70,6 +71,10 @@ type Options struct {
 	// OnBadgerError, if set, sees every error the state's Badger logs
 	// (state.Options.OnBadgerError).
 	OnBadgerError func(msg string)
+	// Definitions, if set, is the definitions topic the query API writes
+	// segments, webhooks, lists and catalog uploads to, and the node
+	// applies them from (profile/defs); nil: they apply locally.
+	Definitions *defs.Options
 }
 
 // Service is a running profile side. Open starts it; StopBuilder and Close
@@ -82,6 +87,9 @@ type Service struct {
 	// query API serves it, the collector resolves tokens with it.
 	Campaigns *campaign.Store
 	Query     *query.Handler
+	// Definitions is the definitions topic's consumer; nil without
+	// Options.Definitions.
+	Definitions *defs.Log
 	// Metrics holds the series of the builder, segments and query API.
 	Metrics *metrics.Set
 
@@ -149,8 +157,14 @@ func Open(opts Options) (*Service, error) {
 	if opts.MaxCatalogBytes > 0 {
 		qo.MaxCatalogBytes = opts.MaxCatalogBytes
 	}
+	if opts.Definitions != nil {
+		if s.Definitions, err = defs.New(*opts.Definitions, db); err != nil {
+			return nil, errors.Join(err, db.Close())
+		}
+		qo.Definitions = s.Definitions
+	}
 	if s.Query, err = query.New(qo); err != nil {
-		return nil, errors.Join(err, db.Close())
+		return nil, errors.Join(err, s.closeDefinitions(), db.Close())
 	}
 	if err := s.Builder.Start(); err != nil {
 		return nil, errors.Join(err, db.Close())
@@ -158,7 +172,21 @@ func Open(opts Options) (*Service, error) {
 	if err := s.Segments.Start(s.Builder); err != nil {
 		return nil, errors.Join(err, s.Builder.Close(), db.Close())
 	}
+	if s.Definitions != nil {
+		// The node answers once it holds every definition on the topic.
+		if err := s.Definitions.Start(s.Query.ApplyDefinition); err != nil {
+			return nil, errors.Join(err, s.Close())
+		}
+	}
 	return s, nil
+}
+
+// closeDefinitions stops the definitions consumer, if any.
+func (s *Service) closeDefinitions() error {
+	if s.Definitions == nil {
+		return nil
+	}
+	return s.Definitions.Close()
 }
 
 // Register adds the query and segment API to the internal listener.
@@ -174,7 +202,7 @@ func (s *Service) Status(dst []byte) []byte { return s.Builder.Status().AppendTe
 // StopBuilder lets the builder commit the batch it is applying and stop,
 // with segment membership. Idempotent.
 func (s *Service) StopBuilder() error {
-	s.stopOnce.Do(func() { s.stopErr = errors.Join(s.Segments.Close(), s.Builder.Close()) })
+	s.stopOnce.Do(func() { s.stopErr = errors.Join(s.closeDefinitions(), s.Segments.Close(), s.Builder.Close()) })
 	return s.stopErr
 }
 
