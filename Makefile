@@ -47,7 +47,8 @@ FUZZ_REST = ./profile:FuzzDecodeProfile ./profile/segment:FuzzParse \
 	./profile/people:FuzzParseID \
 	./profile/lists:FuzzParseCSV ./profile/lists:FuzzParseNDJSON ./profile/lists:FuzzDecodeHead \
 	./profile/campaign:FuzzParseToken ./profile/campaign:FuzzDecodeEngagement \
-	./profile/cluster:FuzzDecodeMeta ./profile/query:FuzzParsePartitions ./profile/query:FuzzMergeStreams
+	./profile/cluster:FuzzDecodeMeta ./profile/query:FuzzParsePartitions ./profile/query:FuzzMergeStreams \
+	./profile/defs:FuzzDecodeRecord
 fuzz:
 	@set -e; for t in $(FUZZ_WIRE); do \
 		echo "fuzz $$t for $(FUZZTIME)"; $(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) $${t%%:*}; done; \

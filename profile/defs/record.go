@@ -39,6 +39,10 @@ type Record struct {
 	// whose body came in Chunks chunk records.
 	Body []byte
 
+	// At is when the write was made (Unix ms, the writer's clock): every
+	// node stores it as the definition's created or updated time.
+	At int64
+
 	// Origin and Request identify the node and the request that wrote
 	// the record: the consumer of that node answers its Submit.
 	Origin, Request uint64
@@ -69,10 +73,11 @@ func (r *Record) AppendKey(dst []byte) []byte {
 
 // AppendValue appends the record's value:
 //
-//	version 1 | op byte | origin uvarint | request uvarint | n uvarint, n × arg str |
+//	version 1 | op byte | at varint ms | origin uvarint | request uvarint | n uvarint, n × arg str |
 //	upload uvarint | chunks uvarint | index uvarint | body bytes
 func (r *Record) AppendValue(dst []byte) []byte {
 	dst = append(dst, recordVersion, r.Op)
+	dst = codec.AppendVarint(dst, r.At)
 	dst = codec.AppendUvarint(dst, r.Origin)
 	dst = codec.AppendUvarint(dst, r.Request)
 	dst = codec.AppendUvarint(dst, uint64(len(r.Args)))
@@ -110,6 +115,7 @@ func (r *Record) Decode(key, value []byte) error {
 	if vr.Err() == nil && (r.Op < OpPut || r.Op > OpChunk) {
 		vr.FailAt(1, fmt.Sprintf("unknown op %d", r.Op))
 	}
+	r.At = vr.Varint()
 	r.Origin = vr.Uvarint()
 	r.Request = vr.Uvarint()
 	n := vr.Count(1)

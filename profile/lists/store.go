@@ -156,6 +156,13 @@ func (s *Store) Unsettled() ([]Meta, error) {
 // Lock(site, name), re-evaluates what depends on Diff(m.Pending, m.Gen)
 // and calls Settle.
 func (s *Store) Put(site, name string, r io.Reader, f Format) (m Meta, err error) {
+	return s.PutAt(site, name, r, f, s.now())
+}
+
+// PutAt is Put of an upload made at now: a list applied from the
+// definitions topic carries its writer's clock, so that every node
+// stores the same created and updated times.
+func (s *Store) PutAt(site, name string, r io.Reader, f Format, now time.Time) (m Meta, err error) {
 	if err := checkSite(site); err != nil {
 		return m, err
 	}
@@ -210,7 +217,7 @@ func (s *Store) Put(site, name string, r io.Reader, f Format) (m Meta, err error
 		}
 		return m, fmt.Errorf("cannot store list %q of site %q: %w", name, site, err)
 	}
-	m = Meta{Site: site, Name: name, Gen: gen, Rows: rows, Emails: uint64(emails.n), Customers: uint64(customers.n), Created: s.now().UnixMilli(), Unsettled: true}
+	m = Meta{Site: site, Name: name, Gen: gen, Rows: rows, Emails: uint64(emails.n), Customers: uint64(customers.n), Created: now.UnixMilli(), Unsettled: true}
 	m.Updated = m.Created
 	if found && old.Gen != 0 {
 		m.Created, m.Pending = old.Created, old.Gen

@@ -151,6 +151,13 @@ func (e *Engine) Put(site, name, src string) (d Definition, created bool, err er
 // (they were keyed by what the segment no longer counts), and the
 // backfill enters the new ones.
 func (e *Engine) PutPer(site, name, src string, per Per) (d Definition, created bool, err error) {
+	return e.PutPerAt(site, name, src, per, e.now())
+}
+
+// PutPerAt is PutPer of a write made at now: a definition applied from
+// the definitions topic carries its writer's clock, so that every node
+// stores the same created and updated times.
+func (e *Engine) PutPerAt(site, name, src string, per Per, now int64) (d Definition, created bool, err error) {
 	if err := checkSite(site); err != nil {
 		return d, false, err
 	}
@@ -184,7 +191,6 @@ func (e *Engine) PutPer(site, name, src string, per Per) (d Definition, created 
 			}
 		}
 	}
-	now := e.now()
 	d = Definition{Site: site, Name: name, Source: src, Gen: old.Gen + 1, Backfilled: old.Backfilled, Created: now, Updated: now, Per: per}
 	if found && !perChanged {
 		d.Created, d.ID = old.Created, old.ID

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/lists"
@@ -59,8 +60,13 @@ func (e *Engine) Lists() *lists.Store { return e.lists }
 // naming its line) and changes nothing. A second change of the same list
 // waits for the first one's re-evaluation.
 func (e *Engine) PutList(site, name string, r io.Reader, f lists.Format) (lists.Meta, *Backfill, error) {
+	return e.PutListAt(site, name, r, f, e.opts.Now())
+}
+
+// PutListAt is PutList of an upload made at now (lists.Store.PutAt).
+func (e *Engine) PutListAt(site, name string, r io.Reader, f lists.Format, now time.Time) (lists.Meta, *Backfill, error) {
 	unlock := e.lists.Lock(site, name)
-	m, err := e.lists.Put(site, name, r, f)
+	m, err := e.lists.PutAt(site, name, r, f, now)
 	if err != nil {
 		unlock()
 		return m, nil, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -30,6 +31,7 @@ type segmentPut struct {
 // writeDefinition applies r on this node alone, or writes it to the
 // definitions topic and returns this node's result once applied.
 func (h *Handler) writeDefinition(r *defs.Record) (any, error) {
+	r.At = h.opts.Now().UnixMilli()
 	if h.opts.Definitions == nil {
 		return h.ApplyDefinition(r)
 	}
@@ -68,7 +70,7 @@ func (h *Handler) ApplyDefinition(r *defs.Record) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		d, created, err := seg.PutPer(r.Site, r.Name, string(r.Body), per)
+		d, created, err := seg.PutPerAt(r.Site, r.Name, string(r.Body), per, r.At)
 		return segmentPut{d, created}, err
 	case r.Kind == defs.KindSegment && r.Op == defs.OpDelete:
 		return seg.Delete(r.Site, r.Name)
@@ -87,7 +89,7 @@ func (h *Handler) ApplyDefinition(r *defs.Record) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		m, _, err := seg.PutList(r.Site, r.Name, bytes.NewReader(r.Body), format)
+		m, _, err := seg.PutListAt(r.Site, r.Name, bytes.NewReader(r.Body), format, time.UnixMilli(r.At))
 		return m, err
 	case r.Kind == defs.KindList && r.Op == defs.OpDelete:
 		found, _, err := seg.DeleteList(r.Site, r.Name)
