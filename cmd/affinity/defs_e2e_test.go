@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"net/http"
 	"regexp"
@@ -13,7 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/profile/profiletest"
 )
 
 // nodeLocal matches what differs between nodes by design: a node's own
@@ -88,23 +87,6 @@ func membersOf(t *testing.T, p *proc, name string) []string {
 	return vs
 }
 
-// defsTopicEnd returns the offset after the definitions topic's last record.
-func defsTopicEnd(t *testing.T, kafka string) int64 {
-	t.Helper()
-	ko := storage.DefaultKafkaOptions(strings.Split(kafka, ",")...)
-	ko.Topic, ko.CreateTopic = "affinity-definitions", false
-	kl, err := storage.OpenKafkaLog(context.Background(), ko)
-	if err != nil {
-		t.Fatalf("cannot open the definitions topic: %s", err)
-	}
-	defer kl.Close()
-	_, end, err := kl.Offsets(context.Background(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return end
-}
-
 // TestClusterSharesDefinitions runs two builders in a group and a
 // reference builder pinned to every partition, all on the definitions
 // topic of a 3-broker kfake. Definitions written on either member — a
@@ -119,12 +101,8 @@ func TestClusterSharesDefinitions(t *testing.T) {
 		site  = "e2e"
 		topic = "events"
 	)
-	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(parts, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	kafka := strings.Join(c.ListenAddrs(), ",")
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(parts, topic))
+	kafka := strings.Join(brokers, ",")
 	col := startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--site", site)
 	common := []string{"--kafka", kafka, "--topic", topic, "--changes-topic", "", "--defs-chunk-bytes", "64"}
 	member := func(dir string) *proc {
@@ -162,13 +140,13 @@ func TestClusterSharesDefinitions(t *testing.T) {
 	})
 	put(b, "DELETE", "/v1/segments/e2e/tmp", "", "", 204)
 
-	end := defsTopicEnd(t, kafka)
+	end := profiletest.TopicEnd(t, brokers, "affinity-definitions")
 	got := put(b, "PUT", "/v1/segments/e2e/bad", "text/plain", `count(purchase, 90d >= 1`, 400)
 	if !strings.Contains(got, "invalid") && !strings.Contains(got, "expect") {
 		t.Errorf("bad rule: %s; want a reason", got)
 	}
 	put(b, "PUT", "/v1/lists/e2e/bad", "text/csv", "email\nnot-an-email\n", 400)
-	if after := defsTopicEnd(t, kafka); after != end {
+	if after := profiletest.TopicEnd(t, brokers, "affinity-definitions"); after != end {
 		t.Errorf("refused writes on B: the definitions topic grew from %d to %d records", end, after)
 	}
 	if code, body := apiDo(t, http.MethodGet, a.api+"/v1/segments/e2e/bad", "", nil); code != http.StatusNotFound {

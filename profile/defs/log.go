@@ -1,6 +1,7 @@
 package defs
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -117,21 +118,11 @@ type upload struct {
 // partition. The Log consumes nothing before Start.
 func New(opts Options, db *state.DB) (*Log, error) {
 	def := DefaultOptions()
-	if opts.Topic == "" {
-		opts.Topic = def.Topic
-	}
-	if opts.ReplicationFactor == 0 {
-		opts.ReplicationFactor = def.ReplicationFactor
-	}
-	if opts.ChunkBytes == 0 {
-		opts.ChunkBytes = def.ChunkBytes
-	}
-	if opts.ApplyTimeout == 0 {
-		opts.ApplyTimeout = def.ApplyTimeout
-	}
-	if opts.StartTimeout == 0 {
-		opts.StartTimeout = def.StartTimeout
-	}
+	opts.Topic = cmp.Or(opts.Topic, def.Topic)
+	opts.ReplicationFactor = cmp.Or(opts.ReplicationFactor, def.ReplicationFactor)
+	opts.ChunkBytes = cmp.Or(opts.ChunkBytes, def.ChunkBytes)
+	opts.ApplyTimeout = cmp.Or(opts.ApplyTimeout, def.ApplyTimeout)
+	opts.StartTimeout = cmp.Or(opts.StartTimeout, def.StartTimeout)
 	if opts.ChunkBytes < 1 || opts.ChunkBytes > 900<<10 {
 		return nil, fmt.Errorf("invalid definitions chunk size %d bytes: want 1..%d (--defs-chunk-bytes)", opts.ChunkBytes, 900<<10)
 	}

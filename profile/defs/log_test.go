@@ -7,24 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
 )
-
-// startKafka starts an in-process three-broker Kafka over TCP, closed
-// when t ends.
-func startKafka(t *testing.T) []string {
-	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(3))
-	if err != nil {
-		t.Fatalf("cannot start kfake: %s", err)
-	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()
-}
 
 // chunkBytes is small, so a list of a few rows travels in chunks.
 const chunkBytes = 32
@@ -34,23 +20,6 @@ func openNode(t *testing.T, brokers []string, dir string) *profiletest.Env {
 	o := defs.DefaultOptions()
 	o.Brokers, o.Topic, o.ChunkBytes, o.ApplyTimeout = brokers, "defs-test", chunkBytes, 20*time.Second
 	return profiletest.Open(t, profiletest.Options{Dir: dir, Serve: true, Definitions: &o})
-}
-
-// topicEnd returns the offset after the last record of the definitions topic.
-func topicEnd(t *testing.T, brokers []string) int64 {
-	t.Helper()
-	ko := storage.DefaultKafkaOptions(brokers...)
-	ko.Topic, ko.CreateTopic = "defs-test", false
-	kl, err := storage.OpenKafkaLog(context.Background(), ko)
-	if err != nil {
-		t.Fatalf("cannot open the definitions topic: %s", err)
-	}
-	defer kl.Close()
-	_, end, err := kl.Offsets(context.Background(), 0)
-	if err != nil {
-		t.Fatalf("cannot read the topic's end: %s", err)
-	}
-	return end
 }
 
 func do(t *testing.T, e *profiletest.Env, method, path, ct, body string, want int) string {
@@ -95,7 +64,7 @@ func stripVolatile(s string) string {
 const listCSV = "email,customer_id\na@example.com,\nb@example.com,\nc@example.com,\n,cust-1\n,cust-2\nd@example.com,\n"
 
 func TestDefinitionsReachEveryNode(t *testing.T) {
-	brokers := startKafka(t)
+	brokers := profiletest.StartKafka(t)
 	a, bDir := openNode(t, brokers, ""), t.TempDir()
 	b := openNode(t, brokers, bDir)
 
@@ -110,14 +79,14 @@ func TestDefinitionsReachEveryNode(t *testing.T) {
 	do(t, b, "DELETE", "/v1/segments/shop/crm", "", "", 204)
 
 	// A write on B that its validation refuses reaches no node.
-	end := topicEnd(t, brokers)
+	end := profiletest.TopicEnd(t, brokers, "defs-test")
 	got := do(t, b, "PUT", "/v1/segments/shop/bad", "text/plain", `count(nonsense`, 400)
 	if !strings.Contains(got, "invalid") && !strings.Contains(got, "expected") {
 		t.Errorf("bad rule: got %s; want a reason", got)
 	}
 	do(t, b, "PUT", "/v1/lists/shop/bad", "text/csv", "email\nnot-an-email\n", 400)
 	do(t, b, "PUT", "/v1/segments/shop/buyers/webhook", "application/json", `{"url":"ftp://x","secret":"s"}`, 400)
-	if after := topicEnd(t, brokers); after != end {
+	if after := profiletest.TopicEnd(t, brokers, "defs-test"); after != end {
 		t.Errorf("refused writes: the topic grew from offset %d to %d; want nothing produced", end, after)
 	}
 	if code, body := a.Get(t, "/v1/segments/shop/bad"); code != 404 {
@@ -157,7 +126,7 @@ func TestDefinitionsReachEveryNode(t *testing.T) {
 // each key's last record: a segment replaced after its webhook was set)
 // is applied with that put, and dropped by a delete.
 func TestWebhookBeforeItsSegment(t *testing.T) {
-	brokers := startKafka(t)
+	brokers := profiletest.StartKafka(t)
 	a := openNode(t, brokers, "")
 	hook := &defs.Record{Kind: defs.KindWebhook, Op: defs.OpPut, Site: "shop", Name: "s1", Args: []string{"http://127.0.0.1:1/h", "k"}}
 	if _, err := a.Definitions.Submit(context.Background(), hook); !errors.Is(err, defs.ErrMissing) {
@@ -191,7 +160,7 @@ func TestWebhookBeforeItsSegment(t *testing.T) {
 // writer that crashed between its chunks, or a head naming chunks of
 // another upload.
 func TestHalfWrittenUploadIsNotApplied(t *testing.T) {
-	brokers := startKafka(t)
+	brokers := profiletest.StartKafka(t)
 	a := openNode(t, brokers, "")
 	ko := storage.DefaultKafkaOptions(brokers...)
 	ko.Topic, ko.CreateTopic = "defs-test", false
@@ -219,7 +188,7 @@ func TestHalfWrittenUploadIsNotApplied(t *testing.T) {
 	// Upload 1 lost its second chunk; upload 2's head finds chunk 1 of
 	// upload 3 only.
 	write(chunk(1, 0, "email\na@example.com\n"), head(1), chunk(2, 0, "email\n"), chunk(3, 1, "b@example.com\n"), head(2))
-	end := topicEnd(t, brokers)
+	end := profiletest.TopicEnd(t, brokers, "defs-test")
 	profiletest.WaitUntil(t, "the node reaching the topic's end", func() bool { return a.Definitions.Applied() >= end })
 	if code, body := a.Get(t, "/v1/lists/shop/crm"); code != 404 {
 		t.Errorf("list of half-written uploads: got %d %s; want 404", code, body)

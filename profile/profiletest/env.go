@@ -79,10 +79,10 @@ type Env struct {
 	// Definitions is the definitions topic's consumer; nil unless
 	// Options.Definitions.
 	Definitions *defs.Log
-	URL       string         // of the query API: "http://127.0.0.1:port"
-	Config    *profile.Config
-	Metrics   *metrics.Set // of the builder, membership and query API
-	Clock     *Clock
+	URL         string // of the query API: "http://127.0.0.1:port"
+	Config      *profile.Config
+	Metrics     *metrics.Set // of the builder, membership and query API
+	Clock       *Clock
 	// MembershipOptions are the options membership was created with.
 	MembershipOptions membership.Options
 

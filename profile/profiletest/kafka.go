@@ -1,0 +1,41 @@
+package profiletest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/affinityhq/affinity/storage"
+)
+
+// StartKafka starts an in-process three-broker Kafka (kfake) on loopback
+// TCP ports, closed when t ends, and returns its addresses.
+func StartKafka(t testing.TB, opts ...kfake.Opt) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(3)}, opts...)...)
+	if err != nil {
+		t.Fatalf("cannot start kfake: %s", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+// TopicEnd returns the offset after the last record of partition 0 of
+// topic: a test compares it before and after to see that nothing was
+// produced.
+func TopicEnd(t testing.TB, brokers []string, topic string) int64 {
+	t.Helper()
+	ko := storage.DefaultKafkaOptions(brokers...)
+	ko.Topic, ko.CreateTopic = topic, false
+	kl, err := storage.OpenKafkaLog(context.Background(), ko)
+	if err != nil {
+		t.Fatalf("cannot open topic %q: %s", topic, err)
+	}
+	defer kl.Close()
+	_, end, err := kl.Offsets(context.Background(), 0)
+	if err != nil {
+		t.Fatalf("cannot read the end of topic %q: %s", topic, err)
+	}
+	return end
+}
