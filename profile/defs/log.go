@@ -93,7 +93,7 @@ type Log struct {
 
 	// Owned by the consumer goroutine.
 	uploads map[uint64]*upload // chunks of uploads whose head has not come
-	held    map[string]Record  // webhooks waiting for their segment, by the segment's key
+	held    map[string]held    // webhooks waiting for their segment, by the segment's key
 	heads   map[string]Record  // each list's last head, whose chunks a later head makes garbage
 
 	caughtUp chan struct{} // closed once next reaches the topic's end at Start
@@ -107,6 +107,13 @@ type Log struct {
 type result struct {
 	v   any
 	err error
+}
+
+// held is a webhook record waiting for its segment, with its offset: a
+// restart must read it again.
+type held struct {
+	rec    Record
+	offset int64
 }
 
 type upload struct {
@@ -146,7 +153,7 @@ func New(opts Options, db *state.DB) (*Log, error) {
 		opts: opts, db: db, kl: kl, origin: randomU64() | 1,
 		offKey:  codec.AppendString([]byte{prefixOffset}, opts.Topic),
 		waiters: map[uint64]chan result{}, uploads: map[uint64]*upload{},
-		held: map[string]Record{}, heads: map[string]Record{},
+		held: map[string]held{}, heads: map[string]Record{},
 		caughtUp: make(chan struct{}), done: make(chan struct{}),
 	}
 	return l, nil
@@ -241,11 +248,15 @@ func (l *Log) consume(ctx context.Context, r storage.Reader, end int64) {
 }
 
 // storeOffset stores where to resume: after rec, or at the first chunk of
-// an upload whose head has not come (a restart must read it again).
+// an upload whose head has not come, or at a held webhook (a restart must
+// read them again).
 func (l *Log) storeOffset(after int64) error {
 	resume := after
 	for _, u := range l.uploads {
 		resume = min(resume, u.first)
+	}
+	for _, h := range l.held {
+		resume = min(resume, h.offset)
 	}
 	b := l.db.NewBatch()
 	if err := b.ExtSet(l.offKey, codec.AppendUvarint([]byte{1}, uint64(resume))); err != nil {
@@ -286,7 +297,7 @@ func (l *Log) handle(sr *storage.Record) {
 	if res.err == nil {
 		res.v, res.err = l.apply(&r)
 	}
-	l.follow(&r, res.err)
+	l.follow(&r, sr.Offset, res.err)
 	switch {
 	case r.Origin == l.origin:
 		l.mu.Lock()
@@ -329,7 +340,7 @@ func (l *Log) assemble(r *Record) ([]byte, error) {
 // applies the webhook held for it, its delete drops it; a list's new
 // head makes the chunks of its last one garbage, which the writer of the
 // new head deletes with tombstones.
-func (l *Log) follow(r *Record, err error) {
+func (l *Log) follow(r *Record, offset int64, err error) {
 	key := r.keyString()
 	switch r.Kind {
 	case KindWebhook:
@@ -337,7 +348,7 @@ func (l *Log) follow(r *Record, err error) {
 			seg := Record{Kind: KindSegment, Site: r.Site, Name: r.Name}
 			h := *r
 			h.Origin = 0 // its Submit has had its answer
-			l.held[seg.keyString()] = h
+			l.held[seg.keyString()] = held{h, offset}
 		} else {
 			seg := Record{Kind: KindSegment, Site: r.Site, Name: r.Name}
 			delete(l.held, seg.keyString())
@@ -349,7 +360,7 @@ func (l *Log) follow(r *Record, err error) {
 		}
 		delete(l.held, key)
 		if r.Op == OpPut && err == nil {
-			if _, err := l.apply(&h); err != nil {
+			if _, err := l.apply(&h.rec); err != nil {
 				l.opts.Logger("defs: the webhook of %s is not applied: %s", r.Describe(), err)
 			}
 		}

@@ -154,6 +154,20 @@ func TestWebhookBeforeItsSegment(t *testing.T) {
 	if code, body := a.Get(t, "/v1/segments/shop/s2/webhook"); code != 404 {
 		t.Errorf("webhook held before a delete of its segment: got %d %s; want 404", code, body)
 	}
+
+	// A held webhook survives a restart: the stored offset stays at it.
+	hook.Name, seg.Name = "s3", "s3"
+	if _, err := a.Definitions.Submit(context.Background(), hook); !errors.Is(err, defs.ErrMissing) {
+		t.Fatalf("webhook of a missing segment: got %v; want ErrMissing", err)
+	}
+	a.Close(t)
+	a = openNode(t, brokers, a.Dir)
+	if _, err := a.Definitions.Submit(context.Background(), seg); err != nil {
+		t.Fatalf("segment put: %s", err)
+	}
+	if code, body := a.Get(t, "/v1/segments/shop/s3/webhook"); code != 200 {
+		t.Errorf("webhook held across a restart, after its segment's put: got %d %s; want it set", code, body)
+	}
 }
 
 // An upload whose chunks are not all on the topic is never applied: a
