@@ -15,7 +15,7 @@ import (
 // chunkBytes is small, so a list of a few rows travels in chunks.
 const chunkBytes = 32
 
-func openNode(t *testing.T, brokers []string, dir string) *profiletest.Env {
+func openNode(t testing.TB, brokers []string, dir string) *profiletest.Env {
 	t.Helper()
 	o := defs.DefaultOptions()
 	o.Brokers, o.Topic, o.ChunkBytes, o.ApplyTimeout = brokers, "defs-test", chunkBytes, 20*time.Second

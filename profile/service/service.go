@@ -7,6 +7,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -196,8 +197,15 @@ func (s *Service) Register(srv *api.Server) { s.Query.Register(srv) }
 func (s *Service) Health(ctx context.Context) error { return s.Builder.Health(ctx) }
 
 // Status appends the builder's progress (events applied, lag per
-// partition) for the body of /healthz.
-func (s *Service) Status(dst []byte) []byte { return s.Builder.Status().AppendText(dst) }
+// partition) for the body of /healthz, and where the definitions
+// consumer is.
+func (s *Service) Status(dst []byte) []byte {
+	dst = s.Builder.Status().AppendText(dst)
+	if s.Definitions != nil {
+		dst = fmt.Appendf(dst, "definitions topic=%s applied=%d\n", s.Definitions.Topic(), s.Definitions.Applied())
+	}
+	return dst
+}
 
 // StopBuilder lets the builder commit the batch it is applying and stop,
 // with segment membership. Idempotent.
