@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
@@ -213,4 +215,42 @@ func TestHalfWrittenUploadIsNotApplied(t *testing.T) {
 		code, body := a.Get(t, "/v1/lists/shop/crm?format=csv")
 		return code == 200 && strings.Contains(body, "b@example.com")
 	})
+}
+
+// A list's new upload makes its writer delete the chunks of the one it
+// replaces with Kafka tombstones (null values, which compaction drops).
+func TestReplacedUploadChunksAreTombstoned(t *testing.T) {
+	brokers := profiletest.StartKafka(t)
+	a := openNode(t, brokers, "")
+	do(t, a, "PUT", "/v1/lists/shop/crm", "text/csv", listCSV, 201)
+	do(t, a, "PUT", "/v1/lists/shop/crm", "text/csv", listCSV+"e@example.com,\n", 200)
+	wantChunks := (len(listCSV) + chunkBytes - 1) / chunkBytes
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: "defs-test", Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	tombstones := map[string]bool{}
+	firstUpload := map[string]bool{}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for len(tombstones) < wantChunks {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("read %d tombstones of %d chunks: %s", len(tombstones), wantChunks, err)
+		}
+		var rec defs.Record
+		switch {
+		case m.Value == nil:
+			if !firstUpload[string(m.Key)] {
+				t.Fatalf("a tombstone of key %q: not a chunk of the replaced upload", m.Key)
+			}
+			tombstones[string(m.Key)] = true
+		case rec.Decode(m.Key, m.Value) != nil:
+			t.Fatalf("a record at offset %d does not decode", m.Offset)
+		case rec.Op == defs.OpChunk && len(firstUpload) < wantChunks: // the first upload's come first
+			firstUpload[string(m.Key)] = true
+		}
+	}
+	if code, body := a.Get(t, "/v1/lists/shop/crm?format=csv"); code != 200 || !strings.Contains(body, "e@example.com") {
+		t.Errorf("the list after its chunks were replaced: %d %s", code, body)
+	}
 }
