@@ -3,6 +3,7 @@ package defs_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -253,4 +254,27 @@ func TestReplacedUploadChunksAreTombstoned(t *testing.T) {
 	if code, body := a.Get(t, "/v1/lists/shop/crm?format=csv"); code != 200 || !strings.Contains(body, "e@example.com") {
 		t.Errorf("the list after its chunks were replaced: %d %s", code, body)
 	}
+}
+
+// An upload of several default-sized chunks (each near Kafka's message
+// limit) reaches another node whole.
+func TestLargeUploadInDefaultChunks(t *testing.T) {
+	brokers := profiletest.StartKafka(t)
+	open := func() *profiletest.Env {
+		o := defs.DefaultOptions()
+		o.Brokers, o.Topic = brokers, "defs-test"
+		return profiletest.Open(t, profiletest.Options{Serve: true, Definitions: &o})
+	}
+	a, b := open(), open()
+	var sb strings.Builder
+	sb.WriteString("email\n")
+	for i := 0; sb.Len() < 3*defs.DefaultOptions().ChunkBytes+100; i++ {
+		sb.WriteString("person-" + strconv.Itoa(i) + "@example.com\n")
+	}
+	rows := strings.Count(sb.String(), "\n") - 1
+	do(t, a, "PUT", "/v1/lists/shop/big", "text/csv", sb.String(), 201)
+	profiletest.WaitUntil(t, "the list on b", func() bool {
+		code, body := b.Get(t, "/v1/lists/shop/big")
+		return code == 200 && strings.Contains(body, `"rows":`+strconv.Itoa(rows)+",")
+	})
 }
