@@ -30,12 +30,17 @@ func TestClusterAnyNodeAnswers(t *testing.T) {
 	const parts, visitors, site = 4, 40, "e2e"
 	col, ref, b1, b2, _ := startBuildGroup(t, parts, site, "events")
 	nodes := []*proc{b1, b2}
-	for _, p := range []*proc{ref, b1, b2} {
-		// Definitions are not shared between nodes yet: each gets its own.
+	for _, p := range []*proc{ref, b1} {
+		// The members share definitions (--defs-topic); the reference,
+		// pinned by --own, gets its own.
 		if code, body := apiDo(t, http.MethodPut, p.api+"/v1/segments/"+site+"/fans", "text/plain", []byte(`count(view) >= 1`)); code != http.StatusCreated {
 			t.Fatalf("PUT segment: %d %s", code, body)
 		}
 	}
+	waitUntil(t, "b2 holding the segment b1 defined", func() bool {
+		code, _ := apiDo(t, http.MethodGet, b2.api+"/v1/segments/"+site+"/fans", "", nil)
+		return code == http.StatusOK
+	})
 
 	// Visitors on every partition, views of three brands; persons of
 	// several devices linked by email and, transitively, customer id.
