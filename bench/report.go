@@ -58,6 +58,7 @@ type Report struct {
 	Soak     *SoakReport     `json:"soak,omitempty"`
 	Import   *ImportReport   `json:"import,omitempty"`
 	Campaign *CampaignReport `json:"campaign,omitempty"`
+	Cluster  *ClusterReport  `json:"cluster,omitempty"`
 }
 
 // WriteJSON writes r, indented, to path.

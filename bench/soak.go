@@ -381,7 +381,8 @@ func (n *nodeProc) logTail() []string {
 }
 
 var (
-	nodeListening = regexp.MustCompile(`listening collector=http://(\S+) api=http://(\S+)`)
+	// nodeListening: the collector is "-" for `affinity build`.
+	nodeListening = regexp.MustCompile(`listening collector=(?:http://)?(\S+) api=http://(\S+)`)
 	// nodeErrorLine matches what the node logs only when something failed.
 	nodeErrorLine = regexp.MustCompile(`ERROR|BUG:|panic|fatal error|cannot |failed`)
 )

@@ -7,12 +7,14 @@
 //	go run ./bench/cmd/affinity-bench --scenario ingest --rounds 5 --phase 10s
 //	go run ./bench/cmd/affinity-bench --scenario soak  # 10 min, not in the default set
 //	go run ./bench/cmd/affinity-bench --scenario campaign  # 1M recipients, ~3 min, not in the default set
+//	go run ./bench/cmd/affinity-bench --scenario cluster   # 1 vs 2 build nodes, a move; ~10 min, not in the default set
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +33,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("affinity-bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "smoke run: every scenario in under a minute (figures are not meaningful)")
-	scenarios := fs.String("scenario", "ingest,build,e2e,query", "scenarios to run, comma-separated: ingest, build, e2e, query, import, soak (10 min), campaign (1M recipients, minutes); the last two not in the default set, campaign in --quick's")
+	scenarios := fs.String("scenario", "ingest,build,e2e,query", "scenarios to run, comma-separated: ingest, build, e2e, query, import, soak (10 min), campaign (1M recipients, minutes), cluster (build nodes in a group, a move; minutes); the last three not in the default set, campaign in --quick's")
 	out := fs.String("out", "bench-report.json", "JSON report path; the SVG charts go beside it (<name>-ingest.svg, -build.svg, -e2e.svg, -query.svg)")
 	dir := fs.String("dir", "", "scratch directory for logs and state (default: a temporary one, removed after)")
 	seed := fs.Uint64("seed", 1, "workload seed: the same seed gives the same traffic")
@@ -74,11 +76,15 @@ func run(args []string) error {
 	co := bench.DefaultCampaignOptions()
 	cRecipients := fs.Int("campaign-recipients", co.Recipients, "campaign: recipients of the campaign frozen, half a segment of imported buyers, half a list")
 	cRate := fs.Float64("campaign-report-rate", co.ReportRate, "campaign: report reads/s offered (open loop) idle and under ingest")
+	clo := bench.DefaultClusterOptions()
+	clVisitors := fs.Int("cluster-visitors", clo.Workload.Visitors, "cluster: visitors in the pre-written topic of 8 partitions (the default: 100k a partition)")
+	clEvents := fs.Int64("cluster-events", 0, "cluster: events in the topic; 0: 5 per visitor")
+	clSession := fs.Duration("cluster-session-timeout", clo.SessionTimeout, "cluster: the nodes' --group-session-timeout (and --group-rebalance-timeout): bounds how long a killed node's partitions wait")
 	so := bench.DefaultSoakOptions()
 	sDuration := fs.Duration("soak-duration", so.Duration, "soak: duration at the offered load (the first --soak-warmup not compared)")
 	sWarmup := fs.Duration("soak-warmup", so.Warmup, "soak: start of the soak not compared for flatness (memtables and caches fill)")
 	sLoad := fs.Float64("soak-load", so.Load, "soak: offered ingest as a fraction of the maximum found first")
-	sBinary := fs.String("soak-binary", "", "soak: the affinity binary to run; empty: go build it")
+	sBinary := fs.String("soak-binary", "", "soak, cluster: the affinity binary to run; empty: go build it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -98,6 +104,7 @@ func run(args []string) error {
 		qo = bench.QuickQueryOptions()
 		so = bench.QuickSoakOptions()
 		co = bench.QuickCampaignOptions()
+		clo = bench.QuickClusterOptions()
 		if !set["scenario"] {
 			*scenarios += ",campaign"
 		}
@@ -133,11 +140,20 @@ func run(args []string) error {
 	override("soak-warmup", func() { so.Warmup = *sWarmup })
 	override("soak-load", func() { so.Load = *sLoad })
 	so.Binary = *sBinary
+	override("cluster-visitors", func() { clo.Workload.Visitors = *clVisitors; clo.Workload.Events = 5 * int64(*clVisitors) })
+	override("cluster-events", func() {
+		if *clEvents > 0 {
+			clo.Workload.Events = *clEvents
+		}
+	})
+	override("cluster-session-timeout", func() { clo.SessionTimeout, clo.RebalanceTimeout = *clSession, *clSession })
+	clo.Memory, clo.Binary, clo.Dir, clo.Workload.Seed = int64(memory), *sBinary, *dir, *seed
+	clo.Kafka = os.Getenv("AFFINITY_KAFKA")
 	bo.RedisServer = *redis
 	in.Workload.Seed, bo.Workload.Seed = *seed, *seed
 	in.Dir, bo.Dir, io.Dir = *dir, *dir, *dir
 	progress := newProgress(os.Stderr)
-	in.Progress, bo.Progress, io.Progress = progress, progress, progress
+	in.Progress, bo.Progress, io.Progress, clo.Progress = progress, progress, progress, progress
 	// e2e drives the collector as ingest does, at ingest's concurrency.
 	eo.Ingest.Concurrency, eo.Ingest.Workload, eo.Ingest.Dir, eo.Ingest.Progress = in.Concurrency, in.Workload, in.Dir, progress
 	qo.Ingest.Concurrency, qo.Ingest.Workload, qo.Ingest.Dir, qo.Ingest.Progress = in.Concurrency, in.Workload, in.Dir, progress
@@ -239,9 +255,29 @@ func run(args []string) error {
 			if err != nil {
 				failed = append(failed, "soak: "+err.Error())
 			}
+		case "cluster":
+			r, err := bench.RunCluster(clo)
+			if r != nil {
+				rep.Cluster = r
+				bench.PrintCluster(os.Stdout, r)
+				if len(r.Timeline) > 0 {
+					var systems []string
+					for _, s := range r.Timeline {
+						if !slices.Contains(systems, s.System) {
+							systems = append(systems, s.System)
+						}
+					}
+					if err := bench.WriteSVG(base+"-cluster.svg", "affinity cluster: events/s applied per build node: 1 node, 2 nodes, the survivor of a SIGKILL, a node joining with no state", r.Timeline, systems); err != nil {
+						return err
+					}
+				}
+			}
+			if err != nil {
+				failed = append(failed, "cluster: "+err.Error())
+			}
 		case "":
 		default:
-			return fmt.Errorf("unknown scenario %q (--scenario): want ingest, build, e2e, query, import, soak or campaign", sc)
+			return fmt.Errorf("unknown scenario %q (--scenario): want ingest, build, e2e, query, import, soak, campaign or cluster", sc)
 		}
 		fmt.Println()
 	}
