@@ -29,6 +29,15 @@
 //     segment change and an export every minute; its resident memory, open
 //     files (/proc/PID/fd) and goroutines (/metrics) at the start and the
 //     end must be flat within stated tolerances, with no error anywhere.
+//   - cluster (not in the default set): `affinity build` processes of the
+//     real binary in one consumer group over a pre-written Kafka topic
+//     (kfake in a role process, or AFFINITY_KAFKA's cluster): one node,
+//     then two, building the whole topic (events/s, and each node's CPU-s
+//     per million events and peak RSS from /proc); then one of the two is
+//     SIGKILLed and the survivor's takeover is timed (detection and
+//     rebalance, then the rebuild of the moved partitions from offset 0),
+//     and a node with no state joins and rebuilds its share, per partition
+//     and per 100k visitors.
 //
 // Every system under test runs in its own process: the bench binary
 // re-executes itself with AFFINITY_BENCH_ROLE set (RunRole), so CPU time
