@@ -177,16 +177,11 @@ func RunBuild(o BuildOptions) (*BuildReport, error) {
 	if o.Sample <= 0 {
 		o.Sample = time.Second
 	}
-	if o.Dir == "" {
-		d, err := os.MkdirTemp("", "affinity-bench-build-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		o.Dir = d
-	} else if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+	done, err := scratchDir(&o.Dir, "build")
+	if err != nil {
 		return nil, err
 	}
+	defer done()
 	rep := &BuildReport{
 		Rounds:      o.Rounds,
 		Processes:   "each applier in its own process (builder; Redis client), redis-server in its own",

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -479,29 +478,20 @@ func RunCluster(o ClusterOptions) (*ClusterReport, error) {
 	if o.Memory == 0 {
 		o.Memory = budget.Default
 	}
-	if o.Dir == "" {
-		d, err := os.MkdirTemp("", "affinity-bench-cluster-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		o.Dir = d
-	} else if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+	done, err := scratchDir(&o.Dir, "cluster")
+	if err != nil {
 		return nil, err
 	}
-	c := &clusterRun{o: o, bin: o.Binary, progress: func(string) {}, runStart: time.Now()}
+	defer done()
+	c := &clusterRun{o: o, progress: func(string) {}, runStart: time.Now()}
 	if o.Progress != nil {
 		c.progress = o.Progress
 	}
 	c.rep = &ClusterReport{Partitions: benchPartitions, Visitors: o.Workload.Visitors, Events: o.Workload.Events,
 		MemoryMB: float64(o.Memory) / (1 << 20), SessionTimeout: o.SessionTimeout.String()}
 	rep := c.rep
-	if c.bin == "" {
-		c.progress("cluster: building the affinity binary")
-		c.bin = filepath.Join(o.Dir, "affinity")
-		if out, err := exec.Command("go", "build", "-o", c.bin, "github.com/affinityhq/affinity/cmd/affinity").CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("cluster: cannot build the affinity binary: %w\n%s", err, out)
-		}
+	if c.bin, err = affinityBinary(o.Binary, o.Dir, c.progress); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
 	}
 
 	// 1. The broker and the topic.

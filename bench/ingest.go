@@ -47,14 +47,21 @@ type IngestOptions struct {
 // scratchDir sets o.Dir, when empty, to a new temporary directory named
 // for scenario; done removes that one (and nothing when Dir was given).
 func (o *IngestOptions) scratchDir(scenario string) (done func(), err error) {
-	if o.Dir != "" {
-		return func() {}, nil
+	return scratchDir(&o.Dir, scenario)
+}
+
+// scratchDir sets *dir, when empty, to a new temporary directory named for
+// scenario, or else makes sure *dir exists; done removes the temporary one
+// (and nothing when *dir was given).
+func scratchDir(dir *string, scenario string) (done func(), err error) {
+	if *dir != "" {
+		return func() {}, os.MkdirAll(*dir, 0o755)
 	}
 	d, err := os.MkdirTemp("", "affinity-bench-"+scenario+"-")
 	if err != nil {
 		return nil, err
 	}
-	o.Dir = d
+	*dir = d
 	return func() { os.RemoveAll(d) }, nil
 }
 

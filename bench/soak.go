@@ -180,13 +180,9 @@ func RunSoak(o SoakOptions) (*SoakReport, error) {
 	defer done()
 	progress := in.progressFunc()
 	in.Workload.Visitors, in.Workload.VisitorSeed = o.Visitors, in.Workload.Seed
-	bin := o.Binary
-	if bin == "" {
-		progress("soak: building the affinity binary")
-		bin = filepath.Join(in.Dir, "affinity")
-		if out, err := exec.Command("go", "build", "-o", bin, "github.com/affinityhq/affinity/cmd/affinity").CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("soak: cannot build the affinity binary: %w\n%s", err, out)
-		}
+	bin, err := affinityBinary(o.Binary, in.Dir, progress)
+	if err != nil {
+		return nil, fmt.Errorf("soak: %w", err)
 	}
 	data := filepath.Join(in.Dir, "soak-data")
 	if err := os.RemoveAll(data); err != nil {
@@ -357,6 +353,20 @@ func RunSoak(o SoakOptions) (*SoakReport, error) {
 func maxStats(a, b NodeStats) NodeStats {
 	return NodeStats{T: max(a.T, b.T), RSSMB: max(a.RSSMB, b.RSSMB), AnonMB: max(a.AnonMB, b.AnonMB), FileMB: max(a.FileMB, b.FileMB),
 		OpenFiles: max(a.OpenFiles, b.OpenFiles), Goroutines: max(a.Goroutines, b.Goroutines)}
+}
+
+// affinityBinary returns bin, or when it is empty the affinity binary
+// built into dir (go build, from the module of the working directory).
+func affinityBinary(bin, dir string, progress func(string)) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
+	progress("building the affinity binary")
+	bin = filepath.Join(dir, "affinity")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/affinityhq/affinity/cmd/affinity").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("cannot build the affinity binary: %w\n%s", err, out)
+	}
+	return bin, nil
 }
 
 // nodeProc is a running affinity binary (not a bench role: the product
