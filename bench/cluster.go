@@ -303,31 +303,29 @@ func (c *clusterRun) startNode(name, group string) (*clusterNode, error) {
 	return &clusterNode{nodeProc: n, name: name, group: group}, nil
 }
 
-// poll reads every node's /healthz each Poll, adds each node's events/s
-// to the timeline as system name+"/"+node, and returns when done says so.
+// poll reads every node's /healthz each Poll, adds the nodes' events/s
+// together to the timeline as system (about every second), and returns
+// when done says so.
 func (c *clusterRun) poll(what, system string, nodes []*clusterNode, done func(now time.Time) bool) error {
 	deadline := time.Now().Add(c.o.Timeout)
-	last := map[*clusterNode]int64{}
-	lastT := time.Now()
-	for _, n := range nodes {
-		last[n] = n.last.applied
+	applied := func() (n int64) {
+		for _, x := range nodes {
+			n += x.last.applied
+		}
+		return n
 	}
+	last, lastT := applied(), time.Now()
 	for {
 		now := time.Now()
-		var total int64
 		for _, n := range nodes {
 			if _, err := n.health(); err != nil {
 				return fmt.Errorf("cluster: %s: %w", what, err)
 			}
-			total += n.last.applied
 		}
-		if dt := now.Sub(lastT).Seconds(); dt >= 0.5 {
-			for _, n := range nodes {
-				c.rep.Timeline = append(c.rep.Timeline, Sample{T: now.Sub(c.runStart).Seconds(), System: system + "/" + n.name,
-					EPS: float64(n.last.applied-last[n]) / dt})
-				last[n] = n.last.applied
-			}
-			lastT = now
+		total := applied()
+		if dt := now.Sub(lastT).Seconds(); dt >= 1 {
+			c.rep.Timeline = append(c.rep.Timeline, Sample{T: now.Sub(c.runStart).Seconds(), System: system, Round: 1, EPS: float64(total-last) / dt})
+			last, lastT = total, now
 		}
 		if done(now) {
 			return nil
@@ -365,7 +363,10 @@ func (c *clusterRun) all(owned []int, exact bool) bool {
 // the whole topic.
 func (c *clusterRun) build(count int) (*ClusterRun, []*clusterNode, error) {
 	run := &ClusterRun{Nodes: count}
-	system := fmt.Sprintf("%d-node", count)
+	system := "1-node"
+	if count > 1 {
+		system = fmt.Sprintf("%d-nodes", count)
+	}
 	group := fmt.Sprintf("affinity-bench-%d-%d", count, time.Now().UnixNano())
 	// The nodes start at once, as a deployment's would: each that joins
 	// after the first rebalance makes the others hand partitions over,
@@ -552,7 +553,7 @@ func RunCluster(o ClusterOptions) (*ClusterReport, error) {
 	lost := victim.last.owned
 	t0 := time.Now()
 	victim.kill()
-	mv, err := c.move("the survivor takes over a SIGKILLed node's partitions", "survivor", t0, survivor, []*clusterNode{survivor},
+	mv, err := c.move("the survivor takes over a SIGKILLed node's partitions", "survivor-takeover", t0, survivor, []*clusterNode{survivor},
 		func() []int { return lost })
 	if mv != nil {
 		rep.Moves = append(rep.Moves, mv)
@@ -568,7 +569,7 @@ func RunCluster(o ClusterOptions) (*ClusterReport, error) {
 		return rep, err
 	}
 	nodes = append(nodes, fresh)
-	mv, err = c.move("a node with no state joins and rebuilds its share", "fresh", t0, fresh, []*clusterNode{survivor, fresh},
+	mv, err = c.move("a node with no state joins and rebuilds its share", "joiner-rebuild", t0, fresh, []*clusterNode{survivor, fresh},
 		func() []int { return fresh.last.owned })
 	if mv != nil {
 		rep.Moves = append(rep.Moves, mv)
