@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -100,10 +101,18 @@ type ClusterRun struct {
 // to a node that joins with no state. Either rebuilds each partition it
 // gets from offset 0 of the topic.
 type ClusterMove struct {
-	What       string `json:"what"`
+	What string `json:"what"`
+	// From is the node SIGKILLed (none for a join); To the node the
+	// partitions moved to.
+	From       string `json:"from,omitempty"`
+	To         string `json:"to"`
 	Partitions []int  `json:"partitions"` // moved
-	Visitors   int    `json:"visitors"`   // of the partitions moved
-	Events     int64  `json:"events"`     // the mover applied after the move
+	// Resumed says the mover had owned some of Partitions before (both
+	// members of the group owned each other's partitions at its start):
+	// it resumed them from its own older offsets, no full rebuild.
+	Resumed  bool  `json:"resumed_own_state,omitempty"`
+	Visitors int   `json:"visitors"` // of the partitions moved
+	Events   int64 `json:"events"`   // the mover applied after the move
 	// OwnedSeconds is detection + rebalance: from the SIGKILL (or the
 	// start of the joining process) until the group's new assignment
 	// holds; CatchUpSeconds from then until every moved partition's
@@ -146,6 +155,14 @@ type clusterNode struct {
 	*nodeProc
 	name, group string
 	last        nodeHealth
+	// ever holds the partitions the node was seen owning: it has state
+	// of them, and would resume them from its own offset, not rebuild.
+	ever map[int]bool
+}
+
+// everOwned reports whether n was seen owning any of ps.
+func (n *clusterNode) everOwned(ps []int) bool {
+	return slices.ContainsFunc(ps, func(p int) bool { return n.ever[p] })
 }
 
 // nodeHealth is what a build node's /healthz says.
@@ -229,6 +246,9 @@ func (n *clusterNode) health() (nodeHealth, error) {
 		return h, fmt.Errorf("%s: %w", n.name, err)
 	}
 	n.last = h
+	for _, p := range h.owned {
+		n.ever[p] = true
+	}
 	return h, nil
 }
 
@@ -300,7 +320,7 @@ func (c *clusterRun) startNode(name, group string) (*clusterNode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %s: %w", name, err)
 	}
-	return &clusterNode{nodeProc: n, name: name, group: group}, nil
+	return &clusterNode{nodeProc: n, name: name, group: group, ever: map[int]bool{}}, nil
 }
 
 // poll reads every node's /healthz each Poll, adds the nodes' events/s
@@ -425,7 +445,8 @@ func (c *clusterRun) build(count int) (*ClusterRun, []*clusterNode, error) {
 // not own yet): from t0 until nodes own every partition once and mover
 // owns moved, then until mover has caught up on them.
 func (c *clusterRun) move(what, system string, t0 time.Time, mover *clusterNode, nodes []*clusterNode, moved func() []int) (*ClusterMove, error) {
-	m := &ClusterMove{What: what}
+	m := &ClusterMove{What: what, To: mover.name}
+	ever := maps.Clone(mover.ever)
 	applied0, cpu0 := mover.last.applied, procCPUSeconds(mover.cmd.Process.Pid)
 	var owned time.Time
 	doneAt := map[int]time.Time{}
@@ -453,6 +474,7 @@ func (c *clusterRun) move(what, system string, t0 time.Time, mover *clusterNode,
 	end := time.Now()
 	m.OwnedSeconds, m.CatchUpSeconds = owned.Sub(t0).Seconds(), end.Sub(owned).Seconds()
 	for _, p := range m.Partitions {
+		m.Resumed = m.Resumed || ever[p]
 		m.PartitionSeconds = append(m.PartitionSeconds, doneAt[p].Sub(owned).Seconds())
 		m.Visitors += c.rep.PartitionVisitors[p]
 	}
@@ -548,14 +570,21 @@ func RunCluster(o ClusterOptions) (*ClusterReport, error) {
 		rep.Scaling = rep.Runs[1].EPS / rep.Runs[0].EPS
 	}
 
-	// 3. SIGKILL one of the two: the survivor rebuilds its partitions.
+	// 3. SIGKILL one of the two: the survivor rebuilds its partitions. The
+	// victim is one whose partitions the other never owned (a member that
+	// joined first may have applied every partition before the second
+	// joined): that one would resume them from its own offsets instead.
 	victim, survivor := nodes[1], nodes[0]
+	if survivor.everOwned(victim.last.owned) && !victim.everOwned(survivor.last.owned) {
+		victim, survivor = survivor, victim
+	}
 	lost := victim.last.owned
 	t0 := time.Now()
 	victim.kill()
 	mv, err := c.move("the survivor takes over a SIGKILLed node's partitions", "survivor-takeover", t0, survivor, []*clusterNode{survivor},
 		func() []int { return lost })
 	if mv != nil {
+		mv.From = victim.name
 		rep.Moves = append(rep.Moves, mv)
 	}
 	if err != nil {
@@ -646,7 +675,11 @@ func PrintCluster(w io.Writer, r *ClusterReport) {
 	}
 	fmt.Fprintf(w, "  2 nodes / 1 node, aggregate events/s: %.2f (both nodes share this machine's cores: a gain needs a core per node; the figure that carries over is CPU-s/M per node)\n\n", r.Scaling)
 	for _, m := range r.Moves {
-		fmt.Fprintf(w, "move: %s: partitions %v, %d visitors, %d events\n", m.What, m.Partitions, m.Visitors, m.Events)
+		from := "the group"
+		if m.From != "" {
+			from = m.From
+		}
+		fmt.Fprintf(w, "move: %s: partitions %v from %s to %s, %d visitors, %d events\n", m.What, m.Partitions, from, m.To, m.Visitors, m.Events)
 		fmt.Fprintf(w, "  until the new assignment holds (detection or join, + rebalance) %.1fs, catch-up (rebuild from offset 0) %.1fs: %.1fs a partition, %.1fs per 100k visitors, %.1f CPU-s/M events\n",
 			m.OwnedSeconds, m.CatchUpSeconds, m.CatchUpPerPartition, m.CatchUpPer100kVisitors, m.CPUPerMEvents)
 		ps := make([]string, len(m.Partitions))
@@ -654,6 +687,9 @@ func PrintCluster(w io.Writer, r *ClusterReport) {
 			ps[i] = fmt.Sprintf("%d: %.1fs", p, m.PartitionSeconds[i])
 		}
 		fmt.Fprintf(w, "  each partition caught up after the assignment: %s\n", strings.Join(ps, ", "))
+		if m.Resumed {
+			fmt.Fprintf(w, "  (%s had owned some of them before: it resumed from its own offsets, not a rebuild from offset 0)\n", m.To)
+		}
 	}
 	fmt.Fprintf(w, "  load average at the end: %s\n", r.LoadAvg)
 }
