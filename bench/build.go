@@ -474,7 +474,7 @@ func startBuildAffinity() (*roleSystem, error) {
 		return nil, err
 	}
 	bo := builder.DefaultOptions()
-	bo.Log, bo.State, bo.Logger, bo.EncodedCacheBytes = l, db, log.Printf, split.ProfileCacheBytes
+	bo.Log, bo.State, bo.Logger = l, db, log.Printf
 	b, err := builder.New(bo)
 	if err != nil {
 		db.Close()

@@ -52,10 +52,11 @@ type Split struct {
 	LogNumMemTables    int
 	LogBlockCacheBytes int64
 
-	// ProfileCacheBytes is the builder's off-heap profile cache, its
-	// encoded tier (builder.Options.EncodedCacheBytes; fastcache takes at
-	// least 32 MiB). Its small decoded tier stays at the builder's default
-	// and is counted in the Go heap (WorkHeapBytes).
+	// ProfileCacheBytes is the state's off-heap cache of committed
+	// profiles (state.Options.VisitorCacheBytes; fastcache takes at least
+	// 32 MiB), read by lookups and by the builder. The builder's small
+	// decoded tier stays at its default and is counted in the Go heap
+	// (WorkHeapBytes).
 	ProfileCacheBytes int64
 
 	// ReserveBytes is kept outside the Go heap for mmapped table pages,
@@ -120,9 +121,11 @@ func (s Split) Sum() int64 {
 	return s.ReserveBytes + s.memTableBytes(memTableFileTenths) + s.ProfileCacheBytes + s.GoMemLimit
 }
 
-// ApplyState sets the state database's memtables and block cache.
+// ApplyState sets the state database's memtables, block cache and
+// visitor cache.
 func (s Split) ApplyState(o *state.Options) {
 	o.MemTableBytes, o.NumMemTables, o.BlockCacheBytes = s.StateMemTableBytes, s.StateNumMemTables, s.StateBlockCacheBytes
+	o.VisitorCacheBytes = s.ProfileCacheBytes
 }
 
 // ApplyLog sets the embedded log's memtables and block cache; a Split

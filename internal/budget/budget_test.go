@@ -70,7 +70,8 @@ func TestApply(t *testing.T) {
 	}
 	so := state.DefaultOptions("x")
 	s.ApplyState(&so)
-	if so.MemTableBytes != s.StateMemTableBytes || so.NumMemTables != s.StateNumMemTables || so.BlockCacheBytes != s.StateBlockCacheBytes {
+	if so.MemTableBytes != s.StateMemTableBytes || so.NumMemTables != s.StateNumMemTables || so.BlockCacheBytes != s.StateBlockCacheBytes ||
+		so.VisitorCacheBytes != s.ProfileCacheBytes {
 		t.Errorf("state options %+v; want the split's %s", so, s)
 	}
 	lo := storage.DefaultEmbeddedOptions("x")

@@ -54,13 +54,6 @@ type Options struct {
 	// serves those): measured with bench's build and query scenarios, 256 MiB
 	// gave fewer events/s, 30% more RSS and 3x the lookup p99 under ingest.
 	CacheBytes int64
-	// EncodedCacheBytes bounds the second tier of the hot-profile cache:
-	// profiles as stored (encoded), off the Go heap (fastcache), shared by
-	// the partitions. A visitor evicted from the decoded tier comes back
-	// from it with a decode instead of a state read (an LSM lookup); the
-	// GC never scans it, so it can hold most of a large audience. Default
-	// 256 MiB (fastcache's floor is 32 MiB); negative: none.
-	EncodedCacheBytes int64
 	// FetchMax is the most records read, applied and committed at once per
 	// partition. Default 2048: a larger commit folds more of a visitor's
 	// index changes into one (bench build: +8% events/s, -7% CPU per event
@@ -100,14 +93,13 @@ type Options struct {
 // DefaultOptions returns the defaults; Log and State must still be set.
 func DefaultOptions() Options {
 	return Options{
-		CacheBytes:        32 << 20,
-		EncodedCacheBytes: 256 << 20,
-		FetchMax:          2048,
-		DedupWindow:       7 * 24 * time.Hour,
-		DedupMax:          256,
-		SyncInterval:      time.Second,
-		RetentionSweep:    time.Minute,
-		Now:               time.Now,
+		CacheBytes:     32 << 20,
+		FetchMax:       2048,
+		DedupWindow:    7 * 24 * time.Hour,
+		DedupMax:       256,
+		SyncInterval:   time.Second,
+		RetentionSweep: time.Minute,
+		Now:            time.Now,
 	}
 }
 
@@ -167,9 +159,6 @@ type Builder struct {
 	ownMu sync.Mutex
 	// ctx is the parent of every partition's context, cancelled by Close.
 	ctx context.Context
-	// encoded is the off-heap tier of the profile cache; nil: none. Each
-	// key is read and written only by its partition, under its lock.
-	encoded *encodedCache
 
 	windowSec int64
 
@@ -207,9 +196,6 @@ func New(opts Options) (*Builder, error) {
 	if opts.CacheBytes <= 0 {
 		opts.CacheBytes = def.CacheBytes
 	}
-	if opts.EncodedCacheBytes == 0 {
-		opts.EncodedCacheBytes = def.EncodedCacheBytes
-	}
 	if opts.FetchMax <= 0 {
 		opts.FetchMax = def.FetchMax
 	}
@@ -243,9 +229,6 @@ func New(opts Options) (*Builder, error) {
 		windowSec: int64(opts.DedupWindow / time.Second),
 	}
 	opts.Metrics.GetOrCreateGauge("affinity_builder_paused_partitions", func() float64 { return float64(b.paused.Load()) })
-	if opts.EncodedCacheBytes > 0 {
-		b.encoded = newEncodedCache(opts.EncodedCacheBytes)
-	}
 	if len(opts.Partitions) == 0 && !awaitOwn {
 		return nil, errors.New("cannot create builder: no partitions to own")
 	}
@@ -314,10 +297,6 @@ func (b *Builder) Start() error {
 func (b *Builder) Close() error {
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
-		if b.encoded != nil {
-			// fastcache's memory is off the Go heap: only Reset frees it.
-			defer b.encoded.reset()
-		}
 		if !b.started.Load() {
 			return
 		}
@@ -594,7 +573,7 @@ type partition struct {
 	// do not each keep a buffer's capacity alive between their batches.
 	spareChanges [][]profile.ScoreChange
 
-	keyBuf, profBuf, seenBuf, valBuf, encBuf []byte
+	keyBuf, profBuf, seenBuf, valBuf []byte
 
 	// pendingBytes and pendingWrites estimate the writes of the records
 	// applied since the last commit; past maxBytes / maxWrites (a quarter of
@@ -805,10 +784,6 @@ func (pt *partition) releaseChanges(en *entry) {
 // must be reopened at the consumed offset.
 func (pt *partition) abort() {
 	for _, en := range pt.dirty {
-		if ec := pt.b.encoded; ec != nil {
-			pt.keyBuf = append(pt.keyBuf[:0], en.key...)
-			ec.del(pt.keyBuf)
-		}
 		pt.releaseChanges(en)
 		pt.cache.remove(en)
 	}
@@ -1073,30 +1048,21 @@ func (pt *partition) joinOne(site string, p *event.Product) error {
 }
 
 // entry returns the cached entry of (site, visitor): from the decoded
-// tier, else decoded from the encoded tier, else read from state.
+// tier, else decoded from state (whose visitor cache holds the values
+// this process committed, off the Go heap).
 func (pt *partition) entry(site string, visitor event.UUID) (*entry, error) {
 	pt.keyBuf = event.AppendLogKey(pt.keyBuf[:0], site, visitor)
 	if en := pt.cache.get(pt.keyBuf); en != nil {
 		pt.b.m.cacheHits.Inc()
 		return en, nil
 	}
-	var prof, seen []byte
-	found := false
-	if ec := pt.b.encoded; ec != nil {
-		pt.valBuf, prof, seen, found = ec.get(pt.valBuf[:0], pt.keyBuf)
-		if found {
-			pt.b.m.encodedHits.Inc()
-		}
+	pt.b.m.cacheMisses.Inc()
+	v, found, err := pt.b.opts.State.Visitor(site, visitor, pt.valBuf)
+	pt.valBuf = v.Buf[:0]
+	if err != nil {
+		return nil, err
 	}
-	if !found {
-		pt.b.m.cacheMisses.Inc()
-		v, ok, err := pt.b.opts.State.Visitor(site, visitor, pt.valBuf)
-		pt.valBuf = v.Buf[:0]
-		if err != nil {
-			return nil, err
-		}
-		prof, seen, found = v.Profile, v.Seen, ok
-	}
+	prof, seen := v.Profile, v.Seen
 	en := pt.cache.add(pt.keyBuf, len(site), visitor)
 	if found {
 		en.stored = true
@@ -1156,12 +1122,6 @@ func (pt *partition) commit(next int64) error {
 		pt.profBuf = profile.AppendProfile(pt.profBuf[:0], &en.prof)
 		pt.seenBuf = appendSeen(pt.seenBuf[:0], en.seen, en.orders)
 		pt.check(batch.PutVisitor(en.site, en.visitor, pt.profBuf, pt.seenBuf))
-		if ec := b.encoded; ec != nil {
-			// Before the commit, which this partition alone could read
-			// past: abort drops it again if the commit fails.
-			pt.keyBuf = append(pt.keyBuf[:0], en.key...)
-			pt.encBuf = ec.set(pt.encBuf, pt.keyBuf, pt.profBuf, pt.seenBuf)
-		}
 		pt.cache.resize(en, len(pt.profBuf))
 		if b.opts.Hook != nil {
 			if err := b.opts.Hook.Changed(batch, en.site, en.visitor, &en.prof); err != nil {
@@ -1297,10 +1257,6 @@ func (pt *partition) deleteLocked(en *entry, expired bool) error {
 		}
 	}
 	err := batch.Commit()
-	if ec := b.encoded; ec != nil {
-		pt.keyBuf = append(pt.keyBuf[:0], en.key...)
-		ec.del(pt.keyBuf) // committed or not, state is what to read next
-	}
 	pt.cache.remove(en)
 	pt.cacheBytes.Store(pt.cache.bytes)
 	if err != nil {

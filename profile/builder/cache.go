@@ -1,10 +1,6 @@
 package builder
 
 import (
-	"encoding/binary"
-
-	"github.com/VictoriaMetrics/fastcache"
-
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -143,58 +139,3 @@ func (c *cache) pushFront(e *entry) {
 	c.head.next.prev = e
 	c.head.next = e
 }
-
-// encodedCache is the off-heap tier of the profile cache: a visitor's
-// committed profile and dedup list as bytes, keyed by the log key, in a
-// fastcache (memory the Go GC does not scan). The decoded tier (cache)
-// stays small, for the entries a commit is working on; this one holds
-// many times more visitors per byte. A value is
-//
-//	uvarint len(seen) | seen | profile
-//
-// (the state's visitor value without its version byte), and always the
-// last committed one: commit sets it, abort and delete drop it.
-type encodedCache struct {
-	c *fastcache.Cache
-}
-
-// maxEncodedValue bounds what the cache takes: fastcache stores values of
-// up to 64 KiB less its own header; a larger profile is read from state.
-const maxEncodedValue = 64<<10 - 64
-
-func newEncodedCache(maxBytes int64) *encodedCache {
-	return &encodedCache{c: fastcache.New(int(maxBytes))}
-}
-
-// get appends the value of key to dst and splits it; ok is false when key
-// is not cached (or its value is unreadable, which drops it).
-func (ec *encodedCache) get(dst, key []byte) (buf, prof, seen []byte, ok bool) {
-	buf, ok = ec.c.HasGet(dst, key)
-	if !ok {
-		return buf, nil, nil, false
-	}
-	n, k := binary.Uvarint(buf)
-	if k <= 0 || n > uint64(len(buf)-k) {
-		ec.c.Del(key)
-		return buf, nil, nil, false
-	}
-	return buf, buf[k+int(n):], buf[k : k+int(n)], true
-}
-
-// set caches the committed value of key; scratch is a buffer to encode
-// into, returned for reuse.
-func (ec *encodedCache) set(scratch, key, prof, seen []byte) []byte {
-	scratch = binary.AppendUvarint(scratch[:0], uint64(len(seen)))
-	scratch = append(append(scratch, seen...), prof...)
-	if len(key)+len(scratch) > maxEncodedValue {
-		ec.c.Del(key)
-		return scratch
-	}
-	ec.c.Set(key, scratch)
-	return scratch
-}
-
-func (ec *encodedCache) del(key []byte) { ec.c.Del(key) }
-
-// reset frees the cached values.
-func (ec *encodedCache) reset() { ec.c.Reset() }

@@ -29,14 +29,13 @@
 // Two tiers. Each partition keeps its visitors' decoded profiles in an LRU
 // bounded by estimated bytes (Options.CacheBytes split across partitions):
 // small, as decoded profiles are pointer-rich and every byte of them is GC
-// marking work. Behind it, one off-heap cache (fastcache,
-// Options.EncodedCacheBytes) keeps the committed values as stored, so a
-// returning visitor costs a decode, not a state read (an LSM lookup), and
-// the audience it holds costs the GC nothing. Profiles changed by a batch
-// are written back to both when it commits; a failed commit drops them
-// from both and the partition re-reads from its consumed offset. Only the
-// partition that owns a visitor reads or writes its entries, under its
-// lock, so the encoded tier never serves a value older than state's.
+// marking work. Behind it, the state's visitor cache (off the Go heap,
+// fastcache, state.Options.VisitorCacheBytes) keeps the values this
+// process committed, so a returning visitor costs a decode, not an LSM
+// lookup, and the audience it holds costs the GC nothing. The state sets
+// it after each commit, so it never serves a value older or newer than
+// the stored one; a failed commit drops the decoded entries and the
+// partition re-reads from its consumed offset.
 //
 // # Concurrency
 //

@@ -22,7 +22,6 @@ type builderMetrics struct {
 	commitErrors         *metrics.Counter
 	cacheHits            *metrics.Counter
 	cacheMisses          *metrics.Counter
-	encodedHits          *metrics.Counter
 	cacheEvictions       *metrics.Counter
 	deletes              *metrics.Counter
 	expired              *metrics.Counter
@@ -43,7 +42,6 @@ func newBuilderMetrics(set *metrics.Set) *builderMetrics {
 		commitErrors:         set.GetOrCreateCounter("affinity_builder_commit_errors_total"),
 		cacheHits:            set.GetOrCreateCounter("affinity_builder_cache_hits_total"),
 		cacheMisses:          set.GetOrCreateCounter("affinity_builder_cache_misses_total"),
-		encodedHits:          set.GetOrCreateCounter("affinity_builder_encoded_cache_hits_total"),
 		cacheEvictions:       set.GetOrCreateCounter("affinity_builder_cache_evictions_total"),
 		deletes:              set.GetOrCreateCounter("affinity_builder_visitors_deleted_total"),
 		expired:              set.GetOrCreateCounter("affinity_builder_visitors_expired_total"),

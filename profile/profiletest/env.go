@@ -62,6 +62,8 @@ type Options struct {
 	// Definitions, if set (with Serve), makes the query API write its
 	// definitions to that topic and apply them from it (Env.Definitions).
 	Definitions *defs.Options
+	// State, if set, adjusts the state DB's options before it opens.
+	State func(*state.Options)
 }
 
 // Env is a running profile side in one directory. Open starts it; it
@@ -109,7 +111,11 @@ func Open(t testing.TB, opts Options) *Env {
 	if e.Log, err = storage.OpenEmbeddedLog(lo); err != nil {
 		t.Fatalf("cannot open log: %s", err)
 	}
-	if e.DB, err = state.Open(state.DefaultOptions(filepath.Join(opts.Dir, "state"))); err != nil {
+	so := state.DefaultOptions(filepath.Join(opts.Dir, "state"))
+	if opts.State != nil {
+		opts.State(&so)
+	}
+	if e.DB, err = state.Open(so); err != nil {
 		_ = e.Log.Close()
 		t.Fatalf("cannot open state: %s", err)
 	}

@@ -137,11 +137,6 @@ func Open(opts Options) (*Service, error) {
 	if opts.Now != nil {
 		bo.Now = opts.Now
 	}
-	if opts.Memory != nil {
-		// The budget's profile cache is the off-heap tier; the decoded
-		// tier keeps its small default on the Go heap.
-		bo.EncodedCacheBytes = opts.Memory.ProfileCacheBytes
-	}
 	if s.Builder, err = builder.New(bo); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}

@@ -224,6 +224,15 @@ func (b *Batch) Commit() error {
 	if err := txn.Commit(); err != nil {
 		return fmt.Errorf("cannot commit %d keys (%d bytes) to state %q: %w", len(b.ops), b.size, b.db.opts.Dir, err)
 	}
+	if vc := b.db.visitors; vc != nil {
+		// After the commit: the cache holds only committed values. Ops
+		// are in write order, so the last write of a key wins here too.
+		for _, o := range b.ops {
+			if key := b.arena[o.kStart:o.vStart]; key[0] == prefixVisitor {
+				vc.set(key, b.arena[o.vStart:o.vEnd], o.del)
+			}
+		}
+	}
 	return nil
 }
 

@@ -37,6 +37,12 @@ type Options struct {
 	// value log GC reclaims. Default 64 MiB.
 	ValueLogFileBytes int64
 
+	// VisitorCacheBytes bounds the committed visitor values kept off the
+	// Go heap (fastcache) for Visitor and Profile, which answer from it
+	// without Badger (see visitorCache). Default 32 MiB (fastcache's
+	// floor); negative: none.
+	VisitorCacheBytes int64
+
 	// SyncWrites fsyncs every commit. Default false: exactly-once does not
 	// need it (state and offset are one transaction and roll back together),
 	// and the builder calls Sync before it trims the log.
@@ -59,6 +65,7 @@ func DefaultOptions(dir string) Options {
 		MemTableBytes:     64 << 20,
 		NumMemTables:      5,
 		ValueLogFileBytes: vlogFileSize,
+		VisitorCacheBytes: 32 << 20,
 	}
 }
 
@@ -73,6 +80,10 @@ type DB struct {
 
 	maxBatchSize  int64
 	maxBatchCount int64
+
+	// visitors caches committed visitor values; nil without
+	// Options.VisitorCacheBytes.
+	visitors *visitorCache
 
 	closed atomic.Bool
 
@@ -118,6 +129,9 @@ func Open(opts Options) (*DB, error) {
 	if opts.ValueLogFileBytes <= 0 {
 		opts.ValueLogFileBytes = def.ValueLogFileBytes
 	}
+	if opts.VisitorCacheBytes == 0 {
+		opts.VisitorCacheBytes = def.VisitorCacheBytes
+	}
 	bdb, err := badger.Open(opts.badgerOptions())
 	if err != nil {
 		return nil, fmt.Errorf("cannot open state %q: %w", opts.Dir, err)
@@ -127,6 +141,9 @@ func Open(opts Options) (*DB, error) {
 		db:            bdb,
 		maxBatchSize:  bdb.MaxBatchSize(),
 		maxBatchCount: bdb.MaxBatchCount(),
+	}
+	if opts.VisitorCacheBytes > 0 {
+		db.visitors = newVisitorCache(opts.VisitorCacheBytes)
 	}
 	if err := db.checkHeader(); err != nil {
 		return nil, errors.Join(fmt.Errorf("cannot open state %q: %w", opts.Dir, err), bdb.Close())
@@ -263,6 +280,9 @@ func (db *DB) Close() error {
 	}
 	close(db.gcStop)
 	<-db.gcDone
+	if db.visitors != nil {
+		defer db.visitors.reset() // off the Go heap: only Reset frees it
+	}
 	if err := db.db.Close(); err != nil {
 		return fmt.Errorf("cannot close state %q: %w", db.opts.Dir, err)
 	}
@@ -279,13 +299,23 @@ type VisitorValue struct {
 }
 
 // Visitor reads the stored value of (site, visitor), appending it to dst[:0].
-// ok is false when the visitor has no profile.
+// ok is false when the visitor has no profile. A value a commit of this
+// process stored comes from the visitor cache, without Badger.
 func (db *DB) Visitor(site string, visitor [16]byte, dst []byte) (v VisitorValue, ok bool, err error) {
 	if db.closed.Load() {
 		return v, false, ErrClosed
 	}
 	var kb [1 + 1 + MaxSiteLen + 16]byte
 	key := appendVisitorKey(kb[:0], site, visitor)
+	if db.visitors != nil {
+		if v.Buf, ok = db.visitors.get(dst[:0], key); ok {
+			if v.Profile, v.Seen, err = splitVisitorValue(v.Buf); err != nil {
+				return v, false, fmt.Errorf("cannot read visitor %x of site %q: %w", visitor, site, err)
+			}
+			return v, true, nil
+		}
+		dst = v.Buf
+	}
 	txn := db.db.NewTransaction(false)
 	defer txn.Discard()
 	item, err := txn.Get(key)
