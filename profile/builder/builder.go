@@ -628,6 +628,7 @@ func (pt *partition) open(ctx context.Context) error {
 			pt.id, first, next, next, first)
 	}
 	pt.consumed.Store(next)
+	pt.batch.ResumeAt(pt.id, next)
 	pt.head.Store(head)
 	pt.trimmed = 0
 	if first >= next {
@@ -1096,6 +1097,8 @@ func (pt *partition) commit(next int64) error {
 		return &NotOwnerError{Partition: pt.id}
 	}
 	batch := pt.batch
+	// Before the Hook: its change records come from offset next.
+	batch.SetOffset(pt.id, next)
 	for _, en := range pt.dirty {
 		en.changes = profile.Coalesce(en.changes)
 		for i := range en.changes {
@@ -1137,7 +1140,6 @@ func (pt *partition) commit(next int64) error {
 			return fmt.Errorf("cannot commit partition %d up to offset %d: %w", pt.id, next, err)
 		}
 	}
-	batch.SetOffset(pt.id, next)
 	writes := batch.Len()
 	if err := batch.Commit(); err != nil {
 		b.m.commitErrors.Inc()

@@ -529,6 +529,7 @@ func (e *Engine) record(b *state.Batch, sc *scratch, sg *seg, site string, visit
 		sc.facts = append(sc.facts, "{}"...)
 	}
 	c := Change{Site: site, Segment: sg.name, Visitor: visitor, Email: email, Entered: entered, At: at, Why: why, Facts: string(sc.facts)}
+	c.Src, _ = b.NextSource()
 	if entered {
 		e.m.entries.Inc()
 	} else {

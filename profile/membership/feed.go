@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -156,14 +157,24 @@ func AppendChangeKey(dst []byte, site, segment string) []byte {
 
 // AppendJSON appends c as a JSON object:
 //
-//	{"seq":"12","site":"shop","segment":"mums","visitor":"<uuid>","email":"a@b.c",
+//	{"seq":"12","id":"3-1200-0","site":"shop","segment":"mums","visitor":"<uuid>","email":"a@b.c",
 //	 "change":"entered","at":"2026-…Z","at_ms":…,"why":"event","facts":{…}}
 //
-// seq is a string, the cursor of the feed.
+// seq is a string, the cursor of the node's feed; id is the record's
+// cluster-wide identity (Src: partition-offset-ordinal), null for a record
+// of no partition.
 func (c *Change) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"seq":"`...)
 	dst = strconv.AppendUint(dst, c.Seq, 10)
-	dst = append(dst, `","site":`...)
+	dst = append(dst, `","id":`...)
+	if c.Src.Partition < 0 {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, '"')
+		dst = AppendID(dst, c.Src)
+		dst = append(dst, '"')
+	}
+	dst = append(dst, `,"site":`...)
 	dst = event.AppendJSONString(dst, c.Site)
 	dst = append(dst, `,"segment":`...)
 	dst = event.AppendJSONString(dst, c.Segment)
@@ -193,4 +204,14 @@ func (c *Change) AppendJSON(dst []byte) []byte {
 		dst = append(dst, c.Facts...)
 	}
 	return append(dst, '}')
+}
+
+// AppendID appends the text of a record's identity to dst: partition,
+// offset and ordinal in decimal, joined by '-', e.g. "3-1200-0".
+func AppendID(dst []byte, src state.Source) []byte {
+	dst = strconv.AppendInt(dst, int64(src.Partition), 10)
+	dst = append(dst, '-')
+	dst = strconv.AppendInt(dst, src.Offset, 10)
+	dst = append(dst, '-')
+	return strconv.AppendUint(dst, uint64(src.Ord), 10)
 }

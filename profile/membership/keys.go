@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/affinityhq/affinity/internal/codec"
+	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -270,12 +271,20 @@ type Change struct {
 	// Facts is the JSON object of the rule's terms and their values at At
 	// (segment.Rule.AppendFacts), "{}" when there is no profile.
 	Facts string
+	// Src is the record's cluster-wide identity, the same whichever node
+	// applied the events (state.Source); Partition -1 for a record of no
+	// partition (a per-person segment's, or one stored before version 2).
+	Src state.Source
 }
 
+// recordVersion is the change record's layout: 2 added the source.
+const recordVersion = 2
+
 // record value (feed and outbox tail): version | entered byte | at varint |
-// visitor 16 | email str | why str | facts str.
+// visitor 16 | email str | why str | facts str | partition varint | offset
+// varint | ord uvarint; version 1 ends after facts.
 func appendRecord(dst []byte, c *Change) []byte {
-	dst = append(dst, valueVersion)
+	dst = append(dst, recordVersion)
 	if c.Entered {
 		dst = append(dst, 1)
 	} else {
@@ -285,12 +294,18 @@ func appendRecord(dst []byte, c *Change) []byte {
 	dst = append(dst, c.Visitor[:]...)
 	dst = codec.AppendString(dst, c.Email)
 	dst = codec.AppendString(dst, c.Why)
-	return codec.AppendString(dst, c.Facts)
+	dst = codec.AppendString(dst, c.Facts)
+	dst = codec.AppendVarint(dst, int64(c.Src.Partition))
+	dst = codec.AppendVarint(dst, c.Src.Offset)
+	return codec.AppendUvarint(dst, uint64(c.Src.Ord))
 }
 
 func decodeRecord(c *Change, v []byte) error {
 	r := newReader("change record", v)
-	version(&r)
+	ver := r.Byte()
+	if r.Err() == nil && ver != valueVersion && ver != recordVersion {
+		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d and %d", ver, valueVersion, recordVersion))
+	}
 	e := r.Byte()
 	if r.Err() == nil && e > 1 {
 		r.Failf("entered flag %d; want 0 or 1", e)
@@ -301,6 +316,20 @@ func decodeRecord(c *Change, v []byte) error {
 	c.Email = str(&r)
 	c.Why = str(&r)
 	c.Facts = str(&r)
+	c.Src = state.Source{Partition: -1}
+	if ver == recordVersion {
+		p := r.Varint()
+		if r.Err() == nil && (p < -1 || p > math.MaxInt32) {
+			r.Failf("partition %d; want -1 to %d", p, math.MaxInt32)
+		}
+		c.Src.Partition = int32(p)
+		c.Src.Offset = r.Varint()
+		o := r.Uvarint()
+		if r.Err() == nil && o > math.MaxUint32 {
+			r.Failf("ordinal %d; want at most %d", o, uint64(math.MaxUint32))
+		}
+		c.Src.Ord = uint32(o)
+	}
 	return end(&r)
 }
 

@@ -3,8 +3,11 @@ package membership
 import (
 	"encoding/hex"
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/affinityhq/affinity/internal/codec"
+	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -20,8 +23,9 @@ type sample struct {
 func samples() []sample {
 	d := Definition{Source: `since(cart) <= 24h`, Gen: 3, Backfilled: 2, ID: 1 << 60, Created: 1769817600000, Updated: 1769817600001}
 	st := vstate{due: 1769817600000, email: "a@b.c", member: []vmember{{"mums", 7, 1769817600000}, {"carts", 9, -5}}}
-	c := Change{Site: "shop", Segment: "mums", Visitor: testVisitor, Email: "a@b.c", Entered: true, At: 1769817600000, Why: "time", Facts: `{"since(cart)":86400001}`}
+	c := Change{Site: "shop", Segment: "mums", Visitor: testVisitor, Email: "a@b.c", Entered: true, At: 1769817600000, Why: "time", Facts: `{"since(cart)":86400001}`, Src: state.Source{Partition: 3, Offset: 1200, Ord: state.VisitOrdinals + 1}}
 	return []sample{
+		{"record version 1", recordV1(&c), func(b []byte) error { var c Change; return decodeRecord(&c, b) }},
 		{"definition", appendDef(nil, &d), func(b []byte) error { var d Definition; return decodeDef(&d, b) }},
 		{"visitor state", appendVState(nil, &st), func(b []byte) error { var s vstate; return decodeVState(&s, b) }},
 		{"record", appendRecord(nil, &c), func(b []byte) error { var c Change; return decodeRecord(&c, b) }},
@@ -35,6 +39,65 @@ func samples() []sample {
 		{"due key", appendDueKey(nil, 1769817600000, "shop", testVisitor), func(b []byte) error { _, _, _, err := parseDueKey(b); return err }},
 		{"size", appendSizeValue(nil, 123456), func(b []byte) error { _, err := decodeSizeValue(b); return err }},
 	}
+}
+
+// recordV1 is c as a version 1 change record: no source.
+func recordV1(c *Change) []byte {
+	v := []byte{1, 0}
+	if c.Entered {
+		v[1] = 1
+	}
+	v = codec.AppendVarint(v, c.At)
+	v = append(v, c.Visitor[:]...)
+	v = codec.AppendString(v, c.Email)
+	v = codec.AppendString(v, c.Why)
+	return codec.AppendString(v, c.Facts)
+}
+
+// A change record carries its source from version 2 on; a version 1
+// record reads as one of no partition, and a bad source is an error that
+// names it.
+func TestChangeRecordSource(t *testing.T) {
+	c := Change{Visitor: testVisitor, Entered: true, At: 1769817600000, Why: "event", Facts: "{}"}
+	f := func(name string, v []byte, want state.Source, wantErr string) {
+		t.Helper()
+		var got Change
+		err := decodeRecord(&got, v)
+		switch {
+		case wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), wantErr) {
+				t.Errorf("%s: got error %v; want one containing %q\n%s", name, err, wantErr, hex.Dump(v))
+			}
+		case err != nil || got.Src != want || got.Visitor != c.Visitor || got.At != c.At:
+			t.Errorf("%s: got %+v %v; want source %+v\n%s", name, got, err, want, hex.Dump(v))
+		}
+	}
+	with := func(src state.Source) []byte { c2 := c; c2.Src = src; return appendRecord(nil, &c2) }
+	f("version 1", recordV1(&c), state.Source{Partition: -1}, "")
+	f("event commit", with(state.Source{Partition: 3, Offset: 1200, Ord: 2}), state.Source{Partition: 3, Offset: 1200, Ord: 2}, "")
+	f("visit", with(state.Source{Partition: 0, Offset: 0, Ord: state.VisitOrdinals}), state.Source{Offset: 0, Ord: state.VisitOrdinals}, "")
+	f("no partition", with(state.Source{Partition: -1}), state.Source{Partition: -1}, "")
+	bad := codec.AppendVarint(recordV1(&c), -2)
+	bad[0] = recordVersion
+	bad = codec.AppendUvarint(codec.AppendVarint(bad, 1), 0)
+	f("partition -2", bad, state.Source{}, "partition -2")
+	big := codec.AppendUvarint(codec.AppendVarint(codec.AppendVarint(recordV1(&c), 1), 1), 1<<32)
+	big[0] = recordVersion
+	f("ordinal 2^32", big, state.Source{}, "ordinal 4294967296")
+	v3 := with(state.Source{})
+	v3[0] = 3
+	f("version 3", v3, state.Source{}, "version 3")
+
+	j := func(src state.Source, want string) {
+		t.Helper()
+		c2 := c
+		c2.Src = src
+		if got := string(c2.AppendJSON(nil)); !strings.Contains(got, want) {
+			t.Errorf("JSON of source %+v: got %s; want it to contain %s", src, got, want)
+		}
+	}
+	j(state.Source{Partition: 3, Offset: 1200, Ord: 2}, `"seq":"0","id":"3-1200-2","site"`)
+	j(state.Source{Partition: -1}, `"id":null,`)
 }
 
 // Every value round-trips; a truncated one is an error, never a panic.

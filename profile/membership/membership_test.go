@@ -6,6 +6,7 @@ import (
 
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -292,4 +293,58 @@ func TestDeleteSegment(t *testing.T) {
 	if ok, _ := e.Segments.Delete("shop", "nope"); ok {
 		t.Error("Delete of a missing segment reported true")
 	}
+}
+
+// A change record's source names the events partition, the offset its
+// state covers after the commit that wrote the record and the record's
+// ordinal there: an event commit numbers from 0, a due re-evaluation
+// after it numbers on, and one before any event commit of the process
+// (after a restart) from state.VisitOrdinals.
+func TestChangeSources(t *testing.T) {
+	dir := t.TempDir()
+	clk := &profiletest.Clock{}
+	clk.Set(t0 + hour)
+	e := openEnv(t, dir, clk, nil)
+	e.put(t, "shop", "abandoned", `since(cart) <= 24h and since(purchase) > since(cart)`)
+	e.put(t, "shop", "carted", `since(cart) <= 48h`)
+	v0, v1 := e.VisitorOn("shop", 0, 1), e.VisitorOn("shop", 1, 1)
+	e.Send(t, profiletest.Batch("shop", v0, profiletest.Event(event.TypeCart, t0, nutrilon)))
+	e.Send(t, profiletest.Batch("shop", v1, profiletest.Event(event.TypeView, t0, nutrilon)))
+	e.Send(t, profiletest.Batch("shop", v1, profiletest.Event(event.TypeCart, t0, nutrilon)))
+	e.Advance(t, t0+30*hour) // v0 leaves abandoned
+	e.Close(t)
+	e = openEnv(t, dir, clk, nil)
+	e.Advance(t, t0+50*hour) // v0 and v1 leave carted, after the restart
+
+	type src struct {
+		visitor event.UUID
+		entered bool
+		state.Source
+	}
+	f := func(name string, want []src) {
+		t.Helper()
+		cs := e.changes(t, "shop", name)
+		if len(cs) != len(want) {
+			t.Fatalf("%s: got %d changes %+v; want %d", name, len(cs), cs, len(want))
+		}
+		for i, w := range want {
+			if g := cs[i]; g.Visitor != w.visitor || g.Entered != w.entered || g.Src != w.Source {
+				t.Errorf("%s change %d: got visitor %s entered=%v source %+v; want %s entered=%v %+v", name, i, g.Visitor, g.Entered, g.Src, w.visitor, w.entered, w.Source)
+			}
+		}
+	}
+	const vo = state.VisitOrdinals
+	// Segments evaluate in name order: abandoned, then carted.
+	f("abandoned", []src{
+		{v0, true, state.Source{Partition: 0, Offset: 1, Ord: 0}},
+		{v1, true, state.Source{Partition: 1, Offset: 2, Ord: 0}},
+		{v0, false, state.Source{Partition: 0, Offset: 1, Ord: 2}},
+		{v1, false, state.Source{Partition: 1, Offset: 2, Ord: 2}},
+	})
+	f("carted", []src{
+		{v0, true, state.Source{Partition: 0, Offset: 1, Ord: 1}},
+		{v1, true, state.Source{Partition: 1, Offset: 2, Ord: 1}},
+		{v0, false, state.Source{Partition: 0, Offset: 1, Ord: vo}},
+		{v1, false, state.Source{Partition: 1, Offset: 2, Ord: vo}},
+	})
 }

@@ -20,7 +20,32 @@ type Batch struct {
 
 	// size and count estimate the transaction as Badger measures it.
 	size, count int64
+
+	// src names the change records the batch's writers number
+	// (NextSource): the partition, the offset its state covers, and the
+	// next ordinal at that offset. It outlives Reset and Commit, so
+	// writes outside the event stream (Visit) number on after the last
+	// event commit.
+	src    Source
+	srcSet bool
 }
+
+// Source is where a change record comes from, the same on every node that
+// applies the same events in the same commits: the events partition, the
+// offset its state covers after the commit that wrote the record, and the
+// record's ordinal among that partition's records at that offset. Records
+// written outside an event commit (a due re-evaluation, a backfill) take
+// the partition's current offset and ordinals from VisitOrdinals on.
+type Source struct {
+	Partition int32
+	Offset    int64
+	Ord       uint32
+}
+
+// VisitOrdinals is the first ordinal of records written at an offset
+// before any event commit at it in this process (after a start or a
+// move): above any event commit's count, so the two never share one.
+const VisitOrdinals = 1 << 31
 
 type op struct {
 	kStart, vStart, vEnd int
@@ -162,12 +187,39 @@ func (b *Batch) idle(day uint32, site string, visitor [16]byte, del bool) error 
 }
 
 // SetOffset records next as the next offset of partition p to consume.
+// The change records numbered after it (NextSource) come from offset
+// next of p.
 func (b *Batch) SetOffset(p int, next int64) {
+	if !b.srcSet || b.src.Partition != int32(p) || b.src.Offset != next {
+		b.src = Source{Partition: int32(p), Offset: next}
+		b.srcSet = true
+	}
 	k := len(b.arena)
 	b.arena = appendOffsetKey(b.arena, p)
 	v := len(b.arena)
 	b.arena = binary.BigEndian.AppendUint64(b.arena, uint64(next))
 	b.add(k, v, false)
+}
+
+// ResumeAt says that the batch's next writes follow partition p's state
+// at offset next (its owner opened it there), without writing the offset:
+// records numbered before the next SetOffset take ordinals from
+// VisitOrdinals on.
+func (b *Batch) ResumeAt(p int, next int64) {
+	b.src = Source{Partition: int32(p), Offset: next, Ord: VisitOrdinals}
+	b.srcSet = true
+}
+
+// NextSource returns the Source of the next change record written in the
+// batch and counts it; ok is false for a batch of no partition (one a
+// caller made with NewBatch).
+func (b *Batch) NextSource() (src Source, ok bool) {
+	if !b.srcSet {
+		return Source{Partition: -1}, false
+	}
+	src = b.src
+	b.src.Ord++
+	return src, true
 }
 
 // ExtSet sets an extension key: a key starting with a byte in 'A'..'Z',

@@ -3,6 +3,8 @@ package state_test
 import (
 	"fmt"
 	"testing"
+
+	"github.com/affinityhq/affinity/storage/state"
 )
 
 func TestScanExtFromCountDelete(t *testing.T) {
@@ -65,4 +67,30 @@ func TestScanExtFromCountDelete(t *testing.T) {
 			t.Errorf("DeleteExtPrefix(%q) accepted a non-extension prefix", bad)
 		}
 	}
+}
+
+// A batch numbers the change records of its partition's commits: from 0
+// at each new offset, on across commits at the same offset, from
+// VisitOrdinals after ResumeAt, and none for a batch of no partition.
+func TestBatchNextSource(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	b := db.NewBatch()
+	next := func(want state.Source, wantOK bool) {
+		t.Helper()
+		if got, ok := b.NextSource(); got != want || ok != wantOK {
+			t.Errorf("NextSource: got %+v %v; want %+v %v", got, ok, want, wantOK)
+		}
+	}
+	next(state.Source{Partition: -1}, false)
+	b.ResumeAt(2, 40)
+	next(state.Source{Partition: 2, Offset: 40, Ord: state.VisitOrdinals}, true)
+	b.SetOffset(2, 42)
+	next(state.Source{Partition: 2, Offset: 42}, true)
+	next(state.Source{Partition: 2, Offset: 42, Ord: 1}, true)
+	commit(t, b)
+	next(state.Source{Partition: 2, Offset: 42, Ord: 2}, true) // a Visit after the commit
+	b.SetOffset(2, 42)                                         // a commit at the same offset numbers on
+	next(state.Source{Partition: 2, Offset: 42, Ord: 3}, true)
+	b.SetOffset(2, 50)
+	next(state.Source{Partition: 2, Offset: 50}, true)
 }
