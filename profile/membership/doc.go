@@ -31,7 +31,10 @@
 // an outbox under unique ids; one sequencer moves them into per-segment
 // feeds keyed by a global, gap-free sequence number, in order of its own
 // commits. A reader that has seen sequence n has seen every record ≤ n:
-// the cursor of the changes API and of each webhook.
+// the cursor of the changes API and of each webhook. The sequence is the
+// node's own; a record's cluster-wide identity is its source
+// (state.Source: events partition, offset, ordinal), which the builder's
+// batch gives it in the commit that writes it.
 //
 // # Backfill
 //
