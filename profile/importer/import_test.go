@@ -201,6 +201,8 @@ func TestImportOldPurchaseEntersSegment(t *testing.T) {
 	if code/100 != 2 {
 		t.Fatalf("PUT segment on the store: %d %s", code, body)
 	}
+	// The put answers before its backfill has evaluated the profile.
+	e.Segments.BackfillOf("shop", "s7").Wait()
 	e.Wait(t)
 	f("sleepy@example.com", `"s7"`)
 }
