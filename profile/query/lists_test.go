@@ -33,6 +33,8 @@ func TestListsAPI(t *testing.T) {
 	f("GET", "/v1/lists/shop", "", "", 200, `{"site":"shop","lists":[]}`)
 	f("PUT", "/v1/lists/shop/crm", "text/csv", "name,email,customer_id\nAnn,Ann@X.io,\nBob,,b-1\nCyd,cyd@x.io,c-1\n", 201,
 		`"name":"crm","emails":2,"customer_ids":2,"rows":3,"generation":1,`)
+	// The put answers before the list's re-evaluation has ended.
+	e.Segments.ListChange("shop", "crm").Wait()
 	f("GET", "/v1/lists/shop/crm", "", "", 200, `"reevaluation":{"state":"done"`)
 	f("GET", "/v1/lists/shop/crm?format=csv", "", "", 200, "email,customer_id\nann@x.io,\ncyd@x.io,\n,b-1\n,c-1\n")
 	f("GET", "/v1/lists/shop/crm?format=ndjson", "", "", 200, `{"email":"ann@x.io"}`+"\n"+`{"email":"cyd@x.io"}`+"\n"+`{"customer_id":"b-1"}`+"\n"+`{"customer_id":"c-1"}`+"\n")
