@@ -14,6 +14,10 @@ import (
 // sequenceBatch is how many outbox records one sequencing transaction moves.
 const sequenceBatch = 1024
 
+// outboxFullScan bounds how long a record committed after a higher outbox
+// id was moved waits in the outbox (sequenceAfter).
+const outboxFullScan = time.Second
+
 // Sequence moves the change records the builder's commits left in the
 // outbox into the segments' feeds, numbering them from the last sequence
 // number on, in one transaction per batch: a reader of a feed sees a
@@ -21,6 +25,20 @@ const sequenceBatch = 1024
 // commits later. It returns how many it moved. The sequencer calls it;
 // tests may too.
 func (e *Engine) Sequence(ctx context.Context) (int, error) {
+	n, _, err := e.sequenceAfter(ctx, nil)
+	return n, err
+}
+
+// sequenceAfter is Sequence scanning the outbox from after the key after
+// (nil: from its start); it also returns the last key it moved (after when
+// none). Moved records leave deleted keys that a scan from the outbox's
+// start walks again until compaction drops them — hundreds of thousands
+// after a backfill — so the sequencer's frequent passes resume after the
+// last key moved. Outbox ids are taken before their commit, so a record
+// can commit after a higher id was moved: a scan from the start, which the
+// sequencer runs at least every outboxFullScan, moves it; the feed's
+// numbers stay gap-free, as they are given in the sequencer's order.
+func (e *Engine) sequenceAfter(ctx context.Context, after []byte) (int, []byte, error) {
 	e.seqMu.Lock()
 	defer e.seqMu.Unlock()
 	total := 0
@@ -30,7 +48,7 @@ func (e *Engine) Sequence(ctx context.Context) (int, error) {
 			cs   []Change
 			derr error
 		)
-		err := e.db.ScanExt([]byte{prefixOutbox}, func(key, val []byte) bool {
+		err := e.db.ScanExtFrom([]byte{prefixOutbox}, after, func(key, val []byte) bool {
 			var c Change
 			if err := decodeOutbox(&c, val); err != nil {
 				// Unreadable: drop it rather than block the feed.
@@ -45,10 +63,10 @@ func (e *Engine) Sequence(ctx context.Context) (int, error) {
 			err = derr
 		}
 		if err != nil {
-			return total, fmt.Errorf("cannot read the change outbox: %w", err)
+			return total, after, fmt.Errorf("cannot read the change outbox: %w", err)
 		}
 		if len(keys) == 0 {
-			return total, nil
+			return total, after, nil
 		}
 		seq := e.lastSeq.Load()
 		for i := range cs {
@@ -57,7 +75,7 @@ func (e *Engine) Sequence(ctx context.Context) (int, error) {
 		}
 		if e.opts.Sink != nil && len(cs) > 0 {
 			if err := e.opts.Sink(ctx, cs); err != nil {
-				return total, fmt.Errorf("cannot publish %d change records: %w", len(cs), err)
+				return total, after, fmt.Errorf("cannot publish %d change records: %w", len(cs), err)
 			}
 		}
 		b := e.db.NewBatch()
@@ -66,23 +84,24 @@ func (e *Engine) Sequence(ctx context.Context) (int, error) {
 			c := &cs[i]
 			buf = appendRecord(buf[:0], c)
 			if err := b.ExtSet(appendFeedKey(nil, c.Site, c.Segment, c.Seq), buf); err != nil {
-				return total, err
+				return total, after, err
 			}
 		}
 		for _, k := range keys {
 			if err := b.ExtDelete(k); err != nil {
-				return total, err
+				return total, after, err
 			}
 		}
 		if err := b.ExtSet([]byte{prefixSeq}, appendU64(nil, seq)); err != nil {
-			return total, err
+			return total, after, err
 		}
 		if err := b.Commit(); err != nil {
-			return total, fmt.Errorf("cannot sequence %d change records: %w", len(cs), err)
+			return total, after, fmt.Errorf("cannot sequence %d change records: %w", len(cs), err)
 		}
 		e.lastSeq.Store(seq)
 		e.m.sequenced.Add(len(cs))
 		total += len(cs)
+		after = keys[len(keys)-1]
 	}
 }
 
@@ -95,6 +114,10 @@ func (e *Engine) sequenceLoop() {
 	defer e.wg.Done()
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
+	var (
+		after    []byte    // the last outbox key moved
+		fullScan time.Time // when a pass last scanned from the start
+	)
 	for {
 		select {
 		case <-e.ctx.Done():
@@ -107,7 +130,11 @@ func (e *Engine) sequenceLoop() {
 			case <-time.After(5 * time.Millisecond):
 			}
 		}
-		if _, err := e.Sequence(e.ctx); err != nil && e.ctx.Err() == nil {
+		if time.Since(fullScan) >= outboxFullScan {
+			after, fullScan = nil, time.Now()
+		}
+		var err error
+		if _, after, err = e.sequenceAfter(e.ctx, after); err != nil && e.ctx.Err() == nil {
 			e.m.errors.Inc()
 			e.logf("membership: %s", err)
 		}
