@@ -449,8 +449,7 @@ func PrintCampaign(w io.Writer, r *CampaignReport) {
 		fmt.Fprintf(w, "%-14s %10.0f %10.0f %8.3f %8.3f %9.3f %8.2f %8d %6d %6d %16.2f\n", strings.TrimPrefix(x.Name, "report-"), x.OfferedRPS, x.RPS,
 			x.P50ms, x.P99ms, x.P999ms, x.MaxMs, x.OK, x.NotFound+x.Other, x.Errors, x.NodeCores*float64(x.Lookups)/max(x.RPS, 1))
 	}
-	fmt.Fprintf(w, "  ingest beside them: %d connections, max %.0f req/s closed loop, %.0f req/s offered: %.0f req/s, %.0f events/s sustained, p99 %.1f ms; %d non-202, %d errors\n",
-		r.Ingest.Concurrency, r.Ingest.MaxRPS, r.Ingest.OfferedRPS, r.Ingest.RPS, r.Ingest.EPS, r.Ingest.P99ms, r.Ingest.Refused, r.Ingest.Errors)
+	r.Ingest.print(w)
 	fmt.Fprintf(w, "  target report p99 < %.0f ms under ingest: %s (%.3f ms)\n", CampaignReportP99Target, verdict(r.UnderIngest.P99ms < CampaignReportP99Target), r.UnderIngest.P99ms)
 	fmt.Fprintf(w, "  node peak RSS over the whole run %.0f MB\n", r.PeakRSSMB)
 }

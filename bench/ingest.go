@@ -450,6 +450,38 @@ func RunIngest(o IngestOptions) (*IngestReport, error) {
 	return rep, errors.Join(errs...)
 }
 
+// ingestMax is what a closed-loop burst of ingest found: Burst its
+// requests/s, CatchUp the seconds the node's builder then took to apply
+// what the burst left, and Max the rate the node sustains — the burst's
+// requests over the burst plus the catch-up. A burst the collector takes
+// faster than the builder applies is not a rate the node holds: a load
+// "at half of it" would leave the builder ever further behind and queue
+// everything beside it (lookups waited seconds so in issue #10's runs).
+type ingestMax struct {
+	Burst, CatchUp, Max float64
+	Phase               phaseResult
+}
+
+// findIngestMax runs ingest closed loop against hc for d, then waits
+// (caughtUp) until the node has applied it.
+func findIngestMax(in *IngestOptions, hc *fasthttp.HostClient, name string, round int, d time.Duration, runStart time.Time,
+	timeline *[]Sample, caughtUp func() error) (ingestMax, error) {
+	var m ingestMax
+	pr := runPhase(in, hc, name, round, d, 0, runStart, timeline)
+	m.Phase = pr
+	if pr.req == 0 {
+		return m, fmt.Errorf("no ingest request answered: %v", pr.err)
+	}
+	start := time.Now()
+	if err := caughtUp(); err != nil {
+		return m, fmt.Errorf("after the ingest maximum: %w", err)
+	}
+	m.CatchUp = time.Since(start).Seconds()
+	m.Burst = float64(pr.req) / pr.seconds
+	m.Max = float64(pr.req) / (pr.seconds + m.CatchUp)
+	return m, nil
+}
+
 func isKafkaSystem(s string) bool { return s == sysKafka || s == sysNaive || s == sysNaiveTuned }
 
 type phaseResult struct {

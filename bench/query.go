@@ -186,14 +186,24 @@ type QueryReport struct {
 
 // IngestFigures is the ingest load of the query scenario.
 type IngestFigures struct {
-	Concurrency int     `json:"concurrency"`
+	Concurrency int `json:"concurrency"`
+	// MaxRPS is the rate the node sustains (ingestMax): BurstRPS, a
+	// closed-loop burst's, over the burst plus the builder's CatchUpSecs.
 	MaxRPS      float64 `json:"max_requests_per_s"`
+	BurstRPS    float64 `json:"burst_requests_per_s"`
+	CatchUpSecs float64 `json:"catch_up_s"`
 	OfferedRPS  float64 `json:"offered_requests_per_s"`
 	RPS         float64 `json:"requests_per_s"`
 	EPS         float64 `json:"events_per_s"`
 	P99ms       float64 `json:"request_p99_ms"`
 	Refused     int64   `json:"requests_other_status"`
 	Errors      int64   `json:"request_errors"`
+}
+
+// print writes the ingest figures' line of a scenario's table.
+func (f *IngestFigures) print(w io.Writer) {
+	fmt.Fprintf(w, "  ingest beside them: %d connections, sustains %.0f req/s (a %.0f req/s burst, %.1f s of catch-up after it), %.0f req/s offered: %.0f req/s, %.0f events/s served, p99 %.1f ms; %d non-202, %d errors\n",
+		f.Concurrency, f.MaxRPS, f.BurstRPS, f.CatchUpSecs, f.OfferedRPS, f.RPS, f.EPS, f.P99ms, f.Refused, f.Errors)
 }
 
 // queryAPI is the query role's answer to "api".
@@ -416,15 +426,15 @@ func startQueryNode(in *IngestOptions, logDir, stateDir string, memory int64) (*
 func underIngest(p *proc, in IngestOptions, maxPhase, phase time.Duration, load float64, runStart time.Time,
 	tl *[]Sample, fig *IngestFigures, measure func()) error {
 	ic := &fasthttp.HostClient{Addr: p.addr, MaxConns: in.Concurrency, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
-	pr := runPhase(&in, ic, "ingest-max", 1, maxPhase, 0, runStart, tl)
-	if pr.req == 0 {
-		return fmt.Errorf("no ingest request answered: %v", pr.err)
-	}
-	fig.MaxRPS = float64(pr.req) / pr.seconds
-	var br buildResult
-	if err := p.call("caughtup", &br); err != nil {
+	im, err := findIngestMax(&in, ic, "ingest-max", 1, maxPhase, runStart, tl, func() error {
+		var br buildResult
+		return p.call("caughtup", &br)
+	})
+	if err != nil {
 		return err
 	}
+	pr := im.Phase
+	fig.BurstRPS, fig.CatchUpSecs, fig.MaxRPS = im.Burst, im.CatchUp, im.Max
 	fig.OfferedRPS = load * fig.MaxRPS
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -861,8 +871,7 @@ func PrintQuery(w io.Writer, r *QueryReport) {
 			x.r.P50ms, x.r.P99ms, x.r.P999ms, x.r.MaxMs, cpu, x.r.OK, x.r.NotFound+x.r.Other, x.r.Errors,
 			fmt.Sprintf("%.2f + %.2f", x.r.NodeCores, x.r.LoadgenCores), x.r.ClientStallMs)
 	}
-	fmt.Fprintf(w, "  ingest beside them: %d connections, max %.0f req/s closed loop, %.0f req/s offered: %.0f req/s, %.0f events/s sustained, p99 %.1f ms; %d non-202, %d errors\n",
-		r.Ingest.Concurrency, r.Ingest.MaxRPS, r.Ingest.OfferedRPS, r.Ingest.RPS, r.Ingest.EPS, r.Ingest.P99ms, r.Ingest.Refused, r.Ingest.Errors)
+	r.Ingest.print(w)
 	verdict := func(v float64) string {
 		if v < 1 {
 			return "met"

@@ -203,20 +203,15 @@ func RunSoak(o SoakOptions) (*SoakReport, error) {
 	ic := &fasthttp.HostClient{Addr: n.collector, MaxConns: in.Concurrency, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	quiet := in
 	quiet.Progress = nil
-	pr := runPhase(&quiet, ic, "soak-max", 0, o.MaxPhase, 0, runStart, &rep.Timeline)
-	if pr.req == 0 {
-		return rep, fmt.Errorf("soak: no ingest request answered: %v", pr.err)
+	im, err := findIngestMax(&quiet, ic, "soak-max", 0, o.MaxPhase, runStart, &rep.Timeline, func() error { return n.waitCaughtUp(5 * time.Minute) })
+	pr := im.Phase
+	if err != nil {
+		return rep, fmt.Errorf("soak: %w", err)
 	}
-	rep.BurstRPS = float64(pr.req) / pr.seconds
 	if pr.other != 0 || pr.errs != 0 {
 		fail("ingest at the maximum: %d non-202, %d errors: %v", pr.other, pr.errs, pr.err)
 	}
-	caughtUp := time.Now()
-	if err := n.waitCaughtUp(5 * time.Minute); err != nil {
-		return rep, fmt.Errorf("soak: after the maximum: %w", err)
-	}
-	rep.CatchUpSecs = time.Since(caughtUp).Seconds()
-	rep.MaxRPS = float64(pr.req) / (pr.seconds + rep.CatchUpSecs)
+	rep.BurstRPS, rep.CatchUpSecs, rep.MaxRPS = im.Burst, im.CatchUp, im.Max
 	rep.OfferedRPS = o.Load * rep.MaxRPS
 
 	var (

@@ -92,8 +92,8 @@ type Engine struct {
 	visitor Visitor
 	pool    sync.Pool // *scratch
 
-	outboxID atomic.Uint64
-	seqMu    sync.Mutex // one sequencer at a time
+	outbox outboxIDs
+	seqMu  sync.Mutex // one sequencer at a time
 	// scrubMu is held shared by a webhook delivery from reading the feed to
 	// its answer, and exclusively by Scrub: after Scrub no delivery carries
 	// what it removed.
@@ -260,7 +260,7 @@ func (e *Engine) loadCounters() error {
 	if err != nil {
 		return fmt.Errorf("cannot read the change outbox: %w", err)
 	}
-	e.outboxID.Store(maxID)
+	e.outbox.restore(maxID)
 	return nil
 }
 
@@ -535,7 +535,7 @@ func (e *Engine) record(b *state.Batch, sc *scratch, sg *seg, site string, visit
 	} else {
 		e.m.exits.Inc()
 	}
-	sc.key = appendOutboxKey(sc.key[:0], e.outboxID.Add(1))
+	sc.key = appendOutboxKey(sc.key[:0], e.outbox.take(b))
 	sc.val = appendOutbox(sc.val[:0], &c)
 	if err := b.ExtSet(sc.key, sc.val); err != nil {
 		return err

@@ -14,10 +14,6 @@ import (
 // sequenceBatch is how many outbox records one sequencing transaction moves.
 const sequenceBatch = 1024
 
-// outboxFullScan bounds how long a record committed after a higher outbox
-// id was moved waits in the outbox (sequenceAfter).
-const outboxFullScan = time.Second
-
 // Sequence moves the change records the builder's commits left in the
 // outbox into the segments' feeds, numbering them from the last sequence
 // number on, in one transaction per batch: a reader of a feed sees a
@@ -25,20 +21,16 @@ const outboxFullScan = time.Second
 // commits later. It returns how many it moved. The sequencer calls it;
 // tests may too.
 func (e *Engine) Sequence(ctx context.Context) (int, error) {
-	n, _, err := e.sequenceAfter(ctx, nil)
-	return n, err
+	return e.sequenceFrom(ctx, 0)
 }
 
-// sequenceAfter is Sequence scanning the outbox from after the key after
-// (nil: from its start); it also returns the last key it moved (after when
-// none). Moved records leave deleted keys that a scan from the outbox's
-// start walks again until compaction drops them — hundreds of thousands
-// after a backfill — so the sequencer's frequent passes resume after the
-// last key moved. Outbox ids are taken before their commit, so a record
-// can commit after a higher id was moved: a scan from the start, which the
-// sequencer runs at least every outboxFullScan, moves it; the feed's
-// numbers stay gap-free, as they are given in the sequencer's order.
-func (e *Engine) sequenceAfter(ctx context.Context, after []byte) (int, []byte, error) {
+// sequenceFrom is Sequence scanning the outbox from the id from on (0:
+// from its start).
+func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (int, error) {
+	var after []byte // exclusive
+	if from > 0 {
+		after = appendOutboxKey(nil, from-1)
+	}
 	e.seqMu.Lock()
 	defer e.seqMu.Unlock()
 	total := 0
@@ -63,10 +55,10 @@ func (e *Engine) sequenceAfter(ctx context.Context, after []byte) (int, []byte, 
 			err = derr
 		}
 		if err != nil {
-			return total, after, fmt.Errorf("cannot read the change outbox: %w", err)
+			return total, fmt.Errorf("cannot read the change outbox: %w", err)
 		}
 		if len(keys) == 0 {
-			return total, after, nil
+			return total, nil
 		}
 		seq := e.lastSeq.Load()
 		for i := range cs {
@@ -75,7 +67,7 @@ func (e *Engine) sequenceAfter(ctx context.Context, after []byte) (int, []byte, 
 		}
 		if e.opts.Sink != nil && len(cs) > 0 {
 			if err := e.opts.Sink(ctx, cs); err != nil {
-				return total, after, fmt.Errorf("cannot publish %d change records: %w", len(cs), err)
+				return total, fmt.Errorf("cannot publish %d change records: %w", len(cs), err)
 			}
 		}
 		b := e.db.NewBatch()
@@ -84,19 +76,19 @@ func (e *Engine) sequenceAfter(ctx context.Context, after []byte) (int, []byte, 
 			c := &cs[i]
 			buf = appendRecord(buf[:0], c)
 			if err := b.ExtSet(appendFeedKey(nil, c.Site, c.Segment, c.Seq), buf); err != nil {
-				return total, after, err
+				return total, err
 			}
 		}
 		for _, k := range keys {
 			if err := b.ExtDelete(k); err != nil {
-				return total, after, err
+				return total, err
 			}
 		}
 		if err := b.ExtSet([]byte{prefixSeq}, appendU64(nil, seq)); err != nil {
-			return total, after, err
+			return total, err
 		}
 		if err := b.Commit(); err != nil {
-			return total, after, fmt.Errorf("cannot sequence %d change records: %w", len(cs), err)
+			return total, fmt.Errorf("cannot sequence %d change records: %w", len(cs), err)
 		}
 		e.lastSeq.Store(seq)
 		e.m.sequenced.Add(len(cs))
@@ -110,14 +102,14 @@ func (e *Engine) LastSeq() uint64 { return e.lastSeq.Load() }
 
 // sequenceLoop sequences what evaluations put in the outbox: shortly after
 // a poke (the poke comes before the builder's commit) and every 200 ms.
+// Its first pass scans the whole outbox (a previous process may have left
+// records); each next pass resumes at the lowest id that was still
+// uncommitted when the pass before began (outboxIDs).
 func (e *Engine) sequenceLoop() {
 	defer e.wg.Done()
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
-	var (
-		after    []byte    // the last outbox key moved
-		fullScan time.Time // when a pass last scanned from the start
-	)
+	var from uint64
 	for {
 		select {
 		case <-e.ctx.Done():
@@ -130,14 +122,15 @@ func (e *Engine) sequenceLoop() {
 			case <-time.After(5 * time.Millisecond):
 			}
 		}
-		if time.Since(fullScan) >= outboxFullScan {
-			after, fullScan = nil, time.Now()
+		low := e.outbox.low() // before the pass's reads, so they see every record under it
+		if _, err := e.sequenceFrom(e.ctx, from); err != nil {
+			if e.ctx.Err() == nil {
+				e.m.errors.Inc()
+				e.logf("membership: %s", err)
+			}
+			continue
 		}
-		var err error
-		if _, after, err = e.sequenceAfter(e.ctx, after); err != nil && e.ctx.Err() == nil {
-			e.m.errors.Inc()
-			e.logf("membership: %s", err)
-		}
+		from = low
 	}
 }
 

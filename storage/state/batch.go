@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/dgraph-io/badger/v4"
@@ -28,6 +29,9 @@ type Batch struct {
 	// event commit.
 	src    Source
 	srcSet bool
+
+	// resets counts Reset calls, which end every Commit (Generation).
+	resets atomic.Uint64
 }
 
 // Source is where a change record comes from, the same on every node that
@@ -60,7 +64,16 @@ func (b *Batch) Reset() {
 	b.arena = b.arena[:0]
 	b.ops = b.ops[:0]
 	b.size, b.count = 0, 0
+	b.resets.Add(1)
 }
+
+// Generation returns how many times b's writes were committed or dropped
+// (every Commit ends with a Reset). Any goroutine may call it: once it
+// differs from the value its writer saw when it added a write, that write
+// is stored or never will be, and a read begun after the call sees it if
+// it is. The membership sequencer uses it to know which change records
+// may still appear in the outbox.
+func (b *Batch) Generation() uint64 { return b.resets.Load() }
 
 // Len returns the number of collected writes.
 func (b *Batch) Len() int { return len(b.ops) }
