@@ -291,6 +291,7 @@ func (l *Log) handle(sr *storage.Record) {
 		return
 	}
 	var res result
+	r.Offset = sr.Offset
 	if r.Chunks > 0 {
 		r.Body, res.err = l.assemble(&r)
 	}
@@ -338,7 +339,7 @@ func (l *Log) assemble(r *Record) ([]byte, error) {
 
 // follow does what an applied record implies for others: a segment's put
 // applies the webhook held for it, its delete drops it; a list's new
-// head makes the chunks of its last one garbage, which the writer of the
+// head (or a campaign's delete) makes the chunks of its last one garbage, which the writer of the
 // new head deletes with tombstones.
 func (l *Log) follow(r *Record, offset int64, err error) {
 	key := r.keyString()
@@ -364,7 +365,7 @@ func (l *Log) follow(r *Record, offset int64, err error) {
 				l.opts.Logger("defs: the webhook of %s is not applied: %s", r.Describe(), err)
 			}
 		}
-	case KindList:
+	case KindList, KindCampaign:
 		old, ok := l.heads[key]
 		if r.Op == OpPut && r.Chunks > 0 {
 			l.heads[key] = Record{Kind: r.Kind, Site: r.Site, Name: r.Name, Upload: r.Upload, Chunks: r.Chunks}
@@ -394,7 +395,8 @@ func (l *Log) tombstone(old Record) {
 
 // Describe names the definition of r in errors.
 func (r *Record) Describe() string {
-	what := map[byte]string{KindSegment: "segment", KindWebhook: "webhook of segment", KindList: "list", KindCatalog: "catalog upload"}[r.Kind]
+	what := map[byte]string{KindSegment: "segment", KindWebhook: "webhook of segment", KindList: "list", KindCatalog: "catalog upload",
+		KindCampaignID: "campaign id reservation", KindCampaign: "campaign"}[r.Kind]
 	return fmt.Sprintf("%s %q of site %q", what, r.Name, r.Site)
 }
 

@@ -12,6 +12,12 @@ const (
 	KindWebhook byte = 'w' // name: the segment; args: url, secret
 	KindList    byte = 'l' // name: the list; args: format; body: the rows
 	KindCatalog byte = 'c' // name: the upload id; args: format; body: the products
+	// KindCampaignID reserves a campaign id: name a fresh upload id (so
+	// compaction keeps every reservation); no body.
+	KindCampaignID byte = 'n'
+	// KindCampaign is a frozen campaign: name its id (decimal); body the
+	// campaign's record (profile/campaign/FORMAT.md).
+	KindCampaign byte = 'm'
 )
 
 // The operations of a record.
@@ -51,10 +57,14 @@ type Record struct {
 	Upload uint64
 	Chunks int
 	Index  int
+
+	// Offset is where the consumer read the record on the topic (a
+	// head's own offset); not encoded.
+	Offset int64
 }
 
 func checkKind(k byte) bool {
-	return k == KindSegment || k == KindWebhook || k == KindList || k == KindCatalog
+	return k == KindSegment || k == KindWebhook || k == KindList || k == KindCatalog || k == KindCampaignID || k == KindCampaign
 }
 
 // AppendKey appends the record's key: kind | site str | name str, and for

@@ -24,6 +24,9 @@ var records = []Record{
 	{Kind: KindList, Op: OpPut, Site: "shop", Name: "crm", Args: []string{"text/csv"}, Upload: 1 << 60, Chunks: 3, At: -5},
 	{Kind: KindList, Op: OpDelete, Site: "shop", Name: "crm"},
 	{Kind: KindCatalog, Op: OpPut, Site: "shop", Name: "k3j2", Args: []string{"application/x-ndjson"}, Body: []byte(`{"id":"p1"}` + "\n")},
+	{Kind: KindCampaignID, Op: OpPut, Site: "shop", Name: "k3j3", At: 1764297000000, Origin: 7, Request: 3},
+	{Kind: KindCampaign, Op: OpPut, Site: "shop", Name: "4", Upload: 9, Chunks: 2, Origin: 7, Request: 4},
+	{Kind: KindCampaign, Op: OpDelete, Site: "shop", Name: "4"},
 }
 
 func TestRecordRoundTrip(t *testing.T) {
