@@ -190,3 +190,20 @@ func decodeCounterKey(k []byte, id uint64) (Cell, error) {
 	}
 	return Cell{Arm: binary.BigEndian.Uint16(k[9:]), Control: k[11] == 1, Variant: binary.BigEndian.Uint16(k[12:])}, nil
 }
+
+// secret value: version | secret <32b> | created varint ms.
+func appendSecretValue(secret []byte, created int64) []byte {
+	return codec.AppendVarint(append([]byte{valueVersion}, secret...), created)
+}
+
+// decodeSecret returns a copy of the secret of a secret value.
+func decodeSecret(v []byte) ([]byte, error) {
+	d := codec.NewReader("campaign secret", v, 0)
+	d.Version(valueVersion)
+	sec := append([]byte(nil), d.Fixed("secret", secretLen)...)
+	d.Varint() // created
+	return sec, d.End()
+}
+
+// secretLen is the length of a site's token secret.
+const secretLen = 32

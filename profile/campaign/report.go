@@ -51,6 +51,12 @@ func (s *Store) Report(c *Campaign, at int64) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ReportOf(c, cs, at), nil
+}
+
+// ReportOf is the report of campaign c at instant at from its counters
+// per cell (Counters, or SumCounterRows of a build group's owners).
+func ReportOf(c *Campaign, cs map[Cell]Counters, at int64) *Report {
 	r := &Report{Campaign: c, At: at, Arms: make([]ArmReport, len(c.Arms))}
 	for i := range c.Arms {
 		a := &c.Arms[i]
@@ -69,7 +75,7 @@ func (s *Store) Report(c *Campaign, at int64) (*Report, error) {
 			ar.Treated.Counters.Add(&g.Counters)
 		}
 	}
-	return r, nil
+	return r
 }
 
 // Final reports whether the conversion window has closed at r.At.

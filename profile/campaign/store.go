@@ -249,21 +249,17 @@ func (s *Store) secret(site string, gen uint32, create bool) (*siteSecret, error
 	}
 	switch {
 	case ok:
-		d := codec.NewReader("campaign secret", v, 0)
-		d.Version(valueVersion)
-		sec = append([]byte(nil), d.Fixed("secret", 32)...)
-		d.Varint() // created
-		if err := d.End(); err != nil {
+		if sec, err = decodeSecret(v); err != nil {
 			return nil, fmt.Errorf("campaign secret of site %q: %w", site, err)
 		}
 	case !create:
 		return nil, fmt.Errorf("no campaign secret %d of site %q", gen, site)
 	default:
-		sec = make([]byte, 32)
+		sec = make([]byte, secretLen)
 		if _, err := rand.Read(sec); err != nil {
 			return nil, fmt.Errorf("cannot make a campaign secret: %w", err)
 		}
-		v := codec.AppendVarint(append([]byte{valueVersion}, sec...), s.now().UnixMilli())
+		v := appendSecretValue(sec, s.now().UnixMilli())
 		b := s.db.NewBatch()
 		if err := b.ExtSet(key, v); err != nil {
 			return nil, err
@@ -287,21 +283,13 @@ func (s *Store) secret(site string, gen uint32, create bool) (*siteSecret, error
 // committed before the campaign's keys are written). Callers hold
 // s.create.
 func (s *Store) nextID() (uint64, error) {
-	key := []byte{prefixSeq}
-	v, ok, err := s.db.Ext(key, nil)
+	id, _, err := s.readSeq()
 	if err != nil {
-		return 0, fmt.Errorf("cannot read the campaign sequence: %w", err)
-	}
-	var id uint64
-	if ok {
-		if len(v) != 8 {
-			return 0, fmt.Errorf("campaign sequence %x: want 8 bytes", v)
-		}
-		id = binary.BigEndian.Uint64(v)
+		return 0, err
 	}
 	id++
 	b := s.db.NewBatch()
-	if err := b.ExtSet(key, binary.BigEndian.AppendUint64(nil, id)); err != nil {
+	if err := b.ExtSet([]byte{prefixSeq}, binary.BigEndian.AppendUint64(nil, id)); err != nil {
 		return 0, err
 	}
 	if err := b.Commit(); err != nil {
@@ -310,34 +298,31 @@ func (s *Store) nextID() (uint64, error) {
 	return id, nil
 }
 
+// readSeq reads the campaign sequence: the last id given and, when ids
+// are reserved on a definitions topic (ReserveID), the topic offset after
+// the last reservation counted (else 0).
+func (s *Store) readSeq() (id uint64, after int64, err error) {
+	v, ok, err := s.db.Ext([]byte{prefixSeq}, nil)
+	switch {
+	case err != nil:
+		return 0, 0, fmt.Errorf("cannot read the campaign sequence: %w", err)
+	case !ok:
+		return 0, 0, nil
+	case len(v) == 16:
+		after = int64(binary.BigEndian.Uint64(v[8:]))
+	case len(v) != 8:
+		return 0, 0, fmt.Errorf("campaign sequence %x: want 8 or 16 bytes", v)
+	}
+	return binary.BigEndian.Uint64(v), after, nil
+}
+
 // Create freezes the audience of the campaign c (from ParseSpec) now and
 // stores it; it fills in c's id, sent time, secret and sizes. An arm
 // naming a segment or list the site does not have is an *invalid.Error.
 func (s *Store) Create(c *Campaign) error {
-	hint := 0 // the lists' emails: the freeze's map of emails seen is sized once
-	for i := range c.Arms {
-		a := &c.Arms[i]
-		var (
-			found bool
-			err   error
-		)
-		if a.Segment != "" {
-			_, found, err = s.segs.Definition(c.Site, a.Segment)
-		} else {
-			var m lists.Meta
-			m, found, err = s.segs.Lists().Meta(c.Site, a.List)
-			hint += int(m.Emails)
-		}
-		if err != nil {
-			return err
-		}
-		if !found {
-			kind, name := "segment", a.Segment
-			if a.List != "" {
-				kind, name = "list", a.List
-			}
-			return invalid.Errorf("invalid arm %q: no %s %s of site %s", a.Name, kind, quote.Value(name), quote.Value(c.Site))
-		}
+	hint, err := s.checkArms(c)
+	if err != nil {
+		return err
 	}
 	s.create.Lock()
 	defer s.create.Unlock()
@@ -353,23 +338,35 @@ func (s *Store) Create(c *Campaign) error {
 	if err := s.dropKeys(c.ID); err != nil {
 		return err
 	}
-	f, err := s.newFreeze(c, sec.key, hint)
+	w, err := s.newRecipientWriter(c.ID)
 	if err != nil {
 		return err
 	}
+	f := s.newFreeze(c, sec.key, hint, s.exportMembers, w.put)
 	for i := range c.Arms {
 		if err = f.arm(i); err != nil {
 			break
 		}
 	}
+	return s.commit(c, w, nil, err)
+}
+
+// commit ends the writing of campaign c's recipients by w: with err nil
+// it flushes them and commits the head (with secret, when not nil: the
+// site's secret a campaign of another node brought), else it drops
+// them. Callers hold s.create.
+func (s *Store) commit(c *Campaign, w *recipientWriter, secret []byte, err error) error {
 	if err == nil {
-		err = f.w.Flush()
+		err = w.w.Flush()
 	} else {
-		f.w.Cancel()
+		w.w.Cancel()
 	}
 	if err == nil {
 		b := s.db.NewBatch()
 		err = errors.Join(b.ExtSet(appendHeadKey(nil, c.ID), appendHead(nil, c)), b.ExtSet(appendSiteKey(nil, c.Site, c.ID), nil))
+		if err == nil && secret != nil {
+			err = b.ExtSet(appendSecretKey(nil, c.Site, c.SecretGen), appendSecretValue(secret, c.Sent))
+		}
 		if err == nil {
 			err = b.Commit()
 		}
@@ -382,26 +379,100 @@ func (s *Store) Create(c *Campaign) error {
 	return s.loadSites()
 }
 
-// freeze writes the recipients of one campaign.
-type freeze struct {
-	s      *Store
-	c      *Campaign
+// CheckArms checks that the segments and lists c's arms name exist: an
+// *invalid.Error names the first missing one.
+func (s *Store) CheckArms(c *Campaign) error {
+	_, err := s.checkArms(c)
+	return err
+}
+
+// checkArms checks that the segments and lists c's arms name exist, and
+// returns how many emails its lists hold (the freeze sizes its map of
+// emails seen once). A missing one is an *invalid.Error.
+func (s *Store) checkArms(c *Campaign) (hint int, err error) {
+	for i := range c.Arms {
+		a := &c.Arms[i]
+		var (
+			found bool
+			err   error
+		)
+		if a.Segment != "" {
+			_, found, err = s.segs.Definition(c.Site, a.Segment)
+		} else {
+			var m lists.Meta
+			m, found, err = s.segs.Lists().Meta(c.Site, a.List)
+			hint += int(m.Emails)
+		}
+		if err != nil {
+			return 0, err
+		}
+		if !found {
+			kind, name := "segment", a.Segment
+			if a.List != "" {
+				kind, name = "list", a.List
+			}
+			return 0, invalid.Errorf("invalid arm %q: no %s %s of site %s", a.Name, kind, quote.Value(name), quote.Value(c.Site))
+		}
+	}
+	return hint, nil
+}
+
+// exportMembers is the Members of a node holding every partition: the
+// segment's Export.
+func (s *Store) exportMembers(c *Campaign, segment string, fn func(email []byte) bool) error {
+	return s.segs.Export(c.Site, segment, &membership.ExportOptions{}, func(m *membership.MemberView, _ []event.UUID) bool {
+		return fn(m.Email)
+	})
+}
+
+// recipientWriter writes the recipient keys of one campaign.
+type recipientWriter struct {
 	w      *state.ExtWriter
-	sign   *signer
-	salt   string
-	seed   maphash.Seed
-	seen   map[uint64]uint16 // email hash → arm index + 1
-	n      uint32            // recipients so far
-	r      Recipient
+	id     uint64
 	key, v []byte
 }
 
-func (s *Store) newFreeze(c *Campaign, secret []byte, sizeHint int) (*freeze, error) {
+func (s *Store) newRecipientWriter(id uint64) (*recipientWriter, error) {
 	w, err := s.db.NewExtWriter()
 	if err != nil {
 		return nil, err
 	}
-	return &freeze{s: s, c: c, w: w, sign: newSigner(secret), salt: Salt(c.Site, c.ID), seed: maphash.MakeSeed(), seen: make(map[uint64]uint16, sizeHint)}, nil
+	return &recipientWriter{w: w, id: id}, nil
+}
+
+// put writes recipient r: its key by number and by email.
+func (w *recipientWriter) put(r *Recipient) error {
+	w.key = appendRecipientKey(w.key[:0], w.id, r.Number)
+	w.v = appendRecipient(w.v[:0], r)
+	if err := w.w.Set(w.key, w.v); err != nil {
+		return err
+	}
+	w.key = appendEmailKey(w.key[:0], w.id, unsafe.String(unsafe.SliceData(r.Email), len(r.Email)))
+	w.v = appendEmailValue(w.v[:0], r.Number, r.Control)
+	return w.w.Set(w.key, w.v)
+}
+
+// Members calls fn with the email of each member of segment of c's site
+// ("" for a member without one), in visitor order, until fn returns
+// false: the audience of a segment arm.
+type Members func(c *Campaign, segment string, fn func(email []byte) bool) error
+
+// freeze makes the recipients of one campaign and hands each to put.
+type freeze struct {
+	s       *Store
+	c       *Campaign
+	members Members
+	put     func(r *Recipient) error
+	sign    *signer
+	salt    string
+	seed    maphash.Seed
+	seen    map[uint64]uint16 // email hash → arm index + 1
+	n       uint32            // recipients so far
+	r       Recipient
+}
+
+func (s *Store) newFreeze(c *Campaign, secret []byte, sizeHint int, members Members, put func(*Recipient) error) *freeze {
+	return &freeze{s: s, c: c, members: members, put: put, sign: newSigner(secret), salt: Salt(c.Site, c.ID), seed: maphash.MakeSeed(), seen: make(map[uint64]uint16, sizeHint)}
 }
 
 // Salt is the salt of a campaign's holdout split: a recipient is in the
@@ -426,9 +497,7 @@ func (f *freeze) arm(i int) error {
 	}
 	var err error
 	if a.Segment != "" {
-		err = f.s.segs.Export(f.c.Site, a.Segment, &membership.ExportOptions{}, func(m *membership.MemberView, _ []event.UUID) bool {
-			return add(m.Email)
-		})
+		err = f.members(f.c, a.Segment, add)
 	} else {
 		var found bool
 		found, err = f.s.segs.Lists().Scan(f.c.Site, a.List, func(email, _ []byte) bool { return add(email) })
@@ -476,14 +545,7 @@ func (f *freeze) add(i int, email []byte) error {
 		a.Treated++
 	}
 	r.MAC = f.sign.mac(f.c, r.Number)
-	f.key = appendRecipientKey(f.key[:0], f.c.ID, r.Number)
-	f.v = appendRecipient(f.v[:0], r)
-	if err := f.w.Set(f.key, f.v); err != nil {
-		return err
-	}
-	f.key = appendEmailKey(f.key[:0], f.c.ID, unsafe.String(unsafe.SliceData(email), len(email)))
-	f.v = appendEmailValue(f.v[:0], r.Number, r.Control)
-	if err := f.w.Set(f.key, f.v); err != nil {
+	if err := f.put(r); err != nil {
 		return err
 	}
 	f.n++
@@ -576,27 +638,11 @@ func (s *Store) Recipient(c *Campaign, email string) (number uint32, control, ok
 // any, summed over partitions: one prefix scan of O(cells × partitions)
 // keys.
 func (s *Store) Counters(c *Campaign) (map[Cell]Counters, error) {
-	out := map[Cell]Counters{}
-	var derr error
-	err := s.db.ScanExt(prefixOf(prefixCounter, c.ID), func(k, v []byte) bool {
-		var cell Cell
-		if cell, derr = decodeCounterKey(k, c.ID); derr != nil {
-			return false
-		}
-		var x Counters
-		if derr = DecodeCounters(&x, v); derr != nil {
-			derr = fmt.Errorf("counters %x of campaign %d: %w", k, c.ID, derr)
-			return false
-		}
-		sum := out[cell]
-		sum.Add(&x)
-		out[cell] = sum
-		return true
-	})
-	if err == nil {
-		err = derr
+	rows, err := s.AppendCounterRows(nil, c, nil)
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	return SumCounterRows(c, rows)
 }
 
 // InCampaign answers the rules' received("ID") — email is a treated

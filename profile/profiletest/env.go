@@ -64,13 +64,20 @@ type Options struct {
 	Definitions *defs.Options
 	// State, if set, adjusts the state DB's options before it opens.
 	State func(*state.Options)
+	// Events, if set, is the event log the Env reads and appends to
+	// instead of an embedded one of its own: a Kafka topic several Envs
+	// (nodes of a build group) share. The Env does not close it.
+	Events storage.Log
 }
 
 // Env is a running profile side in one directory. Open starts it; it
 // closes at the end of the test, or earlier by Close.
 type Env struct {
-	Dir      string
-	Log      *storage.EmbeddedLog
+	Dir string
+	// Log is the Env's own embedded log; nil with Options.Events.
+	Log *storage.EmbeddedLog
+	// Events is the log the builder reads: Log, or Options.Events.
+	Events   storage.Log
 	DB       *state.DB
 	Builder  *builder.Builder
 	Segments *membership.Engine // nil unless it is the Hook
@@ -105,24 +112,30 @@ func Open(t testing.TB, opts Options) *Env {
 		opts.Clock = &Clock{}
 	}
 	e := &Env{Dir: opts.Dir, Config: profile.DefaultConfig(), Metrics: metrics.NewSet(), Clock: opts.Clock}
-	lo := storage.DefaultEmbeddedOptions(filepath.Join(opts.Dir, "log"))
-	lo.Partitions = opts.Partitions
 	var err error
-	if e.Log, err = storage.OpenEmbeddedLog(lo); err != nil {
-		t.Fatalf("cannot open log: %s", err)
+	e.Events = opts.Events
+	if e.Events == nil {
+		lo := storage.DefaultEmbeddedOptions(filepath.Join(opts.Dir, "log"))
+		lo.Partitions = opts.Partitions
+		if e.Log, err = storage.OpenEmbeddedLog(lo); err != nil {
+			t.Fatalf("cannot open log: %s", err)
+		}
+		e.Events = e.Log
 	}
 	so := state.DefaultOptions(filepath.Join(opts.Dir, "state"))
 	if opts.State != nil {
 		opts.State(&so)
 	}
 	if e.DB, err = state.Open(so); err != nil {
-		_ = e.Log.Close()
+		if e.Log != nil {
+			_ = e.Log.Close()
+		}
 		t.Fatalf("cannot open state: %s", err)
 	}
 	t.Cleanup(func() { e.Close(t) })
 
 	bo := builder.DefaultOptions()
-	bo.Log, bo.State, bo.Config, bo.Metrics, bo.Hook = e.Log, e.DB, e.Config, e.Metrics, opts.Hook
+	bo.Log, bo.State, bo.Config, bo.Metrics, bo.Hook = e.Events, e.DB, e.Config, e.Metrics, opts.Hook
 	bo.SyncInterval, bo.Logger = 20*time.Millisecond, t.Logf
 	switch opts.Hook {
 	case nil:
@@ -171,7 +184,7 @@ func (e *Env) serve(t testing.TB, tune func(*query.Options), do *defs.Options) {
 		qo.Segments, qo.Campaigns = e.Segments, e.Campaigns
 	}
 	var err error
-	if qo.Importer, err = importer.New(importer.Options{Log: e.Log, Committed: e.DB, Metrics: e.Metrics, Now: e.Clock.Now}); err != nil {
+	if qo.Importer, err = importer.New(importer.Options{Log: e.Events, Committed: e.DB, Metrics: e.Metrics, Now: e.Clock.Now}); err != nil {
 		t.Fatalf("cannot create the importer: %s", err)
 	}
 	if do != nil {
@@ -234,8 +247,10 @@ func (e *Env) Close(t testing.TB) {
 			t.Errorf("builder Close: %s", err)
 		}
 	}
-	if err := e.Log.Close(); err != nil {
-		t.Errorf("log Close: %s", err)
+	if e.Log != nil {
+		if err := e.Log.Close(); err != nil {
+			t.Errorf("log Close: %s", err)
+		}
 	}
 	if err := e.DB.Close(); err != nil {
 		t.Errorf("state Close: %s", err)
@@ -249,7 +264,7 @@ func (e *Env) Append(t testing.TB, batches ...*event.Batch) {
 	for i, b := range batches {
 		msgs[i] = storage.Message{Key: event.AppendLogKey(nil, b.Site, b.Visitor), Value: event.AppendBatch(nil, b)}
 	}
-	if err := e.Log.Append(context.Background(), msgs); err != nil {
+	if err := e.Events.Append(context.Background(), msgs); err != nil {
 		t.Fatalf("cannot append: %s", err)
 	}
 }
@@ -288,8 +303,8 @@ func (e *Env) Wait(t testing.TB) {
 func (e *Env) logged(t testing.TB) int64 {
 	t.Helper()
 	var n int64
-	for p := range e.Log.Partitions() {
-		_, next, err := e.Log.Offsets(context.Background(), p)
+	for p := range e.Events.Partitions() {
+		_, next, err := e.Events.Offsets(context.Background(), p)
 		if err != nil {
 			t.Fatalf("cannot read the offsets of partition %d: %s", p, err)
 		}
@@ -303,7 +318,7 @@ func (e *Env) logged(t testing.TB) int64 {
 func (e *Env) VisitorOn(site string, part, from int) event.UUID {
 	for n := from; ; n++ {
 		v := Visitor(n)
-		if e.Log.Partition(event.AppendLogKey(nil, site, v)) == part {
+		if e.Events.Partition(event.AppendLogKey(nil, site, v)) == part {
 			return v
 		}
 	}

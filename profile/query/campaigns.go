@@ -2,8 +2,12 @@ package query
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
@@ -11,6 +15,8 @@ import (
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/campaign"
+	"github.com/affinityhq/affinity/profile/defs"
+	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -95,11 +101,18 @@ func (h *Handler) createCampaign(ctx *fasthttp.RequestCtx, site string) {
 		return
 	}
 	c, err := campaign.ParseSpec(site, body)
-	if err == nil {
+	switch {
+	case err != nil:
+	case h.opts.Definitions == nil:
 		err = h.campaigns.Create(c)
+	default:
+		c, err = h.shareCampaign(ctx, c)
+	}
+	if errors.Is(err, errAnswered) {
+		return
 	}
 	if err != nil {
-		h.refuse(ctx, err)
+		h.refuseDefinition(ctx, err)
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusCreated)
@@ -126,9 +139,21 @@ func (h *Handler) listCampaigns(ctx *fasthttp.RequestCtx, site string) {
 }
 
 func (h *Handler) deleteCampaign(ctx *fasthttp.RequestCtx, site string, id uint64) {
-	found, err := h.campaigns.Delete(site, id)
+	var found bool
+	_, err := h.campaigns.Get(site, id)
+	switch {
+	case errors.Is(err, campaign.ErrNotFound):
+		err = nil
+	case err != nil:
+	case h.opts.Definitions == nil:
+		found, err = h.campaigns.Delete(site, id)
+	default:
+		var v any
+		v, err = h.writeDefinition(&defs.Record{Kind: defs.KindCampaign, Op: defs.OpDelete, Site: site, Name: strconv.FormatUint(id, 10)})
+		found, _ = v.(bool)
+	}
 	if err != nil {
-		h.internalError(ctx, err)
+		h.refuseDefinition(ctx, err)
 		return
 	}
 	if !found {
@@ -234,7 +259,23 @@ func appendRecipientRow(dst []byte, c *campaign.Campaign, r *campaign.Recipient,
 // campaignReport answers the report: JSON, or with format=csv one row per
 // arm and group.
 func (h *Handler) campaignReport(ctx *fasthttp.RequestCtx, c *campaign.Campaign) {
-	r, err := h.campaigns.Report(c, h.opts.Now().UnixMilli())
+	at := h.opts.Now().UnixMilli()
+	var (
+		r   *campaign.Report
+		err error
+	)
+	if h.clusterOf() != nil && !forwarded(ctx) {
+		var cs map[campaign.Cell]campaign.Counters
+		if cs, err = h.clusterCounters(ctx, c); err == nil {
+			r = campaign.ReportOf(c, cs, at)
+		}
+	} else {
+		r, err = h.campaigns.Report(c, at)
+	}
+	if isUnavailable(err) {
+		h.unavailable(ctx, err)
+		return
+	}
 	if err != nil {
 		h.internalError(ctx, err)
 		return
@@ -249,4 +290,189 @@ func (h *Handler) campaignReport(ctx *fasthttp.RequestCtx, c *campaign.Campaign)
 	default:
 		h.badRequest(ctx, fmt.Sprintf("invalid format=%s: want json or csv", quote.Value(f)))
 	}
+}
+
+// errAnswered is returned by the steps of a campaign's creation that
+// answered the request themselves (a fan-out refused: 503, or an owner's
+// 4xx).
+var errAnswered = errors.New("answered")
+
+// shareCampaign creates campaign c on a node of a definitions topic
+// (DESIGN "Campaigns in a build group"): it reserves an id on the topic,
+// freezes the audience here — a segment arm's members from every owner
+// in a build group — and writes the frozen campaign to the topic, which
+// every node applies; it returns this node's copy once applied.
+func (h *Handler) shareCampaign(ctx *fasthttp.RequestCtx, c *campaign.Campaign) (*campaign.Campaign, error) {
+	if err := h.campaigns.CheckArms(c); err != nil {
+		return nil, err // before an id is spent on it
+	}
+	v, err := h.writeDefinition(&defs.Record{Kind: defs.KindCampaignID, Op: defs.OpPut, Site: c.Site, Name: defs.NewUploadID()})
+	if err != nil {
+		return nil, err
+	}
+	id, _ := v.(uint64)
+	if id == 0 {
+		return nil, fmt.Errorf("BUG: the campaign id reservation of site %q gave no id", c.Site)
+	}
+	var members campaign.Members // nil: this node's own members
+	if h.clusterOf() != nil {
+		members = h.fanOutAudience(ctx)
+	}
+	rec, err := h.campaigns.Freeze(c, id, members)
+	if err != nil {
+		return nil, err
+	}
+	v, err = h.writeDefinition(&defs.Record{Kind: defs.KindCampaign, Op: defs.OpPut, Site: c.Site, Name: c.IDString(), Body: rec})
+	if err != nil {
+		return nil, err
+	}
+	applied, _ := v.(*campaign.Campaign)
+	if applied == nil {
+		return nil, fmt.Errorf("BUG: campaign %d of site %q applied without a result", id, c.Site)
+	}
+	return applied, nil
+}
+
+// applyCampaign applies a campaign record of the definitions topic:
+// ReserveID's id, Apply's campaign, Delete's found.
+func (h *Handler) applyCampaign(r *defs.Record) (any, error) {
+	if h.campaigns == nil {
+		return nil, fmt.Errorf("cannot apply %s: this process keeps no campaigns", r.Describe())
+	}
+	if r.Kind == defs.KindCampaignID {
+		return h.campaigns.ReserveID(r.Offset)
+	}
+	id, err := campaign.ParseID(r.Name)
+	if err != nil {
+		return nil, err
+	}
+	if r.Op == defs.OpDelete {
+		return h.campaigns.Delete(r.Site, id)
+	}
+	c, err := h.campaigns.Apply(id, r.Body)
+	if err == nil && c.Site != r.Site {
+		err = fmt.Errorf("cannot apply %s: campaign %d is of site %q", r.Describe(), id, c.Site)
+	}
+	return c, err
+}
+
+// fanOutAudience is the campaign.Members of a node of a build group: the
+// segment's members export (CSV, no facts, at the freeze's instant) from
+// every owner, merged in visitor order as one node's Export gives them.
+// When an owner refuses or cannot be reached it answers ctx (503, or the
+// owner's refusal) and returns errAnswered.
+func (h *Handler) fanOutAudience(ctx *fasthttp.RequestCtx) campaign.Members {
+	return func(c *campaign.Campaign, segment string, fn func(email []byte) bool) error {
+		args := fasthttp.AcquireArgs()
+		defer fasthttp.ReleaseArgs(args)
+		args.Set("format", "csv")
+		args.Set("facts", "false")
+		args.Set("at", time.UnixMilli(c.Sent).UTC().Format(time.RFC3339Nano))
+		f := h.openFanOutPath(ctx, segmentsPrefix+c.Site+"/"+segment+"/members", args)
+		if f == nil {
+			return errAnswered
+		}
+		defer f.close()
+		srcs := f.sources()
+		for _, s := range srcs {
+			s.csv = true
+			if err := s.next(); err != nil || s.row == nil {
+				return &unavailableError{fmt.Errorf("cannot read the members of segment %q of site %q from %s: no header (%v)", segment, c.Site, s.name, err)}
+			}
+		}
+		stopped := false
+		m := merger{srcs: srcs, cmp: cmpCSVRows, write: func(_ *bufio.Writer, row []byte) error {
+			if !fn(csvRowEmail(row)) {
+				stopped = true
+				return errStopped
+			}
+			return nil
+		}}
+		if res := m.merge(nil, 0); res.err != nil && !stopped {
+			return &unavailableError{fmt.Errorf("cannot read the members of segment %q of site %q from the build group: %w", segment, c.Site, res.err)}
+		}
+		return nil
+	}
+}
+
+// errStopped ends a merge whose reader wants no more rows.
+var errStopped = errors.New("stopped")
+
+// csvRowEmail returns the email column of a members export's CSV row
+// (visitor,email,entered…): a stored email holds no comma or quote.
+func csvRowEmail(row []byte) []byte {
+	i := bytes.IndexByte(row, ',')
+	if i < 0 {
+		return nil
+	}
+	row = row[i+1:]
+	if j := bytes.IndexByte(row, ','); j >= 0 {
+		return row[:j]
+	}
+	return nil
+}
+
+// clusterCounters sums campaign c's counters of every partition of the
+// build group: every owner sends its partitions' counter rows.
+func (h *Handler) clusterCounters(ctx *fasthttp.RequestCtx, c *campaign.Campaign) (map[campaign.Cell]campaign.Counters, error) {
+	lc, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	shards, err := h.clusterOf().Shards(lc)
+	if err != nil {
+		return nil, &unavailableError{err}
+	}
+	rs := h.newRemoteStore(ctx)
+	defer rs.release()
+	path := internalPrefix + "campaigns/" + c.Site + "/" + c.IDString() + "/counters"
+	bodies := make([][]byte, 0, len(shards))
+	for _, sh := range shards {
+		status, body, err := rs.get(sh.URL, path, sh.Partitions, true)
+		if err != nil {
+			return nil, err
+		}
+		if status != fasthttp.StatusOK {
+			return nil, fmt.Errorf("cannot read the counters of campaign %d of site %q from %s: %d %s", c.ID, c.Site, sh.URL, status, quote.Value(bytes.TrimSpace(body)))
+		}
+		bodies = append(bodies, bytes.Clone(body))
+	}
+	return campaign.SumCounterRows(c, bodies...)
+}
+
+// serveCampaignCounters answers an owner's part of a report of a build
+// group: the counter rows of the partitions it is asked for.
+func (h *Handler) serveCampaignCounters(ctx *fasthttp.RequestCtx, site, rawID string) {
+	if h.campaigns == nil {
+		api.Error(ctx, fasthttp.StatusServiceUnavailable, "this process keeps no campaigns")
+		return
+	}
+	id, err := campaign.ParseID(rawID)
+	if err != nil {
+		h.refuse(ctx, err)
+		return
+	}
+	parts, ok := h.localParts(ctx)
+	if !ok {
+		return
+	}
+	if parts == nil {
+		h.refuse(ctx, invalid.Errorf("invalid counters request without %s: it answers for the partitions it names", api.HeaderPartitions))
+		return
+	}
+	c, err := h.campaigns.Get(site, id)
+	if errors.Is(err, campaign.ErrNotFound) {
+		// Not applied here yet, or deleted since the asking node read it.
+		h.unavailable(ctx, fmt.Errorf("no campaign %d of site %s on this node (yet)", id, quote.Value(site)))
+		return
+	}
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	rows, err := h.campaigns.AppendCounterRows(nil, c, parts)
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	ctx.SetContentType("application/octet-stream")
+	ctx.SetBody(rows)
 }

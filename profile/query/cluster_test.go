@@ -37,12 +37,17 @@ func newClusterFixture(t testing.TB) *clusterFixture {
 	own := func(ps ...int) func(*builder.Options) {
 		return func(o *builder.Options) { o.Partitions = ps }
 	}
-	f := &clusterFixture{}
-	f.nodes = []*profiletest.Env{
+	return routeCluster(t, parts, profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true}),
 		profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(0, 2)}),
-		profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(1, 3)}),
-	}
-	f.ref = profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true})
+		profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(1, 3)}))
+}
+
+// routeCluster makes a clusterFixture of ref and two nodes owning
+// partitions 0, 2 and 1, 3 of parts: each node routes by the fixture's
+// view.
+func routeCluster(t testing.TB, parts int, ref *profiletest.Env, nodes ...*profiletest.Env) *clusterFixture {
+	t.Helper()
+	f := &clusterFixture{nodes: nodes, ref: ref}
 	for _, e := range f.all() {
 		e.Clock.Set(t0 + 3600000) // segments evaluate when the events happen
 	}

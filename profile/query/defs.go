@@ -52,7 +52,8 @@ func (h *Handler) refuseDefinition(ctx *fasthttp.RequestCtx, err error) {
 // ApplyDefinition applies one definition write with the store calls of
 // its handler; the result is what the handler answers from:
 // segment put segmentPut, deletes a found bool, list put lists.Meta,
-// catalog put the product count, webhook put nil.
+// catalog put the product count, webhook put nil, campaign id
+// reservation the id, campaign put the *campaign.Campaign.
 func (h *Handler) ApplyDefinition(r *defs.Record) (any, error) {
 	seg := h.opts.Segments
 	if seg == nil && r.Kind != defs.KindCatalog {
@@ -94,6 +95,8 @@ func (h *Handler) ApplyDefinition(r *defs.Record) (any, error) {
 	case r.Kind == defs.KindList && r.Op == defs.OpDelete:
 		found, _, err := seg.DeleteList(r.Site, r.Name)
 		return found, err
+	case r.Kind == defs.KindCampaignID && r.Op == defs.OpPut, r.Kind == defs.KindCampaign && r.Op != defs.OpChunk:
+		return h.applyCampaign(r)
 	case r.Kind == defs.KindCatalog && r.Op == defs.OpPut:
 		format, err := catalog.FormatOf(arg(0))
 		if err != nil {

@@ -23,6 +23,8 @@ import (
 //	GET /v1/internal/profiles/{site}/{visitor}   the stored profile (profile/FORMAT.md), 404 without one
 //	GET /v1/internal/links/{site}/email/{email}  the visitors linked to an email: 16 bytes each,
 //	GET /v1/internal/links/{site}/customer/{id}  in visitor order, of the partitions of api.HeaderPartitions
+//	GET /v1/internal/campaigns/{site}/{id}/counters  the campaign's counter rows of the partitions of
+//	                                             api.HeaderPartitions (campaign.AppendCounterRows)
 //
 // A person's visitors span partitions: the node asked resolves the person
 // with these (remoteStore), so it merges exactly what one node would.
@@ -54,6 +56,13 @@ func (h *Handler) serveInternal(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		h.serveLinks(ctx, segs[0], segs[1] == "email", segs[2])
+	case bytes.HasPrefix(rest, []byte("campaigns/")):
+		segs, ok := splitPath(ctx.Path(), internalPrefix+"campaigns/", 3)
+		if !ok || segs[2] != "counters" {
+			api.NoRoute(ctx, internalPrefix+"campaigns/{site}/{id}/counters")
+			return
+		}
+		h.serveCampaignCounters(ctx, segs[0], segs[1])
 	default:
 		api.NoRoute(ctx, "")
 	}

@@ -190,6 +190,11 @@ type fanOut struct {
 // reached, else the first refusal as the owner gave it (a 400, a 404 of
 // a segment that node does not define) — and returns nil.
 func (h *Handler) openFanOut(ctx *fasthttp.RequestCtx, args *fasthttp.Args) *fanOut {
+	return h.openFanOutPath(ctx, string(ctx.Path()), args)
+}
+
+// openFanOutPath is openFanOut of a GET of path, which need not be ctx's.
+func (h *Handler) openFanOutPath(ctx *fasthttp.RequestCtx, path string, args *fasthttp.Args) *fanOut {
 	lc, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
 	shards, err := h.clusterOf().Shards(lc)
@@ -201,7 +206,6 @@ func (h *Handler) openFanOut(ctx *fasthttp.RequestCtx, args *fasthttp.Args) *fan
 	f := &fanOut{}
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
-	path := string(ctx.Path())
 	var parts []byte
 	for _, s := range shards {
 		req.Reset()
