@@ -68,9 +68,10 @@ func (s *Store) Freeze(c *Campaign, id uint64, members Members) ([]byte, error) 
 		return nil, err
 	}
 	c.ID, c.SecretGen, c.Sent = id, gen, s.now().UnixMilli()
-	var recips []byte
+	var recips, v []byte
 	f := s.newFreeze(c, secret, hint, members, func(r *Recipient) error {
-		recips = codec.AppendString(recips, string(appendRecipient(nil, r)))
+		v = appendRecipient(v[:0], r)
+		recips = append(codec.AppendUvarint(recips, uint64(len(v))), v...)
 		return nil
 	})
 	for i := range c.Arms {

@@ -58,6 +58,42 @@ func BenchmarkFreeze(b *testing.B) {
 	}
 }
 
+// BenchmarkFreezeApply measures a campaign of 200k recipients of a list
+// arm in a build group: Freeze on the node asked (the record every node
+// applies) and Apply on a node holding nothing of it — BenchmarkFreeze's
+// Create split in two, with the record between.
+func BenchmarkFreezeApply(b *testing.B) {
+	const n = 200_000
+	e := benchList(b, n)
+	other := profiletest.Open(b, profiletest.Options{})
+	b.ReportAllocs()
+	var recBytes int
+	for i := 0; b.Loop(); i++ {
+		id, err := e.Campaigns.ReserveID(int64(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := campaign.ParseSpec("shop", []byte(`{"name":"p","arms":[{"name":"crm","list":"crm","variants":["10%","15%","20%"]}],"holdout":10,"window":"7d"}`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		rec, err := e.Campaigns.Freeze(c, id, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		recBytes = len(rec)
+		applied, err := other.Campaigns.Apply(id, rec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if applied.Recipients() != n {
+			b.Fatalf("%d recipients; want %d", applied.Recipients(), n)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "recipients/s")
+	b.ReportMetric(float64(recBytes)/n, "record-B/recipient")
+}
+
 // benchTokens returns an Env with a campaign of n recipients of a list
 // arm (10% holdout), and their tokens.
 func benchTokens(b *testing.B, n int) (*profiletest.Env, []string) {
