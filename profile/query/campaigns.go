@@ -16,7 +16,6 @@ import (
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/defs"
-	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -445,17 +444,17 @@ func (h *Handler) serveCampaignCounters(ctx *fasthttp.RequestCtx, site, rawID st
 		api.Error(ctx, fasthttp.StatusServiceUnavailable, "this process keeps no campaigns")
 		return
 	}
+	if err := checkSite(site); err != nil {
+		h.refuse(ctx, err)
+		return
+	}
 	id, err := campaign.ParseID(rawID)
 	if err != nil {
 		h.refuse(ctx, err)
 		return
 	}
-	parts, ok := h.localParts(ctx)
+	parts, ok := h.partParts(ctx, "counters")
 	if !ok {
-		return
-	}
-	if parts == nil {
-		h.refuse(ctx, invalid.Errorf("invalid counters request without %s: it answers for the partitions it names", api.HeaderPartitions))
 		return
 	}
 	c, err := h.campaigns.Get(site, id)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/defs"
@@ -245,6 +246,28 @@ func TestClusterCampaign(t *testing.T) {
 	}
 	if own := string(local.AppendJSON(nil)); strings.Contains(report, own[strings.Index(own, `"arms"`):]) {
 		t.Fatalf("node A's own counters give the group's report: the test does not need the fan-out\n%s", own)
+	}
+
+	// An owner's part of the report: refused clearly when asked wrong.
+	for _, tc := range []struct {
+		path, parts string
+		code        int
+		want        string
+	}{
+		{"/v1/internal/campaigns/shop/1/counters", "", 400, "invalid counters request without X-Affinity-Partitions"},
+		{"/v1/internal/campaigns/shop/x/counters", "0", 400, `invalid campaign id "x"`},
+		{"/v1/internal/campaigns/shop/1/counters", "0,x", 400, `invalid X-Affinity-Partitions "0,x"`},
+		{"/v1/internal/campaigns/shop/9/counters", "0", 503, "no campaign 9 of site \"shop\" on this node"},
+		{"/v1/internal/campaigns/shop/1/counters", "1", 503, "partition 1 is not served by this node"},
+		{"/v1/internal/campaigns/shop/1/totals", "0", 404, "counters"},
+	} {
+		h := http.Header{api.HeaderHop: {"1"}}
+		if tc.parts != "" {
+			h.Set(api.HeaderPartitions, tc.parts)
+		}
+		if code, body := a.DoHeader(t, http.MethodGet, tc.path, h, nil, true); code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("GET %s (partitions %q): %d %s; want %d …%s…", tc.path, tc.parts, code, body, tc.code, tc.want)
+		}
 	}
 
 	// A partition without an owner: 503 naming it, never a partial sum.

@@ -102,12 +102,8 @@ func (h *Handler) serveLinks(ctx *fasthttp.RequestCtx, site string, email bool, 
 		h.refuse(ctx, err)
 		return
 	}
-	parts, ok := h.localParts(ctx)
+	parts, ok := h.partParts(ctx, "links")
 	if !ok {
-		return
-	}
-	if parts == nil {
-		h.refuse(ctx, invalid.Errorf("invalid links request without %s: it answers for the partitions it names", api.HeaderPartitions))
 		return
 	}
 	var out []byte
@@ -129,6 +125,17 @@ func (h *Handler) serveLinks(ctx *fasthttp.RequestCtx, site string, email bool, 
 	}
 	ctx.SetContentType("application/octet-stream")
 	ctx.SetBody(out)
+}
+
+// partParts is localParts for an internal route that answers only as a
+// part of a fan-out: a request without api.HeaderPartitions is refused.
+func (h *Handler) partParts(ctx *fasthttp.RequestCtx, what string) ([]bool, bool) {
+	parts, ok := h.localParts(ctx)
+	if ok && parts == nil {
+		h.refuse(ctx, invalid.Errorf("invalid %s request without %s: it answers for the partitions it names", what, api.HeaderPartitions))
+		return nil, false
+	}
+	return parts, ok
 }
 
 // unavailableError is an error of a read another node had to answer: the
