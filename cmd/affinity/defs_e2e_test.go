@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
@@ -185,15 +186,55 @@ func TestClusterSharesDefinitions(t *testing.T) {
 		})
 	}
 
+	// A campaign created on A: every node holds it, purchases of its
+	// recipients count on whichever member owns them, and the report
+	// of either member is the reference's (one node over every partition).
+	put(a, "POST", "/v1/campaigns/e2e", "application/json", `{"name":"spring","arms":[{"name":"buyers","segment":"buyers"},{"name":"crm","list":"crm"}],"holdout":20,"window":"7d"}`, 201)
+	campaignPaths := []string{"/v1/campaigns/e2e/1", "/v1/campaigns/e2e/1/recipients?format=csv", "/v1/campaigns/e2e/1/recipients?format=csv&group=control"}
+	waitSameDefinitions(t, []*proc{a, b, ref}, campaignPaths...)
+	buyers := []string{"ann@example.com", "paddinga@example.org", "paddingb@example.org", "paddingc@example.org", "paddingd@example.org"}
+	for i, email := range buyers {
+		now := time.Now().UnixMilli()
+		batch := fmt.Sprintf(`{"site":%q,"v":%q,"events":[{"id":%q,"t":"identify","ts":%d,"email":%q},{"id":%q,"t":"purchase","ts":%d,"order":{"id":"c-%d","total":10}}]}`,
+			site, uuidString(), uuidString(), now, email, uuidString(), now+1, i)
+		if st := post(client, col.collector, []byte(batch)); st != http.StatusAccepted {
+			t.Fatalf("purchase of %s: status %d", email, st)
+		}
+	}
+	report := func(p *proc) string {
+		code, body := apiDo(t, http.MethodGet, p.api+"/v1/campaigns/e2e/1/report", "", nil)
+		if code != http.StatusOK {
+			return fmt.Sprint(code, " ", body)
+		}
+		return body
+	}
+	waitUntil(t, "the members' campaign reports being the reference's, with every purchase", func() bool {
+		want := report(ref)
+		var r struct {
+			Arms []struct{ Treated, Control struct{ Orders int } }
+		}
+		if json.Unmarshal([]byte(want), &r) != nil {
+			return false
+		}
+		orders := 0
+		for _, arm := range r.Arms {
+			orders += arm.Treated.Orders + arm.Control.Orders
+		}
+		return orders == len(buyers) && report(a) == want && report(b) == want
+	})
+
 	// B dies and comes back on its data; C is new. A segment written
-	// while B is down reaches both.
+	// while B is down reaches both, and both hold the campaign.
 	b.cmd.Process.Kill()
 	<-b.done
 	put(a, "PUT", "/v1/segments/e2e/late", "text/plain", `count(cart, 30d) >= 1`, 201)
 	b = member(bDir)
 	cNode := member(t.TempDir())
-	final := waitSameDefinitions(t, []*proc{a, b, cNode, ref}, "/v1/segments/e2e/late")
-	if !strings.Contains(final[len(final)-1], "OK") {
-		t.Errorf("the segment written while B was down: %s", final[len(final)-1])
+	final := waitSameDefinitions(t, []*proc{a, b, cNode, ref}, append([]string{"/v1/segments/e2e/late"}, campaignPaths...)...)
+	if !strings.Contains(final[len(definitionPaths)], "OK") {
+		t.Errorf("the segment written while B was down: %s", final[len(definitionPaths)])
+	}
+	if !strings.Contains(final[len(final)-3], `"name":"spring"`) {
+		t.Errorf("the campaign on every node: %s", final[len(final)-3])
 	}
 }
