@@ -53,6 +53,18 @@
 // partitions), never a scan of recipients. Stats holds the report's
 // arithmetic.
 //
+// # Build group
+//
+// On the nodes of a definitions topic a campaign is frozen once and
+// applied everywhere (shared.go): ReserveID counts the topic's id
+// reservations into the sequence, so every node gives the same id;
+// Freeze reads the audience (a segment arm through the caller's Members:
+// every owner's, merged) and returns the campaign's record — head, the
+// site secret it is signed with, recipients — without storing it; Apply
+// writes that record as Create writes a campaign. A report of the group
+// adds every owner's AppendCounterRows with SumCounterRows, in the order
+// one node's scan adds them.
+//
 // # Concurrency
 //
 // A Store is safe for concurrent use; Create is serialised per Store.
