@@ -30,6 +30,12 @@ type ExportOptions struct {
 	Control bool
 	// Profiles passes each row's stored profile in MemberView.Profile.
 	Profiles bool
+	// Unjoined, with ByEmail, gives a row at every member with an email,
+	// its visitors just that member: the candidates an owner of some
+	// partitions streams to a node of a build group, which joins each
+	// email's members across every owner (EmailMembers, JoinEmail) as
+	// Export joins them here.
+	Unjoined bool
 }
 
 // Export calls fn with the rows of an export of a segment, in visitor
@@ -43,9 +49,9 @@ type ExportOptions struct {
 // during the call.
 func (e *Engine) Export(site, name string, opts *ExportOptions, fn func(m *MemberView, visitors []event.UUID) bool) error {
 	var (
-		vis  []event.UUID
-		key  []byte // holdout hash input
-		rerr error
+		vis, linked []event.UUID
+		key         []byte // holdout hash input
+		rerr        error
 	)
 	var pm personMerge
 	err := e.ScanMembers(site, name, opts.After, opts.Profiles, func(m *MemberView) bool {
@@ -70,17 +76,17 @@ func (e *Engine) Export(site, name string, opts *ExportOptions, fn func(m *Membe
 			return fn(m, vis)
 		}
 		vis = append(vis[:0], m.Visitor)
-		if opts.ByEmail {
-			if len(m.Email) == 0 {
-				return true
-			}
-			var first bool
+		if opts.ByEmail && len(m.Email) == 0 {
+			return true
+		}
+		if opts.ByEmail && !opts.Unjoined {
 			// The email aliases the stored value: VisitorsByEmail copies it.
 			email := unsafe.String(unsafe.SliceData(m.Email), len(m.Email))
-			if vis, first, rerr = e.personMembers(site, name, email, m.Visitor, vis); rerr != nil {
+			if linked, rerr = e.EmailMembers(site, name, email, nil, linked[:0]); rerr != nil {
 				return false
 			}
-			if !first {
+			var first bool
+			if vis, first = JoinEmail(m.Visitor, linked, vis); !first {
 				return true // the person's row came at an earlier visitor
 			}
 		}
@@ -103,34 +109,47 @@ func (e *Engine) Export(site, name string, opts *ExportOptions, fn func(m *Membe
 	return err
 }
 
-// personMembers appends to vis the members of the segment other than
-// visitor linked to email, in visitor order, and reports whether visitor
-// is the first of them (false: the person's row came earlier).
-func (e *Engine) personMembers(site, name, email string, visitor event.UUID, vis []event.UUID) (_ []event.UUID, first bool, err error) {
-	first = true
+// EmailMembers appends to dst the members of the segment linked to email
+// (state.DB.VisitorsByEmail) for which keep is true (nil: all), in
+// visitor order.
+func (e *Engine) EmailMembers(site, name, email string, keep func(event.UUID) bool, dst []event.UUID) ([]event.UUID, error) {
+	var err error
 	serr := e.db.VisitorsByEmail(site, email, func(v [16]byte) bool {
-		if v == visitor {
+		if keep != nil && !keep(v) {
 			return true
 		}
-		_, isMember, merr := e.IsMember(site, name, v)
-		if merr != nil {
-			err = merr
+		var isMember bool
+		if _, isMember, err = e.IsMember(site, name, v); err != nil {
 			return false
 		}
-		if !isMember {
-			return true
+		if isMember {
+			dst = append(dst, v)
 		}
-		if bytes.Compare(v[:], visitor[:]) < 0 {
-			first = false
-			return false
-		}
-		vis = append(vis, v)
 		return true
 	})
 	if err == nil {
 		err = serr
 	}
-	return vis, first, err
+	return dst, err
+}
+
+// JoinEmail is the by=email row of member m of an email whose members are
+// linked (EmailMembers, in visitor order, m among them or not): vis[:1]
+// is m, and first reports whether the row comes at m, which is when no
+// other of linked sorts before m; the row then lists m and the others of
+// linked, appended to vis[:1] in visitor order. One rule for Export on one
+// node and for the join across the owners of a build group.
+func JoinEmail(m event.UUID, linked, vis []event.UUID) (_ []event.UUID, first bool) {
+	vis = append(vis[:0], m)
+	for _, v := range linked {
+		switch c := bytes.Compare(v[:], m[:]); {
+		case c < 0:
+			return vis, false
+		case c > 0:
+			vis = append(vis, v)
+		}
+	}
+	return vis, true
 }
 
 // InHoldout reports whether key (a visitor id in canonical form, or with

@@ -3,6 +3,7 @@ package membership_test
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/affinityhq/affinity/profile/membership"
@@ -121,6 +122,14 @@ func TestExport(t *testing.T) {
 	same("by visitor", export(membership.ExportOptions{}), visitorRows)
 	same("by email", export(membership.ExportOptions{ByEmail: true}), emailRows)
 	same("by email after the first row", export(membership.ExportOptions{ByEmail: true, After: &emailRows[0][0]}), emailRows[1:])
+	var unjoined [][]event.UUID
+	for _, r := range emailRows {
+		for _, v := range r {
+			unjoined = append(unjoined, []event.UUID{v})
+		}
+	}
+	slices.SortFunc(unjoined, func(a, b []event.UUID) int { return bytes.Compare(a[0][:], b[0][:]) })
+	same("by email, unjoined", export(membership.ExportOptions{ByEmail: true, Unjoined: true}), unjoined)
 	if len(emailRows) == len(visitorRows) {
 		t.Fatalf("no person with two member visitors in %v", emailRows)
 	}
@@ -170,4 +179,33 @@ func cartsEnv(t *testing.T, email func(i int) string) *env {
 	}
 	e.Send(t, bs...)
 	return e
+}
+
+func TestJoinEmail(t *testing.T) {
+	v := func(n int) event.UUID { return profiletest.Visitor(n) }
+	sorted := func(ns ...int) []event.UUID {
+		var vs []event.UUID
+		for _, n := range ns {
+			vs = append(vs, v(n))
+		}
+		slices.SortFunc(vs, func(a, b event.UUID) int { return bytes.Compare(a[:], b[:]) })
+		return vs
+	}
+	f := func(name string, m event.UUID, linked []event.UUID, wantFirst bool, want []event.UUID) {
+		t.Helper()
+		got, first := membership.JoinEmail(m, linked, make([]event.UUID, 3))
+		if first != wantFirst || (first && fmt.Sprint(got) != fmt.Sprint(want)) {
+			t.Errorf("%s: %v, first %v; want %v, first %v", name, got, first, want, wantFirst)
+		}
+	}
+	three := sorted(1, 2, 3)
+	f("alone", v(1), nil, true, []event.UUID{v(1)})
+	f("the lowest of its email", three[0], three, true, three)
+	f("not the lowest", three[1], three, false, nil)
+	f("the highest", three[2], three, false, nil)
+	// A member whose link moved to another email is not among linked: its
+	// row lists it first, then the email's linked members after it.
+	four := sorted(0, 1, 2, 3)
+	f("not linked, lowest", four[0], four[1:], true, four)
+	f("not linked, not lowest", four[2], []event.UUID{four[0], four[1], four[3]}, false, nil)
 }
