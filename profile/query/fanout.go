@@ -22,13 +22,11 @@ import (
 // owner streams the rows of its own partitions in visitor order, and the
 // merge of those streams is what one node holding every partition would
 // send, its cursor included — so any node resumes a cursor any other gave.
-// Rows spanning partitions (by=email, a per-person segment) are refused
-// with 501: they need the person's visitors from every owner per row.
+// by=email rows join the members of an email across owners
+// (fanout_email.go). A per-person segment is refused with 501: its
+// members are persons each node's person evaluator finds in its own
+// state only, so no node holds a person whose visitors span nodes.
 func (h *Handler) fanOutMembers(ctx *fasthttp.RequestCtx, q *membersQuery) {
-	if q.export.ByEmail {
-		api.Error(ctx, fasthttp.StatusNotImplemented, "invalid by=email on a node of a build group: a row per email joins visitors of several partitions, which a cluster does not merge yet; export by=visitor")
-		return
-	}
 	if d, ok, err := h.opts.Segments.Definition(q.site, q.name); err != nil {
 		h.internalError(ctx, err)
 		return
@@ -37,6 +35,11 @@ func (h *Handler) fanOutMembers(ctx *fasthttp.RequestCtx, q *membersQuery) {
 		return
 	}
 	args := fanOutArgs(ctx, q.at)
+	if q.export.ByEmail {
+		// Owners stream every candidate: which of them make rows, and so
+		// where limit falls, only the join knows.
+		args.Del("limit")
+	}
 	f := h.openFanOut(ctx, args)
 	fasthttp.ReleaseArgs(args)
 	if f == nil {
@@ -47,7 +50,11 @@ func (h *Handler) fanOutMembers(ctx *fasthttp.RequestCtx, q *membersQuery) {
 	} else {
 		ctx.SetContentType("application/x-ndjson")
 	}
-	ctx.SetBodyStream(&streamBody{write: func(w *bufio.Writer) { h.mergeMembers(w, q, f) }, done: f.close}, -1)
+	merge := h.mergeMembers
+	if q.export.ByEmail {
+		merge = h.mergeEmailRows
+	}
+	ctx.SetBodyStream(&streamBody{write: func(w *bufio.Writer) { merge(w, q, f) }, done: f.close}, -1)
 }
 
 // memberRowVisitor is where an NDJSON member row ({"visitor":"<uuid>",…})
@@ -72,22 +79,9 @@ func (h *Handler) mergeMembers(w *bufio.Writer, q *membersQuery, f *fanOut) {
 	m := merger{srcs: f.sources(), cmp: cmpMemberRows, write: writeRow}
 	if q.csv {
 		m.cmp = cmpCSVRows
-		// Every owner starts with the same header record: send one.
-		for i, s := range m.srcs {
-			s.csv = true
-			err := s.next()
-			if err == nil && s.row == nil {
-				err = errors.New("no header")
-			}
-			if err != nil {
-				h.mergeFailed(w, q.csv, fmt.Sprintf("members of %s/%s", q.site, q.name), mergeResult{err: fmt.Errorf("cannot read the header of %s: %w", s.name, err)})
-				return
-			}
-			if i == 0 {
-				if _, err := w.Write(s.row); err != nil {
-					return
-				}
-			}
+		if err := h.mergeCSVHeader(w, m.srcs); err != nil {
+			h.mergeFailed(w, q.csv, fmt.Sprintf("members of %s/%s", q.site, q.name), mergeResult{err: err})
+			return
 		}
 	}
 	res := m.merge(w, q.limit)
@@ -102,6 +96,27 @@ func (h *Handler) mergeMembers(w *bufio.Writer, q *membersQuery, f *fanOut) {
 		_, _ = w.Write(append(out, "\"}\n"...))
 	}
 	_ = w.Flush()
+}
+
+// mergeCSVHeader reads the header record every owner starts its CSV
+// export with, and writes one.
+func (h *Handler) mergeCSVHeader(w *bufio.Writer, srcs []*lineSource) error {
+	for i, s := range srcs {
+		s.csv = true
+		err := s.next()
+		if err == nil && s.row == nil {
+			err = errors.New("no header")
+		}
+		if err != nil {
+			return fmt.Errorf("cannot read the header of %s: %w", s.name, err)
+		}
+		if i == 0 {
+			// A client gone makes the writer's error sticky: the merge's
+			// first write finds out.
+			_, _ = w.Write(s.row)
+		}
+	}
+	return nil
 }
 
 // mergeFailed ends a merged stream that stopped at res.err: with the

@@ -104,21 +104,14 @@ type mergeResult struct {
 // merge reads the first row of every source, then writes the rows in
 // order, at most limit (0: all).
 func (m *merger) merge(w *bufio.Writer, limit int) (res mergeResult) {
-	for _, s := range m.srcs {
-		if res.err = s.next(); res.err != nil {
-			return res
-		}
+	if res.err = m.start(); res.err != nil {
+		return res
 	}
 	for {
-		var least *lineSource
-		for _, s := range m.srcs {
-			if s.fail != nil {
-				res.err, res.failLine = fmt.Errorf("%s failed: %s", s.name, bytes.TrimSpace(s.fail)), s.fail
-				return res
-			}
-			if s.row != nil && (least == nil || m.cmp(s.row, least.row) < 0) {
-				least = s
-			}
+		least, failed := m.least()
+		if failed != nil {
+			res.err, res.failLine = fmt.Errorf("%s failed: %s", failed.name, bytes.TrimSpace(failed.fail)), failed.fail
+			return res
 		}
 		if least == nil {
 			break
@@ -141,6 +134,31 @@ func (m *merger) merge(w *bufio.Writer, limit int) (res mergeResult) {
 		res.more = res.more || s.more
 	}
 	return res
+}
+
+// start reads the first row of every source.
+func (m *merger) start() error {
+	for _, s := range m.srcs {
+		if err := s.next(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// least returns the source whose current row is the least, nil when
+// every source ended; or, as failed, a source that ended with an error
+// line. The caller moves the source returned on with next.
+func (m *merger) least() (least, failed *lineSource) {
+	for _, s := range m.srcs {
+		if s.fail != nil {
+			return nil, s
+		}
+		if s.row != nil && (least == nil || m.cmp(s.row, least.row) < 0) {
+			least = s
+		}
+	}
+	return least, nil
 }
 
 // writeRow is a merger's write of a row as it came.

@@ -25,6 +25,8 @@ import (
 //	GET /v1/internal/links/{site}/customer/{id}  in visitor order, of the partitions of api.HeaderPartitions
 //	GET /v1/internal/campaigns/{site}/{id}/counters  the campaign's counter rows of the partitions of
 //	                                             api.HeaderPartitions (campaign.AppendCounterRows)
+//	POST /v1/internal/members/{site}/{segment}   the members each email of the body links, of the partitions
+//	                                             of api.HeaderPartitions (a by=email join, fanout_email.go; FORMAT.md)
 //
 // A person's visitors span partitions: the node asked resolves the person
 // with these (remoteStore), so it merges exactly what one node would.
@@ -36,11 +38,24 @@ func (h *Handler) serveInternal(ctx *fasthttp.RequestCtx) {
 		api.NoRoute(ctx, "")
 		return
 	}
+	rest := ctx.Path()[len(internalPrefix):]
+	if bytes.HasPrefix(rest, []byte("members/")) {
+		if !ctx.IsPost() {
+			methodNotAllowed(ctx, "POST")
+			return
+		}
+		segs, ok := splitPath(ctx.Path(), internalPrefix+"members/", 2)
+		if !ok {
+			api.NoRoute(ctx, internalPrefix+"members/{site}/{segment}")
+			return
+		}
+		h.serveEmailMembers(ctx, segs[0], segs[1])
+		return
+	}
 	if !ctx.IsGet() {
 		methodNotAllowed(ctx, "GET")
 		return
 	}
-	rest := ctx.Path()[len(internalPrefix):]
 	switch {
 	case bytes.HasPrefix(rest, []byte("profiles/")):
 		segs, ok := splitPath(ctx.Path(), internalPrefix+"profiles/", 2)

@@ -181,6 +181,10 @@ func (h *Handler) inParts(set []bool, site string, visitor event.UUID) bool {
 type fanOut struct {
 	resps  []*fasthttp.Response
 	owners []string // the URL of each response's owner
+	// shards are the owners and their partitions, as asked; auth is the
+	// request's Authorization: a by=email join asks them again.
+	shards []api.Shard
+	auth   []byte
 }
 
 // openFanOut sends ctx's GET (its path, args and Authorization) to every
@@ -203,7 +207,7 @@ func (h *Handler) openFanOutPath(ctx *fasthttp.RequestCtx, path string, args *fa
 		return nil
 	}
 	h.m.fanOuts.Inc()
-	f := &fanOut{}
+	f := &fanOut{shards: shards, auth: bytes.Clone(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))}
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	var parts []byte

@@ -149,6 +149,9 @@ func (h *Handler) serveMembers(ctx *fasthttp.RequestCtx, site, name string) {
 	if q.parts, ok = h.localParts(ctx); !ok {
 		return
 	}
+	// An owner's part of a by=email export in a build group streams its
+	// candidates, which the node asked joins (fanout_email.go).
+	q.export.Unjoined = q.parts != nil && q.export.ByEmail
 	if h.clusterOf() != nil && !forwarded(ctx) && !ctx.IsHead() {
 		h.fanOutMembers(ctx, q)
 		return
@@ -323,13 +326,14 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 		sc.enteredFmt = profile.AppendTime(sc.enteredFmt[:0], mb.Entered)
 	}
 	out := sc.out[:0]
+	if q.export.Unjoined {
+		// An owner's candidate row: the node that asked writes the head
+		// of the row, once it joined the email's members of every owner.
+		out = appendEmailCandidate(out, mb.Visitor, mb.Email)
+	} else if q.csv || q.export.ByEmail || len(mb.Person) > 0 {
+		out = appendRowVisitors(out, q.csv, email, vis)
+	}
 	if q.csv {
-		for i, v := range vis {
-			if i > 0 {
-				out = append(out, ' ')
-			}
-			out = v.Append(out)
-		}
 		out = append(out, ',')
 		out = appendCSV(out, email)
 		out = append(out, ',')
@@ -350,21 +354,10 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 		return nil
 	}
 	if q.export.ByEmail || len(mb.Person) > 0 {
-		out = append(out, `{"email":`...)
-		out = event.AppendJSONString(out, email)
-		out = append(out, `,"visitors":[`...)
-		for i, v := range vis {
-			if i > 0 {
-				out = append(out, ',')
-			}
-			out = append(out, '"')
-			out = v.Append(out)
-			out = append(out, '"')
-		}
 		if len(mb.Person) > 0 {
-			out = append(out, `],"person":"`...)
+			out = append(out, `,"person":"`...)
 		} else {
-			out = append(out, `],"visitor":"`...)
+			out = append(out, `,"visitor":"`...)
 		}
 		out = mb.Visitor.Append(out)
 		out = append(out, '"')
@@ -391,6 +384,33 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 	}
 	sc.out = append(out, "}\n"...)
 	return nil
+}
+
+// appendRowVisitors appends the head of a row listing visitors: in CSV
+// its first field, the visitors space-separated; in NDJSON (by=email, a
+// person) {"email":…,"visitors":[…] — the rest of the row follows.
+func appendRowVisitors(out []byte, csv bool, email string, vis []event.UUID) []byte {
+	if csv {
+		for i, v := range vis {
+			if i > 0 {
+				out = append(out, ' ')
+			}
+			out = v.Append(out)
+		}
+		return out
+	}
+	out = append(out, `{"email":`...)
+	out = event.AppendJSONString(out, email)
+	out = append(out, `,"visitors":[`...)
+	for i, v := range vis {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, '"')
+		out = v.Append(out)
+		out = append(out, '"')
+	}
+	return append(out, ']')
 }
 
 // jsonToCSV rewrites the JSON value out[n:] as a CSV field: null becomes

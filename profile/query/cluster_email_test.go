@@ -1,0 +1,157 @@
+package query_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// emailEvents makes persons whose visitors sit on partitions of both
+// nodes of the fixture (node 0 owns partitions 0 and 2, node 1 owns 1
+// and 3), some of whose visitors are not members of "lego", an email
+// that moved from one visitor to another, and anonymous visitors.
+func emailEvents(f *clusterFixture) (ann []event.UUID, bs []*event.Batch) {
+	lego := event.Product{ID: "l", Brand: "lego", Category: "toys", Price: 30, HasPrice: true}
+	nutrilon := event.Product{ID: "n", Brand: "nutrilon", Category: "baby/food", Price: 12, HasPrice: true}
+	on := func(part, from int) event.UUID { return f.ref.VisitorOn(clusterSite, part, from) }
+	// ann: three visitors on three partitions, of both nodes.
+	ann = []event.UUID{on(0, 3000), on(1, 3000), on(3, 3000)}
+	for i, v := range ann {
+		bs = append(bs, profiletest.Batch(clusterSite, v, profiletest.View(t0-int64(i)*day, lego), profiletest.Identify(t0-int64(i)*day, "ann@example.com")))
+	}
+	// bob: a visitor of lego on partition 2, one of nutrilon only on
+	// partition 1 (a member of "all", not of "lego").
+	bs = append(bs,
+		profiletest.Batch(clusterSite, on(2, 3000), profiletest.View(t0, lego), profiletest.Identify(t0, "bob@example.com")),
+		profiletest.Batch(clusterSite, on(1, 4000), profiletest.View(t0, nutrilon), profiletest.Identify(t0, "bob@example.com")),
+	)
+	// cat's first visitor became dan's: its link and member email moved.
+	bs = append(bs,
+		profiletest.Batch(clusterSite, on(0, 4000), profiletest.View(t0-day, lego), profiletest.Identify(t0-day, "cat@example.com")),
+		profiletest.Batch(clusterSite, on(3, 4000), profiletest.View(t0-day, lego), profiletest.Identify(t0-day, "cat@example.com")),
+		profiletest.Batch(clusterSite, on(0, 4000), profiletest.Identify(t0, "dan@example.com")),
+		profiletest.Batch(clusterSite, on(2, 4000), profiletest.View(t0, lego), profiletest.Identify(t0, "dan@example.com")),
+	)
+	// Persons of two visitors wherever their ids fall, and anonymous ones.
+	for i := range 30 {
+		v := profiletest.Visitor(5000 + i)
+		evs := []event.Event{profiletest.View(t0-int64(i)*3600000, []event.Product{lego, nutrilon}[i%2])}
+		if i%5 != 4 {
+			evs = append(evs, profiletest.Identify(t0, fmt.Sprintf("p%d@example.com", i/2)))
+		}
+		bs = append(bs, profiletest.Batch(clusterSite, v, evs...))
+	}
+	return ann, bs
+}
+
+// TestClusterExportsByEmail wants every by=email export of a node of the
+// group — whole, in CSV, without facts, split by a holdout, and paged with
+// each page asked of the other node — to be the reference node's, byte
+// for byte.
+func TestClusterExportsByEmail(t *testing.T) {
+	f := newClusterFixture(t)
+	for _, e := range f.all() {
+		for name, rule := range map[string]string{"all": `count(view) >= 1`, "lego": `interest(brand, "lego") > 0.1`} {
+			if code, body := e.Do(t, http.MethodPut, "/v1/segments/shop/"+name, "text/plain", []byte(rule), true); code != 201 {
+				t.Fatalf("PUT segment %s: %d %s", name, code, body)
+			}
+		}
+	}
+	ann, bs := emailEvents(f)
+	f.send(t, bs...)
+	at := url.QueryEscape(time.UnixMilli(t0 + 3600000).UTC().Format(time.RFC3339))
+
+	annRow := fmt.Sprintf(`"visitors":[%q,%q,%q]`, sorted3(ann)...)
+	for _, seg := range []string{"all", "lego"} {
+		base := "/v1/segments/shop/" + seg + "/members?by=email&at=" + at
+		all := f.same(t, http.MethodGet, base)
+		if !strings.Contains(all, annRow) {
+			t.Fatalf("%s by=email: no row joining ann's visitors of both nodes:\n%s", seg, all)
+		}
+		rows := strings.Count(all, "\n")
+		if byVisitor := f.same(t, http.MethodGet, "/v1/segments/shop/"+seg+"/members?at="+at); rows >= strings.Count(byVisitor, `"email":"`) || rows < 10 {
+			t.Fatalf("%s: %d rows by email of %d identified members; want persons joined", seg, rows, strings.Count(byVisitor, `"email":"`))
+		}
+		for _, args := range []string{"&format=csv", "&facts=false", "&format=csv&facts=false", "&holdout=50&salt=s", "&holdout=50&salt=s&group=control&format=csv", "&cursor=" + ann[1].String()} {
+			f.same(t, http.MethodGet, base+args)
+		}
+		for _, format := range []string{"ndjson", "csv"} {
+			for _, limit := range []int{1, 2, 5} {
+				pages := f.pagesAlternately(t, base+fmt.Sprintf("&format=%s&limit=%d", format, limit), format == "csv")
+				if want := (rows + limit - 1) / limit; pages < want {
+					t.Fatalf("%s %s limit=%d: %d pages; want %d", seg, format, limit, pages, want)
+				}
+			}
+		}
+	}
+}
+
+// sorted3 returns three visitors in visitor order, as %q arguments.
+func sorted3(vs []event.UUID) []any {
+	s := []string{vs[0].String(), vs[1].String(), vs[2].String()}
+	slices.Sort(s) // the canonical form sorts as the bytes do
+	return []any{s[0], s[1], s[2]}
+}
+
+// pagesAlternately pages path on the nodes of the group in turn, each page
+// resuming the cursor the other node gave, and wants each page to be the
+// reference's; it returns the number of pages.
+func (f *clusterFixture) pagesAlternately(t *testing.T, path string, csv bool) int {
+	t.Helper()
+	cursor := ""
+	for pages := 0; pages < 100; pages++ {
+		p := path + "&cursor=" + cursor
+		wantCode, want := f.ref.Do(t, http.MethodGet, p, "", nil, true)
+		n := f.nodes[pages%len(f.nodes)]
+		if code, got := n.Do(t, http.MethodGet, p, "", nil, true); code != wantCode || got != want {
+			t.Fatalf("GET %s, page %d on node %d: %d\n%s\nwant the reference's %d\n%s", p, pages, pages%len(f.nodes), code, got, wantCode, want)
+		}
+		lines := strings.Split(strings.TrimSuffix(want, "\n"), "\n")
+		last := lines[len(lines)-1]
+		switch {
+		case csv && len(lines) > 1:
+			cursor = last[:36]
+		case !csv && strings.HasPrefix(last, `{"cursor":"`):
+			cursor = strings.TrimSuffix(strings.TrimPrefix(last, `{"cursor":"`), `"}`)
+		default:
+			return pages + 1
+		}
+	}
+	t.Fatalf("GET %s: more than 100 pages", path)
+	return 0
+}
+
+// TestClusterPerPersonExport501 pins what a build group does not do yet:
+// a per-person segment's members are persons that each node's person
+// evaluator finds in its own state, so a node of a group refuses to
+// export one, with a reason, where a node holding every partition
+// answers.
+func TestClusterPerPersonExport501(t *testing.T) {
+	f := newClusterFixture(t)
+	for _, e := range f.all() {
+		if code, body := e.Do(t, http.MethodPut, "/v1/segments/shop/people?per=person", "text/plain", []byte(`count(view) >= 1`), true); code != 201 {
+			t.Fatalf("PUT segment: %d %s", code, body)
+		}
+	}
+	_, bs := emailEvents(f)
+	f.send(t, bs...)
+	profiletest.WaitUntil(t, "the reference's person evaluation", func() bool {
+		_, body := f.ref.Get(t, "/v1/segments/shop/people/members?facts=false")
+		return strings.Contains(body, `"person":"`)
+	})
+	for i, n := range f.nodes {
+		for _, args := range []string{"", "?by=email", "?format=csv"} {
+			code, body := n.Get(t, "/v1/segments/shop/people/members"+args)
+			if code != 501 || !strings.Contains(body, "segment people of site shop is per person") {
+				t.Errorf("node %d, per-person export%s: %d %q; want 501 saying why", i, args, code, body)
+			}
+		}
+	}
+}
