@@ -54,6 +54,9 @@ func (e *Engine) Export(site, name string, opts *ExportOptions, fn func(m *Membe
 		rerr        error
 	)
 	var pm personMerge
+	// JoinEmail needs no membership read of the row's own visitor.
+	var self event.UUID
+	notSelf := func(v event.UUID) bool { return v != self }
 	err := e.ScanMembers(site, name, opts.After, opts.Profiles, func(m *MemberView) bool {
 		if len(m.Person) > 0 {
 			vis = append(vis[:0], m.Visitors...)
@@ -82,7 +85,8 @@ func (e *Engine) Export(site, name string, opts *ExportOptions, fn func(m *Membe
 		if opts.ByEmail && !opts.Unjoined {
 			// The email aliases the stored value: VisitorsByEmail copies it.
 			email := unsafe.String(unsafe.SliceData(m.Email), len(m.Email))
-			if linked, rerr = e.EmailMembers(site, name, email, nil, linked[:0]); rerr != nil {
+			self = m.Visitor
+			if linked, rerr = e.EmailMembers(site, name, email, notSelf, linked[:0]); rerr != nil {
 				return false
 			}
 			var first bool

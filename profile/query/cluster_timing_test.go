@@ -1,6 +1,7 @@
 package query_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -33,6 +34,35 @@ func BenchmarkClusterMembersExport(b *testing.B) {
 	}{{"one-node", f.ref}, {"group-of-2", f.nodes[0]}} {
 		b.Run(c.name, func(b *testing.B) {
 			benchExport(b, c.env.URL+"/v1/segments/shop/all/members?at=2026-02-01T00:00:00Z", n)
+		})
+	}
+}
+
+// BenchmarkClusterMembersByEmail streams the by=email export of 20 000
+// members, two per email, from one node holding every partition, and from
+// a node of a two-node group: the owners' candidate streams merged, and
+// each window of 512 candidates joined by one lookup per owner.
+func BenchmarkClusterMembersByEmail(b *testing.B) {
+	f := newClusterFixture(b)
+	for _, e := range f.all() {
+		if code, body := e.Do(b, http.MethodPut, "/v1/segments/shop/all", "text/plain", []byte(`count(view) >= 1`), true); code != 201 {
+			b.Fatalf("PUT: %d %s", code, body)
+		}
+	}
+	const n = 20000
+	bs := make([]*event.Batch, 0, n)
+	for i := range n {
+		bs = append(bs, profiletest.Batch(clusterSite, profiletest.Visitor(i), profiletest.View(t0, nutrilon), profiletest.Identify(t0, fmt.Sprintf("m%d@x.y", i/2))))
+	}
+	for i := 0; i < n; i += 2000 {
+		f.send(b, bs[i:i+2000]...)
+	}
+	for _, c := range []struct {
+		name string
+		env  *profiletest.Env
+	}{{"one-node", f.ref}, {"group-of-2", f.nodes[0]}} {
+		b.Run(c.name, func(b *testing.B) {
+			benchExport(b, c.env.URL+"/v1/segments/shop/all/members?by=email&at=2026-02-01T00:00:00Z", n/2)
 		})
 	}
 }
