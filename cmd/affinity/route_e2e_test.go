@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,8 +22,8 @@ var enteredAt = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`)
 // TestClusterAnyNodeAnswers runs one collector, two builders in a group
 // and a reference builder pinned to every partition, on a 3-broker kfake,
 // with the same segment defined on each. Every visitor and person lookup,
-// the members export (NDJSON and CSV, paged with each page's cursor
-// resumed on the other node) and the interest list asked of either member
+// the members export (NDJSON and CSV, by visitor and by email, paged with
+// each page's cursor resumed on the other node) and the interest list asked of either member
 // equal the reference's bytes. Then one member is SIGKILLed and the other
 // asked at once and until it owns every partition and caught up: each
 // answer is a 503 naming a partition, or the reference's whole answer.
@@ -121,35 +122,50 @@ func TestClusterAnyNodeAnswers(t *testing.T) {
 	same(membersPath + "&format=csv")
 	// Pages of 7, alternating the node asked: each resumes the other's
 	// cursor, and the pages are the reference's.
-	for _, format := range []string{"ndjson", "csv"} {
-		cursor, rows := "", 0
+	pagedRows := func(base, format string, limit int) (rows int) {
+		t.Helper()
+		cursor := ""
 		for page := 0; ; page++ {
 			p := nodes[page%2]
-			path := membersPath + "&format=" + format + "&limit=7&cursor=" + cursor
+			path := base + "&format=" + format + "&limit=" + strconv.Itoa(limit) + "&cursor=" + cursor
 			_, want := apiDo(t, http.MethodGet, ref.api+path, "", nil)
 			code, got := apiDo(t, http.MethodGet, p.api+path, "", nil)
 			if code != http.StatusOK || enteredAt.ReplaceAllString(got, "T") != enteredAt.ReplaceAllString(want, "T") {
-				t.Fatalf("%s page %d on b%d: %d\n%s\nwant\n%s", format, page, page%2+1, code, got, want)
+				t.Fatalf("%s page %d on b%d: %d\n%s\nwant\n%s", path, page, page%2+1, code, got, want)
 			}
 			lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
 			last := lines[len(lines)-1]
 			if format == "csv" {
 				rows += len(lines) - 1
-				if len(lines)-1 < 7 {
-					break
+				if len(lines)-1 < limit {
+					return rows
 				}
 				cursor = last[:36]
 				continue
 			}
 			if !strings.HasPrefix(last, `{"cursor":"`) {
-				rows += len(lines)
-				break
+				return rows + len(lines)
 			}
 			rows += len(lines) - 1
 			cursor = strings.TrimSuffix(strings.TrimPrefix(last, `{"cursor":"`), `"}`)
 		}
-		if rows != visitors {
+	}
+	for _, format := range []string{"ndjson", "csv"} {
+		if rows := pagedRows(membersPath, format, 7); rows != visitors {
 			t.Fatalf("%s pages: %d rows; want %d", format, rows, visitors)
+		}
+	}
+	// By email: a row per email (three here) joins its members of every
+	// partition, whichever node owns them; pages of one.
+	byEmail := same(membersPath + "&by=email")
+	same(membersPath + "&by=email&format=csv")
+	emailRows := strings.Count(byEmail, "\n")
+	if !regexp.MustCompile(`"visitors":\["[^"]+","`).MatchString(byEmail) || emailRows < 3 {
+		t.Fatalf("by=email: %d rows, none of several visitors:\n%s", emailRows, byEmail)
+	}
+	for _, format := range []string{"ndjson", "csv"} {
+		if rows := pagedRows(membersPath+"&by=email", format, 1); rows != emailRows {
+			t.Fatalf("by=email %s pages: %d rows; want %d", format, rows, emailRows)
 		}
 	}
 	interestsPath := "/v1/interests/" + site + "/brand/Lego?min=0.001&at=" + at
