@@ -40,8 +40,10 @@
 // forwarded to the owner of its partition (route.go), a person is resolved
 // over every owner's links and profiles (remote.go), and the members
 // export and interest list fan out to every owner and merge in their
-// order (fanout.go, merge.go): any node answers as one holding every
-// partition would, or 503 naming a partition no node serves now.
+// order (fanout.go, merge.go; a by=email export also joins each email's
+// members across owners, fanout_email.go, wire formats in FORMAT.md):
+// any node answers as one holding every partition would, or 503 naming a
+// partition no node serves now.
 //
 // Concurrency: a Handler is safe for concurrent use; per-request scratch
 // space comes from a sync.Pool.
