@@ -24,6 +24,17 @@ func AppendString(dst []byte, s string) []byte {
 	return append(dst, s...)
 }
 
+// AppendStrings appends the count of vals as a uvarint, then each as
+// AppendString does.
+func AppendStrings(dst []byte, vals [][]byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(vals)))
+	for _, v := range vals {
+		dst = binary.AppendUvarint(dst, uint64(len(v)))
+		dst = append(dst, v...)
+	}
+	return dst
+}
+
 // Reader reads the primitives Append* write from a buffer, with a sticky
 // error: once a read fails the following ones return zero values, so a
 // decoder reads a whole value and checks Err once. Errors read

@@ -78,6 +78,8 @@ func TestEncoding(t *testing.T) {
 	f(AppendFloat64(nil, 1), "000000000000f03f")
 	f(AppendString(nil, "ab"), "026162")
 	f(AppendString(nil, ""), "00")
+	f(AppendStrings(nil, [][]byte{[]byte("ab"), nil}), "0202616200")
+	f(AppendStrings(nil, nil), "00")
 }
 
 func TestErrors(t *testing.T) {

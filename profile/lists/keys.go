@@ -112,13 +112,7 @@ const (
 
 // block value: version | n uvarint | n × value str, values ascending.
 func appendBlock(dst []byte, vals [][]byte) []byte {
-	dst = append(dst, valueVersion)
-	dst = codec.AppendUvarint(dst, uint64(len(vals)))
-	for _, v := range vals {
-		dst = codec.AppendUvarint(dst, uint64(len(v)))
-		dst = append(dst, v...)
-	}
-	return dst
+	return codec.AppendStrings(append(dst, valueVersion), vals)
 }
 
 // eachInBlock calls fn with each value of a block, in order, until fn

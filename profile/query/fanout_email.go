@@ -83,13 +83,7 @@ func parseEmailCandidate(dst, row []byte) (visitor event.UUID, email, rest []byt
 // appendEmailLookup appends a lookup's request body: the version, then
 // the emails (codec strings) after their count.
 func appendEmailLookup(dst []byte, emails [][]byte) []byte {
-	dst = append(dst, emailLookupVersion)
-	dst = codec.AppendUvarint(dst, uint64(len(emails)))
-	for _, e := range emails {
-		dst = codec.AppendUvarint(dst, uint64(len(e)))
-		dst = append(dst, e...)
-	}
-	return dst
+	return codec.AppendStrings(append(dst, emailLookupVersion), emails)
 }
 
 // decodeEmailLookup reads a lookup's request body, calling fn with each
@@ -142,12 +136,8 @@ func (h *Handler) serveEmailMembers(ctx *fasthttp.RequestCtx, site, name string)
 		h.refuse(ctx, err)
 		return
 	}
-	parts, ok := h.localParts(ctx)
+	parts, ok := h.partParts(ctx, "members lookup")
 	if !ok {
-		return
-	}
-	if parts == nil {
-		h.refuse(ctx, invalid.Errorf("invalid members lookup without %s: it answers for the partitions it names", api.HeaderPartitions))
 		return
 	}
 	if _, ok := h.opts.Segments.Rule(site, name); !ok {
