@@ -119,22 +119,44 @@ func (e *Engine) Export(site, name string, opts *ExportOptions, fn func(m *Membe
 func (e *Engine) EmailMembers(site, name, email string, keep func(event.UUID) bool, dst []event.UUID) ([]event.UUID, error) {
 	var err error
 	serr := e.db.VisitorsByEmail(site, email, func(v [16]byte) bool {
-		if keep != nil && !keep(v) {
-			return true
-		}
-		var isMember bool
-		if _, isMember, err = e.IsMember(site, name, v); err != nil {
-			return false
-		}
-		if isMember {
+		var ok bool
+		if ok, err = e.keptMember(site, name, v, keep); ok {
 			dst = append(dst, v)
 		}
-		return true
+		return err == nil
 	})
 	if err == nil {
 		err = serr
 	}
 	return dst, err
+}
+
+// EmailsMembers is EmailMembers of each of emails, in their order, in one
+// read of the links (state.DB.VisitorsByEmails): fn gets each member with
+// its email's index.
+func (e *Engine) EmailsMembers(site, name string, emails []string, keep func(event.UUID) bool, fn func(i int, visitor event.UUID)) error {
+	var err error
+	serr := e.db.VisitorsByEmails(site, emails, func(i int, v [16]byte) bool {
+		var ok bool
+		if ok, err = e.keptMember(site, name, v, keep); ok {
+			fn(i, v)
+		}
+		return err == nil
+	})
+	if err == nil {
+		err = serr
+	}
+	return err
+}
+
+// keptMember reports whether visitor is one keep keeps (nil: all) and a
+// member of the segment.
+func (e *Engine) keptMember(site, name string, visitor event.UUID, keep func(event.UUID) bool) (bool, error) {
+	if keep != nil && !keep(visitor) {
+		return false, nil
+	}
+	_, ok, err := e.IsMember(site, name, visitor)
+	return ok && err == nil, err
 }
 
 // JoinEmail is the by=email row of member m of an email whose members are

@@ -144,23 +144,31 @@ func (h *Handler) serveEmailMembers(ctx *fasthttp.RequestCtx, site, name string)
 		h.noSegment(ctx, site, name)
 		return
 	}
-	keep := func(v event.UUID) bool { return h.inParts(parts, site, v) }
-	out := []byte{emailLookupVersion}
-	var linked []event.UUID
-	err := decodeEmailLookup(ctx.Request.Body(), func(email string) error {
-		var err error
-		if linked, err = h.opts.Segments.EmailMembers(site, name, email, keep, linked[:0]); err != nil {
-			return err
-		}
-		out = codec.AppendUvarint(out, uint64(len(linked)))
-		for _, v := range linked {
-			out = append(out, v[:]...)
-		}
-		return nil
-	})
-	if err != nil {
+	var emails []string // viewing the body
+	if err := decodeEmailLookup(ctx.Request.Body(), func(email string) error { emails = append(emails, email); return nil }); err != nil {
 		h.refuse(ctx, err)
 		return
+	}
+	var members []linkedMember
+	keep := func(v event.UUID) bool { return h.inParts(parts, site, v) }
+	err := h.opts.Segments.EmailsMembers(site, name, emails, keep, func(i int, v event.UUID) {
+		members = append(members, linkedMember{ei: int32(i), visitor: v})
+	})
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	out := []byte{emailLookupVersion}
+	for i := range emails {
+		n := 0
+		for n < len(members) && members[n].ei == int32(i) {
+			n++
+		}
+		out = codec.AppendUvarint(out, uint64(n))
+		for _, m := range members[:n] {
+			out = append(out, m.visitor[:]...)
+		}
+		members = members[n:]
 	}
 	ctx.SetContentType("application/octet-stream")
 	ctx.SetBody(out)

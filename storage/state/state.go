@@ -484,17 +484,46 @@ func (db *DB) linked(kind byte, site, id string, fn func(visitor [16]byte) bool)
 	return db.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			if len(k) != len(prefix)+16 {
-				return fmt.Errorf("BUG: identity link key %x has a bad length", k)
-			}
-			if !fn([16]byte(k[len(prefix):])) {
-				return nil
+		_, err := eachLink(it, prefix, fn)
+		return err
+	})
+}
+
+// VisitorsByEmails is VisitorsByEmail of each of emails, in their order:
+// fn gets the email's index with each visitor. One read transaction and
+// one iterator serve them all, where a VisitorsByEmail each would open
+// an iterator per email (a by=email join's lookup, profile/query).
+func (db *DB) VisitorsByEmails(site string, emails []string, fn func(i int, visitor [16]byte) bool) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return db.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: appendStr([]byte{prefixEmail}, site)})
+		defer it.Close()
+		var prefix []byte
+		for i, email := range emails {
+			prefix = appendLinkPrefix(prefix[:0], prefixEmail, site, email)
+			if more, err := eachLink(it, prefix, func(v [16]byte) bool { return fn(i, v) }); !more || err != nil {
+				return err
 			}
 		}
 		return nil
 	})
+}
+
+// eachLink calls fn with the visitor of every link key of it from prefix
+// on, until fn returns false (more: false).
+func eachLink(it *badger.Iterator, prefix []byte, fn func(visitor [16]byte) bool) (more bool, err error) {
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		k := it.Item().Key()
+		if len(k) != len(prefix)+16 {
+			return false, fmt.Errorf("BUG: identity link key %x has a bad length", k)
+		}
+		if !fn([16]byte(k[len(prefix):])) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // ScanIdle calls fn with the retention index entries of days ≤ maxDay,

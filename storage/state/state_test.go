@@ -231,6 +231,18 @@ func TestIdentityLinks(t *testing.T) {
 			_ = k.del(b, "s1", "ann@example.com", vis(1))
 			commit(t, b)
 			f("s1", "ann@example.com", 2)
+			if k.name == "email" {
+				// Many at once: in their order, each id's visitors in
+				// visitor order, none of another site or kind.
+				var got []string
+				err := db.VisitorsByEmails("s1", []string{"bob@example.com", "ann@example.com", "ann@example.co", "ann@example.com"}, func(i int, v [16]byte) bool {
+					got = append(got, fmt.Sprintf("%d:%d", i, v[15]))
+					return true
+				})
+				if want := "1:2 2:3 3:2"; err != nil || strings.Join(got, " ") != want {
+					t.Fatalf("VisitorsByEmails = %v, %v; want %s", got, err, want)
+				}
+			}
 			if err := k.put(b, "s1", "", vis(1)); err == nil || err.Error() != k.emptyErr {
 				t.Fatalf("put of an empty %s = %v; want %q", k.name, err, k.emptyErr)
 			}
