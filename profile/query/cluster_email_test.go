@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -91,6 +92,48 @@ func TestClusterExportsByEmail(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestClusterEmailLookup asks an owner the by=email join's lookup
+// directly: the members of its own partitions each email links, and a
+// clear refusal of each bad request.
+func TestClusterEmailLookup(t *testing.T) {
+	f := newClusterFixture(t)
+	for _, e := range f.all() {
+		if code, body := e.Do(t, http.MethodPut, "/v1/segments/shop/all", "text/plain", []byte(`count(view) >= 1`), true); code != 201 {
+			t.Fatalf("PUT segment: %d %s", code, body)
+		}
+	}
+	ann, bs := emailEvents(f)
+	f.send(t, bs...)
+	lookup := append([]byte{1, 2, 15}, "ann@example.com"...)
+	lookup = append(append(lookup, 13), "x@example.com"...)
+	hop := func(parts string) http.Header {
+		h := http.Header{api.HeaderHop: {"1"}}
+		if parts != "" {
+			h.Set(api.HeaderPartitions, parts)
+		}
+		return h
+	}
+	// Node 0 owns partitions 0 and 2: of ann's visitors (on 0, 1 and 3)
+	// it answers for the first only; nobody is linked to x.
+	code, body := f.nodes[0].DoHeader(t, http.MethodPost, "/v1/internal/members/shop/all", hop("0,2"), lookup, true)
+	if want := string(append(append([]byte{1, 1}, ann[0][:]...), 0)); code != 200 || body != want {
+		t.Fatalf("lookup: %d %x; want 200 %x", code, body, want)
+	}
+	f2 := func(name, method, path string, h http.Header, body []byte, wantCode int, want string) {
+		t.Helper()
+		if code, got := f.nodes[0].DoHeader(t, method, path, h, body, true); code != wantCode || !strings.Contains(got, want) {
+			t.Errorf("%s: %d %q; want %d containing %q", name, code, got, wantCode, want)
+		}
+	}
+	f2("without partitions", http.MethodPost, "/v1/internal/members/shop/all", hop(""), lookup, 400, "invalid members lookup request without X-Affinity-Partitions")
+	f2("a partition of the other node", http.MethodPost, "/v1/internal/members/shop/all", hop("1"), lookup, 503, "partition 1 is not served by this node")
+	f2("version 2", http.MethodPost, "/v1/internal/members/shop/all", hop("0"), []byte{2, 0}, 400, "invalid email lookup: cannot decode email lookup at byte 0: version 2")
+	f2("truncated", http.MethodPost, "/v1/internal/members/shop/all", hop("0"), lookup[:10], 400, "invalid email lookup")
+	f2("no segment", http.MethodPost, "/v1/internal/members/shop/nope", hop("0"), lookup, 404, "nope")
+	f2("GET", http.MethodGet, "/v1/internal/members/shop/all", hop("0"), nil, 405, "")
+	f2("not forwarded", http.MethodPost, "/v1/internal/members/shop/all", nil, lookup, 404, "")
 }
 
 // sorted3 returns three visitors in visitor order, as %q arguments.
