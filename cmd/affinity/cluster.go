@@ -19,10 +19,13 @@ type groupFlags struct {
 	brokers   []string // set by runBuild from --kafka
 	topic     string
 	metrics   *metrics.Set
+	// marks are the group's emission marks: the builder's segment engine
+	// emits each change record once across the group through them.
+	marks *cluster.Marks
 }
 
 func addGroupFlags(fs *flag.FlagSet) *groupFlags {
-	g := &groupFlags{opts: cluster.DefaultOptions()}
+	g := &groupFlags{opts: cluster.DefaultOptions(), marks: cluster.NewMarks()}
 	fs.StringVar(&g.opts.Group, "group", g.opts.Group, "Kafka consumer group the builders share the topic's partitions in (without --own)")
 	fs.StringVar(&g.advertise, "advertise-api", "", "URL of this node's query API, told to the other members of --group; empty: http:// and the bound --api-listen address")
 	fs.Var(durationFlag{&g.opts.SessionTimeout}, "group-session-timeout", "how long the group waits for a member that stopped heartbeating before its partitions move (s, m); the brokers bound it (group.min/max.session.timeout.ms)")
@@ -36,6 +39,7 @@ func addGroupFlags(fs *flag.FlagSet) *groupFlags {
 func (n *node) startMember(g *groupFlags, apiAddr string) error {
 	o := g.opts
 	o.Brokers, o.Topic, o.Owner, o.Metrics, o.Logger = g.brokers, g.topic, n.prof.Builder, g.metrics, log.Printf
+	o.Marks, o.Flush = g.marks, n.prof.Segments.Flush
 	o.API = g.advertise
 	if o.API == "" {
 		o.API = "http://" + apiAddr

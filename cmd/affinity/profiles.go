@@ -193,6 +193,9 @@ func openProfiles(data string, pf *profileFlags, l storage.Log, w *diskwatch.Wat
 	if pf.changes != nil {
 		so.ChangesSink = changesSink(pf.changes)
 	}
+	if pf.group != nil {
+		so.Marks = pf.group.marks
+	}
 	if w != nil {
 		so.Writable, so.OnBadgerError = w.Err, w.Fault
 	}

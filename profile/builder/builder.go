@@ -88,6 +88,14 @@ type Options struct {
 	// with its records unapplied — no commit started, no error counted —
 	// and goes on by itself once it returns nil.
 	Writable func() error
+	// EmitMark, if set, returns a partition's emission mark when Own opens
+	// it (cluster.Marks.Mark): the offset up to which another node already
+	// emitted the change records of the partition's commits. A catch-up
+	// from below it commits at exactly that offset, so that no commit
+	// evaluates a visitor over events on both sides of it (one evaluation
+	// over both could merge an entry and an exit the other node emitted
+	// apart, or emit what it emitted). 0: no mark.
+	EmitMark func(partition int) int64
 }
 
 // DefaultOptions returns the defaults; Log and State must still be set.
@@ -582,6 +590,9 @@ type partition struct {
 	maxBytes, maxWrites         int64
 
 	trimmed int64 // owned by the sync goroutine (and Close)
+	// emitMark is the offset a commit must end at when the partition
+	// passes it (Options.EmitMark), read at open; 0: none.
+	emitMark int64
 
 	// fenced is set, under mu, when the partition is revoked (Own): no
 	// commit of it may happen after.
@@ -630,6 +641,13 @@ func (pt *partition) open(ctx context.Context) error {
 	pt.consumed.Store(next)
 	pt.batch.ResumeAt(pt.id, next)
 	pt.head.Store(head)
+	pt.emitMark = 0
+	if b.opts.EmitMark != nil {
+		if mark := b.opts.EmitMark(pt.id); mark > next {
+			pt.emitMark = mark
+			b.logf("builder: partition %d: catching up from offset %d, its change records up to offset %d were emitted by another node", pt.id, next, mark)
+		}
+	}
 	pt.trimmed = 0
 	if first >= next {
 		pt.trimmed = next
@@ -752,7 +770,7 @@ func (pt *partition) apply(recs []storage.Record) error {
 			pt.abort()
 			return err
 		}
-		if i+1 < len(recs) && (pt.pendingBytes >= pt.maxBytes || pt.pendingWrites >= pt.maxWrites) {
+		if i+1 < len(recs) && (pt.pendingBytes >= pt.maxBytes || pt.pendingWrites >= pt.maxWrites || rec.Offset+1 == pt.emitMark) {
 			if err := pt.commit(rec.Offset + 1); err != nil {
 				pt.abort()
 				return err
@@ -882,6 +900,7 @@ func (pt *partition) applyRecord(rec *storage.Record) error {
 	}
 	en.seen = en.seen.prune(b.windowSec, b.opts.DedupMax)
 	b.m.eventsApplied.Add(applied)
+	en.lastRec = rec.Offset // a record all of whose events were applied before changes nothing
 	if !en.dirty {
 		en.dirty = true
 		pt.dirty = append(pt.dirty, en)
@@ -1097,7 +1116,6 @@ func (pt *partition) commit(next int64) error {
 		return &NotOwnerError{Partition: pt.id}
 	}
 	batch := pt.batch
-	// Before the Hook: its change records come from offset next.
 	batch.SetOffset(pt.id, next)
 	for _, en := range pt.dirty {
 		en.changes = profile.Coalesce(en.changes)
@@ -1127,11 +1145,17 @@ func (pt *partition) commit(next int64) error {
 		pt.check(batch.PutVisitor(en.site, en.visitor, pt.profBuf, pt.seenBuf))
 		pt.cache.resize(en, len(pt.profBuf))
 		if b.opts.Hook != nil {
+			// Its change records come from its last record in the commit,
+			// wherever the commit ends.
+			batch.SourceAt(en.lastRec + 1)
 			if err := b.opts.Hook.Changed(batch, en.site, en.visitor, &en.prof); err != nil {
 				return fmt.Errorf("cannot commit partition %d up to offset %d: hook: %w", pt.id, next, err)
 			}
 		}
 	}
+	// What the partition writes until its next commit (a due
+	// re-evaluation, a backfill) comes from the offset it is at.
+	batch.SourceAt(next)
 	if pt.counter != nil {
 		if err := pt.counter.Flush(batch); err != nil {
 			return fmt.Errorf("cannot commit partition %d up to offset %d: campaign counters: %w", pt.id, next, err)

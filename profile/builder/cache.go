@@ -28,6 +28,10 @@ type entry struct {
 	// are their interest-index changes since the last commit.
 	dirty   bool
 	changes []profile.ScoreChange
+	// lastRec is the offset of the last log record applied to it since
+	// the last commit: its change records come from the offset after it
+	// (state.Batch.SourceAt).
+	lastRec int64
 
 	size       int64 // estimated memory, for the cache budget
 	prev, next *entry

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -168,5 +169,67 @@ func TestServingWaitsForCatchUp(t *testing.T) {
 	e.Wait(t)
 	if got := e.Builder.Serving(); !slices.Equal(got, []int{0, 1}) {
 		t.Fatalf("Serving after the catch-up = %v; want [0 1]", got)
+	}
+}
+
+// commitStarts is a Hook that records the offset the state held when
+// each commit that changed a profile began: where the commit before it
+// ended.
+type commitStarts struct {
+	mu     sync.Mutex
+	db     *state.DB
+	starts []int64
+}
+
+func (h *commitStarts) Changed(*state.Batch, string, event.UUID, *profile.Profile) error {
+	off, err := h.db.Offset(0)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := len(h.starts); n == 0 || h.starts[n-1] != off {
+		h.starts = append(h.starts, off)
+	}
+	return nil
+}
+
+// TestOwnEndsCatchUpAtEmitMark: a partition opened below its emission
+// mark commits at exactly the mark, so no commit spans records another
+// node emitted the changes of and records it did not; without a mark (or
+// one at or below where it resumes) the catch-up commits as it fetches.
+func TestOwnEndsCatchUpAtEmitMark(t *testing.T) {
+	for _, tc := range []struct {
+		mark int64
+		want []int64 // where the commits began
+	}{
+		{0, []int64{0}},
+		{4, []int64{0, 4}},
+		{9, []int64{0, 9}},
+		{10, []int64{0}},
+		{12, []int64{0}}, // past the log's end: it never gets there
+	} {
+		h := &commitStarts{}
+		e := profiletest.Open(t, profiletest.Options{Partitions: 1, Hook: h, Builder: func(o *builder.Options) {
+			o.Partitions = []int{}
+			o.EmitMark = func(int) int64 { return tc.mark }
+		}})
+		h.db = e.DB
+		var bs []*event.Batch
+		for v := range 10 {
+			bs = append(bs, profiletest.Batch("s1", profiletest.Visitor(v), view(v, t0, acme)))
+		}
+		e.Append(t, bs...)
+		if err := e.Builder.Own([]int{0}); err != nil {
+			t.Fatal(err)
+		}
+		e.Wait(t)
+		h.mu.Lock()
+		if !slices.Equal(h.starts, tc.want) {
+			t.Errorf("mark %d: commits began at %v; want %v", tc.mark, h.starts, tc.want)
+		}
+		h.mu.Unlock()
+		checkState(t, e.DB, reference(e.Config, bs))
+		e.Close(t)
 	}
 }

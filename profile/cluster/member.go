@@ -42,6 +42,16 @@ type Options struct {
 	// RebalanceTimeout is how long a rebalance waits for the members to
 	// rejoin. Default 30 s.
 	RebalanceTimeout time.Duration
+	// Marks, if set, are filled with each generation's emission marks
+	// before the Owner gets its partitions, and emptied after Flush when
+	// it ends (marks.go).
+	Marks *Marks
+	// Flush, if set, runs when a generation ends, after the Owner owns
+	// nothing and while the generation can still commit: the segment
+	// engine's Flush, which moves and produces the revoked partitions'
+	// last change records and commits their marks, so that their next
+	// owner starts where this node stopped.
+	Flush func(ctx context.Context) error
 	// OnGeneration, if set, is called with each new generation's id (the
 	// Directory's Invalidate).
 	OnGeneration func(id int32)
@@ -187,6 +197,9 @@ func (m *Member) begin(gen *kafka.Generation, parts []int) {
 	m.memberID.Store(&id)
 	m.generation.Store(gen.ID)
 	m.logf("cluster: group %q generation %d: member %s owns partitions %v", m.opts.Group, gen.ID, gen.MemberID, parts)
+	if m.opts.Marks != nil {
+		m.opts.Marks.begin(gen, m.opts.Topic)
+	}
 	if err := m.opts.Owner.Own(parts); err != nil {
 		m.logf("cluster: generation %d: %s", gen.ID, err)
 	}
@@ -198,6 +211,17 @@ func (m *Member) begin(gen *kafka.Generation, parts []int) {
 func (m *Member) end(gen int32) {
 	if err := m.opts.Owner.Own([]int{}); err != nil {
 		m.logf("cluster: end of generation %d: %s", gen, err)
+	}
+	if m.opts.Flush != nil {
+		// Bounded: the group waits for this member to rejoin.
+		ctx, cancel := context.WithTimeout(context.Background(), m.opts.RebalanceTimeout/2)
+		if err := m.opts.Flush(ctx); err != nil {
+			m.logf("cluster: end of generation %d: the next owners emit the unmarked change records again: %s", gen, err)
+		}
+		cancel()
+	}
+	if m.opts.Marks != nil {
+		m.opts.Marks.end()
 	}
 	if m.opts.OnGeneration != nil {
 		m.opts.OnGeneration(-1)

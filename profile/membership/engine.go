@@ -47,6 +47,12 @@ type Options struct {
 	// Sink, if set, receives every sequenced change record (the Kafka
 	// changes topic) before it counts as published; an error retries.
 	Sink func(ctx context.Context, cs []Change) error
+	// Gate, if set, makes each change record of an events partition go
+	// out once across the nodes of a cluster (profile/cluster.Marks): the
+	// sequencer moves a partition's records only while the gate says this
+	// node emits them, drops those at or below the partition's mark, and
+	// reports the marks it reached. Nil: every record moves.
+	Gate Gate
 	// MaxDueSleep bounds how long the scheduler sleeps before looking at
 	// the due index again (the earliest due moves as profiles change).
 	// Default 1 s.
@@ -67,6 +73,24 @@ func DefaultOptions() Options {
 		MaxDueSleep:       time.Second,
 		HistoryStep:       time.Minute,
 	}
+}
+
+// Gate is the sequencer's view of a cluster's emission marks. A
+// partition's mark is the highest source offset (state.Source.Offset)
+// whose change records some node moved into its feed and produced: the
+// records of a commit at or below it went out, those above did not.
+type Gate interface {
+	// Emits returns whether this node emits partition p's records now (it
+	// owns p in the group's current generation) and p's mark then; a record
+	// of a partition it does not emit stays in the outbox until it does.
+	Emits(p int) (ok bool, mark int64)
+	// Generation names the current ownership: it changes whenever the
+	// set of partitions this node emits may have.
+	Generation() int32
+	// Emitted records that every change record of each partition in marks
+	// with a source offset at or below its value was moved and produced,
+	// if generation is still the current one (else it does nothing).
+	Emitted(generation int32, marks map[int]int64) error
 }
 
 // Visitor runs fn with a visitor's current profile serialised with the
@@ -94,6 +118,11 @@ type Engine struct {
 
 	outbox outboxIDs
 	seqMu  sync.Mutex // one sequencer at a time
+	// moved is, per events partition, the highest source offset of a
+	// record the sequencer moved in the Gate's generation movedGen (under
+	// seqMu).
+	moved    map[int]int64
+	movedGen int32
 	// scrubMu is held shared by a webhook delivery from reading the feed to
 	// its answer, and exclusively by Scrub: after Scrub no delivery carries
 	// what it removed.
@@ -127,6 +156,7 @@ type Engine struct {
 
 type engineMetrics struct {
 	evals, entries, exits, dueRuns, sequenced *metrics.Counter
+	emittedBefore                             *metrics.Counter
 	deliveries, deliveryErrors, errors        *metrics.Counter
 	scrubbed                                  *metrics.Counter
 }
@@ -209,12 +239,14 @@ func New(opts Options) (*Engine, error) {
 		backfills:   map[string]*Backfill{},
 		listChanges: map[string]*Backfill{},
 		lists:       lists.New(opts.State, opts.Now),
+		moved:       map[int]int64{},
 		m: engineMetrics{
 			evals:          s.NewCounter(`affinity_segment_evaluations_total`),
 			entries:        s.NewCounter(`affinity_segment_entries_total`),
 			exits:          s.NewCounter(`affinity_segment_exits_total`),
 			dueRuns:        s.NewCounter(`affinity_segment_due_reevaluations_total`),
 			sequenced:      s.NewCounter(`affinity_segment_changes_sequenced_total`),
+			emittedBefore:  s.NewCounter(`affinity_segment_changes_emitted_elsewhere_total`),
 			deliveries:     s.NewCounter(`affinity_segment_webhook_deliveries_total`),
 			deliveryErrors: s.NewCounter(`affinity_segment_webhook_failures_total`),
 			errors:         s.NewCounter(`affinity_segment_errors_total`),

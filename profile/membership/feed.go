@@ -2,7 +2,9 @@ package membership
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -21,12 +23,14 @@ const sequenceBatch = 1024
 // commits later. It returns how many it moved. The sequencer calls it;
 // tests may too.
 func (e *Engine) Sequence(ctx context.Context) (int, error) {
-	return e.sequenceFrom(ctx, 0)
+	n, _, err := e.sequenceFrom(ctx, 0)
+	return n, err
 }
 
 // sequenceFrom is Sequence scanning the outbox from the id from on (0:
-// from its start).
-func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (int, error) {
+// from its start). It also returns the lowest id of a record it held back
+// because the Gate does not let its partition through (0: none).
+func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uint64, err error) {
 	var after []byte // exclusive
 	if from > 0 {
 		after = appendOutboxKey(nil, from-1)
@@ -35,30 +39,53 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (int, error) {
 	defer e.seqMu.Unlock()
 	total := 0
 	for {
+		if g := e.opts.Gate; g != nil {
+			if gen := g.Generation(); gen != e.movedGen {
+				clear(e.moved)
+				e.movedGen = gen
+			}
+		}
 		var (
-			keys [][]byte
-			cs   []Change
-			derr error
+			keys    [][]byte // to delete: moved, dropped or unreadable
+			cs      []Change
+			scanned []byte // the last key the scan saw, held ones too
+			seen    int
 		)
 		err := e.db.ScanExtFrom([]byte{prefixOutbox}, after, func(key, val []byte) bool {
+			seen++
+			scanned = append(scanned[:0], key...)
 			var c Change
 			if err := decodeOutbox(&c, val); err != nil {
 				// Unreadable: drop it rather than block the feed.
 				e.logf("membership: dropping outbox record %x: %s", key, err)
+			} else if e.opts.Gate != nil && c.Src.Partition >= 0 {
+				ok, mark := e.opts.Gate.Emits(int(c.Src.Partition))
+				if !ok {
+					if id := binary.BigEndian.Uint64(key[1:]); held == 0 || id < held {
+						held = id
+					}
+					return seen < sequenceBatch // held until this node emits its partition
+				}
+				if c.Src.Offset <= mark {
+					e.m.emittedBefore.Inc() // another node emitted it
+				} else {
+					cs = append(cs, c)
+				}
 			} else {
 				cs = append(cs, c)
 			}
 			keys = append(keys, append([]byte(nil), key...))
-			return len(keys) < sequenceBatch
+			return seen < sequenceBatch
 		})
-		if err == nil {
-			err = derr
-		}
 		if err != nil {
-			return total, fmt.Errorf("cannot read the change outbox: %w", err)
+			return total, held, fmt.Errorf("cannot read the change outbox: %w", err)
+		}
+		if seen == 0 {
+			return total, held, nil
 		}
 		if len(keys) == 0 {
-			return total, nil
+			after = scanned
+			continue
 		}
 		seq := e.lastSeq.Load()
 		for i := range cs {
@@ -67,7 +94,7 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (int, error) {
 		}
 		if e.opts.Sink != nil && len(cs) > 0 {
 			if err := e.opts.Sink(ctx, cs); err != nil {
-				return total, fmt.Errorf("cannot publish %d change records: %w", len(cs), err)
+				return total, held, fmt.Errorf("cannot publish %d change records: %w", len(cs), err)
 			}
 		}
 		b := e.db.NewBatch()
@@ -76,25 +103,72 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (int, error) {
 			c := &cs[i]
 			buf = appendRecord(buf[:0], c)
 			if err := b.ExtSet(appendFeedKey(nil, c.Site, c.Segment, c.Seq), buf); err != nil {
-				return total, err
+				return total, held, err
 			}
 		}
 		for _, k := range keys {
 			if err := b.ExtDelete(k); err != nil {
-				return total, err
+				return total, held, err
 			}
 		}
 		if err := b.ExtSet([]byte{prefixSeq}, appendU64(nil, seq)); err != nil {
-			return total, err
+			return total, held, err
 		}
 		if err := b.Commit(); err != nil {
-			return total, fmt.Errorf("cannot sequence %d change records: %w", len(cs), err)
+			return total, held, fmt.Errorf("cannot sequence %d change records: %w", len(cs), err)
 		}
 		e.lastSeq.Store(seq)
 		e.m.sequenced.Add(len(cs))
+		if e.opts.Gate != nil {
+			for i := range cs {
+				if p := int(cs[i].Src.Partition); p >= 0 && cs[i].Src.Offset > e.moved[p] {
+					e.moved[p] = cs[i].Src.Offset
+				}
+			}
+		}
 		total += len(cs)
-		after = keys[len(keys)-1]
+		after = scanned
 	}
+}
+
+// Flush moves every change record in the outbox that the Gate lets
+// through and reports the partitions' marks to it. The caller makes sure
+// no partition the Gate emits commits meanwhile: a cluster member calls it
+// when a generation ends, after the builder owns nothing, so that the next
+// owner of each partition starts where this node stopped.
+func (e *Engine) Flush(ctx context.Context) error {
+	if _, _, err := e.sequenceFrom(ctx, 0); err != nil {
+		return err
+	}
+	if e.opts.Gate == nil {
+		return nil
+	}
+	return e.reportMarks(e.movedMarks())
+}
+
+// movedMarks returns a copy of the highest source offsets moved and the
+// Gate's generation they were moved in.
+func (e *Engine) movedMarks() (int32, map[int]int64) {
+	e.seqMu.Lock()
+	defer e.seqMu.Unlock()
+	return e.movedGen, maps.Clone(e.moved)
+}
+
+// reportMarks tells the Gate the marks of the partitions it emits that
+// marks moves forward, if its generation is still gen.
+func (e *Engine) reportMarks(gen int32, marks map[int]int64) error {
+	for p, off := range marks {
+		if ok, mark := e.opts.Gate.Emits(p); !ok || off <= mark {
+			delete(marks, p)
+		}
+	}
+	if len(marks) == 0 {
+		return nil
+	}
+	if err := e.opts.Gate.Emitted(gen, marks); err != nil {
+		return fmt.Errorf("cannot record the emission marks %v: %w", marks, err)
+	}
+	return nil
 }
 
 // LastSeq returns the highest sequence number given to a change record.
@@ -122,8 +196,22 @@ func (e *Engine) sequenceLoop() {
 			case <-time.After(5 * time.Millisecond):
 			}
 		}
+		// A partition's records up to what was moved before the pass are
+		// all moved once it ends: they committed before it began (a
+		// partition commits in order), so it reads them.
+		var (
+			marks   map[int]int64
+			marksOf int32
+		)
+		if e.opts.Gate != nil {
+			marksOf, marks = e.movedMarks()
+		}
 		low := e.outbox.low() // before the pass's reads, so they see every record under it
-		if _, err := e.sequenceFrom(e.ctx, from); err != nil {
+		_, held, err := e.sequenceFrom(e.ctx, from)
+		if err == nil && marks != nil {
+			err = e.reportMarks(marksOf, marks)
+		}
+		if err != nil {
 			if e.ctx.Err() == nil {
 				e.m.errors.Inc()
 				e.logf("membership: %s", err)
@@ -131,6 +219,9 @@ func (e *Engine) sequenceLoop() {
 			continue
 		}
 		from = low
+		if held > 0 {
+			from = min(from, held) // scan it again until it is let through
+		}
 	}
 }
 

@@ -295,11 +295,12 @@ func TestDeleteSegment(t *testing.T) {
 	}
 }
 
-// A change record's source names the events partition, the offset its
-// state covers after the commit that wrote the record and the record's
-// ordinal there: an event commit numbers from 0, a due re-evaluation
-// after it numbers on, and one before any event commit of the process
-// (after a restart) from state.VisitOrdinals.
+// A change record's source names the events partition, the offset after
+// the visitor's last record in the commit that wrote the record (here
+// one record a commit, so the commit's offset) and the record's ordinal
+// there: an event commit numbers from 0, a due re-evaluation after it
+// numbers on, and one before any event commit of the process (after a
+// restart) from state.VisitOrdinals.
 func TestChangeSources(t *testing.T) {
 	dir := t.TempDir()
 	clk := &profiletest.Clock{}

@@ -55,6 +55,10 @@ type Options struct {
 	// ChangesSink, if set, receives the segments' change records (the
 	// Kafka changes topic of `affinity build`).
 	ChangesSink func(ctx context.Context, cs []membership.Change) error
+	// Marks, if set, are a group member's emission marks (cluster.Marks):
+	// the sequencer's Gate and the builder's EmitMark, so that each change
+	// record goes out once across the group.
+	Marks EmissionMarks
 	// Logger receives errors and warnings; nil discards them.
 	Logger logger.Logger
 	// Now is the clock of segment membership and the query API; nil:
@@ -76,6 +80,13 @@ type Options struct {
 	// segments, webhooks, lists and catalog uploads to, and the node
 	// applies them from (profile/defs); nil: they apply locally.
 	Definitions *defs.Options
+}
+
+// EmissionMarks are what cluster.Marks give the segment engine and the
+// builder.
+type EmissionMarks interface {
+	membership.Gate
+	Mark(partition int) int64
 }
 
 // Service is a running profile side. Open starts it; StopBuilder and Close
@@ -119,6 +130,9 @@ func Open(opts Options) (*Service, error) {
 	if opts.Now != nil {
 		mo.Now = opts.Now
 	}
+	if opts.Marks != nil {
+		mo.Gate = opts.Marks
+	}
 	if opts.Rules != nil {
 		mo.Rules = *opts.Rules
 	}
@@ -134,6 +148,9 @@ func Open(opts Options) (*Service, error) {
 	bo.Counter = func(p int) builder.Counter { return s.Campaigns.NewCounter(p) }
 	bo.Partitions, bo.Metrics, bo.Logger, bo.SyncInterval = opts.Partitions, s.Metrics, opts.Logger, opts.SyncInterval
 	bo.Writable, bo.Retention = opts.Writable, opts.Retention
+	if opts.Marks != nil {
+		bo.EmitMark = opts.Marks.Mark
+	}
 	if opts.Now != nil {
 		bo.Now = opts.Now
 	}

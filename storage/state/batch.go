@@ -32,14 +32,21 @@ type Batch struct {
 
 	// resets counts Reset calls, which end every Commit (Generation).
 	resets atomic.Uint64
+	// offset is the partition's offset (SetOffset, ResumeAt) and
+	// offsetOrd the next ordinal there while src is at another offset
+	// (SourceAt).
+	offset    int64
+	offsetOrd uint32
 }
 
 // Source is where a change record comes from, the same on every node that
-// applies the same events in the same commits: the events partition, the
-// offset its state covers after the commit that wrote the record, and the
-// record's ordinal among that partition's records at that offset. Records
-// written outside an event commit (a due re-evaluation, a backfill) take
-// the partition's current offset and ordinals from VisitOrdinals on.
+// applies the same events: the events partition, the offset after the
+// last record of the visitor's that the commit writing the record applied
+// (SourceAt), and the record's ordinal among the visitor's records at that
+// offset — so it does not depend on where a node's commits end, only on
+// which of the visitor's records each commit holds. Records written
+// outside an event commit (a due re-evaluation, a backfill) take the
+// partition's current offset and ordinals from VisitOrdinals on.
 type Source struct {
 	Partition int32
 	Offset    int64
@@ -203,9 +210,9 @@ func (b *Batch) idle(day uint32, site string, visitor [16]byte, del bool) error 
 // The change records numbered after it (NextSource) come from offset
 // next of p.
 func (b *Batch) SetOffset(p int, next int64) {
-	if !b.srcSet || b.src.Partition != int32(p) || b.src.Offset != next {
+	if !b.srcSet || b.src.Partition != int32(p) || b.offset != next {
 		b.src = Source{Partition: int32(p), Offset: next}
-		b.srcSet = true
+		b.srcSet, b.offset, b.offsetOrd = true, next, 0
 	}
 	k := len(b.arena)
 	b.arena = appendOffsetKey(b.arena, p)
@@ -214,13 +221,34 @@ func (b *Batch) SetOffset(p int, next int64) {
 	b.add(k, v, false)
 }
 
+// SourceAt makes the change records numbered next (NextSource) come from
+// offset at of the batch's partition, ordinals from 0: the builder calls
+// it, after SetOffset, before it evaluates each visitor of an event
+// commit, with the offset after the visitor's last record in the commit
+// (a log record is one visitor's, so no two visitors share one), then
+// with the commit's offset for what the partition writes until its next
+// commit.
+//
+// At the partition's own offset the ordinals go on from those given there
+// before, so SourceAt of that offset after the visitors makes a due
+// re-evaluation or backfill number on after the event records.
+func (b *Batch) SourceAt(at int64) {
+	if b.src.Offset == b.offset {
+		b.offsetOrd = b.src.Ord
+	}
+	b.src.Offset, b.src.Ord = at, 0
+	if at == b.offset {
+		b.src.Ord = b.offsetOrd
+	}
+}
+
 // ResumeAt says that the batch's next writes follow partition p's state
 // at offset next (its owner opened it there), without writing the offset:
 // records numbered before the next SetOffset take ordinals from
 // VisitOrdinals on.
 func (b *Batch) ResumeAt(p int, next int64) {
 	b.src = Source{Partition: int32(p), Offset: next, Ord: VisitOrdinals}
-	b.srcSet = true
+	b.srcSet, b.offset, b.offsetOrd = true, next, VisitOrdinals
 }
 
 // NextSource returns the Source of the next change record written in the

@@ -70,8 +70,9 @@ func TestScanExtFromCountDelete(t *testing.T) {
 }
 
 // A batch numbers the change records of its partition's commits: from 0
-// at each new offset, on across commits at the same offset, from
-// VisitOrdinals after ResumeAt, and none for a batch of no partition.
+// at each new offset and each visitor's (SourceAt), on across commits at
+// the same offset, from VisitOrdinals after ResumeAt, and none for a
+// batch of no partition.
 func TestBatchNextSource(t *testing.T) {
 	db := openDB(t, t.TempDir())
 	b := db.NewBatch()
@@ -93,4 +94,16 @@ func TestBatchNextSource(t *testing.T) {
 	next(state.Source{Partition: 2, Offset: 42, Ord: 3}, true)
 	b.SetOffset(2, 50)
 	next(state.Source{Partition: 2, Offset: 50}, true)
+	b.SourceAt(45) // a visitor whose last record in the commit is 44
+	next(state.Source{Partition: 2, Offset: 45}, true)
+	next(state.Source{Partition: 2, Offset: 45, Ord: 1}, true)
+	b.SourceAt(47)
+	next(state.Source{Partition: 2, Offset: 47}, true)
+	b.SourceAt(50) // back at the commit's offset: numbers on after 50-0
+	next(state.Source{Partition: 2, Offset: 50, Ord: 1}, true)
+	commit(t, b)
+	next(state.Source{Partition: 2, Offset: 50, Ord: 2}, true) // a Visit after the commit
+	b.ResumeAt(2, 60)
+	b.SourceAt(60)
+	next(state.Source{Partition: 2, Offset: 60, Ord: state.VisitOrdinals}, true)
 }

@@ -1,0 +1,137 @@
+package membership_test
+
+import (
+	"context"
+	"maps"
+	"sync"
+	"testing"
+
+	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// testGate is a Gate with its partitions and marks set by the test, as a
+// cluster member's generations set cluster.Marks.
+type testGate struct {
+	mu      sync.Mutex
+	gen     int32
+	marks   map[int]int64 // the emitted partitions
+	emitted []map[int]int64
+}
+
+func (g *testGate) set(gen int32, marks map[int]int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.gen, g.marks = gen, marks
+}
+
+func (g *testGate) Emits(p int) (bool, int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m, ok := g.marks[p]
+	return ok, m
+}
+
+func (g *testGate) Generation() int32 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.gen
+}
+
+func (g *testGate) Emitted(gen int32, marks map[int]int64) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if gen != g.gen {
+		return nil
+	}
+	for p, off := range marks {
+		g.marks[p] = max(g.marks[p], off)
+	}
+	g.emitted = append(g.emitted, maps.Clone(marks))
+	return nil
+}
+
+func (g *testGate) mark(p int) int64 {
+	_, m := g.Emits(p)
+	return m
+}
+
+// TestSequencerGate: the sequencer moves a partition's change records
+// only while the Gate emits the partition, drops those at or below its
+// mark (another node emitted them), moves those above, and Flush reports
+// the marks it reached.
+func TestSequencerGate(t *testing.T) {
+	gate := &testGate{gen: 1, marks: map[int]int64{0: 0}}
+	var (
+		sunk []membership.Change
+		mu   sync.Mutex
+	)
+	e := openEnv(t, "", nil, func(o *membership.Options) {
+		o.Gate = gate
+		o.Sink = func(_ context.Context, cs []membership.Change) error {
+			mu.Lock()
+			defer mu.Unlock()
+			sunk = append(sunk, cs...)
+			return nil
+		}
+	})
+	e.put(t, "shop", "carts", `count(cart) >= 1`)
+	cart := func(v event.UUID) *event.Batch {
+		return profiletest.Batch("shop", v, profiletest.Event(event.TypeCart, t0, &event.Product{ID: "l1", Brand: "Lego"}))
+	}
+	a0, a1 := e.VisitorOn("shop", 0, 1), e.VisitorOn("shop", 1, 1)
+	e.Send(t, cart(a0), cart(a1))
+	feed := func() map[event.UUID]membership.Change {
+		got := map[event.UUID]membership.Change{}
+		for _, c := range e.changes(t, "shop", "carts") {
+			if _, dup := got[c.Visitor]; dup {
+				t.Errorf("visitor %s twice in the feed", c.Visitor)
+			}
+			got[c.Visitor] = c
+		}
+		return got
+	}
+	got := feed()
+	if _, ok := got[a0]; !ok || len(got) != 1 {
+		t.Fatalf("feed with partition 1 not emitted: %v; want only %s of partition 0", got, a0)
+	}
+	if c := got[a0]; c.Src.Partition != 0 || c.Src.Offset != 1 {
+		t.Errorf("a0's record source %+v; want partition 0, offset 1", c.Src)
+	}
+
+	// The generation ends (as a cluster member does it): Flush marks what
+	// went out.
+	if err := e.Segments.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ok, m := gate.Emits(1); gate.mark(0) != 1 || ok {
+		t.Fatalf("marks after the first Flush: partition 0 %d, 1 %d (%t); want 1 and none", gate.mark(0), m, ok)
+	}
+	// Partition 1 comes with a mark past a1's record: another node emitted
+	// it, so it is dropped; b1's later record is moved.
+	gate.set(2, map[int]int64{0: gate.mark(0), 1: 1})
+	if _, err := e.Segments.Sequence(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := feed(); len(got) != 1 {
+		t.Fatalf("feed after partition 1 with mark 1: %v; want a1's record dropped", got)
+	}
+	b1 := e.VisitorOn("shop", 1, 100)
+	e.Send(t, cart(b1))
+	got = feed()
+	if c, ok := got[b1]; !ok || len(got) != 2 || c.Src.Partition != 1 || c.Src.Offset != 2 {
+		t.Fatalf("feed after b1: %v; want a0 and b1 (partition 1, offset 2)", got)
+	}
+	if err := e.Segments.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if m0, m1 := gate.mark(0), gate.mark(1); m0 != 1 || m1 != 2 {
+		t.Errorf("marks after Flush: partition 0 %d, 1 %d; want 1 and 2", m0, m1)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sunk) != 2 || sunk[0].Visitor != a0 || sunk[1].Visitor != b1 {
+		t.Errorf("sink got %d records %v; want a0's, then b1's", len(sunk), sunk)
+	}
+}
