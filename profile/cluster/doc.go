@@ -10,7 +10,10 @@
 // Own) and keeps it until the generation ends; it then revokes everything
 // BEFORE it rejoins, so that no two nodes apply a partition at once: that
 // is the fence between nodes. Consumed offsets stay in each node's state
-// DB, committed with the profiles, never in Kafka.
+// DB, committed with the profiles, never in Kafka: the group's committed
+// offsets hold the emission marks instead (Marks, marks.go), with which
+// the members' segment engines emit each change record once across the
+// group and across moves.
 //
 // A Directory answers partition → owner API URL from the group's
 // description (Kafka DescribeGroups: each member's metadata and

@@ -34,7 +34,11 @@
 // the cursor of the changes API and of each webhook. The sequence is the
 // node's own; a record's cluster-wide identity is its source
 // (state.Source: events partition, offset, ordinal), which the builder's
-// batch gives it in the commit that writes it.
+// batch gives it in the commit that writes it. In a cluster a Gate
+// (profile/cluster.Marks) decides which node's sequencer moves a record:
+// the owner of its partition, only above the partition's mark, which the
+// sequencer advances after each pass and Flush when ownership ends — so
+// each record enters one node's feed, changes topic and webhooks.
 //
 // # Backfill
 //

@@ -33,7 +33,8 @@ const (
 	// DeliveryHeader carries the delivery id, "<site>/<segment>/<first
 	// seq>-<last seq>": a retry carries the same records under the same
 	// id; after a restart a retry starts at the same first seq and may
-	// carry more. Receivers deduplicate records by their seq.
+	// carry more. Receivers deduplicate records by their seq — by their
+	// "id" behind a cluster, where each node numbers its own feed.
 	DeliveryHeader = "X-Affinity-Delivery"
 )
 
