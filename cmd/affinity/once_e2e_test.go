@@ -19,6 +19,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
 )
 
@@ -261,12 +262,7 @@ func TestClusterEmitsEachChangeOnce(t *testing.T) {
 		topic    = "events"
 		group    = "affinity-build"
 	)
-	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(int32(parts), topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	brokers := c.ListenAddrs()
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(int32(parts), topic))
 	kafkaAddr := strings.Join(brokers, ",")
 	col := startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", kafkaAddr, "--topic", topic, "--site", site)
 	ref := startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafkaAddr, "--topic", topic,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -16,27 +15,17 @@ import (
 // what it emitted before the generation ends.
 func startMarkedMember(t *testing.T, brokers []string, topic, api string) (*Member, *Marks, *owner) {
 	t.Helper()
-	o, k := &owner{t: t}, NewMarks()
-	opts := DefaultOptions()
-	opts.Brokers, opts.Topic, opts.API, opts.Owner, opts.Logger = brokers, topic, api, o, t.Logf
-	opts.SessionTimeout, opts.RebalanceTimeout = 6*time.Second, 6*time.Second
-	opts.Marks = k
-	var m *Member
-	opts.Flush = func(context.Context) error {
-		marks := map[int]int64{}
-		for _, p := range m.Owned() {
-			marks[p] = 100 + int64(p)
+	k := NewMarks()
+	m, o := startMember(t, brokers, topic, api, nil, func(opts *Options) {
+		opts.Marks = k
+		opts.Flush = func(context.Context) error {
+			marks := map[int]int64{}
+			for p := range marksOf(k, 64) {
+				marks[p] = 100 + int64(p)
+			}
+			return k.Emitted(k.Generation(), marks)
 		}
-		return k.Emitted(k.Generation(), marks)
-	}
-	m, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
+	})
 	return m, k, o
 }
 
@@ -57,12 +46,7 @@ func marksOf(k *Marks, parts int) map[int]int64 {
 // that gets the partitions next.
 func TestMarksMoveWithPartitions(t *testing.T) {
 	const topic, parts = "events", 4
-	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(parts, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(parts, topic))
 	ma, ka, oa := startMarkedMember(t, brokers, topic, "http://a:8081")
 	profiletest.WaitUntil(t, "a owns every partition", func() bool { return len(oa.owned()) == parts })
 	if got, want := marksOf(ka, parts), map[int]int64{0: 0, 1: 0, 2: 0, 3: 0}; !maps.Equal(got, want) {

@@ -39,14 +39,18 @@ func (o *owner) owned() []int {
 }
 
 // startMember joins the group on brokers as api, with stateful (nil:
-// none) as the partitions its state holds; it leaves when t ends.
-func startMember(t *testing.T, brokers []string, topic, api string, stateful []int) (*Member, *owner) {
+// none) as the partitions its state holds and its options adjusted by
+// tune; it leaves when t ends.
+func startMember(t *testing.T, brokers []string, topic, api string, stateful []int, tune ...func(*Options)) (*Member, *owner) {
 	o := &owner{t: t}
 	opts := DefaultOptions()
 	opts.Brokers, opts.Topic, opts.API, opts.Owner, opts.Logger = brokers, topic, api, o, t.Logf
 	opts.SessionTimeout, opts.RebalanceTimeout = 6*time.Second, 6*time.Second
 	if stateful != nil {
 		opts.Stateful = func() []int { return stateful }
+	}
+	for _, f := range tune {
+		f(&opts)
 	}
 	m, err := New(opts)
 	if err != nil {
