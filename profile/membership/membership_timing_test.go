@@ -196,3 +196,58 @@ func BenchmarkChangedInList(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSequence is the sequencer's cost per change record: 1000
+// records of one events partition moved from the outbox into the feed,
+// without and with a cluster's Gate (a lookup of the partition's mark
+// per record).
+func BenchmarkSequence(b *testing.B) {
+	for _, gated := range []bool{false, true} {
+		b.Run(fmt.Sprintf("gate=%t", gated), func(b *testing.B) {
+			db, err := state.Open(state.DefaultOptions(filepath.Join(b.TempDir(), "state")))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = db.Close() })
+			cfg := profile.DefaultConfig()
+			mo := membership.DefaultOptions()
+			mo.State, mo.Config = db, cfg
+			mo.Now = func() time.Time { return time.UnixMilli(t0 + hour) }
+			if gated {
+				mo.Gate = &testGate{gen: 1, marks: map[int]int64{0: 0}}
+			}
+			m, err := membership.New(mo)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, _, err := m.Put("shop", "viewers", `count(view) >= 1`); err != nil {
+				b.Fatal(err)
+			}
+			p := &profile.Profile{}
+			e := profiletest.Event(event.TypeView, t0, nutrilon)
+			p.Apply(&e, cfg, t0, nil)
+			const records = 1000
+			batch, next := db.NewBatch(), int64(0)
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				next += records
+				batch.SetOffset(0, next)
+				for i := range records {
+					batch.SourceAt(next - records + int64(i) + 1)
+					if err := m.Changed(batch, "shop", profiletest.Visitor(int(next)+i), p); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := batch.Commit(); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if n, err := m.Sequence(context.Background()); err != nil || n != records {
+					b.Fatalf("Sequence moved %d records, %v; want %d", n, err, records)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/records, "ns/record")
+		})
+	}
+}
