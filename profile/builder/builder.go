@@ -1,10 +1,12 @@
 package builder
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1117,6 +1119,11 @@ func (pt *partition) commit(next int64) error {
 	}
 	batch := pt.batch
 	batch.SetOffset(pt.id, next)
+	if b.opts.Hook != nil {
+		// Evaluated in the order of their last records, a partition's
+		// change records come in the order of their sources.
+		slices.SortFunc(pt.dirty, func(x, y *entry) int { return cmp.Compare(x.lastRec, y.lastRec) })
+	}
 	for _, en := range pt.dirty {
 		en.changes = profile.Coalesce(en.changes)
 		for i := range en.changes {

@@ -233,3 +233,43 @@ func TestOwnEndsCatchUpAtEmitMark(t *testing.T) {
 		e.Close(t)
 	}
 }
+
+// sources is a Hook that records the source of the first change record
+// of each profile it sees.
+type sources struct {
+	mu  sync.Mutex
+	got []state.Source
+}
+
+func (h *sources) Changed(b *state.Batch, _ string, _ event.UUID, _ *profile.Profile) error {
+	src, _ := b.NextSource()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.got = append(h.got, src)
+	return nil
+}
+
+// TestSourcesPerVisitor: a visitor's change records come from the offset
+// after its last record in the commit, whatever commit it is in, and the
+// visitors of a commit are evaluated in that order, so a partition's
+// records come in the order of their sources.
+func TestSourcesPerVisitor(t *testing.T) {
+	h := &sources{}
+	e := profiletest.Open(t, profiletest.Options{Partitions: 1, Hook: h, Builder: func(o *builder.Options) { o.Partitions = []int{} }})
+	a, b := profiletest.Visitor(1), profiletest.Visitor(2)
+	e.Append(t,
+		profiletest.Batch("s1", a, view(1, t0, acme)),   // offset 0
+		profiletest.Batch("s1", b, view(2, t0, acme)),   // 1
+		profiletest.Batch("s1", a, view(3, t0+1, acme)), // 2
+	)
+	if err := e.Builder.Own([]int{0}); err != nil { // one fetch, one commit
+		t.Fatal(err)
+	}
+	e.Wait(t)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	want := []state.Source{{Partition: 0, Offset: 2}, {Partition: 0, Offset: 3}}
+	if !slices.Equal(h.got, want) {
+		t.Errorf("sources %+v; want b's from 2, then a's from 3", h.got)
+	}
+}
