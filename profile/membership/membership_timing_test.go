@@ -19,8 +19,9 @@ import (
 )
 
 // openBenchEngine returns a state DB in a temporary directory and an
-// Engine on it, not started, its clock at t0 + 1 h.
-func openBenchEngine(b *testing.B) (*state.DB, *profile.Config, *membership.Engine) {
+// Engine on it, not started, its clock at t0 + 1 h, its options adjusted
+// by tune.
+func openBenchEngine(b *testing.B, tune ...func(*membership.Options)) (*state.DB, *profile.Config, *membership.Engine) {
 	b.Helper()
 	db, err := state.Open(state.DefaultOptions(filepath.Join(b.TempDir(), "state")))
 	if err != nil {
@@ -31,6 +32,9 @@ func openBenchEngine(b *testing.B) (*state.DB, *profile.Config, *membership.Engi
 	mo := membership.DefaultOptions()
 	mo.State, mo.Config = db, cfg
 	mo.Now = func() time.Time { return time.UnixMilli(t0 + hour) }
+	for _, f := range tune {
+		f(&mo)
+	}
 	m, err := membership.New(mo)
 	if err != nil {
 		b.Fatal(err)
@@ -204,22 +208,11 @@ func BenchmarkChangedInList(b *testing.B) {
 func BenchmarkSequence(b *testing.B) {
 	for _, gated := range []bool{false, true} {
 		b.Run(fmt.Sprintf("gate=%t", gated), func(b *testing.B) {
-			db, err := state.Open(state.DefaultOptions(filepath.Join(b.TempDir(), "state")))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = db.Close() })
-			cfg := profile.DefaultConfig()
-			mo := membership.DefaultOptions()
-			mo.State, mo.Config = db, cfg
-			mo.Now = func() time.Time { return time.UnixMilli(t0 + hour) }
-			if gated {
-				mo.Gate = &testGate{gen: 1, marks: map[int]int64{0: 0}}
-			}
-			m, err := membership.New(mo)
-			if err != nil {
-				b.Fatal(err)
-			}
+			db, cfg, m := openBenchEngine(b, func(mo *membership.Options) {
+				if gated {
+					mo.Gate = &testGate{gen: 1, marks: map[int]int64{0: 0}}
+				}
+			})
 			if _, _, err := m.Put("shop", "viewers", `count(view) >= 1`); err != nil {
 				b.Fatal(err)
 			}
