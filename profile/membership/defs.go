@@ -182,7 +182,7 @@ func (e *Engine) PutPerAt(site, name, src string, per Per, now int64) (d Definit
 		// Keys an evaluation racing an earlier DELETE of the name left, or
 		// the members of the other kind when per changed (its feed and
 		// size history go on).
-		for _, p := range []byte{prefixMember, prefixFeed, prefixSizes} {
+		for _, p := range []byte{prefixMember, prefixFeed, prefixFeedBy, prefixSizes} {
 			if p != prefixMember && perChanged {
 				continue
 			}
@@ -275,7 +275,7 @@ func (e *Engine) Delete(site, name string) (bool, error) {
 	// of the segment; it is found by no scan once the definition is gone,
 	// and a later PUT of the same name starts by clearing the prefix.
 	var errs error
-	for _, p := range []byte{prefixMember, prefixFeed, prefixSizes} {
+	for _, p := range []byte{prefixMember, prefixFeed, prefixFeedBy, prefixSizes} {
 		if _, err := e.db.DeleteExtPrefix(appendSegKey(nil, p, site, name)); err != nil {
 			errs = fmt.Errorf("cannot delete the keys of segment %q of site %q: %w", name, site, err)
 		}

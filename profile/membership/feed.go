@@ -105,6 +105,11 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 			if err := b.ExtSet(appendFeedKey(nil, c.Site, c.Segment, c.Seq), buf); err != nil {
 				return total, held, err
 			}
+			if c.Src.Partition >= 0 {
+				if err := b.ExtSet(appendFeedByKey(nil, c.Site, c.Segment, c.Src), appendU64(nil, c.Seq)); err != nil {
+					return total, held, err
+				}
+			}
 		}
 		for _, k := range keys {
 			if err := b.ExtDelete(k); err != nil {

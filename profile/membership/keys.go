@@ -19,6 +19,7 @@ const (
 	prefixDue      = 'T' // due-time index: due, site, visitor
 	prefixOutbox   = 'O' // change records not yet sequenced
 	prefixFeed     = 'F' // sequenced change records: site, segment, seq
+	prefixFeedBy   = 'B' // the feed by source: site, segment, partition, offset, ordinal → seq
 	prefixSeq      = 'Q' // the last sequence number given
 	prefixHook     = 'W' // webhook of a segment
 	prefixHookPos  = 'X' // the webhook's delivered-up-to sequence number
@@ -85,6 +86,14 @@ func parseDueKey(k []byte) (due int64, site string, visitor event.UUID, err erro
 
 func appendFeedKey(dst []byte, site, name string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(appendSegKey(dst, prefixFeed, site, name), seq)
+}
+
+// appendFeedByKey appends the key of a record's entry in the feed by
+// source: 'B' | site str | name str | partition u32 | offset u64 | ordinal u32.
+func appendFeedByKey(dst []byte, site, name string, src state.Source) []byte {
+	dst = binary.BigEndian.AppendUint32(appendSegKey(dst, prefixFeedBy, site, name), uint32(src.Partition))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(src.Offset))
+	return binary.BigEndian.AppendUint32(dst, src.Ord)
 }
 
 func appendOutboxKey(dst []byte, id uint64) []byte {

@@ -40,10 +40,12 @@ func (e *Engine) Scrub(site string, visitors []event.UUID, emails []string) (int
 		return slices.Contains(visitors, c.Visitor) || c.Email != "" && slices.Contains(emails, c.Email)
 	}
 	var keys [][]byte
+	records := 0 // keys holds the records' entries in the feed by source too
 	var c Change
 	err := e.db.ScanExt([]byte{prefixOutbox}, func(key, val []byte) bool {
 		if decodeOutbox(&c, val) == nil && c.Site == site && names(&c) {
 			keys = append(keys, append([]byte(nil), key...))
+			records++
 		}
 		return true
 	})
@@ -53,6 +55,12 @@ func (e *Engine) Scrub(site string, visitors []event.UUID, emails []string) (int
 	err = e.db.ScanExt(appendSiteKey(nil, prefixFeed, site), func(key, val []byte) bool {
 		if decodeRecord(&c, val) == nil && names(&c) {
 			keys = append(keys, append([]byte(nil), key...))
+			records++
+			if c.Src.Partition >= 0 { // and its entry in the feed by source
+				r := newReader("feed key", key[1:])
+				_, name := str(&r), str(&r)
+				keys = append(keys, appendFeedByKey(nil, site, name, c.Src))
+			}
 		}
 		return true
 	})
@@ -70,6 +78,6 @@ func (e *Engine) Scrub(site string, visitors []event.UUID, emails []string) (int
 			return 0, fmt.Errorf("cannot scrub %d change records of site %q: %w", len(chunk), site, err)
 		}
 	}
-	e.m.scrubbed.Add(len(keys))
-	return len(keys), nil
+	e.m.scrubbed.Add(records)
+	return records, nil
 }
