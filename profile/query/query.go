@@ -138,6 +138,7 @@ type queryMetrics struct {
 	catalogPuts, catalogProducts, catalogBad   *metrics.Counter
 	catalogGets                                *metrics.Counter
 	memberRows                                 *metrics.Counter
+	changeRows                                 *metrics.Counter
 	badRequests, errors                        *metrics.Counter
 	forwarded, fanOuts, unavailable            *metrics.Counter
 }
@@ -192,6 +193,7 @@ func New(opts Options) (*Handler, error) {
 		badRequests:     s.NewCounter(`affinity_query_bad_requests_total`),
 		errors:          s.NewCounter(`affinity_query_errors_total`),
 		memberRows:      s.NewCounter(`affinity_segment_export_rows_total`),
+		changeRows:      s.NewCounter(`affinity_segment_change_rows_total`),
 		forwarded:       s.NewCounter(`affinity_query_forwarded_total`),
 		fanOuts:         s.NewCounter(`affinity_query_fan_outs_total`),
 		unavailable:     s.NewCounter(`affinity_query_unavailable_total`),

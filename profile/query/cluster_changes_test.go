@@ -1,0 +1,252 @@
+package query_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/affinityhq/affinity/profile/profiletest"
+)
+
+// feedPage is a page of the changes feed as a client reads it.
+type feedPage struct {
+	Changes []json.RawMessage `json:"changes"`
+	Cursor  string            `json:"cursor"`
+	Error   string            `json:"error"`
+}
+
+// changeOf is the part of a change record the test checks the order with.
+type changeOf struct {
+	ID   *string `json:"id"`
+	AtMs int64   `json:"at_ms"`
+}
+
+// seqField is a record's "seq": its node's number, the one field two
+// nodes' copies of a record differ in.
+var seqField = regexp.MustCompile(`^\{"seq":"[0-9]+",`)
+
+// withoutSeq returns a record's JSON without its "seq".
+func withoutSeq(rec []byte) string { return seqField.ReplaceAllString(string(rec), "{") }
+
+// referenceFeed reads a segment's whole feed from a node by ?after=<seq>,
+// the records by id without their seq.
+func referenceFeed(t *testing.T, e *profiletest.Env, name string) map[string]string {
+	t.Helper()
+	recs := map[string]string{}
+	after := ""
+	for {
+		code, body := e.Get(t, "/v1/segments/shop/"+name+"/changes?limit=7&after="+after)
+		var p feedPage
+		if err := json.Unmarshal([]byte(body), &p); code != 200 || err != nil {
+			t.Fatalf("reference feed: %d %s (%v)", code, body, err)
+		}
+		for _, rec := range p.Changes {
+			var c changeOf
+			if err := json.Unmarshal(rec, &c); err != nil || c.ID == nil {
+				t.Fatalf("reference record %s: %v; want an id", rec, err)
+			}
+			recs[*c.ID] = withoutSeq(rec)
+		}
+		if len(p.Changes) == 0 {
+			return recs
+		}
+		after = p.Cursor
+	}
+}
+
+// feedReader pages through a segment's feed on a build group, each page
+// asked of the next node, and checks what it reads: every record once, in
+// the documented order within a page, each node answering a cursor with
+// the same bytes.
+type feedReader struct {
+	f      *clusterFixture
+	name   string
+	cursor string
+	pages  int
+	seen   map[string]string // id → record without seq
+}
+
+// readAll reads pages of limit records until one comes back empty.
+func (r *feedReader) readAll(t *testing.T, limit int) {
+	t.Helper()
+	for {
+		path := fmt.Sprintf("/v1/segments/shop/%s/changes?limit=%d&after=%s", r.name, limit, url.QueryEscape(r.cursor))
+		asked := r.f.nodes[r.pages%len(r.f.nodes)]
+		code, body := asked.Get(t, path)
+		for _, other := range r.f.nodes {
+			if c, b := other.Get(t, path); c != code || b != body {
+				t.Fatalf("%s: nodes differ:\n%d %s\n%d %s", path, code, body, c, b)
+			}
+		}
+		var p feedPage
+		if err := json.Unmarshal([]byte(body), &p); code != 200 || err != nil || p.Error != "" {
+			t.Fatalf("%s: %d %s (%v)", path, code, body, err)
+		}
+		if len(p.Changes) > limit {
+			t.Fatalf("%s: %d records; want at most %d", path, len(p.Changes), limit)
+		}
+		r.pages++
+		var last changeOf
+		lastOf := map[string]string{}
+		for i, rec := range p.Changes {
+			var c changeOf
+			if err := json.Unmarshal(rec, &c); err != nil || c.ID == nil {
+				t.Fatalf("record %s: %v; want an id", rec, err)
+			}
+			if _, dup := r.seen[*c.ID]; dup {
+				t.Fatalf("record %s given twice (page %d)", *c.ID, r.pages)
+			}
+			r.seen[*c.ID] = withoutSeq(rec)
+			// By at, then partition; each partition's in source order.
+			var part, off, ord int64
+			if _, err := fmt.Sscanf(*c.ID, "%d-%d-%d", &part, &off, &ord); err != nil {
+				t.Fatalf("id %q: %v", *c.ID, err)
+			}
+			if i > 0 && c.AtMs < last.AtMs {
+				t.Fatalf("page %d: record %s at %d after one at %d", r.pages, *c.ID, c.AtMs, last.AtMs)
+			}
+			if prev, ok := lastOf[fmt.Sprint(part)]; ok {
+				var pp, po, pord int64
+				_, _ = fmt.Sscanf(prev, "%d-%d-%d", &pp, &po, &pord)
+				if off < po || off == po && ord <= pord {
+					t.Fatalf("page %d: partition %d's record %s after %s", r.pages, part, *c.ID, prev)
+				}
+			}
+			lastOf[fmt.Sprint(part)] = *c.ID
+			last = c
+		}
+		if p.Cursor == "" {
+			t.Fatalf("%s: no cursor in %s", path, body)
+		}
+		if len(p.Changes) == 0 {
+			if p.Cursor != r.cursor && r.cursor != "" {
+				t.Fatalf("an empty page moved the cursor from %q to %q", r.cursor, p.Cursor)
+			}
+			return
+		}
+		r.cursor = p.Cursor
+	}
+}
+
+// The changes feed of a build group: pages asked of alternating nodes
+// give the reference node's records, each once, across a partition that
+// moves between pages (the new owner re-applied it: its records up to
+// the cursor are skipped) and time-driven exits after the move.
+func TestClusterChanges(t *testing.T) {
+	f := newClusterFixture(t)
+	for _, e := range f.all() {
+		// In one order everywhere, as the definitions topic gives them: a
+		// commit's records of both segments number in it.
+		for _, seg := range [][2]string{{"fans", `interest(brand, "lego") > 0.1`}, {"recent", `since(view) <= 2d`}} {
+			if code, body := e.Do(t, http.MethodPut, "/v1/segments/shop/"+seg[0], "text/plain", []byte(seg[1]), true); code != 201 {
+				t.Fatalf("PUT segment: %d %s", code, body)
+			}
+		}
+	}
+	_, _, bs := clusterEvents(f.ref)
+	f.send(t, bs...)
+	readers := map[string]*feedReader{}
+	for _, name := range []string{"fans", "recent"} {
+		readers[name] = &feedReader{f: f, name: name, seen: map[string]string{}}
+		r := readers[name]
+		// Two pages, then partition 3 moves from node 1 to node 0, which
+		// never owned it: it rebuilds it from the log's start.
+		code, body := f.nodes[0].Get(t, "/v1/segments/shop/"+name+"/changes?limit=4")
+		var p feedPage
+		if err := json.Unmarshal([]byte(body), &p); code != 200 || err != nil || len(p.Changes) != 4 {
+			t.Fatalf("first page: %d %s", code, body)
+		}
+		r.cursor = p.Cursor
+		for _, rec := range p.Changes {
+			var c changeOf
+			_ = json.Unmarshal(rec, &c)
+			r.seen[*c.ID] = withoutSeq(rec)
+		}
+	}
+	a, b := f.nodes[0].URL, f.nodes[1].URL
+	if err := f.nodes[1].Builder.Own([]int{1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.nodes[0].Builder.Own([]int{0, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	f.setOwners(a, b, a, a)
+	f.nodes[0].Wait(t)
+	for _, r := range readers {
+		r.readAll(t, 3)
+	}
+	// Time passes: the owners write the exits.
+	for _, e := range f.all() {
+		e.Advance(t, t0+5*day)
+	}
+	for name, r := range readers {
+		r.readAll(t, 5)
+		want := referenceFeed(t, f.ref, name)
+		if len(r.seen) != len(want) || len(want) < 10 {
+			t.Errorf("%s: %d records in %d pages; want the reference's %d", name, len(r.seen), r.pages, len(want))
+		}
+		for id, rec := range want {
+			if got, ok := r.seen[id]; !ok {
+				t.Errorf("%s: record %s missing: %s", name, id, rec)
+			} else if got != rec {
+				t.Errorf("%s: record %s:\n%s\nwant\n%s", name, id, got, rec)
+			}
+		}
+		if name == "recent" && !strings.Contains(strings.Join(mapValues(r.seen), ""), `"change":"left"`) {
+			t.Errorf("%s: no exits", name)
+		}
+	}
+}
+
+func mapValues(m map[string]string) []string {
+	var vs []string
+	for _, v := range m {
+		vs = append(vs, v)
+	}
+	return vs
+}
+
+// What a node of a build group refuses in the changes feed, and what it
+// answers when a partition has no owner.
+func TestClusterChangesRefused(t *testing.T) {
+	f := newClusterFixture(t)
+	for _, e := range f.all() {
+		if code, body := e.Do(t, http.MethodPut, "/v1/segments/shop/fans", "text/plain", []byte(`count(view) >= 1`), true); code != 201 {
+			t.Fatalf("PUT segment: %d %s", code, body)
+		}
+		if code, body := e.Do(t, http.MethodPut, "/v1/segments/shop/people?per=person", "text/plain", []byte(`count(view) >= 1`), true); code != 201 {
+			t.Fatalf("PUT segment: %d %s", code, body)
+		}
+	}
+	for _, c := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/v1/segments/shop/fans/changes?after=12", 400, `invalid after="12": not base64url text of a feed cursor`}, // a node's seq
+		{"/v1/segments/shop/fans/changes?after=AQE", 400, `invalid after="AQE": truncated feed cursor`},
+		{"/v1/segments/shop/fans/changes?after=AQ%0A", 400, `invalid after="AQ\n": not base64url`},
+		{"/v1/segments/shop/fans/changes?after=AgA", 400, "unknown feed cursor version"},
+		{"/v1/segments/shop/fans/changes?after=AQIDAAAAAAA", 400, "not ascending"},
+		{"/v1/segments/shop/fans/changes?limit=0", 400, `invalid limit="0"`},
+		{"/v1/segments/shop/nope/changes", 404, `no segment "nope"`},
+		{"/v1/segments/shop/people/changes", 501, "per person"},
+	} {
+		if code, body := f.nodes[0].Get(t, c.path); code != c.code || !strings.Contains(body, c.want) {
+			t.Errorf("%s: %d %s; want %d with %q", c.path, code, body, c.code, c.want)
+		}
+	}
+	// The reference, alone, answers ?after=<seq> as before.
+	if code, body := f.ref.Get(t, "/v1/segments/shop/fans/changes?after=12"); code != 200 || !strings.Contains(body, `"cursor":"12"`) {
+		t.Errorf("a single node's feed: %d %s", code, body)
+	}
+	f.setOwners(f.nodes[0].URL, f.nodes[1].URL, f.nodes[0].URL, "")
+	code, h, body := f.nodes[0].DoResponse(t, http.MethodGet, "/v1/segments/shop/fans/changes", nil, nil, true)
+	if code != 503 || !strings.Contains(body, "partition 3") || h.Get("Retry-After") == "" {
+		t.Errorf("a partition without an owner: %d %q; want 503 naming partition 3", code, body)
+	}
+}
