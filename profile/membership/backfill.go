@@ -2,6 +2,7 @@ package membership
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -122,7 +123,7 @@ func (e *Engine) backfill(d Definition, bf *Backfill) {
 		return
 	}
 	var cands []event.UUID
-	fromIndex, err := e.candidates(d.Site, rule, e.now(), func(v event.UUID, _ []byte) bool {
+	fromIndex, err := e.candidates(d.Site, rule, e.now(), func(v event.UUID, _, _ []byte) bool {
 		cands = append(cands, v)
 		return !bf.stop.Load() && e.ctx.Err() == nil
 	})
@@ -185,8 +186,11 @@ func (e *Engine) backfilled(d Definition, bf *Backfill) {
 // instant now, until fn returns false: off the interest index when the
 // rule names necessary interests (fromIndex; a visitor above several of
 // them comes once per threshold, prof nil), else every profile of the site
-// with its encoded profile (valid only during the call).
-func (e *Engine) candidates(site string, rule *segment.Rule, now int64, fn func(v event.UUID, prof []byte) bool) (fromIndex bool, err error) {
+// with its encoded profile (valid only during the call). order is the
+// candidate's place in that order as bytes that compare as it (the
+// visitor; off the index the term's number u16, the interest's order key
+// u64 and the visitor), valid only during the call.
+func (e *Engine) candidates(site string, rule *segment.Rule, now int64, fn func(v event.UUID, prof, order []byte) bool) (fromIndex bool, err error) {
 	ts, fromIndex := rule.Necessary()
 	for _, t := range ts {
 		// A dimension left out of the index (--index-dims) has no entries
@@ -196,17 +200,21 @@ func (e *Engine) candidates(site string, rule *segment.Rule, now int64, fn func(
 		}
 	}
 	if !fromIndex {
-		return false, e.db.ScanVisitors(site, func(v [16]byte, prof, _ []byte) bool { return fn(v, prof) })
+		return false, e.db.ScanVisitors(site, func(v [16]byte, prof, _ []byte) bool { return fn(v, prof, v[:]) })
 	}
 	stopped := false
-	for _, t := range ts {
+	var order [2 + 8 + 16]byte
+	for i, t := range ts {
 		dim, ok := profile.ParseDim(t.Dim)
 		if !ok {
 			continue
 		}
 		maxKey := state.ScoreKey(e.cfg.LogThreshold(dim, t.Min, now))
 		err := e.db.ScanInterests(site, t.Dim, t.Value, maxKey, nil, func(pos state.InterestPos) bool {
-			stopped = !fn(pos.Visitor, nil)
+			binary.BigEndian.PutUint16(order[0:], uint16(i))
+			binary.BigEndian.PutUint64(order[2:], pos.Key)
+			copy(order[10:], pos.Visitor[:])
+			stopped = !fn(pos.Visitor, nil, order[:])
 			return !stopped
 		})
 		if err != nil || stopped {

@@ -132,8 +132,14 @@ func (e *Engine) Rule(site, name string) (*segment.Rule, bool) {
 // CheckRule returns the error PutPer would refuse src with (an
 // *invalid.Error holding a *segment.Error), storing nothing.
 func (e *Engine) CheckRule(src string) error {
-	_, err := segment.Compile(src, e.opts.Rules)
+	_, err := e.Compile(src)
 	return err
+}
+
+// Compile compiles a rule as the engine's segments are (an *invalid.Error
+// with the position when it does not compile).
+func (e *Engine) Compile(src string) (*segment.Rule, error) {
+	return segment.Compile(src, e.opts.Rules)
 }
 
 // Put is PutPer of a per-visitor segment.

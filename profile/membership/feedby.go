@@ -100,7 +100,7 @@ func (e *Engine) advance(s *sourceStream, site, name string) error {
 			if err != nil {
 				return fmt.Errorf("cannot read the feed of segment %q of site %q by source: %w", name, site, err)
 			}
-			s.after, s.last = append(s.after[:0], s.last...), s.last
+			s.after = append(s.after[:0], s.last...)
 			s.done = len(s.seqs) < sourceChunk
 			if len(s.seqs) == 0 {
 				return nil

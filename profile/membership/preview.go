@@ -1,7 +1,9 @@
 package membership
 
 import (
+	"bytes"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/affinityhq/affinity/profile"
@@ -17,6 +19,12 @@ type PreviewOptions struct {
 	MaxScan int
 	// Deadline is when to stop evaluating (zero: none).
 	Deadline time.Time
+	// At is the instant to evaluate at (Unix ms); 0: the clock's now.
+	At int64
+	// Keep, if set, leaves out the candidates it is false for, as if the
+	// site had no such profile: a node of a build group previews its
+	// partitions' share.
+	Keep func(v event.UUID) bool
 }
 
 // PreviewResult is what a rule would select now.
@@ -47,6 +55,9 @@ type PreviewMember struct {
 	// Facts is the JSON object of the rule's terms and their values
 	// (segment.Rule.AppendFacts).
 	Facts string
+	// Order is the member's place in candidate order, as bytes that
+	// compare as it: shares of a preview merge by it.
+	Order []byte
 }
 
 // Preview compiles src (an *invalid.Error with the position when it does
@@ -67,7 +78,10 @@ func (e *Engine) Preview(site, src string, opts PreviewOptions) (*PreviewResult,
 	if err != nil {
 		return nil, err
 	}
-	res := &PreviewResult{Rule: rule, At: e.now(), Exact: true}
+	res := &PreviewResult{Rule: rule, At: opts.At, Exact: true}
+	if res.At == 0 {
+		res.At = e.now()
+	}
 	var (
 		dec     profile.PartialDecoder
 		subj    = segment.ProfileSubject{Cfg: e.cfg}
@@ -78,7 +92,10 @@ func (e *Engine) Preview(site, src string, opts PreviewOptions) (*PreviewResult,
 		derr    error
 		checkAt = 0
 	)
-	each := func(v event.UUID, prof []byte) bool {
+	each := func(v event.UUID, prof, order []byte) bool {
+		if opts.Keep != nil && !opts.Keep(v) {
+			return true
+		}
 		if res.Scanned >= opts.MaxScan {
 			res.Exact = false
 			return false
@@ -115,7 +132,8 @@ func (e *Engine) Preview(site, src string, opts PreviewOptions) (*PreviewResult,
 		res.Count++
 		if len(res.Sample) < opts.Sample {
 			facts = rule.AppendFacts(facts[:0], &subj, res.At)
-			res.Sample = append(res.Sample, PreviewMember{Visitor: v, Email: p.Email, Facts: string(facts)})
+			// p.Email views buf, which the next candidate's read overwrites.
+			res.Sample = append(res.Sample, PreviewMember{Visitor: v, Email: strings.Clone(p.Email), Facts: string(facts), Order: bytes.Clone(order)})
 		}
 		return true
 	}

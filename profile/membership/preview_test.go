@@ -3,6 +3,7 @@ package membership_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -82,5 +83,52 @@ func TestPreview(t *testing.T) {
 	}
 	if _, err := e.Segments.Preview("", `identified`, membership.PreviewOptions{MaxScan: 10}); !errors.As(err, &ie) {
 		t.Errorf("empty site: got %v; want an invalid.Error", err)
+	}
+}
+
+// A preview's share (Keep, At) counts only the kept profiles at the
+// instant given; each sample member keeps its own email, also when a
+// later candidate's profile is read into the same buffer (off the index).
+func TestPreviewShare(t *testing.T) {
+	clk := &profiletest.Clock{}
+	clk.Set(t0)
+	e := openEnv(t, t.TempDir(), clk, nil)
+	var bs []*event.Batch
+	emails := map[event.UUID]string{}
+	for i := range 40 {
+		v := profiletest.Visitor(i)
+		emails[v] = fmt.Sprintf("p%d@example.com", i)
+		bs = append(bs, profiletest.Batch("shop", v, profiletest.Event(event.TypeView, t0-int64(i)*day, lego), profiletest.Identify(t0, emails[v])))
+	}
+	e.Send(t, bs...)
+	rule := `interest(brand, "Lego") > 0.1`
+	all, err := e.Segments.Preview("shop", rule, membership.PreviewOptions{Sample: 40, MaxScan: 1000})
+	if err != nil || all.Count != 40 || !all.FromIndex || len(all.Sample) != 40 {
+		t.Fatalf("Preview: %+v, %v; want 40 off the index", all, err)
+	}
+	for _, m := range all.Sample {
+		if m.Email != emails[m.Visitor] || len(m.Order) != 2+8+16 {
+			t.Errorf("sample %s: email %q order %x; want %q and a 26-byte order", m.Visitor, m.Email, m.Order, emails[m.Visitor])
+		}
+	}
+	even := func(v event.UUID) bool { return v[15]%2 == 0 }
+	at := t0 + 30*day // 2^(-(30+i)/14) > 0.1 for the views of i ≤ 16 days before t0
+	share, err := e.Segments.Preview("shop", rule, membership.PreviewOptions{Sample: 40, MaxScan: 1000, At: at, Keep: even})
+	if err != nil || share.At != at {
+		t.Fatalf("share: %+v, %v", share, err)
+	}
+	want := 0
+	for i := range 17 {
+		if even(profiletest.Visitor(i)) {
+			want++
+		}
+	}
+	if share.Count != want || want == 0 {
+		t.Errorf("share at +30d: count %d of %d scanned; want the %d kept above the threshold then", share.Count, share.Scanned, want)
+	}
+	for _, m := range share.Sample {
+		if !even(m.Visitor) {
+			t.Errorf("share sample %s: not kept", m.Visitor)
+		}
 	}
 }
