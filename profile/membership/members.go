@@ -104,6 +104,22 @@ func (e *Engine) Size(site, name string) (int, error) {
 	return e.db.CountExt(appendSegKey(nil, prefixMember, site, name))
 }
 
+// SizeOf returns the number of members of a segment for which keep
+// (given the member's visitor, or person id) is true: a key-only scan, a
+// node of a build group's share of the size (the members of its
+// partitions).
+func (e *Engine) SizeOf(site, name string, keep func(member event.UUID) bool) (int, error) {
+	prefix := appendSegKey(nil, prefixMember, site, name)
+	n := 0
+	err := e.db.ScanExtKeys(prefix, func(key []byte) bool {
+		if len(key) == len(prefix)+16 && keep(event.UUID(key[len(prefix):])) {
+			n++
+		}
+		return true
+	})
+	return n, err
+}
+
 // Membership is one segment a visitor is in.
 type Membership struct {
 	Segment string

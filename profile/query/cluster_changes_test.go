@@ -250,3 +250,52 @@ func TestClusterChangesRefused(t *testing.T) {
 		t.Errorf("a partition without an owner: %d %q; want 503 naming partition 3", code, body)
 	}
 }
+
+// Segment sizes (one segment, the list) and rule previews asked of either
+// node of the group are the reference's bytes; the size history is
+// refused; a partition without an owner makes each a 503.
+func TestClusterSegmentsAnswer(t *testing.T) {
+	f := newClusterFixture(t)
+	for _, e := range f.all() {
+		for _, seg := range [][2]string{{"fans", `interest(brand, "lego") > 0.1`}, {"many", `count(view) >= 2`}} {
+			if code, body := e.Do(t, http.MethodPut, "/v1/segments/shop/"+seg[0], "text/plain", []byte(seg[1]), true); code != 201 {
+				t.Fatalf("PUT segment: %d %s", code, body)
+			}
+		}
+	}
+	_, _, bs := clusterEvents(f.ref)
+	f.send(t, bs...)
+	sameBody := func(method, path, body string) (int, string) {
+		t.Helper()
+		wantCode, want := f.ref.Do(t, method, path, "text/plain", []byte(body), true)
+		for i, n := range f.nodes {
+			if code, got := n.Do(t, method, path, "text/plain", []byte(body), true); code != wantCode || got != want {
+				t.Fatalf("%s %s on node %d: %d\n%s\nwant the reference's %d\n%s", method, path, i, code, got, wantCode, want)
+			}
+		}
+		return wantCode, want
+	}
+	for _, path := range []string{"/v1/segments/shop/fans", "/v1/segments/shop/many", "/v1/segments/shop"} {
+		if _, body := sameBody(http.MethodGet, path, ""); strings.Contains(body, `"size":0`) {
+			t.Errorf("GET %s: %s; want members", path, body)
+		}
+	}
+	for _, rule := range []string{`interest(brand, "lego") > 0.1`, `count(view) >= 2`, `count(view) >= 100`, `identified`} {
+		for _, n := range []string{"0", "3", "100"} {
+			sameBody(http.MethodPost, "/v1/segments/shop/_preview?sample="+n, rule)
+		}
+	}
+	if code, body := sameBody(http.MethodPost, "/v1/segments/shop/_preview", `interest(brand, `); code != 400 {
+		t.Errorf("a rule that does not compile: %d %s", code, body)
+	}
+	if code, body := f.nodes[0].Get(t, "/v1/segments/shop/fans/history"); code != 501 || !strings.Contains(body, "not merged across the group") {
+		t.Errorf("history on a node of the group: %d %s; want 501", code, body)
+	}
+	f.setOwners(f.nodes[0].URL, f.nodes[1].URL, f.nodes[0].URL, "")
+	for _, req := range [][2]string{{http.MethodGet, "/v1/segments/shop/fans"}, {http.MethodGet, "/v1/segments/shop"}, {http.MethodPost, "/v1/segments/shop/_preview"}} {
+		code, h, body := f.nodes[1].DoResponse(t, req[0], req[1], nil, []byte(`count(view) >= 2`), true)
+		if code != 503 || !strings.Contains(body, "partition 3") || h.Get("Retry-After") == "" {
+			t.Errorf("%s %s without an owner of partition 3: %d %q; want 503 naming it", req[0], req[1], code, body)
+		}
+	}
+}

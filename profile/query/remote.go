@@ -3,15 +3,19 @@ package query
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/invalid"
+	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/people"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -27,6 +31,8 @@ import (
 //	                                             api.HeaderPartitions (campaign.AppendCounterRows)
 //	POST /v1/internal/members/{site}/{segment}   the members each email of the body links, of the partitions
 //	                                             of api.HeaderPartitions (a by=email join, fanout_email.go; FORMAT.md)
+//	GET /v1/internal/sizes/{site}[/{name}]       {"<segment>":N,…}: the members of the partitions of
+//	                                             api.HeaderPartitions, of each per-visitor segment (or the one named)
 //
 // A person's visitors span partitions: the node asked resolves the person
 // with these (remoteStore), so it merges exactly what one node would.
@@ -64,6 +70,14 @@ func (h *Handler) serveInternal(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		h.serveRawProfile(ctx, segs[0], segs[1])
+	case bytes.HasPrefix(rest, []byte("sizes/")):
+		segs, ok := splitPath(ctx.Path(), internalPrefix+"sizes/", 1)
+		if !ok {
+			api.NoRoute(ctx, internalPrefix+"sizes/{site}[/{name}]")
+			return
+		}
+		site, name, _ := strings.Cut(segs[0], "/")
+		h.serveSizes(ctx, site, name)
 	case bytes.HasPrefix(rest, []byte("links/")):
 		segs, ok := splitPath(ctx.Path(), internalPrefix+"links/", 3)
 		if !ok || (segs[1] != "email" && segs[1] != "customer") {
@@ -314,4 +328,96 @@ func (s *remoteStore) DeleteVisitor(site string, visitor event.UUID) (bool, erro
 	default:
 		return false, fmt.Errorf("cannot erase visitor %s of site %q at %s: %d %s", visitor, site, url, status, bytes.TrimSpace(s.resp.Body()))
 	}
+}
+
+// serveSizes answers an owner's share of segment sizes: the members of
+// its partitions (api.HeaderPartitions) of each per-visitor segment of
+// site, or of the one named.
+func (h *Handler) serveSizes(ctx *fasthttp.RequestCtx, site, name string) {
+	if err := checkSite(site); err != nil {
+		h.refuse(ctx, err)
+		return
+	}
+	parts, ok := h.partParts(ctx, "sizes")
+	if !ok {
+		return
+	}
+	if h.opts.Segments == nil {
+		api.Error(ctx, fasthttp.StatusServiceUnavailable, "this process keeps no segments")
+		return
+	}
+	ds, err := h.opts.Segments.Definitions(site)
+	if err != nil {
+		h.internalError(ctx, err)
+		return
+	}
+	keep := func(v event.UUID) bool { return h.inParts(parts, site, v) }
+	out := append([]byte(nil), '{')
+	n := 0
+	for i := range ds {
+		d := &ds[i]
+		if name != "" && d.Name != name || d.Per == membership.PerPerson {
+			continue
+		}
+		size, err := h.opts.Segments.SizeOf(site, d.Name, keep)
+		if err != nil {
+			h.internalError(ctx, err)
+			return
+		}
+		if n++; n > 1 {
+			out = append(out, ',')
+		}
+		out = event.AppendJSONString(out, d.Name)
+		out = append(out, ':')
+		out = strconv.AppendInt(out, int64(size), 10)
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(out, "}\n"...))
+}
+
+// groupSizes returns, on a node of a build group, the sizes of site's
+// per-visitor segments (or of the one named) summed over every owner's
+// share (serveSizes); nil elsewhere, where a segment's size is the
+// node's count. ok is false when it answered ctx: 503 while a partition
+// has no owner or an owner cannot answer, as any fan-out.
+func (h *Handler) groupSizes(ctx *fasthttp.RequestCtx, site, name string) (sizes map[string]int, ok bool) {
+	c := h.clusterOf()
+	if c == nil || forwarded(ctx) {
+		return nil, true
+	}
+	lc, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	shards, err := c.Shards(lc)
+	if err != nil {
+		h.unavailable(ctx, err)
+		return nil, false
+	}
+	rs := h.newRemoteStore(ctx)
+	defer rs.release()
+	path := internalPrefix + "sizes/" + site
+	if name != "" {
+		path += "/" + name
+	}
+	sizes = map[string]int{}
+	for _, sh := range shards {
+		status, body, err := rs.get(sh.URL, path, sh.Partitions, true)
+		var share map[string]int
+		if err == nil && status == fasthttp.StatusOK {
+			err = json.Unmarshal(body, &share)
+		} else if err == nil {
+			err = fmt.Errorf("cannot read the segment sizes of site %q from %s: %d %s", site, sh.URL, status, quote.Value(bytes.TrimSpace(body)))
+		}
+		if err != nil {
+			if isUnavailable(err) {
+				h.unavailable(ctx, err)
+			} else {
+				h.internalError(ctx, err)
+			}
+			return nil, false
+		}
+		for k, n := range share {
+			sizes[k] += n
+		}
+	}
+	return sizes, true
 }

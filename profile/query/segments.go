@@ -206,6 +206,10 @@ func (h *Handler) listSegments(ctx *fasthttp.RequestCtx, site string) {
 		h.internalError(ctx, err)
 		return
 	}
+	sizes, ok := h.groupSizes(ctx, site, "")
+	if !ok {
+		return
+	}
 	out := append([]byte(nil), `{"site":`...)
 	out = event.AppendJSONString(out, site)
 	out = append(out, `,"segments":[`...)
@@ -213,7 +217,7 @@ func (h *Handler) listSegments(ctx *fasthttp.RequestCtx, site string) {
 		if i > 0 {
 			out = append(out, ',')
 		}
-		if out, err = h.appendSegment(out, &defs[i]); err != nil {
+		if out, err = h.appendSegment(out, &defs[i], sizes); err != nil {
 			h.internalError(ctx, err)
 			return
 		}
@@ -224,7 +228,11 @@ func (h *Handler) listSegments(ctx *fasthttp.RequestCtx, site string) {
 }
 
 func (h *Handler) writeSegment(ctx *fasthttp.RequestCtx, d *membership.Definition) {
-	out, err := h.appendSegment(nil, d)
+	sizes, ok := h.groupSizes(ctx, d.Site, d.Name)
+	if !ok {
+		return
+	}
+	out, err := h.appendSegment(nil, d, sizes)
 	if err != nil {
 		h.internalError(ctx, err)
 		return
@@ -237,7 +245,11 @@ func (h *Handler) writeSegment(ctx *fasthttp.RequestCtx, d *membership.Definitio
 //
 //	{"site":…,"name":…,"per":"visitor|person","rule":…,"canonical":…,"terms":[…],"size":N,"generation":N,
 //	 "created":…,"updated":…,"backfill":{"state":"running|done|pending","scanned":N,"total":N,"from_index":bool}}
-func (h *Handler) appendSegment(out []byte, d *membership.Definition) ([]byte, error) {
+//
+// sizes, if not nil, are the segments' sizes summed over the owners of a
+// build group (groupSizes); a segment it does not name (per person, kept
+// by no partition) has size null.
+func (h *Handler) appendSegment(out []byte, d *membership.Definition, sizes map[string]int) ([]byte, error) {
 	m := h.opts.Segments
 	// The backfill's progress before the size: a size counted after
 	// "done" was seen includes every member the backfill wrote, so a
@@ -250,9 +262,14 @@ func (h *Handler) appendSegment(out []byte, d *membership.Definition) ([]byte, e
 	if bf != nil {
 		scanned, total, done = bf.Progress()
 	}
-	size, err := m.Size(d.Site, d.Name)
-	if err != nil {
-		return out, err
+	size, sized := 0, true
+	if sizes != nil {
+		size, sized = sizes[d.Name]
+	} else {
+		var err error
+		if size, err = m.Size(d.Site, d.Name); err != nil {
+			return out, err
+		}
 	}
 	out = append(out, `{"site":`...)
 	out = event.AppendJSONString(out, d.Site)
@@ -275,7 +292,11 @@ func (h *Handler) appendSegment(out []byte, d *membership.Definition) ([]byte, e
 		out = append(out, ']')
 	}
 	out = append(out, `,"size":`...)
-	out = strconv.AppendInt(out, int64(size), 10)
+	if sized {
+		out = strconv.AppendInt(out, int64(size), 10)
+	} else {
+		out = append(out, "null"...)
+	}
 	out = append(out, `,"generation":`...)
 	out = strconv.AppendUint(out, d.Gen, 10)
 	out = append(out, `,"created":`...)

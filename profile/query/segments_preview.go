@@ -1,9 +1,15 @@
 package query
 
 import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -51,6 +57,15 @@ func (h *Handler) previewRule(ctx *fasthttp.RequestCtx, site string) {
 		api.Error(ctx, fasthttp.StatusRequestEntityTooLarge, fmt.Sprintf("rule of %d bytes: at most %d", len(body), maxRuleBytes))
 		return
 	}
+	parts, ok := h.localParts(ctx)
+	if !ok {
+		return
+	}
+	src := strings.TrimSpace(string(body))
+	if h.clusterOf() != nil && parts == nil {
+		h.fanOutPreview(ctx, site, src, sample)
+		return
+	}
 	select {
 	case h.previews <- struct{}{}:
 		defer func() { <-h.previews }()
@@ -59,16 +74,36 @@ func (h *Handler) previewRule(ctx *fasthttp.RequestCtx, site string) {
 		api.Error(ctx, fasthttp.StatusTooManyRequests, fmt.Sprintf("%d previews are running: try again in a second", cap(h.previews)))
 		return
 	}
-	res, err := h.opts.Segments.Preview(site, strings.TrimSpace(string(body)), membership.PreviewOptions{
+	opts := membership.PreviewOptions{
 		Sample:   sample,
 		MaxScan:  h.opts.PreviewMaxScan,
 		Deadline: time.Now().Add(h.opts.PreviewTimeout),
-	})
+	}
+	if parts != nil { // an owner's share of a fan-out, at the asking node's instant
+		at, err := strconv.ParseInt(string(ctx.QueryArgs().Peek("at")), 10, 64)
+		if err != nil || at <= 0 {
+			h.badRequest(ctx, fmt.Sprintf("invalid at=%s of a preview's share: want Unix ms", quote.Value(ctx.QueryArgs().Peek("at"))))
+			return
+		}
+		opts.At = at
+		opts.Keep = func(v event.UUID) bool { return h.inParts(parts, site, v) }
+	}
+	res, err := h.opts.Segments.Preview(site, src, opts)
 	if err != nil {
 		h.refuse(ctx, err)
 		return
 	}
-	out := append(make([]byte, 0, 1024), `{"site":`...)
+	ctx.SetContentType("application/json")
+	if parts != nil {
+		ctx.SetBody(appendPreviewShare(nil, res))
+		return
+	}
+	ctx.SetBody(appendPreview(make([]byte, 0, 1024), site, res))
+}
+
+// appendPreview appends the answer of a preview (previewRule).
+func appendPreview(out []byte, site string, res *membership.PreviewResult) []byte {
+	out = append(out, `{"site":`...)
 	out = event.AppendJSONString(out, site)
 	out = append(out, `,"rule":`...)
 	out = event.AppendJSONString(out, res.Rule.Source())
@@ -93,20 +128,164 @@ func (h *Handler) previewRule(ctx *fasthttp.RequestCtx, site string) {
 	out = strconv.AppendBool(out, res.FromIndex)
 	out = append(out, `,"sample":[`...)
 	for i := range res.Sample {
-		m := &res.Sample[i]
 		if i > 0 {
 			out = append(out, ',')
 		}
-		out = append(out, `{"visitor":"`...)
-		out = m.Visitor.Append(out)
-		out = append(out, `","email":`...)
-		out = event.AppendJSONString(out, m.Email)
-		out = append(out, `,"facts":`...)
-		out = append(out, m.Facts...)
-		out = append(out, '}')
+		out = appendPreviewMember(out, &res.Sample[i], false)
+	}
+	return append(out, "]}\n"...)
+}
+
+// appendPreviewMember appends a sample member; with order, its place in
+// candidate order in hex first (a share's).
+func appendPreviewMember(out []byte, m *membership.PreviewMember, order bool) []byte {
+	out = append(out, '{')
+	if order {
+		out = append(out, `"order":"`...)
+		out = hex.AppendEncode(out, m.Order)
+		out = append(out, `",`...)
+	}
+	out = append(out, `"visitor":"`...)
+	out = m.Visitor.Append(out)
+	out = append(out, `","email":`...)
+	out = event.AppendJSONString(out, m.Email)
+	out = append(out, `,"facts":`...)
+	out = append(out, m.Facts...)
+	return append(out, '}')
+}
+
+// appendPreviewShare appends an owner's share of a preview fanned out
+// across a build group:
+//
+//	{"count":N,"scanned":N,"exact":bool,"from_index":bool,"sample":[{"order":"<hex>","visitor":…,"email":…,"facts":{…}}]}
+func appendPreviewShare(out []byte, res *membership.PreviewResult) []byte {
+	out = append(out, `{"count":`...)
+	out = strconv.AppendInt(out, int64(res.Count), 10)
+	out = append(out, `,"scanned":`...)
+	out = strconv.AppendInt(out, int64(res.Scanned), 10)
+	out = append(out, `,"exact":`...)
+	out = strconv.AppendBool(out, res.Exact)
+	out = append(out, `,"from_index":`...)
+	out = strconv.AppendBool(out, res.FromIndex)
+	out = append(out, `,"sample":[`...)
+	for i := range res.Sample {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = appendPreviewMember(out, &res.Sample[i], true)
+	}
+	return append(out, "]}\n"...)
+}
+
+// previewShare is appendPreviewShare's JSON as the asking node reads it.
+type previewShare struct {
+	Count     int  `json:"count"`
+	Scanned   int  `json:"scanned"`
+	Exact     bool `json:"exact"`
+	FromIndex bool `json:"from_index"`
+	Sample    []struct {
+		Order   string          `json:"order"`
+		Visitor string          `json:"visitor"`
+		Email   string          `json:"email"`
+		Facts   json.RawMessage `json:"facts"`
+	} `json:"sample"`
+}
+
+// fanOutPreview answers a preview on a node of a build group: every owner
+// evaluates the rule over its partitions' candidates at this node's
+// instant, and the shares combine as one node's answer: counts and
+// scanned add up, exact when every share is, the sample is the first
+// members in candidate order of all shares. Each owner bounds its own
+// scan (PreviewMaxScan, PreviewTimeout), so a bounded answer ("exact":
+// false) is a lower bound as on one node, not one node's number.
+func (h *Handler) fanOutPreview(ctx *fasthttp.RequestCtx, site, src string, sample int) {
+	rule, err := h.opts.Segments.Compile(src)
+	if err != nil {
+		h.refuse(ctx, err)
+		return
+	}
+	lc, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	shards, err := h.clusterOf().Shards(lc)
+	if err != nil {
+		h.unavailable(ctx, err)
+		return
+	}
+	h.m.fanOuts.Inc()
+	res := &membership.PreviewResult{Rule: rule, At: h.opts.Now().UnixMilli(), Exact: true}
+	type answer struct {
+		status int
+		body   []byte
+		err    error
+	}
+	answers := make([]answer, len(shards))
+	var wg sync.WaitGroup
+	for i, sh := range shards {
+		wg.Go(func() {
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.Header.SetMethod(fasthttp.MethodPost)
+			req.SetRequestURI(sh.URL)
+			req.URI().SetPathBytes(ctx.Path())
+			req.URI().QueryArgs().SetUint("sample", sample)
+			req.URI().QueryArgs().Set("at", strconv.FormatInt(res.At, 10))
+			req.Header.SetBytesV(fasthttp.HeaderAuthorization, ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
+			req.Header.SetBytesV(api.HeaderPartitions, appendPartitions(nil, sh.Partitions))
+			req.Header.SetContentType("text/plain")
+			req.SetBodyString(src)
+			if err := h.clusterOf().Do(req, resp); err != nil {
+				answers[i].err = fmt.Errorf("cannot reach the owner %s of partitions %s: %w", sh.URL, appendPartitions(nil, sh.Partitions), err)
+				return
+			}
+			answers[i] = answer{status: resp.StatusCode(), body: bytes.Clone(resp.Body())}
+		})
+	}
+	wg.Wait()
+	type member struct {
+		order []byte
+		m     membership.PreviewMember
+	}
+	var members []member
+	for i, a := range answers {
+		switch {
+		case a.err != nil:
+			h.unavailable(ctx, a.err)
+			return
+		case a.status != fasthttp.StatusOK:
+			// The owner's refusal as it gave it: a 429 of its previews,
+			// a 503 of a partition it no longer serves.
+			if a.status == fasthttp.StatusServiceUnavailable || a.status == fasthttp.StatusTooManyRequests {
+				ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, retryAfter)
+			}
+			api.Error(ctx, a.status, fmt.Sprintf("the owner %s of partitions %s answered %d: %s", shards[i].URL, appendPartitions(nil, shards[i].Partitions), a.status, quote.OneLine(string(bytes.TrimSpace(a.body)))))
+			return
+		}
+		var sh previewShare
+		if err := json.Unmarshal(a.body, &sh); err != nil {
+			h.internalError(ctx, fmt.Errorf("cannot read the preview share of %s: %w", shards[i].URL, err))
+			return
+		}
+		res.Count += sh.Count
+		res.Scanned += sh.Scanned
+		res.Exact = res.Exact && sh.Exact
+		res.FromIndex = res.FromIndex || sh.FromIndex
+		for _, s := range sh.Sample {
+			order, err1 := hex.DecodeString(s.Order)
+			v, ok := event.ParseUUID([]byte(s.Visitor))
+			if err1 != nil || !ok {
+				h.internalError(ctx, fmt.Errorf("BUG: a preview share of %s has a sample member %q of order %q", shards[i].URL, s.Visitor, s.Order))
+				return
+			}
+			members = append(members, member{order, membership.PreviewMember{Visitor: v, Email: s.Email, Facts: string(s.Facts)}})
+		}
+	}
+	slices.SortFunc(members, func(a, b member) int { return bytes.Compare(a.order, b.order) })
+	for _, m := range members[:min(len(members), sample)] {
+		res.Sample = append(res.Sample, m.m)
 	}
 	ctx.SetContentType("application/json")
-	ctx.SetBody(append(out, "]}\n"...))
+	ctx.SetBody(appendPreview(make([]byte, 0, 1024), site, res))
 }
 
 // serveHistory answers GET /v1/segments/{site}/{name}/history with the
@@ -150,6 +329,13 @@ func (h *Handler) serveHistory(ctx *fasthttp.RequestCtx, site, name string) {
 		}
 	}
 	if !h.segmentExists(ctx, site, name) {
+		return
+	}
+	if h.clusterOf() != nil {
+		// Each node samples the members its state holds, which after a
+		// move includes partitions it no longer owns: no sum of those is
+		// the group's size at an instant.
+		api.Error(ctx, fasthttp.StatusNotImplemented, fmt.Sprintf("the size history of segment %s of site %s on a node of a build group: not merged across the group yet (each node samples its own state); read the size from GET /v1/segments/%s/%s", quote.Value(name), quote.Value(site), site, name))
 		return
 	}
 	out := append(make([]byte, 0, 4096), `{"site":`...)
