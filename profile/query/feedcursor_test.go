@@ -1,8 +1,6 @@
 package query
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -128,38 +126,16 @@ func BenchmarkMergeChanges(b *testing.B) {
 		b.Run(fmt.Sprintf("owners=%d", owners), func(b *testing.B) {
 			const perOwner = 5000
 			streams := make([][]byte, owners)
-			total := 0
 			for i := range perOwner * owners {
 				p := i % owners
 				c := membership.Change{Site: "shop", Segment: "fans", At: 1769821200000 + int64(i/7), Why: "event", Facts: `{"count(view)":3}`, Entered: true,
 					Src: state.Source{Partition: int32(p), Offset: int64(i), Ord: 0}}
 				line := append(c.AppendJSON(appendChangeRowKey(nil, &c)), '\n')
 				streams[p] = append(streams[p], line...)
-				total += len(line)
 			}
-			readers := make([]*bytes.Reader, owners)
-			w := bufio.NewWriterSize(nopWriter{}, exportChunk)
 			pg := &changePage{}
-			m := merger{cmp: cmpChangeRows}
-			b.SetBytes(int64(total))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				*pg = changePage{cur: pg.cur[:0]}
-				m.write = pg.write
-				m.srcs = m.srcs[:0]
-				for i := range owners {
-					if readers[i] == nil {
-						readers[i] = bytes.NewReader(streams[i])
-					}
-					readers[i].Reset(streams[i])
-					m.srcs = append(m.srcs, newLineSource("owner", readers[i]))
-				}
-				if res := m.merge(w, 0); res.err != nil || res.n != perOwner*owners {
-					b.Fatalf("merged %d rows: %v", res.n, res.err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perOwner*owners), "ns/row")
+			m := &merger{cmp: cmpChangeRows, write: pg.write}
+			benchMerge(b, streams, perOwner*owners, m, func() { *pg = changePage{cur: pg.cur[:0]} })
 		})
 	}
 }

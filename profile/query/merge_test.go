@@ -166,33 +166,43 @@ func BenchmarkMergeMembers(b *testing.B) {
 		b.Run(fmt.Sprintf("owners=%d", owners), func(b *testing.B) {
 			const perOwner = 10000
 			streams := make([][]byte, owners)
-			total := 0
 			for i := range perOwner * owners {
 				streams[i%owners] = append(streams[i%owners], row(i)...)
-				total += len(row(i))
 			}
-			m := merger{cmp: cmpMemberRows, write: writeRow}
-			readers := make([]*bytes.Reader, owners)
-			w := bufio.NewWriterSize(nopWriter{}, exportChunk)
-			b.SetBytes(int64(total))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				m.srcs = m.srcs[:0]
-				for i := range owners {
-					if readers[i] == nil {
-						readers[i] = bytes.NewReader(streams[i])
-					}
-					readers[i].Reset(streams[i])
-					m.srcs = append(m.srcs, newLineSource("owner", readers[i]))
-				}
-				if res := m.merge(w, 0); res.err != nil || res.n != perOwner*owners {
-					b.Fatalf("merged %d rows: %v", res.n, res.err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perOwner*owners), "ns/row")
+			benchMerge(b, streams, perOwner*owners, &merger{cmp: cmpMemberRows, write: writeRow}, nil)
 		})
 	}
+}
+
+// benchMerge merges the owners' streams with m b.N times, calling reset
+// (if set) before each merge, and reports the time per row.
+func benchMerge(b *testing.B, streams [][]byte, rows int, m *merger, reset func()) {
+	total := 0
+	for _, s := range streams {
+		total += len(s)
+	}
+	readers := make([]*bytes.Reader, len(streams))
+	for i := range streams {
+		readers[i] = bytes.NewReader(streams[i])
+	}
+	w := bufio.NewWriterSize(nopWriter{}, exportChunk)
+	b.SetBytes(int64(total))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if reset != nil {
+			reset()
+		}
+		m.srcs = m.srcs[:0]
+		for i, r := range readers {
+			r.Reset(streams[i])
+			m.srcs = append(m.srcs, newLineSource("owner", r))
+		}
+		if res := m.merge(w, 0); res.err != nil || res.n != rows {
+			b.Fatalf("merged %d rows: %v", res.n, res.err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 }
 
 type nopWriter struct{}

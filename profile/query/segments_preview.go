@@ -94,15 +94,13 @@ func (h *Handler) previewRule(ctx *fasthttp.RequestCtx, site string) {
 		return
 	}
 	ctx.SetContentType("application/json")
-	if parts != nil {
-		ctx.SetBody(appendPreviewShare(nil, res))
-		return
-	}
-	ctx.SetBody(appendPreview(make([]byte, 0, 1024), site, res))
+	ctx.SetBody(appendPreview(make([]byte, 0, 1024), site, res, parts != nil))
 }
 
-// appendPreview appends the answer of a preview (previewRule).
-func appendPreview(out []byte, site string, res *membership.PreviewResult) []byte {
+// appendPreview appends the answer of a preview (previewRule); an owner's
+// share of a fan-out (share) gives each sample member's place in
+// candidate order too, "order" in hex.
+func appendPreview(out []byte, site string, res *membership.PreviewResult, share bool) []byte {
 	out = append(out, `{"site":`...)
 	out = event.AppendJSONString(out, site)
 	out = append(out, `,"rule":`...)
@@ -131,7 +129,7 @@ func appendPreview(out []byte, site string, res *membership.PreviewResult) []byt
 		if i > 0 {
 			out = append(out, ',')
 		}
-		out = appendPreviewMember(out, &res.Sample[i], false)
+		out = appendPreviewMember(out, &res.Sample[i], share)
 	}
 	return append(out, "]}\n"...)
 }
@@ -154,30 +152,8 @@ func appendPreviewMember(out []byte, m *membership.PreviewMember, order bool) []
 	return append(out, '}')
 }
 
-// appendPreviewShare appends an owner's share of a preview fanned out
-// across a build group:
-//
-//	{"count":N,"scanned":N,"exact":bool,"from_index":bool,"sample":[{"order":"<hex>","visitor":…,"email":…,"facts":{…}}]}
-func appendPreviewShare(out []byte, res *membership.PreviewResult) []byte {
-	out = append(out, `{"count":`...)
-	out = strconv.AppendInt(out, int64(res.Count), 10)
-	out = append(out, `,"scanned":`...)
-	out = strconv.AppendInt(out, int64(res.Scanned), 10)
-	out = append(out, `,"exact":`...)
-	out = strconv.AppendBool(out, res.Exact)
-	out = append(out, `,"from_index":`...)
-	out = strconv.AppendBool(out, res.FromIndex)
-	out = append(out, `,"sample":[`...)
-	for i := range res.Sample {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = appendPreviewMember(out, &res.Sample[i], true)
-	}
-	return append(out, "]}\n"...)
-}
-
-// previewShare is appendPreviewShare's JSON as the asking node reads it.
+// previewShare is an owner's share of a preview fanned out across a
+// build group (appendPreview with orders), as the asking node reads it.
 type previewShare struct {
 	Count     int  `json:"count"`
 	Scanned   int  `json:"scanned"`
@@ -285,7 +261,7 @@ func (h *Handler) fanOutPreview(ctx *fasthttp.RequestCtx, site, src string, samp
 		res.Sample = append(res.Sample, m.m)
 	}
 	ctx.SetContentType("application/json")
-	ctx.SetBody(appendPreview(make([]byte, 0, 1024), site, res))
+	ctx.SetBody(appendPreview(make([]byte, 0, 1024), site, res, false))
 }
 
 // serveHistory answers GET /v1/segments/{site}/{name}/history with the
