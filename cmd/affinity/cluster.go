@@ -62,6 +62,8 @@ func (n *node) startMember(g *groupFlags, apiAddr string) error {
 		return err
 	}
 	n.prof.Query.SetCluster(router)
+	// Size samples by the partitions served, which the group's history sums.
+	n.prof.Segments.SampleByPartition(n.prof.Builder.Serving, router.Partition)
 	if err := m.Start(); err != nil {
 		return err
 	}

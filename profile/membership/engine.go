@@ -108,7 +108,8 @@ type Engine struct {
 	logf func(string, ...any)
 	m    engineMetrics
 
-	campaigns atomic.Pointer[Campaigns] // SetCampaigns
+	campaigns atomic.Pointer[Campaigns]   // SetCampaigns
+	sampler   atomic.Pointer[partSampler] // SampleByPartition
 
 	mu    sync.RWMutex
 	sites map[string]*siteSegs // compiled rules per site, loaded lazily

@@ -3,9 +3,12 @@ package membership
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
+	"slices"
 	"time"
 
 	"github.com/affinityhq/affinity/internal/codec"
+	"github.com/affinityhq/affinity/tracker/event"
 )
 
 // The size history of a segment: its size sampled every
@@ -26,16 +29,83 @@ func appendSizeKey(dst []byte, site, name string, at int64) []byte {
 	return binary.BigEndian.AppendUint64(appendSegKey(dst, prefixSizes, site, name), uint64(max(at, 0)))
 }
 
-// sizes value: version | size uvarint.
-func appendSizeValue(dst []byte, size int) []byte {
-	return codec.AppendUvarint(append(dst, valueVersion), uint64(size))
+// sizes value: version 1 | size uvarint; or, counted by partition,
+// version 2 | size uvarint | n uvarint | n × (partition uvarint, size uvarint).
+const sizeByPartVersion = 2
+
+func appendSizeValue(dst []byte, size int, parts []PartSize) []byte {
+	if parts == nil {
+		return codec.AppendUvarint(append(dst, valueVersion), uint64(size))
+	}
+	dst = codec.AppendUvarint(append(dst, sizeByPartVersion), uint64(size))
+	dst = codec.AppendUvarint(dst, uint64(len(parts)))
+	for _, p := range parts {
+		dst = codec.AppendUvarint(dst, uint64(p.Partition))
+		dst = codec.AppendUvarint(dst, uint64(p.Size))
+	}
+	return dst
 }
 
-func decodeSizeValue(v []byte) (int, error) {
+// decodeSizeValue reads a sizes value; parts is nil for version 1.
+func decodeSizeValue(v []byte, parts []PartSize) (int, []PartSize, error) {
 	r := newReader("segment size", v)
-	version(&r)
+	ver := r.Byte()
+	if r.Err() == nil && ver != valueVersion && ver != sizeByPartVersion {
+		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d and %d", ver, valueVersion, sizeByPartVersion))
+	}
 	n := r.Uvarint()
-	return int(n), end(&r)
+	parts = parts[:0]
+	if ver == sizeByPartVersion {
+		for range r.Count(2) {
+			p, size := r.Uvarint(), r.Uvarint()
+			if r.Err() == nil && p > math.MaxInt32 {
+				r.Failf("partition %d; want at most %d", p, math.MaxInt32)
+			}
+			parts = append(parts, PartSize{Partition: int(p), Size: int(size)})
+		}
+		if parts == nil {
+			parts = []PartSize{}
+		}
+	} else {
+		parts = nil
+	}
+	return int(n), parts, end(&r)
+}
+
+// partSampler is what SampleByPartition sets.
+type partSampler struct {
+	owned     func() []int
+	partition func(site string, visitor event.UUID) int
+}
+
+// SampleByPartition makes each later sample of a per-visitor segment's
+// size count the members of the partitions owned returns then, each
+// partition on its own (partition of the member's visitor): a node of a
+// build group, whose history the group sums over the owners' shares.
+func (e *Engine) SampleByPartition(owned func() []int, partition func(site string, visitor event.UUID) int) {
+	e.sampler.Store(&partSampler{owned: owned, partition: partition})
+}
+
+// PartSize is the members of a segment on one partition in a sample.
+type PartSize struct{ Partition, Size int }
+
+// sizeByPart counts the members of a per-visitor segment on each of the
+// partitions owned (SampleByPartition).
+func (e *Engine) sizeByPart(site, name string, owned []int, partition func(string, event.UUID) int) (int, []PartSize, error) {
+	parts := make([]PartSize, len(owned))
+	at := map[int]int{}
+	for i, p := range owned {
+		parts[i].Partition = p
+		at[p] = i
+	}
+	total, err := e.SizeOf(site, name, func(v event.UUID) bool {
+		i, ok := at[partition(site, v)]
+		if ok {
+			parts[i].Size++
+		}
+		return ok
+	})
+	return total, parts, err
 }
 
 // RecordSizes samples the size of every segment of every site at the
@@ -63,16 +133,32 @@ func (e *Engine) RecordSizes() (int, error) {
 		return 0, fmt.Errorf("cannot list the segments to sample: %w", err)
 	}
 	b := e.db.NewBatch()
-	var key, val []byte
+	var (
+		key, val []byte
+		owned    []int
+	)
+	byPart := e.sampler.Load()
+	if byPart != nil {
+		owned = slices.Sorted(slices.Values(byPart.owned()))
+	}
 	for _, s := range segs {
 		// A count of member keys: it reads keys only, in its own snapshot,
 		// beside the builder rather than in its path.
-		n, err := e.Size(s[0], s[1])
+		var (
+			n     int
+			parts []PartSize
+			err   error
+		)
+		if d, ok, derr := e.Definition(s[0], s[1]); byPart != nil && derr == nil && ok && d.Per == PerVisitor {
+			n, parts, err = e.sizeByPart(s[0], s[1], owned, byPart.partition)
+		} else {
+			n, err = e.Size(s[0], s[1])
+		}
 		if err != nil {
 			return 0, fmt.Errorf("cannot sample the size of segment %q of site %q: %w", s[1], s[0], err)
 		}
 		key = appendSizeKey(key[:0], s[0], s[1], now)
-		val = appendSizeValue(val[:0], n)
+		val = appendSizeValue(val[:0], n, parts)
 		if err := b.ExtSet(key, val); err != nil {
 			return 0, err
 		}
@@ -158,6 +244,10 @@ func (e *Engine) thinHistory(site, name string, now int64) error {
 type SizePoint struct {
 	At   int64 // Unix ms
 	Size int
+	// Parts is the size on each partition the node owned at At, when it
+	// counted by partition (SampleByPartition); nil otherwise. Valid only
+	// during History's call.
+	Parts []PartSize
 }
 
 // History calls fn with the samples of a segment's size taken in
@@ -190,12 +280,12 @@ func (e *Engine) History(site, name string, from, to, step int64, fn func(p Size
 		if at > to {
 			return false
 		}
-		n, err := decodeSizeValue(val)
+		n, parts, err := decodeSizeValue(val, nil)
 		if err != nil {
 			derr = fmt.Errorf("size of segment %q of site %q at %d: %w", name, site, at, err)
 			return false
 		}
-		p := SizePoint{At: at, Size: n}
+		p := SizePoint{At: at, Size: n, Parts: parts}
 		if step <= 0 {
 			stopped = !fn(p)
 			return !stopped

@@ -1,6 +1,7 @@
 package membership_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/affinityhq/affinity/profile/membership"
@@ -93,5 +94,56 @@ func TestSizeHistory(t *testing.T) {
 	e.put(t, "shop", "viewers", `count(view) >= 1`)
 	if ps := history(0, end, 0); len(ps) != 0 {
 		t.Errorf("after delete and put: %d points of the old segment; want none", len(ps))
+	}
+}
+
+// On a node of a build group (SampleByPartition) a sample of a
+// per-visitor segment counts the members of the partitions owned then,
+// each on its own; a per-person segment's sample is the node's count.
+func TestSizeHistoryByPartition(t *testing.T) {
+	clk := &profiletest.Clock{}
+	clk.Set(t0)
+	owned := []int{1}
+	e := openEnv(t, t.TempDir(), clk, nil)
+	e.Segments.SampleByPartition(func() []int { return owned }, func(site string, v event.UUID) int { return e.Log.Partition(event.AppendLogKey(nil, site, v)) })
+	e.put(t, "shop", "viewers", `count(view) >= 1`)
+	if _, _, err := e.Segments.PutPer("shop", "people", `count(view) >= 1`, membership.PerPerson); err != nil {
+		t.Fatal(err)
+	}
+	var bs []*event.Batch
+	onOne := 0
+	for i := range 20 {
+		v := profiletest.Visitor(i)
+		if e.Log.Partition(event.AppendLogKey(nil, "shop", v)) == 1 {
+			onOne++
+		}
+		bs = append(bs, profiletest.Batch("shop", v, profiletest.Identify(t0, "a@b.c"), profiletest.Event(event.TypeView, t0, lego)))
+	}
+	e.Send(t, bs...)
+	e.Advance(t, t0+hour)
+	if _, err := e.Segments.RecordSizes(); err != nil {
+		t.Fatal(err)
+	}
+	owned = []int{0, 1}
+	e.Advance(t, t0+2*hour)
+	if _, err := e.Segments.RecordSizes(); err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) []string {
+		var got []string
+		if err := e.Segments.History("shop", name, t0+1, t0+2*hour, 0, func(p membership.SizePoint) bool {
+			got = append(got, fmt.Sprintf("%d %v", p.Size, p.Parts))
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	want := []string{fmt.Sprintf("%d [{1 %d}]", onOne, onOne), fmt.Sprintf("20 [{0 %d} {1 %d}]", 20-onOne, onOne)}
+	if got := read("viewers"); fmt.Sprint(got) != fmt.Sprint(want) || onOne == 0 || onOne == 20 {
+		t.Errorf("viewers: got %q; want %q", got, want)
+	}
+	if got := read("people"); fmt.Sprint(got) != "[1 [] 1 []]" {
+		t.Errorf("people: got %q; want the node's count of the person, by no partition", got)
 	}
 }

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"encoding/hex"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -37,7 +38,9 @@ func samples() []sample {
 		{"due mark", appendPersonMark(nil, 1769817600000, "shop", markDue, "e:a@b.c"), func(b []byte) error { var m mark; return parseMarkKey(&m, b) }},
 		{"webhook", appendHook(nil, "https://example.com/hook", "s3cret"), func(b []byte) error { _, _, err := decodeHook(b); return err }},
 		{"due key", appendDueKey(nil, 1769817600000, "shop", testVisitor), func(b []byte) error { _, _, _, err := parseDueKey(b); return err }},
-		{"size", appendSizeValue(nil, 123456), func(b []byte) error { _, err := decodeSizeValue(b); return err }},
+		{"size", appendSizeValue(nil, 123456, nil), func(b []byte) error { _, _, err := decodeSizeValue(b, nil); return err }},
+		{"size by partition", appendSizeValue(nil, 123456, []PartSize{{0, 100000}, {7, 23456}}), func(b []byte) error { _, _, err := decodeSizeValue(b, nil); return err }},
+		{"size of no partition", appendSizeValue(nil, 0, []PartSize{}), func(b []byte) error { _, _, err := decodeSizeValue(b, nil); return err }},
 	}
 }
 
@@ -185,9 +188,9 @@ func FuzzDecodeValues(f *testing.F) {
 		_ = decodeRecord(&c, data)
 		_, _, _ = decodeMemberValue(data)
 		_, _, _ = decodeHook(data)
-		if n, err := decodeSizeValue(data); err == nil {
-			if n2, err := decodeSizeValue(appendSizeValue(nil, n)); err != nil || n2 != n {
-				t.Fatalf("size does not round-trip: %d / %d %v", n, n2, err)
+		if n, parts, err := decodeSizeValue(data, nil); err == nil {
+			if n2, parts2, err := decodeSizeValue(appendSizeValue(nil, n, parts), nil); err != nil || n2 != n || fmt.Sprint(parts2) != fmt.Sprint(parts) || (parts == nil) != (parts2 == nil) {
+				t.Fatalf("size does not round-trip: %d %v / %d %v %v", n, parts, n2, parts2, err)
 			}
 		}
 		_, _, _, _ = parseDueKey(data)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/affinityhq/affinity/profile/profiletest"
 )
@@ -288,11 +289,37 @@ func TestClusterSegmentsAnswer(t *testing.T) {
 	if code, body := sameBody(http.MethodPost, "/v1/segments/shop/_preview", `interest(brand, `); code != 400 {
 		t.Errorf("a rule that does not compile: %d %s", code, body)
 	}
-	if code, body := f.nodes[0].Get(t, "/v1/segments/shop/fans/history"); code != 501 || !strings.Contains(body, "not merged across the group") {
-		t.Errorf("history on a node of the group: %d %s; want 501", code, body)
+	// The size history: samples at the same instants on every node, each
+	// member counting its partitions.
+	for _, at := range []int64{t0 + 2*profiletest.Hour, t0 + 2*profiletest.Hour + 60000, t0 + 3*profiletest.Hour} {
+		for _, e := range f.all() {
+			e.Clock.Set(at)
+			if _, err := e.Segments.RecordSizes(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	from := url.QueryEscape(time.UnixMilli(t0 + profiletest.Hour).UTC().Format(time.RFC3339))
+	to := url.QueryEscape(time.UnixMilli(t0 + 4*profiletest.Hour).UTC().Format(time.RFC3339))
+	for _, q := range []string{"", "&step=1h"} {
+		if _, body := sameBody(http.MethodGet, "/v1/segments/shop/fans/history?from="+from+"&to="+to+q, ""); strings.Count(body, `"size":`) < 2 || strings.Contains(body, `"size":0`) {
+			t.Errorf("history%s: %s; want points of the members", q, body)
+		}
+	}
+	// A minute one member has no sample of is no point of the group's.
+	f.nodes[0].Clock.Set(t0 + 3*profiletest.Hour + 120000)
+	if _, err := f.nodes[0].Segments.RecordSizes(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := f.nodes[1].Get(t, "/v1/segments/shop/fans/history?from="+from+"&to="+to); code != 200 || strings.Count(body, `"size":`) != 3 {
+		t.Errorf("history with a sample of one member alone: %d %s; want the 3 points both sampled", code, body)
 	}
 	f.setOwners(f.nodes[0].URL, f.nodes[1].URL, f.nodes[0].URL, "")
-	for _, req := range [][2]string{{http.MethodGet, "/v1/segments/shop/fans"}, {http.MethodGet, "/v1/segments/shop"}, {http.MethodPost, "/v1/segments/shop/_preview"}} {
+	// A PUT is written whatever the group can count: its size is null.
+	if code, body := f.nodes[1].Do(t, http.MethodPut, "/v1/segments/shop/fans", "text/plain", []byte(`count(view) >= 1`), true); code != 200 || !strings.Contains(body, `"size":null`) {
+		t.Errorf("PUT without an owner of partition 3: %d %s; want 200 with size null", code, body)
+	}
+	for _, req := range [][2]string{{http.MethodGet, "/v1/segments/shop/fans"}, {http.MethodGet, "/v1/segments/shop"}, {http.MethodPost, "/v1/segments/shop/_preview"}, {http.MethodGet, "/v1/segments/shop/fans/history"}} {
 		code, h, body := f.nodes[1].DoResponse(t, req[0], req[1], nil, []byte(`count(view) >= 2`), true)
 		if code != 503 || !strings.Contains(body, "partition 3") || h.Get("Retry-After") == "" {
 			t.Errorf("%s %s without an owner of partition 3: %d %q; want 503 naming it", req[0], req[1], code, body)

@@ -37,9 +37,12 @@ func newClusterFixture(t testing.TB) *clusterFixture {
 	own := func(ps ...int) func(*builder.Options) {
 		return func(o *builder.Options) { o.Partitions = ps }
 	}
-	return routeCluster(t, parts, profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true}),
-		profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(0, 2)}),
-		profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(1, 3)}))
+	n0 := profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(0, 2)})
+	n1 := profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(1, 3)})
+	for _, n := range []*profiletest.Env{n0, n1} { // as a member's (cmd/affinity)
+		n.Segments.SampleByPartition(n.Builder.Owned, func(site string, v event.UUID) int { return n.Log.Partition(event.AppendLogKey(nil, site, v)) })
+	}
+	return routeCluster(t, parts, profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true}), n0, n1)
 }
 
 // routeCluster makes a clusterFixture of ref and two nodes owning

@@ -378,19 +378,18 @@ func (h *Handler) serveSizes(ctx *fasthttp.RequestCtx, site, name string) {
 // groupSizes returns, on a node of a build group, the sizes of site's
 // per-visitor segments (or of the one named) summed over every owner's
 // share (serveSizes); nil elsewhere, where a segment's size is the
-// node's count. ok is false when it answered ctx: 503 while a partition
-// has no owner or an owner cannot answer, as any fan-out.
-func (h *Handler) groupSizes(ctx *fasthttp.RequestCtx, site, name string) (sizes map[string]int, ok bool) {
+// node's count. An error is an unavailableError while a partition has no
+// owner or an owner cannot answer.
+func (h *Handler) groupSizes(ctx *fasthttp.RequestCtx, site, name string) (map[string]int, error) {
 	c := h.clusterOf()
 	if c == nil || forwarded(ctx) {
-		return nil, true
+		return nil, nil
 	}
 	lc, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
 	shards, err := c.Shards(lc)
 	if err != nil {
-		h.unavailable(ctx, err)
-		return nil, false
+		return nil, &unavailableError{err}
 	}
 	rs := h.newRemoteStore(ctx)
 	defer rs.release()
@@ -398,26 +397,37 @@ func (h *Handler) groupSizes(ctx *fasthttp.RequestCtx, site, name string) (sizes
 	if name != "" {
 		path += "/" + name
 	}
-	sizes = map[string]int{}
+	sizes := map[string]int{}
 	for _, sh := range shards {
 		status, body, err := rs.get(sh.URL, path, sh.Partitions, true)
-		var share map[string]int
-		if err == nil && status == fasthttp.StatusOK {
-			err = json.Unmarshal(body, &share)
-		} else if err == nil {
-			err = fmt.Errorf("cannot read the segment sizes of site %q from %s: %d %s", site, sh.URL, status, quote.Value(bytes.TrimSpace(body)))
-		}
 		if err != nil {
-			if isUnavailable(err) {
-				h.unavailable(ctx, err)
-			} else {
-				h.internalError(ctx, err)
-			}
-			return nil, false
+			return nil, err
+		}
+		var share map[string]int
+		if status != fasthttp.StatusOK {
+			return nil, fmt.Errorf("cannot read the segment sizes of site %q from %s: %d %s", site, sh.URL, status, quote.Value(bytes.TrimSpace(body)))
+		}
+		if err := json.Unmarshal(body, &share); err != nil {
+			return nil, fmt.Errorf("cannot read the segment sizes of site %q from %s: %w", site, sh.URL, err)
 		}
 		for k, n := range share {
 			sizes[k] += n
 		}
 	}
-	return sizes, true
+	return sizes, nil
+}
+
+// readSizes is groupSizes for a read: ok is false when it answered ctx
+// (503 when a partition has no owner, as any fan-out; else 500).
+func (h *Handler) readSizes(ctx *fasthttp.RequestCtx, site, name string) (map[string]int, bool) {
+	sizes, err := h.groupSizes(ctx, site, name)
+	switch {
+	case err == nil:
+		return sizes, true
+	case isUnavailable(err):
+		h.unavailable(ctx, err)
+	default:
+		h.internalError(ctx, err)
+	}
+	return nil, false
 }

@@ -168,7 +168,13 @@ func (h *Handler) putSegment(ctx *fasthttp.RequestCtx, site, name string) {
 	if created {
 		ctx.SetStatusCode(fasthttp.StatusCreated)
 	}
-	h.writeSegment(ctx, &d)
+	// The write is done: a group that cannot count now answers size null.
+	sizes, err := h.groupSizes(ctx, site, name)
+	if err != nil {
+		h.opts.Logger.Printf("query: the size of segment %s/%s after its PUT: %v", site, name, err)
+		sizes = map[string]int{}
+	}
+	h.writeSegment(ctx, &d, sizes)
 }
 
 func (h *Handler) getSegment(ctx *fasthttp.RequestCtx, site, name string) {
@@ -181,7 +187,11 @@ func (h *Handler) getSegment(ctx *fasthttp.RequestCtx, site, name string) {
 		h.noSegment(ctx, site, name)
 		return
 	}
-	h.writeSegment(ctx, &d)
+	sizes, ok := h.readSizes(ctx, site, name)
+	if !ok {
+		return
+	}
+	h.writeSegment(ctx, &d, sizes)
 }
 
 func (h *Handler) deleteSegment(ctx *fasthttp.RequestCtx, site, name string) {
@@ -206,7 +216,7 @@ func (h *Handler) listSegments(ctx *fasthttp.RequestCtx, site string) {
 		h.internalError(ctx, err)
 		return
 	}
-	sizes, ok := h.groupSizes(ctx, site, "")
+	sizes, ok := h.readSizes(ctx, site, "")
 	if !ok {
 		return
 	}
@@ -227,11 +237,8 @@ func (h *Handler) listSegments(ctx *fasthttp.RequestCtx, site string) {
 	ctx.SetBody(out)
 }
 
-func (h *Handler) writeSegment(ctx *fasthttp.RequestCtx, d *membership.Definition) {
-	sizes, ok := h.groupSizes(ctx, d.Site, d.Name)
-	if !ok {
-		return
-	}
+// writeSegment answers a definition with sizes (appendSegment).
+func (h *Handler) writeSegment(ctx *fasthttp.RequestCtx, d *membership.Definition, sizes map[string]int) {
 	out, err := h.appendSegment(nil, d, sizes)
 	if err != nil {
 		h.internalError(ctx, err)

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -307,14 +309,66 @@ func (h *Handler) serveHistory(ctx *fasthttp.RequestCtx, site, name string) {
 	if !h.segmentExists(ctx, site, name) {
 		return
 	}
+	var parts []bool // an owner's share of a fan-out: the sum of these partitions
 	if h.clusterOf() != nil {
-		// Each node samples the members its state holds, which after a
-		// move includes partitions it no longer owns: no sum of those is
-		// the group's size at an instant.
-		api.Error(ctx, fasthttp.StatusNotImplemented, fmt.Sprintf("the size history of segment %s of site %s on a node of a build group: not merged across the group yet (each node samples its own state); read the size from GET /v1/segments/%s/%s", quote.Value(name), quote.Value(site), site, name))
+		var ok bool
+		if parts, ok = h.localParts(ctx); !ok {
+			return
+		}
+		if d, found, err := h.opts.Segments.Definition(site, name); err != nil || !found || d.Per == membership.PerPerson {
+			if err != nil {
+				h.internalError(ctx, err)
+			} else {
+				api.Error(ctx, fasthttp.StatusNotImplemented, fmt.Sprintf("segment %s of site %s is per person: a build group does not merge its size history", quote.Value(name), quote.Value(site)))
+			}
+			return
+		}
+		if parts == nil {
+			h.fanOutHistory(ctx, site, name, from, to, step)
+			return
+		}
+	}
+	var points []membership.SizePoint
+	err = h.opts.Segments.History(site, name, from, to, step, func(p membership.SizePoint) bool {
+		if parts != nil {
+			// Only a sample of every asked partition is the share's.
+			size, n := 0, 0
+			for _, ps := range p.Parts {
+				if ps.Partition < len(parts) && parts[ps.Partition] {
+					size += ps.Size
+					n++
+				}
+			}
+			if n != countTrue(parts) {
+				return true
+			}
+			p.Size = size
+		}
+		points = append(points, membership.SizePoint{At: p.At, Size: p.Size})
+		return true
+	})
+	if err != nil {
+		h.internalError(ctx, err)
 		return
 	}
-	out := append(make([]byte, 0, 4096), `{"site":`...)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(appendHistory(make([]byte, 0, 4096), site, name, from, to, step, points))
+}
+
+// countTrue returns how many of set are true.
+func countTrue(set []bool) int {
+	n := 0
+	for _, ok := range set {
+		if ok {
+			n++
+		}
+	}
+	return n
+}
+
+// appendHistory appends the answer of serveHistory.
+func appendHistory(out []byte, site, name string, from, to, step int64, points []membership.SizePoint) []byte {
+	out = append(out, `{"site":`...)
 	out = event.AppendJSONString(out, site)
 	out = append(out, `,"name":`...)
 	out = event.AppendJSONString(out, name)
@@ -329,23 +383,84 @@ func (h *Handler) serveHistory(ctx *fasthttp.RequestCtx, site, name string) {
 		out = append(out, "null"...)
 	}
 	out = append(out, `,"points":[`...)
-	n := 0
-	err = h.opts.Segments.History(site, name, from, to, step, func(p membership.SizePoint) bool {
-		if n > 0 {
+	for i, p := range points {
+		if i > 0 {
 			out = append(out, ',')
 		}
-		n++
 		out = append(out, `{"at":`...)
 		out = profile.AppendJSONTime(out, p.At)
 		out = append(out, `,"size":`...)
 		out = strconv.AppendInt(out, int64(p.Size), 10)
 		out = append(out, '}')
-		return true
-	})
-	if err != nil {
-		h.internalError(ctx, err)
+	}
+	return append(out, "]}\n"...)
+}
+
+// fanOutHistory answers a segment's size history on a node of a build
+// group: every owner gives the samples that counted each of its
+// partitions (a node samples by partition what it owns then), summed
+// over them, and this node sums the owners' samples of one minute (of
+// one step with step) into a point, at the latest of their instants. A
+// minute some owner has no sample of is left out, not summed partly: so
+// a partition's history starts when its owner took it over (the samples
+// its former owner took are that node's).
+func (h *Handler) fanOutHistory(ctx *fasthttp.RequestCtx, site, name string, from, to, step int64) {
+	args := fasthttp.AcquireArgs()
+	defer fasthttp.ReleaseArgs(args)
+	ctx.QueryArgs().CopyTo(args)
+	args.Set("from", time.UnixMilli(from).UTC().Format(time.RFC3339Nano))
+	args.Set("to", time.UnixMilli(to).UTC().Format(time.RFC3339Nano))
+	f := h.openFanOut(ctx, args)
+	if f == nil {
 		return
 	}
+	defer f.close()
+	type bucket struct {
+		owners int
+		point  membership.SizePoint
+	}
+	buckets := map[int64]*bucket{}
+	for i, src := range f.sources() {
+		var share struct {
+			Points []struct {
+				At   time.Time `json:"at"`
+				Size int       `json:"size"`
+			} `json:"points"`
+		}
+		body, err := io.ReadAll(io.LimitReader(src.r, maxHistoryShare))
+		if err == nil {
+			err = json.Unmarshal(body, &share)
+		}
+		if err != nil {
+			h.unavailable(ctx, fmt.Errorf("cannot read the size history of %s: %w", f.owners[i], err))
+			return
+		}
+		for _, p := range share.Points {
+			at := p.At.UnixMilli()
+			key := at / time.Minute.Milliseconds()
+			if step > 0 {
+				key = (at - from) / step
+			}
+			b := buckets[key]
+			if b == nil {
+				b = &bucket{}
+				buckets[key] = b
+			}
+			b.owners++
+			b.point.Size += p.Size
+			b.point.At = max(b.point.At, at)
+		}
+	}
+	var points []membership.SizePoint
+	for _, key := range slices.Sorted(maps.Keys(buckets)) {
+		if b := buckets[key]; b.owners == len(f.owners) {
+			points = append(points, b.point)
+		}
+	}
 	ctx.SetContentType("application/json")
-	ctx.SetBody(append(out, "]}\n"...))
+	ctx.SetBody(appendHistory(make([]byte, 0, 4096), site, name, from, to, step, points))
 }
+
+// maxHistoryShare bounds an owner's answer to a history fan-out: about
+// 10 000 points.
+const maxHistoryShare = 1 << 20
