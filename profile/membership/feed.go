@@ -48,7 +48,8 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 		var (
 			keys    [][]byte // to delete: moved, dropped or unreadable
 			cs      []Change
-			scanned []byte // the last key the scan saw, held ones too
+			before  []Change // dropped: emitted by another node; kept in the feed by source only
+			scanned []byte   // the last key the scan saw, held ones too
 			seen    int
 		)
 		err := e.db.ScanExtFrom([]byte{prefixOutbox}, after, func(key, val []byte) bool {
@@ -68,6 +69,7 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 				}
 				if c.Src.Offset <= mark {
 					e.m.emittedBefore.Inc() // another node emitted it
+					before = append(before, c)
 				} else {
 					cs = append(cs, c)
 				}
@@ -106,9 +108,15 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 				return total, held, err
 			}
 			if c.Src.Partition >= 0 {
-				if err := b.ExtSet(appendFeedByKey(nil, c.Site, c.Segment, c.Src), appendU64(nil, c.Seq)); err != nil {
+				if err := b.ExtSet(appendFeedByKey(nil, c.Site, c.Segment, c.Src), appendRecord(appendU64(nil, c.Seq), c)); err != nil {
 					return total, held, err
 				}
+			}
+		}
+		for i := range before {
+			c := &before[i]
+			if err := b.ExtSet(appendFeedByKey(nil, c.Site, c.Segment, c.Src), appendRecord(appendU64(nil, 0), c)); err != nil {
+				return total, held, err
 			}
 		}
 		for _, k := range keys {

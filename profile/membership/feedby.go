@@ -8,14 +8,17 @@ import (
 )
 
 // The feed by source: beside each sequenced record of a partition ('F'),
-// the sequencer writes its entry under the record's source ('B' | site |
-// segment | partition | offset | ordinal → seq, storage/state/FORMAT.md),
+// the sequencer writes it again under its source ('B' | site | segment |
+// partition | offset | ordinal → seq, record; storage/state/FORMAT.md),
 // so a reader resumes a partition's records after a source position —
 // what a cursor of a build group carries, valid on any node — with one
-// seek instead of a scan of the node's whole feed.
+// seek instead of a scan of the node's whole feed. A record the Gate drops
+// (another node emitted it before a move) is in no 'F' feed of this node
+// (webhooks read those) but is in the feed by source, with seq 0: the new
+// owner's feed by source holds the partition's records from its start.
 
-// sourceChunk is how many entries of a partition SourceChanges reads from
-// the index at a time.
+// sourceChunk is how many records of a partition SourceChanges reads at
+// a time.
 const sourceChunk = 64
 
 // SourceChanges calls fn with the change records of a segment of the
@@ -27,7 +30,8 @@ const sourceChunk = 64
 // by the same rule (each for its partitions) is this answer for all of
 // them. from[i].Offset < 0 reads partition from[i].Partition from its
 // start; else after (Offset, Ord). Records of no partition (per-person
-// segments') have no source order and are not read.
+// segments') have no source order and are not read. A record's Seq is 0
+// when it is in no feed of this node (the Gate dropped it).
 func (e *Engine) SourceChanges(site, name string, from []state.Source, fn func(c *Change) bool) error {
 	if err := checkSite(site); err != nil {
 		return err
@@ -46,14 +50,15 @@ func (e *Engine) SourceChanges(site, name string, from []state.Source, fn func(c
 	for {
 		var least *sourceStream
 		for _, s := range streams {
-			if s.ok && (least == nil || s.head.At < least.head.At ||
-				s.head.At == least.head.At && s.head.Src.Partition < least.head.Src.Partition) {
+			if s.next < len(s.chunk) && (least == nil || s.head().At < least.head().At ||
+				s.head().At == least.head().At && s.head().Src.Partition < least.head().Src.Partition) {
 				least = s
 			}
 		}
-		if least == nil || !fn(&least.head) {
+		if least == nil || !fn(least.head()) {
 			return nil
 		}
+		least.next++
 		if err := e.advance(least, site, name); err != nil {
 			return err
 		}
@@ -63,64 +68,43 @@ func (e *Engine) SourceChanges(site, name string, from []state.Source, fn func(c
 // sourceStream is one partition's records of SourceChanges.
 type sourceStream struct {
 	prefix []byte // 'B' | site | name | partition
-	after  []byte // the last index key read (exclusive); nil: none yet
+	after  []byte // the last key read (exclusive); nil: none yet
 	last   []byte
-	seqs   []uint64 // the chunk read from the index
-	next   int      // seqs[next] is the next record's
-	done   bool     // the index has no entries after seqs
-	head   Change   // the next record, when ok
-	ok     bool
-	key    []byte
+	chunk  []Change // read from the feed by source
+	next   int      // chunk[next] is the next record
+	done   bool     // nothing after chunk
 }
 
-// advance reads s's next record into s.head; s.ok is false at the end. A
-// feed record its index entry names may be gone (Scrub): it is skipped.
+func (s *sourceStream) head() *Change { return &s.chunk[s.next] }
+
+// advance reads s's next chunk when its records are used up.
 func (e *Engine) advance(s *sourceStream, site, name string) error {
-	s.ok = false
-	for !s.ok {
-		if s.next == len(s.seqs) {
-			if s.done {
-				return nil
-			}
-			s.seqs, s.next = s.seqs[:0], 0
-			var derr error
-			err := e.db.ScanExtFrom(s.prefix, s.after, func(key, val []byte) bool {
-				seq, err := parseU64(val)
-				if err != nil {
-					derr = fmt.Errorf("feed entry %x: %w", key, err)
-					return false
-				}
-				s.seqs = append(s.seqs, seq)
-				s.last = append(s.last[:0], key...)
-				return len(s.seqs) < sourceChunk
-			})
-			if err == nil {
-				err = derr
-			}
-			if err != nil {
-				return fmt.Errorf("cannot read the feed of segment %q of site %q by source: %w", name, site, err)
-			}
-			s.after = append(s.after[:0], s.last...)
-			s.done = len(s.seqs) < sourceChunk
-			if len(s.seqs) == 0 {
-				return nil
-			}
-		}
-		seq := s.seqs[s.next]
-		s.next++
-		s.key = appendFeedKey(s.key[:0], site, name, seq)
-		val, found, err := e.db.Ext(s.key, nil)
-		if err != nil {
-			return fmt.Errorf("cannot read change record %d of segment %q of site %q: %w", seq, name, site, err)
-		}
-		if !found {
-			continue
-		}
-		s.head = Change{Seq: seq, Site: site, Segment: name}
-		if err := decodeRecord(&s.head, val); err != nil {
-			return fmt.Errorf("change record %d of segment %q of site %q: %w", seq, name, site, err)
-		}
-		s.ok = true
+	if s.next < len(s.chunk) || s.done {
+		return nil
 	}
+	s.chunk, s.next = s.chunk[:0], 0
+	var derr error
+	err := e.db.ScanExtFrom(s.prefix, s.after, func(key, val []byte) bool {
+		c := Change{Site: site, Segment: name}
+		var err error
+		if c.Seq, err = parseU64(val[:min(8, len(val))]); err == nil {
+			err = decodeRecord(&c, val[8:])
+		}
+		if err != nil {
+			derr = fmt.Errorf("feed entry %x: %w", key, err)
+			return false
+		}
+		s.chunk = append(s.chunk, c)
+		s.last = append(s.last[:0], key...)
+		return len(s.chunk) < sourceChunk
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read the feed of segment %q of site %q by source: %w", name, site, err)
+	}
+	s.after = append(s.after[:0], s.last...)
+	s.done = len(s.chunk) < sourceChunk
 	return nil
 }

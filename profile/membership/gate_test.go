@@ -8,6 +8,7 @@ import (
 
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -116,6 +117,11 @@ func TestSequencerGate(t *testing.T) {
 	}
 	if got := feed(); len(got) != 1 {
 		t.Fatalf("feed after partition 1 with mark 1: %v; want a1's record dropped", got)
+	}
+	// The feed by source keeps it, in no feed of this node (seq 0): a
+	// build group's cursor reads a moved partition from its new owner.
+	if by := e.sourceChanges(t, "shop", "carts", state.Source{Partition: 1, Offset: -1}); len(by) != 1 || by[0].Visitor != a1 || by[0].Seq != 0 {
+		t.Fatalf("feed by source of partition 1: %+v; want a1's dropped record, seq 0", by)
 	}
 	b1 := e.VisitorOn("shop", 1, 100)
 	e.Send(t, cart(b1))

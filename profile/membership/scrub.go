@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -40,7 +41,7 @@ func (e *Engine) Scrub(site string, visitors []event.UUID, emails []string) (int
 		return slices.Contains(visitors, c.Visitor) || c.Email != "" && slices.Contains(emails, c.Email)
 	}
 	var keys [][]byte
-	records := 0 // keys holds the records' entries in the feed by source too
+	records := 0 // keys holds their copies in the feed by source too
 	var c Change
 	err := e.db.ScanExt([]byte{prefixOutbox}, func(key, val []byte) bool {
 		if decodeOutbox(&c, val) == nil && c.Site == site && names(&c) {
@@ -56,14 +57,20 @@ func (e *Engine) Scrub(site string, visitors []event.UUID, emails []string) (int
 		if decodeRecord(&c, val) == nil && names(&c) {
 			keys = append(keys, append([]byte(nil), key...))
 			records++
-			if c.Src.Partition >= 0 { // and its entry in the feed by source
-				r := newReader("feed key", key[1:])
-				_, name := str(&r), str(&r)
-				keys = append(keys, appendFeedByKey(nil, site, name, c.Src))
-			}
 		}
 		return true
 	})
+	if err == nil { // the feed by source: the same records, and the Gate's
+		err = e.db.ScanExt(appendSiteKey(nil, prefixFeedBy, site), func(key, val []byte) bool {
+			if len(val) > 8 && decodeRecord(&c, val[8:]) == nil && names(&c) {
+				keys = append(keys, append([]byte(nil), key...))
+				if binary.BigEndian.Uint64(val) == 0 { // in no 'F' feed
+					records++
+				}
+			}
+			return true
+		})
+	}
 	if err != nil {
 		return 0, fmt.Errorf("cannot scrub the change feeds of site %q: %w", site, err)
 	}
