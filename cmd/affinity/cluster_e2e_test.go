@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -179,5 +182,119 @@ func TestClusterMovesPartitions(t *testing.T) {
 	b1.stop(t, syscall.SIGTERM)
 	if out := b1.output(); !strings.Contains(out, "shutdown: left the consumer group") {
 		t.Errorf("b1's shutdown did not leave the group first:\n%s", out)
+	}
+}
+
+// waitSettled waits until members together own every partition of topic,
+// each once, and each partition's owner and ref consumed it to the end
+// the brokers give (not the nodes' own idea of it). It fails quoting each
+// node's /healthz and log tail when that takes over 2 minutes.
+func waitSettled(t *testing.T, brokers []string, topic string, ref *proc, members []*proc) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for why := ""; ; time.Sleep(300 * time.Millisecond) {
+		if why = settled(t, brokers, topic, ref, members); why == "" {
+			return time.Since(start)
+		}
+		if time.Since(start) > 2*time.Minute {
+			var sb strings.Builder
+			for _, p := range append([]*proc{ref}, members...) {
+				fmt.Fprintf(&sb, "\n--- %s /healthz:\n%s--- log tail:\n%s\n", p.api, healthz(t, p), lastLines(p.output(), 15))
+			}
+			t.Fatalf("the cluster did not settle on topic %s within 2 minutes: %s%s", topic, why, sb.String())
+		}
+	}
+}
+
+// settled says why ref and members have not settled yet, or "".
+func settled(t *testing.T, brokers []string, topic string, ref *proc, members []*proc) string {
+	t.Helper()
+	ends := profiletest.TopicEnds(t, brokers, topic)
+	owner := make([]*proc, len(ends))
+	for _, p := range members {
+		consumed := consumedOf(t, p)
+		for _, s := range strings.Split(ownedOf(t, p), ",") {
+			part, err := strconv.Atoi(s)
+			if err != nil || part >= len(ends) {
+				return fmt.Sprintf("%s owns %q", p.api, s)
+			}
+			if owner[part] != nil {
+				return fmt.Sprintf("partition %d owned by %s and %s", part, owner[part].api, p.api)
+			}
+			owner[part] = p
+			if consumed[part] < ends[part] {
+				return fmt.Sprintf("%s consumed partition %d to %d of %d", p.api, part, consumed[part], ends[part])
+			}
+		}
+	}
+	consumed := consumedOf(t, ref)
+	for part, end := range ends {
+		if owner[part] == nil {
+			return fmt.Sprintf("partition %d has no owner", part)
+		}
+		if consumed[part] < end {
+			return fmt.Sprintf("the reference consumed partition %d to %d of %d", part, consumed[part], end)
+		}
+	}
+	return ""
+}
+
+// sameOnEvery asks ref and each of nodes path and wants each node's answer
+// to be the reference's — the same status and bytes but for the instants
+// members entered a segment (enteredAt), which are each evaluating node's
+// clock — and the nodes' answers, merged from the same owners, to be the
+// same bytes. A node's 503 (an owner not seen yet) is asked again for up to
+// 30 s. It returns the first node's answer.
+func sameOnEvery(t *testing.T, ref *proc, nodes []*proc, path string) string {
+	t.Helper()
+	wantCode, want := apiDo(t, http.MethodGet, ref.api+path, "", nil)
+	var first string
+	for i, p := range nodes {
+		code, got := apiDo(t, http.MethodGet, p.api+path, "", nil)
+		for deadline := time.Now().Add(30 * time.Second); code == http.StatusServiceUnavailable && wantCode != code && time.Now().Before(deadline); {
+			time.Sleep(200 * time.Millisecond)
+			code, got = apiDo(t, http.MethodGet, p.api+path, "", nil)
+		}
+		if code != wantCode || enteredAt.ReplaceAllString(got, "T") != enteredAt.ReplaceAllString(want, "T") {
+			t.Fatalf("GET %s on node %d (%s): %d\n%s\nwant the reference's %d\n%s", path, i, p.api, code, got, wantCode, want)
+		}
+		if i == 0 {
+			first = got
+		} else if got != first {
+			t.Fatalf("GET %s: node 0 (%s) and node %d (%s) differ:\n%s\n%s", path, nodes[0].api, i, p.api, first, got)
+		}
+	}
+	return first
+}
+
+// pagesAlike reads path — a members export (format csv or ndjson) or an
+// interest list (ndjson) — in pages of limit rows, each page asked of the
+// next of nodes in turn with the cursor the page before ended with, and
+// wants each page to be the reference's at that cursor (as sameOnEvery
+// compares them). It returns the rows read.
+func pagesAlike(t *testing.T, ref *proc, nodes []*proc, path, format string, limit int) int {
+	t.Helper()
+	cursor, rows := "", 0
+	for page := 0; ; page++ {
+		paged := fmt.Sprintf("%s&limit=%d&cursor=%s", path, limit, url.QueryEscape(cursor))
+		got := sameOnEvery(t, ref, nodes[page%len(nodes):page%len(nodes)+1], paged)
+		lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+		last := lines[len(lines)-1]
+		if format == "csv" {
+			rows += len(lines) - 1 // the header
+			if len(lines)-1 < limit {
+				return rows
+			}
+			cursor = last[:36]
+			continue
+		}
+		if !strings.HasPrefix(last, `{"cursor":"`) {
+			if got != "" {
+				rows += len(lines)
+			}
+			return rows
+		}
+		rows += len(lines) - 1
+		cursor = strings.TrimSuffix(strings.TrimPrefix(last, `{"cursor":"`), `"}`)
 	}
 }

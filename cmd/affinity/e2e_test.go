@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,11 +60,14 @@ type proc struct {
 
 var listeningLine = regexp.MustCompile(`listening collector=(\S+) api=(\S+)`)
 
-// startAffinity runs the binary with args on free loopback ports and waits
+// startAffinity runs the binary with args on free loopback ports (the
+// internal listener on the one args' --api-listen names, if any) and waits
 // until it says where it listens. The process is killed when the test ends.
 func startAffinity(t testing.TB, args ...string) *proc {
 	t.Helper()
-	args = append(args, "--api-listen", "127.0.0.1:0")
+	if !slices.Contains(args, "--api-listen") {
+		args = append(args, "--api-listen", "127.0.0.1:0")
+	}
 	if args[0] != "build" { // the roles with a collector
 		args = append(args, "--listen", "127.0.0.1:0")
 	}

@@ -82,26 +82,10 @@ func TestClusterAnyNodeAnswers(t *testing.T) {
 		profilesWhenIdle(t, p, site, at, nil)
 	}
 
-	// same asks both members path and wants the reference's answer: the
-	// same bytes, but for the instants members entered a segment, which
-	// are each evaluating node's clock at its commit; the two members'
-	// answers, merged from the same owners, are the same bytes.
+	// same asks both members path and wants the reference's answer.
 	same := func(path string) string {
 		t.Helper()
-		wantCode, want := apiDo(t, http.MethodGet, ref.api+path, "", nil)
-		var first string
-		for i, p := range nodes {
-			code, got := apiDo(t, http.MethodGet, p.api+path, "", nil)
-			if code != wantCode || enteredAt.ReplaceAllString(got, "T") != enteredAt.ReplaceAllString(want, "T") {
-				t.Fatalf("GET %s on b%d: %d\n%s\nwant the reference's %d\n%s", path, i+1, code, got, wantCode, want)
-			}
-			if i == 0 {
-				first = got
-			} else if got != first {
-				t.Fatalf("GET %s: b1 and b2 differ:\n%s\n%s", path, first, got)
-			}
-		}
-		return first
+		return sameOnEvery(t, ref, nodes, path)
 	}
 	for _, v := range vs {
 		same("/v1/visitors/" + site + "/" + v + "?at=" + at)
@@ -123,36 +107,8 @@ func TestClusterAnyNodeAnswers(t *testing.T) {
 	same(membersPath + "&format=csv")
 	// Pages of 7, alternating the node asked: each resumes the other's
 	// cursor, and the pages are the reference's.
-	pagedRows := func(base, format string, limit int) (rows int) {
-		t.Helper()
-		cursor := ""
-		for page := 0; ; page++ {
-			p := nodes[page%2]
-			path := base + "&format=" + format + "&limit=" + strconv.Itoa(limit) + "&cursor=" + cursor
-			_, want := apiDo(t, http.MethodGet, ref.api+path, "", nil)
-			code, got := apiDo(t, http.MethodGet, p.api+path, "", nil)
-			if code != http.StatusOK || enteredAt.ReplaceAllString(got, "T") != enteredAt.ReplaceAllString(want, "T") {
-				t.Fatalf("%s page %d on b%d: %d\n%s\nwant\n%s", path, page, page%2+1, code, got, want)
-			}
-			lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
-			last := lines[len(lines)-1]
-			if format == "csv" {
-				rows += len(lines) - 1
-				if len(lines)-1 < limit {
-					return rows
-				}
-				cursor = last[:36]
-				continue
-			}
-			if !strings.HasPrefix(last, `{"cursor":"`) {
-				return rows + len(lines)
-			}
-			rows += len(lines) - 1
-			cursor = strings.TrimSuffix(strings.TrimPrefix(last, `{"cursor":"`), `"}`)
-		}
-	}
 	for _, format := range []string{"ndjson", "csv"} {
-		if rows := pagedRows(membersPath, format, 7); rows != visitors {
+		if rows := pagesAlike(t, ref, nodes, membersPath+"&format="+format, format, 7); rows != visitors {
 			t.Fatalf("%s pages: %d rows; want %d", format, rows, visitors)
 		}
 	}
@@ -165,28 +121,14 @@ func TestClusterAnyNodeAnswers(t *testing.T) {
 		t.Fatalf("by=email: %d rows, none of several visitors:\n%s", emailRows, byEmail)
 	}
 	for _, format := range []string{"ndjson", "csv"} {
-		if rows := pagedRows(membersPath+"&by=email", format, 1); rows != emailRows {
+		if rows := pagesAlike(t, ref, nodes, membersPath+"&by=email&format="+format, format, 1); rows != emailRows {
 			t.Fatalf("by=email %s pages: %d rows; want %d", format, rows, emailRows)
 		}
 	}
 	interestsPath := "/v1/interests/" + site + "/brand/Lego?min=0.001&at=" + at
 	same(interestsPath)
-	cursor := ""
-	for page := 0; ; page++ {
-		path := interestsPath + "&limit=5&cursor=" + cursor
-		_, want := apiDo(t, http.MethodGet, ref.api+path, "", nil)
-		code, got := apiDo(t, http.MethodGet, nodes[page%2].api+path, "", nil)
-		if code != http.StatusOK || got != want {
-			t.Fatalf("interests page %d on b%d: %d\n%s\nwant\n%s", page, page%2+1, code, got, want)
-		}
-		i := strings.LastIndex(got, `{"cursor":"`)
-		if i < 0 {
-			if page < 2 {
-				t.Fatalf("interests: %d pages; want several", page+1)
-			}
-			break
-		}
-		cursor = strings.TrimSuffix(strings.TrimSpace(got[i+len(`{"cursor":"`):]), `"}`)
+	if rows := pagesAlike(t, ref, nodes, interestsPath, "ndjson", 5); rows <= 10 {
+		t.Fatalf("interests: %d rows; want several pages of 5", rows)
 	}
 
 	// The changes feed: two pages of 7, each asked of the other node (the
@@ -263,41 +205,39 @@ func TestClusterAnyNodeAnswers(t *testing.T) {
 	// partitions: every change of the reference's feed, no id twice.
 	for feed.page(t, b1, true) > 0 {
 	}
-	want := map[string]int{}
-	for after := ""; ; {
-		code, body := apiDo(t, http.MethodGet, ref.api+"/v1/segments/"+site+"/fans/changes?limit=1000&after="+after, "", nil)
-		var p struct {
-			Changes []e2eChange
-			Cursor  string
-		}
-		if err := json.Unmarshal([]byte(body), &p); code != http.StatusOK || err != nil {
-			t.Fatalf("the reference's feed: %d %s", code, body)
-		}
-		if len(p.Changes) == 0 {
-			break
-		}
-		for _, c := range p.Changes {
-			want[c.key()]++
-		}
-		after = p.Cursor
-	}
+	want := referenceFeed(t, ref, "/v1/segments/"+site+"/fans/changes")
 	if len(want) != visitors {
 		t.Fatalf("the reference's feed: %d changes; want one entry per visitor (%d)", len(want), visitors)
-	}
-	again := 0
-	for k, n := range want {
-		if feed.seen[k] < n {
-			t.Errorf("change %s: %d times in the group's feed; want the reference's %d", k, feed.seen[k], n)
-		}
-		again += feed.seen[k] - n
 	}
 	// The survivor re-applied b2's partitions, ending its catch-up commit
 	// at their emission marks: its records up to there have b2's ids, so
 	// the cursor skips exactly what b2 gave.
-	if again > 0 {
-		t.Errorf("changes feed: %d changes given again under another id across the SIGKILL", again)
-	}
+	feed.check(t, "changes feed across the SIGKILL", want)
 	t.Logf("changes feed: %d records in %d pages across the SIGKILL", feed.records, feed.pages)
+}
+
+// referenceFeed returns how many times a single node's feed at path (a
+// segment's …/changes) gives each change (e2eChange.key).
+func referenceFeed(t *testing.T, p *proc, path string) map[string]int {
+	t.Helper()
+	want := map[string]int{}
+	for after := ""; ; {
+		code, body := apiDo(t, http.MethodGet, p.api+path+"?limit=1000&after="+after, "", nil)
+		var pg struct {
+			Changes []e2eChange
+			Cursor  string
+		}
+		if err := json.Unmarshal([]byte(body), &pg); code != http.StatusOK || err != nil {
+			t.Fatalf("the reference's feed %s: %d %s", path, code, body)
+		}
+		if len(pg.Changes) == 0 {
+			return want
+		}
+		for _, c := range pg.Changes {
+			want[c.key()]++
+		}
+		after = pg.Cursor
+	}
 }
 
 // e2eChange is what the cluster feed test reads of a change record.
@@ -316,6 +256,23 @@ type e2eFeed struct {
 	seen           map[string]int // change (e2eChange.key) → times given
 	ids            map[string]bool
 	records, pages int
+}
+
+// check wants f to have given each change as often as want (a
+// reference's feed, referenceFeed) says: none missing, none again under
+// another id, none of its own.
+func (f *e2eFeed) check(t *testing.T, what string, want map[string]int) {
+	t.Helper()
+	for k, n := range want {
+		if f.seen[k] != n {
+			t.Errorf("%s: change %s %d times; want the reference's %d", what, k, f.seen[k], n)
+		}
+	}
+	for k, n := range f.seen {
+		if want[k] == 0 {
+			t.Errorf("%s: change %s %d times; the reference has none", what, k, n)
+		}
+	}
 }
 
 // page reads the next page from p and returns how many records it had;

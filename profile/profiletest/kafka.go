@@ -26,6 +26,14 @@ func StartKafka(t testing.TB, opts ...kfake.Opt) []string {
 // produced.
 func TopicEnd(t testing.TB, brokers []string, topic string) int64 {
 	t.Helper()
+	return TopicEnds(t, brokers, topic)[0]
+}
+
+// TopicEnds returns the offset after the last record of each partition of
+// topic, read from the brokers: what a consumer that caught up has
+// consumed.
+func TopicEnds(t testing.TB, brokers []string, topic string) []int64 {
+	t.Helper()
 	ko := storage.DefaultKafkaOptions(brokers...)
 	ko.Topic, ko.CreateTopic = topic, false
 	kl, err := storage.OpenKafkaLog(context.Background(), ko)
@@ -33,9 +41,11 @@ func TopicEnd(t testing.TB, brokers []string, topic string) int64 {
 		t.Fatalf("cannot open topic %q: %s", topic, err)
 	}
 	defer kl.Close()
-	_, end, err := kl.Offsets(context.Background(), 0)
-	if err != nil {
-		t.Fatalf("cannot read the end of topic %q: %s", topic, err)
+	ends := make([]int64, kl.Partitions())
+	for p := range ends {
+		if _, ends[p], err = kl.Offsets(context.Background(), p); err != nil {
+			t.Fatalf("cannot read the end of partition %d of topic %q: %s", p, topic, err)
+		}
 	}
-	return end
+	return ends
 }
