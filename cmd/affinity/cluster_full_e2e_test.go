@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,7 +20,6 @@ import (
 
 	"github.com/affinityhq/affinity/bench/workload"
 	"github.com/affinityhq/affinity/profile/profiletest"
-	"github.com/affinityhq/affinity/storage"
 )
 
 // fullBrands are the brands the full cluster test's visitors view.
@@ -203,9 +203,15 @@ func TestClusterFull(t *testing.T) {
 		secret = "hook-secret"
 	)
 	seed := uint64(time.Now().UnixNano())
+	if env := os.Getenv("AFFINITY_E2E_SEED"); env != "" { // a failed run's traffic again
+		var err error
+		if seed, err = strconv.ParseUint(env, 10, 64); err != nil {
+			t.Fatalf("invalid AFFINITY_E2E_SEED %q: %s", env, err)
+		}
+	}
 	traffic := &fullTraffic{seed: seed, site: site, visitors: 2000, persons: 800}
 	traffic.carted = make([]bool, traffic.visitors)
-	t.Logf("seed %d: %d visitors, %d persons, %d partitions", seed, traffic.visitors, traffic.persons, parts)
+	t.Logf("seed %d (AFFINITY_E2E_SEED): %d visitors, %d persons, %d partitions", seed, traffic.visitors, traffic.persons, parts)
 
 	brokers := profiletest.StartKafka(t, kfake.SeedTopics(parts, topic))
 	kafka := strings.Join(brokers, ",")

@@ -20,7 +20,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/affinityhq/affinity/profile/profiletest"
-	"github.com/affinityhq/affinity/storage"
 )
 
 // changeRecord is a change record as the changes topic and a webhook
@@ -67,12 +66,7 @@ func readChangesTopic(t testing.TB, brokers []string, topic string) []changeReco
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ko := storage.DefaultKafkaOptions(brokers...)
-	ko.Topic, ko.CreateTopic = topic, false
-	l, err := storage.OpenKafkaLog(ctx, ko)
-	if err != nil {
-		t.Fatalf("cannot open the changes topic %q: %v", topic, err)
-	}
+	l := profiletest.OpenTopic(t, brokers, topic)
 	defer l.Close()
 	var out []changeRecord
 	for p := range l.Partitions() {
@@ -301,12 +295,7 @@ func TestClusterEmitsEachChangeOnce(t *testing.T) {
 		})
 	}
 
-	ko := storage.DefaultKafkaOptions(brokers...)
-	ko.Topic, ko.CreateTopic = topic, false
-	events, err := storage.OpenKafkaLog(context.Background(), ko)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := profiletest.OpenTopic(t, brokers, topic)
 	defer events.Close()
 	ends := func() map[int]int64 {
 		got := map[int]int64{}

@@ -34,18 +34,27 @@ func TopicEnd(t testing.TB, brokers []string, topic string) int64 {
 // consumed.
 func TopicEnds(t testing.TB, brokers []string, topic string) []int64 {
 	t.Helper()
+	kl := OpenTopic(t, brokers, topic)
+	defer kl.Close()
+	ends := make([]int64, kl.Partitions())
+	for p := range ends {
+		var err error
+		if _, ends[p], err = kl.Offsets(context.Background(), p); err != nil {
+			t.Fatalf("cannot read the end of partition %d of topic %q: %s", p, topic, err)
+		}
+	}
+	return ends
+}
+
+// OpenTopic opens topic, which must exist, on brokers as a storage.Log;
+// the caller closes it.
+func OpenTopic(t testing.TB, brokers []string, topic string) *storage.KafkaLog {
+	t.Helper()
 	ko := storage.DefaultKafkaOptions(brokers...)
 	ko.Topic, ko.CreateTopic = topic, false
 	kl, err := storage.OpenKafkaLog(context.Background(), ko)
 	if err != nil {
 		t.Fatalf("cannot open topic %q: %s", topic, err)
 	}
-	defer kl.Close()
-	ends := make([]int64, kl.Partitions())
-	for p := range ends {
-		if _, ends[p], err = kl.Offsets(context.Background(), p); err != nil {
-			t.Fatalf("cannot read the end of partition %d of topic %q: %s", p, topic, err)
-		}
-	}
-	return ends
+	return kl
 }
