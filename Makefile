@@ -47,7 +47,7 @@ FUZZ_REST = ./profile:FuzzDecodeProfile ./profile/segment:FuzzParse \
 	./profile/people:FuzzParseID \
 	./profile/lists:FuzzParseCSV ./profile/lists:FuzzParseNDJSON ./profile/lists:FuzzDecodeHead \
 	./profile/campaign:FuzzParseToken ./profile/campaign:FuzzDecodeEngagement \
-	./profile/campaign:FuzzDecodeCampaignRecord ./profile/campaign:FuzzSumCounterRows \
+	./profile/campaign:FuzzDecodeCampaignRecord ./profile/campaign:FuzzSumCounterRows ./profile/campaign:FuzzRecordHead \
 	./profile/cluster:FuzzDecodeMeta ./profile/query:FuzzParsePartitions ./profile/query:FuzzMergeStreams ./profile/query:FuzzDecodeEmailJoin ./profile/query:FuzzDecodeFeedCursor \
 	./profile/defs:FuzzDecodeRecord
 fuzz:

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -20,7 +21,8 @@ type Engagement interface {
 	// EngagementSite checks tok's form and MAC and returns its campaign's
 	// site and the visitor to log its open or click under; ok is false
 	// for a malformed, forged or altered token (404, nothing logged), err
-	// a failure to read (503).
+	// a failure to read, or a view of the campaigns not yet far enough
+	// to tell (503 with Retry-After).
 	EngagementSite(tok []byte) (site string, visitor event.UUID, ok bool, err error)
 }
 
@@ -98,12 +100,13 @@ func (c *Collector) handleEngagement(ctx *fasthttp.RequestCtx, path []byte) {
 	}
 	if c.opts.Engagement == nil {
 		c.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonEngagementOff,
-			"this collector cannot check campaign tokens: it has no state (collect on Kafka); serve /e/ from a node running serve until site secrets are distributed")
+			"this collector cannot check campaign tokens: it has no state and reads no definitions topic (collect with --defs-topic \"\")")
 		return
 	}
 	siteKey, visitor, ok, err := c.opts.Engagement.EngagementSite(tok)
 	if err != nil {
-		c.unavailable(ctx, reasonLogUnavailable, 0, err.Error())
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int((c.opts.RetryAfter+time.Second-1)/time.Second)))
+		c.refuse(ctx, fasthttp.StatusServiceUnavailable, reasonTokenUnchecked, "cannot check campaign token "+strconv.Quote(string(tok))+" now, retry later: "+err.Error())
 		return
 	}
 	site := c.sites[siteKey]

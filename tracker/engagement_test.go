@@ -56,7 +56,7 @@ func TestEngagementWithoutState(t *testing.T) {
 			t.Errorf("%s %s: got %d %q %q; want %d %s", r.req.method, r.req.path, got.status, got.header.Get("X-Affinity-Reason"), got.body, r.status, r.reason)
 		}
 	}
-	if got := tc.do(t, request{method: http.MethodGet, path: "/e/c/x"}); !strings.Contains(got.body, "no state (collect on Kafka)") {
+	if got := tc.do(t, request{method: http.MethodGet, path: "/e/c/x"}); !strings.Contains(got.body, "no state and reads no definitions topic") {
 		t.Errorf("body %q: want it to say why", got.body)
 	}
 }

@@ -18,7 +18,8 @@ const (
 	reasonBadRequest     = "bad_request"
 	reasonBadWriteKey    = "bad_write_key"   // the Segment API: no or an unknown write key
 	reasonSegmentOff     = "segment_api_off" // the Segment API without --write-key
-	reasonEngagementOff  = "engagement_off"  // /e/ on a collector without state (collect)
+	reasonEngagementOff  = "engagement_off"  // /e/ on a collector without state (collect --defs-topic "")
+	reasonTokenUnchecked = "token_unchecked" // /e/: the token's campaign cannot be told now (503)
 	reasonBadToken       = "bad_token"       // /e/: a token that does not check
 	reasonOpenRedirect   = "open_redirect"   // /e/c/: a target of an origin not listed
 	reasonLogUnavailable = "log_unavailable"
@@ -35,7 +36,7 @@ var collectorReasons = []string{
 	reasonBadContentType, reasonBadEncoding, reasonBadMethod, reasonBadOrigin, reasonBadRequest,
 	reasonLogUnavailable, reasonLowDisk, reasonNotFound, reasonRateLimited, reasonStorageFailing,
 	reasonTooLarge, reasonUnknownSite, reasonBadWriteKey, reasonSegmentOff,
-	reasonEngagementOff, reasonBadToken, reasonOpenRedirect,
+	reasonEngagementOff, reasonTokenUnchecked, reasonBadToken, reasonOpenRedirect,
 }
 
 // knownStatuses are the statuses the collector and its Extra handler answer;

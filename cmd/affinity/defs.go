@@ -4,6 +4,7 @@ import (
 	"flag"
 	"log"
 
+	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/defs"
 )
 
@@ -34,5 +35,25 @@ func (d *defsFlags) options(fs *flag.FlagSet, inGroup bool, brokers []string) *d
 	}
 	o := d.opts
 	o.Brokers, o.ChunkBytes, o.Logger = brokers, int(d.chunkBytes), log.Printf
+	return &o
+}
+
+// addCollectDefsFlag adds collect's --defs-topic: the definitions topic
+// it reads the campaigns' heads and site secrets from, to check the
+// tokens of /e/ (campaign.Heads).
+func addCollectDefsFlag(fs *flag.FlagSet) *string {
+	return fs.String("defs-topic", defs.DefaultOptions().Topic,
+		"Kafka topic of the build group's definitions, read for the campaigns' heads and token secrets so that the open pixel and click redirect (/e/) check tokens here; empty: /e/ answers 503")
+}
+
+// collectDefsOptions returns the options of collect's reader of topic
+// (nil when "": no reader), which keeps campaigns' heads only.
+func collectDefsOptions(topic string, brokers []string) *defs.Options {
+	if topic == "" {
+		return nil
+	}
+	o := defs.DefaultOptions()
+	o.Topic, o.Brokers, o.Logger = topic, brokers, log.Printf
+	campaign.HeadsOptions(&o)
 	return &o
 }

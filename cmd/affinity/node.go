@@ -18,8 +18,10 @@ import (
 
 	"github.com/affinityhq/affinity/internal/duration"
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/cluster"
 	"github.com/affinityhq/affinity/profile/console"
+	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/service"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/diskwatch"
@@ -84,6 +86,9 @@ type collectorFlags struct {
 	redirects    *listFlag
 	acceptWindow time.Duration
 	demo         bool // serve only: the demo shop at /demo/
+	// defs is collect's reader of the definitions topic, for /e/'s
+	// tokens (campaign.Heads); nil: none.
+	defs *defs.Options
 }
 
 func addCollectorFlags(fs *flag.FlagSet) *collectorFlags {
@@ -183,9 +188,11 @@ func runCollect(ctx context.Context, args []string) error {
 	nf := addNodeFlags(fs)
 	cf := addCollectorFlags(fs)
 	kf := addKafkaFlags(fs)
+	defsTopic := addCollectDefsFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	cf.defs = collectDefsOptions(*defsTopic, kf.brokers.values)
 	l, err := kf.open(ctx, "")
 	if err != nil {
 		return err
@@ -255,6 +262,7 @@ type node struct {
 	directory *cluster.Directory
 	collector *tracker.Collector
 	extra     *collectorExtra // /sdk.js and /demo/ on the collector
+	defs      *defs.Log       // collect: its reader of the definitions topic
 	internal  *api.Server
 	// removeAddr deletes <data>/api-addr, written for `affinity backup`
 	// once the internal listener is bound.
@@ -388,11 +396,32 @@ func (n *node) newCollector(cf *collectorFlags, token string) (*metrics.Set, err
 		return nil, err
 	}
 	co.Extra = n.extra.Handle
-	if n.prof != nil {
-		co.Engagement = n.prof.Campaigns // collect has no state: /e/ answers 503
+	switch {
+	case n.prof != nil:
+		co.Engagement = n.prof.Campaigns
+	case cf.defs != nil: // collect: the campaigns' heads from the topic
+		if co.Engagement, err = n.followCampaigns(cf.defs); err != nil {
+			return nil, err
+		}
 	}
 	n.collector, err = tracker.New(co)
 	return co.Metrics, err
+}
+
+// followCampaigns starts collect's reader of the definitions topic and
+// returns the campaigns' heads it keeps; /e/ answers 503 until it has
+// read the topic to its end, without holding the collector's start.
+func (n *node) followCampaigns(o *defs.Options) (*campaign.Heads, error) {
+	var err error
+	if n.defs, err = defs.New(*o, nil); err != nil {
+		return nil, err
+	}
+	h := campaign.NewHeads()
+	h.Follow(n.defs)
+	if _, err := n.defs.Follow(h.ApplyDefinition); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // close shuts down what start brought up, in the order that loses nothing:
@@ -459,6 +488,9 @@ func (n *node) close() error {
 	}
 	if n.collector != nil {
 		step("collector drained", func() error { return n.collector.Shutdown(ctx) })
+	}
+	if n.defs != nil {
+		step("definitions reader stopped", n.defs.Close)
 	}
 	if n.member != nil {
 		// Own nothing first, then leave: the group moves the partitions

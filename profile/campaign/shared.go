@@ -187,15 +187,12 @@ func appendRecord(dst []byte, c *Campaign, secret []byte, n uint32, recips []byt
 // as campaign id: its head, secret and recipient values (viewing rec).
 func decodeRecord(id uint64, rec []byte) (c *Campaign, secret []byte, recips [][]byte, err error) {
 	d := codec.NewReader("campaign record", rec, 0)
-	d.Version(recordVersion)
-	secret = d.Fixed("secret", secretLen)
-	hv := d.Bytes()
+	c, secret, err = decodeRecordHead(&d, id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	n := d.Count(1 + 1 + 1 + 1 + 1 + macLen) // the shortest recipient value, with its length
 	if err := d.Err(); err != nil {
-		return nil, nil, nil, fmt.Errorf("campaign %d: %w", id, err)
-	}
-	c = &Campaign{ID: id}
-	if err := decodeHead(c, hv); err != nil {
 		return nil, nil, nil, fmt.Errorf("campaign %d: %w", id, err)
 	}
 	if uint64(n) != c.Recipients() {
@@ -221,6 +218,45 @@ func decodeRecord(id uint64, rec []byte) (c *Campaign, secret []byte, recips [][
 		return nil, nil, nil, fmt.Errorf("campaign %d: %w", id, err)
 	}
 	return c, secret, recips, nil
+}
+
+// decodeRecordHead decodes the part of a campaign's record before its
+// recipients (version, secret, head) from d as campaign id, viewing d's
+// bytes.
+func decodeRecordHead(d *codec.Reader, id uint64) (c *Campaign, secret []byte, err error) {
+	d.Version(recordVersion)
+	secret = d.Fixed("secret", secretLen)
+	hv := d.Bytes()
+	if err := d.Err(); err != nil {
+		return nil, nil, fmt.Errorf("campaign %d: %w", id, err)
+	}
+	c = &Campaign{ID: id}
+	if err := decodeHead(c, hv); err != nil {
+		return nil, nil, fmt.Errorf("campaign %d: %w", id, err)
+	}
+	return c, secret, nil
+}
+
+// RecordHeadIn reports whether prefix, the first bytes of a campaign's
+// record, holds the record's head (decodeRecordHead's part), or is
+// malformed before its end, so that more bytes would not help: what a
+// reader of heads only keeps of a record (defs.Options.Enough).
+func RecordHeadIn(prefix []byte) bool {
+	const fixed = 1 + secretLen
+	if len(prefix) > 0 && prefix[0] != recordVersion {
+		return true
+	}
+	if len(prefix) <= fixed {
+		return false
+	}
+	n, k := binary.Uvarint(prefix[fixed:])
+	switch {
+	case k < 0:
+		return true
+	case k == 0:
+		return false
+	}
+	return uint64(len(prefix)-fixed-k) >= n
 }
 
 // checkCell checks that cell names a group of campaign c.

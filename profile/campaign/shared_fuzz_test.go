@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"bytes"
+	"encoding/hex"
 	"testing"
 
 	"github.com/affinityhq/affinity/internal/codec"
@@ -60,6 +61,34 @@ func FuzzSumCounterRows(f *testing.F) {
 		sums, err := SumCounterRows(c, rows)
 		if err == nil && len(rows) == 1 && len(sums) != 0 {
 			t.Fatalf("no rows summed to %v", sums)
+		}
+	})
+}
+
+// FuzzRecordHead: what a reader of heads only keeps of a campaign record
+// (the first bytes RecordHeadIn accepts) decodes to the head and secret
+// the whole record gives; anything else is an error, never a panic.
+func FuzzRecordHead(f *testing.F) {
+	rec := seedRecord()
+	f.Add(rec)
+	f.Add(rec[:40])
+	f.Add(rec[:1+secretLen+1])
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		whole, secret, _, err := decodeRecord(7, rec)
+		k := 0
+		for k < len(rec) && !RecordHeadIn(rec[:k]) {
+			k++
+		}
+		d := codec.NewReader("campaign record", rec[:k], 0)
+		head, hsecret, herr := decodeRecordHead(&d, 7)
+		if err != nil {
+			return
+		}
+		if !RecordHeadIn(rec) {
+			t.Fatalf("RecordHeadIn refuses a whole record that decodes:\n%s", hex.Dump(rec))
+		}
+		if herr != nil || !bytes.Equal(hsecret, secret) || string(appendHead(nil, head)) != string(appendHead(nil, whole)) {
+			t.Fatalf("the first %d bytes give %+v, %v; the record gives %+v\n%s", k, head, herr, whole, hex.Dump(rec))
 		}
 	})
 }

@@ -79,6 +79,13 @@ func (ss *siteSecret) mac(c *Campaign, n uint32) [macLen]byte {
 	return m
 }
 
+// signs reports whether mac is the MAC of recipient n of campaign c
+// under the secret: the one check of a token's signature.
+func (ss *siteSecret) signs(c *Campaign, n uint32, mac *[macLen]byte) bool {
+	want := ss.mac(c, n)
+	return hmac.Equal(want[:], mac[:])
+}
+
 // ErrNotFound is returned for a campaign that does not exist.
 var ErrNotFound = errors.New("no such campaign")
 
@@ -603,7 +610,7 @@ func (s *Store) Resolve(tok []byte) (*Campaign, Recipient, error) {
 	if err != nil {
 		return nil, r, err
 	}
-	if want := sec.mac(c, n); !hmac.Equal(want[:], mac[:]) {
+	if !sec.signs(c, n, &mac) {
 		return nil, r, invalid.Errorf("invalid token %s: bad signature", quote.Value(tok))
 	}
 	v, ok, err := s.db.Ext(appendRecipientKey(nil, id, n), nil)

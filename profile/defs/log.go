@@ -1,6 +1,7 @@
 package defs
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -59,6 +60,18 @@ type Options struct {
 	StartTimeout time.Duration
 	// Logger receives the records that cannot be applied. Nil discards.
 	Logger logger.Logger
+
+	// Kinds, when set, are the kinds of records the consumer applies;
+	// the others (and their chunks) are skipped before decoding. Nil
+	// applies every kind.
+	Kinds []byte
+	// Enough, when set, reports from the first bytes of a chunked body
+	// whether they hold all the Applier reads of it: the chunks after
+	// them are counted, not kept, and the head's Body is those bytes
+	// only. A collector reads a campaign's head, never its recipients,
+	// so a campaign of a million recipients is not held whole. Nil keeps
+	// every body whole.
+	Enough func(kind byte, prefix []byte) bool
 }
 
 // DefaultOptions returns the defaults.
@@ -76,7 +89,9 @@ func DefaultOptions() Options {
 // 'J' | topic str → version 1 | next offset uvarint.
 const prefixOffset = 'J'
 
-// Log is the definitions topic with this node's consumer of it.
+// Log is the definitions topic with this node's consumer of it. A Log
+// without a state DB (a collector's, which only reads) keeps its offset
+// in memory: it reads the topic from offset 0 at every start.
 type Log struct {
 	opts   Options
 	db     *state.DB
@@ -119,10 +134,18 @@ type held struct {
 type upload struct {
 	first  int64 // offset of its first chunk on the topic
 	chunks [][]byte
+	// enough is the number of first chunks that hold what Options.Enough
+	// asks for, once known (0 before): the chunks after are dropped.
+	enough int
 }
 
+// dropped stands for a chunk counted but not kept (Options.Enough): not
+// nil, so it counts as on the topic, and empty.
+var dropped = []byte{}
+
 // New opens the topic (creating it if needed) and checks it has one
-// partition. The Log consumes nothing before Start.
+// partition. The Log consumes nothing before Start or Follow. db nil: a
+// reader without state, whose offset lives in memory.
 func New(opts Options, db *state.DB) (*Log, error) {
 	def := DefaultOptions()
 	opts.Topic = cmp.Or(opts.Topic, def.Topic)
@@ -165,8 +188,33 @@ func (l *Log) Topic() string { return l.opts.Topic }
 // Applied returns the offset after the last record this node applied.
 func (l *Log) Applied() int64 { return l.next.Load() }
 
-// StoredOffset returns the offset the consumer resumes from: the state's.
+// CaughtUp reports whether the consumer has applied every record the
+// topic held when it started.
+func (l *Log) CaughtUp() bool {
+	select {
+	case <-l.caughtUp:
+		return true
+	default:
+		return false
+	}
+}
+
+// End returns the offset after the topic's last record now: one request
+// to Kafka.
+func (l *Log) End(ctx context.Context) (int64, error) {
+	_, end, err := l.kl.Offsets(ctx, 0)
+	if err != nil {
+		return 0, fmt.Errorf("cannot read the end of the definitions topic %q: %w", l.opts.Topic, err)
+	}
+	return end, nil
+}
+
+// StoredOffset returns the offset the consumer resumes from: the state's
+// (0 without one).
 func (l *Log) StoredOffset() (int64, error) {
+	if l.db == nil {
+		return 0, nil
+	}
 	v, ok, err := l.db.Ext(l.offKey, nil)
 	if err != nil || !ok {
 		return 0, err
@@ -180,24 +228,10 @@ func (l *Log) StoredOffset() (int64, error) {
 // Start starts the consumer at the stored offset (0 on a fresh node) and
 // waits until it has applied every record the topic held at start.
 func (l *Log) Start(apply Applier) error {
-	l.apply = apply
-	from, err := l.StoredOffset()
-	if err != nil {
-		return fmt.Errorf("cannot read the definitions offset: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	_, end, err := l.kl.Offsets(ctx, 0)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("cannot read the end of the definitions topic %q: %w", l.opts.Topic, err)
-	}
-	r, err := l.kl.OpenReader(0, from)
+	end, err := l.Follow(apply)
 	if err != nil {
 		return err
 	}
-	l.next.Store(from)
-	ctx, l.cancel = context.WithCancel(context.Background())
-	go l.consume(ctx, r, end)
 	select {
 	case <-l.caughtUp:
 		return nil
@@ -206,6 +240,31 @@ func (l *Log) Start(apply Applier) error {
 	case <-l.done:
 		return fmt.Errorf("cannot apply the definitions topic %q: its consumer stopped at offset %d", l.opts.Topic, l.next.Load())
 	}
+}
+
+// Follow starts the consumer at the stored offset (0 on a fresh node or
+// without state) and returns at once, with the topic's end at start:
+// CaughtUp turns true once the consumer has applied up to it.
+func (l *Log) Follow(apply Applier) (end int64, err error) {
+	l.apply = apply
+	from, err := l.StoredOffset()
+	if err != nil {
+		return 0, fmt.Errorf("cannot read the definitions offset: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	end, err = l.End(ctx)
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	r, err := l.kl.OpenReader(0, from)
+	if err != nil {
+		return 0, err
+	}
+	l.next.Store(from)
+	ctx, l.cancel = context.WithCancel(context.Background())
+	go l.consume(ctx, r, end)
+	return end, nil
 }
 
 // consume applies records until ctx ends; it closes caughtUp once the
@@ -258,6 +317,10 @@ func (l *Log) storeOffset(after int64) error {
 	for _, h := range l.held {
 		resume = min(resume, h.offset)
 	}
+	if l.db == nil {
+		l.next.Store(after)
+		return nil
+	}
 	b := l.db.NewBatch()
 	if err := b.ExtSet(l.offKey, codec.AppendUvarint([]byte{1}, uint64(resume))); err != nil {
 		return err
@@ -274,6 +337,9 @@ func (l *Log) handle(sr *storage.Record) {
 	if len(sr.Value) == 0 {
 		return // a tombstone: the chunks of a replaced upload
 	}
+	if l.opts.Kinds != nil && (len(sr.Key) == 0 || bytes.IndexByte(l.opts.Kinds, sr.Key[0]) < 0) {
+		return
+	}
 	var r Record
 	if err := r.Decode(sr.Key, sr.Value); err != nil {
 		l.opts.Logger("defs: skipping the record at offset %d of topic %q: %s", sr.Offset, l.opts.Topic, err)
@@ -286,7 +352,7 @@ func (l *Log) handle(sr *storage.Record) {
 			l.uploads[r.Upload] = u
 		}
 		if r.Index < len(u.chunks) {
-			u.chunks[r.Index] = r.Body
+			u.keep(r.Kind, r.Index, r.Body, l.opts.Enough)
 		}
 		return
 	}
@@ -309,6 +375,30 @@ func (l *Log) handle(sr *storage.Record) {
 		}
 	case res.err != nil && !errors.Is(res.err, ErrMissing):
 		l.opts.Logger("defs: the record at offset %d of topic %q is not applied: %s", sr.Offset, l.opts.Topic, res.err)
+	}
+}
+
+// keep keeps chunk i of an upload of kind, or counts it as dropped when
+// it comes after the first chunks that hold what enough asks for.
+func (u *upload) keep(kind byte, i int, body []byte, enough func(kind byte, prefix []byte) bool) {
+	if u.enough > 0 && i >= u.enough {
+		u.chunks[i] = dropped
+		return
+	}
+	u.chunks[i] = body
+	if enough == nil || u.enough > 0 {
+		return
+	}
+	var prefix []byte
+	for j, c := range u.chunks {
+		if c == nil {
+			return // a gap: the prefix ends before
+		}
+		prefix = append(prefix, c...)
+		if j >= i && enough(kind, prefix) {
+			u.enough = j + 1
+			return
+		}
 	}
 }
 
