@@ -1,0 +1,78 @@
+package campaign_test
+
+import (
+	"sync/atomic"
+	"testing"
+
+	"github.com/affinityhq/affinity/profile/campaign"
+	"github.com/affinityhq/affinity/profile/defs"
+)
+
+// benchHeads returns a caught-up Heads holding a campaign of n list
+// recipients frozen on a Store, its record and its tokens.
+func benchHeads(b *testing.B, n int) (*campaign.Heads, []byte, [][]byte) {
+	e := benchList(b, n)
+	id, err := e.Campaigns.ReserveID(0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := campaign.ParseSpec("shop", []byte(`{"name":"p","arms":[{"name":"crm","list":"crm"}],"holdout":10,"window":"7d"}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec, err := e.Campaigns.Freeze(c, id, nil)
+	if err == nil {
+		c, err = e.Campaigns.Apply(id, rec)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	var toks [][]byte
+	if err := e.Campaigns.ScanRecipients(c, func(r *campaign.Recipient) bool {
+		toks = append(toks, campaign.AppendToken(nil, c.ID, r.Number, &r.MAC))
+		return true
+	}); err != nil {
+		b.Fatal(err)
+	}
+	h := campaign.NewHeads()
+	h.Follow(&topicAt{caughtUp: true})
+	if _, err := h.ApplyDefinition(&defs.Record{Kind: defs.KindCampaign, Op: defs.OpPut, Site: "shop", Name: c.IDString(), Body: rec}); err != nil {
+		b.Fatal(err)
+	}
+	return h, rec, toks
+}
+
+// BenchmarkHeadsEngagementSite measures a collect node's token check
+// (parse, the head from memory, the MAC under the site's cached
+// signers; no read), from 2 goroutines as the engagement endpoints
+// check: BenchmarkResolve without its point read.
+func BenchmarkHeadsEngagementSite(b *testing.B) {
+	h, _, toks := benchHeads(b, 10_000)
+	b.ReportAllocs()
+	b.SetParallelism(1)
+	b.ResetTimer()
+	var next atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, ok, err := h.EngagementSite(toks[int(next.Add(1))%len(toks)]); !ok || err != nil {
+				b.Fatalf("token refused: %v", err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checks/s")
+}
+
+// BenchmarkHeadsApply measures a collect node's apply of a campaign
+// record of 200k recipients handed whole (an unchunked record): only
+// its head is decoded, so the cost does not grow with the recipients.
+func BenchmarkHeadsApply(b *testing.B) {
+	h, rec, _ := benchHeads(b, 200_000)
+	r := &defs.Record{Kind: defs.KindCampaign, Op: defs.OpPut, Site: "shop", Name: "1", Body: rec}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(rec)))
+	for b.Loop() {
+		if _, err := h.ApplyDefinition(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
