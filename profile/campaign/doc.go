@@ -65,6 +65,11 @@
 // adds every owner's AppendCounterRows with SumCounterRows, in the order
 // one node's scan adds them.
 //
+// A collector without state checks tokens with Heads: the campaigns'
+// heads and site secrets, applied from the definitions topic's campaign
+// records (the record's head only; its recipients are never held),
+// with the MAC check Resolve makes (heads.go).
+//
 // # Concurrency
 //
 // A Store is safe for concurrent use; Create is serialised per Store.

@@ -16,6 +16,12 @@
 // names the upload and its chunk count; only the head applies it, from
 // the chunks the consumer kept, so a crash between chunks applies nothing.
 //
+// A Log without a state DB is a reader (a collector's: campaign.Heads):
+// it reads from offset 0 at each start, keeps its offset in memory,
+// applies only Options.Kinds and keeps of a chunked body only what
+// Options.Enough asks for; Follow starts it without waiting for the
+// catch-up (CaughtUp tells).
+//
 // Concurrency: one goroutine consumes and applies; Submit may be called
 // from any goroutine and waits on a channel the consumer answers. The
 // wire layout is in FORMAT.md.
