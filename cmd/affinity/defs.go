@@ -47,13 +47,14 @@ func addCollectDefsFlag(fs *flag.FlagSet) *string {
 }
 
 // collectDefsOptions returns the options of collect's reader of topic
-// (nil when "": no reader), which keeps campaigns' heads only.
-func collectDefsOptions(topic string, brokers []string) *defs.Options {
+// (nil when "": no reader), which keeps campaigns' heads only; a topic
+// it has to create gets the events topic's replication factor.
+func collectDefsOptions(topic string, kf *kafkaFlags) *defs.Options {
 	if topic == "" {
 		return nil
 	}
 	o := defs.DefaultOptions()
-	o.Topic, o.Brokers, o.Logger = topic, brokers, log.Printf
+	o.Topic, o.Brokers, o.ReplicationFactor, o.Logger = topic, kf.brokers.values, kf.opts.ReplicationFactor, log.Printf
 	campaign.HeadsOptions(&o)
 	return &o
 }

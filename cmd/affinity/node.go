@@ -192,7 +192,7 @@ func runCollect(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cf.defs = collectDefsOptions(*defsTopic, kf.brokers.values)
+	cf.defs = collectDefsOptions(*defsTopic, kf)
 	l, err := kf.open(ctx, "")
 	if err != nil {
 		return err
