@@ -1,7 +1,7 @@
 package campaign_test
 
 import (
-	"sync/atomic"
+	"fmt"
 	"testing"
 
 	"github.com/affinityhq/affinity/profile/campaign"
@@ -48,18 +48,12 @@ func benchHeads(b *testing.B, n int) (*campaign.Heads, []byte, [][]byte) {
 // check: BenchmarkResolve without its point read.
 func BenchmarkHeadsEngagementSite(b *testing.B) {
 	h, _, toks := benchHeads(b, 10_000)
-	b.ReportAllocs()
-	b.SetParallelism(1)
-	b.ResetTimer()
-	var next atomic.Int64
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, _, ok, err := h.EngagementSite(toks[int(next.Add(1))%len(toks)]); !ok || err != nil {
-				b.Fatalf("token refused: %v", err)
-			}
+	runChecks(b, toks, func(tok []byte) error {
+		if _, _, ok, err := h.EngagementSite(tok); !ok || err != nil {
+			return fmt.Errorf("token %s refused: %v", tok, err)
 		}
+		return nil
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checks/s")
 }
 
 // BenchmarkHeadsApply measures a collect node's apply of a campaign
