@@ -3,13 +3,18 @@ package campaign_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/tracker"
 )
 
 // openHeads starts a stateless reader of topic on brokers that applies
@@ -174,17 +179,49 @@ func TestHeadsRefuseAnotherSecret(t *testing.T) {
 // topicAt is a definitions consumer frozen at one state: Heads's
 // decisions on each, where real Kafka cannot be held still.
 type topicAt struct {
+	mu     sync.Mutex // the collector's handlers read it
+	state  topicState
+	probes int // End calls
+}
+
+// topicState is what a topicAt answers.
+type topicState struct {
 	caughtUp     bool
 	applied, end int64
 	endErr       error
-	probes       int
 }
 
-func (f *topicAt) CaughtUp() bool { return f.caughtUp }
-func (f *topicAt) Applied() int64 { return f.applied }
+func newTopicAt(st topicState) *topicAt { return &topicAt{state: st} }
+
+func (f *topicAt) CaughtUp() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state.caughtUp
+}
+
+func (f *topicAt) Applied() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state.applied
+}
+
 func (f *topicAt) End(context.Context) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.probes++
-	return f.end, f.endErr
+	return f.state.end, f.state.endErr
+}
+
+func (f *topicAt) set(st topicState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state = st
+}
+
+func (f *topicAt) endCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.probes
 }
 
 // What Heads answers a token by what its consumer has read: 503 (an
@@ -206,23 +243,24 @@ func TestHeadsByConsumerState(t *testing.T) {
 	deleted := campaign.AppendToken(nil, c.ID+2, r.Number, &r.MAC)
 	for _, tc := range []struct {
 		name    string
-		topic   topicAt
+		topic   topicState
 		tok     []byte
 		ok, err bool
 		probes  int
 	}{
-		{"held, caught up", topicAt{caughtUp: true, applied: 9, end: 9}, held, true, false, 0},
-		{"held, before the catch-up", topicAt{applied: 3, end: 9}, held, false, true, 0},
-		{"unknown, before the catch-up", topicAt{applied: 3, end: 9}, unknown, false, true, 0},
-		{"unknown, behind the end", topicAt{caughtUp: true, applied: 8, end: 9}, unknown, false, true, 1},
-		{"unknown, at the end", topicAt{caughtUp: true, applied: 9, end: 9}, unknown, false, false, 1},
-		{"unknown, the end unreadable", topicAt{caughtUp: true, applied: 9, endErr: errors.New("broker down")}, unknown, false, true, 1},
-		{"deleted, behind the end", topicAt{caughtUp: true, applied: 8, end: 9}, deleted, false, false, 0},
-		{"malformed, before the catch-up", topicAt{}, []byte("AQ"), false, false, 0},
+		{"held, caught up", topicState{caughtUp: true, applied: 9, end: 9}, held, true, false, 0},
+		{"held, before the catch-up", topicState{applied: 3, end: 9}, held, false, true, 0},
+		{"unknown, before the catch-up", topicState{applied: 3, end: 9}, unknown, false, true, 0},
+		{"unknown, behind the end", topicState{caughtUp: true, applied: 8, end: 9}, unknown, false, true, 1},
+		{"unknown, at the end", topicState{caughtUp: true, applied: 9, end: 9}, unknown, false, false, 1},
+		{"unknown, the end unreadable", topicState{caughtUp: true, applied: 9, endErr: errors.New("broker down")}, unknown, false, true, 1},
+		{"deleted, behind the end", topicState{caughtUp: true, applied: 8, end: 9}, deleted, false, false, 0},
+		{"malformed, before the catch-up", topicState{}, []byte("AQ"), false, false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := campaign.NewHeads()
-			h.Follow(&tc.topic)
+			topic := newTopicAt(tc.topic)
+			h.Follow(topic)
 			for _, r := range []*defs.Record{
 				{Kind: defs.KindCampaign, Op: defs.OpPut, Site: "shop", Name: c.IDString(), Body: rec},
 				{Kind: defs.KindCampaign, Op: defs.OpDelete, Site: "shop", Name: strconv.FormatUint(c.ID+2, 10)},
@@ -232,9 +270,90 @@ func TestHeadsByConsumerState(t *testing.T) {
 				}
 			}
 			site, _, ok, err := h.EngagementSite(tc.tok)
-			if ok != tc.ok || (err != nil) != tc.err || ok && site != "shop" || tc.topic.probes != tc.probes {
-				t.Errorf("got %q %t %v after %d probes of the end; want ok %t, error %t, %d probes", site, ok, err, tc.topic.probes, tc.ok, tc.err, tc.probes)
+			if ok != tc.ok || (err != nil) != tc.err || ok && site != "shop" || topic.endCalls() != tc.probes {
+				t.Errorf("got %q %t %v after %d probes of the end; want ok %t, error %t, %d probes", site, ok, err, topic.endCalls(), tc.ok, tc.err, tc.probes)
 			}
 		})
+	}
+}
+
+// The collector's engagement endpoints over Heads, on a real collector
+// and embedded log: a token is logged (200, one record) once the reader
+// caught up; before, or while it is behind a campaign it does not hold,
+// the answer is 503 with Retry-After and the reason, and nothing is
+// logged; a token of no campaign once caught up is 404.
+func TestHeadsAtTheCollector(t *testing.T) {
+	_, s := openShop(t, 20, 0, 10)
+	c, rec := freeze(t, s, 0)
+	if _, err := s.Apply(c.ID, rec); err != nil {
+		t.Fatal(err)
+	}
+	var r campaign.Recipient
+	for _, r = range recipients(t, s, c) {
+		break
+	}
+	held := string(campaign.AppendToken(nil, c.ID, r.Number, &r.MAC))
+	unknown := string(campaign.AppendToken(nil, c.ID+1, r.Number, &r.MAC))
+
+	topic := newTopicAt(topicState{})
+	h := campaign.NewHeads()
+	h.Follow(topic)
+	if _, err := h.ApplyDefinition(&defs.Record{Kind: defs.KindCampaign, Op: defs.OpPut, Site: "shop", Name: c.IDString(), Body: rec}); err != nil {
+		t.Fatal(err)
+	}
+	lo := storage.DefaultEmbeddedOptions(t.TempDir())
+	lo.Partitions = 1
+	lg, err := storage.OpenEmbeddedLog(lo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lg.Close() })
+	o := tracker.DefaultOptions()
+	o.Sites, o.Log, o.Engagement = []tracker.Site{{Key: "shop"}}, lg, h
+	col, err := tracker.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := col.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = col.Serve() }()
+	t.Cleanup(func() { _ = col.Shutdown(context.Background()) })
+
+	logged := func() int64 {
+		_, next, err := lg.Offsets(context.Background(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return next
+	}
+	for _, tc := range []struct {
+		name   string
+		state  topicState
+		tok    string
+		status int
+		reason string // X-Affinity-Reason; "" for a 200
+		logs   int64
+	}{
+		{"before the catch-up", topicState{applied: 2, end: 5}, held, 503, "token_unchecked", 0},
+		{"caught up", topicState{caughtUp: true, applied: 5, end: 5}, held, 200, "", 1},
+		{"unknown, behind", topicState{caughtUp: true, applied: 5, end: 6}, unknown, 503, "token_unchecked", 0},
+		{"unknown, at the end", topicState{caughtUp: true, applied: 6, end: 6}, unknown, 404, "", 0}, // the pixel's GIF still
+	} {
+		topic.set(tc.state)
+		before := logged()
+		resp, err := http.Get("http://" + col.Addr() + "/e/o/" + tc.tok + ".gif")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		reason, retry := resp.Header.Get("X-Affinity-Reason"), resp.Header.Get("Retry-After")
+		if resp.StatusCode != tc.status || reason != tc.reason || (tc.status == 503) != (retry != "") || logged()-before != tc.logs {
+			t.Errorf("%s: %d reason %q Retry-After %q, %d records logged; want %d %q, %d", tc.name, resp.StatusCode, reason, retry, logged()-before, tc.status, tc.reason, tc.logs)
+		}
+		if tc.status == 503 && !strings.Contains(string(body), tc.tok) {
+			t.Errorf("%s: body %q; want it to name the token", tc.name, body)
+		}
 	}
 }

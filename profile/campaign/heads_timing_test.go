@@ -35,7 +35,7 @@ func benchHeads(b *testing.B, n int) (*campaign.Heads, []byte, [][]byte) {
 		b.Fatal(err)
 	}
 	h := campaign.NewHeads()
-	h.Follow(&topicAt{caughtUp: true})
+	h.Follow(newTopicAt(topicState{caughtUp: true}))
 	if _, err := h.ApplyDefinition(&defs.Record{Kind: defs.KindCampaign, Op: defs.OpPut, Site: "shop", Name: c.IDString(), Body: rec}); err != nil {
 		b.Fatal(err)
 	}
