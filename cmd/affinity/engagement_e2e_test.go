@@ -152,6 +152,12 @@ func TestClusterCollectorEngagement(t *testing.T) {
 		got[1], _ = report(b)
 		return got[0] == want && got[1] == want
 	})
+	for _, p := range []*proc{early, late} {
+		if code, body := apiDo(t, "GET", p.api+"/healthz", "", nil); code != http.StatusOK || !strings.Contains(body, "caught_up=true campaigns=1") {
+			t.Errorf("collector /healthz: %d %q; want its reader caught up holding 1 campaign", code, body)
+		}
+	}
+
 	// The delete: once each collector read it, the campaign's tokens are 404.
 	if code, body := apiDo(t, "DELETE", b.api+"/v1/campaigns/e2e/1", "", nil); code != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", code, body)

@@ -263,6 +263,7 @@ type node struct {
 	collector *tracker.Collector
 	extra     *collectorExtra // /sdk.js and /demo/ on the collector
 	defs      *defs.Log       // collect: its reader of the definitions topic
+	heads     *campaign.Heads // collect: the campaigns it read there
 	internal  *api.Server
 	// removeAddr deletes <data>/api-addr, written for `affinity backup`
 	// once the internal listener is bound.
@@ -322,6 +323,9 @@ func (n *node) start(cf *collectorFlags, pf *profileFlags) error {
 		}
 		ao.Metrics = append(ao.Metrics, set)
 		health = append(health, n.collector.Health)
+		if n.defs != nil {
+			ao.Status = n.campaignsStatus
+		}
 	}
 	if n.prof != nil && n.extra != nil && n.extra.site != "" {
 		if err := defineDemoSegments(n.prof.Segments, n.extra.site); err != nil {
@@ -416,12 +420,18 @@ func (n *node) followCampaigns(o *defs.Options) (*campaign.Heads, error) {
 	if n.defs, err = defs.New(*o, nil); err != nil {
 		return nil, err
 	}
-	h := campaign.NewHeads()
-	h.Follow(n.defs)
-	if _, err := n.defs.Follow(h.ApplyDefinition); err != nil {
+	n.heads = campaign.NewHeads()
+	n.heads.Follow(n.defs)
+	if _, err := n.defs.Follow(n.heads.ApplyDefinition); err != nil {
 		return nil, err
 	}
-	return h, nil
+	return n.heads, nil
+}
+
+// campaignsStatus appends collect's line of /healthz: where its reader
+// of the definitions topic is and the campaigns it holds.
+func (n *node) campaignsStatus(dst []byte) []byte {
+	return fmt.Appendf(dst, "definitions topic=%s applied=%d caught_up=%t campaigns=%d\n", n.defs.Topic(), n.defs.Applied(), n.defs.CaughtUp(), n.heads.Len())
 }
 
 // close shuts down what start brought up, in the order that loses nothing:

@@ -140,6 +140,13 @@ func (h *Heads) EngagementSite(tok []byte) (site string, visitor event.UUID, ok 
 	return c.Site, EngagementVisitor(id, n), true, nil
 }
 
+// Len returns the number of campaigns held.
+func (h *Heads) Len() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.heads)
+}
+
 // lookup returns campaign id's head and the secret its tokens are signed
 // with; gone reports a campaign deleted on the topic.
 func (h *Heads) lookup(id uint64) (c *Campaign, ss *siteSecret, gone bool) {
