@@ -1,11 +1,14 @@
 package campaign_test
 
 import (
+	"context"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/defs"
+	"github.com/affinityhq/affinity/profile/profiletest"
 )
 
 // benchHeads returns a caught-up Heads holding a campaign of n list
@@ -69,4 +72,58 @@ func BenchmarkHeadsApply(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkHeadsRead measures a collect node's start on a definitions
+// topic holding a campaign of 200k recipients in 256 KiB chunks (kfake):
+// the time its reader takes to read the topic to its end and hold the
+// head, and the heap Heads retains after (the recipients are dropped
+// with their chunks: a few hundred bytes of a record of megabytes).
+func BenchmarkHeadsRead(b *testing.B) {
+	_, rec, _ := benchHeads(b, 200_000)
+	brokers := profiletest.StartKafka(b)
+	const topic = "defs-bench"
+	o := defs.DefaultOptions()
+	o.Brokers, o.Topic = brokers, topic
+	w, err := defs.New(o, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Start(func(*defs.Record) (any, error) { return nil, nil }); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := w.Submit(context.Background(), &defs.Record{Kind: defs.KindCampaign, Op: defs.OpPut, Site: "shop", Name: "1", Body: rec}); err != nil {
+		b.Fatal(err)
+	}
+	campaign.HeadsOptions(&o)
+	var retained uint64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		r, err := defs.New(o, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h := campaign.NewHeads()
+		h.Follow(r)
+		if err := r.Start(h.ApplyDefinition); err != nil {
+			b.Fatal(err)
+		}
+		if h.Len() != 1 {
+			b.Fatalf("%d campaigns held; want 1", h.Len())
+		}
+		if err := r.Close(); err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		runtime.GC() // sync.Pools keep their items one GC more
+		runtime.ReadMemStats(&after)
+		retained = max(retained, after.HeapAlloc-min(after.HeapAlloc, before.HeapAlloc))
+		runtime.KeepAlive(h)
+	}
+	b.ReportMetric(float64(len(rec)), "record-B")
+	b.ReportMetric(float64(retained), "retained-B")
 }
