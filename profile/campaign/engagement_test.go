@@ -24,11 +24,17 @@ import (
 // with write key <site>-key).
 func startCollector(t *testing.T, e *profiletest.Env, sites ...string) string {
 	t.Helper()
+	return startCollectorOn(t, e, e.Campaigns, sites...)
+}
+
+// startCollectorOn is startCollector checking tokens with eng.
+func startCollectorOn(t *testing.T, e *profiletest.Env, eng tracker.Engagement, sites ...string) string {
+	t.Helper()
 	co := tracker.DefaultOptions()
 	for _, s := range sites {
 		co.Sites = append(co.Sites, tracker.Site{Key: s, RedirectOrigins: []string{"https://" + s + ".example"}, WriteKeys: []string{s + "-key"}})
 	}
-	co.Log, co.Engagement, co.Now = e.Log, e.Campaigns, e.Clock.Now
+	co.Log, co.Engagement, co.Now = e.Log, eng, e.Clock.Now
 	c, err := tracker.New(co)
 	if err != nil {
 		t.Fatal(err)

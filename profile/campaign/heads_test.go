@@ -13,8 +13,6 @@ import (
 	"github.com/affinityhq/affinity/profile/campaign"
 	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/profiletest"
-	"github.com/affinityhq/affinity/storage"
-	"github.com/affinityhq/affinity/tracker"
 )
 
 // openHeads starts a stateless reader of topic on brokers that applies
@@ -176,6 +174,22 @@ func TestHeadsRefuseAnotherSecret(t *testing.T) {
 	}
 }
 
+// oneRecipient returns a Store holding a campaign frozen on it, its
+// record and one of its recipients.
+func oneRecipient(t *testing.T) (*profiletest.Env, *campaign.Campaign, []byte, campaign.Recipient) {
+	t.Helper()
+	e, s := openShop(t, 20, 0, 10)
+	c, rec := freeze(t, s, 0)
+	if _, err := s.Apply(c.ID, rec); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recipients(t, s, c) {
+		return e, c, rec, r
+	}
+	t.Fatal("the campaign has no recipient")
+	return nil, nil, nil, campaign.Recipient{}
+}
+
 // topicAt is a definitions consumer frozen at one state: Heads's
 // decisions on each, where real Kafka cannot be held still.
 type topicAt struct {
@@ -229,15 +243,7 @@ func (f *topicAt) endCalls() int {
 // it is behind the topic's end; 404 (not ok) once it is not; a token of
 // a deleted campaign 404 without asking Kafka.
 func TestHeadsByConsumerState(t *testing.T) {
-	_, s := openShop(t, 20, 0, 10)
-	c, rec := freeze(t, s, 0)
-	if _, err := s.Apply(c.ID, rec); err != nil {
-		t.Fatal(err)
-	}
-	var r campaign.Recipient
-	for _, r = range recipients(t, s, c) {
-		break
-	}
+	_, c, rec, r := oneRecipient(t)
 	held := campaign.AppendToken(nil, c.ID, r.Number, &r.MAC)
 	unknown := campaign.AppendToken(nil, c.ID+1, r.Number, &r.MAC)
 	deleted := campaign.AppendToken(nil, c.ID+2, r.Number, &r.MAC)
@@ -283,15 +289,7 @@ func TestHeadsByConsumerState(t *testing.T) {
 // the answer is 503 with Retry-After and the reason, and nothing is
 // logged; a token of no campaign once caught up is 404.
 func TestHeadsAtTheCollector(t *testing.T) {
-	_, s := openShop(t, 20, 0, 10)
-	c, rec := freeze(t, s, 0)
-	if _, err := s.Apply(c.ID, rec); err != nil {
-		t.Fatal(err)
-	}
-	var r campaign.Recipient
-	for _, r = range recipients(t, s, c) {
-		break
-	}
+	e, c, rec, r := oneRecipient(t)
 	held := string(campaign.AppendToken(nil, c.ID, r.Number, &r.MAC))
 	unknown := string(campaign.AppendToken(nil, c.ID+1, r.Number, &r.MAC))
 
@@ -301,31 +299,16 @@ func TestHeadsAtTheCollector(t *testing.T) {
 	if _, err := h.ApplyDefinition(&defs.Record{Kind: defs.KindCampaign, Op: defs.OpPut, Site: "shop", Name: c.IDString(), Body: rec}); err != nil {
 		t.Fatal(err)
 	}
-	lo := storage.DefaultEmbeddedOptions(t.TempDir())
-	lo.Partitions = 1
-	lg, err := storage.OpenEmbeddedLog(lo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lg.Close() })
-	o := tracker.DefaultOptions()
-	o.Sites, o.Log, o.Engagement = []tracker.Site{{Key: "shop"}}, lg, h
-	col, err := tracker.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := col.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = col.Serve() }()
-	t.Cleanup(func() { _ = col.Shutdown(context.Background()) })
-
-	logged := func() int64 {
-		_, next, err := lg.Offsets(context.Background(), 0)
-		if err != nil {
-			t.Fatal(err)
+	base := startCollectorOn(t, e, h, "shop")
+	logged := func() (n int64) {
+		for p := range e.Log.Partitions() {
+			_, next, err := e.Log.Offsets(context.Background(), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += next
 		}
-		return next
+		return n
 	}
 	for _, tc := range []struct {
 		name   string
@@ -342,7 +325,7 @@ func TestHeadsAtTheCollector(t *testing.T) {
 	} {
 		topic.set(tc.state)
 		before := logged()
-		resp, err := http.Get("http://" + col.Addr() + "/e/o/" + tc.tok + ".gif")
+		resp, err := http.Get(base + "/e/o/" + tc.tok + ".gif")
 		if err != nil {
 			t.Fatal(err)
 		}
