@@ -39,7 +39,7 @@ func addGroupFlags(fs *flag.FlagSet) *groupFlags {
 func (n *node) startMember(g *groupFlags, apiAddr string) error {
 	o := g.opts
 	o.Brokers, o.Topic, o.Owner, o.Metrics, o.Logger = g.brokers, g.topic, n.prof.Builder, g.metrics, log.Printf
-	o.Marks, o.Flush = g.marks, n.prof.Segments.Flush
+	o.Marks, o.Flush, o.TakeOver = g.marks, n.prof.Segments.Flush, n.prof.Segments.TakeOver
 	o.API = g.advertise
 	if o.API == "" {
 		o.API = "http://" + apiAddr

@@ -14,6 +14,7 @@ import (
 	"github.com/affinityhq/affinity/internal/duration"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/defs"
+	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/query"
 	"github.com/affinityhq/affinity/profile/segment"
 	"github.com/affinityhq/affinity/profile/service"
@@ -195,6 +196,9 @@ func openProfiles(data string, pf *profileFlags, l storage.Log, w *diskwatch.Wat
 	}
 	if pf.group != nil {
 		so.Marks = pf.group.marks
+		if pf.changes != nil {
+			so.ChangesHistory = membership.LogHistory(pf.changes)
+		}
 	}
 	if w != nil {
 		so.Writable, so.OnBadgerError = w.Err, w.Fault

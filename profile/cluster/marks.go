@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 
 	"github.com/segmentio/kafka-go"
@@ -60,6 +61,13 @@ func (k *Marks) Emits(p int) (bool, int64) {
 	defer k.mu.Unlock()
 	mark, ok := k.marks[p]
 	return ok, mark
+}
+
+// all returns a copy of the owned partitions' marks.
+func (k *Marks) all() map[int]int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return maps.Clone(k.marks)
 }
 
 // Mark returns partition p's mark in the current generation, 0 when it

@@ -52,6 +52,11 @@ type Options struct {
 	// last change records and commits their marks, so that their next
 	// owner starts where this node stopped.
 	Flush func(ctx context.Context) error
+	// TakeOver, if set, is called with each generation's marks (Marks
+	// required) before the Owner gets the partitions, and the generation's
+	// context: the segment engine's TakeOver, which copies the feed emitted
+	// before the assignment from the changes topic.
+	TakeOver func(ctx context.Context, marks map[int]int64)
 	// OnGeneration, if set, is called with each new generation's id (the
 	// Directory's Invalidate).
 	OnGeneration func(id int32)
@@ -181,7 +186,7 @@ func (m *Member) run(ctx context.Context) {
 			if gctx.Err() != nil {
 				return // ended before it began: own nothing of it
 			}
-			m.begin(gen, parts)
+			m.begin(gctx, gen, parts)
 			<-gctx.Done()
 			m.end(gen.ID)
 		})
@@ -189,7 +194,7 @@ func (m *Member) run(ctx context.Context) {
 	}
 }
 
-func (m *Member) begin(gen *kafka.Generation, parts []int) {
+func (m *Member) begin(ctx context.Context, gen *kafka.Generation, parts []int) {
 	m.mu.Lock()
 	m.owned, m.joined = parts, true
 	m.mu.Unlock()
@@ -199,6 +204,9 @@ func (m *Member) begin(gen *kafka.Generation, parts []int) {
 	m.logf("cluster: group %q generation %d: member %s owns partitions %v", m.opts.Group, gen.ID, gen.MemberID, parts)
 	if m.opts.Marks != nil {
 		m.opts.Marks.begin(gen, m.opts.Topic)
+		if m.opts.TakeOver != nil {
+			m.opts.TakeOver(ctx, m.opts.Marks.all())
+		}
 	}
 	if err := m.opts.Owner.Own(parts); err != nil {
 		m.logf("cluster: generation %d: %s", gen.ID, err)

@@ -53,6 +53,13 @@ type Options struct {
 	// node emits them, drops those at or below the partition's mark, and
 	// reports the marks it reached. Nil: every record moves.
 	Gate Gate
+	// History, if set, reads the changes topic (what Sink produced, every
+	// node's) from its start to its end as of the call, calling fn with
+	// each record's value; an error of fn ends it. With a Gate, a new
+	// owner of a partition copies the records emitted before it took the
+	// partition over from it (TakeOver). Nil: the feed by source at or
+	// below a mark holds this node's re-application instead.
+	History func(ctx context.Context, fn func(value []byte) error) error
 	// MaxDueSleep bounds how long the scheduler sleeps before looking at
 	// the due index again (the earliest due moves as profiles change).
 	// Default 1 s.
@@ -124,6 +131,11 @@ type Engine struct {
 	// seqMu).
 	moved    map[int]int64
 	movedGen int32
+	// histPending are the partitions whose feed waits for TakeOver's copy
+	// of the changes topic; histGen counts the TakeOvers (under histMu).
+	histMu      sync.Mutex
+	histPending map[int]bool
+	histGen     uint64
 	// scrubMu is held shared by a webhook delivery from reading the feed to
 	// its answer, and exclusively by Scrub: after Scrub no delivery carries
 	// what it removed.

@@ -48,7 +48,7 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 		var (
 			keys    [][]byte // to delete: moved, dropped or unreadable
 			cs      []Change
-			before  []Change // dropped: emitted by another node; kept in the feed by source only
+			before  []Change // dropped: emitted by another node; without History kept in the feed by source only
 			scanned []byte   // the last key the scan saw, held ones too
 			seen    int
 		)
@@ -69,7 +69,9 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 				}
 				if c.Src.Offset <= mark {
 					e.m.emittedBefore.Inc() // another node emitted it
-					before = append(before, c)
+					if e.opts.History == nil {
+						before = append(before, c) // no topic to take what it emitted from
+					}
 				} else {
 					cs = append(cs, c)
 				}

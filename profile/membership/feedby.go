@@ -12,10 +12,12 @@ import (
 // partition | offset | ordinal → seq, record; storage/state/FORMAT.md),
 // so a reader resumes a partition's records after a source position —
 // what a cursor of a build group carries, valid on any node — with one
-// seek instead of a scan of the node's whole feed. A record the Gate drops
-// (another node emitted it before a move) is in no 'F' feed of this node
-// (webhooks read those) but is in the feed by source, with seq 0: the new
-// owner's feed by source holds the partition's records from its start.
+// seek instead of a scan of the node's whole feed. A record another node
+// emitted before a move is in no 'F' feed of this node (webhooks read
+// those) but is in the feed by source, with seq 0, as the changes topic
+// holds it (TakeOver; without a topic, this node's re-application that the
+// Gate dropped): the new owner's feed by source holds the partition's
+// records from its start.
 
 // sourceChunk is how many records of a partition SourceChanges reads at
 // a time.
@@ -31,10 +33,17 @@ const sourceChunk = 64
 // them. from[i].Offset < 0 reads partition from[i].Partition from its
 // start; else after (Offset, Ord). Records of no partition (per-person
 // segments') have no source order and are not read. A record's Seq is 0
-// when it is in no feed of this node (the Gate dropped it).
+// when it is in no feed of this node (another node emitted it). A
+// partition whose copy of that history is not done answers
+// *HistoryPendingError, before fn is called.
 func (e *Engine) SourceChanges(site, name string, from []state.Source, fn func(c *Change) bool) error {
 	if err := checkSite(site); err != nil {
 		return err
+	}
+	for _, f := range from {
+		if !e.HistoryReady(int(f.Partition)) {
+			return &HistoryPendingError{Partition: int(f.Partition)}
+		}
 	}
 	streams := make([]*sourceStream, len(from))
 	for i, f := range from {

@@ -21,6 +21,7 @@ const (
 	prefixFeed     = 'F' // sequenced change records: site, segment, seq
 	prefixFeedBy   = 'B' // the feed by source: site, segment, partition, offset, ordinal → seq
 	prefixSeq      = 'Q' // the last sequence number given
+	prefixHistory  = 'A' // up to where a partition's feed by source is the changes topic's (takeover.go)
 	prefixHook     = 'W' // webhook of a segment
 	prefixHookPos  = 'X' // the webhook's delivered-up-to sequence number
 	prefixSizes    = 'S' // size history: site, segment, at

@@ -152,6 +152,10 @@ func (h *Handler) servePartChanges(ctx *fasthttp.RequestCtx, site, name string, 
 	var from []state.Source
 	for p, ok := range parts {
 		if ok {
+			if !h.opts.Segments.HistoryReady(p) {
+				h.unavailable(ctx, &membership.HistoryPendingError{Partition: p})
+				return
+			}
 			from = append(from, cur.from(p))
 		}
 	}

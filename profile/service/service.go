@@ -55,6 +55,10 @@ type Options struct {
 	// ChangesSink, if set, receives the segments' change records (the
 	// Kafka changes topic of `affinity build`).
 	ChangesSink func(ctx context.Context, cs []membership.Change) error
+	// ChangesHistory, if set, reads the changes topic whole: a group
+	// member's new owner of a partition copies what was emitted before it
+	// took it over from it (membership.Options.History).
+	ChangesHistory func(ctx context.Context, fn func(value []byte) error) error
 	// Marks, if set, are a group member's emission marks (cluster.Marks):
 	// the sequencer's Gate and the builder's EmitMark, so that each change
 	// record goes out once across the group.
@@ -131,7 +135,7 @@ func Open(opts Options) (*Service, error) {
 		mo.Now = opts.Now
 	}
 	if opts.Marks != nil {
-		mo.Gate = opts.Marks
+		mo.Gate, mo.History = opts.Marks, opts.ChangesHistory
 	}
 	if opts.Rules != nil {
 		mo.Rules = *opts.Rules

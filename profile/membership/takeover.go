@@ -1,0 +1,363 @@
+package membership
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/affinityhq/affinity/internal/codec"
+	"github.com/affinityhq/affinity/internal/quote"
+	"github.com/affinityhq/affinity/profile/invalid"
+	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// A partition's feed by source across a move (issue 13). At or below a
+// partition's emission mark its records went out from the nodes that owned
+// it before; a new owner's re-application of those events is not what they
+// emitted (its commits are larger: a visitor's entry and exit within one
+// commit leave no record). So the sequencer keeps no record the Gate drops,
+// and at each assignment (TakeOver) the owner copies the partition's
+// records at or below the mark from the changes topic — what the old
+// owners produced, ids and content as produced — into the feed by source
+// with seq 0 (in no 'F' feed: no webhook delivers them again). Until that
+// is done the partition's feed answers HistoryPendingError. The copy is
+// idempotent: a record's key is its source, so a crash mid-copy, or a
+// record the topic holds twice (the SIGKILL window), writes one entry; a
+// record this node emitted itself keeps its seq. When it is done the
+// partition's history mark ('A') says up to where the feed is the topic's,
+// and a later assignment with a mark no higher copies nothing.
+
+// importBatch is how many records one transaction of a copy writes.
+const importBatch = 1024
+
+// HistoryPendingError says a partition's changes feed is not answerable yet:
+// its owner is still copying the records emitted before it took the
+// partition over from the changes topic. The query API answers 503.
+type HistoryPendingError struct{ Partition int }
+
+func (e *HistoryPendingError) Error() string {
+	return fmt.Sprintf("the changes feed of partition %d is not ready: its new owner is still reading the records emitted before the move from the changes topic", e.Partition)
+}
+
+// TakeOver starts copying, in the background, the history of each
+// partition of marks (its emission mark at this assignment) whose feed by
+// source is not yet the changes topic's up to its mark; HistoryReady
+// reports false for those partitions until their copy is done. ctx ends
+// the copy (the generation ended): the partitions stay not ready until a
+// later TakeOver. Without Options.History (no changes topic) it does
+// nothing: the feed below a mark is then this node's re-application. A
+// cluster member calls it at each assignment, beside the builder's
+// catch-up.
+func (e *Engine) TakeOver(ctx context.Context, marks map[int]int64) {
+	if e.opts.History == nil {
+		return
+	}
+	todo := map[int]int64{}
+	for p, mark := range marks {
+		if mark <= 0 {
+			continue // nothing emitted yet
+		}
+		if through, err := e.historyMark(p); err != nil || through < mark {
+			todo[p] = mark
+		}
+	}
+	e.histMu.Lock()
+	e.histGen++
+	gen := e.histGen
+	e.histPending = map[int]bool{}
+	for p := range todo {
+		e.histPending[p] = true
+	}
+	e.histMu.Unlock()
+	if len(todo) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(e.ctx, cancel)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer cancel()
+		defer stop()
+		start := time.Now()
+		n, err := e.importHistory(ctx, todo)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.m.errors.Inc()
+				e.logf("membership: the changes feed of partitions %v stays unavailable until their next assignment: %s", todo, err)
+			}
+			return
+		}
+		e.histMu.Lock()
+		if e.histGen == gen {
+			for p := range todo {
+				delete(e.histPending, p)
+			}
+		}
+		e.histMu.Unlock()
+		e.logf("membership: copied %d change records of partitions %v emitted before this node took them over from the changes topic in %s", n, todo, time.Since(start).Round(time.Millisecond))
+	}()
+}
+
+// HistoryReady reports whether partition p's changes feed holds what was
+// emitted before this node took it over (TakeOver is done with it).
+func (e *Engine) HistoryReady(p int) bool {
+	e.histMu.Lock()
+	defer e.histMu.Unlock()
+	return !e.histPending[p]
+}
+
+// importHistory copies the changes topic's records of the partitions of
+// marks at or below each one's mark into the feed by source, then records
+// the marks as the partitions' history marks. It returns how many records
+// it read of those partitions.
+func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, error) {
+	var (
+		p     fastjson.Parser
+		c     Change
+		n     int
+		b     = e.db.NewBatch()
+		inB   int
+		key   []byte
+		val   []byte
+		known = map[string]bool{} // site|segment → a per-visitor segment here
+	)
+	commit := func() error {
+		if inB == 0 {
+			return nil
+		}
+		inB = 0
+		err := b.Commit()
+		b = e.db.NewBatch()
+		return err
+	}
+	err := e.opts.History(ctx, func(v []byte) error {
+		if err := ParseChangeJSON(&c, &p, v); err != nil {
+			e.logf("membership: skipping a record of the changes topic: %s", err)
+			return nil
+		}
+		mark, ok := marks[int(c.Src.Partition)]
+		if !ok || c.Src.Partition < 0 || c.Src.Offset > mark {
+			return nil
+		}
+		n++
+		sk := c.Site + "|" + c.Segment
+		isSeg, seen := known[sk]
+		if !seen {
+			d, found, err := e.Definition(c.Site, c.Segment)
+			if err != nil {
+				return err
+			}
+			isSeg = found && d.Per == PerVisitor
+			known[sk] = isSeg
+		}
+		if !isSeg {
+			return nil // deleted since, or per person (no partition feed)
+		}
+		key = appendFeedByKey(key[:0], c.Site, c.Segment, c.Src)
+		old, found, err := e.db.Ext(key, val[:0])
+		if err != nil {
+			return err
+		}
+		if found && len(old) >= 8 && binary.BigEndian.Uint64(old) > 0 {
+			return nil // this node emitted it: keep its seq
+		}
+		val = appendRecord(appendU64(val[:0], 0), &c)
+		if err := b.ExtSet(append([]byte(nil), key...), append([]byte(nil), val...)); err != nil {
+			return err
+		}
+		if inB++; inB >= importBatch {
+			return commit()
+		}
+		return nil
+	})
+	if err == nil {
+		err = commit()
+	}
+	if err != nil {
+		return n, fmt.Errorf("cannot copy the change records of partitions %v from the changes topic: %w", marks, err)
+	}
+	b = e.db.NewBatch()
+	for part, mark := range marks {
+		if err := b.ExtSet(appendHistoryKey(nil, part), codec.AppendVarint([]byte{valueVersion}, mark)); err != nil {
+			return n, err
+		}
+	}
+	if err := b.Commit(); err != nil {
+		return n, fmt.Errorf("cannot record the history marks %v: %w", marks, err)
+	}
+	return n, nil
+}
+
+// historyKey: 'A' | partition u32.
+func appendHistoryKey(dst []byte, p int) []byte {
+	return binary.BigEndian.AppendUint32(append(dst, prefixHistory), uint32(p))
+}
+
+// historyMark returns the offset up to which partition p's feed by source
+// is the changes topic's (0: none).
+func (e *Engine) historyMark(p int) (int64, error) {
+	v, ok, err := e.db.Ext(appendHistoryKey(nil, p), nil)
+	if err != nil || !ok {
+		return 0, err
+	}
+	r := newReader("history mark", v)
+	version(&r)
+	through := r.Varint()
+	return through, end(&r)
+}
+
+// ParseChangeJSON decodes into c a change record as AppendJSON wrote it
+// (a value of the changes topic), with p's help; c.Seq is the emitting
+// node's. Facts are kept byte for byte. A record of no partition ("id"
+// null) has Src.Partition -1.
+func ParseChangeJSON(c *Change, p *fastjson.Parser, b []byte) error {
+	v, err := p.ParseBytes(b)
+	if err != nil {
+		return invalid.Errorf("invalid change record %s: %v", quote.Value(b), err)
+	}
+	bad := func(field, why string) error {
+		return invalid.Errorf("invalid change record %s: %s %s", quote.Value(b), field, why)
+	}
+	text := func(field string) ([]byte, bool) {
+		f := v.Get(field)
+		if f == nil || f.Type() != fastjson.TypeString {
+			return nil, false
+		}
+		s, _ := f.StringBytes()
+		return s, true
+	}
+	*c = Change{Src: state.Source{Partition: -1}}
+	seq, ok := text("seq")
+	if !ok {
+		return bad(`"seq"`, "is not a string")
+	}
+	if c.Seq, err = strconv.ParseUint(string(seq), 10, 64); err != nil {
+		return bad(`"seq"`, "is not a number")
+	}
+	if id, ok := text("id"); ok {
+		if c.Src, err = ParseID(id); err != nil {
+			return bad(`"id"`, err.Error())
+		}
+	} else if f := v.Get("id"); f == nil || f.Type() != fastjson.TypeNull {
+		return bad(`"id"`, "is neither a string nor null")
+	}
+	site, ok1 := text("site")
+	seg, ok2 := text("segment")
+	if !ok1 || !ok2 || len(seg) == 0 {
+		return bad(`"site" or "segment"`, "is missing")
+	}
+	c.Site, c.Segment = string(site), string(seg)
+	if err := checkSite(c.Site); err != nil {
+		return bad(`"site"`, err.Error())
+	}
+	vis, _ := text("visitor")
+	if c.Visitor, ok = event.ParseUUID(vis); !ok {
+		return bad(`"visitor"`, "is not a UUID")
+	}
+	if email, ok := text("email"); ok {
+		c.Email = string(email)
+	}
+	switch kind, _ := text("change"); string(kind) {
+	case "entered":
+		c.Entered = true
+	case "left":
+	default:
+		return bad(`"change"`, "is neither entered nor left")
+	}
+	at := v.Get("at_ms")
+	if at == nil {
+		return bad(`"at_ms"`, "is missing")
+	}
+	if c.At, err = at.Int64(); err != nil {
+		return bad(`"at_ms"`, "is not an integer")
+	}
+	why, ok := text("why")
+	if !ok {
+		return bad(`"why"`, "is missing")
+	}
+	c.Why = string(why)
+	// The facts as produced: AppendJSON writes them last, and a string
+	// before them escapes its quotes, so the first `,"facts":` is theirs.
+	i := bytes.Index(b, []byte(`,"facts":`))
+	if f := v.Get("facts"); i < 0 || f == nil || f.Type() != fastjson.TypeObject {
+		return bad(`"facts"`, "is not an object")
+	}
+	facts := bytes.TrimRight(b[i+len(`,"facts":`):], " \t\r\n")
+	if len(facts) == 0 || facts[len(facts)-1] != '}' {
+		return bad(`"facts"`, "is not the last field")
+	}
+	facts = facts[:len(facts)-1]
+	if _, err := fastjson.ParseBytes(facts); err != nil {
+		return bad(`"facts"`, "is not the last field")
+	}
+	c.Facts = string(facts)
+	return nil
+}
+
+// ParseID parses a record's identity as AppendID wrote it:
+// partition-offset-ordinal, e.g. "3-1200-0".
+func ParseID(b []byte) (state.Source, error) {
+	parts := bytes.Split(b, []byte{'-'})
+	if len(parts) != 3 {
+		return state.Source{}, errors.New("is not partition-offset-ordinal")
+	}
+	p, err1 := strconv.ParseInt(string(parts[0]), 10, 32)
+	o, err2 := strconv.ParseInt(string(parts[1]), 10, 64)
+	ord, err3 := strconv.ParseUint(string(parts[2]), 10, 32)
+	if err := errors.Join(err1, err2, err3); err != nil || p < 0 || o < 0 || ord > math.MaxUint32 {
+		return state.Source{}, errors.New("is not partition-offset-ordinal of non-negative numbers")
+	}
+	return state.Source{Partition: int32(p), Offset: o, Ord: uint32(ord)}, nil
+}
+
+// LogHistory returns the Options.History that reads l (the changes topic
+// Sink produces to): every partition from its first stored record to its
+// end as of the call, fn called with each value, in 1024-record fetches.
+// The topic is read whole for each take-over, so its retention must keep
+// every record a partition's feed should answer (retention.ms -1).
+func LogHistory(l storage.Log) func(ctx context.Context, fn func(value []byte) error) error {
+	return func(ctx context.Context, fn func(value []byte) error) error {
+		var recs []storage.Record
+		for p := range l.Partitions() {
+			first, next, err := l.Offsets(ctx, p)
+			if err != nil {
+				return fmt.Errorf("cannot read the offsets of partition %d of the changes topic: %w", p, err)
+			}
+			if first >= next {
+				continue
+			}
+			r, err := l.OpenReader(p, first)
+			if err != nil {
+				return fmt.Errorf("cannot read partition %d of the changes topic: %w", p, err)
+			}
+			for at := first; at < next; {
+				if recs, err = r.Fetch(ctx, recs[:0], 1024); err != nil {
+					r.Close()
+					return fmt.Errorf("cannot read partition %d of the changes topic at offset %d: %w", p, at, err)
+				}
+				for i := range recs {
+					if recs[i].Offset >= next {
+						break
+					}
+					if err := fn(recs[i].Value); err != nil {
+						r.Close()
+						return err
+					}
+				}
+				at = recs[len(recs)-1].Offset + 1
+			}
+			r.Close()
+		}
+		return nil
+	}
+}

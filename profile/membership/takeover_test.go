@@ -1,0 +1,132 @@
+package membership_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// produce appends cs to the changes topic l as a node's Sink does.
+func produce(t testing.TB, l storage.Log, cs ...membership.Change) {
+	t.Helper()
+	msgs := make([]storage.Message, len(cs))
+	for i := range cs {
+		msgs[i] = storage.Message{Key: membership.AppendChangeKey(nil, cs[i].Site, cs[i].Segment), Value: cs[i].AppendJSON(nil)}
+	}
+	if err := l.Append(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTakeOver: a new owner of a partition answers its feed by source at
+// or below the mark with the records the changes topic holds (an old
+// owner's, each id once, as produced), not its own re-application; the
+// partition's feed is refused until the copy is done; a copy cut short
+// leaves the partition not ready and a second one writes each record
+// once; a take-over with a mark the copy reached reads nothing.
+func TestTakeOver(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	var (
+		release  = make(chan struct{})
+		reads    atomic.Int32
+		failAt   atomic.Int32 // fail a read at this record; 0: never
+		readHist = membership.LogHistory(topic)
+	)
+	gate := &testGate{gen: 1, marks: map[int]int64{0: 0}}
+	e := openEnv(t, "", nil, func(o *membership.Options) {
+		o.Gate = gate
+		o.History = func(ctx context.Context, fn func([]byte) error) error {
+			<-release
+			defer reads.Add(1)
+			n := int32(0)
+			return readHist(ctx, func(v []byte) error {
+				if n++; n == failAt.Load() {
+					return errors.New("the node crashed")
+				}
+				return fn(v)
+			})
+		}
+	})
+	e.put(t, "shop", "carts", `count(cart) >= 1`)
+
+	// The old owner of partition 1 emitted x's entry and exit up to offset
+	// 5 (the mark), x's entry twice (the SIGKILL window), a record above
+	// the mark (the new owner emits those itself), one of partition 0 and
+	// one of a segment this node does not have.
+	x := profiletest.Visitor(900)
+	rec := func(p int32, off int64, entered bool, seg string) membership.Change {
+		return membership.Change{Seq: uint64(off), Site: "shop", Segment: seg, Visitor: x, Email: "x@example.com", Entered: entered,
+			At: t0 + off, Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: p, Offset: off}}
+	}
+	entry, exit := rec(1, 3, true, "carts"), rec(1, 5, false, "carts")
+	produce(t, topic, entry, entry, exit, rec(1, 6, true, "carts"), rec(0, 2, true, "carts"), rec(1, 4, true, "gone"))
+
+	// This node re-applies partition 1's events below the mark: the
+	// sequencer drops their records, and keeps them nowhere.
+	cart := func(v event.UUID) *event.Batch {
+		return profiletest.Batch("shop", v, profiletest.Event(event.TypeCart, t0, &event.Product{ID: "l1", Brand: "Lego"}))
+	}
+	a1 := e.VisitorOn("shop", 1, 1)
+	gate.set(2, map[int]int64{0: 0, 1: 5})
+	e.Segments.TakeOver(context.Background(), map[int]int64{0: 0, 1: 5})
+	e.Send(t, cart(a1))
+	if _, err := e.Segments.Sequence(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Refused until the copy is done; partition 0 (mark 0) answers.
+	var pending *membership.HistoryPendingError
+	if err := e.Segments.SourceChanges("shop", "carts", []state.Source{{Partition: 1, Offset: -1}}, func(*membership.Change) bool { return true }); !errors.As(err, &pending) || pending.Partition != 1 {
+		t.Fatalf("feed of partition 1 during the copy: %v; want HistoryPendingError of partition 1", err)
+	}
+	if e.Segments.HistoryReady(1) || !e.Segments.HistoryReady(0) {
+		t.Fatalf("ready during the copy: partition 0 %t, 1 %t; want true, false", e.Segments.HistoryReady(0), e.Segments.HistoryReady(1))
+	}
+
+	want := []membership.Change{entry, exit}
+	want[0].Seq, want[1].Seq = 0, 0
+	check := func(what string) {
+		t.Helper()
+		got := e.sourceChanges(t, "shop", "carts", state.Source{Partition: 1, Offset: -1})
+		if len(got) != len(want) {
+			t.Fatalf("%s: feed by source of partition 1 %+v; want %+v", what, got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("%s: record %d %+v; want %+v", what, i, got[i], want[i])
+			}
+		}
+	}
+
+	// A copy cut short (the node crashed at the duplicate) leaves the
+	// partition refused; the next assignment copies again, each id once.
+	failAt.Store(2)
+	close(release)
+	profiletest.WaitUntil(t, "the cut copy ends", func() bool { return reads.Load() == 1 })
+	if e.Segments.HistoryReady(1) {
+		t.Fatal("partition 1 ready after its copy failed")
+	}
+	failAt.Store(0)
+	e.Segments.TakeOver(context.Background(), map[int]int64{0: 0, 1: 5})
+	profiletest.WaitUntil(t, "the copy is done", func() bool { return e.Segments.HistoryReady(1) })
+	check("after the copy")
+
+	// A later assignment with the mark the copy reached reads nothing and
+	// is ready at once.
+	e.Segments.TakeOver(context.Background(), map[int]int64{0: 0, 1: 5})
+	if !e.Segments.HistoryReady(1) || reads.Load() != 2 {
+		t.Errorf("a take-over with the mark the copy reached: ready %t after %d reads; want true after 2", e.Segments.HistoryReady(1), reads.Load())
+	}
+	check("at a take-over with the same mark")
+}
