@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -254,6 +255,7 @@ type e2eFeed struct {
 	path, cursor   string
 	seen           map[string]int // change (e2eChange.key) → times given
 	ids            map[string]bool
+	recs           []changeRecord // every record given, in order
 	records, pages int
 }
 
@@ -289,9 +291,11 @@ func (f *e2eFeed) page(t *testing.T, p *proc, retry bool) int {
 			Changes []e2eChange
 			Cursor  string
 		}
-		if err := json.Unmarshal([]byte(body), &pg); code != http.StatusOK || err != nil || pg.Cursor == "" {
+		var recs struct{ Changes []changeRecord }
+		if err := errors.Join(json.Unmarshal([]byte(body), &pg), json.Unmarshal([]byte(body), &recs)); code != http.StatusOK || err != nil || pg.Cursor == "" {
 			t.Fatalf("changes page %d on %s: %d %s", f.pages, p.api, code, body)
 		}
+		f.recs = append(f.recs, recs.Changes...)
 		if f.ids == nil {
 			f.ids = map[string]bool{}
 		}
