@@ -41,7 +41,7 @@ FUZZ_REST = ./profile:FuzzDecodeProfile ./profile/segment:FuzzParse \
 	./profile/catalog:FuzzParseNDJSON ./profile/catalog:FuzzParseCSV ./profile/catalog:FuzzParseYML \
 	./profile/catalog:FuzzDecodeProduct ./profile/query:FuzzDecodeCursor ./profile/builder:FuzzDecodeSeen \
 	./storage/state:FuzzSplitVisitorValue ./storage:FuzzDecodeRecordValue \
-	./profile/membership:FuzzDecodeValues ./profile:FuzzPartialDecode ./profile/query:FuzzJSONToCSV \
+	./profile/membership:FuzzDecodeValues ./profile/membership:FuzzParseChangeJSON ./profile:FuzzPartialDecode ./profile/query:FuzzJSONToCSV \
 	./internal/duration:FuzzParse ./internal/codec:FuzzReader \
 	./profile/importer:FuzzParseNDJSON ./profile/importer:FuzzParseCSV ./profile/importer:FuzzDecodeID \
 	./profile/people:FuzzParseID \

@@ -297,7 +297,7 @@ func ParseChangeJSON(c *Change, p *fastjson.Parser, b []byte) error {
 		return bad(`"facts"`, "is not the last field")
 	}
 	facts = facts[:len(facts)-1]
-	if _, err := fastjson.ParseBytes(facts); err != nil {
+	if fv, err := fastjson.ParseBytes(facts); err != nil || fv.Type() != fastjson.TypeObject {
 		return bad(`"facts"`, "is not the last field")
 	}
 	c.Facts = string(facts)

@@ -3,11 +3,14 @@ package membership_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/valyala/fastjson"
 
+	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
@@ -129,4 +132,56 @@ func TestTakeOver(t *testing.T) {
 		t.Errorf("a take-over with the mark the copy reached: ready %t after %d reads; want true after 2", e.Segments.HistoryReady(1), reads.Load())
 	}
 	check("at a take-over with the same mark")
+}
+
+// TestParseChangeJSON: a record as AppendJSON writes it decodes to itself,
+// facts byte for byte; a bad one is refused naming what is wrong.
+func TestParseChangeJSON(t *testing.T) {
+	var p fastjson.Parser
+	for _, c := range []membership.Change{
+		{Seq: 12, Site: "shop", Segment: "mums", Visitor: profiletest.Visitor(1), Email: "a@b.c", Entered: true, At: t0, Why: "event",
+			Facts: `{"count(cart)":2,"s":"\u00e9\"x\",\"facts\":"}`, Src: state.Source{Partition: 3, Offset: 1200, Ord: 7}},
+		{Seq: 1, Site: "shop", Segment: "left", Visitor: profiletest.Visitor(2), At: -5, Why: "time", Facts: "{}", Src: state.Source{Partition: -1}},
+	} {
+		var got membership.Change
+		if err := membership.ParseChangeJSON(&got, &p, c.AppendJSON(nil)); err != nil || got != c {
+			t.Errorf("ParseChangeJSON(%s) = %+v, %v; want %+v", c.AppendJSON(nil), got, err, c)
+		}
+	}
+	good := string((&membership.Change{Seq: 1, Site: "shop", Segment: "s", Visitor: profiletest.Visitor(1), Why: "event", Facts: "{}", Src: state.Source{Offset: 4}}).AppendJSON(nil))
+	for _, tc := range []struct{ in, want string }{
+		{`{`, `invalid change record`},
+		{strings.Replace(good, `"seq":"1"`, `"seq":1`, 1), `"seq" is not a string`},
+		{strings.Replace(good, `"0-4-0"`, `"0-4"`, 1), `"id" is not partition-offset-ordinal`},
+		{strings.Replace(good, `"0-4-0"`, `"-1-4-0"`, 1), `"id" is not partition-offset-ordinal`},
+		{strings.Replace(good, `"0-4-0"`, `4`, 1), `"id" is neither a string nor null`},
+		{strings.Replace(good, `"site":"shop"`, `"site":""`, 1), `"site"`},
+		{strings.Replace(good, `"left"`, `"gone"`, 1), `"change" is neither entered nor left`},
+		{strings.Replace(good, `"at_ms":0`, `"at_ms":"0"`, 1), `"at_ms" is not an integer`},
+		{strings.Replace(good, `"facts":{}`, `"facts":[]`, 1), `"facts" is not an object`},
+		{strings.Replace(good, `,"facts":{}}`, `,"facts":{},"x":1}`, 1), `"facts" is not the last field`},
+	} {
+		var c membership.Change
+		err := membership.ParseChangeJSON(&c, &p, []byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, new(*invalid.Error)) {
+			t.Errorf("ParseChangeJSON(%s) = %v; want an invalid.Error with %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+// FuzzParseChangeJSON: no input panics, and what decodes writes back to
+// the same record.
+func FuzzParseChangeJSON(f *testing.F) {
+	f.Add([]byte(`{"seq":"12","id":"3-1200-0","site":"shop","segment":"mums","visitor":"00000000-0000-4000-8000-000000000001","email":null,"change":"entered","at":"2026-01-01T00:00:00Z","at_ms":1767225600000,"why":"event","facts":{"a":1}}`))
+	var p fastjson.Parser
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var c, again membership.Change
+		if membership.ParseChangeJSON(&c, &p, b) != nil {
+			return
+		}
+		out := c.AppendJSON(nil)
+		if err := membership.ParseChangeJSON(&again, &p, out); err != nil || again != c {
+			t.Fatalf("%s decoded to %+v, written as %s, decoded to %+v (%v)", b, c, out, again, err)
+		}
+	})
 }
