@@ -1,6 +1,7 @@
 package query_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,7 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/state"
 )
 
 // feedPage is a page of the changes feed as a client reads it.
@@ -323,6 +330,56 @@ func TestClusterSegmentsAnswer(t *testing.T) {
 		code, h, body := f.nodes[1].DoResponse(t, req[0], req[1], nil, []byte(`count(view) >= 2`), true)
 		if code != 503 || !strings.Contains(body, "partition 3") || h.Get("Retry-After") == "" {
 			t.Errorf("%s %s without an owner of partition 3: %d %q; want 503 naming it", req[0], req[1], code, body)
+		}
+	}
+}
+
+// TestClusterChangesTakeOver: while the new owner of a partition copies
+// the records emitted before it took the partition over from the changes
+// topic, the group's feed answers 503 naming the partition, on every
+// node; then it answers the copied records, as produced, seq 0.
+func TestClusterChangesTakeOver(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	release := make(chan struct{})
+	const parts = 4
+	own := func(ps ...int) func(*builder.Options) {
+		return func(o *builder.Options) { o.Partitions = ps }
+	}
+	n0 := profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(0, 2)})
+	n1 := profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(1, 3), Membership: func(o *membership.Options) {
+		read := membership.LogHistory(topic)
+		o.History = func(ctx context.Context, fn func([]byte) error) error {
+			<-release
+			return read(ctx, fn)
+		}
+	}})
+	f := routeCluster(t, parts, profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true}), n0, n1)
+	for _, e := range f.all() {
+		if code, body := e.Do(t, http.MethodPut, "/v1/segments/shop/fans", "text/plain", []byte(`count(view) >= 1`), true); code != 201 {
+			t.Fatalf("PUT segment: %d %s", code, body)
+		}
+	}
+	old := membership.Change{Seq: 40, Site: "shop", Segment: "fans", Visitor: profiletest.Visitor(7), Entered: true, At: t0, Why: "event",
+		Facts: `{"count(view)":1}`, Src: state.Source{Partition: 3, Offset: 2}}
+	if err := topic.Append(context.Background(), []storage.Message{{Key: membership.AppendChangeKey(nil, "shop", "fans"), Value: old.AppendJSON(nil)}}); err != nil {
+		t.Fatal(err)
+	}
+	n1.Segments.TakeOver(context.Background(), map[int]int64{1: 0, 3: 2})
+	for _, n := range f.nodes {
+		code, h, body := n.DoResponse(t, http.MethodGet, "/v1/segments/shop/fans/changes", nil, nil, true)
+		if code != 503 || !strings.Contains(body, "the changes feed of partition 3 is not ready") || h.Get("Retry-After") == "" {
+			t.Errorf("the feed during the copy on %s: %d %q; want 503 naming partition 3, with Retry-After", n.URL, code, body)
+		}
+	}
+	close(release)
+	profiletest.WaitUntil(t, "the copy of partition 3", func() bool { return n1.Segments.HistoryReady(3) })
+	old.Seq = 0
+	want := `{"changes":[` + string(old.AppendJSON(nil)) + `],"cursor":`
+	for _, n := range f.nodes {
+		if code, body := n.Get(t, "/v1/segments/shop/fans/changes"); code != 200 || !strings.HasPrefix(body, want) {
+			t.Errorf("the feed after the copy on %s: %d %s; want %s…", n.URL, code, body, want)
 		}
 	}
 }
