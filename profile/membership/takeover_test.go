@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/valyala/fastjson"
@@ -184,4 +185,65 @@ func FuzzParseChangeJSON(f *testing.F) {
 			t.Fatalf("%s decoded to %+v, written as %s, decoded to %+v (%v)", b, c, out, again, err)
 		}
 	})
+}
+
+// BenchmarkTakeOver: a new owner copies a partition's 20 000 records from
+// the changes topic (kfake, one partition) into its feed by source, from
+// TakeOver to HistoryReady: what a move costs per record of the topic.
+func BenchmarkTakeOver(b *testing.B) {
+	const n = 20000
+	brokers := profiletest.StartKafka(b, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(b, brokers, "changes")
+	defer topic.Close()
+	cs := make([]membership.Change, 0, 1000)
+	var size int64
+	for i := range n {
+		c := membership.Change{Seq: uint64(i + 1), Site: "shop", Segment: "carts", Visitor: profiletest.Visitor(i % 5000), Entered: i%2 == 0,
+			At: t0 + int64(i), Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 0, Offset: int64(i + 1)}}
+		size += int64(len(c.AppendJSON(nil)))
+		if cs = append(cs, c); len(cs) == cap(cs) {
+			produce(b, topic, cs...)
+			cs = cs[:0]
+		}
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	var took time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		e := openEnv(b, "", nil, func(o *membership.Options) { o.History = membership.LogHistory(topic) })
+		e.put(b, "shop", "carts", `count(cart) >= 1`)
+		b.StartTimer()
+		start := time.Now()
+		e.Segments.TakeOver(context.Background(), map[int]int64{0: n})
+		for !e.Segments.HistoryReady(0) {
+			time.Sleep(time.Millisecond)
+		}
+		took += time.Since(start)
+		b.StopTimer()
+		if got := e.sourceChanges(b, "shop", "carts", state.Source{Partition: 0, Offset: -1}); len(got) != n {
+			b.Fatalf("copied %d records; want %d", len(got), n)
+		}
+		e.Close(b)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/took.Seconds(), "records/s")
+}
+
+// BenchmarkParseChangeJSON: decoding one record of the changes topic.
+func BenchmarkParseChangeJSON(b *testing.B) {
+	c := membership.Change{Seq: 12, Site: "shop", Segment: "carts", Visitor: profiletest.Visitor(1), Email: "a@b.c", Entered: true,
+		At: t0, Why: "event", Facts: `{"count(cart)":2,"brand":"Lego"}`, Src: state.Source{Partition: 3, Offset: 1200}}
+	v := c.AppendJSON(nil)
+	var (
+		p   fastjson.Parser
+		got membership.Change
+	)
+	b.SetBytes(int64(len(v)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := membership.ParseChangeJSON(&got, &p, v); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
