@@ -13,7 +13,9 @@
 // DB, committed with the profiles, never in Kafka: the group's committed
 // offsets hold the emission marks instead (Marks, marks.go), with which
 // the members' segment engines emit each change record once across the
-// group and across moves.
+// group and across moves; a member hands each generation's marks to the
+// engine's TakeOver, which copies what was emitted below them into the
+// new owner's feed.
 //
 // A Directory answers partition → owner API URL from the group's
 // description (Kafka DescribeGroups: each member's metadata and

@@ -38,7 +38,10 @@
 // (profile/cluster.Marks) decides which node's sequencer moves a record:
 // the owner of its partition, only above the partition's mark, which the
 // sequencer advances after each pass and Flush when ownership ends — so
-// each record enters one node's feed, changes topic and webhooks.
+// each record enters one node's feed, changes topic and webhooks. A
+// partition's feed by source at or below its mark is what the old owners
+// emitted, copied from the changes topic at the assignment (TakeOver,
+// takeover.go), not this node's re-application; it is refused until then.
 //
 // # Backfill
 //

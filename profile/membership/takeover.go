@@ -129,7 +129,7 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 		inB   int
 		key   []byte
 		val   []byte
-		known = map[string]bool{} // site|segment → a per-visitor segment here
+		known = map[[2]string]bool{} // site, segment → a per-visitor segment here
 	)
 	commit := func() error {
 		if inB == 0 {
@@ -150,7 +150,7 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 			return nil
 		}
 		n++
-		sk := c.Site + "|" + c.Segment
+		sk := [2]string{c.Site, c.Segment}
 		isSeg, seen := known[sk]
 		if !seen {
 			d, found, err := e.Definition(c.Site, c.Segment)
