@@ -211,7 +211,7 @@ func runBuild(ctx context.Context, args []string) error {
 	nf.addMinFreeFlag(fs, stateRoom, "state "+diskwatch.FormatBytes(stateRoom))
 	own := fs.String("own", "", "partitions of the topic this builder consumes, e.g. 0-3,8; empty: those --group assigns it")
 	gf := addGroupFlags(fs)
-	changesTopic := fs.String("changes-topic", "affinity-segment-changes", "Kafka topic the segments' change records are produced to (key site|segment, JSON value); empty: none")
+	changesTopic := fs.String("changes-topic", "affinity-segment-changes", "Kafka topic the segments' change records are produced to (key site|segment, JSON value), which a build group's new owner of a partition also reads whole for the feed emitted before the move; empty: none")
 	df := addDefsFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
