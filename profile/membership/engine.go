@@ -60,6 +60,11 @@ type Options struct {
 	// partition over from it (TakeOver). Nil: the feed by source at or
 	// below a mark holds this node's re-application instead.
 	History func(ctx context.Context, fn func(value []byte) error) error
+	// Persons, if set, makes the person evaluator one of a build group's:
+	// it evaluates the persons of the partitions this node serves and
+	// hands the others' marks to their evaluators (person.go). Nil: one
+	// node evaluates every person over its own state.
+	Persons Persons
 	// MaxDueSleep bounds how long the scheduler sleeps before looking at
 	// the due index again (the earliest due moves as profiles change).
 	// Default 1 s.
@@ -152,7 +157,9 @@ type Engine struct {
 	markID     atomic.Uint64
 	personWake chan struct{}
 	personMu   sync.Mutex
-	person     people.Person
+	// handOffFailed: a person round failed; the loop waits before the next.
+	handOffFailed atomic.Bool
+	person        people.Person
 
 	bfMu        sync.Mutex
 	backfills   map[string]*Backfill // by site|name

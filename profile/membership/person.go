@@ -13,6 +13,7 @@ import (
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/profile/people"
+	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -90,10 +91,12 @@ const (
 	markDue      = 't' // a person's due time (at: the due instant)
 	markMember   = 'k' // a backfill asks for a current member person
 	markList     = 'l' // a list change asks for the visitor's person
+	markHanded   = 'h' // another node hands over a person it evaluates here (Persons)
 )
 
 // mark key: 'P' | at u64 | id u64 | site str | kind byte | visitor <16b>
-// (v, g, x, b) or person key str (t, k, appendPersonMark). Event marks have at 0 and a
+// (v, g, x, b) or person key str (t, k, appendPersonMark), or why str |
+// gone str | person key str (h, appendHandedMark). Event marks have at 0 and a
 // unique id, so a later commit's mark never overwrites one the evaluator
 // is handling; due marks have id 0, one per person and due instant.
 func appendMarkKey(dst []byte, at int64, id uint64, site string, kind byte) []byte {
@@ -111,6 +114,8 @@ type mark struct {
 	kind    byte
 	visitor event.UUID
 	person  string
+	why     string // of a handed mark
+	gone    string // of a handed mark
 }
 
 func parseMarkKey(m *mark, k []byte) error {
@@ -122,8 +127,16 @@ func parseMarkKey(m *mark, k []byte) error {
 	r.Fixed("id", 8)
 	m.site = str(&r)
 	m.kind = r.Byte()
-	m.person = ""
+	m.person, m.why, m.gone = "", "", ""
 	switch m.kind {
+	case markHanded:
+		m.why, m.gone = str(&r), str(&r)
+		if m.person = str(&r); r.Err() == nil && !handedWhy(m.why, m.gone) {
+			r.Failf("why %q gone %q", m.why, m.gone)
+		}
+		if _, ok := keyID(m.person); r.Err() == nil && !ok {
+			r.Failf("person key %q", m.person)
+		}
 	case markEvent, markErased, markExpired, markBackfill, markList:
 		copy(m.visitor[:], r.Fixed("visitor", 16))
 	case markDue, markMember:
@@ -139,6 +152,73 @@ func parseMarkKey(m *mark, k []byte) error {
 	m.at = int64(binary.BigEndian.Uint64(at))
 	m.key = append(m.key[:0], k...)
 	return nil
+}
+
+// Persons makes the person evaluator one of a build group's (DESIGN.md
+// "Per-person segments in a build group"): a person is evaluated only by
+// the node serving its evaluating partition (PersonPartition), over the
+// group's committed state; the other nodes hand their marks of it there.
+type Persons interface {
+	// Store reads the group's committed profiles and link indexes, as one
+	// DB holding every partition would. One evaluation uses it at a time.
+	Store() people.Store
+	// Partitions is the number of the events topic's partitions.
+	Partitions() int
+	// Evaluates reports whether this node serves events partition p now.
+	Evaluates(p int) bool
+	// HandOff makes the handed marks (AcceptHanded's keys) durable at the
+	// node serving partition p; an error leaves the marks they came from
+	// in place, to be handed again later.
+	HandOff(ctx context.Context, p int, marks [][]byte) error
+}
+
+// SetPersons sets Options.Persons of an engine not started yet: in a
+// build group the query API, which makes it, is created after the engine.
+func (e *Engine) SetPersons(p Persons) { e.opts.Persons = p }
+
+// PersonPartition returns the evaluating partition of the person of key
+// on site among n: the partition of its person id as the collector
+// partitions a visitor (site|id), so persons spread like visitors.
+func PersonPartition(site, key string, n int) int {
+	return storage.PartitionFor(event.AppendLogKey(nil, site, PersonID(site, key)), n)
+}
+
+// appendHandedMark appends the key of a handed mark: evaluate the person
+// of key (why), or record it leaving (gone) if key names no person now. It
+// has id 0, so handing the same mark again overwrites it.
+func appendHandedMark(dst []byte, site, why, gone, key string) []byte {
+	dst = appendMarkKey(dst, 0, 0, site, markHanded)
+	dst = codec.AppendString(dst, why)
+	dst = codec.AppendString(dst, gone)
+	return codec.AppendString(dst, key)
+}
+
+// handedWhy reports whether why and gone are what a handed mark carries.
+func handedWhy(why, gone string) bool {
+	switch why {
+	case "event", "backfill", "list", "time", whyCheck:
+	default:
+		return false
+	}
+	switch gone {
+	case "linked", whyErased, whyExpired:
+		return true
+	}
+	return false
+}
+
+// AcceptHanded stores marks that another node of the build group handed
+// to this one (Persons.HandOff), in one write, and wakes the evaluator; a
+// key that is not a handed mark is an *invalid.Error naming it and nothing
+// is stored.
+func (e *Engine) AcceptHanded(marks [][]byte) error {
+	var m mark
+	for _, k := range marks {
+		if err := parseMarkKey(&m, k); err != nil || m.kind != markHanded {
+			return invalid.Errorf("invalid handed person mark %x: want 'P' kind h with why, gone and person key", k)
+		}
+	}
+	return e.putMarks(marks)
 }
 
 // putVisitorMark adds to b a mark asking the person evaluator to evaluate
@@ -242,8 +322,9 @@ func (e *Engine) RunPersons(ctx context.Context) (int, error) {
 			for j < len(marks) && marks[j].site == marks[i].site {
 				j++
 			}
-			if err := e.evalPersons(marks[i].site, marks[i:j], now); err != nil {
+			if err := e.evalPersons(ctx, marks[i].site, marks[i:j], now); err != nil {
 				e.m.errors.Inc()
+				e.handOffFailed.Store(true)
 				e.logf("membership: persons of site %q: %s", marks[i].site, err)
 			} else {
 				total += j - i
@@ -263,13 +344,36 @@ type personSeed struct {
 	gone string // why a key's person left: "linked", erased, expired
 	why  string
 	at   int64 // the due instant of a due mark, else 0 (now)
+	// check: key may be an old key of a person evaluated elsewhere; it
+	// leaves if it has memberships here and names no person now.
+	check bool
 }
 
-// evalPersons handles the marks of one site in one write.
-func (e *Engine) evalPersons(site string, marks []mark, now int64) error {
+// whyCheck is the why of a handed mark of a candidate old key (a check
+// seed): its evaluator looks only if the key has memberships there.
+const whyCheck = "check"
+
+// evalPersons handles the marks of one site in one write. In a build
+// group (Options.Persons) it evaluates only the persons whose evaluating
+// partition this node serves, and hands the others to their evaluators
+// before its write deletes the marks they came from.
+func (e *Engine) evalPersons(ctx context.Context, site string, marks []mark, now int64) error {
 	ss, err := e.siteSegments(site)
 	if err != nil {
 		return err
+	}
+	var store people.Store = e.db
+	group := e.opts.Persons
+	if group != nil {
+		store = group.Store()
+	}
+	handed := map[int][][]byte{} // by evaluating partition
+	here := func(key string) bool {
+		return group == nil || group.Evaluates(PersonPartition(site, key, group.Partitions()))
+	}
+	hand := func(key, why, gone string) {
+		p := PersonPartition(site, key, group.Partitions())
+		handed[p] = append(handed[p], appendHandedMark(nil, site, why, gone, key))
 	}
 	b := e.db.NewBatch()
 	var (
@@ -301,6 +405,11 @@ func (e *Engine) evalPersons(site string, marks []mark, now int64) error {
 				e.m.dueRuns.Inc()
 			}
 			seeds = append(seeds, sd)
+			continue
+		case markHanded:
+			if id, ok := keyID(m.person); ok {
+				seeds = append(seeds, personSeed{id: id, key: m.person, gone: m.gone, why: m.why, check: m.why == whyCheck})
+			}
 			continue
 		}
 		why, gone := "event", "linked"
@@ -349,6 +458,19 @@ func (e *Engine) evalPersons(site string, marks []mark, now int64) error {
 	covered := map[string]string{} // "e:"/"c:" id → the key of the person holding it
 	for i := 0; i < len(seeds); i++ {
 		sd := seeds[i]
+		if sd.check {
+			if done[sd.key] {
+				continue
+			}
+			known, err := e.personKnown(site, sd.key)
+			if err != nil {
+				return err
+			}
+			if !known {
+				continue // never evaluated here: nothing to leave
+			}
+			sd.why = "event"
+		}
 		idKey := "c:" + sd.id.Value
 		if sd.id.Email {
 			idKey = "e:" + sd.id.Value
@@ -356,7 +478,7 @@ func (e *Engine) evalPersons(site string, marks []mark, now int64) error {
 		key, seen := covered[idKey]
 		if !seen {
 			p := &e.person
-			found, err := people.Find(e.db, e.cfg, site, sd.id, 0, p)
+			found, err := people.Find(store, e.cfg, site, sd.id, 0, p)
 			if err != nil {
 				return err
 			}
@@ -370,8 +492,28 @@ func (e *Engine) evalPersons(site string, marks []mark, now int64) error {
 				}
 			}
 			covered[idKey] = key
-			if found && !done[key] {
+			switch {
+			case found && !done[key] && sd.check:
+				// key's evaluator asked: it evaluates key itself.
+			case found && !done[key] && !here(key):
 				done[key] = true
+				hand(key, sd.why, "linked")
+			case found && !done[key]:
+				done[key] = true
+				if group != nil {
+					// A person a join folded into key had its lowest id,
+					// which key still links: each other id is a candidate.
+					for _, cand := range candidateKeys(p, key) {
+						if done[cand] {
+							continue
+						}
+						if !here(cand) {
+							hand(cand, whyCheck, "linked")
+						} else if id, ok := keyID(cand); ok {
+							seeds = append(seeds, personSeed{id: id, key: cand, gone: "linked", why: sd.why, check: true})
+						}
+					}
+				}
 				for _, v := range p.Visitors {
 					moved, err := e.movePersonOf(b, site, v, key)
 					if err != nil {
@@ -399,9 +541,18 @@ func (e *Engine) evalPersons(site string, marks []mark, now int64) error {
 		if sd.key != "" && sd.key != key && !done[sd.key] {
 			// No person has this key any more: it leaves its segments.
 			done[sd.key] = true
+			if !here(sd.key) {
+				hand(sd.key, sd.why, sd.gone)
+				continue
+			}
 			if err := e.reevaluatePerson(b, site, sd.key, nil, nil, ss, now, sd.gone, false); err != nil {
 				return err
 			}
+		}
+	}
+	for p, ks := range handed {
+		if err := group.HandOff(ctx, p, ks); err != nil {
+			return fmt.Errorf("cannot hand %d person marks to the evaluator of partition %d: %w", len(ks), p, err)
 		}
 	}
 	if err := b.Commit(); err != nil {
@@ -425,6 +576,32 @@ func (e *Engine) movePersonOf(b *state.Batch, site string, visitor event.UUID, k
 		return "", err
 	}
 	return string(old), nil
+}
+
+// candidateKeys returns the keys of p's ids other than key: the keys a
+// person folded into p by a join could have had.
+func candidateKeys(p *people.Person, key string) []string {
+	var keys []string
+	for _, em := range p.Emails {
+		if k := "e:" + em; k != key {
+			keys = append(keys, k)
+		}
+	}
+	for _, c := range p.Customers {
+		if k := "c:" + c; k != key {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// personKnown reports whether the person of key has a 'V' state here.
+func (e *Engine) personKnown(site, key string) (bool, error) {
+	_, ok, err := e.db.Ext(appendVisitorKey(nil, site, PersonID(site, key)), nil)
+	if err != nil {
+		return false, fmt.Errorf("cannot read the memberships of person %s of site %q: %w", quote.Value(key), site, err)
+	}
+	return ok, nil
 }
 
 // personState reads the 'V' state of the person of key.
@@ -456,6 +633,13 @@ func (e *Engine) personLoop() {
 			e.logf("membership: %s", err)
 		}
 		wait := e.opts.MaxDueSleep
+		if e.handOffFailed.Swap(false) {
+			// A round failed (an evaluator unreachable): its marks wait,
+			// and so does the next round, instead of spinning on them.
+			if !e.sleep(wait, nil) {
+				return
+			}
+		}
 		_ = e.db.ScanExtFrom([]byte{prefixMark}, nil, func(key, _ []byte) bool {
 			var m mark
 			if parseMarkKey(&m, key) == nil {
