@@ -159,6 +159,7 @@ type Engine struct {
 	personMu   sync.Mutex
 	// handOffFailed: a person round failed; the loop waits before the next.
 	handOffFailed atomic.Bool
+	persons       atomic.Pointer[Persons] // Options.Persons, SetPersons
 	person        people.Person
 
 	bfMu        sync.Mutex
@@ -272,6 +273,9 @@ func New(opts Options) (*Engine, error) {
 			errors:         s.NewCounter(`affinity_segment_errors_total`),
 			scrubbed:       s.NewCounter(`affinity_segment_changes_scrubbed_total`),
 		},
+	}
+	if opts.Persons != nil {
+		e.SetPersons(opts.Persons)
 	}
 	e.nextDue.Store(never)
 	e.pool.New = func() any {

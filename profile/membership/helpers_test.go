@@ -2,6 +2,7 @@ package membership_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/affinityhq/affinity/profile/membership"
@@ -42,7 +43,9 @@ func (e *env) members(t testing.TB, site, name string) map[event.UUID]membership
 	t.Helper()
 	got := map[event.UUID]membership.Member{}
 	if err := e.Segments.Members(site, name, nil, func(m *membership.Member) bool {
-		got[m.Visitor] = *m
+		mm := *m
+		mm.Visitors = slices.Clone(m.Visitors) // m's buffer is reused
+		got[m.Visitor] = mm
 		return true
 	}); err != nil {
 		t.Fatalf("Members: %s", err)

@@ -172,9 +172,11 @@ type Persons interface {
 	HandOff(ctx context.Context, p int, marks [][]byte) error
 }
 
-// SetPersons sets Options.Persons of an engine not started yet: in a
-// build group the query API, which makes it, is created after the engine.
-func (e *Engine) SetPersons(p Persons) { e.opts.Persons = p }
+// SetPersons sets Options.Persons: in a build group the query API, which
+// makes it, is created after the engine. The evaluator's next round uses
+// it; set it before the builder commits, or the marks before it are
+// evaluated as one node's.
+func (e *Engine) SetPersons(p Persons) { e.persons.Store(&p) }
 
 // PersonPartition returns the evaluating partition of the person of key
 // on site among n: the partition of its person id as the collector
@@ -363,7 +365,10 @@ func (e *Engine) evalPersons(ctx context.Context, site string, marks []mark, now
 		return err
 	}
 	var store people.Store = e.db
-	group := e.opts.Persons
+	var group Persons
+	if p := e.persons.Load(); p != nil {
+		group = *p
+	}
 	if group != nil {
 		store = group.Store()
 	}

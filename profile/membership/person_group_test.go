@@ -1,0 +1,198 @@
+package membership_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/people"
+	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// groupStore is people.Store over the committed state of every node of
+// the group: what the query side's remoteStore reads over HTTP.
+type groupStore struct{ nodes []*env }
+
+func (s *groupStore) Profile(site string, v [16]byte, dst []byte) ([]byte, bool, error) {
+	for _, n := range s.nodes {
+		if prof, ok, err := n.DB.Profile(site, v, dst); err != nil || ok {
+			return prof, ok, err
+		}
+	}
+	return dst, false, nil
+}
+
+func (s *groupStore) VisitorsByEmail(site, email string, fn func([16]byte) bool) error {
+	return s.linked(fn, func(n *env, add func([16]byte) bool) error { return n.DB.VisitorsByEmail(site, email, add) })
+}
+
+func (s *groupStore) VisitorsByCustomer(site, c string, fn func([16]byte) bool) error {
+	return s.linked(fn, func(n *env, add func([16]byte) bool) error { return n.DB.VisitorsByCustomer(site, c, add) })
+}
+
+// linked merges the nodes' link indexes in visitor order, as one DB's.
+func (s *groupStore) linked(fn func([16]byte) bool, read func(*env, func([16]byte) bool) error) error {
+	var vs [][16]byte
+	for _, n := range s.nodes {
+		if err := read(n, func(v [16]byte) bool { vs = append(vs, v); return true }); err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(vs, func(a, b [16]byte) int { return slices.Compare(a[:], b[:]) })
+	for _, v := range slices.Compact(vs) {
+		if !fn(v) {
+			break
+		}
+	}
+	return nil
+}
+
+// groupNode is membership.Persons of node i of a group whose node i
+// serves the events partitions p with p%len(nodes) == i; HandOff hands
+// the marks to the serving node's AcceptHanded.
+type groupNode struct {
+	i     int
+	store *groupStore
+}
+
+func (g *groupNode) Store() people.Store { return g.store }
+func (g *groupNode) Partitions() int     { return groupPartitions }
+func (g *groupNode) Evaluates(p int) bool {
+	return p%len(g.store.nodes) == g.i
+}
+func (g *groupNode) HandOff(_ context.Context, p int, marks [][]byte) error {
+	return g.store.nodes[p%len(g.store.nodes)].Segments.AcceptHanded(marks)
+}
+
+const groupPartitions = 4
+
+// keyOn returns an email whose person's evaluating partition is served
+// by node i of n: for placing a person's evaluation on a chosen node.
+func keyOn(site, name string, i, n int) string {
+	for k := 0; ; k++ {
+		email := fmt.Sprintf("%s%d@x.com", name, k)
+		if membership.PersonPartition(site, "e:"+email, groupPartitions)%n == i {
+			return email
+		}
+	}
+}
+
+// TestPersonsInGroup: two nodes, each holding the profiles of its own
+// visitors, evaluate each person on one node over the group's state and
+// hand the other marks to it; the union of their members and change
+// records equals one node's over the same events (the reference): a
+// person whose visitors sit on both nodes enters by the link, leaves by
+// time, and a join by a customer id makes the higher person leave
+// (linked) where it was evaluated, though that is not where the lower is.
+func TestPersonsInGroup(t *testing.T) {
+	clk := &profiletest.Clock{}
+	clk.Set(t0 + hour)
+	ref := openEnv(t, "", clk, nil)
+	store := &groupStore{}
+	for i := range 2 {
+		g := &groupNode{i: i, store: store}
+		store.nodes = append(store.nodes, openEnv(t, "", clk, func(o *membership.Options) { o.Persons = g }))
+	}
+	all := append([]*env{ref}, store.nodes...)
+	for _, n := range all {
+		n.putPerson(t, "shop", "fans", `count(view, 7d) >= 3`)
+		n.putPerson(t, "shop", "known", `identified`)
+	}
+	// send appends each batch to the node of its visitor (on) and to the
+	// reference, then runs every node until none has marks left.
+	send := func(on []int, batches ...*event.Batch) {
+		t.Helper()
+		for i, b := range batches {
+			store.nodes[on[i]].Append(t, b)
+			ref.Append(t, b)
+		}
+		settle(t, all)
+	}
+	a, b, c, d := profiletest.Visitor(1), profiletest.Visitor(2), profiletest.Visitor(3), profiletest.Visitor(4)
+	ann := keyOn("shop", "ann", 1, 2) // evaluated on node 1; a is on node 0
+	low := keyOn("shop", "a", 0, 2)   // the join's lower key, on node 0
+	high := keyOn("shop", "zz", 1, 2) // the join's higher key, on node 1
+	send([]int{0, 1},
+		profiletest.Batch("shop", a, append(views(t0, t0+10), profiletest.Identify(t0+20, ann))...),
+		profiletest.Batch("shop", b, views(t0+30)...))
+	send([]int{1}, profiletest.Batch("shop", b, profiletest.Identify(t0+40, ann)))
+	send([]int{1, 0},
+		profiletest.Batch("shop", c, profiletest.Identify(t0+50, low)),
+		profiletest.Batch("shop", d, profiletest.Identify(t0+51, high)))
+	check := func(when string, want int) {
+		t.Helper()
+		for _, seg := range []string{"fans", "known"} {
+			got := map[event.UUID]membership.Member{}
+			for _, n := range store.nodes {
+				for v, m := range n.members(t, "shop", seg) {
+					if _, twice := got[v]; twice {
+						t.Fatalf("%s: %s: person %s (%s) is a member on both nodes", when, seg, v, m.Person)
+					}
+					m.Visitors = sortedUUIDs(m.Visitors...)
+					got[v] = m
+				}
+			}
+			wantM := ref.members(t, "shop", seg)
+			for v, m := range wantM {
+				m.Visitors = sortedUUIDs(m.Visitors...)
+				wantM[v] = m
+			}
+			if fmt.Sprint(got) != fmt.Sprint(wantM) {
+				t.Fatalf("%s: %s: group members\n%v\nwant the reference's\n%v", when, seg, got, wantM)
+			}
+			if seg == "known" && len(got) != want {
+				t.Fatalf("%s: known has %d persons; want %d", when, len(got), want)
+			}
+			var gotC []string
+			for _, n := range store.nodes {
+				for _, ch := range n.changes(t, "shop", seg) {
+					gotC = append(gotC, changeLine(ch))
+				}
+			}
+			var wantC []string
+			for _, ch := range ref.changes(t, "shop", seg) {
+				wantC = append(wantC, changeLine(ch))
+			}
+			slices.Sort(gotC)
+			slices.Sort(wantC)
+			if !slices.Equal(gotC, wantC) {
+				t.Fatalf("%s: %s: group changes\n%v\nwant the reference's\n%v", when, seg, gotC, wantC)
+			}
+		}
+	}
+	check("after the link", 3)
+	if got := ref.members(t, "shop", "fans"); len(got) != 1 {
+		t.Fatalf("reference fans = %v; want ann's person (3 views over two visitors)", got)
+	}
+	// The join: c (node 1) and d (node 0) take customer C7 (at distinct
+	// instants: the merged profile's email is the latest identify's).
+	send([]int{1, 0},
+		profiletest.Batch("shop", c, profiletest.IdentifyCustomer(t0+60, "C7", low)),
+		profiletest.Batch("shop", d, profiletest.IdentifyCustomer(t0+61, "C7", high)))
+	check("after the join", 2)
+	// Time: ann's window drops below 3 views at t0+7d on its evaluator.
+	for _, n := range all {
+		n.Advance(t, t0+8*day)
+	}
+	settle(t, all)
+	check("at t0+8d", 2)
+}
+
+// changeLine is a change record without its seq, for comparing feeds.
+func changeLine(c membership.Change) string {
+	return fmt.Sprintf("%s %v %d %s %s %s", c.Visitor, c.Entered, c.At, c.Why, c.Email, c.Facts)
+}
+
+// settle runs every node three rounds: a node's round may hand marks to
+// another, whose evaluation may hand candidate old keys back.
+func settle(t *testing.T, nodes []*env) {
+	t.Helper()
+	for range 3 {
+		for _, n := range nodes {
+			n.Wait(t)
+		}
+	}
+}
