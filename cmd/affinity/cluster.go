@@ -22,6 +22,8 @@ type groupFlags struct {
 	// marks are the group's emission marks: the builder's segment engine
 	// emits each change record once across the group through them.
 	marks *cluster.Marks
+	// token is the API token the person evaluator hands marks with.
+	token string
 }
 
 func addGroupFlags(fs *flag.FlagSet) *groupFlags {

@@ -299,6 +299,9 @@ func (n *node) start(cf *collectorFlags, pf *profileFlags) error {
 		return err
 	}
 	ao := api.Options{Token: token, Logger: log.Printf}
+	if pf != nil && pf.group != nil {
+		pf.group.token = token // its person evaluator's hand-offs
+	}
 	var health []func(context.Context) error
 	if n.watch != nil {
 		ao.Metrics = append(ao.Metrics, n.watch.Metrics())

@@ -195,7 +195,7 @@ func openProfiles(data string, pf *profileFlags, l storage.Log, w *diskwatch.Wat
 		so.ChangesSink = changesSink(pf.changes)
 	}
 	if pf.group != nil {
-		so.Marks = pf.group.marks
+		so.Marks, so.GroupToken = pf.group.marks, pf.group.token
 		if pf.changes != nil {
 			so.ChangesHistory = membership.LogHistory(pf.changes)
 		}

@@ -31,6 +31,8 @@ import (
 //	                                             api.HeaderPartitions (campaign.AppendCounterRows)
 //	POST /v1/internal/members/{site}/{segment}   the members each email of the body links, of the partitions
 //	                                             of api.HeaderPartitions (a by=email join, fanout_email.go; FORMAT.md)
+//	POST /v1/internal/persons                    person marks handed to the evaluator of the partition of
+//	                                             api.HeaderPartitions (persons.go): 204 once stored
 //	GET /v1/internal/sizes/{site}[/{name}]       {"<segment>":N,…}: the members of the partitions of
 //	                                             api.HeaderPartitions, of each per-visitor segment (or the one named)
 //
@@ -45,6 +47,14 @@ func (h *Handler) serveInternal(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	rest := ctx.Path()[len(internalPrefix):]
+	if string(rest) == "persons" {
+		if !ctx.IsPost() {
+			methodNotAllowed(ctx, "POST")
+			return
+		}
+		h.servePersons(ctx)
+		return
+	}
 	if bytes.HasPrefix(rest, []byte("members/")) {
 		if !ctx.IsPost() {
 			methodNotAllowed(ctx, "POST")

@@ -63,6 +63,11 @@ type Options struct {
 	// the sequencer's Gate and the builder's EmitMark, so that each change
 	// record goes out once across the group.
 	Marks EmissionMarks
+	// GroupToken, if set, makes the node a build group member whose person
+	// evaluator evaluates the persons of its partitions over the group and
+	// hands the others' marks to their evaluators with this API token
+	// (membership.Persons, query.Handler.Persons).
+	GroupToken string
 	// Logger receives errors and warnings; nil discards them.
 	Logger logger.Logger
 	// Now is the clock of segment membership and the query API; nil:
@@ -182,6 +187,10 @@ func Open(opts Options) (*Service, error) {
 	}
 	if s.Query, err = query.New(qo); err != nil {
 		return nil, errors.Join(err, s.closeDefinitions(), db.Close())
+	}
+	if opts.GroupToken != "" {
+		// A member evaluates the persons of its partitions over the group.
+		s.Segments.SetPersons(s.Query.Persons(opts.Log.Partitions(), opts.GroupToken))
 	}
 	if err := s.Builder.Start(); err != nil {
 		return nil, errors.Join(err, db.Close())
