@@ -36,6 +36,7 @@ func samples() []sample {
 		{"person definition", appendDef(nil, &Definition{Source: "identified", Gen: 1, ID: 7, Per: PerPerson}), func(b []byte) error { var d Definition; return decodeDef(&d, b) }},
 		{"event mark", append(appendMarkKey(nil, 0, 42, "shop", markEvent), testVisitor[:]...), func(b []byte) error { var m mark; return parseMarkKey(&m, b) }},
 		{"due mark", appendPersonMark(nil, 1769817600000, "shop", markDue, "e:a@b.c"), func(b []byte) error { var m mark; return parseMarkKey(&m, b) }},
+		{"handed mark", appendHandedMark(nil, "shop", "event", whyErased, "e:a@b.c"), func(b []byte) error { var m mark; return parseMarkKey(&m, b) }},
 		{"webhook", appendHook(nil, "https://example.com/hook", "s3cret"), func(b []byte) error { _, _, err := decodeHook(b); return err }},
 		{"due key", appendDueKey(nil, 1769817600000, "shop", testVisitor), func(b []byte) error { _, _, _, err := parseDueKey(b); return err }},
 		{"size", appendSizeValue(nil, 123456, nil), func(b []byte) error { _, _, err := decodeSizeValue(b, nil); return err }},
@@ -134,6 +135,17 @@ func TestValuesRoundTrip(t *testing.T) {
 	var mk mark
 	if err := parseMarkKey(&mk, appendPersonMark(nil, 9, "shop", markDue, "c:C7")); err != nil || mk.at != 9 || mk.site != "shop" || mk.kind != markDue || mk.person != "c:C7" {
 		t.Errorf("due mark: got %+v %v", mk, err)
+	}
+	if err := parseMarkKey(&mk, appendHandedMark(nil, "shop", whyCheck, "linked", "c:C7")); err != nil || mk.at != 0 || mk.kind != markHanded || mk.why != whyCheck || mk.gone != "linked" || mk.person != "c:C7" {
+		t.Errorf("handed mark: got %+v %v", mk, err)
+	}
+	for _, bad := range []string{"x:C7", ""} {
+		if err := parseMarkKey(&mk, appendHandedMark(nil, "shop", "event", "linked", bad)); err == nil {
+			t.Errorf("handed mark of person key %q decoded", bad)
+		}
+	}
+	if err := parseMarkKey(&mk, appendHandedMark(nil, "shop", "because", "linked", "c:C7")); err == nil {
+		t.Errorf("handed mark of why %q decoded", "because")
 	}
 	due, site, v, err := parseDueKey(appendDueKey(nil, 42, "shop", testVisitor))
 	if due != 42 || site != "shop" || v != testVisitor || err != nil {

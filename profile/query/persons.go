@@ -72,7 +72,7 @@ func (g *groupPersons) HandOff(ctx context.Context, p int, marks [][]byte) error
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.body = codec.AppendStrings(g.body[:0], marks)
+	g.body = appendHandedMarks(g.body[:0], marks)
 	g.req.Reset()
 	g.req.Header.SetMethod(fasthttp.MethodPost)
 	g.req.SetRequestURI(url)
@@ -93,11 +93,21 @@ func (g *groupPersons) HandOff(ctx context.Context, p int, marks [][]byte) error
 // at most a few per mark of its batch of 256).
 const maxHandedMarks = 1 << 16
 
-// decodeHandedMarks reads the body of POST /v1/internal/persons: a
-// uvarint count, then each mark key length-prefixed (codec.AppendStrings).
-// The keys alias body.
+// handedMarksVersion is the version byte of POST /v1/internal/persons'
+// body (FORMAT.md).
+const handedMarksVersion = 1
+
+// appendHandedMarks appends the body of POST /v1/internal/persons: the
+// version, a uvarint count, then each mark key length-prefixed.
+func appendHandedMarks(dst []byte, marks [][]byte) []byte {
+	return codec.AppendStrings(append(dst, handedMarksVersion), marks)
+}
+
+// decodeHandedMarks reads a body appendHandedMarks wrote; the keys alias
+// body.
 func decodeHandedMarks(body []byte) ([][]byte, error) {
 	r := codec.NewReader("handed person marks", body, 0)
+	r.Version(handedMarksVersion)
 	n := r.Count(1)
 	switch {
 	case r.Err() != nil:

@@ -116,6 +116,9 @@ func TestServePersons(t *testing.T) {
 	}
 	good := []byte("P\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x04shoph\x05event\x06linked\x0de:a@b.example")
 	bad := []byte(strings.Replace(string(good), "event", "evenx", 1))
+	body := func(marks ...[]byte) []byte { // version 1 (FORMAT.md)
+		return append([]byte{1}, codec.AppendStrings(nil, marks)...)
+	}
 	for _, c := range []struct {
 		name   string
 		h      http.Header
@@ -123,12 +126,12 @@ func TestServePersons(t *testing.T) {
 		code   int
 		reason string
 	}{
-		{"not forwarded", http.Header{api.HeaderPartitions: {"0"}}, codec.AppendStrings(nil, [][]byte{good}), 404, ""},
-		{"no partitions", hop(""), codec.AppendStrings(nil, [][]byte{good}), 400, "without X-Affinity-Partitions"},
-		{"not served", hop("1"), codec.AppendStrings(nil, [][]byte{good}), 503, "partition 1 is not served"},
-		{"truncated", hop("0"), codec.AppendStrings(nil, [][]byte{good})[:10], 400, "invalid handed person marks"},
-		{"bad mark", hop("0"), codec.AppendStrings(nil, [][]byte{good, bad}), 400, "invalid handed person mark 50"},
-		{"good", hop("0"), codec.AppendStrings(nil, [][]byte{good}), 204, ""},
+		{"not forwarded", http.Header{api.HeaderPartitions: {"0"}}, body(good), 404, ""},
+		{"no partitions", hop(""), body(good), 400, "without X-Affinity-Partitions"},
+		{"not served", hop("1"), body(good), 503, "partition 1 is not served"},
+		{"truncated", hop("0"), body(good)[:10], 400, "invalid handed person marks"},
+		{"bad mark", hop("0"), body(good, bad), 400, "invalid handed person mark 50"},
+		{"good", hop("0"), body(good), 204, ""},
 	} {
 		code, body := n.DoHeader(t, http.MethodPost, "/v1/internal/persons", c.h, c.body, true)
 		if code != c.code || !strings.Contains(body, c.reason) {
