@@ -23,15 +23,16 @@ import (
 // merge of those streams is what one node holding every partition would
 // send, its cursor included — so any node resumes a cursor any other gave.
 // by=email rows join the members of an email across owners
-// (fanout_email.go). A per-person segment is refused with 501: its
-// members are persons each node's person evaluator finds in its own
-// state only, so no node holds a person whose visitors span nodes.
+// (fanout_email.go). A per-person segment is refused with 501: each
+// person is evaluated by the owner of its evaluating partition, but a
+// partition's person memberships do not move with it yet (DESIGN.md), so
+// a merge would be silently short after a move.
 func (h *Handler) fanOutMembers(ctx *fasthttp.RequestCtx, q *membersQuery) {
 	if d, ok, err := h.opts.Segments.Definition(q.site, q.name); err != nil {
 		h.internalError(ctx, err)
 		return
 	} else if ok && d.Per == membership.PerPerson {
-		api.Error(ctx, fasthttp.StatusNotImplemented, fmt.Sprintf("segment %s of site %s is per person: a build group does not export per-person segments yet", q.name, q.site))
+		api.Error(ctx, fasthttp.StatusNotImplemented, fmt.Sprintf("segment %s of site %s is per person: a build group does not export per-person segments yet: their memberships do not move with a partition", q.name, q.site))
 		return
 	}
 	args := fanOutArgs(ctx, q.at)
