@@ -17,6 +17,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/affinityhq/affinity/bench/workload"
 	"github.com/affinityhq/affinity/internal/budget"
 	"github.com/affinityhq/affinity/profile/builder"
@@ -105,9 +107,15 @@ type BuildSystem struct {
 	// and file-backed (mmapped tables).
 	EndRSSAnonMB float64 `json:"end_rss_anon_mb"`
 	EndRSSFileMB float64 `json:"end_rss_file_mb"`
+	// The affinity builder's Badger mutations per applied event, and the
+	// interest index's share of them: the figure that says what a change
+	// of the index saves, whatever else runs on the machine.
+	WritesPerEvent      float64 `json:"state_writes_per_event,omitempty"`
+	IndexWritesPerEvent float64 `json:"index_writes_per_event,omitempty"`
 
-	cpu, serverCPU float64
-	windows        []float64
+	cpu, serverCPU      float64
+	writes, indexWrites int64
+	windows             []float64
 }
 
 // BuildRun is one size of the build scenario: a log of Events events of
@@ -163,6 +171,10 @@ const (
 type buildResult struct {
 	Events  int64   `json:"events"`
 	Seconds float64 `json:"seconds"`
+	// Writes and IndexWrites are the affinity builder's state writes
+	// (Badger mutations) and the interest index's share of them.
+	Writes      int64 `json:"writes,omitempty"`
+	IndexWrites int64 `json:"index_writes,omitempty"`
 }
 
 // RunBuild runs the build scenario: the small run, if any, then the main
@@ -317,6 +329,8 @@ func (s *BuildSystem) finish() {
 	if s.Events > 0 {
 		s.CPUPerMEvents = s.cpu / float64(s.Events) * 1e6
 		s.ServerCPUPerMEvents = s.serverCPU / float64(s.Events) * 1e6
+		s.WritesPerEvent = float64(s.writes) / float64(s.Events)
+		s.IndexWritesPerEvent = float64(s.indexWrites) / float64(s.Events)
 	}
 	if len(s.windows) > 0 {
 		w := slices.Sorted(slices.Values(s.windows))
@@ -344,6 +358,8 @@ func (s *BuildSystem) add(r buildResult, cpu, serverCPU float64, rssKB, serverRS
 	}
 	s.cpu += cpu
 	s.serverCPU += serverCPU
+	s.writes += r.Writes
+	s.indexWrites += r.IndexWrites
 	s.PeakRSSMB = max(s.PeakRSSMB, float64(rssKB)/1024)
 	s.ServerRSSMB = max(s.ServerRSSMB, float64(serverRSSKB)/1024)
 }
@@ -475,6 +491,7 @@ func startBuildAffinity() (*roleSystem, error) {
 	}
 	bo := builder.DefaultOptions()
 	bo.Log, bo.State, bo.Logger = l, db, log.Printf
+	bo.Metrics = metrics.NewSet()
 	b, err := builder.New(bo)
 	if err != nil {
 		db.Close()
@@ -491,7 +508,10 @@ func startBuildAffinity() (*roleSystem, error) {
 				}
 				return b.WaitCaughtUp(context.Background())
 			})
-			return buildResult{Events: int64(b.Status().EventsApplied), Seconds: time.Since(start).Seconds()}, err
+			return buildResult{Events: int64(b.Status().EventsApplied), Seconds: time.Since(start).Seconds(),
+				Writes:      int64(bo.Metrics.GetOrCreateCounter("affinity_builder_state_writes_total").Get()),
+				IndexWrites: int64(bo.Metrics.GetOrCreateCounter("affinity_builder_index_writes_total").Get()),
+			}, err
 		},
 		close: func() error { return errors.Join(b.Close(), db.Close(), l.Close()) },
 	}, nil
@@ -565,6 +585,7 @@ func PrintBuild(w io.Writer, r *BuildReport) {
 			}
 			fmt.Fprintf(w, "  affinity peak RSS / memory budget %.2f (%.0f of %.0f MB; at the end %.0f anon + %.0f file)  target <= %.2f: %s\n",
 				run.PeakRSSToBudget, a.PeakRSSMB, r.MemoryMB, a.EndRSSAnonMB, a.EndRSSFileMB, targetRSSToBudget, verdict(run.PeakRSSToBudget <= targetRSSToBudget))
+			fmt.Fprintf(w, "  affinity state writes per event %.2f, of which interest index %.2f\n", a.WritesPerEvent, a.IndexWritesPerEvent)
 		}
 		fmt.Fprintln(w)
 	}

@@ -1124,6 +1124,7 @@ func (pt *partition) commit(next int64) error {
 		// change records come in the order of their sources.
 		slices.SortFunc(pt.dirty, func(x, y *entry) int { return cmp.Compare(x.lastRec, y.lastRec) })
 	}
+	indexWrites := 0
 	for _, en := range pt.dirty {
 		en.changes = profile.Coalesce(en.changes)
 		for i := range en.changes {
@@ -1138,9 +1139,11 @@ func (pt *partition) commit(next int64) error {
 			dim := c.Dim.String()
 			if c.Before {
 				pt.check(batch.DeleteInterest(en.site, dim, c.Value, oldK, en.visitor))
+				indexWrites++
 			}
 			if c.After {
 				pt.check(batch.PutInterest(en.site, dim, c.Value, newK, en.visitor))
+				indexWrites++
 			}
 		}
 		pt.moveLinks(en, en.prof.Email, en.prof.Customer)
@@ -1178,6 +1181,7 @@ func (pt *partition) commit(next int64) error {
 	}
 	b.m.commits.Inc()
 	b.m.stateWrites.Add(writes)
+	b.m.indexWrites.Add(indexWrites)
 	for _, en := range pt.dirty {
 		en.dirty = false
 		en.stored = true

@@ -577,3 +577,32 @@ func TestIndexDims(t *testing.T) {
 		t.Fatalf("recorded dimensions %v; want all %d", dims, profile.NumDims)
 	}
 }
+
+// TestIndexWrites counts the interest index writes of a commit: one put per
+// new (visitor, value), a delete and a put per value whose score moved,
+// none for what changes no score; several events of a visitor in one
+// commit write each value once.
+func TestIndexWrites(t *testing.T) {
+	e := openEnv(t, t.TempDir(), 1, nil)
+	v1, v2 := profiletest.Visitor(1), profiletest.Visitor(2)
+	// acme is indexed under 5 values: brand, category baby and baby/food,
+	// age, price band (not product: --index-dims).
+	for _, step := range []struct {
+		name  string
+		batch *event.Batch
+		want  uint64
+	}{
+		{"first view", profiletest.Batch("s1", v1, view(1, t0, acme)), 5},
+		{"two views in one commit", profiletest.Batch("s1", v2, view(2, t0, acme), view(3, t0+10, acme)), 5},
+		{"a view that moves every score", profiletest.Batch("s1", v1, view(4, t0+20, acme)), 10},
+		{"a pageview (weight 0)", profiletest.Batch("s1", v1, withType(view(5, t0+30, acme), event.TypePageview)), 0},
+		{"a view sent again", profiletest.Batch("s1", v1, view(4, t0+20, acme)), 0},
+	} {
+		before := counter(e.Metrics, "affinity_builder_index_writes_total")
+		e.Append(t, step.batch)
+		e.Wait(t)
+		if got := counter(e.Metrics, "affinity_builder_index_writes_total") - before; got != step.want {
+			t.Errorf("%s: index writes = %d; want %d", step.name, got, step.want)
+		}
+	}
+}

@@ -109,6 +109,7 @@ func BenchmarkBuilderApply(b *testing.B) {
 	// the machine: 2 cores / cpu-ns/event bounds the rate on an idle one.
 	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/event")
 	b.ReportMetric(float64(opts.Metrics.GetOrCreateCounter("affinity_builder_state_writes_total").Get())/n, "writes/event")
+	b.ReportMetric(float64(opts.Metrics.GetOrCreateCounter("affinity_builder_index_writes_total").Get())/n, "index-writes/event")
 	if err := bl.Close(); err != nil {
 		b.Fatal(err)
 	}
