@@ -43,11 +43,16 @@ func TestQuickBuild(t *testing.T) {
 		if run.PeakRSSToBudget <= 0 {
 			t.Errorf("%d visitors: no peak RSS to budget", run.Visitors)
 		}
+		// Every applied event of the workload scores an indexed value, and
+		// each commit writes profiles and an offset beside the index.
+		if a := run.Systems[0]; a.IndexWritesPerEvent <= 0 || a.WritesPerEvent <= a.IndexWritesPerEvent {
+			t.Errorf("%d visitors: state writes per event %v, index writes %v; want 0 < index < state", run.Visitors, a.WritesPerEvent, a.IndexWritesPerEvent)
+		}
 	}
 	if f := rep.FlatCost; f == nil || f.Ratio <= 0 {
 		t.Errorf("no flat cost: %+v", rep.FlatCost)
 	}
-	for _, want := range []string{"slowest/median", "flat cost:", "peak RSS / memory budget"} {
+	for _, want := range []string{"slowest/median", "flat cost:", "peak RSS / memory budget", "state writes per event"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the table lacks %q", want)
 		}
