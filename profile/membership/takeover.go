@@ -9,6 +9,7 @@ import (
 	"math"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 
@@ -221,6 +222,12 @@ func (e *Engine) historyMark(p int) (int64, error) {
 // node's. Facts are kept byte for byte. A record of no partition ("id"
 // null) has Src.Partition -1.
 func ParseChangeJSON(c *Change, p *fastjson.Parser, b []byte) error {
+	// AppendJSON writes UTF-8 only (an invalid byte becomes \ufffd), so
+	// a record with another byte was not written by it, and would not
+	// read back as itself.
+	if !utf8.Valid(b) {
+		return invalid.Errorf("invalid change record %s: not UTF-8", quote.Value(b))
+	}
 	v, err := p.ParseBytes(b)
 	if err != nil {
 		return invalid.Errorf("invalid change record %s: %v", quote.Value(b), err)

@@ -152,6 +152,7 @@ func TestParseChangeJSON(t *testing.T) {
 	good := string((&membership.Change{Seq: 1, Site: "shop", Segment: "s", Visitor: profiletest.Visitor(1), Why: "event", Facts: "{}", Src: state.Source{Offset: 4}}).AppendJSON(nil))
 	for _, tc := range []struct{ in, want string }{
 		{`{`, `invalid change record`},
+		{strings.Replace(good, `"why":"event"`, "\"why\":\"\xff\"", 1), `not UTF-8`},
 		{strings.Replace(good, `"seq":"1"`, `"seq":1`, 1), `"seq" is not a string`},
 		{strings.Replace(good, `"0-4-0"`, `"0-4"`, 1), `"id" is not partition-offset-ordinal`},
 		{strings.Replace(good, `"0-4-0"`, `"-1-4-0"`, 1), `"id" is not partition-offset-ordinal`},
