@@ -26,15 +26,17 @@ func addDefsFlags(fs *flag.FlagSet) *defsFlags {
 
 // options returns the definitions topic's options, or nil when the
 // definitions apply locally: --defs-topic "" or, for a builder pinned by
-// --own, when --defs-topic is not given.
-func (d *defsFlags) options(fs *flag.FlagSet, inGroup bool, brokers []string) *defs.Options {
+// --own, when --defs-topic is not given. A topic it has to create gets
+// the events topic's replication factor (--replication-factor), as the
+// changes topic does.
+func (d *defsFlags) options(fs *flag.FlagSet, inGroup bool, kf *kafkaFlags) *defs.Options {
 	given := false
 	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "defs-topic" })
 	if d.opts.Topic == "" || !inGroup && !given {
 		return nil
 	}
 	o := d.opts
-	o.Brokers, o.ChunkBytes, o.Logger = brokers, int(d.chunkBytes), log.Printf
+	o.Brokers, o.ChunkBytes, o.ReplicationFactor, o.Logger = kf.brokers.values, int(d.chunkBytes), kf.opts.ReplicationFactor, log.Printf
 	return &o
 }
 

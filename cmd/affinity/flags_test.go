@@ -75,3 +75,21 @@ func TestFlagDefaultsFromCode(t *testing.T) {
 		t.Errorf("--catalog-max-bytes 4096 gave %d", pf.catalogBytes)
 	}
 }
+
+// TestDefsTopicReplicationFactor checks that the definitions topic a
+// builder or a collector creates gets --replication-factor, as the events
+// and changes topics do (it was created with 1 whatever the flag said).
+func TestDefsTopicReplicationFactor(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	kf, df := addKafkaFlags(fs), addDefsFlags(fs)
+	if err := parseFlags(fs, []string{"--kafka", "127.0.0.1:9092", "--replication-factor", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	build := df.options(fs, true, kf)
+	if build == nil || build.ReplicationFactor != 3 || len(build.Brokers) != 1 {
+		t.Errorf("build's definitions topic options %+v, want replication factor 3 on 1 broker", build)
+	}
+	if collect := collectDefsOptions("affinity-definitions", kf); collect == nil || collect.ReplicationFactor != 3 {
+		t.Errorf("collect's definitions topic options %+v, want replication factor 3", collect)
+	}
+}

@@ -227,7 +227,7 @@ func runBuild(ctx context.Context, args []string) error {
 		pf.owned, pf.group = []int{}, gf
 		gf.brokers, gf.topic, gf.metrics = kf.brokers.values, kf.opts.Topic, metrics.NewSet()
 	}
-	pf.defs = df.options(fs, pf.group != nil, kf.brokers.values)
+	pf.defs = df.options(fs, pf.group != nil, kf)
 	w, err := nf.openWatcher()
 	if err != nil {
 		return err
