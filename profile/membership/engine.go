@@ -584,7 +584,7 @@ func (e *Engine) record(b *state.Batch, sc *scratch, sg *seg, site string, visit
 	} else {
 		sc.facts = append(sc.facts, "{}"...)
 	}
-	c := Change{Site: site, Segment: sg.name, Visitor: visitor, Email: email, Entered: entered, At: at, Why: why, Facts: string(sc.facts)}
+	c := Change{Site: site, Segment: sg.name, Visitor: visitor, Email: email, Entered: entered, At: at, Why: why, Facts: string(sc.facts), Person: sc.person}
 	c.Src, _ = b.NextSource()
 	if entered {
 		e.m.entries.Inc()

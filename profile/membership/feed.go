@@ -288,7 +288,8 @@ func AppendChangeKey(dst []byte, site, segment string) []byte {
 //
 // seq is a string, the cursor of the node's feed; id is the record's
 // cluster-wide identity (Src: partition-offset-ordinal), null for a record
-// of no partition.
+// of no partition. A per-person segment's record has "person", its key,
+// after "email".
 func (c *Change) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"seq":"`...)
 	dst = strconv.AppendUint(dst, c.Seq, 10)
@@ -311,6 +312,10 @@ func (c *Change) AppendJSON(dst []byte) []byte {
 		dst = append(dst, "null"...)
 	} else {
 		dst = event.AppendJSONString(dst, c.Email)
+	}
+	if c.Person != "" {
+		dst = append(dst, `,"person":`...)
+		dst = event.AppendJSONString(dst, c.Person)
 	}
 	if c.Entered {
 		dst = append(dst, `,"change":"entered"`...)

@@ -285,16 +285,30 @@ type Change struct {
 	// applied the events (state.Source); Partition -1 for a record of no
 	// partition (a per-person segment's, or one stored before version 2).
 	Src state.Source
+	// Person is the person key ("e:" email or "c:" customer id) of a
+	// per-person segment's record, whose Visitor is PersonID(Site, Person);
+	// "" for a visitor's. A new evaluator of the person's partition
+	// restores its memberships from it (person_move.go).
+	Person string
 }
 
-// recordVersion is the change record's layout: 2 added the source.
-const recordVersion = 2
+// recordVersion is the change record's layout: 2 added the source;
+// personRecordVersion, written only for a person's record, adds its key.
+const (
+	recordVersion       = 2
+	personRecordVersion = 3
+)
 
 // record value (feed and outbox tail): version | entered byte | at varint |
 // visitor 16 | email str | why str | facts str | partition varint | offset
-// varint | ord uvarint; version 1 ends after facts.
+// varint | ord uvarint; version 1 ends after facts; version 3 (a person's)
+// adds person key str.
 func appendRecord(dst []byte, c *Change) []byte {
-	dst = append(dst, recordVersion)
+	if c.Person != "" {
+		dst = append(dst, personRecordVersion)
+	} else {
+		dst = append(dst, recordVersion)
+	}
 	if c.Entered {
 		dst = append(dst, 1)
 	} else {
@@ -307,14 +321,18 @@ func appendRecord(dst []byte, c *Change) []byte {
 	dst = codec.AppendString(dst, c.Facts)
 	dst = codec.AppendVarint(dst, int64(c.Src.Partition))
 	dst = codec.AppendVarint(dst, c.Src.Offset)
-	return codec.AppendUvarint(dst, uint64(c.Src.Ord))
+	dst = codec.AppendUvarint(dst, uint64(c.Src.Ord))
+	if c.Person != "" {
+		dst = codec.AppendString(dst, c.Person)
+	}
+	return dst
 }
 
 func decodeRecord(c *Change, v []byte) error {
 	r := newReader("change record", v)
 	ver := r.Byte()
-	if r.Err() == nil && ver != valueVersion && ver != recordVersion {
-		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d and %d", ver, valueVersion, recordVersion))
+	if r.Err() == nil && (ver < valueVersion || ver > personRecordVersion) {
+		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d to %d", ver, valueVersion, personRecordVersion))
 	}
 	e := r.Byte()
 	if r.Err() == nil && e > 1 {
@@ -327,7 +345,8 @@ func decodeRecord(c *Change, v []byte) error {
 	c.Why = str(&r)
 	c.Facts = str(&r)
 	c.Src = state.Source{Partition: -1}
-	if ver == recordVersion {
+	c.Person = ""
+	if ver >= recordVersion {
 		p := r.Varint()
 		if r.Err() == nil && (p < -1 || p > math.MaxInt32) {
 			r.Failf("partition %d; want -1 to %d", p, math.MaxInt32)
@@ -339,6 +358,13 @@ func decodeRecord(c *Change, v []byte) error {
 			r.Failf("ordinal %d; want at most %d", o, uint64(math.MaxUint32))
 		}
 		c.Src.Ord = uint32(o)
+	}
+	if ver == personRecordVersion {
+		if c.Person = str(&r); r.Err() == nil {
+			if _, ok := keyID(c.Person); !ok {
+				r.Failf("person key %q", c.Person)
+			}
+		}
 	}
 	return end(&r)
 }

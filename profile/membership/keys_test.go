@@ -31,6 +31,7 @@ func samples() []sample {
 		{"visitor state", appendVState(nil, &st), func(b []byte) error { var s vstate; return decodeVState(&s, b) }},
 		{"record", appendRecord(nil, &c), func(b []byte) error { var c Change; return decodeRecord(&c, b) }},
 		{"outbox", appendOutbox(nil, &c), func(b []byte) error { var c Change; return decodeOutbox(&c, b) }},
+		{"person record", appendRecord(nil, &Change{Visitor: testVisitor, At: 1769817600000, Why: "event", Facts: "{}", Src: state.Source{Partition: -1}, Person: "e:a@b.c"}), func(b []byte) error { var c Change; return decodeRecord(&c, b) }},
 		{"member", appendMemberValue(nil, 1769817600000, "a@b.c"), func(b []byte) error { _, _, err := decodeMemberValue(b); return err }},
 		{"person member", appendPersonMemberValue(nil, 1769817600000, "a@b.c", "e:a@b.c", []event.UUID{testVisitor, {1: 2}}), func(b []byte) error { var m MemberView; return decodeMemberView(&m, b) }},
 		{"person definition", appendDef(nil, &Definition{Source: "identified", Gen: 1, ID: 7, Per: PerPerson}), func(b []byte) error { var d Definition; return decodeDef(&d, b) }},
@@ -88,9 +89,25 @@ func TestChangeRecordSource(t *testing.T) {
 	big := codec.AppendUvarint(codec.AppendVarint(codec.AppendVarint(recordV1(&c), 1), 1), 1<<32)
 	big[0] = recordVersion
 	f("ordinal 2^32", big, state.Source{}, "ordinal 4294967296")
-	v3 := with(state.Source{})
-	v3[0] = 3
-	f("version 3", v3, state.Source{}, "version 3")
+	v4 := with(state.Source{})
+	v4[0] = 4
+	f("version 4", v4, state.Source{}, "version 4")
+	v3 := with(state.Source{Partition: -1})
+	v3[0] = personRecordVersion
+	f("version 3 without its person key", v3, state.Source{}, "change record")
+	f("version 3 with a bad person key", codec.AppendString(v3, "x:1"), state.Source{}, `person key "x:1"`)
+	pc := c
+	pc.Src, pc.Person = state.Source{Partition: -1}, "c:C7"
+	var got Change
+	if err := decodeRecord(&got, appendRecord(nil, &pc)); err != nil || got.Person != "c:C7" || got.Src != pc.Src {
+		t.Errorf("person record: got %+v %v; want person c:C7 of no partition", got, err)
+	}
+	if v := appendRecord(nil, &pc); v[0] != personRecordVersion {
+		t.Errorf("person record version %d; want %d", v[0], personRecordVersion)
+	}
+	if v := with(state.Source{Partition: -1}); v[0] != recordVersion {
+		t.Errorf("visitor record version %d; want %d (a visitor's layout is unchanged)", v[0], recordVersion)
+	}
 
 	j := func(src state.Source, want string) {
 		t.Helper()
@@ -102,6 +119,11 @@ func TestChangeRecordSource(t *testing.T) {
 	}
 	j(state.Source{Partition: 3, Offset: 1200, Ord: 2}, `"seq":"0","id":"3-1200-2","site"`)
 	j(state.Source{Partition: -1}, `"id":null,`)
+	pj := c
+	pj.Src, pj.Person = state.Source{Partition: -1}, "e:a@b.c"
+	if got := string(pj.AppendJSON(nil)); !strings.Contains(got, `"email":null,"person":"e:a@b.c","change"`) {
+		t.Errorf("JSON of a person's record: got %s; want its person key after email", got)
+	}
 }
 
 // Every value round-trips; a truncated one is an error, never a panic.

@@ -274,6 +274,12 @@ func ParseChangeJSON(c *Change, p *fastjson.Parser, b []byte) error {
 	if email, ok := text("email"); ok {
 		c.Email = string(email)
 	}
+	if key, ok := text("person"); ok {
+		if _, valid := keyID(string(key)); !valid {
+			return bad(`"person"`, "is not a person key")
+		}
+		c.Person = string(key)
+	}
 	switch kind, _ := text("change"); string(kind) {
 	case "entered":
 		c.Entered = true

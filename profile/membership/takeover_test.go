@@ -143,6 +143,7 @@ func TestParseChangeJSON(t *testing.T) {
 		{Seq: 12, Site: "shop", Segment: "mums", Visitor: profiletest.Visitor(1), Email: "a@b.c", Entered: true, At: t0, Why: "event",
 			Facts: `{"count(cart)":2,"s":"\u00e9\"x\",\"facts\":"}`, Src: state.Source{Partition: 3, Offset: 1200, Ord: 7}},
 		{Seq: 1, Site: "shop", Segment: "left", Visitor: profiletest.Visitor(2), At: -5, Why: "time", Facts: "{}", Src: state.Source{Partition: -1}},
+		{Seq: 2, Site: "shop", Segment: "fans", Visitor: membership.PersonID("shop", "c:C7"), Entered: true, At: t0, Why: "event", Facts: "{}", Src: state.Source{Partition: -1}, Person: "c:C7"},
 	} {
 		var got membership.Change
 		if err := membership.ParseChangeJSON(&got, &p, c.AppendJSON(nil)); err != nil || got != c {
@@ -162,6 +163,7 @@ func TestParseChangeJSON(t *testing.T) {
 		{strings.Replace(good, `"at_ms":0`, `"at_ms":"0"`, 1), `"at_ms" is not an integer`},
 		{strings.Replace(good, `"facts":{}`, `"facts":[]`, 1), `"facts" is not an object`},
 		{strings.Replace(good, `,"facts":{}}`, `,"facts":{},"x":1}`, 1), `"facts" is not the last field`},
+		{strings.Replace(good, `"email":null`, `"email":null,"person":"x:1"`, 1), `"person" is not a person key`},
 	} {
 		var c membership.Change
 		err := membership.ParseChangeJSON(&c, &p, []byte(tc.in))
