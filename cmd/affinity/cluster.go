@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log"
@@ -41,7 +42,13 @@ func addGroupFlags(fs *flag.FlagSet) *groupFlags {
 func (n *node) startMember(g *groupFlags, apiAddr string) error {
 	o := g.opts
 	o.Brokers, o.Topic, o.Owner, o.Metrics, o.Logger = g.brokers, g.topic, n.prof.Builder, g.metrics, log.Printf
-	o.Marks, o.Flush, o.TakeOver = g.marks, n.prof.Segments.Flush, n.prof.Segments.TakeOver
+	o.Marks, o.Flush = g.marks, n.prof.Segments.Flush
+	o.TakeOver = func(ctx context.Context, marks map[int]int64) {
+		// The feed's history of each partition, and the per-person
+		// memberships of those it evaluates newly.
+		n.prof.Segments.TakeOver(ctx, marks)
+		n.prof.Segments.RestorePersons(ctx, marks)
+	}
 	o.API = g.advertise
 	if o.API == "" {
 		o.API = "http://" + apiAddr

@@ -192,7 +192,7 @@ func openProfiles(data string, pf *profileFlags, l storage.Log, w *diskwatch.Wat
 	}
 	so.Definitions = pf.defs
 	if pf.changes != nil {
-		so.ChangesSink = changesSink(pf.changes)
+		so.ChangesSink = membership.LogSink(pf.changes)
 	}
 	if pf.group != nil {
 		so.Marks, so.GroupToken = pf.group.marks, pf.group.token

@@ -55,7 +55,9 @@ type Options struct {
 	// TakeOver, if set, is called with each generation's marks (Marks
 	// required) before the Owner gets the partitions, and the generation's
 	// context: the segment engine's TakeOver, which copies the feed emitted
-	// before the assignment from the changes topic.
+	// before the assignment from the changes topic, and RestorePersons,
+	// which restores the per-person memberships of the partitions this
+	// node evaluates newly from it.
 	TakeOver func(ctx context.Context, marks map[int]int64)
 	// OnGeneration, if set, is called with each new generation's id (the
 	// Directory's Invalidate).

@@ -161,6 +161,7 @@ type Engine struct {
 	handOffFailed atomic.Bool
 	persons       atomic.Pointer[Persons] // Options.Persons, SetPersons
 	person        people.Person
+	moves         personMoves // RestorePersons (person_move.go)
 
 	bfMu        sync.Mutex
 	backfills   map[string]*Backfill // by site|name

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/affinityhq/affinity/profile"
+	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -269,6 +270,23 @@ func (e *Engine) Changes(site, name string, after uint64, fn func(c *Change) boo
 		err = derr
 	}
 	return err
+}
+
+// LogSink returns the Options.Sink that produces the change records to l
+// (the Kafka changes topic of `affinity build`; LogHistory reads it back):
+// key AppendChangeKey, value the record as JSON (AppendJSON, "seq" its
+// position in the segment's feed). The sequencer calls it before it
+// commits the records' numbers, so a crash between the two produces them
+// again with the same seq: at-least-once, deduplicated by seq.
+func LogSink(l storage.Log) func(ctx context.Context, cs []Change) error {
+	return func(ctx context.Context, cs []Change) error {
+		msgs := make([]storage.Message, len(cs))
+		for i := range cs {
+			c := &cs[i]
+			msgs[i] = storage.Message{Key: AppendChangeKey(nil, c.Site, c.Segment), Value: c.AppendJSON(nil)}
+		}
+		return l.Append(ctx, msgs)
+	}
 }
 
 // AppendChangeKey appends the message key of a segment's change records on

@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -325,9 +326,11 @@ func (e *Engine) RunPersons(ctx context.Context) (int, error) {
 				j++
 			}
 			if err := e.evalPersons(ctx, marks[i].site, marks[i:j], now); err != nil {
-				e.m.errors.Inc()
 				e.handOffFailed.Store(true)
-				e.logf("membership: persons of site %q: %s", marks[i].site, err)
+				if !errors.As(err, new(*PersonsPendingError)) {
+					e.m.errors.Inc()
+					e.logf("membership: persons of site %q: %s", marks[i].site, err)
+				}
 			} else {
 				total += j - i
 			}
@@ -373,8 +376,19 @@ func (e *Engine) evalPersons(ctx context.Context, site string, marks []mark, now
 		store = group.Store()
 	}
 	handed := map[int][][]byte{} // by evaluating partition
+	var pending error            // a person here whose partition is being restored
 	here := func(key string) bool {
-		return group == nil || group.Evaluates(PersonPartition(site, key, group.Partitions()))
+		if group == nil {
+			return true
+		}
+		p := PersonPartition(site, key, group.Partitions())
+		if !group.Evaluates(p) {
+			return false
+		}
+		if pending == nil && e.personsBlocked(p) {
+			pending = &PersonsPendingError{Partition: p}
+		}
+		return true
 	}
 	hand := func(key, why, gone string) {
 		p := PersonPartition(site, key, group.Partitions())
@@ -554,6 +568,9 @@ func (e *Engine) evalPersons(ctx context.Context, site string, marks []mark, now
 				return err
 			}
 		}
+	}
+	if pending != nil {
+		return pending // the marks wait for the restore (person_move.go)
 	}
 	for p, ks := range handed {
 		if err := group.HandOff(ctx, p, ks); err != nil {

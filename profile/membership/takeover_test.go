@@ -22,11 +22,7 @@ import (
 // produce appends cs to the changes topic l as a node's Sink does.
 func produce(t testing.TB, l storage.Log, cs ...membership.Change) {
 	t.Helper()
-	msgs := make([]storage.Message, len(cs))
-	for i := range cs {
-		msgs[i] = storage.Message{Key: membership.AppendChangeKey(nil, cs[i].Site, cs[i].Segment), Value: cs[i].AppendJSON(nil)}
-	}
-	if err := l.Append(context.Background(), msgs); err != nil {
+	if err := membership.LogSink(l)(context.Background(), cs); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,0 +1,357 @@
+package membership
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// Per-person memberships across a move of their evaluating partition
+// (DESIGN.md "Per-person segments in a build group"). A person's
+// memberships, 'V' state and due mark live in the state of its
+// evaluator, under its person id, not in the events state the builder
+// rebuilds; so a node that starts evaluating a partition (a join, a
+// leave, a SIGKILLed owner, its own restart) restores them first from the
+// changes topic, which holds every per-person record the group emitted:
+// the last record of each (segment, person) of the partition says whether
+// the person is a member and since when — exactly the state the old
+// evaluator's emissions left, which is what the new one must continue
+// from. It then evaluates each restored person against the group's
+// committed profiles (its key is in the record), which writes the
+// visitors, 'N' keys and due marks, and re-derives a change the old
+// evaluator committed but did not produce. Until that is done the
+// partition's persons are neither evaluated here (their marks wait) nor
+// answered for (PersonsPendingError, 503).
+
+// PersonsPendingError says the persons of an evaluating partition are not
+// answerable yet: its new evaluator is restoring their memberships from
+// the changes topic. The query API answers 503.
+type PersonsPendingError struct{ Partition int }
+
+func (e *PersonsPendingError) Error() string {
+	return fmt.Sprintf("the per-person memberships of partition %d are not ready: its new evaluator is still restoring them from the changes topic", e.Partition)
+}
+
+// personMoves is what RestorePersons keeps (Engine.moves).
+type personMoves struct {
+	mu      sync.Mutex
+	held    map[int]bool // restored, and assigned to this node ever since
+	pending map[int]bool // being restored
+	gen     uint64       // counts the RestorePersons calls
+	// restoring are the partitions whose restored persons the restore
+	// itself is evaluating (under personMu).
+	restoring map[int]bool
+	// cancel ends the restore of the previous call; run is held by a
+	// restore from its first read to its end, so one restore reads the
+	// topic only after the one before produced what it evaluated.
+	cancel context.CancelFunc
+	run    sync.Mutex
+}
+
+// RestorePersons starts restoring, in the background, the per-person
+// memberships of each evaluating partition of marks (the partitions
+// assigned to this node now) that it did not hold since its last
+// assignment; PersonsReady reports false for those partitions until done,
+// and the person evaluator leaves their persons' marks waiting. A failed
+// read of the changes topic is retried until ctx ends (the generation
+// ended). It does nothing without a changes topic (Options.History) or a
+// build group (Options.Persons). A cluster member calls it at each
+// assignment, beside TakeOver; a restart restores again (its own records
+// are produced first, so the topic's are at least as new as its state).
+func (e *Engine) RestorePersons(ctx context.Context, marks map[int]int64) {
+	p := e.persons.Load()
+	if e.opts.History == nil || p == nil {
+		return
+	}
+	n := (*p).Partitions()
+	m := &e.moves
+	m.mu.Lock()
+	m.gen++
+	gen := m.gen
+	held := map[int]bool{}
+	todo := map[int]bool{}
+	for part := range marks {
+		if m.held[part] {
+			held[part] = true
+		} else {
+			todo[part] = true
+		}
+	}
+	m.held, m.pending = held, todo
+	if m.cancel != nil {
+		m.cancel()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	m.cancel = cancel
+	m.mu.Unlock()
+	if len(todo) == 0 {
+		return
+	}
+	stop := context.AfterFunc(e.ctx, cancel)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer cancel()
+		defer stop()
+		m.run.Lock()
+		defer m.run.Unlock()
+		start := time.Now()
+		for {
+			st, err := e.restorePersons(ctx, todo, n)
+			if err == nil {
+				m.mu.Lock()
+				if m.gen == gen {
+					for part := range todo {
+						m.held[part] = true
+						delete(m.pending, part)
+					}
+				}
+				m.mu.Unlock()
+				poke(e.personWake)
+				e.logf("membership: restored %d per-person memberships of %d persons of partitions %v from %d records of the changes topic in %s",
+					st.members, st.persons, sortedParts(todo), st.records, time.Since(start).Round(time.Millisecond))
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			e.m.errors.Inc()
+			e.logf("membership: partitions %v: %s; retrying", sortedParts(todo), err)
+			if !e.sleep(time.Second, nil) {
+				return
+			}
+		}
+	}()
+}
+
+// PersonsReady reports whether the persons of evaluating partition p are
+// restored here (RestorePersons is not busy with it).
+func (e *Engine) PersonsReady(p int) bool {
+	e.moves.mu.Lock()
+	defer e.moves.mu.Unlock()
+	return !e.moves.pending[p]
+}
+
+// personsBlocked reports whether the persons of p wait for a restore: the
+// evaluator must not evaluate them yet. Call it under personMu.
+func (e *Engine) personsBlocked(p int) bool {
+	return !e.PersonsReady(p) && !e.moves.restoring[p]
+}
+
+func sortedParts(parts map[int]bool) []int {
+	var s []int
+	for p := range parts {
+		s = append(s, p)
+	}
+	slices.Sort(s)
+	return s
+}
+
+// restoreStats counts a restore's work.
+type restoreStats struct{ records, persons, members int }
+
+// personSegment names one person's membership of one segment.
+type personSegment struct {
+	site, segment string
+	person        event.UUID
+}
+
+// lastRecord is what a restore keeps of the last record of a
+// personSegment.
+type lastRecord struct {
+	key, email string
+	entered    bool
+	at         int64
+	order      int // its rank in the topic's order
+}
+
+// restorePersons restores the persons of the evaluating partitions parts
+// (of n) from the changes topic, then evaluates them.
+func (e *Engine) restorePersons(ctx context.Context, parts map[int]bool, n int) (restoreStats, error) {
+	var st restoreStats
+	// An evaluation that began before the partitions were pending ends
+	// first; then this node's records go out: the topic is then at least as
+	// new as its own state of any person it evaluated last.
+	e.personMu.Lock()
+	e.personMu.Unlock() //nolint:staticcheck // a barrier, not a critical section
+	if _, err := e.Sequence(ctx); err != nil {
+		return st, err
+	}
+	last, records, err := e.readPersonRecords(ctx, parts, n)
+	if err != nil {
+		return st, err
+	}
+	st.records = records
+	// Per site and person, its segments.
+	type personRec struct {
+		site, key string
+		segs      []string
+	}
+	persons := map[[2]string]*personRec{} // site, person key
+	for ps, r := range last {
+		k := [2]string{ps.site, r.key}
+		pr := persons[k]
+		if pr == nil {
+			pr = &personRec{site: ps.site, key: r.key}
+			persons[k] = pr
+		}
+		pr.segs = append(pr.segs, ps.segment)
+	}
+	order := make([]*personRec, 0, len(persons))
+	for _, pr := range persons {
+		slices.Sort(pr.segs)
+		order = append(order, pr)
+	}
+	slices.SortFunc(order, func(a, b *personRec) int {
+		if c := strings.Compare(a.site, b.site); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	st.persons = len(order)
+
+	e.personMu.Lock()
+	defer e.personMu.Unlock()
+	b := e.db.NewBatch()
+	inB := 0
+	var (
+		vs       vstate
+		key, val []byte
+	)
+	for _, pr := range order {
+		ss, err := e.siteSegments(pr.site)
+		if err != nil {
+			return st, err
+		}
+		id := PersonID(pr.site, pr.key)
+		vs.reset()
+		newest := -1
+		for _, name := range pr.segs {
+			r := last[personSegment{pr.site, name, id}]
+			if r.order > newest {
+				newest, vs.email = r.order, r.email
+			}
+			key = appendMemberKey(key[:0], pr.site, name, id)
+			sg := ss.find(name)
+			if !r.entered || sg == nil || sg.per != PerPerson {
+				if err := b.ExtDelete(key); err != nil {
+					return st, err
+				}
+				continue
+			}
+			vs.member = append(vs.member, vmember{name: name, id: sg.id, entered: r.at})
+			// Its visitors come with its evaluation below.
+			val = appendPersonMemberValue(val[:0], r.at, r.email, pr.key, nil)
+			if err := b.ExtSet(key, val); err != nil {
+				return st, err
+			}
+			st.members++
+		}
+		key = appendVisitorKey(key[:0], pr.site, id)
+		if len(vs.member) == 0 {
+			err = b.ExtDelete(key)
+		} else {
+			err = b.ExtSet(key, appendVState(val[:0], &vs))
+		}
+		if err != nil {
+			return st, err
+		}
+		if inB += len(pr.segs) + 1; inB >= importBatch {
+			if err := b.Commit(); err != nil {
+				return st, fmt.Errorf("cannot store the restored memberships: %w", err)
+			}
+			b, inB = e.db.NewBatch(), 0
+		}
+	}
+	if err := b.Commit(); err != nil {
+		return st, fmt.Errorf("cannot store the restored memberships: %w", err)
+	}
+
+	// Evaluate each restored person as a handed mark would (why "event":
+	// a change it makes is one the old evaluator owed).
+	e.moves.mu.Lock()
+	e.moves.restoring = parts
+	e.moves.mu.Unlock()
+	defer func() {
+		e.moves.mu.Lock()
+		e.moves.restoring = nil
+		e.moves.mu.Unlock()
+	}()
+	now := e.now()
+	for i := 0; i < len(order); {
+		j := i
+		var marks []mark
+		for j < len(order) && order[j].site == order[i].site && len(marks) < personBatch {
+			k := appendHandedMark(nil, order[j].site, "event", "linked", order[j].key)
+			marks = append(marks, mark{key: k, site: order[j].site, kind: markHanded, person: order[j].key, why: "event", gone: "linked"})
+			j++
+		}
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		if err := e.evalPersons(ctx, order[i].site, marks, now); err != nil {
+			return st, fmt.Errorf("cannot evaluate the restored persons of site %q: %w", order[i].site, err)
+		}
+		i = j
+	}
+	return st, nil
+}
+
+// readPersonRecords reads the changes topic and returns the last record
+// of each (segment, person) of the evaluating partitions parts (of n),
+// of a per-person segment that exists here and was created at or before
+// the record (an earlier segment of the name has older records), and how
+// many records of those partitions it read.
+func (e *Engine) readPersonRecords(ctx context.Context, parts map[int]bool, n int) (map[personSegment]lastRecord, int, error) {
+	var (
+		p      fastjson.Parser
+		c      Change
+		logKey []byte
+		count  int
+		last   = map[personSegment]lastRecord{}
+		known  = map[[2]string]*Definition{} // nil: not a per-person segment here
+	)
+	err := e.opts.History(ctx, func(v []byte) error {
+		if err := ParseChangeJSON(&c, &p, v); err != nil {
+			e.logf("membership: skipping a record of the changes topic: %s", err)
+			return nil
+		}
+		if c.Person == "" {
+			return nil // a visitor's, or a person's from before version 3
+		}
+		logKey = event.AppendLogKey(logKey[:0], c.Site, c.Visitor)
+		if !parts[storage.PartitionFor(logKey, n)] || PersonID(c.Site, c.Person) != c.Visitor {
+			return nil
+		}
+		sk := [2]string{c.Site, c.Segment}
+		d, seen := known[sk]
+		if !seen {
+			def, found, err := e.Definition(c.Site, c.Segment)
+			if err != nil {
+				return err
+			}
+			if found && def.Per == PerPerson {
+				d = &def
+			}
+			known[sk] = d
+		}
+		if d == nil || c.At < d.Created {
+			return nil
+		}
+		count++
+		last[personSegment{c.Site, c.Segment, c.Visitor}] = lastRecord{key: c.Person, email: c.Email, entered: c.Entered, at: c.At, order: count}
+		return nil
+	})
+	if err != nil {
+		return nil, count, fmt.Errorf("cannot read the per-person records of partitions %v from the changes topic: %w", sortedParts(parts), err)
+	}
+	return last, count, nil
+}

@@ -1,0 +1,155 @@
+package membership_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/tracker/event"
+)
+
+// assign gives node n the evaluating partitions parts, as a member's
+// generation does, and waits until their persons are restored.
+func assign(t *testing.T, n *env, parts ...int) {
+	t.Helper()
+	marks := map[int]int64{}
+	for _, p := range parts {
+		marks[p] = 0
+	}
+	n.Segments.RestorePersons(context.Background(), marks)
+	profiletest.WaitUntil(t, "the persons are restored", func() bool {
+		for _, p := range parts {
+			if !n.Segments.PersonsReady(p) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestPersonsMove: node 1 of a two-node group dies with a change it
+// evaluated but never produced (its sink fails), and node 0 takes over
+// every partition: it restores node 1's persons from the changes topic,
+// rebuilds node 1's events, and goes on. The members and the records the
+// group emitted (node 1's produced ones and node 0's) are a single node's
+// over the same events at every step: no person enters again after the
+// move (the rebuild marks every person of node 1's visitors), the change
+// node 1 owed is emitted once, by node 0, and a time-caused exit of a
+// restored person comes at its exact instant.
+func TestPersonsMove(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	clk := &profiletest.Clock{}
+	clk.Set(t0 + hour)
+	ref := openEnv(t, "", clk, nil)
+	store := &groupStore{}
+	var dead atomic.Bool // node 1's sink fails: its records stay in its outbox
+	for i := range 2 {
+		g := &groupNode{i: i, store: store}
+		sink := membership.LogSink(topic)
+		store.nodes = append(store.nodes, openEnv(t, "", clk, func(o *membership.Options) {
+			o.Persons, o.History = g, membership.LogHistory(topic)
+			o.Sink = func(ctx context.Context, cs []membership.Change) error {
+				if i == 1 && dead.Load() {
+					return errors.New("node 1 is dead")
+				}
+				return sink(ctx, cs)
+			}
+		}))
+	}
+	n0, n1 := store.nodes[0], store.nodes[1]
+	assign(t, n0, 0, 2)
+	assign(t, n1, 1, 3)
+	for _, n := range []*env{ref, n0, n1} {
+		n.putPerson(t, "shop", "fans", `count(view, 7d) >= 3`)
+		n.putPerson(t, "shop", "known", `identified`)
+	}
+	var rebuild []*event.Batch // node 1's events, which node 0 applies after the move
+	send := func(on []int, batches ...*event.Batch) {
+		t.Helper()
+		for i, b := range batches {
+			store.all()[on[i]].Append(t, b)
+			if on[i] == 1 {
+				rebuild = append(rebuild, b)
+			}
+			ref.Append(t, b)
+		}
+		settle(t, append([]*env{ref}, store.all()...))
+	}
+	check := func(when string, emitted []membership.Change) {
+		t.Helper()
+		for _, seg := range []string{"fans", "known"} {
+			var gone []membership.Change
+			for _, c := range emitted {
+				if c.Segment == seg {
+					gone = append(gone, c)
+				}
+			}
+			sameAsReference(t, when, ref, store.all(), gone, "shop", seg)
+		}
+	}
+	a, b, c, d := profiletest.Visitor(1), profiletest.Visitor(2), profiletest.Visitor(3), profiletest.Visitor(4)
+	ann := keyOn("shop", "ann", 1, 2) // evaluated on node 1; a is on node 0, b on node 1
+	cat := keyOn("shop", "cat", 1, 2) // evaluated on node 1; c is on node 0
+	dan := keyOn("shop", "dan", 0, 2) // evaluated on node 0; d is on node 1
+	send([]int{0, 1, 0, 1},
+		profiletest.Batch("shop", a, append(views(t0, t0+10), profiletest.Identify(t0+20, ann))...),
+		profiletest.Batch("shop", b, views(t0+30)...),
+		profiletest.Batch("shop", c, profiletest.Identify(t0+31, cat)),
+		profiletest.Batch("shop", d, append(views(t0+32, t0+33, t0+34), profiletest.Identify(t0+35, dan))...))
+	send([]int{1}, profiletest.Batch("shop", b, profiletest.Identify(t0+40, ann)))
+	check("before the move", nil)
+
+	// Node 1 evaluates cat's three views (handed by node 0) and commits
+	// cat's entry into fans, but dies before producing it.
+	dead.Store(true)
+	late := profiletest.Batch("shop", c, views(t0+50, t0+51, t0+52)...)
+	n0.Append(t, late)
+	ref.Append(t, late)
+	settle(t, []*env{ref})
+	catID := membership.PersonID("shop", "e:"+cat)
+	profiletest.WaitUntil(t, "node 1 commits cat's entry", func() bool {
+		_, ok := n1.members(t, "shop", "fans")[catID]
+		return ok
+	})
+	var emitted []membership.Change // what node 1 produced: its feed
+	for _, seg := range []string{"fans", "known"} {
+		emitted = append(emitted, n1.changes(t, "shop", seg)...)
+	}
+	for _, ch := range emitted {
+		if ch.Visitor == catID && ch.Segment == "fans" {
+			t.Fatalf("node 1 produced cat's entry %+v; want it stuck in its outbox", ch)
+		}
+	}
+
+	// The move: node 0 takes every partition, restores node 1's persons
+	// before it evaluates them, and rebuilds node 1's events.
+	n0.Segments.RestorePersons(context.Background(), map[int]int64{0: 0, 1: 0, 2: 0, 3: 0})
+	store.set(n0)
+	n1.Close(t)
+	n0.Append(t, rebuild...)
+	assign(t, n0, 0, 1, 2, 3)
+	settle(t, []*env{ref, n0})
+	check("after the move", emitted)
+	if _, ok := n0.members(t, "shop", "fans")[catID]; !ok {
+		t.Fatal("cat is not in fans on node 0 after the move; want the entry node 1 owed")
+	}
+
+	// Traffic goes on: b views again (ann stays), d leaves... by time.
+	send([]int{0}, profiletest.Batch("shop", b, views(t0+60)...))
+	check("after more views", emitted)
+	for _, n := range []*env{ref, n0} {
+		n.Advance(t, t0+8*day)
+	}
+	settle(t, []*env{ref, n0})
+	check("at t0+8d", emitted)
+	if got := ref.members(t, "shop", "fans"); len(got) != 0 {
+		t.Fatalf("reference fans at t0+8d = %v; want none (every view is older than 7 days)", got)
+	}
+}
