@@ -3,8 +3,10 @@ package membership_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -152,4 +154,55 @@ func TestPersonsMove(t *testing.T) {
 	if got := ref.members(t, "shop", "fans"); len(got) != 0 {
 		t.Fatalf("reference fans at t0+8d = %v; want none (every view is older than 7 days)", got)
 	}
+}
+
+// BenchmarkRestorePersons: a node takes over the evaluating partitions of
+// 5 000 persons, each a member of two per-person segments, from a kfake
+// changes topic: it reads the topic, restores the memberships and
+// evaluates every person against the group's profiles (here its own).
+func BenchmarkRestorePersons(b *testing.B) {
+	const persons = 5000
+	brokers := profiletest.StartKafka(b, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(b, brokers, "changes")
+	defer topic.Close()
+	clk := &profiletest.Clock{}
+	clk.Set(t0 + hour)
+	store := &groupStore{}
+	n := openEnv(b, "", clk, func(o *membership.Options) {
+		o.Persons, o.History, o.Sink = &groupNode{store: store}, membership.LogHistory(topic), membership.LogSink(topic)
+	})
+	store.set(n)
+	all := map[int]int64{0: 0, 1: 0, 2: 0, 3: 0}
+	n.Segments.RestorePersons(context.Background(), all)
+	n.putPerson(b, "shop", "fans", `count(view) >= 3`)
+	n.putPerson(b, "shop", "known", `identified`)
+	var bs []*event.Batch
+	for i := range persons {
+		bs = append(bs, profiletest.Batch("shop", profiletest.Visitor(i+1), append(views(t0, t0+1, t0+2), profiletest.Identify(t0+3, fmt.Sprintf("p%d@x.io", i)))...))
+	}
+	n.Append(b, bs...)
+	n.Wait(b)
+	records := 2 * persons
+	if got := profiletest.TopicEnd(b, brokers, "changes"); got != int64(records) {
+		b.Fatalf("changes topic holds %d records; want %d", got, records)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		n.Segments.RestorePersons(context.Background(), map[int]int64{}) // the partitions go
+		n.Segments.RestorePersons(context.Background(), all)             // and come back
+		for p := range all {
+			for !n.Segments.PersonsReady(p) {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	b.StopTimer()
+	if got := len(n.members(b, "shop", "fans")); got != persons {
+		b.Fatalf("fans has %d members after the restores; want %d", got, persons)
+	}
+	if got := profiletest.TopicEnd(b, brokers, "changes"); got != int64(records) {
+		b.Fatalf("changes topic holds %d records after the restores; want %d (a restore changed nothing)", got, records)
+	}
+	b.ReportMetric(float64(records*b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(persons*b.N)/b.Elapsed().Seconds(), "persons/s")
 }
