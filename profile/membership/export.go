@@ -30,6 +30,10 @@ type ExportOptions struct {
 	Control bool
 	// Profiles passes each row's stored profile in MemberView.Profile.
 	Profiles bool
+	// Store, if set, reads the profiles a person's row merges: on a node
+	// of a build group, the group's (a person's visitors are on other
+	// nodes too). Nil: this node's state.
+	Store ProfileReader
 	// Unjoined, with ByEmail, gives a row at every member with an email,
 	// its visitors just that member: the candidates an owner of some
 	// partitions streams to a node of a build group, which joins each
@@ -61,7 +65,11 @@ func (e *Engine) Export(site, name string, opts *ExportOptions, fn func(m *Membe
 		if len(m.Person) > 0 {
 			vis = append(vis[:0], m.Visitors...)
 			if opts.Profiles {
-				if m.Profile, rerr = pm.merge(e, site, vis); rerr != nil {
+				var store ProfileReader = e.db
+				if opts.Store != nil {
+					store = opts.Store
+				}
+				if m.Profile, rerr = pm.merge(e, store, site, vis); rerr != nil {
 					return false
 				}
 			}
@@ -197,15 +205,21 @@ func inHoldout(b []byte, percent float64) bool {
 	return float64(x%1_000_000) < percent*10_000
 }
 
+// ProfileReader reads a visitor's stored profile into dst: *state.DB,
+// or a build group's people.Store.
+type ProfileReader interface {
+	Profile(site string, visitor [16]byte, dst []byte) ([]byte, bool, error)
+}
+
 // personMerge is the space of the merged profiles of an export's persons.
 type personMerge struct {
 	buf, out  []byte
 	prof, sum profile.Profile
 }
 
-// merge returns the merge of the stored profiles of visitors, encoded
+// merge returns the merge of the profiles of visitors in store, encoded
 // (profile.AppendProfile) in pm's buffer; nil when none has a profile.
-func (pm *personMerge) merge(e *Engine, site string, visitors []event.UUID) ([]byte, error) {
+func (pm *personMerge) merge(e *Engine, store ProfileReader, site string, visitors []event.UUID) ([]byte, error) {
 	pm.sum.Reset()
 	n := 0
 	for _, v := range visitors {
@@ -213,7 +227,7 @@ func (pm *personMerge) merge(e *Engine, site string, visitors []event.UUID) ([]b
 			ok  bool
 			err error
 		)
-		if pm.buf, ok, err = e.db.Profile(site, v, pm.buf); err != nil {
+		if pm.buf, ok, err = store.Profile(site, v, pm.buf); err != nil {
 			return nil, fmt.Errorf("cannot read the profile of visitor %s of site %q: %w", v, site, err)
 		}
 		if !ok {

@@ -78,10 +78,11 @@ type partSampler struct {
 	partition func(site string, visitor event.UUID) int
 }
 
-// SampleByPartition makes each later sample of a per-visitor segment's
-// size count the members of the partitions owned returns then, each
-// partition on its own (partition of the member's visitor): a node of a
-// build group, whose history the group sums over the owners' shares.
+// SampleByPartition makes each later sample of a segment's size count the
+// members of the partitions owned returns then, each partition on its own
+// (partition of the member's visitor, or of a person's PersonID: its
+// evaluating partition, once restored): a node of a build group, whose
+// history the group sums over the owners' shares.
 func (e *Engine) SampleByPartition(owned func() []int, partition func(site string, visitor event.UUID) int) {
 	e.sampler.Store(&partSampler{owned: owned, partition: partition})
 }
@@ -89,8 +90,8 @@ func (e *Engine) SampleByPartition(owned func() []int, partition func(site strin
 // PartSize is the members of a segment on one partition in a sample.
 type PartSize struct{ Partition, Size int }
 
-// sizeByPart counts the members of a per-visitor segment on each of the
-// partitions owned (SampleByPartition).
+// sizeByPart counts the members of a segment on each of the partitions
+// owned (SampleByPartition).
 func (e *Engine) sizeByPart(site, name string, owned []int, partition func(string, event.UUID) int) (int, []PartSize, error) {
 	parts := make([]PartSize, len(owned))
 	at := map[int]int{}
@@ -149,8 +150,14 @@ func (e *Engine) RecordSizes() (int, error) {
 			parts []PartSize
 			err   error
 		)
-		if d, ok, derr := e.Definition(s[0], s[1]); byPart != nil && derr == nil && ok && d.Per == PerVisitor {
-			n, parts, err = e.sizeByPart(s[0], s[1], owned, byPart.partition)
+		if d, ok, derr := e.Definition(s[0], s[1]); byPart != nil && derr == nil && ok {
+			own := owned
+			if d.Per == PerPerson {
+				// A person's partition is its evaluating one (the
+				// partition of its PersonID), counted once restored.
+				own = slices.DeleteFunc(slices.Clone(owned), func(p int) bool { return !e.PersonsReady(p) })
+			}
+			n, parts, err = e.sizeByPart(s[0], s[1], own, byPart.partition)
 		} else {
 			n, err = e.Size(s[0], s[1])
 		}

@@ -98,8 +98,8 @@ func TestSizeHistory(t *testing.T) {
 }
 
 // On a node of a build group (SampleByPartition) a sample of a
-// per-visitor segment counts the members of the partitions owned then,
-// each on its own; a per-person segment's sample is the node's count.
+// segment counts the members of the partitions owned then, each on its
+// own: a person at the partition of its id (its evaluating partition).
 func TestSizeHistoryByPartition(t *testing.T) {
 	clk := &profiletest.Clock{}
 	clk.Set(t0)
@@ -143,7 +143,10 @@ func TestSizeHistoryByPartition(t *testing.T) {
 	if got := read("viewers"); fmt.Sprint(got) != fmt.Sprint(want) || onOne == 0 || onOne == 20 {
 		t.Errorf("viewers: got %q; want %q", got, want)
 	}
-	if got := read("people"); fmt.Sprint(got) != "[1 [] 1 []]" {
-		t.Errorf("people: got %q; want the node's count of the person, by no partition", got)
+	// The person counts at the partition of its id, its evaluating one.
+	pp := e.Log.Partition(event.AppendLogKey(nil, "shop", membership.PersonID("shop", "e:a@b.c")))
+	want = []string{fmt.Sprintf("%d [{1 %d}]", pp, pp), fmt.Sprintf("1 [{0 %d} {1 %d}]", 1-pp, pp)}
+	if got := read("people"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("people: got %q; want %q: the person by its evaluating partition", got, want)
 	}
 }

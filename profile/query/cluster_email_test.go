@@ -1,6 +1,7 @@
 package query_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -9,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -171,30 +176,97 @@ func (f *clusterFixture) pagesAlternately(t *testing.T, path string, csv bool) i
 	return 0
 }
 
-// TestClusterPerPersonExport501 pins what a build group does not do yet:
-// a per-person segment's members are persons that each node's person
-// evaluator finds in its own state, so a node of a group refuses to
-// export one, with a reason, where a node holding every partition
-// answers.
-func TestClusterPerPersonExport501(t *testing.T) {
+// TestClusterPerPersonAnswers: a per-person segment of a build group,
+// each person evaluated by the owner of its evaluating partition, answers
+// its exports (every format, by=email, holdout, pages resumed on the
+// other node), its size (alone and in the list) and its size history on
+// either node with the reference's bytes.
+func TestClusterPerPersonAnswers(t *testing.T) {
 	f := newClusterFixture(t)
+	for _, n := range f.nodes {
+		n.Segments.SetPersons(n.Query.Persons(4, profiletest.Token))
+	}
 	for _, e := range f.all() {
 		if code, body := e.Do(t, http.MethodPut, "/v1/segments/shop/people?per=person", "text/plain", []byte(`count(view) >= 1`), true); code != 201 {
 			t.Fatalf("PUT segment: %d %s", code, body)
 		}
 	}
 	_, bs := emailEvents(f)
-	f.send(t, bs...)
-	profiletest.WaitUntil(t, "the reference's person evaluation", func() bool {
-		_, body := f.ref.Get(t, "/v1/segments/shop/people/members?facts=false")
-		return strings.Contains(body, `"person":"`)
-	})
-	for i, n := range f.nodes {
-		for _, args := range []string{"", "?by=email", "?format=csv"} {
-			code, body := n.Get(t, "/v1/segments/shop/people/members"+args)
-			if code != 501 || !strings.Contains(body, "segment people of site shop is per person") {
-				t.Errorf("node %d, per-person export%s: %d %q; want 501 saying why", i, args, code, body)
+	f.sendSettled(t, bs...)
+	at := url.QueryEscape(time.UnixMilli(t0 + 3600000).UTC().Format(time.RFC3339))
+	all := f.same(t, http.MethodGet, "/v1/segments/shop/people/members?at="+at)
+	if n := strings.Count(all, `"person":"`); n < 10 {
+		t.Fatalf("per-person export: %d persons; want ann, bob, dan and the p's\n%s", n, all)
+	}
+	for _, args := range []string{"by=email", "format=csv", "facts=false", "holdout=30&salt=s", "holdout=30&salt=s&group=control", "format=csv&by=email"} {
+		f.same(t, http.MethodGet, "/v1/segments/shop/people/members?"+args+"&at="+at)
+	}
+	if pages := f.pagesAlternately(t, "/v1/segments/shop/people/members?limit=3&at="+at, false); pages < 3 {
+		t.Fatalf("%d pages; want several", pages)
+	}
+	for _, path := range []string{"/v1/segments/shop/people", "/v1/segments/shop"} {
+		if body := f.same(t, http.MethodGet, path); !strings.Contains(body, `"per":"person"`) || strings.Contains(body, `"size":null`) {
+			t.Errorf("GET %s: %s; want the per-person segment sized", path, body)
+		}
+	}
+	for _, at := range []int64{t0 + 2*profiletest.Hour, t0 + 2*profiletest.Hour + 60000} {
+		for _, e := range f.all() {
+			e.Clock.Set(at)
+			if _, err := e.Segments.RecordSizes(); err != nil {
+				t.Fatal(err)
 			}
 		}
+	}
+	from := url.QueryEscape(time.UnixMilli(t0 + profiletest.Hour).UTC().Format(time.RFC3339))
+	to := url.QueryEscape(time.UnixMilli(t0 + 4*profiletest.Hour).UTC().Format(time.RFC3339))
+	if body := f.same(t, http.MethodGet, "/v1/segments/shop/people/history?from="+from+"&to="+to); strings.Count(body, `"size":`) != 2 || strings.Contains(body, `"size":0`) {
+		t.Errorf("history: %s; want the two samples of the persons", body)
+	}
+}
+
+// TestClusterPersonsRestoring: while a node restores the persons of the
+// evaluating partitions it took over from the changes topic, a
+// per-person segment's export, size and size history answer 503 naming
+// the partition, with Retry-After, on every node — never a short answer;
+// then they answer.
+func TestClusterPersonsRestoring(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	release := make(chan struct{})
+	const parts = 4
+	own := func(ps ...int) func(*builder.Options) {
+		return func(o *builder.Options) { o.Partitions = ps }
+	}
+	n0 := profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(0, 2)})
+	n1 := profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(1, 3), Membership: func(o *membership.Options) {
+		read := membership.LogHistory(topic)
+		o.History = func(ctx context.Context, fn func([]byte) error) error {
+			<-release
+			return read(ctx, fn)
+		}
+	}})
+	f := routeCluster(t, parts, profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true}), n0, n1)
+	for _, n := range f.nodes {
+		n.Segments.SetPersons(n.Query.Persons(parts, profiletest.Token))
+	}
+	for _, e := range f.all() {
+		if code, body := e.Do(t, http.MethodPut, "/v1/segments/shop/people?per=person", "text/plain", []byte(`count(view) >= 1`), true); code != 201 {
+			t.Fatalf("PUT segment: %d %s", code, body)
+		}
+	}
+	n1.Segments.RestorePersons(context.Background(), map[int]int64{1: 0, 3: 0})
+	for _, n := range f.nodes {
+		for _, path := range []string{"/v1/segments/shop/people/members", "/v1/segments/shop/people", "/v1/segments/shop", "/v1/segments/shop/people/history"} {
+			code, h, body := n.DoResponse(t, http.MethodGet, path, nil, nil, true)
+			if code != 503 || !strings.Contains(body, "partition 1 are not ready") || h.Get("Retry-After") == "" {
+				t.Errorf("GET %s on %s during the restore: %d %q; want 503 naming partition 1, with Retry-After", path, n.URL, code, body)
+			}
+		}
+	}
+	close(release)
+	profiletest.WaitUntil(t, "the restore", func() bool { return n1.Segments.PersonsReady(1) && n1.Segments.PersonsReady(3) })
+	for _, path := range []string{"/v1/segments/shop/people/members", "/v1/segments/shop/people", "/v1/segments/shop/people/history"} {
+		f.same(t, http.MethodGet, path)
 	}
 }

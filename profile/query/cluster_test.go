@@ -90,6 +90,21 @@ func (f *clusterFixture) send(t testing.TB, bs ...*event.Batch) {
 	}
 }
 
+// sendSettled feeds the batches one at a time, every node's person
+// evaluator settled after each: the records of a person's passing states
+// depend on which commits an evaluation sees, on one node as on several.
+func (f *clusterFixture) sendSettled(t testing.TB, bs ...*event.Batch) {
+	t.Helper()
+	for _, b := range bs {
+		f.send(t, b)
+		for range 3 { // a round hands marks on; the receiver's may hand checks back
+			for _, e := range f.all() {
+				e.Wait(t)
+			}
+		}
+	}
+}
+
 // same asks every node of the group path and wants the reference's status
 // and body.
 func (f *clusterFixture) same(t *testing.T, method, path string) string {

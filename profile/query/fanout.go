@@ -12,8 +12,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/affinityhq/affinity/profile/api"
-	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -23,20 +21,12 @@ import (
 // merge of those streams is what one node holding every partition would
 // send, its cursor included — so any node resumes a cursor any other gave.
 // by=email rows join the members of an email across owners
-// (fanout_email.go). A per-person segment is refused with 501: each
-// person is evaluated by the owner of its evaluating partition, but a
-// partition's person memberships do not move with it yet (DESIGN.md), so
-// a merge would be silently short after a move.
+// (fanout_email.go). A per-person segment's rows merge by person id
+// (fanout_person.go), by=email or not: each person is a row of the owner
+// of its evaluating partition.
 func (h *Handler) fanOutMembers(ctx *fasthttp.RequestCtx, q *membersQuery) {
-	if d, ok, err := h.opts.Segments.Definition(q.site, q.name); err != nil {
-		h.internalError(ctx, err)
-		return
-	} else if ok && d.Per == membership.PerPerson {
-		api.Error(ctx, fasthttp.StatusNotImplemented, fmt.Sprintf("segment %s of site %s is per person: a build group does not export per-person segments yet: their memberships do not move with a partition", q.name, q.site))
-		return
-	}
 	args := fanOutArgs(ctx, q.at)
-	if q.export.ByEmail {
+	if q.export.ByEmail && !q.person {
 		// Owners stream every candidate: which of them make rows, and so
 		// where limit falls, only the join knows.
 		args.Del("limit")
@@ -52,7 +42,7 @@ func (h *Handler) fanOutMembers(ctx *fasthttp.RequestCtx, q *membersQuery) {
 		ctx.SetContentType("application/x-ndjson")
 	}
 	merge := h.mergeMembers
-	if q.export.ByEmail {
+	if q.export.ByEmail && !q.person {
 		merge = h.mergeEmailRows
 	}
 	ctx.SetBodyStream(&streamBody{write: func(w *bufio.Writer) { merge(w, q, f) }, done: f.close}, -1)
@@ -78,8 +68,14 @@ func span(b []byte, i, j int) []byte {
 // mergeMembers writes the merged export of f's streams to w.
 func (h *Handler) mergeMembers(w *bufio.Writer, q *membersQuery, f *fanOut) {
 	m := merger{srcs: f.sources(), cmp: cmpMemberRows, write: writeRow}
-	if q.csv {
+	cursorAt := memberRowVisitor // where the last row holds the cursor's visitor
+	switch {
+	case q.person:
+		m.cmp, m.write, cursorAt = cmpPersonRows, writePersonRow, 0
+	case q.csv:
 		m.cmp = cmpCSVRows
+	}
+	if q.csv {
 		if err := h.mergeCSVHeader(w, m.srcs); err != nil {
 			h.mergeFailed(w, q.csv, fmt.Sprintf("members of %s/%s", q.site, q.name), mergeResult{err: err})
 			return
@@ -93,7 +89,7 @@ func (h *Handler) mergeMembers(w *bufio.Writer, q *membersQuery, f *fanOut) {
 	}
 	if res.more && !q.csv {
 		out := append(w.AvailableBuffer(), `{"cursor":"`...)
-		out = append(out, span(m.last, memberRowVisitor, memberRowVisitor+36)...)
+		out = append(out, span(m.last, cursorAt, cursorAt+36)...)
 		_, _ = w.Write(append(out, "\"}\n"...))
 	}
 	_ = w.Flush()

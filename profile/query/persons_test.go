@@ -68,17 +68,7 @@ func TestPersonsAcrossNodes(t *testing.T) {
 			profiletest.Batch(clusterSite, a, profiletest.Identify(t0-day, email), profiletest.View(t0-day, event.Product{ID: "l", Brand: "lego"})),
 			profiletest.Batch(clusterSite, b, profiletest.Identify(t0-3600000, email)))
 	}
-	// One batch at a time, every node settled after each: the records of a
-	// person's passing states depend on which commits an evaluation sees,
-	// on one node as on several.
-	for _, b := range bs {
-		f.send(t, b)
-		for range 3 { // a round hands marks on; the receiver's may hand checks back
-			for _, e := range f.all() {
-				e.Wait(t)
-			}
-		}
-	}
+	f.sendSettled(t, bs...)
 	evaluated := map[int]int{}
 	for i := range 8 {
 		evaluated[membership.PersonPartition(clusterSite, fmt.Sprintf("e:p%d@example.com", i), 4)%2]++

@@ -34,7 +34,7 @@ import (
 //	POST /v1/internal/persons                    person marks handed to the evaluator of the partition of
 //	                                             api.HeaderPartitions (persons.go): 204 once stored
 //	GET /v1/internal/sizes/{site}[/{name}]       {"<segment>":N,…}: the members of the partitions of
-//	                                             api.HeaderPartitions, of each per-visitor segment (or the one named)
+//	                                             api.HeaderPartitions, of each segment (or the one named)
 //
 // A person's visitors span partitions: the node asked resolves the person
 // with these (remoteStore), so it merges exactly what one node would.
@@ -366,8 +366,13 @@ func (h *Handler) serveSizes(ctx *fasthttp.RequestCtx, site, name string) {
 	n := 0
 	for i := range ds {
 		d := &ds[i]
-		if name != "" && d.Name != name || d.Per == membership.PerPerson {
+		if name != "" && d.Name != name {
 			continue
+		}
+		// A person counts at its evaluating partition (its id's), once
+		// restored there.
+		if d.Per == membership.PerPerson && !h.personsReady(ctx, parts) {
+			return
 		}
 		size, err := h.opts.Segments.SizeOf(site, d.Name, keep)
 		if err != nil {
@@ -386,10 +391,10 @@ func (h *Handler) serveSizes(ctx *fasthttp.RequestCtx, site, name string) {
 }
 
 // groupSizes returns, on a node of a build group, the sizes of site's
-// per-visitor segments (or of the one named) summed over every owner's
+// segments (or of the one named) summed over every owner's
 // share (serveSizes); nil elsewhere, where a segment's size is the
 // node's count. An error is an unavailableError while a partition has no
-// owner or an owner cannot answer.
+// owner, an owner cannot answer or restores a partition's persons.
 func (h *Handler) groupSizes(ctx *fasthttp.RequestCtx, site, name string) (map[string]int, error) {
 	c := h.clusterOf()
 	if c == nil || forwarded(ctx) {
@@ -414,6 +419,9 @@ func (h *Handler) groupSizes(ctx *fasthttp.RequestCtx, site, name string) (map[s
 			return nil, err
 		}
 		var share map[string]int
+		if status == fasthttp.StatusServiceUnavailable {
+			return nil, &unavailableError{fmt.Errorf("cannot read the segment sizes of site %q from %s: %s", site, sh.URL, quote.Value(bytes.TrimSpace(body)))}
+		}
 		if status != fasthttp.StatusOK {
 			return nil, fmt.Errorf("cannot read the segment sizes of site %q from %s: %d %s", site, sh.URL, status, quote.Value(bytes.TrimSpace(body)))
 		}

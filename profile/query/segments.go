@@ -254,8 +254,8 @@ func (h *Handler) writeSegment(ctx *fasthttp.RequestCtx, d *membership.Definitio
 //	 "created":…,"updated":…,"backfill":{"state":"running|done|pending","scanned":N,"total":N,"from_index":bool}}
 //
 // sizes, if not nil, are the segments' sizes summed over the owners of a
-// build group (groupSizes); a segment it does not name (per person, kept
-// by no partition) has size null.
+// build group (groupSizes); a segment it does not name (created since the
+// owners answered) has size null.
 func (h *Handler) appendSegment(out []byte, d *membership.Definition, sizes map[string]int) ([]byte, error) {
 	m := h.opts.Segments
 	// The backfill's progress before the size: a size counted after

@@ -33,6 +33,9 @@ type membersQuery struct {
 	parts []bool
 	// export selects the rows: by=email, cursor=, holdout=, salt=, group=.
 	export membership.ExportOptions
+	// person: the segment is per person; in a build group its rows are
+	// merged by person id (personRowKey).
+	person bool
 }
 
 // segScratch is the per-request space of an export.
@@ -149,9 +152,15 @@ func (h *Handler) serveMembers(ctx *fasthttp.RequestCtx, site, name string) {
 	if q.parts, ok = h.localParts(ctx); !ok {
 		return
 	}
+	if h.clusterOf() != nil {
+		if q.person, ok = h.perPerson(ctx, site, name, q.parts); !ok {
+			return
+		}
+	}
 	// An owner's part of a by=email export in a build group streams its
-	// candidates, which the node asked joins (fanout_email.go).
-	q.export.Unjoined = q.parts != nil && q.export.ByEmail
+	// candidates, which the node asked joins (fanout_email.go); a person's
+	// row is its own whatever by says.
+	q.export.Unjoined = q.parts != nil && q.export.ByEmail && !q.person
 	if h.clusterOf() != nil && !forwarded(ctx) && !ctx.IsHead() {
 		h.fanOutMembers(ctx, q)
 		return
@@ -164,7 +173,14 @@ func (h *Handler) serveMembers(ctx *fasthttp.RequestCtx, site, name string) {
 	if ctx.IsHead() {
 		return
 	}
-	ctx.SetBodyStream(&streamBody{write: func(w *bufio.Writer) { h.streamMembers(w, q) }}, -1)
+	body := &streamBody{write: func(w *bufio.Writer) { h.streamMembers(w, q) }}
+	if q.parts != nil && q.person && q.export.Profiles {
+		// A person's visitors are on other nodes too: its row merges the
+		// group's profiles of them.
+		rs := h.newRemoteStore(ctx)
+		q.export.Store, body.done = rs, rs.release
+	}
+	ctx.SetBodyStream(body, -1)
 }
 
 // streamBody is the body of an export (a segment's members, a campaign's
@@ -274,6 +290,9 @@ func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
 		}
 		if rerr = h.appendMemberRow(sc, q, mb, vis); rerr != nil {
 			return false
+		}
+		if q.parts != nil && q.person {
+			sc.out = prependPersonRowKey(sc, mb.Visitor)
 		}
 		if _, werr = w.Write(sc.out); werr != nil {
 			return false

@@ -315,12 +315,9 @@ func (h *Handler) serveHistory(ctx *fasthttp.RequestCtx, site, name string) {
 		if parts, ok = h.localParts(ctx); !ok {
 			return
 		}
-		if d, found, err := h.opts.Segments.Definition(site, name); err != nil || !found || d.Per == membership.PerPerson {
-			if err != nil {
-				h.internalError(ctx, err)
-			} else {
-				api.Error(ctx, fasthttp.StatusNotImplemented, fmt.Sprintf("segment %s of site %s is per person: a build group does not merge its size history", quote.Value(name), quote.Value(site)))
-			}
+		// A per-person segment's samples are by evaluating partition
+		// (SampleByPartition), summed alike.
+		if _, ok := h.perPerson(ctx, site, name, parts); !ok {
 			return
 		}
 		if parts == nil {
