@@ -587,6 +587,12 @@ func (e *Engine) record(b *state.Batch, sc *scratch, sg *seg, site string, visit
 	}
 	c := Change{Site: site, Segment: sg.name, Visitor: visitor, Email: email, Entered: entered, At: at, Why: why, Facts: string(sc.facts), Person: sc.person}
 	c.Src, _ = b.NextSource()
+	if sc.person != "" {
+		var err error
+		if c.Src, err = e.personSource(site, sc.person); err != nil {
+			return err
+		}
+	}
 	if entered {
 		e.m.entries.Inc()
 	} else {

@@ -60,7 +60,7 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 			if err := decodeOutbox(&c, val); err != nil {
 				// Unreadable: drop it rather than block the feed.
 				e.logf("membership: dropping outbox record %x: %s", key, err)
-			} else if e.opts.Gate != nil && c.Src.Partition >= 0 {
+			} else if e.opts.Gate != nil && c.Src.Partition >= 0 && c.Person == "" {
 				ok, mark := e.opts.Gate.Emits(int(c.Src.Partition))
 				if !ok {
 					if id := binary.BigEndian.Uint64(key[1:]); held == 0 || id < held {
@@ -137,7 +137,9 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 		e.m.sequenced.Add(len(cs))
 		if e.opts.Gate != nil {
 			for i := range cs {
-				if p := int(cs[i].Src.Partition); p >= 0 && cs[i].Src.Offset > e.moved[p] {
+				// A person's source is its evaluating partition's own count,
+				// no events offset: it has no mark.
+				if p := int(cs[i].Src.Partition); p >= 0 && cs[i].Person == "" && cs[i].Src.Offset > e.moved[p] {
 					e.moved[p] = cs[i].Src.Offset
 				}
 			}

@@ -27,6 +27,7 @@ const (
 	prefixSizes    = 'S' // size history: site, segment, at
 	prefixMark     = 'P' // a person to evaluate: at, id, site, what (person.go)
 	prefixPersonOf = 'N' // the person a visitor was last evaluated in: site, visitor
+	prefixPersonAt = 'U' // the last per-person record position of an evaluating partition (person_move.go)
 )
 
 const valueVersion = 1

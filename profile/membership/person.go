@@ -93,6 +93,7 @@ const (
 	markMember   = 'k' // a backfill asks for a current member person
 	markList     = 'l' // a list change asks for the visitor's person
 	markHanded   = 'h' // another node hands over a person it evaluates here (Persons)
+	markAwaiting = 'w' // a handed mark kept until the next assignment hands it again (person_move.go)
 )
 
 // mark key: 'P' | at u64 | id u64 | site str | kind byte | visitor <16b>
@@ -130,7 +131,7 @@ func parseMarkKey(m *mark, k []byte) error {
 	m.kind = r.Byte()
 	m.person, m.why, m.gone = "", "", ""
 	switch m.kind {
-	case markHanded:
+	case markHanded, markAwaiting:
 		m.why, m.gone = str(&r), str(&r)
 		if m.person = str(&r); r.Err() == nil && !handedWhy(m.why, m.gone) {
 			r.Failf("why %q gone %q", m.why, m.gone)
@@ -376,6 +377,7 @@ func (e *Engine) evalPersons(ctx context.Context, site string, marks []mark, now
 		store = group.Store()
 	}
 	handed := map[int][][]byte{} // by evaluating partition
+	awaitAt := e.awaitAt()       // the generation of this round's hand-offs
 	var pending error            // a person here whose partition is being restored
 	here := func(key string) bool {
 		if group == nil {
@@ -572,9 +574,15 @@ func (e *Engine) evalPersons(ctx context.Context, site string, marks []mark, now
 	if pending != nil {
 		return pending // the marks wait for the restore (person_move.go)
 	}
+	if err := e.putPersonPositions(b); err != nil {
+		return err
+	}
 	for p, ks := range handed {
 		if err := group.HandOff(ctx, p, ks); err != nil {
 			return fmt.Errorf("cannot hand %d person marks to the evaluator of partition %d: %w", len(ks), p, err)
+		}
+		if err := e.putAwaiting(b, awaitAt, ks); err != nil {
+			return err
 		}
 	}
 	if err := b.Commit(); err != nil {
@@ -664,7 +672,7 @@ func (e *Engine) personLoop() {
 		}
 		_ = e.db.ScanExtFrom([]byte{prefixMark}, nil, func(key, _ []byte) bool {
 			var m mark
-			if parseMarkKey(&m, key) == nil {
+			if parseMarkKey(&m, key) == nil && m.at < awaitBase { // an awaiting mark is never due
 				wait = min(wait, time.Duration(m.at-e.now())*time.Millisecond)
 			}
 			return false
@@ -677,10 +685,13 @@ func (e *Engine) personLoop() {
 
 // loadMarkID reads the highest event mark id, so ids stay unique.
 func (e *Engine) loadMarkID() error {
-	var maxID uint64
+	var maxID, maxGen uint64
 	err := e.db.ScanExt([]byte{prefixMark}, func(key, _ []byte) bool {
 		if len(key) >= 17 {
 			maxID = max(maxID, binary.BigEndian.Uint64(key[9:17]))
+			if at := binary.BigEndian.Uint64(key[1:9]); at >= awaitBase {
+				maxGen = max(maxGen, at-awaitBase)
+			}
 		}
 		return true
 	})
@@ -688,5 +699,6 @@ func (e *Engine) loadMarkID() error {
 		return fmt.Errorf("cannot read the person marks: %w", err)
 	}
 	e.markID.Store(maxID)
+	e.moves.awaitGen = int64(maxGen) + 1
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/affinityhq/affinity/profile/membership"
@@ -18,6 +19,30 @@ import (
 type groupStore struct {
 	mu    sync.Mutex
 	nodes []*env
+	// owners are the evaluators of the evaluating partitions (nil: none
+	// now, a rebalance); a nil slice: node p%len(nodes) of partition p.
+	owners []*env
+}
+
+// owner returns the evaluator of partition p now, nil if none.
+func (s *groupStore) owner(p int) *env {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.owners != nil {
+		return s.owners[p]
+	}
+	return s.nodes[p%len(s.nodes)]
+}
+
+// own makes n the evaluator of every partition (nil: none, as while a
+// group rebalances).
+func (s *groupStore) own(n *env) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.owners = make([]*env, groupPartitions)
+	for p := range s.owners {
+		s.owners[p] = n
+	}
 }
 
 // all returns the nodes of the group now.
@@ -68,23 +93,26 @@ func (s *groupStore) linked(fn func([16]byte) bool, read func(*env, func([16]byt
 	return nil
 }
 
-// groupNode is membership.Persons of node i of a group whose node i
-// serves the events partitions p with p%len(nodes) == i; HandOff hands
-// the marks to the serving node's AcceptHanded.
+// groupNode is membership.Persons of node self of a group whose store
+// says who evaluates each partition (groupStore.owner); HandOff hands the
+// marks to that node's AcceptHanded, or fails while there is none.
 type groupNode struct {
-	i     int
+	self  atomic.Pointer[env] // set once the node is open
 	store *groupStore
 }
 
 func (g *groupNode) Store() people.Store { return g.store }
 func (g *groupNode) Partitions() int     { return groupPartitions }
 func (g *groupNode) Evaluates(p int) bool {
-	nodes := g.store.all()
-	return p%len(nodes) == g.i
+	self := g.self.Load()
+	return self != nil && g.store.owner(p) == self
 }
 func (g *groupNode) HandOff(_ context.Context, p int, marks [][]byte) error {
-	nodes := g.store.all()
-	return nodes[p%len(nodes)].Segments.AcceptHanded(marks)
+	o := g.store.owner(p)
+	if o == nil {
+		return fmt.Errorf("partition %d has no evaluator now", p)
+	}
+	return o.Segments.AcceptHanded(marks)
 }
 
 const groupPartitions = 4
@@ -112,9 +140,11 @@ func TestPersonsInGroup(t *testing.T) {
 	clk.Set(t0 + hour)
 	ref := openEnv(t, "", clk, nil)
 	store := &groupStore{}
-	for i := range 2 {
-		g := &groupNode{i: i, store: store}
-		store.nodes = append(store.nodes, openEnv(t, "", clk, func(o *membership.Options) { o.Persons = g }))
+	for range 2 {
+		g := &groupNode{store: store}
+		n := openEnv(t, "", clk, func(o *membership.Options) { o.Persons = g })
+		g.self.Store(n)
+		store.nodes = append(store.nodes, n)
 	}
 	all := append([]*env{ref}, store.nodes...)
 	for _, n := range all {

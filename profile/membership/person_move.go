@@ -2,7 +2,9 @@ package membership
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -10,7 +12,9 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/affinityhq/affinity/internal/codec"
 	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -49,11 +53,179 @@ type personMoves struct {
 	// restoring are the partitions whose restored persons the restore
 	// itself is evaluating (under personMu).
 	restoring map[int]bool
-	// cancel ends the restore of the previous call; run is held by a
+	// cancel ends the work of the previous call; run is held by a
 	// restore from its first read to its end, so one restore reads the
 	// topic only after the one before produced what it evaluated.
 	cancel context.CancelFunc
 	run    sync.Mutex
+	// pos is the last position given to a per-person record of each
+	// evaluating partition (personSource), and dirty those whose 'U' key
+	// the next evaluation's write must update (under personMu).
+	pos   map[int]int64
+	dirty map[int]bool
+	// awaitGen is the generation of the awaiting marks written now
+	// (putAwaiting); each RestorePersons starts a new one and hands the
+	// older ones again (under mu).
+	awaitGen int64
+}
+
+// Marks handed to an evaluator that dies before it evaluates them would
+// be lost with it (the sender deleted the visitor marks they came from),
+// so the sender keeps each handed mark as an awaiting mark ('P' kind w, at
+// awaitBase + the generation it was handed in, never due) and, at its next
+// assignment, hands the ones of earlier generations again to their
+// partitions' evaluators then, and deletes them: an evaluator that had
+// evaluated one evaluates the person again (no change: no record), a new
+// one evaluates it after its restore. A mark is thus kept one rebalance.
+const awaitBase = 1 << 62
+
+// awaitAt returns the at of the awaiting marks of the generation now.
+func (e *Engine) awaitAt() int64 {
+	e.moves.mu.Lock()
+	defer e.moves.mu.Unlock()
+	return awaitBase + e.moves.awaitGen
+}
+
+// putAwaiting adds to b the awaiting marks of handed (handed mark keys)
+// at at (awaitAt when their round began: a round that began before an
+// assignment hands to the evaluators of the generation before).
+func (e *Engine) putAwaiting(b *state.Batch, at int64, handed [][]byte) error {
+	var m mark
+	for _, k := range handed {
+		if err := parseMarkKey(&m, k); err != nil {
+			return fmt.Errorf("BUG: %w", err)
+		}
+		key := codec.AppendString(appendMarkKey(nil, at, 0, m.site, markAwaiting), m.why)
+		key = codec.AppendString(codec.AppendString(key, m.gone), m.person)
+		if err := b.ExtSet(key, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handAgain hands the awaiting marks of generations before gen to the
+// evaluators of their partitions now, and deletes them.
+func (e *Engine) handAgain(ctx context.Context, group Persons, gen int64) error {
+	// A round that began in the generation before ends first: its marks
+	// are of that generation.
+	e.personMu.Lock()
+	e.personMu.Unlock() //nolint:staticcheck // a barrier, not a critical section
+	from := binary.BigEndian.AppendUint64([]byte{prefixMark}, awaitBase-1)
+	from = append(from, 0xff)
+	var (
+		m      mark
+		keys   [][]byte
+		handed = map[int][][]byte{}
+		perr   error
+	)
+	err := e.db.ScanExtFrom([]byte{prefixMark}, from, func(key, _ []byte) bool {
+		if perr = parseMarkKey(&m, key); perr != nil {
+			return false
+		}
+		if m.at >= awaitBase+gen {
+			return false
+		}
+		p := PersonPartition(m.site, m.person, group.Partitions())
+		handed[p] = append(handed[p], appendHandedMark(nil, m.site, m.why, m.gone, m.person))
+		keys = append(keys, slices.Clone(key))
+		return true
+	})
+	if err == nil {
+		err = perr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read the awaiting person marks: %w", err)
+	}
+	for p, ks := range handed {
+		for chunk := range slices.Chunk(ks, 1024) {
+			if err := group.HandOff(ctx, p, chunk); err != nil {
+				return fmt.Errorf("cannot hand %d awaiting person marks again to the evaluator of partition %d: %w", len(chunk), p, err)
+			}
+		}
+	}
+	for chunk := range slices.Chunk(keys, 1024) {
+		b := e.db.NewBatch()
+		for _, k := range chunk {
+			if err := b.ExtDelete(k); err != nil {
+				return err
+			}
+		}
+		if err := b.Commit(); err != nil {
+			return fmt.Errorf("cannot delete %d awaiting person marks: %w", len(chunk), err)
+		}
+	}
+	if len(keys) > 0 {
+		e.logf("membership: handed %d person marks of the generation before again to their evaluators", len(keys))
+	}
+	return nil
+}
+
+// personOrdinal is the ordinal of every per-person record's source: no
+// visitor's record has it (theirs count from 0, or from
+// state.VisitOrdinals), so a person's "id" never equals a visitor's.
+const personOrdinal = math.MaxUint32
+
+// personSource returns the source of the next record of the person of key
+// on site: in a build group its evaluating partition, that partition's
+// next position and personOrdinal — so the group's feed reads a
+// partition's persons' records in order after a cursor's position, as it
+// reads a visitor's; without a group, no partition. Call it under
+// personMu.
+func (e *Engine) personSource(site, key string) (state.Source, error) {
+	group := e.persons.Load()
+	if group == nil {
+		return state.Source{Partition: -1}, nil
+	}
+	p := PersonPartition(site, key, (*group).Partitions())
+	pos, err := e.personPosition(p)
+	if err != nil {
+		return state.Source{}, err
+	}
+	e.moves.pos[p] = pos + 1
+	e.moves.dirty[p] = true
+	return state.Source{Partition: int32(p), Offset: pos + 1, Ord: personOrdinal}, nil
+}
+
+// personPosition returns the last position given to a record of
+// evaluating partition p, read from its 'U' key the first time.
+func (e *Engine) personPosition(p int) (int64, error) {
+	if pos, ok := e.moves.pos[p]; ok {
+		return pos, nil
+	}
+	if e.moves.pos == nil {
+		e.moves.pos, e.moves.dirty = map[int]int64{}, map[int]bool{}
+	}
+	var pos int64
+	v, ok, err := e.db.Ext(appendPersonAtKey(nil, p), nil)
+	if err == nil && ok {
+		r := newReader("per-person record position", v)
+		version(&r)
+		pos = r.Varint()
+		err = end(&r)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cannot read the per-person record position of partition %d: %w", p, err)
+	}
+	e.moves.pos[p] = pos
+	return pos, nil
+}
+
+// appendPersonAtKey: 'U' | partition u32.
+func appendPersonAtKey(dst []byte, p int) []byte {
+	return binary.BigEndian.AppendUint32(append(dst, prefixPersonAt), uint32(p))
+}
+
+// putPersonPositions adds to b the positions personSource moved since the
+// last write (under personMu), so they commit with the records.
+func (e *Engine) putPersonPositions(b *state.Batch) error {
+	for p := range e.moves.dirty {
+		if err := b.ExtSet(appendPersonAtKey(nil, p), codec.AppendVarint([]byte{valueVersion}, e.moves.pos[p])); err != nil {
+			return err
+		}
+	}
+	clear(e.moves.dirty)
+	return nil
 }
 
 // RestorePersons starts restoring, in the background, the per-person
@@ -87,20 +259,34 @@ func (e *Engine) RestorePersons(ctx context.Context, marks map[int]int64) {
 	}
 	m.held, m.pending = held, todo
 	if m.cancel != nil {
-		m.cancel()
+		m.cancel() // the previous assignment's restore and hand-again
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	m.cancel = cancel
-	m.mu.Unlock()
-	if len(todo) == 0 {
-		return
-	}
 	stop := context.AfterFunc(e.ctx, cancel)
+	m.cancel = func() { stop(); cancel() }
+	m.awaitGen++
+	awaitGen := m.awaitGen
+	m.mu.Unlock()
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		defer cancel()
-		defer stop()
+		for ctx.Err() == nil {
+			err := e.handAgain(ctx, *p, awaitGen)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			e.logf("membership: %s; retrying", err)
+			if !e.sleep(time.Second, nil) {
+				return
+			}
+		}
+	}()
+	if len(todo) == 0 {
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
 		m.run.Lock()
 		defer m.run.Unlock()
 		start := time.Now()
@@ -185,7 +371,7 @@ func (e *Engine) restorePersons(ctx context.Context, parts map[int]bool, n int) 
 	if _, err := e.Sequence(ctx); err != nil {
 		return st, err
 	}
-	last, records, err := e.readPersonRecords(ctx, parts, n)
+	last, maxPos, records, err := e.readPersonRecords(ctx, parts, n)
 	if err != nil {
 		return st, err
 	}
@@ -222,6 +408,18 @@ func (e *Engine) restorePersons(ctx context.Context, parts map[int]bool, n int) 
 	defer e.personMu.Unlock()
 	b := e.db.NewBatch()
 	inB := 0
+	// This node's records of the partitions go on after the old
+	// evaluators' (and after its own, if it held them before).
+	for p := range parts {
+		pos, err := e.personPosition(p)
+		if err != nil {
+			return st, err
+		}
+		e.moves.pos[p], e.moves.dirty[p] = max(pos, maxPos[p]), true
+	}
+	if err := e.putPersonPositions(b); err != nil {
+		return st, err
+	}
 	var (
 		vs       vstate
 		key, val []byte
@@ -308,16 +506,24 @@ func (e *Engine) restorePersons(ctx context.Context, parts map[int]bool, n int) 
 // readPersonRecords reads the changes topic and returns the last record
 // of each (segment, person) of the evaluating partitions parts (of n),
 // of a per-person segment that exists here and was created at or before
-// the record (an earlier segment of the name has older records), and how
-// many records of those partitions it read.
-func (e *Engine) readPersonRecords(ctx context.Context, parts map[int]bool, n int) (map[personSegment]lastRecord, int, error) {
+// the record (an earlier segment of the name has older records), the
+// highest position of a record of each partition, and how many records
+// of those partitions it read. It copies the records into the feed by
+// source as produced, seq 0, but for those this node emitted itself
+// (which keep their seq): a partition's feed holds what its old
+// evaluators emitted, as TakeOver's copy does for a visitor's.
+func (e *Engine) readPersonRecords(ctx context.Context, parts map[int]bool, n int) (map[personSegment]lastRecord, map[int]int64, int, error) {
 	var (
-		p      fastjson.Parser
-		c      Change
-		logKey []byte
-		count  int
-		last   = map[personSegment]lastRecord{}
-		known  = map[[2]string]*Definition{} // nil: not a per-person segment here
+		p        fastjson.Parser
+		c        Change
+		logKey   []byte
+		key, val []byte
+		count    int
+		inB      int
+		b        = e.db.NewBatch()
+		last     = map[personSegment]lastRecord{}
+		maxPos   = map[int]int64{}
+		known    = map[[2]string]*Definition{} // nil: not a per-person segment here
 	)
 	err := e.opts.History(ctx, func(v []byte) error {
 		if err := ParseChangeJSON(&c, &p, v); err != nil {
@@ -348,10 +554,35 @@ func (e *Engine) readPersonRecords(ctx context.Context, parts map[int]bool, n in
 		}
 		count++
 		last[personSegment{c.Site, c.Segment, c.Visitor}] = lastRecord{key: c.Person, email: c.Email, entered: c.Entered, at: c.At, order: count}
+		if c.Src.Partition < 0 || c.Src.Ord != personOrdinal {
+			return nil // evaluated outside a build group: in no partition's feed
+		}
+		maxPos[int(c.Src.Partition)] = max(maxPos[int(c.Src.Partition)], c.Src.Offset)
+		key = appendFeedByKey(key[:0], c.Site, c.Segment, c.Src)
+		old, found, err := e.db.Ext(key, val[:0])
+		if err != nil {
+			return err
+		}
+		if found && len(old) >= 8 && binary.BigEndian.Uint64(old) > 0 {
+			return nil // this node emitted it: keep its seq
+		}
+		val = appendRecord(appendU64(val[:0], 0), &c)
+		if err := b.ExtSet(key, val); err != nil {
+			return err
+		}
+		if inB++; inB >= importBatch {
+			inB = 0
+			err := b.Commit()
+			b = e.db.NewBatch()
+			return err
+		}
 		return nil
 	})
-	if err != nil {
-		return nil, count, fmt.Errorf("cannot read the per-person records of partitions %v from the changes topic: %w", sortedParts(parts), err)
+	if err == nil && inB > 0 {
+		err = b.Commit()
 	}
-	return last, count, nil
+	if err != nil {
+		return nil, nil, count, fmt.Errorf("cannot read the per-person records of partitions %v from the changes topic: %w", sortedParts(parts), err)
+	}
+	return last, maxPos, count, nil
 }

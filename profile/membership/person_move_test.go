@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -24,6 +26,12 @@ func assign(t *testing.T, n *env, parts ...int) {
 		marks[p] = 0
 	}
 	n.Segments.RestorePersons(context.Background(), marks)
+	restored(t, n, parts...)
+}
+
+// restored waits until n restored the persons of parts.
+func restored(t *testing.T, n *env, parts ...int) {
+	t.Helper()
 	profiletest.WaitUntil(t, "the persons are restored", func() bool {
 		for _, p := range parts {
 			if !n.Segments.PersonsReady(p) {
@@ -53,9 +61,9 @@ func TestPersonsMove(t *testing.T) {
 	store := &groupStore{}
 	var dead atomic.Bool // node 1's sink fails: its records stay in its outbox
 	for i := range 2 {
-		g := &groupNode{i: i, store: store}
+		g := &groupNode{store: store}
 		sink := membership.LogSink(topic)
-		store.nodes = append(store.nodes, openEnv(t, "", clk, func(o *membership.Options) {
+		n := openEnv(t, "", clk, func(o *membership.Options) {
 			o.Persons, o.History = g, membership.LogHistory(topic)
 			o.Sink = func(ctx context.Context, cs []membership.Change) error {
 				if i == 1 && dead.Load() {
@@ -63,7 +71,9 @@ func TestPersonsMove(t *testing.T) {
 				}
 				return sink(ctx, cs)
 			}
-		}))
+		})
+		g.self.Store(n)
+		store.nodes = append(store.nodes, n)
 	}
 	n0, n1 := store.nodes[0], store.nodes[1]
 	assign(t, n0, 0, 2)
@@ -94,6 +104,35 @@ func TestPersonsMove(t *testing.T) {
 				}
 			}
 			sameAsReference(t, when, ref, store.all(), gone, "shop", seg)
+			// The group's feed by source, each node answering for the
+			// partitions it evaluates: the reference's records, each
+			// once, every one of a partition after the one before.
+			var got, want []string
+			ids := map[state.Source]bool{}
+			nodes := store.all()
+			for i, n := range nodes {
+				var from []state.Source
+				for p := range groupPartitions {
+					if p%len(nodes) == i {
+						from = append(from, state.Source{Partition: int32(p), Offset: -1})
+					}
+				}
+				for _, c := range n.sourceChanges(t, "shop", seg, from...) {
+					if ids[c.Src] || c.Src.Offset <= 0 {
+						t.Fatalf("%s: %s: record %+v of source %+v again or without a position", when, seg, c, c.Src)
+					}
+					ids[c.Src] = true
+					got = append(got, changeLine(c))
+				}
+			}
+			for _, c := range ref.changes(t, "shop", seg) {
+				want = append(want, changeLine(c))
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("%s: %s: the group's feed by source\n%v\nwant the reference's records\n%v", when, seg, got, want)
+			}
 		}
 	}
 	a, b, c, d := profiletest.Visitor(1), profiletest.Visitor(2), profiletest.Visitor(3), profiletest.Visitor(4)
@@ -130,13 +169,40 @@ func TestPersonsMove(t *testing.T) {
 		}
 	}
 
-	// The move: node 0 takes every partition, restores node 1's persons
-	// before it evaluates them, and rebuilds node 1's events.
+	// Node 1's evaluator stops; eve's mark, handed to it, is stored there
+	// and never evaluated.
+	if err := n1.Segments.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e := profiletest.Visitor(5)
+	eve := keyOn("shop", "eve", 1, 2) // evaluated on node 1; e is on node 0
+	eveBatch := profiletest.Batch("shop", e, append(views(t0+53, t0+54, t0+55), profiletest.Identify(t0+56, eve))...)
+	n0.Append(t, eveBatch)
+	ref.Append(t, eveBatch)
+	settle(t, []*env{ref, n0})
+	if _, ok := n0.members(t, "shop", "known")[membership.PersonID("shop", "e:"+eve)]; ok {
+		t.Fatal("eve is known on node 0 before the move; want her mark at node 1")
+	}
+
+	// The move, as a rebalance does it: no node evaluates while the group
+	// rebalances; node 0 is assigned every partition, so it restores node
+	// 1's persons before it evaluates them, hands again the marks it
+	// handed before, and rebuilds node 1's events.
+	store.own(nil)
 	n0.Segments.RestorePersons(context.Background(), map[int]int64{0: 0, 1: 0, 2: 0, 3: 0})
-	store.set(n0)
-	n1.Close(t)
 	n0.Append(t, rebuild...)
-	assign(t, n0, 0, 1, 2, 3)
+	if err := n0.Builder.WaitCaughtUp(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	store.set(n0)
+	store.own(n0)
+	n1.Close(t)
+	restored(t, n0, 0, 1, 2, 3)
+	eveID := membership.PersonID("shop", "e:"+eve)
+	profiletest.WaitUntil(t, "eve's mark handed again and evaluated", func() bool {
+		_, ok := n0.members(t, "shop", "known")[eveID]
+		return ok
+	})
 	settle(t, []*env{ref, n0})
 	check("after the move", emitted)
 	if _, ok := n0.members(t, "shop", "fans")[catID]; !ok {
@@ -168,9 +234,11 @@ func BenchmarkRestorePersons(b *testing.B) {
 	clk := &profiletest.Clock{}
 	clk.Set(t0 + hour)
 	store := &groupStore{}
+	g := &groupNode{store: store}
 	n := openEnv(b, "", clk, func(o *membership.Options) {
-		o.Persons, o.History, o.Sink = &groupNode{store: store}, membership.LogHistory(topic), membership.LogSink(topic)
+		o.Persons, o.History, o.Sink = g, membership.LogHistory(topic), membership.LogSink(topic)
 	})
+	g.self.Store(n)
 	store.set(n)
 	all := map[int]int64{0: 0, 1: 0, 2: 0, 3: 0}
 	n.Segments.RestorePersons(context.Background(), all)

@@ -2,9 +2,11 @@ package query_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -222,12 +224,39 @@ func TestClusterPerPersonAnswers(t *testing.T) {
 	if body := f.same(t, http.MethodGet, "/v1/segments/shop/people/history?from="+from+"&to="+to); strings.Count(body, `"size":`) != 2 || strings.Contains(body, `"size":0`) {
 		t.Errorf("history: %s; want the two samples of the persons", body)
 	}
+	// The changes feed, paged with its cursor alternating between the
+	// nodes (each page the same on both, each id once): the reference's
+	// records but for the node's seq and the group's ids (by evaluating
+	// partition).
+	r := &feedReader{f: f, name: "people", seen: map[string]string{}}
+	r.readAll(t, 7)
+	var got, want []string
+	for _, rec := range r.seen {
+		got = append(got, idField.ReplaceAllString(rec, ""))
+	}
+	code, body := f.ref.Get(t, "/v1/segments/shop/people/changes?limit=1000")
+	var page feedPage
+	if err := json.Unmarshal([]byte(body), &page); code != 200 || err != nil {
+		t.Fatalf("the reference's feed: %d %s (%v)", code, body, err)
+	}
+	for _, rec := range page.Changes {
+		want = append(want, idField.ReplaceAllString(withoutSeq(rec), ""))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if len(want) < 10 || !slices.Equal(got, want) {
+		t.Fatalf("the group's feed\n%s\nwant the reference's\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }
+
+// idField is a record's "id" after its "seq" was taken out.
+var idField = regexp.MustCompile(`^\{"id":("[0-9-]+"|null),`)
 
 // TestClusterPersonsRestoring: while a node restores the persons of the
 // evaluating partitions it took over from the changes topic, a
 // per-person segment's export, size and size history answer 503 naming
-// the partition, with Retry-After, on every node — never a short answer;
+// the partition, with Retry-After, on every node — never a short answer —
+// and so does its changes feed;
 // then they answer.
 func TestClusterPersonsRestoring(t *testing.T) {
 	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
@@ -257,7 +286,7 @@ func TestClusterPersonsRestoring(t *testing.T) {
 	}
 	n1.Segments.RestorePersons(context.Background(), map[int]int64{1: 0, 3: 0})
 	for _, n := range f.nodes {
-		for _, path := range []string{"/v1/segments/shop/people/members", "/v1/segments/shop/people", "/v1/segments/shop", "/v1/segments/shop/people/history"} {
+		for _, path := range []string{"/v1/segments/shop/people/members", "/v1/segments/shop/people", "/v1/segments/shop", "/v1/segments/shop/people/history", "/v1/segments/shop/people/changes"} {
 			code, h, body := n.DoResponse(t, http.MethodGet, path, nil, nil, true)
 			if code != 503 || !strings.Contains(body, "partition 1 are not ready") || h.Get("Retry-After") == "" {
 				t.Errorf("GET %s on %s during the restore: %d %q; want 503 naming partition 1, with Retry-After", path, n.URL, code, body)

@@ -11,7 +11,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/affinityhq/affinity/internal/quote"
-	"github.com/affinityhq/affinity/profile/api"
 	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/storage/state"
@@ -99,8 +98,8 @@ func (h *Handler) changesLimit(ctx *fasthttp.RequestCtx) (int, bool) {
 // answers is the one before with the partition of each record given set
 // to that record's source, so any node resumes it. A record's "seq" is
 // its owner's number, which other nodes do not share: resume with the
-// cursor. A segment's records of no partition (per person) are not in a
-// build group's feed: such a segment answers 501.
+// cursor. A per-person segment's records are by the person's evaluating
+// partition (membership.Engine.RestorePersons copies an old evaluator's).
 func (h *Handler) serveClusterChanges(ctx *fasthttp.RequestCtx, site, name string) {
 	var cur feedCursor
 	if raw := ctx.QueryArgs().Peek("after"); len(raw) > 0 {
@@ -119,16 +118,12 @@ func (h *Handler) serveClusterChanges(ctx *fasthttp.RequestCtx, site, name strin
 	if !ok {
 		return
 	}
-	d, found, err := h.opts.Segments.Definition(site, name)
-	switch {
-	case err != nil:
-		h.internalError(ctx, err)
+	if !h.segmentExists(ctx, site, name) {
 		return
-	case !found:
-		h.noSegment(ctx, site, name)
-		return
-	case d.Per == membership.PerPerson:
-		api.Error(ctx, fasthttp.StatusNotImplemented, fmt.Sprintf("segment %s of site %s is per person: its records name no partition, and a build group's feed is by partition; read the Kafka changes topic", quote.Value(name), quote.Value(site)))
+	}
+	// A person's records are by its evaluating partition, as its owner
+	// restored them (fanout_person.go).
+	if _, ok := h.perPerson(ctx, site, name, parts); !ok {
 		return
 	}
 	if parts != nil {
