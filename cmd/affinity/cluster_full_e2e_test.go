@@ -171,6 +171,25 @@ func segmentNames(t *testing.T, p *proc, site, visitor string) string {
 	return fmt.Sprintf("%v next %s", names, next)
 }
 
+// personsAlike waits, up to 60 s, until ref and every node of live
+// answer path (a per-person segment's export) alike: the person
+// evaluators run after the builders' commits, so a settled log is not yet
+// settled persons. sameOnEvery then shows what still differs.
+func personsAlike(t *testing.T, ref *proc, live []*proc, path string) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		_, want := apiDo(t, http.MethodGet, ref.api+path, "", nil)
+		alike := true
+		for _, p := range live {
+			_, got := apiDo(t, http.MethodGet, p.api+path, "", nil)
+			alike = alike && enteredAt.ReplaceAllString(got, "T") == enteredAt.ReplaceAllString(want, "T")
+		}
+		if alike {
+			return
+		}
+	}
+}
+
 // freeAPIAddr returns a loopback address free at the time of the call,
 // for a node's --api-listen and --advertise-api to name before it starts.
 func freeAPIAddr(t *testing.T) string {
@@ -321,6 +340,9 @@ func TestClusterFull(t *testing.T) {
 		sizes := map[string]int{}
 		for _, s := range fullSegments {
 			path := "/v1/segments/" + site + "/" + s.name + "/members?at=" + at
+			if s.per == "person" {
+				personsAlike(t, ref, live, path+"&format=ndjson")
+			}
 			whole := sameOnEvery(t, ref, live, path+"&format=ndjson")
 			sameOnEvery(t, ref, live, path+"&format=csv")
 			sizes[s.name] = strings.Count(whole, "\n")
@@ -410,15 +432,21 @@ func TestClusterFull(t *testing.T) {
 	// old owners produced, copied from the changes topic, not its own
 	// re-application (DESIGN "Each change once").
 	for _, s := range fullSegments {
-		if s.per == "person" {
-			continue // a build group's feed of a per-person segment answers 501 (DESIGN)
-		}
 		path := "/v1/segments/" + site + "/" + s.name + "/changes?limit=500"
 		feed := &e2eFeed{path: path, seen: map[string]int{}}
 		for i := 0; feed.page(t, live[i%len(live)], true) > 0; i++ {
 		}
 		refFeed := &e2eFeed{path: path, seen: map[string]int{}}
-		for refFeed.page(t, ref, false) > 0 {
+		if s.per == "person" { // a single node's person records have no id to page by: its topic's
+			for _, c := range want {
+				if c.Segment == s.name {
+					refFeed.recs = append(refFeed.recs, c)
+				}
+			}
+			refFeed.records = len(refFeed.recs)
+		} else {
+			for refFeed.page(t, ref, false) > 0 {
+			}
 		}
 		what := "the changes feed of " + s.name
 		checkOnce(t, what, feed.recs, refFeed.recs, window, nil)

@@ -75,7 +75,11 @@
 // commit (a person spans partitions) but by one person evaluator
 // (RunPersons, person.go): the commit leaves a durable mark, the
 // evaluator reads committed profiles, evaluates and deletes the marks in
-// one write. DESIGN.md, "Identity", has the exactness argument.
+// one write. DESIGN.md, "Identity", has the exactness argument. In a
+// build group (Options.Persons) each person is evaluated by the owner of
+// its evaluating partition, which at an assignment restores the
+// partition's persons from the changes topic first (RestorePersons,
+// person_move.go).
 //
 // # Concurrency
 //

@@ -117,3 +117,48 @@ func (e *Engine) advance(s *sourceStream, site, name string) error {
 	s.done = len(s.chunk) < sourceChunk
 	return nil
 }
+
+// feedCopy writes into the feed by source the records other nodes
+// produced (the changes topic's), in transactions of importBatch: the
+// copy of TakeOver and of RestorePersons.
+type feedCopy struct {
+	e        *Engine
+	b        *state.Batch
+	n        int // entries in b
+	key, val []byte
+}
+
+func (e *Engine) newFeedCopy() *feedCopy { return &feedCopy{e: e, b: e.db.NewBatch()} }
+
+// put adds c's entry as produced (seq 0), unless this node emitted c
+// itself: its entry keeps its seq.
+func (f *feedCopy) put(c *Change) error {
+	f.key = appendFeedByKey(f.key[:0], c.Site, c.Segment, c.Src)
+	old, found, err := f.e.db.Ext(f.key, f.val[:0])
+	if err != nil {
+		return err
+	}
+	f.val = old
+	if found && len(old) >= 8 && binary.BigEndian.Uint64(old) > 0 {
+		return nil // this node emitted it: keep its seq
+	}
+	f.val = appendRecord(appendU64(f.val[:0], 0), c)
+	if err := f.b.ExtSet(f.key, f.val); err != nil {
+		return err
+	}
+	if f.n++; f.n >= importBatch {
+		return f.flush()
+	}
+	return nil
+}
+
+// flush commits what put added.
+func (f *feedCopy) flush() error {
+	if f.n == 0 {
+		return nil
+	}
+	f.n = 0
+	err := f.b.Commit()
+	f.b = f.e.db.NewBatch()
+	return err
+}

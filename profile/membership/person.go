@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -546,6 +547,9 @@ func (e *Engine) evalPersons(ctx context.Context, site string, marks []mark, now
 						}
 					}
 				}
+				// In visitor order, whichever id the walk started from: a
+				// member row lists them so on every node.
+				slices.SortFunc(p.Visitors, func(a, b event.UUID) int { return bytes.Compare(a[:], b[:]) })
 				pp := &p.Profile
 				if pp.Email == "" && len(p.Emails) > 0 {
 					pp.Email = slices.Min(p.Emails)

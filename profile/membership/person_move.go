@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -257,7 +258,7 @@ func (e *Engine) RestorePersons(ctx context.Context, marks map[int]int64) {
 			todo[part] = true
 		}
 	}
-	m.held, m.pending = held, todo
+	m.held, m.pending = held, maps.Clone(todo)
 	if m.cancel != nil {
 		m.cancel() // the previous assignment's restore and hand-again
 	}
@@ -293,6 +294,8 @@ func (e *Engine) RestorePersons(ctx context.Context, marks map[int]int64) {
 		for {
 			st, err := e.restorePersons(ctx, todo, n)
 			if err == nil {
+				e.logf("membership: restored %d per-person memberships of %d persons of partitions %v from %d records of the changes topic in %s",
+					st.members, st.persons, sortedParts(todo), st.records, time.Since(start).Round(time.Millisecond))
 				m.mu.Lock()
 				if m.gen == gen {
 					for part := range todo {
@@ -302,8 +305,6 @@ func (e *Engine) RestorePersons(ctx context.Context, marks map[int]int64) {
 				}
 				m.mu.Unlock()
 				poke(e.personWake)
-				e.logf("membership: restored %d per-person memberships of %d persons of partitions %v from %d records of the changes topic in %s",
-					st.members, st.persons, sortedParts(todo), st.records, time.Since(start).Round(time.Millisecond))
 				return
 			}
 			if ctx.Err() != nil {
@@ -514,16 +515,14 @@ func (e *Engine) restorePersons(ctx context.Context, parts map[int]bool, n int) 
 // evaluators emitted, as TakeOver's copy does for a visitor's.
 func (e *Engine) readPersonRecords(ctx context.Context, parts map[int]bool, n int) (map[personSegment]lastRecord, map[int]int64, int, error) {
 	var (
-		p        fastjson.Parser
-		c        Change
-		logKey   []byte
-		key, val []byte
-		count    int
-		inB      int
-		b        = e.db.NewBatch()
-		last     = map[personSegment]lastRecord{}
-		maxPos   = map[int]int64{}
-		known    = map[[2]string]*Definition{} // nil: not a per-person segment here
+		p      fastjson.Parser
+		c      Change
+		logKey []byte
+		count  int
+		cp     = e.newFeedCopy()
+		last   = map[personSegment]lastRecord{}
+		maxPos = map[int]int64{}
+		known  = map[[2]string]*Definition{} // nil: not a per-person segment here
 	)
 	err := e.opts.History(ctx, func(v []byte) error {
 		if err := ParseChangeJSON(&c, &p, v); err != nil {
@@ -558,28 +557,10 @@ func (e *Engine) readPersonRecords(ctx context.Context, parts map[int]bool, n in
 			return nil // evaluated outside a build group: in no partition's feed
 		}
 		maxPos[int(c.Src.Partition)] = max(maxPos[int(c.Src.Partition)], c.Src.Offset)
-		key = appendFeedByKey(key[:0], c.Site, c.Segment, c.Src)
-		old, found, err := e.db.Ext(key, val[:0])
-		if err != nil {
-			return err
-		}
-		if found && len(old) >= 8 && binary.BigEndian.Uint64(old) > 0 {
-			return nil // this node emitted it: keep its seq
-		}
-		val = appendRecord(appendU64(val[:0], 0), &c)
-		if err := b.ExtSet(key, val); err != nil {
-			return err
-		}
-		if inB++; inB >= importBatch {
-			inB = 0
-			err := b.Commit()
-			b = e.db.NewBatch()
-			return err
-		}
-		return nil
+		return cp.put(&c)
 	})
-	if err == nil && inB > 0 {
-		err = b.Commit()
+	if err == nil {
+		err = cp.flush()
 	}
 	if err != nil {
 		return nil, nil, count, fmt.Errorf("cannot read the per-person records of partitions %v from the changes topic: %w", sortedParts(parts), err)

@@ -126,21 +126,9 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 		p     fastjson.Parser
 		c     Change
 		n     int
-		b     = e.db.NewBatch()
-		inB   int
-		key   []byte
-		val   []byte
+		cp    = e.newFeedCopy()
 		known = map[[2]string]bool{} // site, segment → a per-visitor segment here
 	)
-	commit := func() error {
-		if inB == 0 {
-			return nil
-		}
-		inB = 0
-		err := b.Commit()
-		b = e.db.NewBatch()
-		return err
-	}
 	err := e.opts.History(ctx, func(v []byte) error {
 		if err := ParseChangeJSON(&c, &p, v); err != nil {
 			e.logf("membership: skipping a record of the changes topic: %s", err)
@@ -164,30 +152,15 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 		if !isSeg {
 			return nil // deleted since, or per person (no partition feed)
 		}
-		key = appendFeedByKey(key[:0], c.Site, c.Segment, c.Src)
-		old, found, err := e.db.Ext(key, val[:0])
-		if err != nil {
-			return err
-		}
-		if found && len(old) >= 8 && binary.BigEndian.Uint64(old) > 0 {
-			return nil // this node emitted it: keep its seq
-		}
-		val = appendRecord(appendU64(val[:0], 0), &c)
-		if err := b.ExtSet(append([]byte(nil), key...), append([]byte(nil), val...)); err != nil {
-			return err
-		}
-		if inB++; inB >= importBatch {
-			return commit()
-		}
-		return nil
+		return cp.put(&c)
 	})
 	if err == nil {
-		err = commit()
+		err = cp.flush()
 	}
 	if err != nil {
 		return n, fmt.Errorf("cannot copy the change records of partitions %v from the changes topic: %w", marks, err)
 	}
-	b = e.db.NewBatch()
+	b := e.db.NewBatch()
 	for part, mark := range marks {
 		if err := b.ExtSet(appendHistoryKey(nil, part), codec.AppendVarint([]byte{valueVersion}, mark)); err != nil {
 			return n, err

@@ -9,11 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
-	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
@@ -297,16 +293,7 @@ func TestClusterSegmentsAnswer(t *testing.T) {
 	}
 	// The size history: samples at the same instants on every node, each
 	// member counting its partitions.
-	for _, at := range []int64{t0 + 2*profiletest.Hour, t0 + 2*profiletest.Hour + 60000, t0 + 3*profiletest.Hour} {
-		for _, e := range f.all() {
-			e.Clock.Set(at)
-			if _, err := e.Segments.RecordSizes(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	from := url.QueryEscape(time.UnixMilli(t0 + profiletest.Hour).UTC().Format(time.RFC3339))
-	to := url.QueryEscape(time.UnixMilli(t0 + 4*profiletest.Hour).UTC().Format(time.RFC3339))
+	from, to := f.sampleSizes(t, t0+2*profiletest.Hour, t0+2*profiletest.Hour+60000, t0+3*profiletest.Hour)
 	for _, q := range []string{"", "&step=1h"} {
 		if _, body := sameBody(http.MethodGet, "/v1/segments/shop/fans/history?from="+from+"&to="+to+q, ""); strings.Count(body, `"size":`) < 2 || strings.Contains(body, `"size":0`) {
 			t.Errorf("history%s: %s; want points of the members", q, body)
@@ -338,23 +325,8 @@ func TestClusterSegmentsAnswer(t *testing.T) {
 // topic, the group's feed answers 503 naming the partition, on every
 // node; then it answers the copied records, as produced, seq 0.
 func TestClusterChangesTakeOver(t *testing.T) {
-	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
-	topic := profiletest.OpenTopic(t, brokers, "changes")
+	f, n1, topic, release := blockedHistoryCluster(t)
 	defer topic.Close()
-	release := make(chan struct{})
-	const parts = 4
-	own := func(ps ...int) func(*builder.Options) {
-		return func(o *builder.Options) { o.Partitions = ps }
-	}
-	n0 := profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(0, 2)})
-	n1 := profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(1, 3), Membership: func(o *membership.Options) {
-		read := membership.LogHistory(topic)
-		o.History = func(ctx context.Context, fn func([]byte) error) error {
-			<-release
-			return read(ctx, fn)
-		}
-	}})
-	f := routeCluster(t, parts, profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true}), n0, n1)
 	for _, e := range f.all() {
 		if code, body := e.Do(t, http.MethodPut, "/v1/segments/shop/fans", "text/plain", []byte(`count(view) >= 1`), true); code != 201 {
 			t.Fatalf("PUT segment: %d %s", code, body)

@@ -18,6 +18,7 @@ import (
 	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -211,16 +212,7 @@ func TestClusterPerPersonAnswers(t *testing.T) {
 			t.Errorf("GET %s: %s; want the per-person segment sized", path, body)
 		}
 	}
-	for _, at := range []int64{t0 + 2*profiletest.Hour, t0 + 2*profiletest.Hour + 60000} {
-		for _, e := range f.all() {
-			e.Clock.Set(at)
-			if _, err := e.Segments.RecordSizes(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	from := url.QueryEscape(time.UnixMilli(t0 + profiletest.Hour).UTC().Format(time.RFC3339))
-	to := url.QueryEscape(time.UnixMilli(t0 + 4*profiletest.Hour).UTC().Format(time.RFC3339))
+	from, to := f.sampleSizes(t, t0+2*profiletest.Hour, t0+2*profiletest.Hour+60000)
 	if body := f.same(t, http.MethodGet, "/v1/segments/shop/people/history?from="+from+"&to="+to); strings.Count(body, `"size":`) != 2 || strings.Contains(body, `"size":0`) {
 		t.Errorf("history: %s; want the two samples of the persons", body)
 	}
@@ -259,23 +251,9 @@ var idField = regexp.MustCompile(`^\{"id":("[0-9-]+"|null),`)
 // and so does its changes feed;
 // then they answer.
 func TestClusterPersonsRestoring(t *testing.T) {
-	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
-	topic := profiletest.OpenTopic(t, brokers, "changes")
-	defer topic.Close()
-	release := make(chan struct{})
 	const parts = 4
-	own := func(ps ...int) func(*builder.Options) {
-		return func(o *builder.Options) { o.Partitions = ps }
-	}
-	n0 := profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(0, 2)})
-	n1 := profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(1, 3), Membership: func(o *membership.Options) {
-		read := membership.LogHistory(topic)
-		o.History = func(ctx context.Context, fn func([]byte) error) error {
-			<-release
-			return read(ctx, fn)
-		}
-	}})
-	f := routeCluster(t, parts, profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true}), n0, n1)
+	f, n1, topic, release := blockedHistoryCluster(t)
+	defer topic.Close()
 	for _, n := range f.nodes {
 		n.Segments.SetPersons(n.Query.Persons(parts, profiletest.Token))
 	}
@@ -298,4 +276,26 @@ func TestClusterPersonsRestoring(t *testing.T) {
 	for _, path := range []string{"/v1/segments/shop/people/members", "/v1/segments/shop/people", "/v1/segments/shop/people/history"} {
 		f.same(t, http.MethodGet, path)
 	}
+}
+
+// blockedHistoryCluster is a clusterFixture whose node 1 reads the
+// changes topic (kfake) only once release is closed.
+func blockedHistoryCluster(t *testing.T) (f *clusterFixture, n1 *profiletest.Env, topic *storage.KafkaLog, release chan struct{}) {
+	t.Helper()
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic = profiletest.OpenTopic(t, brokers, "changes")
+	release = make(chan struct{})
+	const parts = 4
+	own := func(ps ...int) func(*builder.Options) {
+		return func(o *builder.Options) { o.Partitions = ps }
+	}
+	n0 := profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(0, 2)})
+	n1 = profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Builder: own(1, 3), Membership: func(o *membership.Options) {
+		read := membership.LogHistory(topic)
+		o.History = func(ctx context.Context, fn func([]byte) error) error {
+			<-release
+			return read(ctx, fn)
+		}
+	}})
+	return routeCluster(t, parts, profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true}), n0, n1), n1, topic, release
 }

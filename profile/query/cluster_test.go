@@ -105,6 +105,23 @@ func (f *clusterFixture) sendSettled(t testing.TB, bs ...*event.Batch) {
 	}
 }
 
+// sampleSizes samples every segment's size on every node at each of ats,
+// and returns from and to (query-escaped RFC 3339) around them.
+func (f *clusterFixture) sampleSizes(t *testing.T, ats ...int64) (from, to string) {
+	t.Helper()
+	for _, at := range ats {
+		for _, e := range f.all() {
+			e.Clock.Set(at)
+			if _, err := e.Segments.RecordSizes(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	from = url.QueryEscape(time.UnixMilli(t0 + profiletest.Hour).UTC().Format(time.RFC3339))
+	to = url.QueryEscape(time.UnixMilli(t0 + 4*profiletest.Hour).UTC().Format(time.RFC3339))
+	return from, to
+}
+
 // same asks every node of the group path and wants the reference's status
 // and body.
 func (f *clusterFixture) same(t *testing.T, method, path string) string {
