@@ -110,8 +110,7 @@ func (e *Engine) putAwaiting(b *state.Batch, at int64, handed [][]byte) error {
 func (e *Engine) handAgain(ctx context.Context, group Persons, gen int64) error {
 	// A round that began in the generation before ends first: its marks
 	// are of that generation.
-	e.personMu.Lock()
-	e.personMu.Unlock() //nolint:staticcheck // a barrier, not a critical section
+	e.personBarrier()
 	from := binary.BigEndian.AppendUint64([]byte{prefixMark}, awaitBase-1)
 	from = append(from, 0xff)
 	var (
@@ -327,6 +326,13 @@ func (e *Engine) PersonsReady(p int) bool {
 	return !e.moves.pending[p]
 }
 
+// personBarrier returns once the person evaluation running now, if any,
+// has ended.
+func (e *Engine) personBarrier() {
+	e.personMu.Lock()
+	defer e.personMu.Unlock()
+}
+
 // personsBlocked reports whether the persons of p wait for a restore: the
 // evaluator must not evaluate them yet. Call it under personMu.
 func (e *Engine) personsBlocked(p int) bool {
@@ -367,8 +373,7 @@ func (e *Engine) restorePersons(ctx context.Context, parts map[int]bool, n int) 
 	// An evaluation that began before the partitions were pending ends
 	// first; then this node's records go out: the topic is then at least as
 	// new as its own state of any person it evaluated last.
-	e.personMu.Lock()
-	e.personMu.Unlock() //nolint:staticcheck // a barrier, not a critical section
+	e.personBarrier()
 	if _, err := e.Sequence(ctx); err != nil {
 		return st, err
 	}
