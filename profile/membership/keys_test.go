@@ -38,6 +38,7 @@ func samples() []sample {
 		{"event mark", append(appendMarkKey(nil, 0, 42, "shop", markEvent), testVisitor[:]...), func(b []byte) error { var m mark; return parseMarkKey(&m, b) }},
 		{"due mark", appendPersonMark(nil, 1769817600000, "shop", markDue, "e:a@b.c"), func(b []byte) error { var m mark; return parseMarkKey(&m, b) }},
 		{"handed mark", appendHandedMark(nil, "shop", "event", whyErased, "e:a@b.c"), func(b []byte) error { var m mark; return parseMarkKey(&m, b) }},
+		{"awaiting mark", codec.AppendString(codec.AppendString(codec.AppendString(appendMarkKey(nil, awaitBase+3, 0, "shop", markAwaiting), "event"), "linked"), "c:C7"), func(b []byte) error { var m mark; return parseMarkKey(&m, b) }},
 		{"webhook", appendHook(nil, "https://example.com/hook", "s3cret"), func(b []byte) error { _, _, err := decodeHook(b); return err }},
 		{"due key", appendDueKey(nil, 1769817600000, "shop", testVisitor), func(b []byte) error { _, _, _, err := parseDueKey(b); return err }},
 		{"size", appendSizeValue(nil, 123456, nil), func(b []byte) error { _, _, err := decodeSizeValue(b, nil); return err }},
