@@ -234,13 +234,15 @@ func (e *Engine) putPersonPositions(b *state.Batch) error {
 // assignment; PersonsReady reports false for those partitions until done,
 // and the person evaluator leaves their persons' marks waiting. A failed
 // read of the changes topic is retried until ctx ends (the generation
-// ended). It does nothing without a changes topic (Options.History) or a
-// build group (Options.Persons). A cluster member calls it at each
+// ended). Each call also hands again the marks this node handed before it
+// (handAgain). It does nothing without a build group (Options.Persons),
+// and restores nothing without a changes topic (Options.History). A
+// cluster member calls it at each
 // assignment, beside TakeOver; a restart restores again (its own records
 // are produced first, so the topic's are at least as new as its state).
 func (e *Engine) RestorePersons(ctx context.Context, marks map[int]int64) {
 	p := e.persons.Load()
-	if e.opts.History == nil || p == nil {
+	if p == nil {
 		return
 	}
 	n := (*p).Partitions()
@@ -251,7 +253,7 @@ func (e *Engine) RestorePersons(ctx context.Context, marks map[int]int64) {
 	held := map[int]bool{}
 	todo := map[int]bool{}
 	for part := range marks {
-		if m.held[part] {
+		if m.held[part] || e.opts.History == nil { // no topic: nothing to restore from
 			held[part] = true
 		} else {
 			todo[part] = true
