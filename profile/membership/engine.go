@@ -145,7 +145,10 @@ type Engine struct {
 	// its answer, and exclusively by Scrub: after Scrub no delivery carries
 	// what it removed.
 	scrubMu sync.RWMutex
-	lastSeq atomic.Uint64
+	// erasures counts Erase's writes of 'U' keys, so that TakeOver's copy
+	// reads them again before it commits (erase.go).
+	erasures atomic.Uint64
+	lastSeq  atomic.Uint64
 
 	nextDue  atomic.Int64
 	lastThin atomic.Int64 // the hour (ms / 3.6e6) the size history was last thinned

@@ -27,6 +27,7 @@ const (
 	prefixSizes    = 'S' // size history: site, segment, at
 	prefixMark     = 'P' // a person to evaluate: at, id, site, what (person.go)
 	prefixPersonOf = 'N' // the person a visitor was last evaluated in: site, visitor
+	prefixErased   = 'U' // an erased visitor: site, visitor → erased at (erase.go)
 )
 
 const valueVersion = 1

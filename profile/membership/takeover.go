@@ -123,25 +123,50 @@ func (e *Engine) HistoryReady(p int) bool {
 // it read of those partitions.
 func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, error) {
 	var (
-		p     fastjson.Parser
-		c     Change
-		n     int
-		b     = e.db.NewBatch()
-		inB   int
-		key   []byte
-		val   []byte
-		known = map[[2]string]bool{} // site, segment → a per-visitor segment here
+		p       fastjson.Parser
+		c       Change
+		n       int
+		pending []copied
+		key     []byte
+		val     []byte
+		known   = map[[2]string]bool{} // site, segment → a per-visitor segment here
+		gen     = e.erasures.Load()
 	)
-	commit := func() error {
-		if inB == 0 {
+	erasedMarks, err := e.erasedVisitors()
+	if err != nil {
+		return 0, err
+	}
+	// write commits pending under scrubMu, leaving out the records of
+	// visitors erased meanwhile: an Erase commits its marks before it
+	// counts, and scrubs after, so a record is either left out here or
+	// scrubbed there.
+	write := func() error {
+		if len(pending) == 0 {
 			return nil
 		}
-		inB = 0
-		err := b.Commit()
-		b = e.db.NewBatch()
-		return err
+		e.scrubMu.RLock()
+		defer e.scrubMu.RUnlock()
+		if g := e.erasures.Load(); g != gen {
+			if erasedMarks, err = e.erasedVisitors(); err != nil {
+				return err
+			}
+			gen = g
+		}
+		b := e.db.NewBatch()
+		for i := range pending {
+			r := &pending[i]
+			var gone bool
+			if key, gone = erased(erasedMarks, &r.c, key); gone {
+				continue
+			}
+			if err := b.ExtSet(r.key, r.val); err != nil {
+				return err
+			}
+		}
+		pending = pending[:0]
+		return b.Commit()
 	}
-	err := e.opts.History(ctx, func(v []byte) error {
+	err = e.opts.History(ctx, func(v []byte) error {
 		if err := ParseChangeJSON(&c, &p, v); err != nil {
 			e.logf("membership: skipping a record of the changes topic: %s", err)
 			return nil
@@ -164,6 +189,9 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 		if !isSeg {
 			return nil // deleted since, or per person (no partition feed)
 		}
+		if key, ok = erased(erasedMarks, &c, key); ok {
+			return nil
+		}
 		key = appendFeedByKey(key[:0], c.Site, c.Segment, c.Src)
 		old, found, err := e.db.Ext(key, val[:0])
 		if err != nil {
@@ -173,21 +201,20 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 			return nil // this node emitted it: keep its seq
 		}
 		val = appendRecord(appendU64(val[:0], 0), &c)
-		if err := b.ExtSet(append([]byte(nil), key...), append([]byte(nil), val...)); err != nil {
-			return err
-		}
-		if inB++; inB >= importBatch {
-			return commit()
+		pending = append(pending, copied{c: Change{Site: c.Site, Visitor: c.Visitor, At: c.At},
+			key: append([]byte(nil), key...), val: append([]byte(nil), val...)})
+		if len(pending) >= importBatch {
+			return write()
 		}
 		return nil
 	})
 	if err == nil {
-		err = commit()
+		err = write()
 	}
 	if err != nil {
 		return n, fmt.Errorf("cannot copy the change records of partitions %v from the changes topic: %w", marks, err)
 	}
-	b = e.db.NewBatch()
+	b := e.db.NewBatch()
 	for part, mark := range marks {
 		if err := b.ExtSet(appendHistoryKey(nil, part), codec.AppendVarint([]byte{valueVersion}, mark)); err != nil {
 			return n, err
@@ -197,6 +224,14 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 		return n, fmt.Errorf("cannot record the history marks %v: %w", marks, err)
 	}
 	return n, nil
+}
+
+// copied is a record of the changes topic a copy writes with the next
+// transaction: its 'B' key and value, and what tells whether it names an
+// erased visitor (site, visitor, at).
+type copied struct {
+	c        Change
+	key, val []byte
 }
 
 // historyKey: 'A' | partition u32.

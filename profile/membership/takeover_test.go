@@ -248,3 +248,80 @@ func BenchmarkParseChangeJSON(b *testing.B) {
 		}
 	}
 }
+
+// TestTakeOverErased: a copy of the changes topic leaves out the records
+// of a visitor erased at or after they were made — erased before the
+// copy, or while it runs — and keeps its records made after the erasure
+// (its new profile's) and other visitors'; what the node held of it
+// before is scrubbed by the erasure itself.
+func TestTakeOverErased(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	var eraseDuring func() // called before the copy's second record
+	readHist := membership.LogHistory(topic)
+	e := openEnv(t, "", nil, func(o *membership.Options) {
+		o.History = func(ctx context.Context, fn func([]byte) error) error {
+			n := 0
+			return readHist(ctx, func(v []byte) error {
+				if n++; n == 2 && eraseDuring != nil {
+					eraseDuring()
+				}
+				return fn(v)
+			})
+		}
+	})
+	e.put(t, "shop", "carts", `count(cart) >= 1`)
+	x, y, z := profiletest.Visitor(900), profiletest.Visitor(901), profiletest.Visitor(902)
+	rec := func(v event.UUID, off, at int64, entered bool) membership.Change {
+		return membership.Change{Site: "shop", Segment: "carts", Visitor: v, Entered: entered,
+			At: at, Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 1, Offset: off}}
+	}
+	const erasedAt = t0 + 50
+	xIn, xOut, yIn, zIn := rec(x, 3, t0+3, true), rec(x, 5, t0+5, false), rec(y, 4, t0+4, true), rec(z, 6, t0+6, true)
+	xBack := rec(x, 7, erasedAt+1, true) // x came back after its erasure
+	produce(t, topic, xIn, yIn, xOut, zIn)
+	// A record by its visitor and id.
+	id := func(c membership.Change) string {
+		return string(membership.AppendID(append(c.Visitor.Append(nil), ' '), c.Src))
+	}
+	check := func(what string, want ...membership.Change) {
+		t.Helper()
+		var got, ws []string
+		for _, c := range e.sourceChanges(t, "shop", "carts", state.Source{Partition: 1, Offset: -1}) {
+			got = append(got, id(c))
+		}
+		for _, c := range want {
+			ws = append(ws, id(c))
+		}
+		if strings.Join(got, ",") != strings.Join(ws, ",") {
+			t.Errorf("%s: feed by source of partition 1 %q; want %q", what, got, ws)
+		}
+	}
+
+	// The node copied x's records at an earlier assignment; the erasure
+	// scrubs them, and a later copy does not bring them back.
+	e.Segments.TakeOver(context.Background(), map[int]int64{1: 5})
+	profiletest.WaitUntil(t, "the first copy", func() bool { return e.Segments.HistoryReady(1) })
+	check("before the erasure", xIn, yIn, xOut)
+	if n, err := e.Segments.Erase("shop", []event.UUID{x}, nil, erasedAt); err != nil || n != 2 {
+		t.Fatalf("Erase = %d, %v; want 2 records scrubbed", n, err)
+	}
+	check("after the erasure", yIn)
+	produce(t, topic, xBack)
+	e.Segments.TakeOver(context.Background(), map[int]int64{1: 7})
+	profiletest.WaitUntil(t, "the second copy", func() bool { return e.Segments.HistoryReady(1) })
+	check("after a copy", yIn, zIn, xBack)
+
+	// z is erased while a copy reads the topic: the copy read the marks
+	// before, so z's record reaches its pending writes, and it reads them
+	// again before it writes.
+	eraseDuring = func() {
+		if _, err := e.Segments.Erase("shop", []event.UUID{z}, nil, erasedAt); err != nil {
+			t.Error(err)
+		}
+	}
+	e.Segments.TakeOver(context.Background(), map[int]int64{1: 8})
+	profiletest.WaitUntil(t, "the third copy", func() bool { return e.Segments.HistoryReady(1) })
+	check("after a copy during z's erasure", yIn, xBack)
+}
