@@ -196,6 +196,8 @@ type seg struct {
 	gen  uint64
 	id   uint64
 	per  Per
+	// created is Definition.Created, which the records carry.
+	created int64
 }
 
 // scratch is the per-call space of an evaluation.
@@ -587,7 +589,7 @@ func (e *Engine) record(b *state.Batch, sc *scratch, sg *seg, site string, visit
 	} else {
 		sc.facts = append(sc.facts, "{}"...)
 	}
-	c := Change{Site: site, Segment: sg.name, Visitor: visitor, Email: email, Entered: entered, At: at, Why: why, Facts: string(sc.facts)}
+	c := Change{Site: site, Segment: sg.name, Visitor: visitor, Email: email, Entered: entered, At: at, Why: why, Facts: string(sc.facts), Created: sg.created}
 	c.Src, _ = b.NextSource()
 	if entered {
 		e.m.entries.Inc()

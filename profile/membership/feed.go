@@ -284,11 +284,12 @@ func AppendChangeKey(dst []byte, site, segment string) []byte {
 // AppendJSON appends c as a JSON object:
 //
 //	{"seq":"12","id":"3-1200-0","site":"shop","segment":"mums","visitor":"<uuid>","email":"a@b.c",
-//	 "change":"entered","at":"2026-…Z","at_ms":…,"why":"event","facts":{…}}
+//	 "change":"entered","at":"2026-…Z","at_ms":…,"segment_created_ms":…,"why":"event","facts":{…}}
 //
 // seq is a string, the cursor of the node's feed; id is the record's
 // cluster-wide identity (Src: partition-offset-ordinal), null for a record
-// of no partition.
+// of no partition; segment_created_ms (Created) is absent in a record
+// stored before it.
 func (c *Change) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"seq":"`...)
 	dst = strconv.AppendUint(dst, c.Seq, 10)
@@ -321,6 +322,10 @@ func (c *Change) AppendJSON(dst []byte) []byte {
 	dst = profile.AppendJSONTime(dst, c.At)
 	dst = append(dst, `,"at_ms":`...)
 	dst = strconv.AppendInt(dst, c.At, 10)
+	if c.Created != 0 {
+		dst = append(dst, `,"segment_created_ms":`...)
+		dst = strconv.AppendInt(dst, c.Created, 10)
+	}
 	dst = append(dst, `,"why":`...)
 	dst = event.AppendJSONString(dst, c.Why)
 	dst = append(dst, `,"facts":`...)

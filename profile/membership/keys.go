@@ -286,14 +286,21 @@ type Change struct {
 	// applied the events (state.Source); Partition -1 for a record of no
 	// partition (a per-person segment's, or one stored before version 2).
 	Src state.Source
+	// Created is the segment's created time (Unix ms, Definition.Created,
+	// the same on every node of a build group): it tells a record of the
+	// segment from one of an earlier segment of the same name, deleted
+	// since. 0 in a record stored before version 3.
+	Created int64
 }
 
-// recordVersion is the change record's layout: 2 added the source.
-const recordVersion = 2
+// recordVersion is the change record's layout: 2 added the source, 3 the
+// segment's created time.
+const recordVersion = 3
 
 // record value (feed and outbox tail): version | entered byte | at varint |
 // visitor 16 | email str | why str | facts str | partition varint | offset
-// varint | ord uvarint; version 1 ends after facts.
+// varint | ord uvarint | created varint; version 1 ends after facts,
+// version 2 after ord.
 func appendRecord(dst []byte, c *Change) []byte {
 	dst = append(dst, recordVersion)
 	if c.Entered {
@@ -308,14 +315,15 @@ func appendRecord(dst []byte, c *Change) []byte {
 	dst = codec.AppendString(dst, c.Facts)
 	dst = codec.AppendVarint(dst, int64(c.Src.Partition))
 	dst = codec.AppendVarint(dst, c.Src.Offset)
-	return codec.AppendUvarint(dst, uint64(c.Src.Ord))
+	dst = codec.AppendUvarint(dst, uint64(c.Src.Ord))
+	return codec.AppendVarint(dst, c.Created)
 }
 
 func decodeRecord(c *Change, v []byte) error {
 	r := newReader("change record", v)
 	ver := r.Byte()
-	if r.Err() == nil && ver != valueVersion && ver != recordVersion {
-		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d and %d", ver, valueVersion, recordVersion))
+	if r.Err() == nil && (ver < valueVersion || ver > recordVersion) {
+		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d to %d", ver, valueVersion, recordVersion))
 	}
 	e := r.Byte()
 	if r.Err() == nil && e > 1 {
@@ -327,8 +335,8 @@ func decodeRecord(c *Change, v []byte) error {
 	c.Email = str(&r)
 	c.Why = str(&r)
 	c.Facts = str(&r)
-	c.Src = state.Source{Partition: -1}
-	if ver == recordVersion {
+	c.Src, c.Created = state.Source{Partition: -1}, 0
+	if ver >= 2 {
 		p := r.Varint()
 		if r.Err() == nil && (p < -1 || p > math.MaxInt32) {
 			r.Failf("partition %d; want -1 to %d", p, math.MaxInt32)
@@ -340,6 +348,9 @@ func decodeRecord(c *Change, v []byte) error {
 			r.Failf("ordinal %d; want at most %d", o, uint64(math.MaxUint32))
 		}
 		c.Src.Ord = uint32(o)
+	}
+	if ver >= 3 {
+		c.Created = r.Varint()
 	}
 	return end(&r)
 }

@@ -88,9 +88,24 @@ func TestChangeRecordSource(t *testing.T) {
 	big := codec.AppendUvarint(codec.AppendVarint(codec.AppendVarint(recordV1(&c), 1), 1), 1<<32)
 	big[0] = recordVersion
 	f("ordinal 2^32", big, state.Source{}, "ordinal 4294967296")
-	v3 := with(state.Source{})
-	v3[0] = 3
-	f("version 3", v3, state.Source{}, "version 3")
+	v4 := with(state.Source{})
+	v4[0] = 4
+	f("version 4", v4, state.Source{}, "version 4")
+	// Version 2 ends after the ordinal: no segment's created time.
+	c2 := c
+	c2.Src, c2.Created = state.Source{Partition: 1, Offset: 9}, 5
+	v2 := appendRecord(nil, &c2)
+	v2, v2[0] = v2[:len(v2)-1], 2
+	f("version 2", v2, state.Source{Partition: 1, Offset: 9}, "")
+	for _, tc := range []struct {
+		v    []byte
+		want int64
+	}{{v2, 0}, {appendRecord(nil, &Change{Why: "event", Created: 1769817600000}), 1769817600000}} {
+		var got Change
+		if err := decodeRecord(&got, tc.v); err != nil || got.Created != tc.want {
+			t.Errorf("created of %x: %d, %v; want %d", tc.v, got.Created, err, tc.want)
+		}
+	}
 
 	j := func(src state.Source, want string) {
 		t.Helper()

@@ -129,7 +129,7 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 		pending []copied
 		key     []byte
 		val     []byte
-		known   = map[[2]string]bool{} // site, segment → a per-visitor segment here
+		known   = map[[2]string]int64{} // site, segment → its Created; 0: no per-visitor segment here
 		gen     = e.erasures.Load()
 	)
 	erasedMarks, err := e.erasedVisitors()
@@ -177,17 +177,22 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 		}
 		n++
 		sk := [2]string{c.Site, c.Segment}
-		isSeg, seen := known[sk]
+		created, seen := known[sk]
 		if !seen {
 			d, found, err := e.Definition(c.Site, c.Segment)
 			if err != nil {
 				return err
 			}
-			isSeg = found && d.Per == PerVisitor
-			known[sk] = isSeg
+			if found && d.Per == PerVisitor {
+				created = max(d.Created, 1)
+			}
+			known[sk] = created
 		}
-		if !isSeg {
+		if created == 0 {
 			return nil // deleted since, or per person (no partition feed)
+		}
+		if !sameSegment(&c, created) {
+			return nil // of an earlier segment of the name, deleted since
 		}
 		if key, ok = erased(erasedMarks, &c, key); ok {
 			return nil
@@ -224,6 +229,18 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 		return n, fmt.Errorf("cannot record the history marks %v: %w", marks, err)
 	}
 	return n, nil
+}
+
+// sameSegment reports whether c is a record of the segment created at
+// created, not of an earlier one of its name: as on one node, where a
+// DELETE drops the feed, a segment's feed starts empty. A record without
+// the segment's created time (stored before record version 3) is the
+// segment's if made after it was created.
+func sameSegment(c *Change, created int64) bool {
+	if c.Created != 0 {
+		return c.Created == created
+	}
+	return c.At >= created
 }
 
 // copied is a record of the changes topic a copy writes with the next
@@ -322,6 +339,12 @@ func ParseChangeJSON(c *Change, p *fastjson.Parser, b []byte) error {
 	}
 	if c.At, err = at.Int64(); err != nil {
 		return bad(`"at_ms"`, "is not an integer")
+	}
+	if created := v.Get("segment_created_ms"); created != nil {
+		// Written only when not 0 (records before it have none).
+		if c.Created, err = created.Int64(); err != nil || c.Created == 0 {
+			return bad(`"segment_created_ms"`, "is not a non-zero integer")
+		}
 	}
 	why, ok := text("why")
 	if !ok {

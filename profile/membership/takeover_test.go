@@ -3,6 +3,7 @@ package membership_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,16 @@ import (
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
+
+// created returns the created time of a segment, which its records carry.
+func (e *env) created(t testing.TB, site, name string) int64 {
+	t.Helper()
+	d, ok, err := e.Segments.Definition(site, name)
+	if err != nil || !ok {
+		t.Fatalf("Definition %s: %t, %v", name, ok, err)
+	}
+	return d.Created
+}
 
 // produce appends cs to the changes topic l as a node's Sink does.
 func produce(t testing.TB, l storage.Log, cs ...membership.Change) {
@@ -69,9 +80,10 @@ func TestTakeOver(t *testing.T) {
 	// the mark (the new owner emits those itself), one of partition 0 and
 	// one of a segment this node does not have.
 	x := profiletest.Visitor(900)
+	created := e.created(t, "shop", "carts")
 	rec := func(p int32, off int64, entered bool, seg string) membership.Change {
 		return membership.Change{Seq: uint64(off), Site: "shop", Segment: seg, Visitor: x, Email: "x@example.com", Entered: entered,
-			At: t0 + off, Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: p, Offset: off}}
+			At: t0 + off, Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: p, Offset: off}, Created: created}
 	}
 	entry, exit := rec(1, 3, true, "carts"), rec(1, 5, false, "carts")
 	produce(t, topic, entry, entry, exit, rec(1, 6, true, "carts"), rec(0, 2, true, "carts"), rec(1, 4, true, "gone"))
@@ -143,6 +155,7 @@ func TestParseChangeJSON(t *testing.T) {
 		{Seq: 12, Site: "shop", Segment: "mums", Visitor: profiletest.Visitor(1), Email: "a@b.c", Entered: true, At: t0, Why: "event",
 			Facts: `{"count(cart)":2,"s":"\u00e9\"x\",\"facts\":"}`, Src: state.Source{Partition: 3, Offset: 1200, Ord: 7}},
 		{Seq: 1, Site: "shop", Segment: "left", Visitor: profiletest.Visitor(2), At: -5, Why: "time", Facts: "{}", Src: state.Source{Partition: -1}},
+		{Seq: 3, Site: "shop", Segment: "mums", Visitor: profiletest.Visitor(3), At: t0, Why: "event", Facts: "{}", Src: state.Source{Partition: 1}, Created: t0 - 1},
 	} {
 		var got membership.Change
 		if err := membership.ParseChangeJSON(&got, &p, c.AppendJSON(nil)); err != nil || got != c {
@@ -160,6 +173,8 @@ func TestParseChangeJSON(t *testing.T) {
 		{strings.Replace(good, `"site":"shop"`, `"site":""`, 1), `"site"`},
 		{strings.Replace(good, `"left"`, `"gone"`, 1), `"change" is neither entered nor left`},
 		{strings.Replace(good, `"at_ms":0`, `"at_ms":"0"`, 1), `"at_ms" is not an integer`},
+		{strings.Replace(good, `"at_ms":0`, `"at_ms":0,"segment_created_ms":0`, 1), `"segment_created_ms" is not a non-zero integer`},
+		{strings.Replace(good, `"at_ms":0`, `"at_ms":0,"segment_created_ms":"5"`, 1), `"segment_created_ms" is not a non-zero integer`},
 		{strings.Replace(good, `"facts":{}`, `"facts":[]`, 1), `"facts" is not an object`},
 		{strings.Replace(good, `,"facts":{}}`, `,"facts":{},"x":1}`, 1), `"facts" is not the last field`},
 	} {
@@ -273,9 +288,10 @@ func TestTakeOverErased(t *testing.T) {
 	})
 	e.put(t, "shop", "carts", `count(cart) >= 1`)
 	x, y, z := profiletest.Visitor(900), profiletest.Visitor(901), profiletest.Visitor(902)
+	created := e.created(t, "shop", "carts")
 	rec := func(v event.UUID, off, at int64, entered bool) membership.Change {
 		return membership.Change{Site: "shop", Segment: "carts", Visitor: v, Entered: entered,
-			At: at, Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 1, Offset: off}}
+			At: at, Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 1, Offset: off}, Created: created}
 	}
 	const erasedAt = t0 + 50
 	xIn, xOut, yIn, zIn := rec(x, 3, t0+3, true), rec(x, 5, t0+5, false), rec(y, 4, t0+4, true), rec(z, 6, t0+6, true)
@@ -324,4 +340,41 @@ func TestTakeOverErased(t *testing.T) {
 	e.Segments.TakeOver(context.Background(), map[int]int64{1: 8})
 	profiletest.WaitUntil(t, "the third copy", func() bool { return e.Segments.HistoryReady(1) })
 	check("after a copy during z's erasure", yIn, xBack)
+}
+
+// TestTakeOverRecreated: a segment deleted and created again under its
+// name starts with an empty feed, as on one node: a copy leaves out the
+// changes topic's records of the earlier segment — by the created time
+// the records carry, or, in a record written before it, by its at.
+func TestTakeOverRecreated(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	e := openEnv(t, "", nil, func(o *membership.Options) { o.History = membership.LogHistory(topic) })
+	e.put(t, "shop", "carts", `count(cart) >= 1`)
+	before := e.created(t, "shop", "carts")
+	if found, err := e.Segments.Delete("shop", "carts"); err != nil || !found {
+		t.Fatalf("Delete = %t, %v", found, err)
+	}
+	profiletest.WaitUntil(t, "a new created time", func() bool { return time.Now().UnixMilli() > before })
+	e.put(t, "shop", "carts", `count(cart) >= 2`)
+	after := e.created(t, "shop", "carts")
+	rec := func(off, at, created int64) membership.Change {
+		return membership.Change{Site: "shop", Segment: "carts", Visitor: profiletest.Visitor(int(off)), Entered: true,
+			At: at, Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 0, Offset: off}, Created: created}
+	}
+	produce(t, topic,
+		rec(1, before, before), // the earlier segment's
+		rec(2, before, 0),      // an earlier segment's, written before records carried created
+		rec(3, after, after),   // the segment's
+		rec(4, after, 0))       // the segment's, from a node built before records carried created
+	e.Segments.TakeOver(context.Background(), map[int]int64{0: 4})
+	profiletest.WaitUntil(t, "the copy", func() bool { return e.Segments.HistoryReady(0) })
+	var got []int64
+	for _, c := range e.sourceChanges(t, "shop", "carts", state.Source{Partition: 0, Offset: -1}) {
+		got = append(got, c.Src.Offset)
+	}
+	if fmt.Sprint(got) != "[3 4]" {
+		t.Errorf("copied the records at offsets %v; want [3 4] (the earlier segment's left out)", got)
+	}
 }

@@ -336,6 +336,17 @@ func TestClusterSegmentsAnswer(t *testing.T) {
 	}
 }
 
+// createdOf returns the created time of segment name of site shop on e,
+// which its records carry.
+func createdOf(t *testing.T, e *profiletest.Env, name string) int64 {
+	t.Helper()
+	d, ok, err := e.Segments.Definition("shop", name)
+	if err != nil || !ok {
+		t.Fatalf("segment %s on %s: %t, %v", name, e.URL, ok, err)
+	}
+	return d.Created
+}
+
 // TestClusterChangesTakeOver: while the new owner of a partition copies
 // the records emitted before it took the partition over from the changes
 // topic, the group's feed answers 503 naming the partition, on every
@@ -364,7 +375,7 @@ func TestClusterChangesTakeOver(t *testing.T) {
 		}
 	}
 	old := membership.Change{Seq: 40, Site: "shop", Segment: "fans", Visitor: profiletest.Visitor(7), Entered: true, At: t0, Why: "event",
-		Facts: `{"count(view)":1}`, Src: state.Source{Partition: 3, Offset: 2}}
+		Facts: `{"count(view)":1}`, Src: state.Source{Partition: 3, Offset: 2}, Created: createdOf(t, n1, "fans")}
 	if err := topic.Append(context.Background(), []storage.Message{{Key: membership.AppendChangeKey(nil, "shop", "fans"), Value: old.AppendJSON(nil)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +427,7 @@ func TestClusterErasureTakeOver(t *testing.T) {
 	x, y := n1.VisitorOn("shop", 3, 1), n1.VisitorOn("shop", 3, 100)
 	rec := func(v event.UUID, off int64) membership.Change {
 		return membership.Change{Seq: uint64(off), Site: "shop", Segment: "fans", Visitor: v, Entered: true, At: t0 + off, Why: "event",
-			Facts: `{"count(view)":1}`, Src: state.Source{Partition: 3, Offset: off}}
+			Facts: `{"count(view)":1}`, Src: state.Source{Partition: 3, Offset: off}, Created: createdOf(t, n1, "fans")}
 	}
 	produce := func(cs ...membership.Change) {
 		for _, c := range cs {
