@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -132,6 +133,9 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 		known   = map[[2]string]int64{} // site, segment → its Created; 0: no per-visitor segment here
 		gen     = e.erasures.Load()
 	)
+	if err := e.dropReapplied(marks); err != nil {
+		return 0, err
+	}
 	erasedMarks, err := e.erasedVisitors()
 	if err != nil {
 		return 0, err
@@ -241,6 +245,65 @@ func sameSegment(c *Change, created int64) bool {
 		return c.Created == created
 	}
 	return c.At >= created
+}
+
+// dropReapplied deletes from the feed by source the entries of seq 0 of
+// each partition of marks above its history mark and at or below its
+// mark, before the copy writes the topic's: at or below the history mark
+// they are the topic's (an earlier copy), but above it they can only be
+// a re-application, what a sequencer built before the copy kept of the
+// records its Gate dropped, whose sources need not be the topic's (a
+// visitor's entry and exit within one commit leave none), or a copy cut
+// short, which this one makes again. The partition's feed is refused
+// until the copy is done, so nobody reads it in between. Entries this
+// node emitted (seq > 0) stay.
+func (e *Engine) dropReapplied(marks map[int]int64) error {
+	segs, err := e.segmentNames()
+	if err != nil {
+		return fmt.Errorf("cannot list the segments: %w", err)
+	}
+	var keys [][]byte
+	for p, mark := range marks {
+		through, err := e.historyMark(p)
+		if err != nil {
+			return err
+		}
+		for _, sn := range segs {
+			prefix := binary.BigEndian.AppendUint32(appendSegKey(nil, prefixFeedBy, sn[0], sn[1]), uint32(p))
+			var after []byte
+			if through > 0 {
+				after = appendFeedByKey(nil, sn[0], sn[1], state.Source{Partition: int32(p), Offset: through, Ord: math.MaxUint32})
+			}
+			err := e.db.ScanExtFrom(prefix, after, func(key, val []byte) bool {
+				// key: prefix | offset u64 | ordinal u32
+				if len(key) != len(prefix)+12 || int64(binary.BigEndian.Uint64(key[len(prefix):])) > mark {
+					return false
+				}
+				if len(val) >= 8 && binary.BigEndian.Uint64(val) == 0 {
+					keys = append(keys, append([]byte(nil), key...))
+				}
+				return true
+			})
+			if err != nil {
+				return fmt.Errorf("cannot read the feed by source of segment %q of site %q: %w", sn[1], sn[0], err)
+			}
+		}
+	}
+	for chunk := range slices.Chunk(keys, importBatch) {
+		b := e.db.NewBatch()
+		for _, k := range chunk {
+			if err := b.ExtDelete(k); err != nil {
+				return err
+			}
+		}
+		if err := b.Commit(); err != nil {
+			return fmt.Errorf("cannot drop %d re-applied records of partitions %v: %w", len(chunk), marks, err)
+		}
+	}
+	if len(keys) > 0 {
+		e.logf("membership: dropped %d records of partitions %v that this node re-applied below their marks, before copying what was emitted from the changes topic", len(keys), marks)
+	}
+	return nil
 }
 
 // copied is a record of the changes topic a copy writes with the next

@@ -378,3 +378,57 @@ func TestTakeOverRecreated(t *testing.T) {
 		t.Errorf("copied the records at offsets %v; want [3 4] (the earlier segment's left out)", got)
 	}
 }
+
+// TestTakeOverReplacesReapplied: the entries of seq 0 a node's sequencer
+// kept below a mark before the copy existed (its re-application of the
+// records its Gate dropped, as without a changes topic) give way to the
+// topic's records at the first copy, so the feed below the mark is what
+// was emitted and nothing else; what this node emitted itself stays.
+func TestTakeOverReplacesReapplied(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	dir := t.TempDir()
+	gate := &testGate{gen: 1, marks: map[int]int64{1: 0}}
+
+	// Built before the copy: the node emits partition 1 up to offset 1,
+	// then the partition moves away and comes back with mark 5; it
+	// re-applies offsets 2 to 5 and keeps their records, seq 0.
+	old := openEnv(t, dir, nil, func(o *membership.Options) { o.Gate = gate })
+	old.put(t, "shop", "carts", `count(cart) >= 1`)
+	cart := func(v event.UUID) *event.Batch {
+		return profiletest.Batch("shop", v, profiletest.Event(event.TypeCart, t0, &event.Product{ID: "l1", Brand: "Lego"}))
+	}
+	mine := old.VisitorOn("shop", 1, 1)
+	old.Send(t, cart(mine))
+	if _, err := old.Segments.Sequence(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	gate.set(2, map[int]int64{1: 5})
+	reapplied := mine
+	for k := 2; reapplied == mine; k++ {
+		reapplied = old.VisitorOn("shop", 1, k)
+	}
+	old.Send(t, cart(reapplied))
+	if _, err := old.Segments.Sequence(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := old.sourceChanges(t, "shop", "carts", state.Source{Partition: 1, Offset: -1})
+	if len(got) != 2 || got[0].Visitor != mine || got[0].Seq == 0 || got[1].Visitor != reapplied || got[1].Seq != 0 {
+		t.Fatalf("before the upgrade: feed by source %+v; want this node's record, then the re-applied one (seq 0)", got)
+	}
+	created := old.created(t, "shop", "carts")
+	old.Close(t)
+
+	// The old owner of offsets 2 to 5 emitted another record there.
+	emitted := membership.Change{Site: "shop", Segment: "carts", Visitor: profiletest.Visitor(990), Entered: true, At: t0 + 1,
+		Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 1, Offset: 4}, Created: created}
+	produce(t, topic, emitted)
+	e := openEnv(t, dir, nil, func(o *membership.Options) { o.Gate = gate; o.History = membership.LogHistory(topic) })
+	e.Segments.TakeOver(context.Background(), map[int]int64{1: 5})
+	profiletest.WaitUntil(t, "the copy", func() bool { return e.Segments.HistoryReady(1) })
+	got = e.sourceChanges(t, "shop", "carts", state.Source{Partition: 1, Offset: -1})
+	if len(got) != 2 || got[0].Visitor != mine || got[0].Seq == 0 || got[1].Visitor != emitted.Visitor || got[1].Seq != 0 {
+		t.Errorf("after the copy: feed by source %+v; want this node's record, then the emitted one", got)
+	}
+}
