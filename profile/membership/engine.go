@@ -141,6 +141,11 @@ type Engine struct {
 	histMu      sync.Mutex
 	histPending map[int]bool
 	histGen     uint64
+	// histFloors are the partitions whose mark at the last TakeOver was
+	// below their history mark (the group's committed offsets were lost):
+	// the sequencer holds their records at or below it back (takeover.go).
+	// Read per record without histMu.
+	histFloors atomic.Pointer[map[int]int64]
 	// scrubMu is held shared by a webhook delivery from reading the feed to
 	// its answer, and exclusively by Scrub: after Scrub no delivery carries
 	// what it removed.

@@ -61,6 +61,7 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 				e.logf("membership: dropping outbox record %x: %s", key, err)
 			} else if e.opts.Gate != nil && c.Src.Partition >= 0 {
 				ok, mark := e.opts.Gate.Emits(int(c.Src.Partition))
+				mark = max(mark, e.emitFloor(int(c.Src.Partition)))
 				if !ok {
 					if id := binary.BigEndian.Uint64(key[1:]); held == 0 || id < held {
 						held = id

@@ -63,18 +63,29 @@ func (e *Engine) TakeOver(ctx context.Context, marks map[int]int64) {
 	if e.opts.History == nil {
 		return
 	}
-	todo := map[int]int64{}
+	todo, floors := map[int]int64{}, map[int]int64{}
 	for p, mark := range marks {
+		through, err := e.historyMark(p)
+		if err == nil && through > mark {
+			// Marks only grow, and this one was committed: Kafka lost it.
+			floors[p] = through
+			e.m.errors.Inc()
+			e.logf("membership: the group's committed offset of events partition %d is %d, below %d, the mark at an earlier assignment here: "+
+				"Kafka dropped the group's committed offsets (offsets.retention.minutes passed with the whole group down?); "+
+				"this node emits no record of the partition at or below %d again, but a node without its history would: raise offsets.retention.minutes (README \"Running a cluster\")",
+				p, mark, through, through)
+		}
 		if mark <= 0 {
 			continue // nothing emitted yet
 		}
-		if through, err := e.historyMark(p); err != nil || through < mark {
+		if err != nil || through < mark {
 			todo[p] = mark
 		}
 	}
 	e.histMu.Lock()
 	e.histGen++
 	gen := e.histGen
+	e.histFloors.Store(&floors)
 	e.histPending = map[int]bool{}
 	for p := range todo {
 		e.histPending[p] = true
@@ -108,6 +119,16 @@ func (e *Engine) TakeOver(ctx context.Context, marks map[int]int64) {
 		e.histMu.Unlock()
 		e.logf("membership: copied %d change records of partitions %v emitted before this node took them over from the changes topic in %s", n, todo, time.Since(start).Round(time.Millisecond))
 	}()
+}
+
+// emitFloor returns the offset at or below which the sequencer emits no
+// record of partition p whatever the Gate's mark: the history mark, when
+// the Gate's mark fell below it at the last TakeOver (0: none).
+func (e *Engine) emitFloor(p int) int64 {
+	if f := e.histFloors.Load(); f != nil {
+		return (*f)[p]
+	}
+	return 0
 }
 
 // HistoryReady reports whether partition p's changes feed holds what was

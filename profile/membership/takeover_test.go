@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -430,5 +431,44 @@ func TestTakeOverReplacesReapplied(t *testing.T) {
 	got = e.sourceChanges(t, "shop", "carts", state.Source{Partition: 1, Offset: -1})
 	if len(got) != 2 || got[0].Visitor != mine || got[0].Seq == 0 || got[1].Visitor != emitted.Visitor || got[1].Seq != 0 {
 		t.Errorf("after the copy: feed by source %+v; want this node's record, then the emitted one", got)
+	}
+}
+
+// TestTakeOverLostMarks: an assignment whose mark of a partition is below
+// the mark this node copied its history up to at an earlier one (Kafka
+// dropped the group's committed offsets) is reported, and the sequencer
+// emits no record of the partition at or below the earlier mark again;
+// those above it it emits.
+func TestTakeOverLostMarks(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	gate := &testGate{gen: 1, marks: map[int]int64{1: 5}}
+	e := openEnv(t, "", nil, func(o *membership.Options) { o.Gate = gate; o.History = membership.LogHistory(topic) })
+	e.put(t, "shop", "carts", `count(cart) >= 1`)
+	e.Segments.TakeOver(context.Background(), map[int]int64{1: 5})
+	profiletest.WaitUntil(t, "the copy", func() bool { return e.Segments.HistoryReady(1) })
+
+	// The group restarts with its offsets gone: mark 0.
+	gate.set(2, map[int]int64{1: 0})
+	e.Segments.TakeOver(context.Background(), map[int]int64{1: 0})
+	var vs []event.UUID
+	for k := 1; len(vs) < 6; k++ {
+		if v := e.VisitorOn("shop", 1, k); !slices.Contains(vs, v) {
+			vs = append(vs, v)
+		}
+	}
+	for _, v := range vs { // sources 1 to 6
+		e.Send(t, profiletest.Batch("shop", v, profiletest.Event(event.TypeCart, t0, &event.Product{ID: "l1", Brand: "Lego"})))
+	}
+	if _, err := e.Segments.Sequence(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, c := range e.changes(t, "shop", "carts") {
+		got = append(got, c.Src.Offset)
+	}
+	if fmt.Sprint(got) != "[6]" {
+		t.Errorf("emitted the records of sources %v after the marks were lost; want [6] (1 to 5 were emitted before)", got)
 	}
 }
