@@ -216,7 +216,7 @@ func BenchmarkTakeOver(b *testing.B) {
 	var size int64
 	for i := range n {
 		c := membership.Change{Seq: uint64(i + 1), Site: "shop", Segment: "carts", Visitor: profiletest.Visitor(i % 5000), Entered: i%2 == 0,
-			At: t0 + int64(i), Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 0, Offset: int64(i + 1)}}
+			At: t0 + int64(i), Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 0, Offset: int64(i + 1)}, Created: t0}
 		size += int64(len(c.AppendJSON(nil)))
 		if cs = append(cs, c); len(cs) == cap(cs) {
 			produce(b, topic, cs...)
@@ -229,7 +229,9 @@ func BenchmarkTakeOver(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		e := openEnv(b, "", nil, func(o *membership.Options) { o.History = membership.LogHistory(topic) })
-		e.put(b, "shop", "carts", `count(cart) >= 1`)
+		if _, _, err := e.Segments.PutPerAt("shop", "carts", `count(cart) >= 1`, membership.PerVisitor, t0); err != nil { // created t0, as the records say
+			b.Fatal(err)
+		}
 		b.StartTimer()
 		start := time.Now()
 		e.Segments.TakeOver(context.Background(), map[int]int64{0: n})
