@@ -1,6 +1,7 @@
 package query
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -152,6 +153,10 @@ func (h *Handler) deletePerson(ctx *fasthttp.RequestCtx, site string, id people.
 		}
 		if isUnavailable(err) {
 			h.unavailable(ctx, err)
+			return
+		}
+		if errors.Is(err, defs.ErrNotApplied) { // the erasure's record (groupScrubber)
+			h.refuseDefinition(ctx, err)
 			return
 		}
 		if err != nil {
