@@ -486,7 +486,7 @@ func (l *Log) tombstone(old Record) {
 // Describe names the definition of r in errors.
 func (r *Record) Describe() string {
 	what := map[byte]string{KindSegment: "segment", KindWebhook: "webhook of segment", KindList: "list", KindCatalog: "catalog upload",
-		KindCampaignID: "campaign id reservation", KindCampaign: "campaign"}[r.Kind]
+		KindCampaignID: "campaign id reservation", KindCampaign: "campaign", KindErasure: "erasure"}[r.Kind]
 	return fmt.Sprintf("%s %q of site %q", what, r.Name, r.Site)
 }
 

@@ -18,6 +18,10 @@ const (
 	// KindCampaign is a frozen campaign: name its id (decimal); body the
 	// campaign's record (profile/campaign/FORMAT.md).
 	KindCampaign byte = 'm'
+	// KindErasure records visitors erased (profile/membership erase.go):
+	// name a fresh upload id (so compaction keeps every erasure); body the
+	// visitors' 16-byte ids.
+	KindErasure byte = 'x'
 )
 
 // The operations of a record.
@@ -64,7 +68,7 @@ type Record struct {
 }
 
 func checkKind(k byte) bool {
-	return k == KindSegment || k == KindWebhook || k == KindList || k == KindCatalog || k == KindCampaignID || k == KindCampaign
+	return k == KindSegment || k == KindWebhook || k == KindList || k == KindCatalog || k == KindCampaignID || k == KindCampaign || k == KindErasure
 }
 
 // AppendKey appends the record's key: kind | site str | name str, and for

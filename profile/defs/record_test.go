@@ -27,6 +27,7 @@ var records = []Record{
 	{Kind: KindCampaignID, Op: OpPut, Site: "shop", Name: "k3j3", At: 1764297000000, Origin: 7, Request: 3},
 	{Kind: KindCampaign, Op: OpPut, Site: "shop", Name: "4", Upload: 9, Chunks: 2, Origin: 7, Request: 4},
 	{Kind: KindCampaign, Op: OpDelete, Site: "shop", Name: "4"},
+	{Kind: KindErasure, Op: OpPut, Site: "shop", Name: "k3j4", Body: bytes.Repeat([]byte{0x5e}, 32), At: 1764297000000, Origin: 7, Request: 5},
 }
 
 func TestRecordRoundTrip(t *testing.T) {
@@ -57,7 +58,7 @@ func TestRecordDecodeRefuses(t *testing.T) {
 			t.Errorf("%s: got %v; want an error with %q", name, err, want)
 		}
 	}
-	f("unknown kind", append([]byte{'x'}, seg.AppendKey(nil)[1:]...), seg.AppendValue(nil), "unknown kind")
+	f("unknown kind", append([]byte{'q'}, seg.AppendKey(nil)[1:]...), seg.AppendValue(nil), "unknown kind")
 	f("version", seg.AppendKey(nil), append([]byte{2}, seg.AppendValue(nil)[1:]...), "version 2")
 	f("unknown op", seg.AppendKey(nil), append([]byte{1, 9}, seg.AppendValue(nil)[2:]...), "unknown op 9")
 	f("truncated", seg.AppendKey(nil), seg.AppendValue(nil)[:10], "cannot decode definition record")

@@ -59,7 +59,7 @@ func (e *Engine) loadSite(site string) (*siteSegs, error) {
 			e.logf("membership: segment %q of site %q no longer compiles, skipped: %s", d.Name, site, err)
 			continue
 		}
-		ss.segs = append(ss.segs, &seg{name: d.Name, rule: r, gen: d.Gen, id: d.ID, per: d.Per})
+		ss.segs = append(ss.segs, &seg{name: d.Name, rule: r, gen: d.Gen, id: d.ID, per: d.Per, created: d.Created})
 	}
 	ss.count()
 	return ss, nil
@@ -219,7 +219,7 @@ func (e *Engine) PutPerAt(site, name, src string, per Per, now int64) (d Definit
 		return d, false, err
 	}
 	nss := &siteSegs{segs: slices.Clone(ss.segs)}
-	sg := &seg{name: name, rule: rule, gen: d.Gen, id: d.ID, per: per}
+	sg := &seg{name: name, rule: rule, gen: d.Gen, id: d.ID, per: per, created: d.Created}
 	if i := slices.IndexFunc(nss.segs, func(s *seg) bool { return s.name == name }); i >= 0 {
 		nss.segs[i] = sg
 	} else {

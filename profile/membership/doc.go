@@ -42,6 +42,10 @@
 // partition's feed by source at or below its mark is what the old owners
 // emitted, copied from the changes topic at the assignment (TakeOver,
 // takeover.go), not this node's re-application; it is refused until then.
+// The copy leaves out the records of visitors erased since (Erase, which
+// a build group applies on every node from the definitions topic:
+// erase.go) and of an earlier segment of the name (a record carries its
+// segment's created time).
 //
 // # Backfill
 //

@@ -141,11 +141,19 @@ type Engine struct {
 	histMu      sync.Mutex
 	histPending map[int]bool
 	histGen     uint64
+	// histFloors are the partitions whose mark at the last TakeOver was
+	// below their history mark (the group's committed offsets were lost):
+	// the sequencer holds their records at or below it back (takeover.go).
+	// Read per record without histMu.
+	histFloors atomic.Pointer[map[int]int64]
 	// scrubMu is held shared by a webhook delivery from reading the feed to
 	// its answer, and exclusively by Scrub: after Scrub no delivery carries
 	// what it removed.
 	scrubMu sync.RWMutex
-	lastSeq atomic.Uint64
+	// erasures counts Erase's writes of 'U' keys, so that TakeOver's copy
+	// reads them again before it commits (erase.go).
+	erasures atomic.Uint64
+	lastSeq  atomic.Uint64
 
 	nextDue  atomic.Int64
 	lastThin atomic.Int64 // the hour (ms / 3.6e6) the size history was last thinned
@@ -194,6 +202,8 @@ type seg struct {
 	gen  uint64
 	id   uint64
 	per  Per
+	// created is Definition.Created, which the records carry.
+	created int64
 }
 
 // scratch is the per-call space of an evaluation.
@@ -585,7 +595,7 @@ func (e *Engine) record(b *state.Batch, sc *scratch, sg *seg, site string, visit
 	} else {
 		sc.facts = append(sc.facts, "{}"...)
 	}
-	c := Change{Site: site, Segment: sg.name, Visitor: visitor, Email: email, Entered: entered, At: at, Why: why, Facts: string(sc.facts), Person: sc.person}
+	c := Change{Site: site, Segment: sg.name, Visitor: visitor, Email: email, Entered: entered, At: at, Why: why, Facts: string(sc.facts), Created: sg.created, Person: sc.person}
 	c.Src, _ = b.NextSource()
 	if sc.person != "" {
 		var err error

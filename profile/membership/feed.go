@@ -62,6 +62,7 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 				e.logf("membership: dropping outbox record %x: %s", key, err)
 			} else if e.opts.Gate != nil && c.Src.Partition >= 0 && c.Person == "" {
 				ok, mark := e.opts.Gate.Emits(int(c.Src.Partition))
+				mark = max(mark, e.emitFloor(int(c.Src.Partition)))
 				if !ok {
 					if id := binary.BigEndian.Uint64(key[1:]); held == 0 || id < held {
 						held = id
@@ -304,12 +305,13 @@ func AppendChangeKey(dst []byte, site, segment string) []byte {
 // AppendJSON appends c as a JSON object:
 //
 //	{"seq":"12","id":"3-1200-0","site":"shop","segment":"mums","visitor":"<uuid>","email":"a@b.c",
-//	 "change":"entered","at":"2026-…Z","at_ms":…,"why":"event","facts":{…}}
+//	 "change":"entered","at":"2026-…Z","at_ms":…,"segment_created_ms":…,"why":"event","facts":{…}}
 //
 // seq is a string, the cursor of the node's feed; id is the record's
 // cluster-wide identity (Src: partition-offset-ordinal), null for a record
 // of no partition. A per-person segment's record has "person", its key,
-// after "email".
+// after "email"; segment_created_ms (Created) is absent in a record
+// stored before it.
 func (c *Change) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"seq":"`...)
 	dst = strconv.AppendUint(dst, c.Seq, 10)
@@ -346,6 +348,10 @@ func (c *Change) AppendJSON(dst []byte) []byte {
 	dst = profile.AppendJSONTime(dst, c.At)
 	dst = append(dst, `,"at_ms":`...)
 	dst = strconv.AppendInt(dst, c.At, 10)
+	if c.Created != 0 {
+		dst = append(dst, `,"segment_created_ms":`...)
+		dst = strconv.AppendInt(dst, c.Created, 10)
+	}
 	dst = append(dst, `,"why":`...)
 	dst = event.AppendJSONString(dst, c.Why)
 	dst = append(dst, `,"facts":`...)

@@ -119,20 +119,30 @@ func (e *Engine) advance(s *sourceStream, site, name string) error {
 }
 
 // feedCopy writes into the feed by source the records other nodes
-// produced (the changes topic's), in transactions of importBatch: the
-// copy of TakeOver and of RestorePersons.
+// emitted (TakeOver's copy and a person's restore), leaving out the
+// records of erased visitors (erase.go).
 type feedCopy struct {
 	e        *Engine
-	b        *state.Batch
-	n        int // entries in b
+	pending  []copied
 	key, val []byte
+	erased   map[string]int64 // the erasure marks as of gen
+	gen      uint64
 }
 
-func (e *Engine) newFeedCopy() *feedCopy { return &feedCopy{e: e, b: e.db.NewBatch()} }
+func (e *Engine) newFeedCopy() (*feedCopy, error) {
+	f := &feedCopy{e: e, gen: e.erasures.Load()}
+	var err error
+	f.erased, err = e.erasedVisitors()
+	return f, err
+}
 
 // put adds c's entry as produced (seq 0), unless this node emitted c
-// itself: its entry keeps its seq.
+// itself (its entry keeps its seq) or c's visitor was erased after it.
 func (f *feedCopy) put(c *Change) error {
+	var gone bool
+	if f.key, gone = erased(f.erased, c, f.key); gone {
+		return nil
+	}
 	f.key = appendFeedByKey(f.key[:0], c.Site, c.Segment, c.Src)
 	old, found, err := f.e.db.Ext(f.key, f.val[:0])
 	if err != nil {
@@ -143,22 +153,41 @@ func (f *feedCopy) put(c *Change) error {
 		return nil // this node emitted it: keep its seq
 	}
 	f.val = appendRecord(appendU64(f.val[:0], 0), c)
-	if err := f.b.ExtSet(f.key, f.val); err != nil {
-		return err
-	}
-	if f.n++; f.n >= importBatch {
+	f.pending = append(f.pending, copied{c: Change{Site: c.Site, Visitor: c.Visitor, At: c.At},
+		key: append([]byte(nil), f.key...), val: append([]byte(nil), f.val...)})
+	if len(f.pending) >= importBatch {
 		return f.flush()
 	}
 	return nil
 }
 
-// flush commits what put added.
+// flush commits what put added under scrubMu, leaving out the records of
+// visitors erased meanwhile: an Erase commits its marks before it counts,
+// and scrubs after, so a record is either left out here or scrubbed there.
 func (f *feedCopy) flush() error {
-	if f.n == 0 {
+	if len(f.pending) == 0 {
 		return nil
 	}
-	f.n = 0
-	err := f.b.Commit()
-	f.b = f.e.db.NewBatch()
-	return err
+	f.e.scrubMu.RLock()
+	defer f.e.scrubMu.RUnlock()
+	if g := f.e.erasures.Load(); g != f.gen {
+		var err error
+		if f.erased, err = f.e.erasedVisitors(); err != nil {
+			return err
+		}
+		f.gen = g
+	}
+	b := f.e.db.NewBatch()
+	for i := range f.pending {
+		r := &f.pending[i]
+		var gone bool
+		if f.key, gone = erased(f.erased, &r.c, f.key); gone {
+			continue
+		}
+		if err := b.ExtSet(r.key, r.val); err != nil {
+			return err
+		}
+	}
+	f.pending = f.pending[:0]
+	return b.Commit()
 }

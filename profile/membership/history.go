@@ -109,12 +109,8 @@ func (e *Engine) sizeByPart(site, name string, owned []int, partition func(strin
 	return total, parts, err
 }
 
-// RecordSizes samples the size of every segment of every site at the
-// clock's now, in one commit, and thins the history of each segment once
-// an hour. It returns how many segments it sampled. The history loop calls
-// it every Options.HistoryStep; tests driving the clock may too.
-func (e *Engine) RecordSizes() (int, error) {
-	now := e.now()
+// segmentNames returns the site and name of every segment, by site.
+func (e *Engine) segmentNames() ([][2]string, error) {
 	var segs [][2]string
 	var perr error
 	err := e.db.ScanExt([]byte{prefixDef}, func(key, _ []byte) bool {
@@ -130,6 +126,16 @@ func (e *Engine) RecordSizes() (int, error) {
 	if err == nil {
 		err = perr
 	}
+	return segs, err
+}
+
+// RecordSizes samples the size of every segment of every site at the
+// clock's now, in one commit, and thins the history of each segment once
+// an hour. It returns how many segments it sampled. The history loop calls
+// it every Options.HistoryStep; tests driving the clock may too.
+func (e *Engine) RecordSizes() (int, error) {
+	now := e.now()
+	segs, err := e.segmentNames()
 	if err != nil {
 		return 0, fmt.Errorf("cannot list the segments to sample: %w", err)
 	}

@@ -27,7 +27,11 @@ const (
 	prefixSizes    = 'S' // size history: site, segment, at
 	prefixMark     = 'P' // a person to evaluate: at, id, site, what (person.go)
 	prefixPersonOf = 'N' // the person a visitor was last evaluated in: site, visitor
-	prefixPersonAt = 'U' // the last per-person record position of an evaluating partition (person_move.go)
+	prefixErased   = 'U' // an erased visitor: site, visitor → erased at (erase.go)
+	// prefixPersonAt, a 'Q' key with a partition (the letters are all
+	// taken): the last per-person record position of an evaluating
+	// partition (person_move.go).
+	prefixPersonAt = prefixSeq
 )
 
 const valueVersion = 1
@@ -286,6 +290,11 @@ type Change struct {
 	// applied the events (state.Source); Partition -1 for a record of no
 	// partition (a per-person segment's, or one stored before version 2).
 	Src state.Source
+	// Created is the segment's created time (Unix ms, Definition.Created,
+	// the same on every node of a build group): it tells a record of the
+	// segment from one of an earlier segment of the same name, deleted
+	// since. 0 in a record stored before version 3.
+	Created int64
 	// Person is the person key ("e:" email or "c:" customer id) of a
 	// per-person segment's record, whose Visitor is PersonID(Site, Person);
 	// "" for a visitor's. A new evaluator of the person's partition
@@ -293,23 +302,16 @@ type Change struct {
 	Person string
 }
 
-// recordVersion is the change record's layout: 2 added the source;
-// personRecordVersion, written only for a person's record, adds its key.
-const (
-	recordVersion       = 2
-	personRecordVersion = 3
-)
+// recordVersion is the change record's layout: 2 added the source, 3 the
+// segment's created time and the person key.
+const recordVersion = 3
 
 // record value (feed and outbox tail): version | entered byte | at varint |
 // visitor 16 | email str | why str | facts str | partition varint | offset
-// varint | ord uvarint; version 1 ends after facts; version 3 (a person's)
-// adds person key str.
+// varint | ord uvarint | created varint | person key str ("" for a
+// visitor's record); version 1 ends after facts, version 2 after ord.
 func appendRecord(dst []byte, c *Change) []byte {
-	if c.Person != "" {
-		dst = append(dst, personRecordVersion)
-	} else {
-		dst = append(dst, recordVersion)
-	}
+	dst = append(dst, recordVersion)
 	if c.Entered {
 		dst = append(dst, 1)
 	} else {
@@ -323,17 +325,15 @@ func appendRecord(dst []byte, c *Change) []byte {
 	dst = codec.AppendVarint(dst, int64(c.Src.Partition))
 	dst = codec.AppendVarint(dst, c.Src.Offset)
 	dst = codec.AppendUvarint(dst, uint64(c.Src.Ord))
-	if c.Person != "" {
-		dst = codec.AppendString(dst, c.Person)
-	}
-	return dst
+	dst = codec.AppendVarint(dst, c.Created)
+	return codec.AppendString(dst, c.Person)
 }
 
 func decodeRecord(c *Change, v []byte) error {
 	r := newReader("change record", v)
 	ver := r.Byte()
-	if r.Err() == nil && (ver < valueVersion || ver > personRecordVersion) {
-		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d to %d", ver, valueVersion, personRecordVersion))
+	if r.Err() == nil && (ver < valueVersion || ver > recordVersion) {
+		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d to %d", ver, valueVersion, recordVersion))
 	}
 	e := r.Byte()
 	if r.Err() == nil && e > 1 {
@@ -345,9 +345,8 @@ func decodeRecord(c *Change, v []byte) error {
 	c.Email = str(&r)
 	c.Why = str(&r)
 	c.Facts = str(&r)
-	c.Src = state.Source{Partition: -1}
-	c.Person = ""
-	if ver >= recordVersion {
+	c.Src, c.Created, c.Person = state.Source{Partition: -1}, 0, ""
+	if ver >= 2 {
 		p := r.Varint()
 		if r.Err() == nil && (p < -1 || p > math.MaxInt32) {
 			r.Failf("partition %d; want -1 to %d", p, math.MaxInt32)
@@ -360,8 +359,9 @@ func decodeRecord(c *Change, v []byte) error {
 		}
 		c.Src.Ord = uint32(o)
 	}
-	if ver == personRecordVersion {
-		if c.Person = str(&r); r.Err() == nil {
+	if ver >= 3 {
+		c.Created = r.Varint()
+		if c.Person = str(&r); r.Err() == nil && c.Person != "" {
 			if _, ok := keyID(c.Person); !ok {
 				r.Failf("person key %q", c.Person)
 			}

@@ -93,21 +93,30 @@ func TestChangeRecordSource(t *testing.T) {
 	v4 := with(state.Source{})
 	v4[0] = 4
 	f("version 4", v4, state.Source{}, "version 4")
+	// Version 2 ends after the ordinal: no segment's created time, no
+	// person key.
+	c2 := c
+	c2.Src, c2.Created = state.Source{Partition: 1, Offset: 9}, 5
+	v2 := appendRecord(nil, &c2)
+	v2, v2[0] = v2[:len(v2)-2], 2
+	f("version 2", v2, state.Source{Partition: 1, Offset: 9}, "")
+	for _, tc := range []struct {
+		v    []byte
+		want int64
+	}{{v2, 0}, {appendRecord(nil, &Change{Why: "event", Created: 1769817600000}), 1769817600000}} {
+		var got Change
+		if err := decodeRecord(&got, tc.v); err != nil || got.Created != tc.want {
+			t.Errorf("created of %x: %d, %v; want %d", tc.v, got.Created, err, tc.want)
+		}
+	}
 	v3 := with(state.Source{Partition: -1})
-	v3[0] = personRecordVersion
-	f("version 3 without its person key", v3, state.Source{}, "change record")
-	f("version 3 with a bad person key", codec.AppendString(v3, "x:1"), state.Source{}, `person key "x:1"`)
+	f("version 3 without its person key", v3[:len(v3)-1], state.Source{}, "change record")
+	f("version 3 with a bad person key", codec.AppendString(v3[:len(v3)-1], "x:1"), state.Source{}, `person key "x:1"`)
 	pc := c
 	pc.Src, pc.Person = state.Source{Partition: -1}, "c:C7"
 	var got Change
 	if err := decodeRecord(&got, appendRecord(nil, &pc)); err != nil || got.Person != "c:C7" || got.Src != pc.Src {
 		t.Errorf("person record: got %+v %v; want person c:C7 of no partition", got, err)
-	}
-	if v := appendRecord(nil, &pc); v[0] != personRecordVersion {
-		t.Errorf("person record version %d; want %d", v[0], personRecordVersion)
-	}
-	if v := with(state.Source{Partition: -1}); v[0] != recordVersion {
-		t.Errorf("visitor record version %d; want %d (a visitor's layout is unchanged)", v[0], recordVersion)
 	}
 
 	j := func(src state.Source, want string) {

@@ -526,12 +526,15 @@ func (e *Engine) readPersonRecords(ctx context.Context, parts map[int]bool, n in
 		c      Change
 		logKey []byte
 		count  int
-		cp     = e.newFeedCopy()
 		last   = map[personSegment]lastRecord{}
 		maxPos = map[int]int64{}
 		known  = map[[2]string]*Definition{} // nil: not a per-person segment here
 	)
-	err := e.opts.History(ctx, func(v []byte) error {
+	cp, err := e.newFeedCopy()
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	err = e.opts.History(ctx, func(v []byte) error {
 		if err := ParseChangeJSON(&c, &p, v); err != nil {
 			e.logf("membership: skipping a record of the changes topic: %s", err)
 			return nil
@@ -555,7 +558,7 @@ func (e *Engine) readPersonRecords(ctx context.Context, parts map[int]bool, n in
 			}
 			known[sk] = d
 		}
-		if d == nil || c.At < d.Created {
+		if d == nil || !sameSegment(&c, d.Created) {
 			return nil
 		}
 		count++

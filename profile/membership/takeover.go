@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -62,18 +63,29 @@ func (e *Engine) TakeOver(ctx context.Context, marks map[int]int64) {
 	if e.opts.History == nil {
 		return
 	}
-	todo := map[int]int64{}
+	todo, floors := map[int]int64{}, map[int]int64{}
 	for p, mark := range marks {
+		through, err := e.historyMark(p)
+		if err == nil && through > mark {
+			// Marks only grow, and this one was committed: Kafka lost it.
+			floors[p] = through
+			e.m.errors.Inc()
+			e.logf("membership: the group's committed offset of events partition %d is %d, below %d, the mark at an earlier assignment here: "+
+				"Kafka dropped the group's committed offsets (offsets.retention.minutes passed with the whole group down?); "+
+				"this node emits no record of the partition at or below %d again, but a node without its history would: raise offsets.retention.minutes (README \"Running a cluster\")",
+				p, mark, through, through)
+		}
 		if mark <= 0 {
 			continue // nothing emitted yet
 		}
-		if through, err := e.historyMark(p); err != nil || through < mark {
+		if err != nil || through < mark {
 			todo[p] = mark
 		}
 	}
 	e.histMu.Lock()
 	e.histGen++
 	gen := e.histGen
+	e.histFloors.Store(&floors)
 	e.histPending = map[int]bool{}
 	for p := range todo {
 		e.histPending[p] = true
@@ -109,6 +121,16 @@ func (e *Engine) TakeOver(ctx context.Context, marks map[int]int64) {
 	}()
 }
 
+// emitFloor returns the offset at or below which the sequencer emits no
+// record of partition p whatever the Gate's mark: the history mark, when
+// the Gate's mark fell below it at the last TakeOver (0: none).
+func (e *Engine) emitFloor(p int) int64 {
+	if f := e.histFloors.Load(); f != nil {
+		return (*f)[p]
+	}
+	return 0
+}
+
 // HistoryReady reports whether partition p's changes feed holds what was
 // emitted before this node took it over (TakeOver is done with it).
 func (e *Engine) HistoryReady(p int) bool {
@@ -126,10 +148,16 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 		p     fastjson.Parser
 		c     Change
 		n     int
-		cp    = e.newFeedCopy()
-		known = map[[2]string]bool{} // site, segment → a per-visitor segment here
+		known = map[[2]string]int64{} // site, segment → its Created; 0: no per-visitor segment here
 	)
-	err := e.opts.History(ctx, func(v []byte) error {
+	if err := e.dropReapplied(marks); err != nil {
+		return 0, err
+	}
+	cp, err := e.newFeedCopy()
+	if err != nil {
+		return 0, err
+	}
+	err = e.opts.History(ctx, func(v []byte) error {
 		if err := ParseChangeJSON(&c, &p, v); err != nil {
 			e.logf("membership: skipping a record of the changes topic: %s", err)
 			return nil
@@ -140,17 +168,22 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 		}
 		n++
 		sk := [2]string{c.Site, c.Segment}
-		isSeg, seen := known[sk]
+		created, seen := known[sk]
 		if !seen {
 			d, found, err := e.Definition(c.Site, c.Segment)
 			if err != nil {
 				return err
 			}
-			isSeg = found && d.Per == PerVisitor
-			known[sk] = isSeg
+			if found && d.Per == PerVisitor {
+				created = max(d.Created, 1)
+			}
+			known[sk] = created
 		}
-		if !isSeg {
+		if created == 0 {
 			return nil // deleted since, or per person (no partition feed)
+		}
+		if !sameSegment(&c, created) {
+			return nil // of an earlier segment of the name, deleted since
 		}
 		return cp.put(&c)
 	})
@@ -170,6 +203,85 @@ func (e *Engine) importHistory(ctx context.Context, marks map[int]int64) (int, e
 		return n, fmt.Errorf("cannot record the history marks %v: %w", marks, err)
 	}
 	return n, nil
+}
+
+// sameSegment reports whether c is a record of the segment created at
+// created, not of an earlier one of its name: as on one node, where a
+// DELETE drops the feed, a segment's feed starts empty. A record without
+// the segment's created time (stored before record version 3) is the
+// segment's if made after it was created.
+func sameSegment(c *Change, created int64) bool {
+	if c.Created != 0 {
+		return c.Created == created
+	}
+	return c.At >= created
+}
+
+// dropReapplied deletes from the feed by source the entries of seq 0 of
+// each partition of marks above its history mark and at or below its
+// mark, before the copy writes the topic's: at or below the history mark
+// they are the topic's (an earlier copy), but above it they can only be
+// a re-application, what a sequencer built before the copy kept of the
+// records its Gate dropped, whose sources need not be the topic's (a
+// visitor's entry and exit within one commit leave none), or a copy cut
+// short, which this one makes again. The partition's feed is refused
+// until the copy is done, so nobody reads it in between. Entries this
+// node emitted (seq > 0) stay.
+func (e *Engine) dropReapplied(marks map[int]int64) error {
+	segs, err := e.segmentNames()
+	if err != nil {
+		return fmt.Errorf("cannot list the segments: %w", err)
+	}
+	var keys [][]byte
+	for p, mark := range marks {
+		through, err := e.historyMark(p)
+		if err != nil {
+			return err
+		}
+		for _, sn := range segs {
+			prefix := binary.BigEndian.AppendUint32(appendSegKey(nil, prefixFeedBy, sn[0], sn[1]), uint32(p))
+			var after []byte
+			if through > 0 {
+				after = appendFeedByKey(nil, sn[0], sn[1], state.Source{Partition: int32(p), Offset: through, Ord: math.MaxUint32})
+			}
+			err := e.db.ScanExtFrom(prefix, after, func(key, val []byte) bool {
+				// key: prefix | offset u64 | ordinal u32
+				if len(key) != len(prefix)+12 || int64(binary.BigEndian.Uint64(key[len(prefix):])) > mark {
+					return false
+				}
+				if len(val) >= 8 && binary.BigEndian.Uint64(val) == 0 {
+					keys = append(keys, append([]byte(nil), key...))
+				}
+				return true
+			})
+			if err != nil {
+				return fmt.Errorf("cannot read the feed by source of segment %q of site %q: %w", sn[1], sn[0], err)
+			}
+		}
+	}
+	for chunk := range slices.Chunk(keys, importBatch) {
+		b := e.db.NewBatch()
+		for _, k := range chunk {
+			if err := b.ExtDelete(k); err != nil {
+				return err
+			}
+		}
+		if err := b.Commit(); err != nil {
+			return fmt.Errorf("cannot drop %d re-applied records of partitions %v: %w", len(chunk), marks, err)
+		}
+	}
+	if len(keys) > 0 {
+		e.logf("membership: dropped %d records of partitions %v that this node re-applied below their marks, before copying what was emitted from the changes topic", len(keys), marks)
+	}
+	return nil
+}
+
+// copied is a record of the changes topic a copy writes with the next
+// transaction: its 'B' key and value, and what tells whether it names an
+// erased visitor (site, visitor, at).
+type copied struct {
+	c        Change
+	key, val []byte
 }
 
 // historyKey: 'A' | partition u32.
@@ -266,6 +378,12 @@ func ParseChangeJSON(c *Change, p *fastjson.Parser, b []byte) error {
 	}
 	if c.At, err = at.Int64(); err != nil {
 		return bad(`"at_ms"`, "is not an integer")
+	}
+	if created := v.Get("segment_created_ms"); created != nil {
+		// Written only when not 0 (records before it have none).
+		if c.Created, err = created.Int64(); err != nil || c.Created == 0 {
+			return bad(`"segment_created_ms"`, "is not a non-zero integer")
+		}
 	}
 	why, ok := text("why")
 	if !ok {

@@ -3,6 +3,8 @@ package membership_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +20,16 @@ import (
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
 )
+
+// created returns the created time of a segment, which its records carry.
+func (e *env) created(t testing.TB, site, name string) int64 {
+	t.Helper()
+	d, ok, err := e.Segments.Definition(site, name)
+	if err != nil || !ok {
+		t.Fatalf("Definition %s: %t, %v", name, ok, err)
+	}
+	return d.Created
+}
 
 // produce appends cs to the changes topic l as a node's Sink does.
 func produce(t testing.TB, l storage.Log, cs ...membership.Change) {
@@ -65,9 +77,10 @@ func TestTakeOver(t *testing.T) {
 	// the mark (the new owner emits those itself), one of partition 0 and
 	// one of a segment this node does not have.
 	x := profiletest.Visitor(900)
+	created := e.created(t, "shop", "carts")
 	rec := func(p int32, off int64, entered bool, seg string) membership.Change {
 		return membership.Change{Seq: uint64(off), Site: "shop", Segment: seg, Visitor: x, Email: "x@example.com", Entered: entered,
-			At: t0 + off, Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: p, Offset: off}}
+			At: t0 + off, Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: p, Offset: off}, Created: created}
 	}
 	entry, exit := rec(1, 3, true, "carts"), rec(1, 5, false, "carts")
 	produce(t, topic, entry, entry, exit, rec(1, 6, true, "carts"), rec(0, 2, true, "carts"), rec(1, 4, true, "gone"))
@@ -140,6 +153,7 @@ func TestParseChangeJSON(t *testing.T) {
 			Facts: `{"count(cart)":2,"s":"\u00e9\"x\",\"facts\":"}`, Src: state.Source{Partition: 3, Offset: 1200, Ord: 7}},
 		{Seq: 1, Site: "shop", Segment: "left", Visitor: profiletest.Visitor(2), At: -5, Why: "time", Facts: "{}", Src: state.Source{Partition: -1}},
 		{Seq: 2, Site: "shop", Segment: "fans", Visitor: membership.PersonID("shop", "c:C7"), Entered: true, At: t0, Why: "event", Facts: "{}", Src: state.Source{Partition: -1}, Person: "c:C7"},
+		{Seq: 3, Site: "shop", Segment: "mums", Visitor: profiletest.Visitor(3), At: t0, Why: "event", Facts: "{}", Src: state.Source{Partition: 1}, Created: t0 - 1},
 	} {
 		var got membership.Change
 		if err := membership.ParseChangeJSON(&got, &p, c.AppendJSON(nil)); err != nil || got != c {
@@ -157,6 +171,8 @@ func TestParseChangeJSON(t *testing.T) {
 		{strings.Replace(good, `"site":"shop"`, `"site":""`, 1), `"site"`},
 		{strings.Replace(good, `"left"`, `"gone"`, 1), `"change" is neither entered nor left`},
 		{strings.Replace(good, `"at_ms":0`, `"at_ms":"0"`, 1), `"at_ms" is not an integer`},
+		{strings.Replace(good, `"at_ms":0`, `"at_ms":0,"segment_created_ms":0`, 1), `"segment_created_ms" is not a non-zero integer`},
+		{strings.Replace(good, `"at_ms":0`, `"at_ms":0,"segment_created_ms":"5"`, 1), `"segment_created_ms" is not a non-zero integer`},
 		{strings.Replace(good, `"facts":{}`, `"facts":[]`, 1), `"facts" is not an object`},
 		{strings.Replace(good, `,"facts":{}}`, `,"facts":{},"x":1}`, 1), `"facts" is not the last field`},
 		{strings.Replace(good, `"email":null`, `"email":null,"person":"x:1"`, 1), `"person" is not a person key`},
@@ -198,7 +214,7 @@ func BenchmarkTakeOver(b *testing.B) {
 	var size int64
 	for i := range n {
 		c := membership.Change{Seq: uint64(i + 1), Site: "shop", Segment: "carts", Visitor: profiletest.Visitor(i % 5000), Entered: i%2 == 0,
-			At: t0 + int64(i), Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 0, Offset: int64(i + 1)}}
+			At: t0 + int64(i), Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 0, Offset: int64(i + 1)}, Created: t0}
 		size += int64(len(c.AppendJSON(nil)))
 		if cs = append(cs, c); len(cs) == cap(cs) {
 			produce(b, topic, cs...)
@@ -211,7 +227,9 @@ func BenchmarkTakeOver(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		e := openEnv(b, "", nil, func(o *membership.Options) { o.History = membership.LogHistory(topic) })
-		e.put(b, "shop", "carts", `count(cart) >= 1`)
+		if _, _, err := e.Segments.PutPerAt("shop", "carts", `count(cart) >= 1`, membership.PerVisitor, t0); err != nil { // created t0, as the records say
+			b.Fatal(err)
+		}
 		b.StartTimer()
 		start := time.Now()
 		e.Segments.TakeOver(context.Background(), map[int]int64{0: n})
@@ -244,5 +262,213 @@ func BenchmarkParseChangeJSON(b *testing.B) {
 		if err := membership.ParseChangeJSON(&got, &p, v); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestTakeOverErased: a copy of the changes topic leaves out the records
+// of a visitor erased at or after they were made — erased before the
+// copy, or while it runs — and keeps its records made after the erasure
+// (its new profile's) and other visitors'; what the node held of it
+// before is scrubbed by the erasure itself.
+func TestTakeOverErased(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	var eraseDuring func() // called before the copy's second record
+	readHist := membership.LogHistory(topic)
+	e := openEnv(t, "", nil, func(o *membership.Options) {
+		o.History = func(ctx context.Context, fn func([]byte) error) error {
+			n := 0
+			return readHist(ctx, func(v []byte) error {
+				if n++; n == 2 && eraseDuring != nil {
+					eraseDuring()
+				}
+				return fn(v)
+			})
+		}
+	})
+	e.put(t, "shop", "carts", `count(cart) >= 1`)
+	x, y, z := profiletest.Visitor(900), profiletest.Visitor(901), profiletest.Visitor(902)
+	created := e.created(t, "shop", "carts")
+	rec := func(v event.UUID, off, at int64, entered bool) membership.Change {
+		return membership.Change{Site: "shop", Segment: "carts", Visitor: v, Entered: entered,
+			At: at, Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 1, Offset: off}, Created: created}
+	}
+	const erasedAt = t0 + 50
+	xIn, xOut, yIn, zIn := rec(x, 3, t0+3, true), rec(x, 5, t0+5, false), rec(y, 4, t0+4, true), rec(z, 6, t0+6, true)
+	xBack := rec(x, 7, erasedAt+1, true) // x came back after its erasure
+	produce(t, topic, xIn, yIn, xOut, zIn)
+	// A record by its visitor and id.
+	id := func(c membership.Change) string {
+		return string(membership.AppendID(append(c.Visitor.Append(nil), ' '), c.Src))
+	}
+	check := func(what string, want ...membership.Change) {
+		t.Helper()
+		var got, ws []string
+		for _, c := range e.sourceChanges(t, "shop", "carts", state.Source{Partition: 1, Offset: -1}) {
+			got = append(got, id(c))
+		}
+		for _, c := range want {
+			ws = append(ws, id(c))
+		}
+		if strings.Join(got, ",") != strings.Join(ws, ",") {
+			t.Errorf("%s: feed by source of partition 1 %q; want %q", what, got, ws)
+		}
+	}
+
+	// The node copied x's records at an earlier assignment; the erasure
+	// scrubs them, and a later copy does not bring them back.
+	e.Segments.TakeOver(context.Background(), map[int]int64{1: 5})
+	profiletest.WaitUntil(t, "the first copy", func() bool { return e.Segments.HistoryReady(1) })
+	check("before the erasure", xIn, yIn, xOut)
+	if n, err := e.Segments.Erase("shop", []event.UUID{x}, nil, erasedAt); err != nil || n != 2 {
+		t.Fatalf("Erase = %d, %v; want 2 records scrubbed", n, err)
+	}
+	check("after the erasure", yIn)
+	produce(t, topic, xBack)
+	e.Segments.TakeOver(context.Background(), map[int]int64{1: 7})
+	profiletest.WaitUntil(t, "the second copy", func() bool { return e.Segments.HistoryReady(1) })
+	check("after a copy", yIn, zIn, xBack)
+
+	// z is erased while a copy reads the topic: the copy read the marks
+	// before, so z's record reaches its pending writes, and it reads them
+	// again before it writes.
+	eraseDuring = func() {
+		if _, err := e.Segments.Erase("shop", []event.UUID{z}, nil, erasedAt); err != nil {
+			t.Error(err)
+		}
+	}
+	e.Segments.TakeOver(context.Background(), map[int]int64{1: 8})
+	profiletest.WaitUntil(t, "the third copy", func() bool { return e.Segments.HistoryReady(1) })
+	check("after a copy during z's erasure", yIn, xBack)
+}
+
+// TestTakeOverRecreated: a segment deleted and created again under its
+// name starts with an empty feed, as on one node: a copy leaves out the
+// changes topic's records of the earlier segment — by the created time
+// the records carry, or, in a record written before it, by its at.
+func TestTakeOverRecreated(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	e := openEnv(t, "", nil, func(o *membership.Options) { o.History = membership.LogHistory(topic) })
+	e.put(t, "shop", "carts", `count(cart) >= 1`)
+	before := e.created(t, "shop", "carts")
+	if found, err := e.Segments.Delete("shop", "carts"); err != nil || !found {
+		t.Fatalf("Delete = %t, %v", found, err)
+	}
+	profiletest.WaitUntil(t, "a new created time", func() bool { return time.Now().UnixMilli() > before })
+	e.put(t, "shop", "carts", `count(cart) >= 2`)
+	after := e.created(t, "shop", "carts")
+	rec := func(off, at, created int64) membership.Change {
+		return membership.Change{Site: "shop", Segment: "carts", Visitor: profiletest.Visitor(int(off)), Entered: true,
+			At: at, Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 0, Offset: off}, Created: created}
+	}
+	produce(t, topic,
+		rec(1, before, before), // the earlier segment's
+		rec(2, before, 0),      // an earlier segment's, written before records carried created
+		rec(3, after, after),   // the segment's
+		rec(4, after, 0))       // the segment's, from a node built before records carried created
+	e.Segments.TakeOver(context.Background(), map[int]int64{0: 4})
+	profiletest.WaitUntil(t, "the copy", func() bool { return e.Segments.HistoryReady(0) })
+	var got []int64
+	for _, c := range e.sourceChanges(t, "shop", "carts", state.Source{Partition: 0, Offset: -1}) {
+		got = append(got, c.Src.Offset)
+	}
+	if fmt.Sprint(got) != "[3 4]" {
+		t.Errorf("copied the records at offsets %v; want [3 4] (the earlier segment's left out)", got)
+	}
+}
+
+// TestTakeOverReplacesReapplied: the entries of seq 0 a node's sequencer
+// kept below a mark before the copy existed (its re-application of the
+// records its Gate dropped, as without a changes topic) give way to the
+// topic's records at the first copy, so the feed below the mark is what
+// was emitted and nothing else; what this node emitted itself stays.
+func TestTakeOverReplacesReapplied(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	dir := t.TempDir()
+	gate := &testGate{gen: 1, marks: map[int]int64{1: 0}}
+
+	// Built before the copy: the node emits partition 1 up to offset 1,
+	// then the partition moves away and comes back with mark 5; it
+	// re-applies offsets 2 to 5 and keeps their records, seq 0.
+	old := openEnv(t, dir, nil, func(o *membership.Options) { o.Gate = gate })
+	old.put(t, "shop", "carts", `count(cart) >= 1`)
+	cart := func(v event.UUID) *event.Batch {
+		return profiletest.Batch("shop", v, profiletest.Event(event.TypeCart, t0, &event.Product{ID: "l1", Brand: "Lego"}))
+	}
+	mine := old.VisitorOn("shop", 1, 1)
+	old.Send(t, cart(mine))
+	if _, err := old.Segments.Sequence(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	gate.set(2, map[int]int64{1: 5})
+	reapplied := mine
+	for k := 2; reapplied == mine; k++ {
+		reapplied = old.VisitorOn("shop", 1, k)
+	}
+	old.Send(t, cart(reapplied))
+	if _, err := old.Segments.Sequence(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := old.sourceChanges(t, "shop", "carts", state.Source{Partition: 1, Offset: -1})
+	if len(got) != 2 || got[0].Visitor != mine || got[0].Seq == 0 || got[1].Visitor != reapplied || got[1].Seq != 0 {
+		t.Fatalf("before the upgrade: feed by source %+v; want this node's record, then the re-applied one (seq 0)", got)
+	}
+	created := old.created(t, "shop", "carts")
+	old.Close(t)
+
+	// The old owner of offsets 2 to 5 emitted another record there.
+	emitted := membership.Change{Site: "shop", Segment: "carts", Visitor: profiletest.Visitor(990), Entered: true, At: t0 + 1,
+		Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 1, Offset: 4}, Created: created}
+	produce(t, topic, emitted)
+	e := openEnv(t, dir, nil, func(o *membership.Options) { o.Gate = gate; o.History = membership.LogHistory(topic) })
+	e.Segments.TakeOver(context.Background(), map[int]int64{1: 5})
+	profiletest.WaitUntil(t, "the copy", func() bool { return e.Segments.HistoryReady(1) })
+	got = e.sourceChanges(t, "shop", "carts", state.Source{Partition: 1, Offset: -1})
+	if len(got) != 2 || got[0].Visitor != mine || got[0].Seq == 0 || got[1].Visitor != emitted.Visitor || got[1].Seq != 0 {
+		t.Errorf("after the copy: feed by source %+v; want this node's record, then the emitted one", got)
+	}
+}
+
+// TestTakeOverLostMarks: an assignment whose mark of a partition is below
+// the mark this node copied its history up to at an earlier one (Kafka
+// dropped the group's committed offsets) is reported, and the sequencer
+// emits no record of the partition at or below the earlier mark again;
+// those above it it emits.
+func TestTakeOverLostMarks(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	gate := &testGate{gen: 1, marks: map[int]int64{1: 5}}
+	e := openEnv(t, "", nil, func(o *membership.Options) { o.Gate = gate; o.History = membership.LogHistory(topic) })
+	e.put(t, "shop", "carts", `count(cart) >= 1`)
+	e.Segments.TakeOver(context.Background(), map[int]int64{1: 5})
+	profiletest.WaitUntil(t, "the copy", func() bool { return e.Segments.HistoryReady(1) })
+
+	// The group restarts with its offsets gone: mark 0.
+	gate.set(2, map[int]int64{1: 0})
+	e.Segments.TakeOver(context.Background(), map[int]int64{1: 0})
+	var vs []event.UUID
+	for k := 1; len(vs) < 6; k++ {
+		if v := e.VisitorOn("shop", 1, k); !slices.Contains(vs, v) {
+			vs = append(vs, v)
+		}
+	}
+	for _, v := range vs { // sources 1 to 6
+		e.Send(t, profiletest.Batch("shop", v, profiletest.Event(event.TypeCart, t0, &event.Product{ID: "l1", Brand: "Lego"})))
+	}
+	if _, err := e.Segments.Sequence(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, c := range e.changes(t, "shop", "carts") {
+		got = append(got, c.Src.Offset)
+	}
+	if fmt.Sprint(got) != "[6]" {
+		t.Errorf("emitted the records of sources %v after the marks were lost; want [6] (1 to 5 were emitted before)", got)
 	}
 }

@@ -10,10 +10,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/affinityhq/affinity/profile/builder"
+	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage"
 	"github.com/affinityhq/affinity/storage/state"
+	"github.com/affinityhq/affinity/tracker/event"
 )
 
 // feedPage is a page of the changes feed as a client reads it.
@@ -320,6 +325,17 @@ func TestClusterSegmentsAnswer(t *testing.T) {
 	}
 }
 
+// createdOf returns the created time of segment name of site shop on e,
+// which its records carry.
+func createdOf(t *testing.T, e *profiletest.Env, name string) int64 {
+	t.Helper()
+	d, ok, err := e.Segments.Definition("shop", name)
+	if err != nil || !ok {
+		t.Fatalf("segment %s on %s: %t, %v", name, e.URL, ok, err)
+	}
+	return d.Created
+}
+
 // TestClusterChangesTakeOver: while the new owner of a partition copies
 // the records emitted before it took the partition over from the changes
 // topic, the group's feed answers 503 naming the partition, on every
@@ -333,7 +349,7 @@ func TestClusterChangesTakeOver(t *testing.T) {
 		}
 	}
 	old := membership.Change{Seq: 40, Site: "shop", Segment: "fans", Visitor: profiletest.Visitor(7), Entered: true, At: t0, Why: "event",
-		Facts: `{"count(view)":1}`, Src: state.Source{Partition: 3, Offset: 2}}
+		Facts: `{"count(view)":1}`, Src: state.Source{Partition: 3, Offset: 2}, Created: createdOf(t, n1, "fans")}
 	if err := topic.Append(context.Background(), []storage.Message{{Key: membership.AppendChangeKey(nil, "shop", "fans"), Value: old.AppendJSON(nil)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -351,6 +367,61 @@ func TestClusterChangesTakeOver(t *testing.T) {
 	for _, n := range f.nodes {
 		if code, body := n.Get(t, "/v1/segments/shop/fans/changes"); code != 200 || !strings.HasPrefix(body, want) {
 			t.Errorf("the feed after the copy on %s: %d %s; want %s…", n.URL, code, body, want)
+		}
+	}
+}
+
+// TestClusterErasureTakeOver: an erasure in a build group goes through
+// the definitions topic, so every node keeps its mark: a partition's new
+// owner, copying the changes topic after the erasure, leaves out the
+// erased visitor's records the topic still holds.
+func TestClusterErasureTakeOver(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes", "defs"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	const parts = 4
+	do := &defs.Options{Brokers: brokers, Topic: "defs"}
+	own := func(ps ...int) func(*builder.Options) {
+		return func(o *builder.Options) { o.Partitions = ps }
+	}
+	n0 := profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Definitions: do, Builder: own(0, 2)})
+	n1 := profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true, Definitions: do, Builder: own(1, 3), Membership: func(o *membership.Options) {
+		o.History = membership.LogHistory(topic)
+	}})
+	f := routeCluster(t, parts, profiletest.Open(t, profiletest.Options{Partitions: parts, Serve: true}), n0, n1)
+	if code, body := n0.Do(t, http.MethodPut, "/v1/segments/shop/fans", "text/plain", []byte(`count(view) >= 1`), true); code != 201 {
+		t.Fatalf("PUT segment: %d %s", code, body)
+	}
+	profiletest.WaitUntil(t, "the segment on node 1", func() bool {
+		_, ok, _ := n1.Segments.Definition("shop", "fans")
+		return ok
+	})
+	// The old owner of partition 3 emitted an entry of x and of y; x is
+	// erased (asked of node 0, done by x's owner, node 1).
+	x, y := n1.VisitorOn("shop", 3, 1), n1.VisitorOn("shop", 3, 100)
+	rec := func(v event.UUID, off int64) membership.Change {
+		return membership.Change{Seq: uint64(off), Site: "shop", Segment: "fans", Visitor: v, Entered: true, At: t0 + off, Why: "event",
+			Facts: `{"count(view)":1}`, Src: state.Source{Partition: 3, Offset: off}, Created: createdOf(t, n1, "fans")}
+	}
+	produce := func(cs ...membership.Change) {
+		for _, c := range cs {
+			if err := topic.Append(context.Background(), []storage.Message{{Key: membership.AppendChangeKey(nil, "shop", "fans"), Value: c.AppendJSON(nil)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	produce(rec(x, 2), rec(y, 3))
+	if code, body := f.nodes[0].Do(t, http.MethodDelete, "/v1/visitors/shop/"+x.String(), "", nil, true); code != 404 {
+		t.Fatalf("DELETE of x, never seen here: %d %s; want 404 (nothing deleted, nothing scrubbed)", code, body)
+	}
+	n1.Segments.TakeOver(context.Background(), map[int]int64{3: 3})
+	profiletest.WaitUntil(t, "the copy of partition 3", func() bool { return n1.Segments.HistoryReady(3) })
+	yIn := rec(y, 3)
+	yIn.Seq = 0
+	want := `{"changes":[` + string(yIn.AppendJSON(nil)) + `],"cursor":`
+	for _, n := range f.nodes {
+		if code, body := n.Get(t, "/v1/segments/shop/fans/changes"); code != 200 || !strings.HasPrefix(body, want) {
+			t.Errorf("the feed after the copy on %s: %d %s; want %s… (x's record left out)", n.URL, code, body, want)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/lists"
 	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/tracker/event"
 )
 
 // A definition write (segment, webhook, list, catalog) is validated by its
@@ -97,6 +98,15 @@ func (h *Handler) ApplyDefinition(r *defs.Record) (any, error) {
 		return found, err
 	case r.Kind == defs.KindCampaignID && r.Op == defs.OpPut, r.Kind == defs.KindCampaign && r.Op != defs.OpChunk:
 		return h.applyCampaign(r)
+	case r.Kind == defs.KindErasure && r.Op == defs.OpPut:
+		if len(r.Body)%16 != 0 {
+			return nil, fmt.Errorf("cannot apply %s: a body of %d bytes is not 16-byte visitor ids", r.Describe(), len(r.Body))
+		}
+		visitors := make([]event.UUID, len(r.Body)/16)
+		for i := range visitors {
+			visitors[i] = event.UUID(r.Body[i*16:])
+		}
+		return seg.Erase(r.Site, visitors, nil, r.At)
 	case r.Kind == defs.KindCatalog && r.Op == defs.OpPut:
 		format, err := catalog.FormatOf(arg(0))
 		if err != nil {

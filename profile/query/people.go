@@ -1,6 +1,7 @@
 package query
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -8,7 +9,9 @@ import (
 
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/people"
+	"github.com/affinityhq/affinity/tracker/event"
 )
 
 const peoplePrefix = "/v1/people/"
@@ -152,6 +155,10 @@ func (h *Handler) deletePerson(ctx *fasthttp.RequestCtx, site string, id people.
 			h.unavailable(ctx, err)
 			return
 		}
+		if errors.Is(err, defs.ErrNotApplied) { // the erasure's record (groupScrubber)
+			h.refuseDefinition(ctx, err)
+			return
+		}
 		if err != nil {
 			h.internalError(ctx, err)
 			return
@@ -169,13 +176,45 @@ func (h *Handler) deletePerson(ctx *fasthttp.RequestCtx, site string, id people.
 	ctx.SetBodyString(fmt.Sprintf("{\"visitors_deleted\":%d,\"changes_scrubbed\":%d}\n", deleted, scrubbed))
 }
 
-// scrubber returns the segment engine as erasure's Scrubber; nil without
-// segments (a nil *membership.Engine in the interface would not be nil).
+// scrubber returns erasure's Scrubber: the segment engine, or in a build
+// group the definitions topic (groupScrubber); nil without segments (a nil
+// *membership.Engine in the interface would not be nil).
 func (h *Handler) scrubber() people.Scrubber {
 	if h.opts.Segments == nil {
 		return nil
 	}
+	if h.opts.Definitions != nil {
+		return groupScrubber{h}
+	}
 	return h.opts.Segments
+}
+
+// groupScrubber scrubs erased visitors in a build group: it writes an
+// erasure record to the definitions topic, which every node applies
+// (membership.Engine.Erase: a durable mark that keeps a partition's new
+// owner from copying the visitors' records back from the changes topic,
+// and a scrub of the node's own feeds), and answers this node's count; the
+// emails, which the record does not carry, it scrubs here.
+type groupScrubber struct{ h *Handler }
+
+func (s groupScrubber) Scrub(site string, visitors []event.UUID, emails []string) (int, error) {
+	n := 0
+	if len(visitors) > 0 {
+		body := make([]byte, 0, 16*len(visitors))
+		for _, v := range visitors {
+			body = append(body, v[:]...)
+		}
+		v, err := s.h.writeDefinition(&defs.Record{Kind: defs.KindErasure, Op: defs.OpPut, Site: site, Name: defs.NewUploadID(), Body: body})
+		if err != nil {
+			return 0, err
+		}
+		n = v.(int)
+	}
+	if len(emails) == 0 {
+		return n, nil
+	}
+	m, err := s.h.opts.Segments.Scrub(site, nil, emails)
+	return n + m, err
 }
 
 func noBuilder(ctx *fasthttp.RequestCtx) {

@@ -2,6 +2,7 @@ package query
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/valyala/fasthttp"
@@ -9,6 +10,7 @@ import (
 	"github.com/affinityhq/affinity/internal/quote"
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/profile/api"
+	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/people"
 	"github.com/affinityhq/affinity/tracker/event"
 )
@@ -98,6 +100,10 @@ func (h *Handler) deleteVisitor(ctx *fasthttp.RequestCtx, site string, visitor e
 	}
 	deleted, scrubbed, err := people.Erase(h.opts.Builder, h.scrubber(), site, []event.UUID{visitor}, nil)
 	if notOwner(ctx, err) {
+		return
+	}
+	if errors.Is(err, defs.ErrNotApplied) { // the erasure's record (groupScrubber)
+		h.refuseDefinition(ctx, err)
 		return
 	}
 	if err != nil {
