@@ -211,7 +211,7 @@ func (e *Engine) personPosition(p int) (int64, error) {
 	return pos, nil
 }
 
-// appendPersonAtKey: 'U' | partition u32.
+// appendPersonAtKey: 'Q' | partition u32 (prefixPersonAt).
 func appendPersonAtKey(dst []byte, p int) []byte {
 	return binary.BigEndian.AppendUint32(append(dst, prefixPersonAt), uint32(p))
 }
