@@ -108,3 +108,55 @@ func benchVisitorUnderCommits(b *testing.B, cacheBytes int64) {
 	b.ReportMetric(float64(lat[len(lat)-1])/1e3, "max-µs")
 	b.ReportMetric(float64(commits)/elapsed.Seconds(), "commits/s")
 }
+
+// BenchmarkScanInterestsPage measures one page of /v1/interests as
+// ScanInterests reads it: the first 100 or 1000 entries of a value of
+// 100 000 visitors, and 100 after a cursor in the middle.
+func BenchmarkScanInterestsPage(b *testing.B) {
+	const entries = 100_000
+	db, err := state.Open(state.DefaultOptions(filepath.Join(b.TempDir(), "state")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	bt := db.NewBatch()
+	var mid state.InterestPos
+	for n := range entries {
+		var v [16]byte
+		binary.BigEndian.PutUint64(v[8:], uint64(n))
+		key := uint64(n) * 2654435761 % (1 << 40) // scattered, as scores are
+		if n == entries/2 {
+			mid = state.InterestPos{Key: key, Visitor: v}
+		}
+		if err := bt.PutInterest("s1", "brand", "acme", key, v); err != nil {
+			b.Fatal(err)
+		}
+		if bt.Full() || n%2000 == 1999 {
+			if err := bt.Commit(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := bt.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		limit int
+		after *state.InterestPos
+	}{{"first100", 100, nil}, {"first1000", 1000, nil}, {"after100", 100, &mid}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				n := 0
+				err := db.ScanInterests("s1", "brand", "acme", ^uint64(0), c.after, func(state.InterestPos) bool {
+					n++
+					return n < c.limit
+				})
+				if err != nil || n != c.limit {
+					b.Fatalf("read %d entries, err %v; want %d", n, err, c.limit)
+				}
+			}
+		})
+	}
+}
