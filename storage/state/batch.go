@@ -300,6 +300,21 @@ func (b *Batch) Commit() error {
 	if b.db.closed.Load() {
 		return ErrClosed
 	}
+	vc := b.db.visitors
+	if vc != nil {
+		// Before the commit, the cache forgets the visitors it writes:
+		// until it holds their new values, readers go to Badger, which
+		// answers the old value until the commit and the new one after.
+		// Left in place, the old value would be served after the commit
+		// made the rest of the write visible — a person evaluator that
+		// read a visitor's mark then saw the visitor's profile of before
+		// the identify that wrote the mark.
+		for _, o := range b.ops {
+			if key := b.arena[o.kStart:o.vStart]; key[0] == prefixVisitor {
+				vc.set(key, nil, true)
+			}
+		}
+	}
 	txn := b.db.db.NewTransaction(true)
 	defer txn.Discard()
 	for _, o := range b.ops {
@@ -317,7 +332,7 @@ func (b *Batch) Commit() error {
 	if err := txn.Commit(); err != nil {
 		return fmt.Errorf("cannot commit %d keys (%d bytes) to state %q: %w", len(b.ops), b.size, b.db.opts.Dir, err)
 	}
-	if vc := b.db.visitors; vc != nil {
+	if vc != nil {
 		// After the commit: the cache holds only committed values. Ops
 		// are in write order, so the last write of a key wins here too.
 		for _, o := range b.ops {

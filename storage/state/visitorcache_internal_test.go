@@ -2,7 +2,11 @@ package state
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
 	"path/filepath"
+	"runtime"
+	"sync/atomic"
 	"testing"
 )
 
@@ -102,4 +106,70 @@ func TestVisitorCache(t *testing.T) {
 	put(b, 1, []byte("one, after reopen"))
 	commit(b)
 	check(1, []byte("one, after reopen"), true)
+}
+
+// TestVisitorCacheNeverBehindACommit checks that a reader which sees any
+// key of a commit then reads the commit's visitor value, never the one
+// before it: the cache must not serve a visitor's old value once the
+// rest of its commit is visible (a person evaluator reads a visitor's
+// mark, then its profile). Badger makes a commit visible before the
+// committing goroutine runs again, and with more runnable goroutines
+// than Ps it waits for one: so readers outnumber the cores here. A
+// writer commits a visitor's profile n with an extension key holding n;
+// readers read the key, then the visitor, and want a profile ≥ the key's.
+func TestVisitorCacheNeverBehindACommit(t *testing.T) {
+	db, err := Open(DefaultOptions(filepath.Join(t.TempDir(), "state")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	visitor, mark := [16]byte{0: 0xdd}, []byte("Mmark")
+	const commits = 3000
+	var stop atomic.Bool
+	readers := 2 * runtime.GOMAXPROCS(0)
+	errs := make(chan error, readers)
+	for range readers {
+		go func() {
+			var buf []byte
+			for !stop.Load() {
+				m, ok, err := db.Ext(mark, nil)
+				if err != nil || !ok {
+					if err != nil {
+						errs <- err
+						return
+					}
+					continue
+				}
+				v, ok, err := db.Visitor("s1", visitor, buf)
+				if err != nil || !ok {
+					errs <- fmt.Errorf("visitor after mark %d: ok %v, %v", binary.BigEndian.Uint64(m), ok, err)
+					return
+				}
+				buf = v.Buf
+				if got, want := binary.BigEndian.Uint64(v.Profile), binary.BigEndian.Uint64(m); got < want {
+					errs <- fmt.Errorf("the mark of commit %d is visible, the visitor's profile is commit %d's", want, got)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	b := db.NewBatch()
+	for n := uint64(1); n <= commits; n++ {
+		if err := b.PutVisitor("s1", visitor, binary.BigEndian.AppendUint64(nil, n), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.ExtSet(mark, binary.BigEndian.AppendUint64(nil, n)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.Store(true)
+	for range readers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }
