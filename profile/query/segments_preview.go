@@ -197,6 +197,9 @@ func (h *Handler) fanOutPreview(ctx *fasthttp.RequestCtx, site, src string, samp
 		err    error
 	}
 	answers := make([]answer, len(shards))
+	// Read once here: fasthttp parses a request's header and URI lazily,
+	// so a Peek from several goroutines at once is a data race.
+	path, auth := ctx.Path(), ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
 	var wg sync.WaitGroup
 	for i, sh := range shards {
 		wg.Go(func() {
@@ -205,10 +208,10 @@ func (h *Handler) fanOutPreview(ctx *fasthttp.RequestCtx, site, src string, samp
 			defer fasthttp.ReleaseResponse(resp)
 			req.Header.SetMethod(fasthttp.MethodPost)
 			req.SetRequestURI(sh.URL)
-			req.URI().SetPathBytes(ctx.Path())
+			req.URI().SetPathBytes(path)
 			req.URI().QueryArgs().SetUint("sample", sample)
 			req.URI().QueryArgs().Set("at", strconv.FormatInt(res.At, 10))
-			req.Header.SetBytesV(fasthttp.HeaderAuthorization, ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
+			req.Header.SetBytesV(fasthttp.HeaderAuthorization, auth)
 			req.Header.SetBytesV(api.HeaderPartitions, appendPartitions(nil, sh.Partitions))
 			req.Header.SetContentType("text/plain")
 			req.SetBodyString(src)
