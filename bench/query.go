@@ -37,6 +37,11 @@ const (
 	queryToken   = "affinity-bench-query"
 	querySegment = "everyone"
 	QueryRule    = "count(pageview) >= 1"
+
+	// roleLookupNoop is the idle lookups' no-op baseline; envNoopBody
+	// the answer it gives.
+	roleLookupNoop = "lookup-noop"
+	envNoopBody    = "AFFINITY_BENCH_NOOP_BODY"
 )
 
 // QueryOptions configure the query scenario: a node as `affinity serve`
@@ -169,14 +174,20 @@ type QueryReport struct {
 
 	// SettleSeconds is how long the node took to go quiet after the
 	// backfill (Settle at most).
-	SettleSeconds float64       `json:"settle_s"`
-	LookupConns   int           `json:"lookup_connections"`
-	LookupMax     LookupResult  `json:"lookup_max"`
-	Idle          LookupResult  `json:"lookup_idle"`
-	UnderIngest   LookupResult  `json:"lookup_under_ingest"`
-	P99Ratio      float64       `json:"p99_under_ingest_over_idle"`
-	P999Ratio     float64       `json:"p999_under_ingest_over_idle"`
-	Ingest        IngestFigures `json:"ingest"`
+	SettleSeconds float64      `json:"settle_s"`
+	LookupConns   int          `json:"lookup_connections"`
+	LookupMax     LookupResult `json:"lookup_max"`
+	Idle          LookupResult `json:"lookup_idle"`
+	// IdleBaseline is the idle phase again against a no-op fasthttp
+	// process answering every lookup with the node's answer for one
+	// visitor, right after it: the latency this machine and this client
+	// give a server that does nothing, the floor of Idle.
+	IdleBaseline LookupResult  `json:"lookup_idle_noop_baseline"`
+	IdleOverNoop float64       `json:"p99_idle_over_noop_baseline"`
+	UnderIngest  LookupResult  `json:"lookup_under_ingest"`
+	P99Ratio     float64       `json:"p99_under_ingest_over_idle"`
+	P999Ratio    float64       `json:"p999_under_ingest_over_idle"`
+	Ingest       IngestFigures `json:"ingest"`
 
 	Exports   []ExportResult `json:"exports"`
 	PeakRSSMB float64        `json:"node_peak_rss_mb"`
@@ -353,6 +364,9 @@ func RunQuery(o QueryOptions) (*QueryReport, error) {
 	if rep.Idle.OK == 0 {
 		return rep, fmt.Errorf("query: no lookup answered with a profile: %s", rep.Idle.LastError)
 	}
+	if err := idleBaseline(&o, &in, c, visitorTarget(o.Visitors, w.Seed), w.Seed, runStart, rep, progress); err != nil {
+		return rep, err
+	}
 
 	err = underIngest(p, in, o.MaxPhase, o.Phase, o.Load, runStart, &rep.IngestTL, &rep.Ingest, func() {
 		rep.UnderIngest = lookups("lookup-ingest", o.Phase, o.LookupRate)
@@ -407,6 +421,54 @@ func RunQuery(o QueryOptions) (*QueryReport, error) {
 	}
 	errs = append(errs, p.stop())
 	return rep, errors.Join(errs...)
+}
+
+// idleBaseline measures rep.IdleBaseline: the idle phase's lookups against
+// a no-op fasthttp process (role lookup-noop) that answers each with the
+// node's answer for one visitor, while the node idles beside it. The
+// node's idle p99 over it is what the node adds to what this machine and
+// this client cost any server (shared vCPUs: the client's own timer and
+// scheduling delays are in both).
+func idleBaseline(o *QueryOptions, in *IngestOptions, c *queryClient, target lookupTarget, seed uint64, runStart time.Time,
+	rep *QueryReport, progress func(string)) error {
+	body, err := c.do(http.MethodGet, "/v1/visitors/"+benchSite+"/"+workload.VisitorID(seed, 0).String(), "", http.StatusOK)
+	if err != nil {
+		return fmt.Errorf("query: the no-op baseline's answer: %w", err)
+	}
+	np, err := startProc(roleLookupNoop, in.Dir, envNoopBody+"="+string(body))
+	if err != nil {
+		return fmt.Errorf("query: %w", err)
+	}
+	defer np.stop()
+	hc := &fasthttp.HostClient{Addr: np.addr, MaxConns: o.LookupConns, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	rep.IdleBaseline = runLookups(o, hc, np, target, "lookup-noop", o.Phase, o.LookupRate, seed, runStart, &rep.Timeline, progress)
+	if rep.IdleBaseline.OK == 0 {
+		return fmt.Errorf("query: the no-op baseline answered no lookup: %s", rep.IdleBaseline.LastError)
+	}
+	if rep.IdleBaseline.P99ms > 0 {
+		rep.IdleOverNoop = rep.Idle.P99ms / rep.IdleBaseline.P99ms
+	}
+	return nil
+}
+
+// startLookupNoop serves the lookups' floor: fasthttp answering every
+// request 200 with the body in envNoopBody, doing nothing else.
+func startLookupNoop() (*roleSystem, error) {
+	ln, err := listenLoopback()
+	if err != nil {
+		return nil, err
+	}
+	body := []byte(os.Getenv(envNoopBody))
+	srv := &fasthttp.Server{
+		Name: "lookup-noop",
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			ctx.SetContentType("application/json")
+			ctx.SetBody(body)
+		},
+		NoDefaultContentType: true,
+	}
+	go srv.Serve(ln)
+	return &roleSystem{addr: ln.Addr().String(), close: srv.Shutdown}, nil
 }
 
 // startQueryNode starts the query role on the log in logDir and the
@@ -858,7 +920,7 @@ func PrintQuery(w io.Writer, r *QueryReport) {
 	for _, x := range []struct {
 		label string
 		r     *LookupResult
-	}{{"maximum, closed loop", &r.LookupMax}, {"idle", &r.Idle}, {"under ingest", &r.UnderIngest}} {
+	}{{"maximum, closed loop", &r.LookupMax}, {"idle", &r.Idle}, {"idle, no-op baseline", &r.IdleBaseline}, {"under ingest", &r.UnderIngest}} {
 		off := "closed"
 		if x.r.OfferedRPS > 0 {
 			off = fmt.Sprintf("%.0f", x.r.OfferedRPS)
@@ -878,6 +940,8 @@ func PrintQuery(w io.Writer, r *QueryReport) {
 		}
 		return "MISSED"
 	}
+	fmt.Fprintf(w, "  idle p99 / no-op baseline's %.2f (%.3f of %.3f ms: the machine and the client give a server doing nothing %.3f)\n",
+		r.IdleOverNoop, r.Idle.P99ms, r.IdleBaseline.P99ms, r.IdleBaseline.P99ms)
 	fmt.Fprintf(w, "  p99 under ingest / idle %.2f, p99.9 %.2f; target p99 < 1 ms: idle %s (%.3f ms), under ingest %s (%.3f ms)\n\n",
 		r.P99Ratio, r.P999Ratio, verdict(r.Idle.P99ms), r.Idle.P99ms, verdict(r.UnderIngest.P99ms), r.UnderIngest.P99ms)
 	fmt.Fprintf(w, "GET /v1/segments/{site}/{name}/members, %d members, streamed (net/http client):\n", r.SegmentSize)

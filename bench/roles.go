@@ -162,6 +162,8 @@ func runRole(role string) error {
 		sys, err = startE2E()
 	case roleQuery:
 		sys, err = startQuery()
+	case roleLookupNoop:
+		sys, err = startLookupNoop()
 	default:
 		return fmt.Errorf("unknown role %q in %s", role, envRole)
 	}
