@@ -251,6 +251,11 @@ func (e *Engine) Delete(site, name string) (bool, error) {
 	if err := checkSite(site); err != nil {
 		return false, err
 	}
+	// The sequencer is held until the feed is gone: a record of the
+	// segment it moves lands before the deletion, one it moves after is
+	// stale (current).
+	e.seqMu.Lock()
+	defer e.seqMu.Unlock()
 	e.mu.Lock()
 	_, found, err := e.Definition(site, name)
 	if err != nil || !found {

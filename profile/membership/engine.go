@@ -189,6 +189,9 @@ type engineMetrics struct {
 	emittedBefore                             *metrics.Counter
 	deliveries, deliveryErrors, errors        *metrics.Counter
 	scrubbed                                  *metrics.Counter
+	// stale counts outbox records of a segment deleted (and maybe
+	// created again) since they were evaluated: dropped.
+	stale *metrics.Counter
 }
 
 type siteSegs struct {
@@ -283,6 +286,7 @@ func New(opts Options) (*Engine, error) {
 			deliveryErrors: s.NewCounter(`affinity_segment_webhook_failures_total`),
 			errors:         s.NewCounter(`affinity_segment_errors_total`),
 			scrubbed:       s.NewCounter(`affinity_segment_changes_scrubbed_total`),
+			stale:          s.NewCounter(`affinity_segment_changes_stale_total`),
 		},
 	}
 	if opts.Persons != nil {

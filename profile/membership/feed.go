@@ -60,6 +60,8 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 			if err := decodeOutbox(&c, val); err != nil {
 				// Unreadable: drop it rather than block the feed.
 				e.logf("membership: dropping outbox record %x: %s", key, err)
+			} else if !e.current(&c) {
+				e.m.stale.Inc() // its segment was deleted since: no feed takes it
 			} else if e.opts.Gate != nil && c.Src.Partition >= 0 && c.Person == "" {
 				ok, mark := e.opts.Gate.Emits(int(c.Src.Partition))
 				mark = max(mark, e.emitFloor(int(c.Src.Partition)))
@@ -148,6 +150,27 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 		total += len(cs)
 		after = scanned
 	}
+}
+
+// current reports whether c is of a segment that exists now: the one it
+// was evaluated for, not an earlier one of the name, deleted since (a
+// record written before records carried their segment's created time is
+// taken as the current segment's). Delete holds the sequencer, so a record
+// is either moved before a Delete, whose feed deletion then takes it, or
+// found stale after it.
+func (e *Engine) current(c *Change) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ss, err := e.loadSiteLocked(c.Site)
+	if err != nil {
+		return true // unreadable definitions: keep it rather than lose it
+	}
+	for _, sg := range ss.segs {
+		if sg.name == c.Segment {
+			return c.Created == 0 || c.Created == sg.created
+		}
+	}
+	return false
 }
 
 // Flush moves every change record in the outbox that the Gate lets

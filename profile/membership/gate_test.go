@@ -2,9 +2,11 @@ package membership_test
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
@@ -139,5 +141,43 @@ func TestSequencerGate(t *testing.T) {
 	defer mu.Unlock()
 	if len(sunk) != 2 || sunk[0].Visitor != a0 || sunk[1].Visitor != b1 {
 		t.Errorf("sink got %d records %v; want a0's, then b1's", len(sunk), sunk)
+	}
+}
+
+// TestDeletedSegmentsOutbox: records still in the outbox when their
+// segment is deleted reach no feed — neither a re-created segment's of the
+// same name nor, when it is not re-created, a feed of the deleted name.
+func TestDeletedSegmentsOutbox(t *testing.T) {
+	for _, recreate := range []bool{true, false} {
+		t.Run(fmt.Sprint("recreate=", recreate), func(t *testing.T) {
+			gate := &testGate{gen: 1, marks: map[int]int64{}} // holds every partition's records in the outbox
+			e := openEnv(t, "", nil, func(o *membership.Options) { o.Gate = gate })
+			e.put(t, "shop", "carts", `count(cart) >= 1`)
+			before := e.created(t, "shop", "carts")
+			v := e.VisitorOn("shop", 1, 1)
+			e.Send(t, profiletest.Batch("shop", v, profiletest.Event(event.TypeCart, t0, &event.Product{ID: "l1", Brand: "Lego"})))
+			if found, err := e.Segments.Delete("shop", "carts"); err != nil || !found {
+				t.Fatalf("Delete = %t, %v", found, err)
+			}
+			if recreate {
+				profiletest.WaitUntil(t, "a new created time", func() bool { return time.Now().UnixMilli() > before })
+				e.put(t, "shop", "carts", `count(cart) >= 1`)
+			}
+			gate.set(2, map[int]int64{1: -1})
+			if _, err := e.Segments.Sequence(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range e.changes(t, "shop", "carts") {
+				got = append(got, fmt.Sprintf("%s %t %t", c.Why, c.Created == before, c.Visitor == v))
+			}
+			want := "[]"
+			if recreate {
+				want = "[backfill false true]" // the new segment's own entry, not the old one's event record
+			}
+			if fmt.Sprint(got) != want {
+				t.Errorf("feed of carts: %v; want %s (why, of the deleted segment, the visitor)", got, want)
+			}
+		})
 	}
 }
