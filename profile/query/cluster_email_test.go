@@ -93,7 +93,7 @@ func TestClusterExportsByEmail(t *testing.T) {
 		}
 		for _, format := range []string{"ndjson", "csv"} {
 			for _, limit := range []int{1, 2, 5} {
-				pages := f.pagesAlternately(t, base+fmt.Sprintf("&format=%s&limit=%d", format, limit), format == "csv")
+				pages, _ := f.pagesAlternately(t, base+fmt.Sprintf("&format=%s&limit=%d", format, limit), format == "csv")
 				if want := (rows + limit - 1) / limit; pages < want {
 					t.Fatalf("%s %s limit=%d: %d pages; want %d", seg, format, limit, pages, want)
 				}
@@ -153,10 +153,12 @@ func sorted3(vs []event.UUID) []any {
 
 // pagesAlternately pages path on the nodes of the group in turn, each page
 // resuming the cursor the other node gave, and wants each page to be the
-// reference's; it returns the number of pages.
-func (f *clusterFixture) pagesAlternately(t *testing.T, path string, csv bool) int {
+// reference's; it returns the number of pages and their rows (no CSV
+// header, no cursor line).
+func (f *clusterFixture) pagesAlternately(t *testing.T, path string, csv bool) (int, []string) {
 	t.Helper()
 	cursor := ""
+	var rows []string
 	for pages := 0; pages < 100; pages++ {
 		p := path + "&cursor=" + cursor
 		wantCode, want := f.ref.Do(t, http.MethodGet, p, "", nil, true)
@@ -168,21 +170,26 @@ func (f *clusterFixture) pagesAlternately(t *testing.T, path string, csv bool) i
 		last := lines[len(lines)-1]
 		switch {
 		case csv && len(lines) > 1:
+			rows = append(rows, lines[1:]...)
 			cursor = last[:36]
 		case !csv && strings.HasPrefix(last, `{"cursor":"`):
+			rows = append(rows, lines[:len(lines)-1]...)
 			cursor = strings.TrimSuffix(strings.TrimPrefix(last, `{"cursor":"`), `"}`)
 		default:
-			return pages + 1
+			if !csv && want != "" {
+				rows = append(rows, lines...)
+			}
+			return pages + 1, rows
 		}
 	}
 	t.Fatalf("GET %s: more than 100 pages", path)
-	return 0
+	return 0, nil
 }
 
 // TestClusterPerPersonAnswers: a per-person segment of a build group,
 // each person evaluated by the owner of its evaluating partition, answers
-// its exports (every format, by=email, holdout, pages resumed on the
-// other node), its size (alone and in the list) and its size history on
+// its exports (every format, by=email, holdout, pages — NDJSON and CSV —
+// resumed on the other node), its size (alone and in the list) and its size history on
 // either node with the reference's bytes.
 func TestClusterPerPersonAnswers(t *testing.T) {
 	f := newClusterFixture(t)
@@ -204,8 +211,18 @@ func TestClusterPerPersonAnswers(t *testing.T) {
 	for _, args := range []string{"by=email", "format=csv", "facts=false", "holdout=30&salt=s", "holdout=30&salt=s&group=control", "format=csv&by=email"} {
 		f.same(t, http.MethodGet, "/v1/segments/shop/people/members?"+args+"&at="+at)
 	}
-	if pages := f.pagesAlternately(t, "/v1/segments/shop/people/members?limit=3&at="+at, false); pages < 3 {
-		t.Fatalf("%d pages; want several", pages)
+	// The pages of 3 are the whole export's rows; a CSV page resumes after
+	// its last row's person id (its first field).
+	for _, args := range []string{"", "&format=csv", "&format=csv&by=email", "&format=csv&holdout=30&salt=s", "&format=csv&holdout=30&salt=s&group=control"} {
+		csv := strings.Contains(args, "csv")
+		pages, rows := f.pagesAlternately(t, "/v1/segments/shop/people/members?limit=3&at="+at+args, csv)
+		whole := strings.Split(strings.TrimSuffix(f.same(t, http.MethodGet, "/v1/segments/shop/people/members?at="+at+args), "\n"), "\n")
+		if csv {
+			whole = whole[1:]
+		}
+		if pages < 3 || !slices.Equal(rows, whole) {
+			t.Fatalf("%s: %d pages of 3:\n%s\nwant several, the whole export's rows\n%s", args, pages, strings.Join(rows, "\n"), strings.Join(whole, "\n"))
+		}
 	}
 	for _, path := range []string{"/v1/segments/shop/people", "/v1/segments/shop"} {
 		if body := f.same(t, http.MethodGet, path); !strings.Contains(body, `"per":"person"`) || strings.Contains(body, `"size":null`) {

@@ -33,8 +33,9 @@ type membersQuery struct {
 	parts []bool
 	// export selects the rows: by=email, cursor=, holdout=, salt=, group=.
 	export membership.ExportOptions
-	// person: the segment is per person; in a build group its rows are
-	// merged by person id (personRowKey).
+	// person: the segment is per person: its CSV rows start with the
+	// person id, and in a build group its rows are merged by person id
+	// (personRowKey).
 	person bool
 }
 
@@ -127,10 +128,13 @@ func (h *Handler) parseMembersQuery(ctx *fasthttp.RequestCtx, site, name string)
 //	        by=email: {"email":"…","visitors":["…",…],"visitor":"<first>","entered":"…","facts":{…}}
 //	        per-person segment: {"email":"…","visitors":["…",…],"person":"<person id>","entered":"…","facts":{…}}
 //	csv:    visitor,email,entered,<one column per term of the rule>
-//	        (by=email and per person: the visitor column lists the person's visitors, space-separated)
+//	        (by=email: the visitor column lists the person's visitors, space-separated)
+//	        per-person segment: person,visitor,email,entered,… (the person id, then its visitors as by=email)
 //
 // facts are the rule's terms for the (first) visitor at ?at= (default
-// now); ?facts=false leaves them out (no profile is read: faster). To resume, pass the (first) visitor of the last row as ?cursor=;
+// now); ?facts=false leaves them out (no profile is read: faster). To
+// resume, pass the first 36 characters of the last row as ?cursor=: the
+// (first) visitor, or a per-person segment's person id;
 // with ?limit=N an NDJSON export that stops early ends with
 // {"cursor":"<visitor>"}. With by=email, visitors without an email are
 // left out. ?holdout=P&salt=S leaves out a deterministic P% control group
@@ -152,10 +156,8 @@ func (h *Handler) serveMembers(ctx *fasthttp.RequestCtx, site, name string) {
 	if q.parts, ok = h.localParts(ctx); !ok {
 		return
 	}
-	if h.clusterOf() != nil {
-		if q.person, ok = h.perPerson(ctx, site, name, q.parts); !ok {
-			return
-		}
+	if q.person, ok = h.perPerson(ctx, site, name, q.parts); !ok {
+		return
 	}
 	// An owner's part of a by=email export in a build group streams its
 	// candidates, which the node asked joins (fanout_email.go); a person's
@@ -263,7 +265,11 @@ func (h *Handler) streamMembers(w *bufio.Writer, q *membersQuery) {
 	sc.entered, sc.enteredFmt = 0, sc.enteredFmt[:0]
 	m := h.opts.Segments
 	if q.csv {
-		out := append(sc.out[:0], "visitor,email,entered"...)
+		out := sc.out[:0]
+		if q.person {
+			out = append(out, "person,"...)
+		}
+		out = append(out, "visitor,email,entered"...)
 		for _, r := range q.rule.Refs() {
 			out = append(out, ',')
 			out = appendCSV(out, r.Name)
@@ -350,6 +356,11 @@ func (h *Handler) appendMemberRow(sc *segScratch, q *membersQuery, mb *membershi
 		// of the row, once it joined the email's members of every owner.
 		out = appendEmailCandidate(out, mb.Visitor, mb.Email)
 	} else if q.csv || q.export.ByEmail || len(mb.Person) > 0 {
+		if q.csv && q.person {
+			// The rows come in person-id order: the cursor leads the
+			// row, as a visitor leads a per-visitor row.
+			out = append(mb.Visitor.Append(out), ',')
+		}
 		out = appendRowVisitors(out, q.csv, email, vis)
 	}
 	if q.csv {

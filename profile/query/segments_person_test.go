@@ -1,7 +1,9 @@
 package query_test
 
 import (
+	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -60,9 +62,9 @@ func TestPersonSegmentAPI(t *testing.T) {
 		t.Fatalf("members row %s; want ann@example.com, visitors %v, person id, count(view) 4 (merged)", lines[0], want)
 	}
 	_, csv := e.Get(t, "/v1/segments/shop/fans/members?format=csv")
-	if rows := strings.Split(strings.TrimSpace(csv), "\r\n"); len(rows) != 2 || !strings.Contains(rows[1], a.String()) || !strings.Contains(rows[1], b.String()) ||
+	if rows := strings.Split(strings.TrimSpace(csv), "\r\n"); len(rows) != 2 || !strings.HasPrefix(rows[1], row.Person+",") || !strings.Contains(rows[1], a.String()) || !strings.Contains(rows[1], b.String()) ||
 		!strings.HasSuffix(rows[1], ",ann@example.com,2026-02-01T00:00:00.000Z,4") {
-		t.Fatalf("csv members: %q; want the header and one row with both visitors, the email and count(view) 4", csv)
+		t.Fatalf("csv members: %q; want the header and one row: the person id, both visitors, the email and count(view) 4", csv)
 	}
 	// Back to per visitor: a change like a new rule; nobody alone has 3.
 	if code, body := e.Do(t, http.MethodPut, "/v1/segments/shop/fans", "text/plain", []byte(`count(view) >= 3`), true); code != http.StatusOK ||
@@ -74,5 +76,89 @@ func TestPersonSegmentAPI(t *testing.T) {
 	}
 	if _, body := e.Get(t, "/v1/segments/shop/fans/members"); strings.TrimSpace(body) != "" {
 		t.Fatalf("members per visitor: %q; want none", body)
+	}
+}
+
+// TestPersonSegmentCSVPages: a per-person segment's CSV export leads each
+// row with the person id, and paging it with the last row's first 36
+// characters as the cursor gives the whole export, in every variant: the
+// NDJSON page of the same limit ends with that id as its cursor.
+func TestPersonSegmentCSVPages(t *testing.T) {
+	e := newEnv(t, nil)
+	e.Clock.Set(t0 + day)
+	if code, body := e.Do(t, http.MethodPut, "/v1/segments/shop/fans?per=person", "text/plain", []byte(`count(view) >= 1`), true); code != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	lego := event.Product{ID: "p1", Brand: "lego", Category: "toys"}
+	var bs []*event.Batch
+	keys := map[string]string{} // visitor → its person's key
+	for i := range 40 {
+		v := profiletest.Visitor(300 + i)
+		evs := []event.Event{profiletest.View(t0+int64(i), lego)}
+		switch {
+		case i%7 == 6: // anonymous: in no per-person segment
+		case i%7 == 5: // a person of a customer id alone: no email
+			evs = append(evs, profiletest.IdentifyCustomer(t0+100, fmt.Sprintf("c%d", i), ""))
+			keys[v.String()] = fmt.Sprintf("c:c%d", i)
+		default: // persons of two visitors, mostly
+			evs = append(evs, profiletest.Identify(t0+100, fmt.Sprintf("p%d@example.com", i/2)))
+			keys[v.String()] = fmt.Sprintf("e:p%d@example.com", i/2)
+		}
+		bs = append(bs, profiletest.Batch(site, v, evs...))
+	}
+	e.Send(t, bs...)
+	const header = "person,visitor,email,entered,count(view)"
+	for _, args := range []string{"", "&by=email", "&facts=false", "&holdout=30&salt=s", "&holdout=30&salt=s&group=control", "&by=email&holdout=30&salt=s"} {
+		t.Run(args, func(t *testing.T) {
+			_, whole := e.Get(t, "/v1/segments/shop/fans/members?format=csv"+args)
+			rows := strings.Split(strings.TrimSuffix(whole, "\r\n"), "\r\n")
+			if rows[0] != header {
+				t.Fatalf("header %q; want %q", rows[0], header)
+			}
+			if len(rows) < 5 {
+				t.Fatalf("%d rows; want several pages of 3\n%s", len(rows)-1, whole)
+			}
+			for _, row := range rows[1:] {
+				f, err := csv.NewReader(strings.NewReader(row)).Read()
+				if err != nil || len(f) < 4 {
+					t.Fatalf("row %q: %v; want person,visitor,email,entered…", row, err)
+				}
+				key := keys[strings.Fields(f[1])[0]]
+				if f[0] != membership.PersonID(site, key).String() {
+					t.Errorf("row %q: person %s; want the id of %s, %s", row, f[0], key, membership.PersonID(site, key))
+				}
+			}
+			var paged []string
+			cursor, ndCursors := "", 0
+			for pages := 0; ; pages++ {
+				if pages > 40 {
+					t.Fatal("more than 40 pages")
+				}
+				_, page := e.Get(t, "/v1/segments/shop/fans/members?format=csv&limit=3"+args+"&cursor="+cursor)
+				lines := strings.Split(strings.TrimSuffix(page, "\r\n"), "\r\n")
+				if lines[0] != rows[0] {
+					t.Fatalf("page %d: header %q; want %q", pages, lines[0], rows[0])
+				}
+				if len(lines) == 1 {
+					break
+				}
+				paged = append(paged, lines[1:]...)
+				_, nd := e.Get(t, "/v1/segments/shop/fans/members?limit=3"+args+"&cursor="+cursor)
+				cursor = lines[len(lines)-1][:36]
+				if !strings.Contains(nd, `{"cursor":"`) {
+					continue
+				}
+				ndCursors++
+				if !strings.HasSuffix(nd, `{"cursor":"`+cursor+"\"}\n") {
+					t.Fatalf("page %d: the NDJSON page ends\n%s\nwant the cursor %s of the CSV page's last row", pages, nd, cursor)
+				}
+			}
+			if ndCursors == 0 {
+				t.Error("no NDJSON page ended with a cursor")
+			}
+			if !slices.Equal(paged, rows[1:]) {
+				t.Fatalf("pages of 3:\n%s\nwant the whole export's rows\n%s", strings.Join(paged, "\n"), strings.Join(rows[1:], "\n"))
+			}
+		})
 	}
 }
