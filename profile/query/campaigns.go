@@ -373,15 +373,21 @@ func (h *Handler) fanOutAudience(ctx *fasthttp.RequestCtx) campaign.Members {
 		}
 		defer f.close()
 		srcs := f.sources()
+		col := 0
 		for _, s := range srcs {
 			s.csv = true
-			if err := s.next(); err != nil || s.row == nil {
-				return &unavailableError{fmt.Errorf("cannot read the members of segment %q of site %q from %s: no header (%v)", segment, c.Site, s.name, err)}
+			err := s.next()
+			ok := err == nil && s.row != nil
+			if ok {
+				col, ok = csvEmailColumn(s.row)
+			}
+			if !ok {
+				return &unavailableError{fmt.Errorf("cannot read the members of segment %q of site %q from %s: no header with an email column (%v)", segment, c.Site, s.name, err)}
 			}
 		}
 		stopped := false
 		m := merger{srcs: srcs, cmp: cmpCSVRows, write: func(_ *bufio.Writer, row []byte) error {
-			if !fn(csvRowEmail(row)) {
+			if !fn(csvRowEmail(row, col)) {
 				stopped = true
 				return errStopped
 			}
@@ -397,14 +403,30 @@ func (h *Handler) fanOutAudience(ctx *fasthttp.RequestCtx) campaign.Members {
 // errStopped ends a merge whose reader wants no more rows.
 var errStopped = errors.New("stopped")
 
-// csvRowEmail returns the email column of a members export's CSV row
-// (visitor,email,entered…): a stored email holds no comma or quote.
-func csvRowEmail(row []byte) []byte {
-	i := bytes.IndexByte(row, ',')
-	if i < 0 {
-		return nil
+// csvEmailColumn returns the index of the email column of a members
+// export's CSV header: 1 (visitor,email,entered…), or 2 in a per-person
+// segment's (person,visitor,email,…); ok is false without one.
+func csvEmailColumn(header []byte) (col int, ok bool) {
+	for f := range bytes.SplitSeq(bytes.TrimRight(header, "\r\n"), []byte{','}) {
+		if string(f) == "email" {
+			return col, true
+		}
+		col++
 	}
-	row = row[i+1:]
+	return 0, false
+}
+
+// csvRowEmail returns column col (csvEmailColumn) of a members export's
+// CSV row: the fields up to the email are ids and a stored email holds no
+// comma or quote, so the row splits at its commas there.
+func csvRowEmail(row []byte, col int) []byte {
+	for range col {
+		i := bytes.IndexByte(row, ',')
+		if i < 0 {
+			return nil
+		}
+		row = row[i+1:]
+	}
 	if j := bytes.IndexByte(row, ','); j >= 0 {
 		return row[:j]
 	}

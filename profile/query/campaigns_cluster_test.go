@@ -325,3 +325,50 @@ func purchase(ts int64, order string, total float64) event.Event {
 	e.HasOrder, e.Order = true, event.Order{ID: order, Total: total, HasTotal: true}
 	return e
 }
+
+// TestClusterCampaignPerPerson: a campaign frozen on a node of a build
+// group from a per-person segment (whose members export leads each CSV
+// row with the person id) sends to the persons' emails, the reference's
+// recipients but for the tokens.
+func TestClusterCampaignPerPerson(t *testing.T) {
+	cc := newCampaignCluster(t)
+	a, b := cc.nodes[0], cc.nodes[1]
+	for _, n := range cc.nodes {
+		n.Segments.SetPersons(n.Query.Persons(campaignParts, profiletest.Token))
+	}
+	for _, w := range []*profiletest.Env{cc.ref, a} {
+		if code, body := w.Do(t, http.MethodPut, "/v1/segments/shop/people?per=person", "text/plain", []byte(`count(view) >= 1`), true); code != 201 {
+			t.Fatalf("PUT segment: %d %s", code, body)
+		}
+	}
+	profiletest.WaitUntil(t, "node B applied the segment", func() bool {
+		code, _ := b.Do(t, http.MethodGet, "/v1/segments/shop/people", "", nil, true)
+		return code == 200
+	})
+	// Persons of two devices on different partitions, and anonymous ones.
+	var bs []*event.Batch
+	for i := range 24 {
+		v := cc.ref.VisitorOn(clusterSite, i%campaignParts, 5000+100*i)
+		evs := []event.Event{profiletest.View(t0, event.Product{ID: "p", Brand: "lego"})}
+		if i%6 != 5 {
+			evs = append(evs, profiletest.Identify(t0, fmt.Sprintf("m%d@x.io", i/2)))
+		}
+		bs = append(bs, profiletest.Batch(clusterSite, v, evs...))
+	}
+	cc.send(t, cc.nodes, bs, bs)
+	cc.same(t, http.MethodGet, "/v1/segments/shop/people/members?format=csv&facts=false")
+
+	const spec = `{"name":"persons","arms":[{"name":"people","segment":"people"}],"holdout":30,"window":"7d"}`
+	wantCode, want := cc.ref.Do(t, http.MethodPost, "/v1/campaigns/shop", "application/json", []byte(spec), true)
+	if code, got := a.Do(t, http.MethodPost, "/v1/campaigns/shop", "application/json", []byte(spec), true); code != wantCode || got != want {
+		t.Fatalf("POST campaign on node A: %d %s\nwant the reference's %d %s", code, got, wantCode, want)
+	}
+	for _, group := range []string{"treated", "control"} {
+		path := "/v1/campaigns/shop/1/recipients?format=csv&group=" + group
+		_, rref := cc.ref.Get(t, path)
+		_, ra := a.Get(t, path)
+		if got, want := stripTokens(ra), stripTokens(rref); got != want || !strings.Contains(want, "@x.io,people,") {
+			t.Fatalf("%s recipients of the group (tokens left out):\n%s\nwant the reference's, of emails\n%s", group, got, want)
+		}
+	}
+}
