@@ -48,7 +48,7 @@ FUZZ_REST = ./profile:FuzzDecodeProfile ./profile/segment:FuzzParse \
 	./profile/lists:FuzzParseCSV ./profile/lists:FuzzParseNDJSON ./profile/lists:FuzzDecodeHead \
 	./profile/campaign:FuzzParseToken ./profile/campaign:FuzzDecodeEngagement \
 	./profile/campaign:FuzzDecodeCampaignRecord ./profile/campaign:FuzzSumCounterRows ./profile/campaign:FuzzRecordHead \
-	./profile/cluster:FuzzDecodeMeta ./profile/query:FuzzParsePartitions ./profile/query:FuzzMergeStreams ./profile/query:FuzzDecodeEmailJoin ./profile/query:FuzzDecodeFeedCursor ./profile/query:FuzzDecodeHandedMarks \
+	./profile/cluster:FuzzDecodeMeta ./profile/query:FuzzParsePartitions ./profile/query:FuzzMergeStreams ./profile/query:FuzzDecodeEmailJoin ./profile/query:FuzzDecodeFeedCursor ./profile/query:FuzzDecodeHandedMarks ./profile/query:FuzzCSVRowEmail \
 	./profile/defs:FuzzDecodeRecord
 fuzz:
 	@set -e; for t in $(FUZZ_WIRE); do \
