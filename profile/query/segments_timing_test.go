@@ -2,6 +2,7 @@ package query_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -28,6 +29,30 @@ func BenchmarkMembersExport(b *testing.B) {
 		e.Send(b, bs[i:i+2000]...)
 	}
 	for _, query := range []string{"format=ndjson", "format=csv", "format=ndjson&facts=false"} {
+		b.Run(query, func(b *testing.B) {
+			benchExport(b, e.URL+"/v1/segments/"+site+"/mums/members?"+query, n)
+		})
+	}
+}
+
+// BenchmarkPersonMembersExport streams a per-person segment of 10 000
+// persons of two visitors each (rows merge the two profiles), NDJSON and
+// CSV (which leads each row with the person id).
+func BenchmarkPersonMembersExport(b *testing.B) {
+	e := newSegEnv(b)
+	if code, body := e.putSegment(b, "mums?per=person", mumsRule); code != 201 {
+		b.Fatalf("PUT: %d %s", code, body)
+	}
+	const n = 10000
+	bs := make([]*event.Batch, 0, 2*n)
+	for i := range 2 * n {
+		bs = append(bs, profiletest.Batch(site, profiletest.Visitor(i), profiletest.View(t0, nutrilon), profiletest.View(t0, nutrilon),
+			profiletest.Identify(t0, fmt.Sprintf("m%d@x.y", i/2))))
+	}
+	for i := 0; i < len(bs); i += 2000 {
+		e.Send(b, bs[i:i+2000]...)
+	}
+	for _, query := range []string{"format=ndjson", "format=csv", "format=csv&facts=false"} {
 		b.Run(query, func(b *testing.B) {
 			benchExport(b, e.URL+"/v1/segments/"+site+"/mums/members?"+query, n)
 		})
