@@ -12,6 +12,8 @@ require (
 	github.com/valyala/fastjson v1.6.10
 )
 
+require github.com/tidwall/btree v1.8.2 // indirect
+
 require (
 	github.com/VictoriaMetrics/fastcache v1.13.2 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

@@ -268,7 +268,7 @@ func (b *Builder) Start() error {
 	if b.started.Swap(true) {
 		return errors.New("cannot start builder: already started")
 	}
-	if err := b.reconcileIndex(); err != nil {
+	if err := b.loadIndex(); err != nil {
 		b.started.Store(false)
 		return err
 	}

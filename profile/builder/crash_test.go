@@ -175,11 +175,31 @@ func TestCrashExactlyOnce(t *testing.T) {
 	profiletest.CrashRun(t, "TestCrashChild", []string{crashDirEnv + "=" + dir, crashTotalEnv + "=" + strconv.Itoa(total)}, crashFinishEnv,
 		6, 1500*time.Millisecond, func() string { return progress(t, dir) })
 
+	// A builder's start over what the kills left: it rebuilds the
+	// interest index from the stored profiles, which must give the
+	// index of a clean run.
+	lo := storage.DefaultEmbeddedOptions(filepath.Join(dir, "log"))
+	lo.Partitions = crashParts
+	l, err := storage.OpenEmbeddedLog(lo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
 	db, err := state.Open(state.DefaultOptions(filepath.Join(dir, "state")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	opts := builder.DefaultOptions()
+	opts.Log, opts.State = l, db
+	b, err := builder.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
 	batches := make([]*event.Batch, total)
 	events := 0
 	for i := range batches {
@@ -191,7 +211,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 	}
 	t.Logf("%d events in %d records, applied across 6 SIGKILLs", events, total)
 	ref := reference(profile.DefaultConfig(), batches)
-	checkState(t, db, ref)
+	checkState(t, db, profile.DefaultConfig(), ref)
 	// Every identified visitor is linked from its email.
 	for key, p := range ref {
 		if p.Email == "" {

@@ -4,89 +4,46 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/affinityhq/affinity/profile"
 	"github.com/affinityhq/affinity/storage/state"
 )
 
-// reconcileIndex makes the interest index hold exactly the dimensions the
-// Config indexes, before any partition applies a record: the entries of a
-// dimension no longer indexed are dropped, those of a newly indexed one
-// are rebuilt from the stored profiles, and the set is recorded. A crash
-// in between leaves the old set recorded, so the next start does it again
-// (both steps are idempotent). A database without a recorded set was
-// written when every dimension was indexed.
-func (b *Builder) reconcileIndex() error {
-	db := b.opts.State
-	want := b.cfg.IndexDims()
-	have, ok, err := db.IndexedDims()
+// loadIndex rebuilds the interest index, which the state keeps in memory,
+// from every stored profile, before any partition applies a record: the
+// entries of the dimensions the Config indexes. Until it is done
+// ScanInterests answers state.ErrInterestsNotLoaded (503 on /v1/interests).
+func (b *Builder) loadIndex() error {
+	start := time.Now()
+	n, visitors, err := b.rebuildIndex()
 	if err != nil {
-		return fmt.Errorf("cannot start builder: %w", err)
+		return fmt.Errorf("cannot start builder: cannot rebuild the interest index: %w", err)
 	}
-	if !ok {
-		written, err := db.HasVisitors()
-		if err != nil {
-			return fmt.Errorf("cannot start builder: %w", err)
-		}
-		have = want
-		if written {
-			have = nil
-			for d := range profile.Dim(profile.NumDims) {
-				have = append(have, d.String())
-			}
-		}
-	}
-	if slices.Equal(have, want) {
-		if !ok {
-			return db.SetIndexedDims(want)
-		}
-		return nil
-	}
-	for _, dim := range have {
-		if slices.Contains(want, dim) {
-			continue
-		}
-		start := time.Now()
-		n, err := db.DropInterestDim(dim)
-		if err != nil {
-			return fmt.Errorf("cannot start builder: %w", err)
-		}
-		b.logf("builder: dimension %s left the interest index: %d entries dropped in %s", dim, n, time.Since(start).Round(time.Millisecond))
-	}
-	var add []profile.Dim
-	for _, dim := range want {
-		if !slices.Contains(have, dim) {
-			d, _ := profile.ParseDim(dim)
-			add = append(add, d)
-		}
-	}
-	if len(add) > 0 {
-		start := time.Now()
-		n, err := b.rebuildIndex(add)
-		if err != nil {
-			return fmt.Errorf("cannot start builder: cannot rebuild the interest index of %v: %w", add, err)
-		}
-		b.logf("builder: interest index rebuilt for %v: %d entries in %s", add, n, time.Since(start).Round(time.Millisecond))
-	}
-	if err := db.SetIndexedDims(want); err != nil {
-		return fmt.Errorf("cannot start builder: %w", err)
-	}
+	took := time.Since(start)
+	b.logf("builder: interest index of %v rebuilt from %d profiles: %d entries in %s (%.0f profiles/s)",
+		b.cfg.IndexDims(), visitors, n, took.Round(time.Millisecond), float64(visitors)/max(took.Seconds(), 1e-9))
 	return nil
 }
 
-// rebuildIndex puts the interest index entries of dims for every stored
-// profile.
-func (b *Builder) rebuildIndex(dims []profile.Dim) (int, error) {
+// rebuildIndex puts the interest index entries of the indexed dimensions
+// of every stored profile.
+func (b *Builder) rebuildIndex() (entries, visitors int, err error) {
 	db := b.opts.State
 	w, err := db.NewIndexWriter()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
+	}
+	var dims []profile.Dim
+	for d := range profile.Dim(profile.NumDims) {
+		if b.cfg.Indexed(d) {
+			dims = append(dims, d)
+		}
 	}
 	var p profile.Profile
 	var werr error
 	err = db.ScanAllVisitors(func(site string, visitor [16]byte, prof []byte) bool {
+		visitors++
 		if err := profile.DecodeProfile(&p, prof); err != nil {
 			b.logf("builder: visitor %x of site %q: stored profile unreadable, not indexed: %s", visitor, site, err)
 			return true
@@ -104,8 +61,7 @@ func (b *Builder) rebuildIndex(dims []profile.Dim) (int, error) {
 		return true
 	})
 	if err = errors.Join(err, werr); err != nil {
-		w.Cancel()
-		return 0, err
+		return 0, 0, err
 	}
-	return w.Flush()
+	return w.Flush(), visitors, nil
 }

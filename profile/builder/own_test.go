@@ -75,7 +75,7 @@ func TestOwnRevokeAndReown(t *testing.T) {
 		t.Fatalf("Own([0 1]) = %v", err)
 	}
 	e.Wait(t)
-	checkState(t, e.DB, reference(e.Config, append(first, second...)))
+	checkState(t, e.DB, e.Config, reference(e.Config, append(first, second...)))
 	if got, want := counter(e.Metrics, "affinity_builder_dedup_hits_total"), uint64(2*len(first)); got != want {
 		t.Fatalf("dedup hits = %d; want %d: the resent first round only", got, want)
 	}
@@ -106,7 +106,7 @@ func TestOwnNothingThenAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.Wait(t)
-	checkState(t, e.DB, reference(e.Config, bs))
+	checkState(t, e.DB, e.Config, reference(e.Config, bs))
 }
 
 func TestOwnInvalid(t *testing.T) {
@@ -229,7 +229,7 @@ func TestOwnEndsCatchUpAtEmitMark(t *testing.T) {
 			t.Errorf("mark %d: commits began at %v; want %v", tc.mark, h.starts, tc.want)
 		}
 		h.mu.Unlock()
-		checkState(t, e.DB, reference(e.Config, bs))
+		checkState(t, e.DB, e.Config, reference(e.Config, bs))
 		e.Close(t)
 	}
 }

@@ -69,6 +69,11 @@ func (h *Handler) serveInterests(ctx *fasthttp.RequestCtx) {
 	if q.parts, ok = h.localParts(ctx); !ok {
 		return
 	}
+	if !h.opts.State.InterestsLoaded() {
+		// Never a partial answer: the builder's start is rebuilding it.
+		api.Error(ctx, fasthttp.StatusServiceUnavailable, state.ErrInterestsNotLoaded.Error())
+		return
+	}
 	h.m.interestQueries.Inc()
 	if h.clusterOf() != nil && !forwarded(ctx) && !ctx.IsHead() {
 		h.fanOutInterests(ctx, q)

@@ -18,6 +18,9 @@ type Batch struct {
 	db    *DB
 	arena []byte
 	ops   []op
+	// iops are the interest index's puts and deletes, applied to the
+	// in-memory index after the Badger transaction committed.
+	iops []interestOp
 
 	// size and count estimate the transaction as Badger measures it.
 	size, count int64
@@ -70,6 +73,7 @@ func (db *DB) NewBatch() *Batch { return &Batch{db: db} }
 func (b *Batch) Reset() {
 	b.arena = b.arena[:0]
 	b.ops = b.ops[:0]
+	b.iops = b.iops[:0]
 	b.size, b.count = 0, 0
 	b.resets.Add(1)
 }
@@ -82,7 +86,8 @@ func (b *Batch) Reset() {
 // may still appear in the outbox.
 func (b *Batch) Generation() uint64 { return b.resets.Load() }
 
-// Len returns the number of collected writes.
+// Len returns the number of collected Badger writes (interest index
+// entries are not stored: see interestIndex).
 func (b *Batch) Len() int { return len(b.ops) }
 
 // Full reports whether the batch holds half of what one Badger transaction
@@ -140,12 +145,12 @@ func (b *Batch) DeleteInterest(site, dim, value string, orderKey uint64, visitor
 }
 
 func (b *Batch) interest(site, dim, value string, orderKey uint64, visitor [16]byte, del bool) error {
-	if err := errors.Join(checkSite(site), checkStr("dimension", dim), checkStr("value", value)); err != nil {
+	if err := checkInterest(site, dim, value); err != nil {
 		return err
 	}
 	k := len(b.arena)
-	b.arena = appendInterestKey(b.arena, site, dim, value, orderKey, visitor)
-	b.add(k, len(b.arena), del)
+	b.arena = appendInterestPrefix(b.arena, site, dim, value)
+	b.iops = append(b.iops, interestOp{kStart: k, kEnd: len(b.arena), pos: InterestPos{Key: orderKey, Visitor: visitor}, del: del})
 	return nil
 }
 
@@ -290,15 +295,26 @@ func (b *Batch) ExtDelete(key []byte) error {
 }
 
 // Commit writes every collected write in one transaction, in the order they
-// were added (a later write of a key wins), then resets b. On error nothing
-// of the batch is stored.
+// were added (a later write of a key wins), then applies the interest
+// index's puts and deletes to the in-memory index, in their order, and
+// resets b. On error nothing of the batch is stored or applied.
+//
+// The index follows the transaction: a reader may see the transaction's
+// keys and, until Commit returns, the index of before it (the builder and
+// the backfill rely only on what a commit that returned made visible:
+// DESIGN.md, "Scoring"). Before it, a failed commit would leave entries
+// that no stored profile holds, which no later delete would remove.
 func (b *Batch) Commit() error {
 	defer b.Reset()
-	if len(b.ops) == 0 {
+	if len(b.ops) == 0 && len(b.iops) == 0 {
 		return nil
 	}
 	if b.db.closed.Load() {
 		return ErrClosed
+	}
+	if len(b.ops) == 0 {
+		b.db.interests.apply(b.arena, b.iops)
+		return nil
 	}
 	vc := b.db.visitors
 	if vc != nil {
@@ -341,6 +357,7 @@ func (b *Batch) Commit() error {
 			}
 		}
 	}
+	b.db.interests.apply(b.arena, b.iops)
 	return nil
 }
 

@@ -29,7 +29,10 @@ const (
 
 const (
 	// formatVersion is the version of the key layout, stored in the header.
-	formatVersion = 1
+	// Version 1 also stored the interest index ('i' and 'x' keys), kept in
+	// memory since version 2: Open drops those keys.
+	formatVersion            = 2
+	formatVersionStoredIndex = 1
 
 	// visitorValueVersion is the first byte of a visitor value.
 	visitorValueVersion = 1
@@ -75,34 +78,15 @@ func appendOffsetKey(dst []byte, p int) []byte {
 	return binary.BigEndian.AppendUint32(dst, uint32(p))
 }
 
-// interestPrefix: 'i' | str site | str dim | str value.
+// interestPrefix: 'i' | str site | str dim | str value: the key of a
+// value's set in the in-memory interest index, and the prefix of the
+// interest keys format version 1 stored (interestPrefix | orderKey u64 |
+// visitor(16)), which Open drops.
 func appendInterestPrefix(dst []byte, site, dim, value string) []byte {
 	dst = append(dst, prefixInterest)
 	dst = appendStr(dst, site)
 	dst = appendStr(dst, dim)
 	return appendStr(dst, value)
-}
-
-// interestKey: interestPrefix | orderKey u64 | visitor(16). Order keys sort
-// best first (ScoreKey), so an ascending scan yields the highest
-// scores first.
-func appendInterestKey(dst []byte, site, dim, value string, orderKey uint64, visitor [16]byte) []byte {
-	dst = appendInterestPrefix(dst, site, dim, value)
-	dst = binary.BigEndian.AppendUint64(dst, orderKey)
-	return append(dst, visitor[:]...)
-}
-
-// parseInterestTail reads the order key and visitor from the last 24 bytes
-// of an interest key.
-func parseInterestTail(k []byte) (InterestPos, error) {
-	if len(k) < 1+3+24 {
-		return InterestPos{}, fmt.Errorf("BUG: interest key %x too short", k)
-	}
-	t := k[len(k)-24:]
-	var pos InterestPos
-	pos.Key = binary.BigEndian.Uint64(t)
-	copy(pos.Visitor[:], t[8:])
-	return pos, nil
 }
 
 // linkPrefix: 'e' | str site | str email, or 'u' | str site | str

@@ -85,6 +85,9 @@ type DB struct {
 	// Options.VisitorCacheBytes.
 	visitors *visitorCache
 
+	// interests is the interest index, kept in memory (interestIndex).
+	interests *interestIndex
+
 	closed atomic.Bool
 
 	gcStop, gcDone chan struct{}
@@ -141,6 +144,7 @@ func Open(opts Options) (*DB, error) {
 		db:            bdb,
 		maxBatchSize:  bdb.MaxBatchSize(),
 		maxBatchCount: bdb.MaxBatchCount(),
+		interests:     newInterestIndex(),
 	}
 	if opts.VisitorCacheBytes > 0 {
 		db.visitors = newVisitorCache(opts.VisitorCacheBytes)
@@ -223,22 +227,39 @@ func (opts Options) DiskHeadroom() int64 {
 	return diskwatch.Headroom(opts.badgerOptions(), true) + opts.ValueLogFileBytes
 }
 
+// checkHeader checks the format version of the database, writing it in
+// a new one. A database of version 1 stored the interest index: its keys
+// are dropped once, and the header says version 2.
 func (db *DB) checkHeader() error {
-	return db.db.Update(func(txn *badger.Txn) error {
+	var version []byte
+	err := db.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte{prefixHeader})
 		if errors.Is(err, badger.ErrKeyNotFound) {
-			return txn.Set([]byte{prefixHeader}, []byte{formatVersion})
+			return nil
 		}
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			if len(v) != 1 || v[0] != formatVersion {
-				return fmt.Errorf("state format version %x; this build reads %d", v, formatVersion)
-			}
-			return nil
-		})
+		version, err = item.ValueCopy(nil)
+		return err
 	})
+	switch {
+	case err != nil:
+		return err
+	case version == nil:
+	case len(version) == 1 && version[0] == formatVersion:
+		return nil
+	case len(version) == 1 && version[0] == formatVersionStoredIndex:
+		start := time.Now()
+		n, err := db.dropStoredInterests()
+		if err != nil {
+			return fmt.Errorf("cannot drop the interest index keys of state format version %d: %w", formatVersionStoredIndex, err)
+		}
+		db.opts.Logger.Printf("state %q: format version %d upgraded to %d: %d interest index keys dropped in %s (the index is kept in memory)", db.opts.Dir, formatVersionStoredIndex, formatVersion, n, time.Since(start).Round(time.Millisecond))
+	default:
+		return fmt.Errorf("state format version %x; this build reads %d and %d", version, formatVersionStoredIndex, formatVersion)
+	}
+	return db.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte{prefixHeader}, []byte{formatVersion}) })
 }
 
 // TxnLimits returns what one Batch may hold, as Badger counts it: bytes
@@ -283,6 +304,7 @@ func (db *DB) Close() error {
 	if db.visitors != nil {
 		defer db.visitors.reset() // off the Go heap: only Reset frees it
 	}
+	db.interests.clear()
 	if err := db.db.Close(); err != nil {
 		return fmt.Errorf("cannot close state %q: %w", db.opts.Dir, err)
 	}
@@ -422,44 +444,6 @@ func (db *DB) Offset(p int) (int64, error) {
 type InterestPos struct {
 	Key     uint64
 	Visitor [16]byte
-}
-
-// ScanInterests calls fn with the visitors of (site, dim, value) whose order
-// key is ≤ maxKey, in ascending key order — best score first, as order keys
-// are ScoreKey of the log-space score — ties by visitor bytes, starting
-// after *after when it is not nil, until fn returns false.
-// "LogG ≥ x" is maxKey = the order key of x. The scan reads one snapshot;
-// entries written during it are not seen.
-func (db *DB) ScanInterests(site, dim, value string, maxKey uint64, after *InterestPos, fn func(pos InterestPos) bool) error {
-	if db.closed.Load() {
-		return ErrClosed
-	}
-	prefix := appendInterestPrefix(nil, site, dim, value)
-	seek := prefix
-	if after != nil {
-		seek = appendInterestKey(nil, site, dim, value, after.Key, after.Visitor)
-	}
-	return db.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		for it.Seek(seek); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			pos, err := parseInterestTail(k)
-			if err != nil {
-				return err
-			}
-			if after != nil && pos == *after {
-				continue
-			}
-			if pos.Key > maxKey {
-				return nil
-			}
-			if !fn(pos) {
-				return nil
-			}
-		}
-		return nil
-	})
 }
 
 // VisitorsByEmail calls fn with every visitor of site linked to email (as

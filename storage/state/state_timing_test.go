@@ -119,6 +119,7 @@ func BenchmarkScanInterestsPage(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
+	loadInterests(b, db)
 	bt := db.NewBatch()
 	var mid state.InterestPos
 	for n := range entries {

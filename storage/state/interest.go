@@ -1,0 +1,264 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/tidwall/btree"
+)
+
+// interestIndex is the interest index, in memory: per (site, dimension,
+// value) an ordered set of InterestPos (order key, then visitor bytes). It
+// is derived state — every entry is (site, dim, value, ScoreKey(LogG),
+// visitor) of a stored profile — so it is not stored: the builder rebuilds
+// it from the stored profiles at start (IndexWriter), and commits keep it
+// in step (Batch.PutInterest, Batch.DeleteInterest, applied by Commit
+// after Badger committed the rest of the batch). In Badger every entry was
+// a key, and a changed score a delete and a put in the memtable: most of
+// the builder's CPU at 1M visitors (DESIGN.md, "Scoring").
+//
+// Entries are 24 bytes without pointers, kept in B-tree nodes of up to 63
+// (github.com/tidwall/btree): the GC sees one pointer-free array per node,
+// not one object per entry.
+//
+// Concurrency: sets holds every value's set, created on first put and kept
+// until Close (an empty set is a few hundred bytes; values are bounded by
+// the sites' catalogs). Each set has its own lock, held by a writer for
+// one put or delete and by a reader only for Copy, O(1) copy-on-write: a
+// reader scans its own snapshot without a lock, and the writer's next
+// change to a shared node copies that node first.
+type interestIndex struct {
+	mu   sync.RWMutex
+	sets map[string]*interestSet
+
+	// entries counts the entries of every set.
+	entries atomic.Int64
+	// loaded is set when a rebuild (IndexWriter.Flush) completed: until
+	// then the index answers ErrInterestsNotLoaded.
+	loaded atomic.Bool
+}
+
+type interestSet struct {
+	mu sync.Mutex
+	t  *btree.BTreeG[InterestPos]
+}
+
+// ErrInterestsNotLoaded is returned by ScanInterests until the interest
+// index was rebuilt from the stored profiles (the builder's start).
+var ErrInterestsNotLoaded = errors.New("the interest index is being rebuilt from the stored profiles")
+
+// InterestEntryBytes estimates the Go heap an entry of the interest index
+// takes, node overhead included: 24 bytes of entry in B-tree nodes half
+// to fully used (BenchmarkInterestIndex's heap-B/entry: 28 in a set of
+// 100k entries, 43 in one of 1M).
+const InterestEntryBytes = 40
+
+// interestDegree is the B-tree's degree: nodes of up to 2×degree−1
+// entries.
+const interestDegree = 32
+
+func lessInterest(a, b InterestPos) bool {
+	if a.Key != b.Key {
+		return a.Key < b.Key
+	}
+	return bytes.Compare(a.Visitor[:], b.Visitor[:]) < 0
+}
+
+func newInterestIndex() *interestIndex {
+	return &interestIndex{sets: make(map[string]*interestSet)}
+}
+
+// set returns the set of key (an interest prefix), nil when it has none
+// and create is false.
+func (ix *interestIndex) set(key []byte, create bool) *interestSet {
+	ix.mu.RLock()
+	s := ix.sets[string(key)]
+	ix.mu.RUnlock()
+	if s != nil || !create {
+		return s
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if s = ix.sets[string(key)]; s == nil {
+		s = &interestSet{t: btree.NewBTreeGOptions(lessInterest, btree.Options{NoLocks: true, Degree: interestDegree})}
+		ix.sets[string(key)] = s
+	}
+	return s
+}
+
+// interestOp is one put or delete of a Batch: the set's key is
+// arena[kStart:kEnd].
+type interestOp struct {
+	kStart, kEnd int
+	pos          InterestPos
+	del          bool
+}
+
+// apply makes ops, in order, in the index. Consecutive ops of one set
+// take its lock once.
+func (ix *interestIndex) apply(arena []byte, ops []interestOp) {
+	var (
+		s   *interestSet
+		cur []byte
+		n   int64
+	)
+	for i := range ops {
+		o := &ops[i]
+		key := arena[o.kStart:o.kEnd]
+		if s == nil || !bytes.Equal(key, cur) {
+			if s != nil {
+				s.mu.Unlock()
+			}
+			s, cur = ix.set(key, true), key
+			s.mu.Lock()
+		}
+		if o.del {
+			if _, ok := s.t.Delete(o.pos); ok {
+				n--
+			}
+		} else if _, replaced := s.t.Set(o.pos); !replaced {
+			n++
+		}
+	}
+	if s != nil {
+		s.mu.Unlock()
+	}
+	ix.entries.Add(n)
+}
+
+// put adds one entry (IndexWriter).
+func (ix *interestIndex) put(key []byte, pos InterestPos) {
+	s := ix.set(key, true)
+	s.mu.Lock()
+	_, replaced := s.t.Set(pos)
+	s.mu.Unlock()
+	if !replaced {
+		ix.entries.Add(1)
+	}
+}
+
+// clear drops every entry and marks the index not loaded.
+func (ix *interestIndex) clear() {
+	ix.loaded.Store(false)
+	ix.mu.Lock()
+	ix.sets = make(map[string]*interestSet)
+	ix.entries.Store(0)
+	ix.mu.Unlock()
+}
+
+// snapshot returns a copy of key's set that later writes do not change,
+// nil when the set does not exist.
+func (ix *interestIndex) snapshot(key []byte) *btree.BTreeG[InterestPos] {
+	s := ix.set(key, false)
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.t.Copy()
+}
+
+// InterestEntries returns how many entries the interest index holds; the
+// index takes about InterestEntryBytes of Go heap each.
+func (db *DB) InterestEntries() int64 { return db.interests.entries.Load() }
+
+// InterestsLoaded reports whether the interest index was rebuilt from the
+// stored profiles, so that ScanInterests answers.
+func (db *DB) InterestsLoaded() bool { return db.interests.loaded.Load() }
+
+// ScanInterests calls fn with the visitors of (site, dim, value) whose order
+// key is ≤ maxKey, in ascending key order — best score first, as order keys
+// are ScoreKey of the log-space score — ties by visitor bytes, starting
+// after *after when it is not nil, until fn returns false.
+// "LogG ≥ x" is maxKey = the order key of x. The scan reads a snapshot of
+// the value's entries taken when it starts: entries committed during it are
+// not seen, and every entry of a Batch whose Commit returned before it
+// started is. Before the index was rebuilt at start it returns
+// ErrInterestsNotLoaded.
+func (db *DB) ScanInterests(site, dim, value string, maxKey uint64, after *InterestPos, fn func(pos InterestPos) bool) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if !db.interests.loaded.Load() {
+		return ErrInterestsNotLoaded
+	}
+	var kb [64]byte
+	t := db.interests.snapshot(appendInterestPrefix(kb[:0], site, dim, value))
+	if t == nil {
+		return nil
+	}
+	var pivot InterestPos
+	if after != nil {
+		pivot = *after
+	}
+	t.Ascend(pivot, func(pos InterestPos) bool {
+		if after != nil && pos == *after {
+			return true
+		}
+		return pos.Key <= maxKey && fn(pos)
+	})
+	return nil
+}
+
+// IndexWriter rebuilds the interest index: NewIndexWriter empties it, Put
+// adds the entries of every stored profile, Flush marks it loaded. The
+// builder runs it at start, before any commit.
+type IndexWriter struct {
+	ix  *interestIndex
+	key []byte
+	n   int
+}
+
+// NewIndexWriter empties the interest index and returns the IndexWriter
+// that rebuilds it; Flush ends it.
+func (db *DB) NewIndexWriter() (*IndexWriter, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	db.interests.clear()
+	return &IndexWriter{ix: db.interests}, nil
+}
+
+// Put adds the entry (site, dim, value, orderKey, visitor).
+func (w *IndexWriter) Put(site, dim, value string, orderKey uint64, visitor [16]byte) error {
+	if err := checkInterest(site, dim, value); err != nil {
+		return err
+	}
+	w.key = appendInterestPrefix(w.key[:0], site, dim, value)
+	w.ix.put(w.key, InterestPos{Key: orderKey, Visitor: visitor})
+	w.n++
+	return nil
+}
+
+// Flush marks the index loaded (ScanInterests answers from then on) and
+// returns how many entries were put.
+func (w *IndexWriter) Flush() int {
+	w.ix.loaded.Store(true)
+	return w.n
+}
+
+func checkInterest(site, dim, value string) error {
+	return errors.Join(checkSite(site), checkStr("dimension", dim), checkStr("value", value))
+}
+
+// dropStoredInterests deletes the interest index keys ('i') and the
+// indexed-dimensions key ('x') that databases of format version 1 stored,
+// and returns how many there were.
+func (db *DB) dropStoredInterests() (int, error) {
+	n := 0
+	err := db.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixInterest}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, db.db.DropPrefix([]byte{prefixInterest}, []byte{prefixIndexSet})
+}
