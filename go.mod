@@ -12,10 +12,10 @@ require (
 	github.com/valyala/fastjson v1.6.10
 )
 
-require github.com/tidwall/btree v1.8.2 // indirect
+require github.com/tidwall/btree v1.8.2
 
 require (
-	github.com/VictoriaMetrics/fastcache v1.13.2 // indirect
+	github.com/VictoriaMetrics/fastcache v1.13.2
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dgraph-io/ristretto/v2 v2.2.0 // indirect
 	github.com/dustin/go-humanize v1.0.1 // indirect
