@@ -234,7 +234,7 @@ func New(opts Options) (*Builder, error) {
 	b := &Builder{
 		opts:      opts,
 		cfg:       opts.Config,
-		m:         newBuilderMetrics(opts.Metrics),
+		m:         newBuilderMetrics(opts.Metrics, opts.State),
 		logf:      opts.Logger.Printf,
 		windowSec: int64(opts.DedupWindow / time.Second),
 	}

@@ -1,6 +1,7 @@
 package builder_test
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"strings"
@@ -601,6 +602,14 @@ func TestIndexWrites(t *testing.T) {
 		e.Wait(t)
 		if got := counter(e.Metrics, "affinity_builder_index_writes_total") - before; got != step.want {
 			t.Errorf("%s: index writes = %d; want %d", step.name, got, step.want)
+		}
+	}
+	// Two visitors of acme's 5 indexed values, on /metrics.
+	var out bytes.Buffer
+	e.Metrics.WritePrometheus(&out)
+	for _, want := range []string{"affinity_state_interest_entries 10\n", fmt.Sprintf("affinity_state_interest_bytes %d\n", 10*state.InterestEntryBytes)} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("metrics lack %q", want)
 		}
 	}
 }

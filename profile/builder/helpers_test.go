@@ -134,6 +134,9 @@ func checkState(t testing.TB, db *state.DB, cfg *profile.Config, ref map[string]
 	if !slices.Equal(got, want) {
 		t.Fatalf("interest index: %d entries; want %d (first difference at %s)", len(got), len(want), firstDiff(got, want))
 	}
+	if n := db.InterestEntries(); n != int64(len(want)) {
+		t.Fatalf("InterestEntries = %d; want the %d entries the profiles imply", n, len(want))
+	}
 }
 
 func cmpStrings(a, b string, pa, pb state.InterestPos) int {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/affinityhq/affinity/storage/state"
 )
 
 // builderMetrics are the builder's counters on its metrics.Set.
@@ -19,8 +21,8 @@ type builderMetrics struct {
 	badRecords           *metrics.Counter
 	commits              *metrics.Counter
 	stateWrites          *metrics.Counter
-	// indexWrites counts the interest index puts and deletes among
-	// stateWrites: most of a commit's Badger mutations.
+	// indexWrites counts the interest index puts and deletes, applied
+	// in memory by the commit (not among stateWrites: not stored).
 	indexWrites    *metrics.Counter
 	commitErrors   *metrics.Counter
 	cacheHits      *metrics.Counter
@@ -31,7 +33,12 @@ type builderMetrics struct {
 	batchDuration  *metrics.Histogram
 }
 
-func newBuilderMetrics(set *metrics.Set) *builderMetrics {
+func newBuilderMetrics(set *metrics.Set, db *state.DB) *builderMetrics {
+	// The interest index is on the Go heap (budget: README "--memory").
+	set.GetOrCreateGauge("affinity_state_interest_entries", func() float64 { return float64(db.InterestEntries()) })
+	set.GetOrCreateGauge("affinity_state_interest_bytes", func() float64 {
+		return float64(db.InterestEntries() * state.InterestEntryBytes)
+	})
 	return &builderMetrics{
 		eventsApplied:        set.GetOrCreateCounter("affinity_builder_events_applied_total"),
 		dedupHits:            set.GetOrCreateCounter("affinity_builder_dedup_hits_total"),
