@@ -2,11 +2,13 @@
 // key layout, and the one write path that makes the builder exactly-once.
 //
 // It keeps, per site: each visitor's encoded profile together with the ids of
-// the visitor's recently applied events (dedup); the sorted interest index
-// (dimension, value, order key of the stored log-space score, visitor) that
-// answers "who is at or above θ now" with one range scan; the identity index
+// the visitor's recently applied events (dedup); the identity index
 // email → visitors; the catalog's products. Per log partition it keeps the
 // offset the builder consumed up to. Byte layouts: FORMAT.md beside this file.
+// In memory, not in Badger, it keeps the sorted interest index (dimension,
+// value, order key of the stored log-space score, visitor) that answers
+// "who is at or above θ now" with one ordered scan: derived from the stored
+// profiles, rebuilt from them at the builder's start (interest.go).
 //
 // Values are opaque here: a profile, a dedup list and a product are bytes
 // that their owners (profile, profile/builder, profile/catalog) encode. The
@@ -15,11 +17,12 @@
 //
 // # Writes
 //
-// Everything one applied log batch changes — profiles, interest index
-// deletes and puts, identity links, extension keys (segments) and the
-// partition's new offset — goes into one [Batch] committed as one Badger
-// transaction: after a crash either all of it is stored or none of it, so
-// the builder resumes from the stored offset with state that matches it.
+// Everything one applied log batch changes — profiles, identity links,
+// extension keys (segments) and the partition's new offset — goes into one
+// [Batch] committed as one Badger transaction: after a crash either all of
+// it is stored or none of it, so the builder resumes from the stored offset
+// with state that matches it. The batch's interest index deletes and puts
+// are applied to the in-memory index once the transaction committed.
 // Writes are not fsynced per commit (a killed process loses nothing Badger
 // has accepted; a power loss rolls state and offset back together); [DB.Sync]
 // makes them durable, and the builder trims the log only below an offset
