@@ -108,8 +108,9 @@ type BuildSystem struct {
 	EndRSSAnonMB float64 `json:"end_rss_anon_mb"`
 	EndRSSFileMB float64 `json:"end_rss_file_mb"`
 	// The affinity builder's Badger mutations per applied event, and the
-	// interest index's share of them: the figure that says what a change
-	// of the index saves, whatever else runs on the machine.
+	// interest index's puts and deletes per event (in memory, not among
+	// the Badger mutations): figures that say what a change of the state
+	// saves, whatever else runs on the machine.
 	WritesPerEvent      float64 `json:"state_writes_per_event,omitempty"`
 	IndexWritesPerEvent float64 `json:"index_writes_per_event,omitempty"`
 
@@ -585,7 +586,7 @@ func PrintBuild(w io.Writer, r *BuildReport) {
 			}
 			fmt.Fprintf(w, "  affinity peak RSS / memory budget %.2f (%.0f of %.0f MB; at the end %.0f anon + %.0f file)  target <= %.2f: %s\n",
 				run.PeakRSSToBudget, a.PeakRSSMB, r.MemoryMB, a.EndRSSAnonMB, a.EndRSSFileMB, targetRSSToBudget, verdict(run.PeakRSSToBudget <= targetRSSToBudget))
-			fmt.Fprintf(w, "  affinity state writes per event %.2f, of which interest index %.2f\n", a.WritesPerEvent, a.IndexWritesPerEvent)
+			fmt.Fprintf(w, "  affinity Badger writes per event %.2f; interest index changes per event %.2f (in memory)\n", a.WritesPerEvent, a.IndexWritesPerEvent)
 		}
 		fmt.Fprintln(w)
 	}

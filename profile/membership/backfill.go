@@ -2,6 +2,7 @@ package membership
 
 import (
 	"bytes"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -122,6 +123,13 @@ func (e *Engine) backfill(d Definition, bf *Backfill) {
 		e.backfilled(d, bf)
 		return
 	}
+	// The segment is published (startBackfill runs after): wait for the
+	// commits that may have evaluated without it (evaluating).
+	if err := e.evaluating.wait(e.ctx, evaluatingMaxWait); errors.Is(err, errEvaluationStuck) {
+		e.logf("membership: backfill of segment %q of site %q: %s in %s; taking the candidates now", d.Name, d.Site, err, evaluatingMaxWait)
+	} else if err != nil {
+		return
+	}
 	var cands []event.UUID
 	fromIndex, err := e.candidates(d.Site, rule, e.now(), func(v event.UUID, _, _ []byte) bool {
 		cands = append(cands, v)
@@ -146,12 +154,13 @@ func (e *Engine) backfill(d Definition, bf *Backfill) {
 		if bf.stop.Load() || e.ctx.Err() != nil {
 			return
 		}
-		ss, err := e.siteSegments(d.Site)
-		if err == nil {
-			err = e.visitor.Visit(d.Site, v, func(b *state.Batch, p *profile.Profile) error {
-				return e.reevaluate(b, d.Site, v, p, ss, e.now(), "backfill", false)
-			})
-		}
+		err := e.visitor.Visit(d.Site, v, func(b *state.Batch, p *profile.Profile) error {
+			ss, err := e.segmentsIn(b, d.Site)
+			if err != nil {
+				return err
+			}
+			return e.reevaluate(b, d.Site, v, p, ss, e.now(), "backfill", false)
+		})
 		if err != nil {
 			e.m.errors.Inc()
 			e.logf("membership: backfill of segment %q of site %q: visitor %s: %s", d.Name, d.Site, v, err)

@@ -78,11 +78,11 @@ func (e *Engine) RunDue(ctx context.Context) (int, error) {
 
 // runOne re-evaluates one due visitor, unless an event moved its due since.
 func (e *Engine) runOne(d dueEntry) error {
-	ss, err := e.siteSegments(d.site)
-	if err != nil {
-		return err
-	}
 	return e.visitor.Visit(d.site, d.visitor, func(b *state.Batch, p *profile.Profile) error {
+		ss, err := e.segmentsIn(b, d.site)
+		if err != nil {
+			return err
+		}
 		key := appendVisitorKey(nil, d.site, d.visitor)
 		v, ok, err := e.db.Ext(key, nil)
 		if err != nil {

@@ -129,8 +129,9 @@ type Engine struct {
 	visitor Visitor
 	pool    sync.Pool // *scratch
 
-	outbox outboxIDs
-	seqMu  sync.Mutex // one sequencer at a time
+	outbox     outboxIDs
+	evaluating evaluating
+	seqMu      sync.Mutex // one sequencer at a time
 	// moved is, per events partition, the highest source offset of a
 	// record the sequencer moved in the Gate's generation movedGen (under
 	// seqMu).
@@ -389,7 +390,7 @@ func poke(c chan struct{}) {
 // a record would have to name the visitor or its email, which erasure
 // forgets (DESIGN.md, "Identity"); Scrub then removes its past records.
 func (e *Engine) Changed(b *state.Batch, site string, visitor event.UUID, p *profile.Profile) error {
-	ss, err := e.siteSegments(site)
+	ss, err := e.segmentsIn(b, site)
 	if err != nil {
 		return err
 	}
@@ -415,7 +416,7 @@ func (e *Engine) Changed(b *state.Batch, site string, visitor event.UUID, p *pro
 // for the builder's retention, and leaves every segment it is in with a
 // change record "expired" that carries its email, as any exit does.
 func (e *Engine) Expired(b *state.Batch, site string, visitor event.UUID, p *profile.Profile) error {
-	ss, err := e.siteSegments(site)
+	ss, err := e.segmentsIn(b, site)
 	if err != nil {
 		return err
 	}

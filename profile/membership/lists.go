@@ -197,15 +197,16 @@ func (e *Engine) reevaluateList(m lists.Meta, bf *Backfill) bool {
 		if e.ctx.Err() != nil {
 			return false
 		}
-		ss, err := e.siteSegments(m.Site)
-		if err == nil {
-			err = e.visitor.Visit(m.Site, v, func(b *state.Batch, p *profile.Profile) error {
-				if p == nil {
-					return nil // erased since: it left its segments then
-				}
-				return e.reevaluate(b, m.Site, v, p, ss, e.now(), "list", false)
-			})
-		}
+		err := e.visitor.Visit(m.Site, v, func(b *state.Batch, p *profile.Profile) error {
+			if p == nil {
+				return nil // erased since: it left its segments then
+			}
+			ss, err := e.segmentsIn(b, m.Site)
+			if err != nil {
+				return err
+			}
+			return e.reevaluate(b, m.Site, v, p, ss, e.now(), "list", false)
+		})
 		if err != nil {
 			ok = false
 			e.m.errors.Inc()
