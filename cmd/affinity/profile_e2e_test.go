@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -226,4 +227,62 @@ func TestCollectBuildProfileScores(t *testing.T) {
 	col := startAffinity(t, "collect", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic, "--topic-partitions", "3", "--site", "e2e")
 	api := startAffinity(t, "build", "--data", t.TempDir(), "--kafka", kafka, "--topic", topic).api
 	checkProfileScores(t, col.collector, api, "e2e")
+}
+
+// TestServeInterestsAfterSIGKILL: the interest index lives in memory and
+// is rebuilt from the stored profiles at start, so `affinity serve`
+// killed with SIGKILL and restarted on its data answers /v1/interests
+// exactly as before the kill.
+func TestServeInterestsAfterSIGKILL(t *testing.T) {
+	data := t.TempDir()
+	p := startAffinity(t, "serve", "--data", data, "--site", "e2e")
+	now := time.Now().UnixMilli()
+	hour := int64(time.Hour / time.Millisecond)
+	brands := []string{"Lego", "Nutrilon", "Pampers"}
+	want := map[string]int{} // visitors per brand
+	for i := range 30 {
+		var evs []scoredEvent
+		for j := range 1 + i%3 {
+			b := brands[(i+j)%len(brands)]
+			evs = append(evs, scoredEvent{"view", now - int64(i+j)*hour, b})
+		}
+		seen := map[string]bool{}
+		for _, e := range evs {
+			if !seen[e.brand] {
+				seen[e.brand] = true
+				want[e.brand]++
+			}
+		}
+		postBatch(t, p.collector, profileBatch("e2e", uuidString(), evs, fmt.Sprintf("v%d@example.com", i)))
+	}
+	at := time.UnixMilli(now).UTC().Format(time.RFC3339)
+	answers := func(api string) map[string]string {
+		got := map[string]string{}
+		deadline := time.Now().Add(30 * time.Second)
+		for _, b := range brands {
+			for {
+				code, body := apiDo(t, http.MethodGet, api+"/v1/interests/e2e/brand/"+b+"?min=0.001&at="+at, "", nil)
+				if code == http.StatusOK && strings.Count(body, "\n") == want[b] {
+					got[b] = body
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("GET /v1/interests of %s: %d, %d rows; want 200 and %d rows:\n%s", b, code, strings.Count(body, "\n"), want[b], body)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		return got
+	}
+	before := answers(p.api)
+	p.stop(t, syscall.SIGKILL)
+
+	p2 := startAffinity(t, "serve", "--data", data, "--site", "e2e")
+	after := answers(p2.api)
+	for _, b := range brands {
+		if after[b] != before[b] {
+			t.Errorf("brand %s after the restart:\n%s\nbefore the SIGKILL:\n%s", b, after[b], before[b])
+		}
+	}
+	p2.stop(t, syscall.SIGTERM)
 }
