@@ -273,6 +273,30 @@ func checkInterests(t testing.TB, rows []row, want map[string]float64, min float
 	}
 }
 
+// TestInterestsWhileRebuilt: while the interest index is rebuilt from the
+// stored profiles (the builder's start), /v1/interests answers 503 with
+// the reason, never a partial answer.
+func TestInterestsWhileRebuilt(t *testing.T) {
+	e := newEnv(t, nil)
+	at := t0 + 25*day
+	want := seedInterests(t, e, 20, at)
+	path := "/v1/interests/shop/brand/acme?min=0.001&at=" + rfc3339(at)
+	w, err := e.DB.NewIndexWriter() // what the builder's start does first
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := e.Get(t, path); code != http.StatusServiceUnavailable || !strings.Contains(body, "rebuilt from the stored profiles") {
+		t.Fatalf("GET during the rebuild: %d %s; want 503 naming the rebuild", code, body)
+	}
+	w.Flush()
+	if code, body := e.Get(t, path); code != http.StatusOK || body != "" {
+		t.Fatalf("GET after an empty rebuild: %d %q; want 200 and no rows", code, body)
+	}
+	if len(want) == 0 {
+		t.Fatal("BUG: no visitor seeded")
+	}
+}
+
 func TestInterests(t *testing.T) {
 	e := newEnv(t, func(o *query.Options) { o.MaxLimit = 1000 })
 	at := t0 + 25*day
