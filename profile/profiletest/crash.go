@@ -20,13 +20,14 @@ const ChildReady = "child: ready"
 // itself before the kill.
 func KillChild(t testing.TB, cmd *exec.Cmd, run time.Duration) {
 	t.Helper()
-	out := &readyBuffer{max: 1 << 16, ready: make(chan struct{})}
+	ready := make(chan struct{}) // out.ready is Write's, under its lock
+	out := &readyBuffer{max: 1 << 16, ready: ready}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-out.ready:
+	case <-ready:
 	case <-time.After(30 * time.Second):
 	}
 	time.Sleep(run)
