@@ -53,7 +53,7 @@ func TestQuickBuild(t *testing.T) {
 	if f := rep.FlatCost; f == nil || f.Ratio <= 0 {
 		t.Errorf("no flat cost: %+v", rep.FlatCost)
 	}
-	for _, want := range []string{"slowest/median", "flat cost:", "peak RSS / memory budget", "state writes per event"} {
+	for _, want := range []string{"slowest/median", "flat cost:", "peak RSS / memory budget", "Badger writes per event", "interest index changes per event"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the table lacks %q", want)
 		}
