@@ -98,6 +98,11 @@ type Options struct {
 	// over both could merge an entry and an exit the other node emitted
 	// apart, or emit what it emitted). 0: no mark.
 	EmitMark func(partition int) int64
+	// Erasures, if set, yields at Start every visitor erased in a build
+	// group with where its partition's log was at the erasure (the
+	// segment engine's erasure marks): their records below it are
+	// skipped (erased.go).
+	Erasures func(fn func(site string, visitor event.UUID, partition int, offset int64)) error
 }
 
 // DefaultOptions returns the defaults; Log and State must still be set.
@@ -183,6 +188,8 @@ type Builder struct {
 
 	// paused counts the partitions waiting for Options.Writable.
 	paused atomic.Int32
+	// erased are the erased visitors whose records are skipped (erased.go).
+	erased erasedSet
 
 	started   atomic.Bool
 	closed    atomic.Bool
@@ -239,6 +246,7 @@ func New(opts Options) (*Builder, error) {
 		windowSec: int64(opts.DedupWindow / time.Second),
 	}
 	opts.Metrics.GetOrCreateGauge("affinity_builder_paused_partitions", func() float64 { return float64(b.paused.Load()) })
+	b.erased.init(n)
 	if len(opts.Partitions) == 0 && !awaitOwn {
 		return nil, errors.New("cannot create builder: no partitions to own")
 	}
@@ -271,6 +279,12 @@ func (b *Builder) Start() error {
 	if err := b.loadIndex(); err != nil {
 		b.started.Store(false)
 		return err
+	}
+	if b.opts.Erasures != nil {
+		if _, err := b.erased.load(b.opts.Erasures); err != nil {
+			b.started.Store(false)
+			return fmt.Errorf("cannot start builder: %w", err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.ctx, b.cancel = ctx, cancel
@@ -766,9 +780,10 @@ func (pt *partition) apply(recs []storage.Record) error {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	start := time.Now()
+	erased := pt.b.erased.of(pt.id)
 	for i := range recs {
 		rec := &recs[i]
-		if err := pt.applyRecord(rec); err != nil {
+		if err := pt.applyRecord(rec, erased); err != nil {
 			pt.abort()
 			return err
 		}
@@ -822,8 +837,9 @@ func (pt *partition) abort() {
 }
 
 // applyRecord applies the events of one log record to its visitor's
-// profile, dropping those already applied.
-func (pt *partition) applyRecord(rec *storage.Record) error {
+// profile, dropping those already applied, and the whole record when it is
+// of a visitor in erased from before its erasure.
+func (pt *partition) applyRecord(rec *storage.Record, erased map[string]int64) error {
 	b := pt.b
 	b.m.records.Inc()
 	if err := event.DecodeRecord(&pt.eb, rec.Value); err != nil {
@@ -842,6 +858,9 @@ func (pt *partition) applyRecord(rec *storage.Record) error {
 		// purchase, log one such event per record, under the recipient's
 		// own visitor: no profile's.
 		return pt.engage(eb)
+	}
+	if len(erased) > 0 && pt.skipErased(erased, eb, rec.Offset) {
+		return nil
 	}
 	en, err := pt.entry(eb.Site, eb.Visitor)
 	if err != nil {
@@ -1246,14 +1265,16 @@ func (pt *partition) deleteVisitor(site string, visitor event.UUID) (bool, error
 	if err != nil {
 		return false, fmt.Errorf("cannot delete visitor %s of site %q: %w", visitor, site, err)
 	}
-	if !en.stored {
+	found := en.stored
+	if !found {
 		pt.cache.remove(en)
-		return false, nil
-	}
-	if err := pt.deleteLocked(en, false); err != nil {
+	} else if err := pt.deleteLocked(en, false); err != nil {
 		return false, fmt.Errorf("cannot delete visitor %s of site %q: %w", visitor, site, err)
 	}
-	return true, nil
+	// Its records below the partition's next offset are the erased
+	// profile's (or of none): a rebuild skips them (erased.go).
+	pt.b.erased.raise(pt.id, string(event.AppendLogKey(nil, site, visitor)), pt.consumed.Load())
+	return found, nil
 }
 
 // deleteLocked deletes the stored visitor of en — profile, interest

@@ -20,7 +20,17 @@ import (
 // BenchmarkBuilderApply measures events applied per second from a
 // pre-filled embedded log (8 partitions, records of 5 events, up to 100k
 // visitors) into a fresh state DB: decode, dedup, apply, index, commit.
-func BenchmarkBuilderApply(b *testing.B) {
+func BenchmarkBuilderApply(b *testing.B) { benchmarkApply(b, 0) }
+
+// BenchmarkBuilderApplyWithErasures: the same with 1000 erased visitors
+// on the log's partitions, none of them the benchmark's: every record
+// costs a lookup in the erased set (erased.go), the price of a partition
+// that has erasures at all.
+func BenchmarkBuilderApplyWithErasures(b *testing.B) { benchmarkApply(b, 1000) }
+
+// benchmarkApply applies b.N events with erased visitors erased (none of
+// them the events').
+func benchmarkApply(b *testing.B, erased int) {
 	const perRecord = 5
 	dir := b.TempDir()
 	lo := storage.DefaultEmbeddedOptions(filepath.Join(dir, "log"))
@@ -73,6 +83,13 @@ func BenchmarkBuilderApply(b *testing.B) {
 	opts := builder.DefaultOptions()
 	opts.Log, opts.State = l, db
 	opts.Metrics = metrics.NewSet()
+	opts.Erasures = func(fn func(string, event.UUID, int, int64)) error {
+		for i := range erased {
+			v := profiletest.Visitor(1<<30 + i)
+			fn("s1", v, l.Partition(event.AppendLogKey(nil, "s1", v)), 1<<40)
+		}
+		return nil
+	}
 	bl, err := builder.New(opts)
 	if err != nil {
 		b.Fatal(err)

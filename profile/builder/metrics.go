@@ -30,7 +30,10 @@ type builderMetrics struct {
 	cacheEvictions *metrics.Counter
 	deletes        *metrics.Counter
 	expired        *metrics.Counter
-	batchDuration  *metrics.Histogram
+	// erasedSkipped counts the records skipped as an erased visitor's
+	// from before its erasure (erased.go).
+	erasedSkipped *metrics.Counter
+	batchDuration *metrics.Histogram
 }
 
 func newBuilderMetrics(set *metrics.Set, db *state.DB) *builderMetrics {
@@ -56,6 +59,7 @@ func newBuilderMetrics(set *metrics.Set, db *state.DB) *builderMetrics {
 		cacheEvictions:       set.GetOrCreateCounter("affinity_builder_cache_evictions_total"),
 		deletes:              set.GetOrCreateCounter("affinity_builder_visitors_deleted_total"),
 		expired:              set.GetOrCreateCounter("affinity_builder_visitors_expired_total"),
+		erasedSkipped:        set.GetOrCreateCounter("affinity_builder_erased_records_skipped_total"),
 		batchDuration:        set.GetOrCreateHistogram("affinity_builder_apply_batch_duration_seconds"),
 	}
 }
