@@ -49,7 +49,7 @@ FUZZ_REST = ./profile:FuzzDecodeProfile ./profile/segment:FuzzParse \
 	./profile/campaign:FuzzParseToken ./profile/campaign:FuzzDecodeEngagement \
 	./profile/campaign:FuzzDecodeCampaignRecord ./profile/campaign:FuzzSumCounterRows ./profile/campaign:FuzzRecordHead \
 	./profile/cluster:FuzzDecodeMeta ./profile/query:FuzzParsePartitions ./profile/query:FuzzMergeStreams ./profile/query:FuzzDecodeEmailJoin ./profile/query:FuzzDecodeFeedCursor ./profile/query:FuzzDecodeHandedMarks ./profile/query:FuzzCSVRowEmail \
-	./profile/defs:FuzzDecodeRecord
+	./profile/defs:FuzzDecodeRecord ./profile/defs:FuzzErasedBody
 fuzz:
 	@set -e; for t in $(FUZZ_WIRE); do \
 		echo "fuzz $$t for $(FUZZTIME)"; $(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) $${t%%:*}; done; \

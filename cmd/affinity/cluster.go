@@ -44,6 +44,15 @@ func (n *node) startMember(g *groupFlags, apiAddr string) error {
 	o.Brokers, o.Topic, o.Owner, o.Metrics, o.Logger = g.brokers, g.topic, n.prof.Builder, g.metrics, log.Printf
 	o.Marks, o.Flush = g.marks, n.prof.Segments.Flush
 	o.TakeOver = func(ctx context.Context, marks map[int]int64) {
+		if d := n.prof.Definitions; d != nil {
+			// Every erasure written before the assignment, before the
+			// builder applies a partition from below it (it skips the
+			// erased visitors' records there). Bounded: an erasure
+			// applied later deletes what was rebuilt of its visitor.
+			if err := d.CatchUp(ctx); err != nil {
+				log.Printf("cluster: the partitions open before every erasure on the definitions topic is known: %s", err)
+			}
+		}
 		// The feed's history of each partition, and the per-person
 		// memberships of those it evaluates newly.
 		n.prof.Segments.TakeOver(ctx, marks)

@@ -122,7 +122,7 @@ func (b *Builder) ErasedAt(site string, visitor event.UUID) (partition int, offs
 	key := event.AppendLogKey(nil, site, visitor)
 	p := b.opts.Log.Partition(key)
 	if p < 0 || p >= b.opts.Log.Partitions() {
-		return p, 0
+		return 0, 0
 	}
 	return p, b.erased.of(p)[string(key)]
 }

@@ -209,6 +209,31 @@ func (l *Log) End(ctx context.Context) (int64, error) {
 	return end, nil
 }
 
+// CatchUp waits until this node has applied every record the topic holds
+// now, at most Options.ApplyTimeout: a build group's new owner of a
+// partition calls it before it applies the partition, so that it knows
+// every erasure written before (profile/builder erased.go).
+func (l *Log) CatchUp(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, l.opts.ApplyTimeout)
+	defer cancel()
+	end, err := l.End(ctx)
+	if err != nil {
+		return err
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for l.next.Load() < end {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cannot apply the definitions topic %q up to offset %d within %s (--defs-timeout): at %d", l.opts.Topic, end, duration.Format(l.opts.ApplyTimeout), l.next.Load())
+		case <-l.done:
+			return fmt.Errorf("cannot apply the definitions topic %q up to offset %d: its consumer stopped at %d", l.opts.Topic, end, l.next.Load())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
 // StoredOffset returns the offset the consumer resumes from: the state's
 // (0 without one).
 func (l *Log) StoredOffset() (int64, error) {

@@ -20,7 +20,8 @@ const (
 	KindCampaign byte = 'm'
 	// KindErasure records visitors erased (profile/membership erase.go):
 	// name a fresh upload id (so compaction keeps every erasure); body the
-	// visitors' 16-byte ids.
+	// visitors and where their partitions' logs were at the erasure
+	// (erasure.go).
 	KindErasure byte = 'x'
 )
 
@@ -31,8 +32,13 @@ const (
 	OpChunk  byte = 3 // one chunk of an upload whose head comes later
 )
 
-// recordVersion is the version byte of a record value.
-const recordVersion = 1
+// recordVersion is the version byte of a record value; erasureVersion
+// that of an erasure's, whose body carries each visitor's partition and
+// offset (an erasure of version 1 carried the visitors' ids alone).
+const (
+	recordVersion  = 1
+	erasureVersion = 2
+)
 
 // maxArgs bounds the args of a record; no kind has more than two.
 const maxArgs = 4
@@ -65,6 +71,22 @@ type Record struct {
 	// Offset is where the consumer read the record on the topic (a
 	// head's own offset); not encoded.
 	Offset int64
+
+	// Version is the value's version byte, which says how an erasure's
+	// body is laid out (Erasures): Decode sets it; AppendValue writes
+	// it, or when 0 the kind's current one.
+	Version byte
+}
+
+// version returns the version byte AppendValue writes.
+func (r *Record) version() byte {
+	switch {
+	case r.Version != 0:
+		return r.Version
+	case r.Kind == KindErasure:
+		return erasureVersion
+	}
+	return recordVersion
 }
 
 func checkKind(k byte) bool {
@@ -87,10 +109,10 @@ func (r *Record) AppendKey(dst []byte) []byte {
 
 // AppendValue appends the record's value:
 //
-//	version 1 | op byte | at varint ms | origin uvarint | request uvarint | n uvarint, n × arg str |
+//	version 1 (2: an erasure) | op byte | at varint ms | origin uvarint | request uvarint | n uvarint, n × arg str |
 //	upload uvarint | chunks uvarint | index uvarint | body bytes
 func (r *Record) AppendValue(dst []byte) []byte {
-	dst = append(dst, recordVersion, r.Op)
+	dst = append(dst, r.version(), r.Op)
 	dst = codec.AppendVarint(dst, r.At)
 	dst = codec.AppendUvarint(dst, r.Origin)
 	dst = codec.AppendUvarint(dst, r.Request)
@@ -124,7 +146,10 @@ func (r *Record) Decode(key, value []byte) error {
 	}
 
 	vr := codec.NewReader("definition record", value, 0)
-	vr.Version(recordVersion)
+	r.Version = vr.Byte()
+	if vr.Err() == nil && r.Version != recordVersion && (r.Kind != KindErasure || r.Version != erasureVersion) {
+		vr.FailAt(0, fmt.Sprintf("version %d; this build reads %d, and %d of an erasure", r.Version, recordVersion, erasureVersion))
+	}
 	r.Op = vr.Byte()
 	if vr.Err() == nil && (r.Op < OpPut || r.Op > OpChunk) {
 		vr.FailAt(1, fmt.Sprintf("unknown op %d", r.Op))

@@ -10,6 +10,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/affinityhq/affinity/internal/codec"
+	"github.com/affinityhq/affinity/tracker/event"
 )
 
 var update = flag.Bool("update", false, "rewrite the fuzz seed corpus under testdata/fuzz")
@@ -27,8 +30,13 @@ var records = []Record{
 	{Kind: KindCampaignID, Op: OpPut, Site: "shop", Name: "k3j3", At: 1764297000000, Origin: 7, Request: 3},
 	{Kind: KindCampaign, Op: OpPut, Site: "shop", Name: "4", Upload: 9, Chunks: 2, Origin: 7, Request: 4},
 	{Kind: KindCampaign, Op: OpDelete, Site: "shop", Name: "4"},
-	{Kind: KindErasure, Op: OpPut, Site: "shop", Name: "k3j4", Body: bytes.Repeat([]byte{0x5e}, 32), At: 1764297000000, Origin: 7, Request: 5},
+	{Kind: KindErasure, Op: OpPut, Site: "shop", Name: "k3j4", Body: AppendErasedBody(nil, erasedSample), At: 1764297000000, Origin: 7, Request: 5},
+	{Kind: KindErasure, Op: OpPut, Site: "shop", Name: "k3j5", Body: bytes.Repeat([]byte{0x5e}, 32), At: 1764297000000, Origin: 7, Request: 6, Version: 1},
 }
+
+// erasedSample are the visitors of the erasure record among records: one
+// whose owner knew its offset, one erased by another node (offset 0).
+var erasedSample = []Erased{{Visitor: [16]byte{1: 0xab}, Partition: 3, Offset: 1 << 40}, {Visitor: [16]byte{15: 7}}}
 
 func TestRecordRoundTrip(t *testing.T) {
 	for _, want := range records {
@@ -41,6 +49,10 @@ func TestRecordRoundTrip(t *testing.T) {
 		if len(got.Body) == 0 {
 			got.Body = want.Body // nil and empty
 		}
+		if got.Version != want.version() {
+			t.Errorf("%s: version %d; want %d", want.Describe(), got.Version, want.version())
+		}
+		got.Version = want.Version
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("round trip: got %+v; want %+v\nvalue %s", got, want, hex.Dump(val))
 		}
@@ -70,6 +82,67 @@ func TestRecordDecodeRefuses(t *testing.T) {
 	del := records[1]
 	del.Body = []byte("x")
 	f("delete with a body", del.AppendKey(nil), del.AppendValue(nil), "with a body")
+	f("version 2 of a segment", seg.AppendKey(nil), append([]byte{2}, seg.AppendValue(nil)[1:]...), "version 2; this build reads 1, and 2 of an erasure")
+}
+
+// An erasure's body: of version 2 each visitor with its partition and
+// offset, of version 1 the ids alone (offset 0); a body that does not
+// decode is an error naming what is wrong.
+func TestErasures(t *testing.T) {
+	f := func(name string, r Record, want []Erased, wantErr string) {
+		t.Helper()
+		var got Record
+		if err := got.Decode(r.AppendKey(nil), r.AppendValue(nil)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		es, err := got.Erasures(nil)
+		if wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), wantErr) || len(es) != 0 {
+				t.Errorf("%s: got %+v, %v; want an error with %q", name, es, err, wantErr)
+			}
+			return
+		}
+		if err != nil || !reflect.DeepEqual(es, want) {
+			t.Errorf("%s: got %+v, %v; want %+v", name, es, err, want)
+		}
+	}
+	x := records[len(records)-2]
+	f("version 2", x, erasedSample, "")
+	v1 := records[len(records)-1]
+	f("version 1", v1, []Erased{{Visitor: event.UUID(v1.Body)}, {Visitor: event.UUID(v1.Body[16:])}}, "")
+	v1.Body = v1.Body[:20]
+	f("version 1 of 20 bytes", v1, nil, "20 bytes is not 16-byte visitor ids")
+	x.Body = AppendErasedBody(nil, erasedSample)[:18]
+	f("version 2 cut in a visitor's partition", x, nil, "erasure record body")
+	x.Body = append(AppendErasedBody(nil, erasedSample[:1]), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01)
+	f("version 2 cut in a visitor", x, nil, "erasure record body")
+	x.Body = append(make([]byte, 16), codec.AppendUvarint(nil, 1<<40)...)
+	x.Body = append(x.Body, 1)
+	f("a partition out of range", x, nil, "out of range")
+	seg := records[0]
+	if _, err := seg.Erasures(nil); err == nil {
+		t.Errorf("the erasures of a segment record: no error")
+	}
+}
+
+// FuzzErasedBody: an erasure's body comes from the topic; no input may
+// panic the decoder, and what decodes re-encodes to the same bytes.
+func FuzzErasedBody(f *testing.F) {
+	body := AppendErasedBody(nil, erasedSample)
+	f.Add(body)
+	f.Add(body[:len(body)/2])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		es, err := decodeErasedBody(nil, data)
+		if err != nil {
+			if strings.ContainsAny(err.Error(), "\n") || len(es) != 0 {
+				t.Fatalf("error %q with %d visitors", err, len(es))
+			}
+			return
+		}
+		if got := AppendErasedBody(nil, es); !bytes.Equal(got, data) {
+			t.Fatalf("%+v re-encodes to\n%s; want\n%s", es, hex.Dump(got), hex.Dump(data))
+		}
+	})
 }
 
 func FuzzDecodeRecord(f *testing.F) {

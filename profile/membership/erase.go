@@ -2,8 +2,10 @@ package membership
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/affinityhq/affinity/internal/codec"
+	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/tracker/event"
 )
 
@@ -18,25 +20,50 @@ import (
 // copy leaves out every record of an erased visitor made at or before its
 // erasure; a later record is of the visitor's new profile (events sent
 // after an erasure start one). A fresh node applies the topic from its
-// start before it serves, so it holds every trace before it copies.
+// start before it serves, so it holds every trace before it copies. The
+// mark also keeps where the visitor's partition's log was at the erasure
+// (the erasing owner's next offset): the builder skips the visitor's
+// records below it (EachErased gives it the marks at its start), so a
+// partition rebuilt from offset 0 does not bring the profile back.
+
+// erasedVersion is the version of a 'U' mark with a partition and offset
+// (version 1 held the instant alone).
+const erasedVersion = 2
+
+// erasure is what a 'U' mark holds.
+type erasure struct {
+	at        int64 // Unix ms, the latest erasure's writer's clock
+	partition int
+	offset    int64 // the partition's next offset at the latest erasure its owner knew; 0: none
+}
 
 // Erase records visitors of site as erased at (Unix ms, the erasure's
-// writer's clock), then scrubs this node's feeds of them and of emails
-// (Scrub). It returns how many records it scrubbed. Repeating it changes
-// nothing but a later at.
-func (e *Engine) Erase(site string, visitors []event.UUID, emails []string, at int64) (int, error) {
+// writer's clock) — with where their partitions' logs were, when the
+// erasing owner knew — then scrubs this node's feeds of them and of
+// emails (Scrub). It returns how many records it scrubbed. Repeating it
+// changes nothing but a later at or offset.
+func (e *Engine) Erase(site string, visitors []defs.Erased, emails []string, at int64) (int, error) {
 	if err := checkSite(site); err != nil {
 		return 0, err
 	}
 	b := e.db.NewBatch()
-	for _, v := range visitors {
-		key := appendErasedKey(nil, site, v)
-		if old, found, err := e.erasedAt(key); err != nil {
+	ids := make([]event.UUID, len(visitors))
+	for i, v := range visitors {
+		ids[i] = v.Visitor
+		key := appendErasedKey(nil, site, v.Visitor)
+		old, _, err := e.erasedAt(key)
+		if err != nil {
 			return 0, err
-		} else if found && old >= at {
+		}
+		m := old
+		m.at = max(m.at, at)
+		if v.Offset > m.offset {
+			m.partition, m.offset = v.Partition, v.Offset
+		}
+		if m == old {
 			continue
 		}
-		if err := b.ExtSet(key, codec.AppendVarint([]byte{valueVersion}, at)); err != nil {
+		if err := b.ExtSet(key, appendErased(nil, m)); err != nil {
 			return 0, err
 		}
 	}
@@ -46,7 +73,7 @@ func (e *Engine) Erase(site string, visitors []event.UUID, emails []string, at i
 	// After the commit: a copy that read the marks before reads them again
 	// before its next write, and one that wrote before is scrubbed below.
 	e.erasures.Add(1)
-	return e.Scrub(site, visitors, emails)
+	return e.Scrub(site, ids, emails)
 }
 
 // erasedKey: 'U' | site str | visitor <16b>.
@@ -54,23 +81,76 @@ func appendErasedKey(dst []byte, site string, visitor event.UUID) []byte {
 	return append(appendSiteKey(dst, prefixErased, site), visitor[:]...)
 }
 
-func decodeErased(v []byte) (int64, error) {
-	r := newReader("erasure mark", v)
-	version(&r)
-	at := r.Varint()
-	return at, end(&r)
+// appendErased appends a 'U' mark's value: version 2 | at varint ms |
+// partition uvarint | offset uvarint.
+func appendErased(dst []byte, m erasure) []byte {
+	dst = codec.AppendVarint(append(dst, erasedVersion), m.at)
+	dst = codec.AppendUvarint(dst, uint64(m.partition))
+	return codec.AppendUvarint(dst, uint64(m.offset))
 }
 
-func (e *Engine) erasedAt(key []byte) (int64, bool, error) {
+// decodeErased decodes a 'U' mark's value; one of version 1 has no
+// offset.
+func decodeErased(v []byte) (erasure, error) {
+	var m erasure
+	r := newReader("erasure mark", v)
+	ver := r.Byte()
+	if r.Err() == nil && ver != valueVersion && ver != erasedVersion {
+		r.FailAt(0, fmt.Sprintf("version %d; this build reads %d and %d", ver, valueVersion, erasedVersion))
+	}
+	m.at = r.Varint()
+	if ver == erasedVersion {
+		p, off := r.Uvarint(), r.Uvarint()
+		if r.Err() == nil && (p > math.MaxInt32 || off > math.MaxInt64) {
+			r.Failf("partition %d offset %d: out of range", p, off)
+		}
+		m.partition, m.offset = int(p), int64(off)
+	}
+	return m, end(&r)
+}
+
+// erasedAt returns the mark under key (the zero erasure when none).
+func (e *Engine) erasedAt(key []byte) (erasure, bool, error) {
 	v, found, err := e.db.Ext(key, nil)
 	if err != nil || !found {
-		return 0, false, err
+		return erasure{}, false, err
 	}
-	at, err := decodeErased(v)
+	m, err := decodeErased(v)
 	if err != nil {
-		return 0, false, fmt.Errorf("cannot read erasure mark %x: %w", key, err)
+		return erasure{}, false, fmt.Errorf("cannot read erasure mark %x: %w", key, err)
 	}
-	return at, true, nil
+	return m, true, nil
+}
+
+// EachErased calls fn with every erased visitor whose mark has an offset,
+// with its partition and that offset: the builder's Options.Erasures.
+func (e *Engine) EachErased(fn func(site string, visitor event.UUID, partition int, offset int64)) error {
+	var derr error
+	err := e.db.ScanExt([]byte{prefixErased}, func(key, val []byte) bool {
+		m, err := decodeErased(val)
+		r := newReader("erasure mark key", key[1:])
+		site := r.String()
+		var visitor event.UUID
+		copy(visitor[:], r.Fixed("visitor", 16))
+		if err == nil {
+			err = end(&r)
+		}
+		if err != nil {
+			derr = fmt.Errorf("cannot read erasure mark %x: %w", key, err)
+			return false
+		}
+		if m.offset > 0 {
+			fn(site, visitor, m.partition, m.offset)
+		}
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read the erasure marks: %w", err)
+	}
+	return nil
 }
 
 // erasedVisitors returns every erasure mark: erased at by 'U' key without
@@ -80,12 +160,12 @@ func (e *Engine) erasedVisitors() (map[string]int64, error) {
 	m := map[string]int64{}
 	var derr error
 	err := e.db.ScanExt([]byte{prefixErased}, func(key, val []byte) bool {
-		at, err := decodeErased(val)
+		mark, err := decodeErased(val)
 		if err != nil {
 			derr = fmt.Errorf("cannot read erasure mark %x: %w", key, err)
 			return false
 		}
-		m[string(key[1:])] = at
+		m[string(key[1:])] = mark.at
 		return true
 	})
 	if err == nil {

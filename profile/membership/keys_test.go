@@ -44,6 +44,8 @@ func samples() []sample {
 		{"size", appendSizeValue(nil, 123456, nil), func(b []byte) error { _, _, err := decodeSizeValue(b, nil); return err }},
 		{"size by partition", appendSizeValue(nil, 123456, []PartSize{{0, 100000}, {7, 23456}}), func(b []byte) error { _, _, err := decodeSizeValue(b, nil); return err }},
 		{"size of no partition", appendSizeValue(nil, 0, []PartSize{}), func(b []byte) error { _, _, err := decodeSizeValue(b, nil); return err }},
+		{"erasure mark", appendErased(nil, erasure{at: 1769817600000, partition: 3, offset: 1 << 40}), func(b []byte) error { _, err := decodeErased(b); return err }},
+		{"erasure mark version 1", codec.AppendVarint([]byte{1}, 1769817600000), func(b []byte) error { _, err := decodeErased(b); return err }},
 	}
 }
 
@@ -158,6 +160,14 @@ func TestValuesRoundTrip(t *testing.T) {
 		pm.Entered != 5 || string(pm.Email) != "a@b.c" || string(pm.Person) != "e:a@b.c" || len(pm.Visitors) != 1 || pm.Visitors[0] != testVisitor {
 		t.Errorf("person member: got %+v %v", pm, err)
 	}
+	mk0 := erasure{at: 1769817600000, partition: 3, offset: 1 << 40}
+	if got, err := decodeErased(appendErased(nil, mk0)); err != nil || got != mk0 {
+		t.Errorf("erasure mark: got %+v %v; want %+v", got, err, mk0)
+	}
+	// A version 1 erasure mark (before offsets) reads as one of no offset.
+	if got, err := decodeErased(codec.AppendVarint([]byte{1}, 5)); err != nil || got != (erasure{at: 5}) {
+		t.Errorf("version 1 erasure mark: got %+v %v; want at 5, no offset", got, err)
+	}
 	// A version 1 definition (before per) reads as per visitor.
 	v1 := appendDef(nil, &Definition{Source: "identified", Gen: 1, Per: PerPerson})
 	v1[0] = 1
@@ -238,5 +248,10 @@ func FuzzDecodeValues(f *testing.F) {
 			}
 		}
 		_, _, _, _ = parseDueKey(data)
+		if m, err := decodeErased(data); err == nil && data[0] == erasedVersion {
+			if m2, err := decodeErased(appendErased(nil, m)); err != nil || m2 != m {
+				t.Fatalf("erasure mark does not round-trip: %+v / %+v %v", m, m2, err)
+			}
+		}
 	})
 }

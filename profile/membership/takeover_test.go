@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/valyala/fastjson"
 
+	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/invalid"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
@@ -321,7 +322,7 @@ func TestTakeOverErased(t *testing.T) {
 	e.Segments.TakeOver(context.Background(), map[int]int64{1: 5})
 	profiletest.WaitUntil(t, "the first copy", func() bool { return e.Segments.HistoryReady(1) })
 	check("before the erasure", xIn, yIn, xOut)
-	if n, err := e.Segments.Erase("shop", []event.UUID{x}, nil, erasedAt); err != nil || n != 2 {
+	if n, err := e.Segments.Erase("shop", []defs.Erased{{Visitor: x}}, nil, erasedAt); err != nil || n != 2 {
 		t.Fatalf("Erase = %d, %v; want 2 records scrubbed", n, err)
 	}
 	check("after the erasure", yIn)
@@ -334,7 +335,7 @@ func TestTakeOverErased(t *testing.T) {
 	// before, so z's record reaches its pending writes, and it reads them
 	// again before it writes.
 	eraseDuring = func() {
-		if _, err := e.Segments.Erase("shop", []event.UUID{z}, nil, erasedAt); err != nil {
+		if _, err := e.Segments.Erase("shop", []defs.Erased{{Visitor: z}}, nil, erasedAt); err != nil {
 			t.Error(err)
 		}
 	}

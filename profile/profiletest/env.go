@@ -147,7 +147,7 @@ func Open(t testing.TB, opts Options) *Env {
 		if e.Segments, err = membership.New(mo); err != nil {
 			t.Fatalf("cannot create membership: %s", err)
 		}
-		e.MembershipOptions, bo.Hook = mo, e.Segments
+		e.MembershipOptions, bo.Hook, bo.Erasures = mo, e.Segments, e.Segments.EachErased
 		if e.Campaigns, err = campaign.New(campaign.Options{State: e.DB, Segments: e.Segments, Now: e.Clock.Now}); err != nil {
 			t.Fatalf("cannot create the campaign store: %s", err)
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/lists"
 	"github.com/affinityhq/affinity/profile/membership"
-	"github.com/affinityhq/affinity/tracker/event"
 )
 
 // A definition write (segment, webhook, list, catalog) is validated by its
@@ -99,14 +98,7 @@ func (h *Handler) ApplyDefinition(r *defs.Record) (any, error) {
 	case r.Kind == defs.KindCampaignID && r.Op == defs.OpPut, r.Kind == defs.KindCampaign && r.Op != defs.OpChunk:
 		return h.applyCampaign(r)
 	case r.Kind == defs.KindErasure && r.Op == defs.OpPut:
-		if len(r.Body)%16 != 0 {
-			return nil, fmt.Errorf("cannot apply %s: a body of %d bytes is not 16-byte visitor ids", r.Describe(), len(r.Body))
-		}
-		visitors := make([]event.UUID, len(r.Body)/16)
-		for i := range visitors {
-			visitors[i] = event.UUID(r.Body[i*16:])
-		}
-		return seg.Erase(r.Site, visitors, nil, r.At)
+		return h.applyErasure(r)
 	case r.Kind == defs.KindCatalog && r.Op == defs.OpPut:
 		format, err := catalog.FormatOf(arg(0))
 		if err != nil {
@@ -115,4 +107,30 @@ func (h *Handler) ApplyDefinition(r *defs.Record) (any, error) {
 		return h.storeCatalog(r.Site, r.Body, format)
 	}
 	return nil, fmt.Errorf("cannot apply definition record: kind %q has no op %d", r.Kind, r.Op)
+}
+
+// applyErasure applies an erasure of the group: the segment engine keeps
+// each visitor's mark and scrubs this node's feeds, then the builder
+// learns where each visitor's partition was at the erasure, so that it
+// skips the visitor's records below it (and deletes what it holds of them
+// if it applied the partition from below the erasure before the record
+// came). It answers the records scrubbed.
+func (h *Handler) applyErasure(r *defs.Record) (any, error) {
+	erased, err := r.Erasures(nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot apply %s: %w", r.Describe(), err)
+	}
+	n, err := h.opts.Segments.Erase(r.Site, erased, nil, r.At)
+	if err != nil || h.opts.Builder == nil {
+		return n, err
+	}
+	for _, e := range erased {
+		if e.Offset > 0 {
+			err = errors.Join(err, h.opts.Builder.Erased(r.Site, e.Visitor, e.Partition, e.Offset))
+		}
+	}
+	if err != nil {
+		return n, fmt.Errorf("cannot apply %s: %w", r.Describe(), err)
+	}
+	return n, nil
 }

@@ -191,19 +191,26 @@ func (h *Handler) scrubber() people.Scrubber {
 
 // groupScrubber scrubs erased visitors in a build group: it writes an
 // erasure record to the definitions topic, which every node applies
-// (membership.Engine.Erase: a durable mark that keeps a partition's new
-// owner from copying the visitors' records back from the changes topic,
-// and a scrub of the node's own feeds), and answers this node's count; the
-// emails, which the record does not carry, it scrubs here.
+// (applyErasure: a durable mark that keeps a partition's new owner from
+// copying the visitors' records back from the changes topic and from
+// applying the visitors' records of before the erasure again, and a scrub
+// of the node's own feeds), and answers this node's count once this node
+// applied it, so a DELETE answers 2xx only once the record is on the
+// topic; the emails, which the record does not carry, it scrubs here.
+// Each visitor goes with where its partition was at the erasure, as this
+// node's builder knows it: a visitor erased at its owner (the DELETE is
+// forwarded there) is in that owner's record with it.
 type groupScrubber struct{ h *Handler }
 
 func (s groupScrubber) Scrub(site string, visitors []event.UUID, emails []string) (int, error) {
 	n := 0
 	if len(visitors) > 0 {
-		body := make([]byte, 0, 16*len(visitors))
-		for _, v := range visitors {
-			body = append(body, v[:]...)
+		erased := make([]defs.Erased, len(visitors))
+		for i, v := range visitors {
+			erased[i].Visitor = v
+			erased[i].Partition, erased[i].Offset = s.h.opts.Builder.ErasedAt(site, v)
 		}
+		body := defs.AppendErasedBody(nil, erased)
 		v, err := s.h.writeDefinition(&defs.Record{Kind: defs.KindErasure, Op: defs.OpPut, Site: site, Name: defs.NewUploadID(), Body: body})
 		if err != nil {
 			return 0, err

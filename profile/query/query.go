@@ -29,9 +29,14 @@ import (
 
 // Deleter forgets a visitor everywhere (profile, interest index, identity
 // index, caches): the profile builder, which owns the profiles it caches.
-// found is false when the visitor had no profile.
+// found is false when the visitor had no profile. In a build group it
+// also tells where an erasure was in the visitor's partition (ErasedAt,
+// for the erasure's record) and learns of the group's erasures (Erased):
+// profile/builder erased.go.
 type Deleter interface {
 	DeleteVisitor(site string, visitor event.UUID) (found bool, err error)
+	ErasedAt(site string, visitor event.UUID) (partition int, offset int64)
+	Erased(site string, visitor event.UUID, partition int, offset int64) error
 }
 
 // Options configures a Handler.

@@ -156,7 +156,7 @@ func Open(opts Options) (*Service, error) {
 	bo.Log, bo.State, bo.Config, bo.Hook = opts.Log, db, opts.Config, s.Segments
 	bo.Counter = func(p int) builder.Counter { return s.Campaigns.NewCounter(p) }
 	bo.Partitions, bo.Metrics, bo.Logger, bo.SyncInterval = opts.Partitions, s.Metrics, opts.Logger, opts.SyncInterval
-	bo.Writable, bo.Retention = opts.Writable, opts.Retention
+	bo.Writable, bo.Retention, bo.Erasures = opts.Writable, opts.Retention, s.Segments.EachErased
 	if opts.Marks != nil {
 		bo.EmitMark = opts.Marks.Mark
 	}
