@@ -70,7 +70,7 @@ func TestRebuildSkipsErased(t *testing.T) {
 	}
 	owner.Send(t, after...)
 	want := reference(owner.Config, append([]*event.Batch{before[1]}, after...))
-	checkState(t, owner.DB, want)
+	checkState(t, owner.DB, owner.Config, want)
 
 	for _, tc := range []struct {
 		name     string
@@ -85,7 +85,7 @@ func TestRebuildSkipsErased(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := rebuild(t, 2, append(before, after...), tc.erasures...)
-			checkState(t, e.DB, reference(e.Config, tc.want))
+			checkState(t, e.DB, e.Config, reference(e.Config, tc.want))
 			if got := counter(e.Metrics, "affinity_builder_erased_records_skipped_total"); got != tc.skipped {
 				t.Errorf("records skipped = %d; want %d", got, tc.skipped)
 			}
