@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 
@@ -194,6 +195,9 @@ func normaliseEmail(dst, email []byte) ([]byte, error) {
 	switch {
 	case at <= 0 || at == len(email)-1 || bytes.IndexByte(email[at+1:], '@') >= 0:
 		return dst, fmt.Errorf("invalid email %s: want one @ between a local part and a domain", quote.Value(email))
+	case !utf8.Valid(email):
+		// strings.ToLower would turn each bad byte into U+FFFD's three
+		return dst, fmt.Errorf("invalid email %s: not UTF-8", quote.Value(email))
 	case bytes.IndexFunc(email, func(r rune) bool { return r <= ' ' || r == 0x7f || r == ',' || r == ';' || r == '"' }) >= 0:
 		return dst, fmt.Errorf("invalid email %s: spaces, control characters, commas, semicolons and quotes are not allowed", quote.Value(email))
 	}

@@ -74,6 +74,7 @@ func TestParseRefuses(t *testing.T) {
 	f("open quote", FormatCSV, "email\n\"a@b.c\n", "line 2: invalid cell 1: an opening quote without its closing one")
 	f("after quote", FormatCSV, "email\n\"a@b.c\"x\n", "line 2: invalid cell 1: text after its closing quote")
 	f("too long", FormatCSV, "email\n"+strings.Repeat("a", 250)+"@b.cd\n", "line 2: invalid email "+quote.Value(strings.Repeat("a", 250)+"@b.cd")+": longer than 254 bytes")
+	f("not utf-8", FormatCSV, "email\n\xffa@b.c\n", `line 2: invalid email "\xffa@b.c": not UTF-8`)
 	f("long customer", FormatCSV, "customer_id\n"+strings.Repeat("7", MaxCustomerLen+1)+"\n", "line 2: invalid customer_id "+quote.Value(strings.Repeat("7", MaxCustomerLen+1))+": longer than 2048 bytes")
 	f("ndjson not json", FormatNDJSON, "{\"email\":\"a@b.c\"}\n{email}\n", `line 2: invalid JSON "{email}": cannot parse JSON: cannot parse object: cannot find opening '"" for object key; unparsed tail: "email}"`)
 	f("ndjson array", FormatNDJSON, "[1]\n", `line 1: invalid row "[1]": want a JSON object`)
