@@ -60,6 +60,10 @@ type BuildOptions struct {
 	// Sample is the interval of the timeline, and so the window in which
 	// the slowest events/s of a run is found.
 	Sample time.Duration
+	// Cgroup runs the affinity builder in a memory cgroup limited to the
+	// budget + 15%, as a container would (root and a cgroup memory
+	// controller needed; without them the report says why it did not).
+	Cgroup bool
 }
 
 // DefaultBuildOptions returns a full run at the size issue #10 sets: 1M
@@ -70,7 +74,7 @@ func DefaultBuildOptions() BuildOptions {
 	w.Visitors = 1_000_000
 	w.Events = 10_000_000
 	return BuildOptions{Workload: w, SmallVisitors: 200_000, Rounds: 1, Memory: budget.Default,
-		RedisServer: "redis-server", Sample: time.Second}
+		RedisServer: "redis-server", Sample: time.Second, Cgroup: true}
 }
 
 // QuickBuildOptions returns a smoke run of a few seconds.
@@ -107,6 +111,17 @@ type BuildSystem struct {
 	// and file-backed (mmapped tables).
 	EndRSSAnonMB float64 `json:"end_rss_anon_mb"`
 	EndRSSFileMB float64 `json:"end_rss_file_mb"`
+	// The highest anonymous (heap, off-heap caches) and file-backed
+	// resident memory of the applying process, sampled every window:
+	// the anonymous part is what the process cannot give back; the
+	// file-backed part is the kernel's cache of mmapped files, which it
+	// reclaims under a memory limit.
+	PeakRSSAnonMB float64 `json:"peak_rss_anon_mb,omitempty"`
+	PeakRSSFileMB float64 `json:"peak_rss_file_mb,omitempty"`
+	// The memory cgroup the affinity builder ran in (BuildOptions.Cgroup):
+	// its limit and the highest charge the kernel counted.
+	CgroupLimitMB float64 `json:"cgroup_limit_mb,omitempty"`
+	CgroupPeakMB  float64 `json:"cgroup_peak_mb,omitempty"`
 	// The affinity builder's Badger mutations per applied event, and the
 	// interest index's puts and deletes per event (in memory, not among
 	// the Badger mutations): figures that say what a change of the state
@@ -129,9 +144,11 @@ type BuildRun struct {
 	Systems     []*BuildSystem `json:"systems"`
 	Ratio       *Ratio         `json:"ratio,omitempty"`
 	// PeakRSSToBudget is the affinity builder's peak RSS over the memory
-	// budget.
-	PeakRSSToBudget float64  `json:"peak_rss_to_budget"`
-	Timeline        []Sample `json:"timeline,omitempty"`
+	// budget, file-backed pages included; PeakAnonToBudget its peak
+	// anonymous RSS over the budget, the figure held to the target.
+	PeakRSSToBudget  float64  `json:"peak_rss_to_budget"`
+	PeakAnonToBudget float64  `json:"peak_anon_to_budget,omitempty"`
+	Timeline         []Sample `json:"timeline,omitempty"`
 }
 
 // FlatCost compares the affinity builder's CPU per event at two sizes.
@@ -157,6 +174,9 @@ type BuildReport struct {
 	FlatCost *FlatCost   `json:"flat_cost,omitempty"`
 	// Pending says why the scenario did not run, when it did not.
 	Pending string `json:"pending,omitempty"`
+	// Cgroup says where the affinity builder ran: in a memory cgroup of
+	// the budget + 15%, or why not.
+	Cgroup string `json:"cgroup"`
 }
 
 // Targets of issue #10 the build scenario reports against.
@@ -207,6 +227,18 @@ func RunBuild(o BuildOptions) (*BuildReport, error) {
 		return rep, err
 	}
 	defer redis.stop()
+	var cg *memoryCgroup
+	if o.Cgroup {
+		limit := int64(float64(o.Memory) * targetRSSToBudget)
+		if cg, err = newMemoryCgroup(fmt.Sprintf("affinity-bench-%d", os.Getpid()), limit); err != nil {
+			rep.Cgroup = "not in a memory cgroup: " + err.Error()
+		} else {
+			defer cg.remove()
+			rep.Cgroup = fmt.Sprintf("in a memory cgroup of %.0f MB (the budget + 15%%): %s", float64(limit)/(1<<20), cg.dir)
+		}
+	} else {
+		rep.Cgroup = "not in a memory cgroup (not asked)"
+	}
 
 	sizes := []workload.Options{o.Workload}
 	if o.SmallVisitors > 0 && o.SmallVisitors < o.Workload.Visitors {
@@ -217,7 +249,7 @@ func RunBuild(o BuildOptions) (*BuildReport, error) {
 	}
 	runStart := time.Now() // one time axis for every run's timeline
 	for _, w := range sizes {
-		run, err := runBuildSize(o, w, redis, runStart)
+		run, err := runBuildSize(o, w, redis, cg, runStart)
 		if run != nil {
 			rep.Runs = append(rep.Runs, run)
 		}
@@ -240,7 +272,7 @@ func RunBuild(o BuildOptions) (*BuildReport, error) {
 
 // runBuildSize fills a log with w and has each system apply it o.Rounds
 // times.
-func runBuildSize(o BuildOptions, w workload.Options, redis *redisServer, runStart time.Time) (*BuildRun, error) {
+func runBuildSize(o BuildOptions, w workload.Options, redis *redisServer, cg *memoryCgroup, runStart time.Time) (*BuildRun, error) {
 	progress := func(s string) {
 		if o.Progress != nil {
 			o.Progress(s)
@@ -288,7 +320,7 @@ func runBuildSize(o BuildOptions, w workload.Options, redis *redisServer, runSta
 		if out, err := exec.Command("cp", "-r", pristine, work).CombinedOutput(); err != nil {
 			return run, fmt.Errorf("cannot copy the log %s: %w: %s", pristine, err, out)
 		}
-		res, u, err := runBuildRole(roleBuildAffinity, o, aff, round, runStart, &run.Timeline, progress,
+		res, u, err := runBuildRole(roleBuildAffinity, o, aff, cg, round, runStart, &run.Timeline, progress,
 			envDir+"="+work, envState+"="+stateDir, envMemory+"="+strconv.FormatInt(o.Memory, 10))
 		if err != nil {
 			return run, err
@@ -301,7 +333,7 @@ func runBuildSize(o BuildOptions, w workload.Options, redis *redisServer, runSta
 			return run, err
 		}
 		r0 := redis.usage()
-		res, u, err = runBuildRole(roleBuildRedis, o, peer, round, runStart, &run.Timeline, progress,
+		res, u, err = runBuildRole(roleBuildRedis, o, peer, nil, round, runStart, &run.Timeline, progress,
 			envDir+"="+pristine, envRedis+"="+redis.addr)
 		if err != nil {
 			return run, err
@@ -319,6 +351,7 @@ func runBuildSize(o BuildOptions, w workload.Options, redis *redisServer, runSta
 		run.Ratio = &r
 	}
 	run.PeakRSSToBudget = aff.PeakRSSMB * (1 << 20) / float64(o.Memory)
+	run.PeakAnonToBudget = aff.PeakRSSAnonMB * (1 << 20) / float64(o.Memory)
 	return run, nil
 }
 
@@ -369,7 +402,7 @@ func (s *BuildSystem) add(r buildResult, cpu, serverCPU float64, rssKB, serverRS
 // returns its result and its process's usage.
 // The timeline's samples but the last (the tail as the partitions finish)
 // are sys's windows.
-func runBuildRole(role string, o BuildOptions, sys *BuildSystem, round int, runStart time.Time, timeline *[]Sample,
+func runBuildRole(role string, o BuildOptions, sys *BuildSystem, cg *memoryCgroup, round int, runStart time.Time, timeline *[]Sample,
 	progress func(string), env ...string) (buildResult, Usage, error) {
 	var res buildResult
 	p, err := startProc(role, o.Dir, append(env, "AFFINITY_BENCH_SAMPLE="+o.Sample.String())...)
@@ -377,10 +410,23 @@ func runBuildRole(role string, o BuildOptions, sys *BuildSystem, round int, runS
 		return res, Usage{}, err
 	}
 	defer p.stop()
+	pid := strconv.Itoa(p.cmd.Process.Pid)
+	if cg != nil {
+		// Before "run": what it held until now (the opened state) is
+		// charged where it was, a few MB.
+		if err := cg.add(p.cmd.Process.Pid); err != nil {
+			return res, Usage{}, err
+		}
+	}
+	sampleRSS := func() {
+		sys.PeakRSSAnonMB = max(sys.PeakRSSAnonMB, float64(procStatusKB(pid, "RssAnon:"))/1024)
+		sys.PeakRSSFileMB = max(sys.PeakRSSFileMB, float64(procStatusKB(pid, "RssFile:"))/1024)
+	}
 	name := strings.TrimPrefix(role, "build-")
 	lastN, lastT := int64(0), time.Now()
 	var windows []float64
 	err = p.run("run", &res, func(n int64) {
+		sampleRSS()
 		now := time.Now()
 		dt := now.Sub(lastT).Seconds()
 		if dt < o.Sample.Seconds()/2 {
@@ -392,9 +438,18 @@ func runBuildRole(role string, o BuildOptions, sys *BuildSystem, round int, runS
 		lastN, lastT = n, now
 		progress(fmt.Sprintf("build round %d/%d %-9s %9d events applied, %9.0f events/s", round, o.Rounds, name, n, s.EPS))
 	})
+	if cg != nil {
+		cu := cg.usage()
+		sys.CgroupLimitMB = float64(o.Memory) / (1 << 20) * targetRSSToBudget
+		sys.CgroupPeakMB = max(sys.CgroupPeakMB, float64(cu.PeakBytes)/(1<<20))
+		if cu.OOMKills > 0 {
+			return res, Usage{}, fmt.Errorf("the kernel killed the affinity builder (%d OOM kills): its memory cgroup's limit, the budget %s + 15%%, was reached (%v)", cu.OOMKills, budget.Format(o.Memory), err)
+		}
+	}
 	if err != nil {
 		return res, Usage{}, err
 	}
+	sampleRSS()
 	if len(windows) > 1 {
 		sys.windows = append(sys.windows, windows[:len(windows)-1]...)
 	}
@@ -584,8 +639,14 @@ func PrintBuild(w io.Writer, r *BuildReport) {
 			} else {
 				fmt.Fprintf(w, "  affinity slowest %s window: not measured, the run was shorter than two windows\n", r.Window)
 			}
-			fmt.Fprintf(w, "  affinity peak RSS / memory budget %.2f (%.0f of %.0f MB; at the end %.0f anon + %.0f file)  target <= %.2f: %s\n",
-				run.PeakRSSToBudget, a.PeakRSSMB, r.MemoryMB, a.EndRSSAnonMB, a.EndRSSFileMB, targetRSSToBudget, verdict(run.PeakRSSToBudget <= targetRSSToBudget))
+			fmt.Fprintf(w, "  affinity peak anonymous RSS / memory budget %.2f (%.0f of %.0f MB, sampled every %s)  target <= %.2f: %s\n",
+				run.PeakAnonToBudget, a.PeakRSSAnonMB, r.MemoryMB, r.Window, targetRSSToBudget, verdict(run.PeakAnonToBudget > 0 && run.PeakAnonToBudget <= targetRSSToBudget))
+			where := r.Cgroup
+			if a.CgroupLimitMB > 0 {
+				where = fmt.Sprintf("in a memory cgroup of %.0f MB: peak charge %.0f MB, no OOM kill", a.CgroupLimitMB, a.CgroupPeakMB)
+			}
+			fmt.Fprintf(w, "  affinity peak RSS / memory budget %.2f with file-backed pages (%.0f MB; file-backed peak %.0f MB, the mmapped tables the kernel reclaims under a limit); %s\n",
+				run.PeakRSSToBudget, a.PeakRSSMB, a.PeakRSSFileMB, where)
 			fmt.Fprintf(w, "  affinity Badger writes per event %.2f; interest index changes per event %.2f (in memory)\n", a.WritesPerEvent, a.IndexWritesPerEvent)
 		}
 		fmt.Fprintln(w)

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -39,6 +40,16 @@ func TestQuickBuild(t *testing.T) {
 		}
 		if run.Ratio == nil || run.Ratio.Value <= 0 {
 			t.Errorf("%d visitors: no ratio: %+v", run.Visitors, run.Ratio)
+		}
+		if a := run.Systems[0]; a.PeakRSSAnonMB <= 0 || a.PeakRSSAnonMB > a.PeakRSSMB {
+			t.Errorf("%d visitors: peak anonymous RSS %.0f MB of a peak RSS of %.0f MB", run.Visitors, a.PeakRSSAnonMB, a.PeakRSSMB)
+		}
+		// As root on a machine with cgroup v1's memory controller (this
+		// project's), the builder must have run within the limit.
+		if _, err := os.Stat(cgroupV1Root + "/memory.limit_in_bytes"); err == nil && os.Getuid() == 0 {
+			if a := run.Systems[0]; !strings.HasPrefix(rep.Cgroup, "in a memory cgroup") || a.CgroupLimitMB <= 0 || a.CgroupPeakMB <= 0 {
+				t.Errorf("%d visitors: as root: %s, limit %.0f MB, peak charge %.0f MB", run.Visitors, rep.Cgroup, a.CgroupLimitMB, a.CgroupPeakMB)
+			}
 		}
 		if run.PeakRSSToBudget <= 0 {
 			t.Errorf("%d visitors: no peak RSS to budget", run.Visitors)

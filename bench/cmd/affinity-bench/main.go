@@ -51,6 +51,7 @@ func run(args []string) error {
 	bEvents := fs.Int64("build-events", bo.Workload.Events, "build: events in the pre-filled log")
 	bSmall := fs.Int("build-small-visitors", bo.SmallVisitors, "build: visitors of the run before the main one, events scaled alike, for the flat-cost ratio; 0: none")
 	bRounds := fs.Int("build-rounds", bo.Rounds, "build: rounds; each system applies the whole log of each run once per round")
+	fs.BoolVar(&bo.Cgroup, "build-cgroup", bo.Cgroup, "build: run the affinity builder in a memory cgroup of --memory + 15%, as a container's limit (needs root and a cgroup memory controller; the report says when it could not)")
 	memory := budget.Bytes(bo.Memory)
 	fs.Var(&memory, "memory", "build, query, campaign: memory budget of the affinity node (affinity --memory), e.g. 512MiB, 4GiB")
 	sMemory := budget.Bytes(bench.DefaultSoakOptions().Memory)
