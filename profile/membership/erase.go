@@ -18,8 +18,9 @@ import (
 // | site | visitor → at) and scrubs its own feeds — the records a node
 // held before the erasure too, even of partitions it no longer owns. A
 // copy leaves out every record of an erased visitor made at or before its
-// erasure; a later record is of the visitor's new profile (events sent
-// after an erasure start one). A fresh node applies the topic from its
+// erasure — by its source where the mark has the partition's offset
+// (erased) — and a later record is of the visitor's new profile (events
+// sent after an erasure start one). A fresh node applies the topic from its
 // start before it serves, so it holds every trace before it copies. The
 // mark also keeps where the visitor's partition's log was at the erasure
 // (the erasing owner's next offset): the builder skips the visitor's
@@ -153,11 +154,11 @@ func (e *Engine) EachErased(fn func(site string, visitor event.UUID, partition i
 	return nil
 }
 
-// erasedVisitors returns every erasure mark: erased at by 'U' key without
-// its prefix (site str | visitor). Erasures are rare, so a copy holds them
-// all rather than reading a key per record.
-func (e *Engine) erasedVisitors() (map[string]int64, error) {
-	m := map[string]int64{}
+// erasedVisitors returns every erasure mark by 'U' key without its prefix
+// (site str | visitor). Erasures are rare, so a copy holds them all rather
+// than reading a key per record.
+func (e *Engine) erasedVisitors() (map[string]erasure, error) {
+	m := map[string]erasure{}
 	var derr error
 	err := e.db.ScanExt([]byte{prefixErased}, func(key, val []byte) bool {
 		mark, err := decodeErased(val)
@@ -165,7 +166,7 @@ func (e *Engine) erasedVisitors() (map[string]int64, error) {
 			derr = fmt.Errorf("cannot read erasure mark %x: %w", key, err)
 			return false
 		}
-		m[string(key[1:])] = mark.at
+		m[string(key[1:])] = mark
 		return true
 	})
 	if err == nil {
@@ -177,13 +178,27 @@ func (e *Engine) erasedVisitors() (map[string]int64, error) {
 	return m, nil
 }
 
-// erased reports whether c is a record of a visitor erased at or after it
-// was made, by marks of erasedVisitors; key is scratch space.
-func erased(marks map[string]int64, c *Change, key []byte) ([]byte, bool) {
+// erased reports whether c is a record of an erased visitor's profile of
+// before its erasure, by marks of erasedVisitors; key is scratch space.
+// When the mark has the partition's offset and c is of that partition, by
+// c's source (the offset after the last record of the visitor's its
+// commit applied, state.Source): at or below the mark's it derives from
+// records the builder now skips, above it from the new profile's —
+// whichever node's clock made it: the erasing owner's and the next
+// owner's need not agree, nor tell two records of one millisecond apart.
+// Else (a mark of version 1, an erasure whose owner had not applied the
+// visitor) by instant: made at or before the erasure.
+func erased(marks map[string]erasure, c *Change, key []byte) ([]byte, bool) {
 	if len(marks) == 0 {
 		return key, false
 	}
 	key = append(codec.AppendString(key[:0], c.Site), c.Visitor[:]...)
-	at, ok := marks[string(key)]
-	return key, ok && c.At <= at
+	m, ok := marks[string(key)]
+	if !ok {
+		return key, false
+	}
+	if m.offset > 0 && int(c.Src.Partition) == m.partition {
+		return key, c.Src.Offset <= m.offset
+	}
+	return key, c.At <= m.at
 }

@@ -125,7 +125,7 @@ type feedCopy struct {
 	e        *Engine
 	pending  []copied
 	key, val []byte
-	erased   map[string]int64 // the erasure marks as of gen
+	erased   map[string]erasure // the erasure marks as of gen
 	gen      uint64
 }
 
@@ -153,7 +153,7 @@ func (f *feedCopy) put(c *Change) error {
 		return nil // this node emitted it: keep its seq
 	}
 	f.val = appendRecord(appendU64(f.val[:0], 0), c)
-	f.pending = append(f.pending, copied{c: Change{Site: c.Site, Visitor: c.Visitor, At: c.At},
+	f.pending = append(f.pending, copied{c: Change{Site: c.Site, Visitor: c.Visitor, At: c.At, Src: c.Src},
 		key: append([]byte(nil), f.key...), val: append([]byte(nil), f.val...)})
 	if len(f.pending) >= importBatch {
 		return f.flush()

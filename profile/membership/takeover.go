@@ -278,7 +278,7 @@ func (e *Engine) dropReapplied(marks map[int]int64) error {
 
 // copied is a record of the changes topic a copy writes with the next
 // transaction: its 'B' key and value, and what tells whether it names an
-// erased visitor (site, visitor, at).
+// erased visitor (site, visitor, at, source).
 type copied struct {
 	c        Change
 	key, val []byte

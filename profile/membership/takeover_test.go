@@ -344,6 +344,65 @@ func TestTakeOverErased(t *testing.T) {
 	check("after a copy during z's erasure", yIn, xBack)
 }
 
+// TestTakeOverErasedByOffset: when the erasure mark has its partition's
+// offset, a copy tells the erased profile's records from the new one's by
+// their source, not by the nodes' clocks: a record at or below the offset
+// is left out even if a clock ahead of the erasing owner's made it after
+// the erasure's instant, and one above it is kept even if made at the
+// erasure's instant (a millisecond's work) or before it by a clock
+// behind.
+func TestTakeOverErasedByOffset(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	e := openEnv(t, "", nil, func(o *membership.Options) { o.History = membership.LogHistory(topic) })
+	e.put(t, "shop", "carts", `count(cart) >= 1`)
+	x, y := profiletest.Visitor(900), profiletest.Visitor(901)
+	created := e.created(t, "shop", "carts")
+	rec := func(v event.UUID, off, at int64, entered bool) membership.Change {
+		return membership.Change{Site: "shop", Segment: "carts", Visitor: v, Entered: entered,
+			At: at, Why: "event", Facts: `{"count(cart)":1}`, Src: state.Source{Partition: 1, Offset: off}, Created: created}
+	}
+	const erasedAt, erasedOffset = t0 + 50, 6
+	cases := []struct {
+		name string
+		c    membership.Change
+		kept bool
+	}{
+		{"below the offset, at an earlier instant", rec(x, 3, t0+3, true), false},
+		// Its source is the offset after the last record it applied: the
+		// last before the erasure.
+		{"at the offset, made after the instant by a clock ahead", rec(x, erasedOffset, erasedAt+20, false), false},
+		{"above the offset, at the erasure's instant", rec(x, erasedOffset+1, erasedAt, true), true},
+		{"above the offset, made before the instant by a clock behind", rec(x, erasedOffset+2, erasedAt-30, false), true},
+		{"another visitor below the offset", rec(y, 4, t0+4, true), true},
+	}
+	var want []string // by source, as the feed holds them
+	for _, tc := range cases {
+		produce(t, topic, tc.c)
+		if tc.kept {
+			want = append(want, fmt.Sprintf("%d %s (%s)", tc.c.Src.Offset, tc.c.Visitor, tc.name))
+		}
+	}
+	slices.Sort(want)
+	if _, err := e.Segments.Erase("shop", []defs.Erased{{Visitor: x, Partition: 1, Offset: erasedOffset}}, nil, erasedAt); err != nil {
+		t.Fatal(err)
+	}
+	e.Segments.TakeOver(context.Background(), map[int]int64{1: erasedOffset + 2})
+	profiletest.WaitUntil(t, "the copy", func() bool { return e.Segments.HistoryReady(1) })
+	var got []string
+	for _, c := range e.sourceChanges(t, "shop", "carts", state.Source{Partition: 1, Offset: -1}) {
+		for _, tc := range cases {
+			if tc.c.Src == c.Src {
+				got = append(got, fmt.Sprintf("%d %s (%s)", c.Src.Offset, c.Visitor, tc.name))
+			}
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("feed by source of partition 1 after the copy:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // TestTakeOverRecreated: a segment deleted and created again under its
 // name starts with an empty feed, as on one node: a copy leaves out the
 // changes topic's records of the earlier segment — by the created time
