@@ -20,6 +20,8 @@ import (
 
 	"github.com/affinityhq/affinity/bench/workload"
 	"github.com/affinityhq/affinity/profile/profiletest"
+	"github.com/affinityhq/affinity/storage"
+	"github.com/affinityhq/affinity/tracker/event"
 )
 
 // fullBrands are the brands the full cluster test's visitors view.
@@ -369,9 +371,18 @@ func TestClusterFull(t *testing.T) {
 	traffic.send(t, 1, 0, traffic.visitors, collectors)
 	check("wave 1", members, start, 3)
 
-	traffic.send(t, 2, 0, half, collectors)
+	// An erasure before its partition moves: a visitor of the member that
+	// is killed in wave 2 views a brand nobody else does, and is erased
+	// through another member (routed to its owner) and on the reference.
+	// A survivor then rebuilds the partition from the topic's start: the
+	// visitor's later waves are a new profile there as on the reference
+	// (check compares every visitor), and the brand shows nowhere.
 	killed := members[1]
 	killedParts := strings.Split(ownedOf(t, killed), ",")
+	erased := traffic.erase(t, brokers, topic, parts, killedParts, collectors[0], ref, members)
+	erased.nowhere(t, "after the erasure", append([]*proc{ref}, members...))
+
+	traffic.send(t, 2, 0, half, collectors)
 	if err := killed.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -381,16 +392,19 @@ func TestClusterFull(t *testing.T) {
 	traffic.send(t, 2, half, traffic.visitors, collectors)
 	live := []*proc{members[0], members[2]}
 	check("wave 2, after the SIGKILL of "+killed.api+" mid-wave (session timeout 6 s)", live, start, 3)
+	erased.nowhere(t, "wave 2, after the SIGKILL of ", append([]*proc{ref}, live...))
 
 	start = time.Now()
 	traffic.send(t, 3, 0, traffic.visitors, collectors)
 	check("wave 3", live, start, 3)
+	erased.nowhere(t, "wave 3", append([]*proc{ref}, live...))
 
 	start = time.Now()
 	live = append(live, member())
 	waitOwned(t, "the survivors and a new member share", live, []string{"*", "*", "*"})
 	traffic.send(t, 4, 0, traffic.visitors, collectors)
 	check("wave 4, a fourth member joined with no state", live, start, 1)
+	erased.nowhere(t, "wave 4, a fourth member joined with no state", append([]*proc{ref}, live...))
 
 	// The change records, once all are out: the changes topic and the
 	// webhook deliveries hold the reference's, each once, but for the
@@ -416,6 +430,10 @@ func TestClusterFull(t *testing.T) {
 			still = 0
 		}
 	}
+	// The erased visitor's records of before its erasure: on each changes
+	// topic as far as its node had produced them then (which the two
+	// nodes need not agree on), in no feed.
+	want, got, gotHooks = erased.without(t, want), erased.without(t, got), erased.without(t, gotHooks)
 	checkOnce(t, "changes topic", got, want, window, nil)
 	delivered := map[string]bool{}
 	for _, c := range gotHooks {
@@ -423,7 +441,7 @@ func TestClusterFull(t *testing.T) {
 			delivered[*c.ID] = true
 		}
 	}
-	wantHooks := slices.DeleteFunc(refHooks.received(), func(c changeRecord) bool {
+	wantHooks := slices.DeleteFunc(erased.without(t, refHooks.received()), func(c changeRecord) bool {
 		above, ok := killedOf(c)
 		return ok && above <= 0 && !delivered[*c.ID]
 	})
@@ -454,6 +472,9 @@ func TestClusterFull(t *testing.T) {
 			}
 		}
 		what := "the changes feed of " + s.name
+		if kept := erased.without(t, feed.recs); len(kept) != len(feed.recs) {
+			t.Errorf("%s: %d records of erased visitor %s of before its erasure", what, len(feed.recs)-len(kept), erased.visitor)
+		}
 		checkOnce(t, what, feed.recs, refFeed.recs, window, nil)
 		emitted := map[string]bool{}
 		for _, c := range got {
@@ -474,4 +495,72 @@ func TestClusterFull(t *testing.T) {
 		t.Logf("%s: %d records in %d pages alternating %d members, the %d ids produced to the changes topic; the reference's %d",
 			what, feed.records, feed.pages, len(live), len(emitted), refFeed.records)
 	}
+}
+
+// erasedVisitor is a visitor of the full cluster test erased in the
+// middle of it: its records of its partition below offset are of before
+// the erasure.
+type erasedVisitor struct {
+	site, visitor, brand string
+	partition            int
+	offset               int64
+}
+
+// erase picks the first visitor on one of parts (as partition numbers'
+// text), makes it view a brand of its own, waits until the cluster
+// applied that, and erases it through members[0] and on ref, at the
+// offset the partition's log has reached.
+func (g *fullTraffic) erase(t *testing.T, brokers []string, topic string, n int, parts []string, collector, ref *proc, members []*proc) *erasedVisitor {
+	t.Helper()
+	e := &erasedVisitor{site: g.site, brand: "Erasedbrand", partition: -1}
+	for i := 0; i < g.visitors && e.partition < 0; i++ {
+		p := storage.PartitionFor(event.AppendLogKey(nil, g.site, workload.VisitorID(g.seed, i)), n)
+		if slices.Contains(parts, strconv.Itoa(p)) {
+			e.visitor, e.partition = g.visitor(i), p
+		}
+	}
+	if e.partition < 0 {
+		t.Fatalf("no visitor on partitions %v", parts)
+	}
+	body := fmt.Appendf(nil, `{"site":%q,"v":%q,"events":[{"id":%q,"t":"view","ts":%d,"product":{"id":"sku-erased","brand":%q,"category":"toys/9","price":9}}]}`,
+		g.site, e.visitor, uuidString(), time.Now().UnixMilli(), e.brand)
+	if st := post(&http.Client{Timeout: 30 * time.Second}, collector.collector, body); st != http.StatusAccepted {
+		t.Fatalf("the erased visitor's batch: status %d", st)
+	}
+	waitSettled(t, brokers, topic, ref, members)
+	if _, got := apiDo(t, http.MethodGet, members[0].api+"/v1/visitors/"+g.site+"/"+e.visitor, "", nil); !strings.Contains(got, e.brand) {
+		t.Fatalf("visitor %s before its erasure: %s; want its view of %s", e.visitor, got, e.brand)
+	}
+	e.offset = profiletest.TopicEnds(t, brokers, topic)[e.partition]
+	for _, p := range []*proc{members[0], ref} {
+		if code, got := apiDo(t, http.MethodDelete, p.api+"/v1/visitors/"+g.site+"/"+e.visitor, "", nil); code != http.StatusNoContent {
+			t.Fatalf("DELETE of visitor %s on %s: %d %s; want 204", e.visitor, p.api, code, got)
+		}
+	}
+	t.Logf("visitor %s erased at offset %d of partition %d, owned by the member killed next", e.visitor, e.offset, e.partition)
+	return e
+}
+
+// nowhere wants no answer of nodes to hold the erased visitor's view of
+// its brand: not its profile, not the brand's interest list.
+func (e *erasedVisitor) nowhere(t *testing.T, when string, nodes []*proc) {
+	t.Helper()
+	for _, p := range nodes {
+		if _, got := apiDo(t, http.MethodGet, p.api+"/v1/visitors/"+e.site+"/"+e.visitor, "", nil); strings.Contains(got, e.brand) {
+			t.Fatalf("%s: erased visitor %s on %s: %s; its view of %s from before the erasure is back", when, e.visitor, p.api, got, e.brand)
+		}
+		if _, got := apiDo(t, http.MethodGet, p.api+"/v1/interests/"+e.site+"/brand/"+e.brand+"?min=0.000001", "", nil); strings.Contains(got, e.visitor) {
+			t.Fatalf("%s: interests in %s on %s: %s; want no erased visitor %s", when, e.brand, p.api, got, e.visitor)
+		}
+	}
+}
+
+// without returns cs but the erased visitor's records of before its
+// erasure.
+func (e *erasedVisitor) without(t *testing.T, cs []changeRecord) []changeRecord {
+	t.Helper()
+	return slices.DeleteFunc(slices.Clone(cs), func(c changeRecord) bool {
+		p, off, ok := c.source(t)
+		return ok && c.Visitor == e.visitor && p == e.partition && off < e.offset
+	})
 }
