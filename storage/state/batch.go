@@ -256,6 +256,18 @@ func (b *Batch) ResumeAt(p int, next int64) {
 	b.srcSet, b.offset, b.offsetOrd = true, next, VisitOrdinals
 }
 
+// RaiseOrdinal makes the change records numbered next (NextSource) take
+// ordinals from ord on, if they would take lower ones, and returns the
+// Source the next one gets. At the partition's offset the raised ordinals
+// outlive the next SourceAt there, as the counted ones do: a partition's
+// reconcile at its emission mark (profile/membership) numbers its own
+// records, and every later write of the partition at the mark, above the
+// ordinals emitted there before.
+func (b *Batch) RaiseOrdinal(ord uint32) Source {
+	b.src.Ord = max(b.src.Ord, ord)
+	return b.src
+}
+
 // NextSource returns the Source of the next change record written in the
 // batch and counts it; ok is false for a batch of no partition (one a
 // caller made with NewBatch).

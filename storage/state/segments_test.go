@@ -106,4 +106,16 @@ func TestBatchNextSource(t *testing.T) {
 	b.ResumeAt(2, 60)
 	b.SourceAt(60)
 	next(state.Source{Partition: 2, Offset: 60, Ord: state.VisitOrdinals}, true)
+	// Raised (a reconcile at the mark 60): on from there, across a commit
+	// and the next SourceAt of the offset; never lowered.
+	if got := b.RaiseOrdinal(3 << 30); got != (state.Source{Partition: 2, Offset: 60, Ord: 3 << 30}) {
+		t.Errorf("RaiseOrdinal(3<<30) = %+v; want 2-60-%d", got, 3<<30)
+	}
+	next(state.Source{Partition: 2, Offset: 60, Ord: 3 << 30}, true)
+	commit(t, b)
+	b.SourceAt(60)
+	next(state.Source{Partition: 2, Offset: 60, Ord: 3<<30 + 1}, true)
+	if got := b.RaiseOrdinal(5); got.Ord != 3<<30+2 {
+		t.Errorf("RaiseOrdinal(5) lowered the ordinal to %d; want %d", got.Ord, 3<<30+2)
+	}
 }
