@@ -96,7 +96,10 @@ type Options struct {
 	// from below it commits at exactly that offset, so that no commit
 	// evaluates a visitor over events on both sides of it (one evaluation
 	// over both could merge an entry and an exit the other node emitted
-	// apart, or emit what it emitted). 0: no mark.
+	// apart, or emit what it emitted). A partition whose state is at
+	// exactly its mark — caught up to it, or opened there — is handed to
+	// the Hook's Reconcile, if it is a Reconciler, before it applies
+	// anything above. 0: no mark.
 	EmitMark func(partition int) int64
 	// Erasures, if set, yields at Start every visitor erased in a build
 	// group with where its partition's log was at the erasure (the
@@ -160,6 +163,36 @@ type Counter interface {
 // the profile being deleted, so it can record the exits with the email.
 type Expirer interface {
 	Expired(b *state.Batch, site string, visitor event.UUID, p *profile.Profile) error
+}
+
+// Reconciler is implemented by a Hook whose writes in a partition's
+// commits at or below the partition's emission mark (Options.EmitMark)
+// were not emitted — another node emitted that stretch — so that what
+// they wrote may disagree with what went out (profile/membership). The
+// builder calls it once a partition's state is at exactly its mark,
+// before it applies a record above it: MarkReady without the partition's
+// lock (it may wait, say for what was emitted to be copied here), then
+// Reconcile in the partition's goroutine under its lock, so no commit of
+// the partition — neither an event commit nor a Visit — runs meanwhile.
+// An error of either is retried as a failed apply is.
+type Reconciler interface {
+	MarkReady(ctx context.Context, partition int, mark int64) error
+	Reconcile(ctx context.Context, m *Mark) error
+}
+
+// Mark is a partition at its emission mark, as Reconcile gets it.
+type Mark struct {
+	Partition int
+	Mark      int64
+	// Batch is the partition's batch, empty. Visit commits what fn adds
+	// to it; Reconcile may call its RaiseOrdinal.
+	Batch *state.Batch
+	// Holds reports whether the records of a visitor of site are in this
+	// partition.
+	Holds func(site string, visitor event.UUID) bool
+	// Visit runs fn as Builder.Visit does, for a visitor of this
+	// partition, under the lock Reconcile holds: call it only from there.
+	Visit func(site string, visitor event.UUID, fn func(b *state.Batch, p *profile.Profile) error) error
 }
 
 // Builder consumes the event log into profiles. See the package doc.
@@ -549,6 +582,11 @@ func (b *Builder) Visit(site string, visitor event.UUID, fn func(batch *state.Ba
 		return fmt.Errorf("cannot visit visitor %s of site %q: %w", visitor, site, err)
 	}
 	defer pt.mu.Unlock()
+	return pt.visit(site, visitor, fn)
+}
+
+// visit is Visit under pt's lock, held by the caller.
+func (pt *partition) visit(site string, visitor event.UUID, fn func(batch *state.Batch, p *profile.Profile) error) error {
 	en, err := pt.entry(site, visitor)
 	if err != nil {
 		return fmt.Errorf("cannot visit visitor %s of site %q: %w", visitor, site, err)
@@ -607,7 +645,8 @@ type partition struct {
 
 	trimmed int64 // owned by the sync goroutine (and Close)
 	// emitMark is the offset a commit must end at when the partition
-	// passes it (Options.EmitMark), read at open; 0: none.
+	// passes it (Options.EmitMark), read at open, until the partition
+	// reached it (reachMark); 0: none. Used by the partition's goroutine.
 	emitMark int64
 
 	// fenced is set, under mu, when the partition is revoked (Own): no
@@ -659,9 +698,11 @@ func (pt *partition) open(ctx context.Context) error {
 	pt.head.Store(head)
 	pt.emitMark = 0
 	if b.opts.EmitMark != nil {
-		if mark := b.opts.EmitMark(pt.id); mark > next {
+		if mark := b.opts.EmitMark(pt.id); mark > 0 && mark >= next {
 			pt.emitMark = mark
-			b.logf("builder: partition %d: catching up from offset %d, its change records up to offset %d were emitted by another node", pt.id, next, mark)
+			if mark > next {
+				b.logf("builder: partition %d: catching up from offset %d, its change records up to offset %d were emitted by another node", pt.id, next, mark)
+			}
 		}
 	}
 	pt.trimmed = 0
@@ -686,16 +727,20 @@ func (pt *partition) run(ctx context.Context) {
 	var recs []storage.Record
 	backoff := minBackoff
 	for {
-		var err error
-		recs, err = pt.reader.Fetch(ctx, recs[:0], pt.b.opts.FetchMax)
+		// A partition opened at its mark reaches it before any fetch.
+		err := pt.reachMark(ctx)
+		if err == nil {
+			recs, err = pt.reader.Fetch(ctx, recs[:0], pt.b.opts.FetchMax)
+		}
 		if len(recs) > 0 {
 			if !pt.waitWritable(ctx) {
 				return // closing: the records stay in the log, unapplied
 			}
-			if aerr := pt.apply(recs); aerr != nil {
+			if aerr := pt.applyAcrossMark(ctx, recs); aerr != nil {
 				err = aerr
 			}
 			clear(recs) // let the records' bytes go
+			recs = recs[:0]
 		}
 		if err == nil {
 			backoff = minBackoff
@@ -787,7 +832,7 @@ func (pt *partition) apply(recs []storage.Record) error {
 			pt.abort()
 			return err
 		}
-		if i+1 < len(recs) && (pt.pendingBytes >= pt.maxBytes || pt.pendingWrites >= pt.maxWrites || rec.Offset+1 == pt.emitMark) {
+		if i+1 < len(recs) && (pt.pendingBytes >= pt.maxBytes || pt.pendingWrites >= pt.maxWrites) {
 			if err := pt.commit(rec.Offset + 1); err != nil {
 				pt.abort()
 				return err
@@ -799,6 +844,63 @@ func (pt *partition) apply(recs []storage.Record) error {
 		return err
 	}
 	pt.b.m.batchDuration.UpdateDuration(start)
+	return nil
+}
+
+// applyAcrossMark applies recs as apply does, but a catch-up from below
+// the partition's emission mark commits at exactly the mark and reaches it
+// (reachMark) before it applies the records above: no commit evaluates a
+// visitor over events on both sides of the mark (one evaluation over both
+// could merge an entry and an exit the other node emitted apart).
+func (pt *partition) applyAcrossMark(ctx context.Context, recs []storage.Record) error {
+	if mark := pt.emitMark; mark > pt.consumed.Load() {
+		n := 0
+		for n < len(recs) && recs[n].Offset < mark {
+			n++
+		}
+		if n > 0 && n < len(recs) {
+			if err := pt.apply(recs[:n]); err != nil {
+				return err
+			}
+			if err := pt.reachMark(ctx); err != nil {
+				return err
+			}
+			recs = recs[n:]
+		}
+	}
+	if err := pt.apply(recs); err != nil {
+		return err
+	}
+	return pt.reachMark(ctx)
+}
+
+// reachMark hands the partition to the Hook's Reconcile once its state is
+// at exactly its emission mark, the first time (Reconciler), and forgets
+// the mark: the records above it are this node's to emit.
+func (pt *partition) reachMark(ctx context.Context) error {
+	mark := pt.emitMark
+	if mark == 0 || pt.consumed.Load() != mark {
+		return nil
+	}
+	if r, ok := pt.b.opts.Hook.(Reconciler); ok {
+		if err := r.MarkReady(ctx, pt.id, mark); err != nil {
+			return fmt.Errorf("cannot reconcile partition %d at its emission mark %d: %w", pt.id, mark, err)
+		}
+		pt.mu.Lock()
+		defer pt.mu.Unlock()
+		if pt.fenced {
+			return &NotOwnerError{Partition: pt.id}
+		}
+		m := &Mark{Partition: pt.id, Mark: mark, Batch: pt.batch, Visit: pt.visit,
+			Holds: func(site string, v event.UUID) bool {
+				return pt.b.opts.Log.Partition(event.AppendLogKey(nil, site, v)) == pt.id
+			}}
+		if err := r.Reconcile(ctx, m); err != nil {
+			pt.batch.Reset()
+			return fmt.Errorf("cannot reconcile partition %d at its emission mark %d: %w", pt.id, mark, err)
+		}
+	}
+	pt.emitMark = 0
 	return nil
 }
 

@@ -43,7 +43,9 @@
 // the log key is site|visitor). DeleteVisitor takes the partition's lock,
 // which apply holds for a whole fetched batch, so a delete lands between two
 // commits. Close lets each partition finish and commit the batch it is
-// applying. Hook runs in the partition's goroutine, inside the commit.
+// applying. Hook runs in the partition's goroutine, inside the commit; a
+// Reconciler Hook's Reconcile runs there too, under the partition's lock,
+// when the partition's state is at exactly its emission mark.
 //
 // The owned set can change while the builder runs (Own, called by a
 // consumer group member for each generation): a revoked partition's

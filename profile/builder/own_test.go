@@ -2,7 +2,9 @@ package builder_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -231,6 +233,95 @@ func TestOwnEndsCatchUpAtEmitMark(t *testing.T) {
 		h.mu.Unlock()
 		checkState(t, e.DB, e.Config, reference(e.Config, bs))
 		e.Close(t)
+	}
+}
+
+// reconciles is a Reconciler Hook that records, each time Reconcile was
+// called, how many commits had begun and the source a record written
+// there gets once it raised the ordinals to 7.
+type reconciles struct {
+	commitStarts
+	at []string
+}
+
+func (h *reconciles) MarkReady(context.Context, int, int64) error { return nil }
+
+func (h *reconciles) Reconcile(_ context.Context, m *builder.Mark) error {
+	src := m.Batch.RaiseOrdinal(7)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.at = append(h.at, fmt.Sprintf("mark %d after %d commits, source %d-%d", m.Mark, len(h.starts), src.Offset, src.Ord))
+	return nil
+}
+
+// TestOwnReconcilesAtEmitMark: a partition whose state is at exactly its
+// emission mark — caught up to it, or opened there — is handed to a
+// Reconciler Hook once, before any record above the mark is applied, with
+// its batch numbering at the mark; below the mark, past it, or with no
+// mark, it is not.
+func TestOwnReconcilesAtEmitMark(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		mark   int64
+		want   string
+		starts []int64
+	}{
+		{0, "[]", []int64{0}},
+		{4, "[mark 4 after 1 commits, source 4-7]", []int64{0, 4}},
+		{10, "[mark 10 after 1 commits, source 10-7]", []int64{0}},
+		{12, "[]", []int64{0}},
+	} {
+		h := &reconciles{}
+		e := profiletest.Open(t, profiletest.Options{Partitions: 1, Hook: h, Builder: func(o *builder.Options) {
+			o.Partitions = []int{}
+			o.EmitMark = func(int) int64 { return tc.mark }
+		}})
+		h.db = e.DB
+		var bs []*event.Batch
+		for v := range 10 {
+			bs = append(bs, profiletest.Batch("s1", profiletest.Visitor(v), view(v, t0, acme)))
+		}
+		e.Append(t, bs...)
+		if err := e.Builder.Own([]int{0}); err != nil {
+			t.Fatal(err)
+		}
+		e.Wait(t)
+		profiletest.WaitUntil(t, "the reconcile", func() bool {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return tc.want == "[]" || len(h.at) > 0
+		})
+		h.mu.Lock()
+		if got := fmt.Sprint(h.at); got != tc.want || !slices.Equal(h.starts, tc.starts) {
+			t.Errorf("mark %d: reconciled %s after commits beginning at %v; want %s after %v", tc.mark, got, h.starts, tc.want, tc.starts)
+		}
+		h.mu.Unlock()
+		e.Close(t)
+	}
+
+	// Opened at its mark (a restart there), it reconciles before it fetches.
+	h := &reconciles{}
+	open := func(mark int64) *profiletest.Env {
+		return profiletest.Open(t, profiletest.Options{Dir: dir, Partitions: 1, Hook: h, Builder: func(o *builder.Options) {
+			o.EmitMark = func(int) int64 { return mark }
+		}})
+	}
+	e := open(0)
+	h.db = e.DB
+	e.Append(t, profiletest.Batch("s1", profiletest.Visitor(1), view(1, t0, acme)))
+	e.Wait(t)
+	e.Close(t)
+	e = open(1)
+	h.db = e.DB
+	profiletest.WaitUntil(t, "the reconcile at open", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.at) > 0
+	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if want := fmt.Sprintf("[mark 1 after 1 commits, source 1-%d]", state.VisitOrdinals); fmt.Sprint(h.at) != want {
+		t.Errorf("opened at its mark: reconciled %v; want %s (no commit since the restart, numbering from state.VisitOrdinals)", h.at, want)
 	}
 }
 
