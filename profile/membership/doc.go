@@ -45,7 +45,10 @@
 // The copy leaves out the records of visitors erased since (Erase, which
 // a build group applies on every node from the definitions topic:
 // erase.go) and of an earlier segment of the name (a record carries its
-// segment's created time).
+// segment's created time). What a new owner's catch-up below the mark
+// wrote is its own evaluation, not what went out: when the partition's
+// state is at exactly its mark it sets the memberships that differ to
+// what was emitted and records the differences (Reconcile, reconcile.go).
 //
 // # Backfill
 //

@@ -147,6 +147,10 @@ type Engine struct {
 	// the sequencer holds their records at or below it back (takeover.go).
 	// Read per record without histMu.
 	histFloors atomic.Pointer[map[int]int64]
+	// reconFloors are the partitions reconciled at their marks: the
+	// sequencer lets their records at the mark from the floor on through
+	// (reconcile.go). Written under seqMu, read per record without it.
+	reconFloors atomic.Pointer[map[int]reconcileFloor]
 	// scrubMu is held shared by a webhook delivery from reading the feed to
 	// its answer, and exclusively by Scrub: after Scrub no delivery carries
 	// what it removed.
@@ -448,6 +452,15 @@ func (e *Engine) reevaluate(b *state.Batch, site string, visitor event.UUID, p *
 // reevaluateIn is reevaluate in sc, whose person says whether visitor is
 // a visitor or a person (then its PersonID).
 func (e *Engine) reevaluateIn(b *state.Batch, sc *scratch, site string, visitor event.UUID, p *profile.Profile, ss *siteSegs, at int64, why string, catchUp bool) error {
+	if err := e.loadVState(sc, site, visitor); err != nil {
+		return err
+	}
+	return e.evaluateFrom(b, sc, site, visitor, p, ss, at, why, catchUp)
+}
+
+// loadVState reads the stored state of visitor into sc.old (its bytes in
+// sc.oldVB).
+func (e *Engine) loadVState(sc *scratch, site string, visitor event.UUID) error {
 	sc.key = appendVisitorKey(sc.key[:0], site, visitor)
 	var (
 		found bool
@@ -464,6 +477,13 @@ func (e *Engine) reevaluateIn(b *state.Batch, sc *scratch, site string, visitor 
 			sc.old.reset()
 		}
 	}
+	return nil
+}
+
+// evaluateFrom is reevaluateIn from the state in sc.old: the writes are
+// the differences from it, and the 'V' key is written when the result
+// differs from the stored one (sc.oldVB).
+func (e *Engine) evaluateFrom(b *state.Batch, sc *scratch, site string, visitor event.UUID, p *profile.Profile, ss *siteSegs, at int64, why string, catchUp bool) error {
 	copyVState(&sc.cur, &sc.old)
 	sc.lists.reset(site)
 	sc.campaigns.reset(site)

@@ -71,7 +71,7 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 					}
 					return seen < sequenceBatch // held until this node emits its partition
 				}
-				if c.Src.Offset <= mark {
+				if c.Src.Offset <= mark && !e.reconciled(int(c.Src.Partition), mark, c.Src) {
 					e.m.emittedBefore.Inc() // another node emitted it
 					if e.opts.History == nil {
 						before = append(before, c) // no topic to take what it emitted from
