@@ -50,8 +50,10 @@ type Options struct {
 	// Gate, if set, makes each change record of an events partition go
 	// out once across the nodes of a cluster (profile/cluster.Marks): the
 	// sequencer moves a partition's records only while the gate says this
-	// node emits them, drops those at or below the partition's mark, and
-	// reports the marks it reached. Nil: every record moves.
+	// node emits them, drops those at or below the partition's mark as the
+	// generation began (the old owners' mark; a reconcile's floor lets its
+	// own records at it through), and reports the marks it reached. Nil:
+	// every record moves.
 	Gate Gate
 	// History, if set, reads the changes topic (what Sink produced, every
 	// node's) from its start to its end as of the call, calling fn with
@@ -137,6 +139,13 @@ type Engine struct {
 	// seqMu).
 	moved    map[int]int64
 	movedGen int32
+	// begun is, per events partition, its mark when the sequencer first
+	// saw it emitted in generation movedGen (under seqMu): the old owners'
+	// mark. The Gate's mark moves up as this node emits, but a record of
+	// this node at or below a mark it moved itself is its own, not
+	// another node's: a due exit or backfill at the partition's offset
+	// after its last event commit there.
+	begun map[int]int64
 	// histPending are the partitions whose feed waits for TakeOver's copy
 	// of the changes topic; histGen counts the TakeOvers (under histMu).
 	histMu      sync.Mutex
@@ -280,6 +289,7 @@ func New(opts Options) (*Engine, error) {
 		listChanges: map[string]*Backfill{},
 		lists:       lists.New(opts.State, opts.Now),
 		moved:       map[int]int64{},
+		begun:       map[int]int64{},
 		m: engineMetrics{
 			evals:          s.NewCounter(`affinity_segment_evaluations_total`),
 			entries:        s.NewCounter(`affinity_segment_entries_total`),

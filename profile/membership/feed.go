@@ -43,6 +43,7 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 		if g := e.opts.Gate; g != nil {
 			if gen := g.Generation(); gen != e.movedGen {
 				clear(e.moved)
+				clear(e.begun)
 				e.movedGen = gen
 			}
 		}
@@ -63,8 +64,14 @@ func (e *Engine) sequenceFrom(ctx context.Context, from uint64) (n int, held uin
 			} else if !e.current(&c) {
 				e.m.stale.Inc() // its segment was deleted since: no feed takes it
 			} else if e.opts.Gate != nil && c.Src.Partition >= 0 && c.Person == "" {
-				ok, mark := e.opts.Gate.Emits(int(c.Src.Partition))
-				mark = max(mark, e.emitFloor(int(c.Src.Partition)))
+				p := int(c.Src.Partition)
+				ok, mark := e.opts.Gate.Emits(p)
+				if begun, seen := e.begun[p]; seen {
+					mark = begun
+				} else if ok {
+					e.begun[p] = mark
+				}
+				mark = max(mark, e.emitFloor(p))
 				if !ok {
 					if id := binary.BigEndian.Uint64(key[1:]); held == 0 || id < held {
 						held = id

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/affinityhq/affinity/profile/builder"
 	"github.com/affinityhq/affinity/profile/membership"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage/state"
@@ -179,5 +182,76 @@ func TestDeletedSegmentsOutbox(t *testing.T) {
 				t.Errorf("feed of carts: %v; want %s (why, of the deleted segment, the visitor)", got, want)
 			}
 		})
+	}
+}
+
+// TestSequencerGateOwnDueExit: a due exit this node evaluates after it
+// emitted its partition's last event commit (and committed that offset as
+// the mark) is its own, not one another node emitted: it goes out — in
+// the generation that moved the mark, and in the next one, which opens
+// the partition at that mark (the reconcile there sets the floor).
+func TestSequencerGateOwnDueExit(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	clk := &profiletest.Clock{}
+	clk.Set(t0)
+	gate := &testGate{gen: 1, marks: map[int]int64{0: 0, 1: 0}}
+	e := &env{profiletest.Open(t, profiletest.Options{Clock: clk,
+		Membership: func(o *membership.Options) {
+			o.Gate, o.History, o.Sink = gate, membership.LogHistory(topic), membership.LogSink(topic)
+		},
+		Builder: func(o *builder.Options) { o.EmitMark = gate.mark },
+	})}
+	e.put(t, "shop", "recent", `since(cart) <= 24h`)
+	a0 := e.VisitorOn("shop", 0, 1)
+	cart := func(at int64) *event.Batch {
+		return profiletest.Batch("shop", a0, profiletest.Event(event.TypeCart, at, &event.Product{ID: "l1", Brand: "Lego"}))
+	}
+	feed := func() string {
+		var got []string
+		for _, c := range e.changes(t, "shop", "recent") {
+			got = append(got, fmt.Sprintf("%t@%d", c.Entered, c.Src.Offset))
+		}
+		return fmt.Sprint(got)
+	}
+	e.Send(t, cart(t0))
+	if err := e.Segments.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if m := gate.mark(0); m != 1 {
+		t.Fatalf("mark %d after the entry; want 1", m)
+	}
+	e.Advance(t, t0+25*hour)
+	if got := feed(); got != "[true@1 false@1]" {
+		t.Errorf("feed of recent: %s; want [true@1 false@1] (the entry, then the due exit, both at offset 1)", got)
+	}
+
+	// The next generation keeps the partition, idle at the mark.
+	clk.Set(t0 + 30*hour)
+	e.Send(t, cart(t0+30*hour))
+	if err := e.Segments.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Builder.Own([]int{}); err != nil {
+		t.Fatal(err)
+	}
+	marks := map[int]int64{0: gate.mark(0), 1: 0}
+	gate.set(2, maps.Clone(marks))
+	e.Segments.TakeOver(context.Background(), marks)
+	if err := e.Builder.Own([]int{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	profiletest.WaitUntil(t, "the copy", func() bool { return e.Segments.HistoryReady(0) })
+	e.Wait(t)
+	// The due exit runs before the reconcile at the mark (which then
+	// records it) or after it (above its floor): once either way.
+	e.Advance(t, t0+56*hour)
+	profiletest.WaitUntil(t, "the second exit", func() bool {
+		e.Wait(t)
+		return len(e.changes(t, "shop", "recent")) >= 4
+	})
+	if got := feed(); got != "[true@1 false@1 true@2 false@2]" {
+		t.Errorf("feed of recent after the next generation: %s; want [true@1 false@1 true@2 false@2]", got)
 	}
 }
