@@ -30,13 +30,14 @@ type movedGroup struct {
 	changes *storage.KafkaLog
 	gate    *testGate
 	dir     string
+	clk     *profiletest.Clock
 }
 
 func newMovedGroup(t *testing.T) *movedGroup {
 	t.Helper()
 	brokers := profiletest.StartKafka(t, kfake.SeedTopics(2, "events"), kfake.SeedTopics(1, "changes"))
 	g := &movedGroup{brokers: brokers, events: profiletest.OpenTopic(t, brokers, "events"), changes: profiletest.OpenTopic(t, brokers, "changes"),
-		gate: &testGate{gen: 1, marks: map[int]int64{0: 0}}, dir: t.TempDir()}
+		gate: &testGate{gen: 1, marks: map[int]int64{0: 0}}, dir: t.TempDir(), clk: &profiletest.Clock{}}
 	t.Cleanup(func() { g.events.Close(); g.changes.Close() })
 	return g
 }
@@ -45,7 +46,7 @@ func newMovedGroup(t *testing.T) *movedGroup {
 // membership options adjusted by tune.
 func (g *movedGroup) open(t *testing.T, tune ...func(*membership.Options)) *env {
 	t.Helper()
-	return &env{profiletest.Open(t, profiletest.Options{Dir: g.dir, Events: g.events,
+	return &env{profiletest.Open(t, profiletest.Options{Dir: g.dir, Events: g.events, Clock: g.clk,
 		Membership: func(o *membership.Options) {
 			o.Gate, o.History, o.Sink = g.gate, membership.LogHistory(g.changes), membership.LogSink(g.changes)
 			for _, f := range tune {
@@ -295,4 +296,53 @@ func TestReconcileCrash(t *testing.T) {
 		single.Send(t, cartOf(v))
 	}
 	checkAgainst(t, g, e, single, "carts", true)
+}
+
+// TestReconcileExitOfAnnounced: the old owner announced x's entry of a
+// segment with a time bound; the new owner catches up after the bound
+// and finds x no member, which its catch-up records nowhere (x never
+// entered in its state); at the mark it records x's exit, once, and the
+// feed by source holds the old owner's entry, then the exit — as the
+// single node ends: x out.
+func TestReconcileExitOfAnnounced(t *testing.T) {
+	g := newMovedGroup(t)
+	g.clk.Set(t0)
+	e := g.open(t)
+	e.put(t, "shop", "recent", `since(cart) <= 24h`)
+	x := e.VisitorOn("shop", 1, 1)
+	e.Append(t, cartOf(x)) // offset 0
+	produce(t, g.changes, membership.Change{Seq: 9, Site: "shop", Segment: "recent", Visitor: x, Entered: true, At: t0, Why: "event",
+		Facts: `{"since(cart)":0}`, Src: state.Source{Partition: 1, Offset: 1}, Created: e.created(t, "shop", "recent")})
+	g.clk.Set(t0 + 30*hour)
+	g.take(t, e, 2, 1)
+	profiletest.WaitUntil(t, "x's exit", func() bool {
+		e.Wait(t)
+		return len(e.changes(t, "shop", "recent")) >= 1
+	})
+	if got := memberSet(t, e, "recent"); len(got) != 0 {
+		t.Errorf("members of recent: %v; want none", got)
+	}
+	var got []string
+	for _, c := range e.sourceChanges(t, "shop", "recent", state.Source{Partition: 1, Offset: -1}) {
+		got = append(got, fmt.Sprintf("%s %t seq>0:%t", membership.AppendID(nil, c.Src), c.Entered, c.Seq > 0))
+	}
+	want := fmt.Sprintf("[1-1-0 true seq>0:false 1-1-%d false seq>0:true]", 3<<30)
+	if fmt.Sprint(got) != want {
+		t.Errorf("feed by source of partition 1: %v; want %s (the old owner's entry, the reconciled exit)", got, want)
+	}
+	if recs := g.topicRecords(t, "recent"); fmt.Sprint(recs) != fmt.Sprintf("[1-1-0 %s true 1-1-%d %s false]", x, 3<<30, x) {
+		t.Errorf("changes topic: %v; want the old owner's entry, then the exit", recs)
+	}
+	if cs := e.changes(t, "shop", "recent"); len(cs) != 1 || cs[0].Entered || cs[0].Why != "event" {
+		t.Errorf("feed: %+v; want x's exit alone, why event", cs)
+	}
+
+	single := openEnv(t, "", g.clk, nil)
+	g.clk.Set(t0)
+	single.put(t, "shop", "recent", `since(cart) <= 24h`)
+	single.Send(t, cartOf(x))
+	single.Advance(t, t0+30*hour)
+	if last, _ := lastChange(single.changes(t, "shop", "recent")); last[x] || len(memberSet(t, single, "recent")) != 0 {
+		t.Errorf("the single node: x's last change entered %t; want it out, as here", last[x])
+	}
 }
