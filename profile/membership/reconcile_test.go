@@ -33,7 +33,7 @@ type movedGroup struct {
 	clk     *profiletest.Clock
 }
 
-func newMovedGroup(t *testing.T) *movedGroup {
+func newMovedGroup(t testing.TB) *movedGroup {
 	t.Helper()
 	brokers := profiletest.StartKafka(t, kfake.SeedTopics(2, "events"), kfake.SeedTopics(1, "changes"))
 	g := &movedGroup{brokers: brokers, events: profiletest.OpenTopic(t, brokers, "events"), changes: profiletest.OpenTopic(t, brokers, "changes"),
@@ -44,7 +44,7 @@ func newMovedGroup(t *testing.T) *movedGroup {
 
 // open starts the node on the group's directory, owning partition 0, its
 // membership options adjusted by tune.
-func (g *movedGroup) open(t *testing.T, tune ...func(*membership.Options)) *env {
+func (g *movedGroup) open(t testing.TB, tune ...func(*membership.Options)) *env {
 	t.Helper()
 	return &env{profiletest.Open(t, profiletest.Options{Dir: g.dir, Events: g.events, Clock: g.clk,
 		Membership: func(o *membership.Options) {
@@ -59,7 +59,7 @@ func (g *movedGroup) open(t *testing.T, tune ...func(*membership.Options)) *env 
 
 // take hands the node partition 1 with the old owner's mark, as a
 // member's assignment does: the Gate's marks, TakeOver, then the builder.
-func (g *movedGroup) take(t *testing.T, e *env, gen int32, mark int64) {
+func (g *movedGroup) take(t testing.TB, e *env, gen int32, mark int64) {
 	t.Helper()
 	marks := map[int]int64{0: 0, 1: mark}
 	g.gate.set(gen, maps.Clone(marks))
@@ -345,4 +345,34 @@ func TestReconcileExitOfAnnounced(t *testing.T) {
 	if last, _ := lastChange(single.changes(t, "shop", "recent")); last[x] || len(memberSet(t, single, "recent")) != 0 {
 		t.Errorf("the single node: x's last change entered %t; want it out, as here", last[x])
 	}
+}
+
+// BenchmarkReconcile: a new owner catches up 5 000 visitors of partition
+// 1 to its mark with a segment nobody announced, so at the mark every one
+// differs: it reconciles each (a Visit commit) and the sequencer emits
+// the entries. Reported per visitor, from the assignment to the last
+// entry in the feed (the catch-up's apply included).
+func BenchmarkReconcile(b *testing.B) {
+	const n = 5000
+	for range b.N {
+		b.StopTimer()
+		g := newMovedGroup(b)
+		e := g.open(b)
+		vs := visitorsOn(e, 1, n)
+		bs := make([]*event.Batch, n)
+		for i, v := range vs {
+			bs[i] = cartOf(v)
+		}
+		e.Append(b, bs...)
+		e.put(b, "shop", "carts", `count(cart) >= 1`)
+		b.StartTimer()
+		g.take(b, e, 2, n)
+		profiletest.WaitUntil(b, "the entries", func() bool {
+			e.Wait(b)
+			return len(e.changes(b, "shop", "carts")) >= n
+		})
+		b.StopTimer()
+		e.Close(b)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n)/1e3, "µs/visitor")
 }
