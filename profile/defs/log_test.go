@@ -35,13 +35,17 @@ func do(t *testing.T, e *profiletest.Env, method, path, ct, body string, want in
 }
 
 // same fails unless every node answers path with the same body, once
-// the others have applied what the first one holds.
+// they have applied the same definitions. The first node's answer is read
+// again each time: it may still be applying too (a segment's status
+// moves on as its backfill ends), and its first answer is not the one
+// they agree on.
 func same(t *testing.T, path string, nodes ...*profiletest.Env) string {
 	t.Helper()
-	_, want := nodes[0].Get(t, path)
+	var want string
 	for _, n := range nodes[1:] {
 		var got string
 		profiletest.WaitUntil(t, "GET "+path+" answering the same on every node", func() bool {
+			_, want = nodes[0].Get(t, path)
 			_, got = n.Get(t, path)
 			return stripVolatile(got) == stripVolatile(want)
 		})
