@@ -196,6 +196,28 @@ func (h *commitStarts) Changed(*state.Batch, string, event.UUID, *profile.Profil
 	return nil
 }
 
+// ownTenAtMark opens a one-partition node with hook h (whose state it
+// sets in *db) and emission mark mark, appends one view of each of ten
+// visitors, owns the partition and waits until it applied them.
+func ownTenAtMark(t *testing.T, h builder.Hook, db **state.DB, mark int64) (*profiletest.Env, []*event.Batch) {
+	t.Helper()
+	e := profiletest.Open(t, profiletest.Options{Partitions: 1, Hook: h, Builder: func(o *builder.Options) {
+		o.Partitions = []int{}
+		o.EmitMark = func(int) int64 { return mark }
+	}})
+	*db = e.DB
+	var bs []*event.Batch
+	for v := range 10 {
+		bs = append(bs, profiletest.Batch("s1", profiletest.Visitor(v), view(v, t0, acme)))
+	}
+	e.Append(t, bs...)
+	if err := e.Builder.Own([]int{0}); err != nil {
+		t.Fatal(err)
+	}
+	e.Wait(t)
+	return e, bs
+}
+
 // TestOwnEndsCatchUpAtEmitMark: a partition opened below its emission
 // mark commits at exactly the mark, so no commit spans records another
 // node emitted the changes of and records it did not; without a mark (or
@@ -212,20 +234,7 @@ func TestOwnEndsCatchUpAtEmitMark(t *testing.T) {
 		{12, []int64{0}}, // past the log's end: it never gets there
 	} {
 		h := &commitStarts{}
-		e := profiletest.Open(t, profiletest.Options{Partitions: 1, Hook: h, Builder: func(o *builder.Options) {
-			o.Partitions = []int{}
-			o.EmitMark = func(int) int64 { return tc.mark }
-		}})
-		h.db = e.DB
-		var bs []*event.Batch
-		for v := range 10 {
-			bs = append(bs, profiletest.Batch("s1", profiletest.Visitor(v), view(v, t0, acme)))
-		}
-		e.Append(t, bs...)
-		if err := e.Builder.Own([]int{0}); err != nil {
-			t.Fatal(err)
-		}
-		e.Wait(t)
+		e, bs := ownTenAtMark(t, h, &h.db, tc.mark)
 		h.mu.Lock()
 		if !slices.Equal(h.starts, tc.want) {
 			t.Errorf("mark %d: commits began at %v; want %v", tc.mark, h.starts, tc.want)
@@ -272,20 +281,7 @@ func TestOwnReconcilesAtEmitMark(t *testing.T) {
 		{12, "[]", []int64{0}},
 	} {
 		h := &reconciles{}
-		e := profiletest.Open(t, profiletest.Options{Partitions: 1, Hook: h, Builder: func(o *builder.Options) {
-			o.Partitions = []int{}
-			o.EmitMark = func(int) int64 { return tc.mark }
-		}})
-		h.db = e.DB
-		var bs []*event.Batch
-		for v := range 10 {
-			bs = append(bs, profiletest.Batch("s1", profiletest.Visitor(v), view(v, t0, acme)))
-		}
-		e.Append(t, bs...)
-		if err := e.Builder.Own([]int{0}); err != nil {
-			t.Fatal(err)
-		}
-		e.Wait(t)
+		e, _ := ownTenAtMark(t, h, &h.db, tc.mark)
 		profiletest.WaitUntil(t, "the reconcile", func() bool {
 			h.mu.Lock()
 			defer h.mu.Unlock()
