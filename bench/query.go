@@ -213,7 +213,7 @@ type IngestFigures struct {
 
 // print writes the ingest figures' line of a scenario's table.
 func (f *IngestFigures) print(w io.Writer) {
-	fmt.Fprintf(w, "  ingest beside them: %d connections, sustains %.0f req/s (a %.0f req/s burst, %.1f s of catch-up after it), %.0f req/s offered: %.0f req/s, %.0f events/s served, p99 %.1f ms; %d non-202, %d errors\n",
+	fmt.Fprintf(w, "  ingest beside them, from a process of its own: %d connections, sustains %.0f req/s (a %.0f req/s burst, %.1f s of catch-up after it), %.0f req/s offered: %.0f req/s, %.0f events/s served, p99 %.1f ms; %d non-202, %d errors\n",
 		f.Concurrency, f.MaxRPS, f.BurstRPS, f.CatchUpSecs, f.OfferedRPS, f.RPS, f.EPS, f.P99ms, f.Refused, f.Errors)
 }
 
@@ -483,8 +483,9 @@ func startQueryNode(in *IngestOptions, logDir, stateDir string, memory int64) (*
 
 // underIngest finds the ingest maximum of the node p (closed loop for
 // maxPhase), then runs measure while ingest runs beside it, open loop at
-// load times that maximum for phase; it fills fig and appends the ingest
-// samples to tl.
+// load times that maximum for phase, sent by an ingest-load process (not
+// this one, whose lookup client it would delay); it fills fig and appends
+// the ingest samples to tl.
 func underIngest(p *proc, in IngestOptions, maxPhase, phase time.Duration, load float64, runStart time.Time,
 	tl *[]Sample, fig *IngestFigures, measure func()) error {
 	ic := &fasthttp.HostClient{Addr: p.addr, MaxConns: in.Concurrency, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
@@ -495,22 +496,36 @@ func underIngest(p *proc, in IngestOptions, maxPhase, phase time.Duration, load 
 	if err != nil {
 		return err
 	}
-	pr := im.Phase
 	fig.BurstRPS, fig.CatchUpSecs, fig.MaxRPS = im.Burst, im.CatchUp, im.Max
 	fig.OfferedRPS = load * fig.MaxRPS
-	var wg sync.WaitGroup
+	spec := loadSpec{Addr: p.addr, Concurrency: in.Concurrency, Workload: in.Workload, Sample: in.Sample,
+		Phase: phase, Rate: fig.OfferedRPS, Round: 2, RunStart: runStart.UnixNano()}
+	lp, err := startIngestLoadProc(spec, in.Dir)
+	if err != nil {
+		return err
+	}
+	var (
+		lr   loadResult
+		lerr error
+		wg   sync.WaitGroup
+	)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		quiet := in
-		quiet.Progress = nil // measure's progress line speaks for both
-		pr = runPhase(&quiet, ic, "ingest", 2, phase, fig.OfferedRPS, runStart, tl)
+		lerr = lp.run("run", &lr, func(int64) {})
 	}()
 	measure()
 	wg.Wait()
-	fig.RPS, fig.EPS = float64(pr.req)/pr.seconds, float64(pr.events)/pr.seconds
-	fig.P99ms = float64(pr.hist.Quantile(0.99)) / 1e6
-	fig.Refused, fig.Errors = pr.other, pr.errs
+	if serr := lp.stop(); lerr == nil {
+		lerr = serr
+	}
+	if lerr != nil {
+		return fmt.Errorf("the ingest beside the lookups: %w", lerr)
+	}
+	*tl = append(*tl, lr.Samples...)
+	fig.RPS, fig.EPS = float64(lr.Req)/lr.Seconds, float64(lr.Events)/lr.Seconds
+	fig.P99ms = lr.P99ms
+	fig.Refused, fig.Errors = lr.Other, lr.Errs
 	return nil
 }
 

@@ -164,6 +164,8 @@ func runRole(role string) error {
 		sys, err = startQuery()
 	case roleLookupNoop:
 		sys, err = startLookupNoop()
+	case roleIngestLoad:
+		sys, err = startIngestLoad()
 	default:
 		return fmt.Errorf("unknown role %q in %s", role, envRole)
 	}

@@ -46,8 +46,9 @@ type Options struct {
 	Start int64
 	Span  time.Duration
 	// Now, when set, dates every batch at Now() (Unix ms), as live traffic
-	// must be for a collector's accept window.
-	Now func() int64
+	// must be for a collector's accept window. Not encoded: a process
+	// that is sent Options sets its own.
+	Now func() int64 `json:"-"`
 	// Shard and Shards split the workload: this generator makes the
 	// visitors whose index ≡ Shard (mod Shards) and 1/Shards of the events.
 	Shard, Shards int
