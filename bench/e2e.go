@@ -178,6 +178,7 @@ func (l *lagHook) Changed(_ *state.Batch, _ string, _ event.UUID, p *profile.Pro
 // startE2E is the e2e role: the collector on the embedded log and the
 // builder consuming it, in one process as `affinity serve` runs them.
 func startE2E() (*roleSystem, error) {
+	log.Printf("GOMAXPROCS %d", storage.SpareProcs()) // as serve
 	lo := storage.DefaultEmbeddedOptions(os.Getenv(envDir))
 	lo.Partitions = benchPartitions
 	lo.MaxBytes = benchLogMaxBytes

@@ -855,6 +855,7 @@ func startQuery() (*roleSystem, error) {
 	if err != nil {
 		return nil, err
 	}
+	log.Printf("GOMAXPROCS %d", storage.SpareProcs()) // as serve
 	lo := storage.DefaultEmbeddedOptions(os.Getenv(envDir))
 	lo.Partitions = benchPartitions
 	lo.MaxBytes = benchLogMaxBytes

@@ -155,6 +155,7 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	split.ApplyLog(&lo)
+	log.Printf("GOMAXPROCS %d (unless the GOMAXPROCS variable sets it: two Ps per CPU, so that a goroutine waiting on the disk leaves one to lookups)", storage.SpareProcs())
 	w, err := nf.openWatcher()
 	if err != nil {
 		return err
