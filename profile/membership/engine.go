@@ -619,10 +619,19 @@ func (e *Engine) putMember(b *state.Batch, sc *scratch, site, name string, visit
 	return b.ExtSet(sc.key, sc.val)
 }
 
-// record adds a change record to the outbox of b (none for an erasure).
+// record adds a change record to the outbox of b. An erased visitor
+// leaves with none: its erasure forgets it. A person whose last visitor
+// was erased leaves with a record that names its id alone (person key
+// erasedPersonKey, no email, no facts): its leave must outlive its
+// evaluator's state, which a move replaces with what the changes topic
+// says (person_move.go), and a consumer learns to drop the person.
 func (e *Engine) record(b *state.Batch, sc *scratch, sg *seg, site string, visitor event.UUID, p *profile.Profile, email string, entered bool, at int64, why string) error {
+	person := sc.person
 	if why == whyErased {
-		return nil
+		if person == "" {
+			return nil
+		}
+		person, email, p = erasedPersonKey(visitor), "", nil
 	}
 	sc.facts = sc.facts[:0]
 	if p != nil {
@@ -630,7 +639,7 @@ func (e *Engine) record(b *state.Batch, sc *scratch, sg *seg, site string, visit
 	} else {
 		sc.facts = append(sc.facts, "{}"...)
 	}
-	c := Change{Site: site, Segment: sg.name, Visitor: visitor, Email: email, Entered: entered, At: at, Why: why, Facts: string(sc.facts), Created: sg.created, Person: sc.person}
+	c := Change{Site: site, Segment: sg.name, Visitor: visitor, Email: email, Entered: entered, At: at, Why: why, Facts: string(sc.facts), Created: sg.created, Person: person}
 	c.Src, _ = b.NextSource()
 	if sc.person != "" {
 		var err error

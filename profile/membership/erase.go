@@ -61,6 +61,19 @@ func (e *Engine) Erase(site string, visitors []defs.Erased, emails []string, at 
 		if v.Offset > m.offset {
 			m.partition, m.offset = v.Partition, v.Offset
 		}
+		// The person this node evaluated the visitor in: its evaluation
+		// must see the visitor gone, wherever the visitor's profile was
+		// deleted (its owner's builder marks only the persons it
+		// evaluates itself).
+		_, evaluated, err := e.db.Ext(appendPersonOfKey(nil, site, v.Visitor), nil)
+		if err != nil {
+			return 0, fmt.Errorf("cannot read the person of erased visitor %s: %w", v.Visitor, err)
+		}
+		if evaluated {
+			if err := e.putVisitorMark(b, site, v.Visitor, markErased); err != nil {
+				return 0, err
+			}
+		}
 		if m == old {
 			continue
 		}

@@ -362,7 +362,7 @@ func decodeRecord(c *Change, v []byte) error {
 	if ver >= 3 {
 		c.Created = r.Varint()
 		if c.Person = str(&r); r.Err() == nil && c.Person != "" {
-			if _, ok := keyID(c.Person); !ok {
+			if _, ok := keyID(c.Person); !ok && !validErasedKey(c.Person, c.Visitor) {
 				r.Failf("person key %q", c.Person)
 			}
 		}

@@ -76,6 +76,22 @@ func keyID(key string) (people.ID, bool) {
 	return people.ID{Email: key[0] == 'e', Value: key[2:], Original: key[2:]}, true
 }
 
+// erasedPersonKey is the person key of the record of person id leaving
+// because its last visitor was erased: "i:" and the id, which names none
+// of its emails or customer ids. A restore reads it as the person's
+// leave (readPersonRecords).
+func erasedPersonKey(id event.UUID) string { return "i:" + id.String() }
+
+// erasedKeyID returns the id of an erasedPersonKey, false for any other
+// key.
+func erasedKeyID(key string) (event.UUID, bool) {
+	rest, ok := strings.CutPrefix(key, "i:")
+	if !ok {
+		return event.UUID{}, false
+	}
+	return event.ParseUUID([]byte(rest))
+}
+
 // PersonID returns the id of the person of key on site: a name-based UUID
 // that stands in membership, change records and exports where a visitor id
 // stands for a per-visitor segment.
@@ -705,4 +721,10 @@ func (e *Engine) loadMarkID() error {
 	e.markID.Store(maxID)
 	e.moves.awaitGen = int64(maxGen) + 1
 	return nil
+}
+
+// validErasedKey reports whether key is the erasedPersonKey of id.
+func validErasedKey(key string, id event.UUID) bool {
+	got, ok := erasedKeyID(key)
+	return ok && got == id
 }

@@ -543,7 +543,8 @@ func (e *Engine) readPersonRecords(ctx context.Context, parts map[int]bool, n in
 			return nil // a visitor's, or a person's from before version 3
 		}
 		logKey = event.AppendLogKey(logKey[:0], c.Site, c.Visitor)
-		if !parts[storage.PartitionFor(logKey, n)] || PersonID(c.Site, c.Person) != c.Visitor {
+		_, erasedLeave := erasedKeyID(c.Person)
+		if !parts[storage.PartitionFor(logKey, n)] || !erasedLeave && PersonID(c.Site, c.Person) != c.Visitor {
 			return nil
 		}
 		sk := [2]string{c.Site, c.Segment}
@@ -562,7 +563,17 @@ func (e *Engine) readPersonRecords(ctx context.Context, parts map[int]bool, n in
 			return nil
 		}
 		count++
-		last[personSegment{c.Site, c.Segment, c.Visitor}] = lastRecord{key: c.Person, email: c.Email, entered: c.Entered, at: c.At, order: count}
+		ps := personSegment{c.Site, c.Segment, c.Visitor}
+		if erasedLeave {
+			// Its last visitor was erased: it left, under the key of its
+			// records before (a restore evaluates that key again, and
+			// finds the person only if a visitor identified since).
+			if prev, ok := last[ps]; ok {
+				last[ps] = lastRecord{key: prev.key, email: prev.email, entered: false, at: c.At, order: count}
+			}
+		} else {
+			last[ps] = lastRecord{key: c.Person, email: c.Email, entered: c.Entered, at: c.At, order: count}
+		}
 		if c.Src.Partition < 0 || c.Src.Ord != personOrdinal {
 			return nil // evaluated outside a build group: in no partition's feed
 		}

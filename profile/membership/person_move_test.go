@@ -11,7 +11,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/affinityhq/affinity/profile/defs"
 	"github.com/affinityhq/affinity/profile/membership"
+	"github.com/affinityhq/affinity/profile/people"
 	"github.com/affinityhq/affinity/profile/profiletest"
 	"github.com/affinityhq/affinity/storage/state"
 	"github.com/affinityhq/affinity/tracker/event"
@@ -219,6 +221,101 @@ func TestPersonsMove(t *testing.T) {
 	check("at t0+8d", emitted)
 	if got := ref.members(t, "shop", "fans"); len(got) != 0 {
 		t.Fatalf("reference fans at t0+8d = %v; want none (every view is older than 7 days)", got)
+	}
+}
+
+// TestPersonsMoveAfterErasure: a person's only visitor is erased — the
+// person leaves, with a record of its id alone — and then its evaluating
+// partition moves; when the person's next visitor identifies, the new
+// evaluator records the person entering again, as one node does. Before
+// the erased leave had a record, the restore took the person's entry on
+// the changes topic as its state, and the second entry never came
+// (TestClusterFull, 2 runs of about 11).
+func TestPersonsMoveAfterErasure(t *testing.T) {
+	brokers := profiletest.StartKafka(t, kfake.SeedTopics(1, "changes"))
+	topic := profiletest.OpenTopic(t, brokers, "changes")
+	defer topic.Close()
+	clk := &profiletest.Clock{}
+	clk.Set(t0 + hour)
+	ref := openEnv(t, "", clk, nil)
+	store := &groupStore{}
+	for range 2 {
+		g := &groupNode{store: store}
+		n := openEnv(t, "", clk, func(o *membership.Options) {
+			o.Persons, o.History, o.Sink = g, membership.LogHistory(topic), membership.LogSink(topic)
+		})
+		g.self.Store(n)
+		store.nodes = append(store.nodes, n)
+	}
+	n0, n1 := store.nodes[0], store.nodes[1]
+	assign(t, n0, 0, 2)
+	assign(t, n1, 1, 3)
+	for _, n := range []*env{ref, n0, n1} {
+		n.putPerson(t, "shop", "known", `identified`)
+	}
+	fay := keyOn("shop", "fay", 1, 2) // evaluated on node 1; her visitors are on node 0
+	fayID := membership.PersonID("shop", "e:"+fay)
+	f, g := profiletest.Visitor(1), profiletest.Visitor(2)
+	first := profiletest.Batch("shop", f, profiletest.Identify(t0, fay))
+	n0.Append(t, first)
+	ref.Append(t, first)
+	settle(t, []*env{ref, n0, n1})
+	if _, ok := n1.members(t, "shop", "known")[fayID]; !ok {
+		t.Fatal("fay is not known on node 1; want her entry")
+	}
+
+	// Her only visitor is erased, on its owner and on the reference, and
+	// the erasure reaches node 1 as the definitions topic brings it.
+	for _, n := range []*env{ref, n0} {
+		if _, _, err := people.Erase(n.Builder, n.Segments, "shop", []event.UUID{f}, nil); err != nil {
+			t.Fatalf("Erase: %s", err)
+		}
+	}
+	if _, err := n1.Segments.Erase("shop", []defs.Erased{{Visitor: f}}, nil, t0+50); err != nil {
+		t.Fatalf("Erase on node 1: %s", err)
+	}
+	settle(t, []*env{ref, n0, n1})
+	if _, ok := n1.members(t, "shop", "known")[fayID]; ok {
+		t.Fatal("fay is still known on node 1 after her only visitor's erasure")
+	}
+	sameAsReference(t, "after the erasure", ref, store.all(), nil, "shop", "known")
+	var left *membership.Change
+	for _, c := range ref.changes(t, "shop", "known") {
+		if c.Visitor == fayID && !c.Entered {
+			left = &c
+		}
+	}
+	if left == nil || left.Why != "erased" || left.Email != "" || left.Facts != "{}" || left.Person != "i:"+fayID.String() {
+		t.Fatalf("fay's leave = %+v; want why erased, no email, no facts, person i:%s", left, fayID)
+	}
+	emitted := n1.changes(t, "shop", "known") // what node 1 produced
+
+	// Node 1 leaves; node 0 evaluates every partition, restoring node
+	// 1's persons from the changes topic.
+	store.own(nil)
+	n0.Segments.RestorePersons(context.Background(), map[int]int64{0: 0, 1: 0, 2: 0, 3: 0})
+	store.set(n0)
+	store.own(n0)
+	n1.Close(t)
+	restored(t, n0, 0, 1, 2, 3)
+	if _, ok := n0.members(t, "shop", "known")[fayID]; ok {
+		t.Fatal("fay is known on node 0 after the restore; want her leave restored")
+	}
+
+	// Her next visitor identifies: she enters again, on both.
+	next := profiletest.Batch("shop", g, profiletest.Identify(t0+100, fay))
+	n0.Append(t, next)
+	ref.Append(t, next)
+	settle(t, []*env{ref, n0})
+	sameAsReference(t, "after her next visitor", ref, []*env{n0}, emitted, "shop", "known")
+	entries := 0
+	for _, c := range ref.changes(t, "shop", "known") {
+		if c.Visitor == fayID && c.Entered {
+			entries++
+		}
+	}
+	if entries != 2 {
+		t.Fatalf("the reference recorded %d entries of fay; want 2", entries)
 	}
 }
 

@@ -14,7 +14,8 @@ const scrubBatch = 1024
 
 // Scrub deletes from the change feeds of site, and from the outbox not yet
 // sequenced, every change record naming one of visitors or, when not
-// empty, one of emails: the history erasure forgets. It returns how many
+// empty, one of emails or the person keyed by one of them: the history
+// erasure forgets. It returns how many
 // it deleted. It waits for a webhook delivery in flight to be answered, so
 // that once it returns no delivery carries a deleted record, and holds the
 // sequencer meanwhile, so no record moves from the outbox past it. The
@@ -37,8 +38,15 @@ func (e *Engine) Scrub(site string, visitors []event.UUID, emails []string) (int
 	defer e.scrubMu.Unlock()
 	e.seqMu.Lock()
 	defer e.seqMu.Unlock()
+	// The persons keyed by the emails are erased with them: their ids go
+	// too, with the record of the leave their last visitor's erasure made
+	// (erasedPersonKey), which names them by id alone.
+	ids := slices.Clone(visitors)
+	for _, em := range emails {
+		ids = append(ids, PersonID(site, "e:"+em))
+	}
 	names := func(c *Change) bool {
-		return slices.Contains(visitors, c.Visitor) || c.Email != "" && slices.Contains(emails, c.Email)
+		return slices.Contains(ids, c.Visitor) || c.Email != "" && slices.Contains(emails, c.Email)
 	}
 	var keys [][]byte
 	records := 0 // keys holds their copies in the feed by source too

@@ -360,7 +360,7 @@ func ParseChangeJSON(c *Change, p *fastjson.Parser, b []byte) error {
 		c.Email = string(email)
 	}
 	if key, ok := text("person"); ok {
-		if _, valid := keyID(string(key)); !valid {
+		if _, valid := keyID(string(key)); !valid && !validErasedKey(string(key), c.Visitor) {
 			return bad(`"person"`, "is not a person key")
 		}
 		c.Person = string(key)
