@@ -94,14 +94,11 @@ func RunE2E(o E2EOptions) (*E2EReport, error) {
 		in.Sample = 500 * time.Millisecond
 	}
 	in.Rounds = 2 // round 1 finds the maximum, round 2 is the open loop
-	if in.Dir == "" {
-		d, err := os.MkdirTemp("", "affinity-bench-e2e-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		in.Dir = d
+	done, err := in.scratchDir("e2e")
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	logDir, stateDir := filepath.Join(in.Dir, "e2e-log"), filepath.Join(in.Dir, "e2e-state")
 	for _, d := range []string{logDir, stateDir} {
 		if err := os.RemoveAll(d); err != nil {
