@@ -138,14 +138,7 @@ func keyOn(site, name string, i, n int) string {
 func TestPersonsInGroup(t *testing.T) {
 	clk := &profiletest.Clock{}
 	clk.Set(t0 + hour)
-	ref := openEnv(t, "", clk, nil)
-	store := &groupStore{}
-	for range 2 {
-		g := &groupNode{store: store}
-		n := openEnv(t, "", clk, func(o *membership.Options) { o.Persons = g })
-		g.self.Store(n)
-		store.nodes = append(store.nodes, n)
-	}
+	ref, store := openGroup(t, clk, nil)
 	all := append([]*env{ref}, store.nodes...)
 	for _, n := range all {
 		n.putPerson(t, "shop", "fans", `count(view, 7d) >= 3`)
@@ -197,6 +190,26 @@ func TestPersonsInGroup(t *testing.T) {
 	}
 	settle(t, all)
 	check("at t0+8d", 2)
+}
+
+// openGroup opens a reference node and a group of two nodes on clk, each
+// evaluating the persons of the partitions the group's store gives it;
+// tune, if set, sets more of node i's options.
+func openGroup(t *testing.T, clk *profiletest.Clock, tune func(i int, o *membership.Options)) (ref *env, store *groupStore) {
+	t.Helper()
+	ref, store = openEnv(t, "", clk, nil), &groupStore{}
+	for i := range 2 {
+		g := &groupNode{store: store}
+		n := openEnv(t, "", clk, func(o *membership.Options) {
+			o.Persons = g
+			if tune != nil {
+				tune(i, o)
+			}
+		})
+		g.self.Store(n)
+		store.nodes = append(store.nodes, n)
+	}
+	return ref, store
 }
 
 // sameAsReference fails unless the union of the members of segment

@@ -59,24 +59,17 @@ func TestPersonsMove(t *testing.T) {
 	defer topic.Close()
 	clk := &profiletest.Clock{}
 	clk.Set(t0 + hour)
-	ref := openEnv(t, "", clk, nil)
-	store := &groupStore{}
 	var dead atomic.Bool // node 1's sink fails: its records stay in its outbox
-	for i := range 2 {
-		g := &groupNode{store: store}
-		sink := membership.LogSink(topic)
-		n := openEnv(t, "", clk, func(o *membership.Options) {
-			o.Persons, o.History = g, membership.LogHistory(topic)
-			o.Sink = func(ctx context.Context, cs []membership.Change) error {
-				if i == 1 && dead.Load() {
-					return errors.New("node 1 is dead")
-				}
-				return sink(ctx, cs)
+	sink := membership.LogSink(topic)
+	ref, store := openGroup(t, clk, func(i int, o *membership.Options) {
+		o.History = membership.LogHistory(topic)
+		o.Sink = func(ctx context.Context, cs []membership.Change) error {
+			if i == 1 && dead.Load() {
+				return errors.New("node 1 is dead")
 			}
-		})
-		g.self.Store(n)
-		store.nodes = append(store.nodes, n)
-	}
+			return sink(ctx, cs)
+		}
+	})
 	n0, n1 := store.nodes[0], store.nodes[1]
 	assign(t, n0, 0, 2)
 	assign(t, n1, 1, 3)
@@ -237,16 +230,9 @@ func TestPersonsMoveAfterErasure(t *testing.T) {
 	defer topic.Close()
 	clk := &profiletest.Clock{}
 	clk.Set(t0 + hour)
-	ref := openEnv(t, "", clk, nil)
-	store := &groupStore{}
-	for range 2 {
-		g := &groupNode{store: store}
-		n := openEnv(t, "", clk, func(o *membership.Options) {
-			o.Persons, o.History, o.Sink = g, membership.LogHistory(topic), membership.LogSink(topic)
-		})
-		g.self.Store(n)
-		store.nodes = append(store.nodes, n)
-	}
+	ref, store := openGroup(t, clk, func(_ int, o *membership.Options) {
+		o.History, o.Sink = membership.LogHistory(topic), membership.LogSink(topic)
+	})
 	n0, n1 := store.nodes[0], store.nodes[1]
 	assign(t, n0, 0, 2)
 	assign(t, n1, 1, 3)
