@@ -27,7 +27,8 @@ import (
 // waits for the disk, and the operating system then shares the CPUs
 // among the threads, a just-woken lookup's first. Measured in the query
 // scenario (lookup p99 under ingest at half load, 2 CPUs, the machine
-// otherwise idle): 72–221 ms with 2 Ps, 41 with 3, 27–72 with 4, 14–43
+// otherwise idle): 72–221 ms with 2 Ps (median 101), 41 with 3, 19–72
+// with 4 (median 58), 14–43
 // with 8 (README "Performance"); one P more alone could not be told from
 // the noise. Twice the CPUs keeps the threads the OS shares few.
 //
