@@ -28,9 +28,8 @@ import (
 // among the threads, a just-woken lookup's first. Measured in the query
 // scenario (lookup p99 under ingest at half load, 2 CPUs, the machine
 // otherwise idle): 72–221 ms with 2 Ps (median 101), 41 with 3, 19–72
-// with 4 (median 58), 14–43
-// with 8 (README "Performance"); one P more alone could not be told from
-// the noise. Twice the CPUs keeps the threads the OS shares few.
+// with 4 (median 58), 14–43 with 8 (README "Performance"); one P more
+// alone could not be told from the noise. Twice the CPUs keeps the threads the OS shares few.
 //
 // Setting GOMAXPROCS stops the runtime from following later changes of
 // the process's CPU limit (Go 1.25's cgroup tracking); a node is
