@@ -12,8 +12,6 @@ require (
 	github.com/valyala/fastjson v1.6.10
 )
 
-require github.com/tidwall/btree v1.8.2
-
 require (
 	github.com/VictoriaMetrics/fastcache v1.13.2
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/tidwall/btree"
 )
 
 // interestIndex is the interest index, in memory: per (site, dimension,
@@ -21,14 +20,14 @@ import (
 // a key, and a changed score a delete and a put in the memtable: most of
 // the builder's CPU at 1M visitors (DESIGN.md, "Scoring").
 //
-// Entries are 24 bytes without pointers, kept in B-tree nodes of up to 63
-// (github.com/tidwall/btree): the GC sees one pointer-free array per node,
-// not one object per entry.
+// Each set is an interestTree: a B+tree whose leaves are pointer-free
+// arrays of 170 24-byte entries, allocated once and kept 7/8 full or
+// so, which the GC marks without scanning.
 //
 // Concurrency: sets holds every value's set, created on first put and kept
 // until Close (an empty set is a few hundred bytes; values are bounded by
 // the sites' catalogs). Each set has its own lock, held by a writer for
-// one put or delete and by a reader only for Copy, O(1) copy-on-write: a
+// one put or delete and by a reader only for Snapshot, O(1) copy-on-write: a
 // reader scans its own snapshot without a lock, and the writer's next
 // change to a shared node copies that node first.
 type interestIndex struct {
@@ -44,7 +43,7 @@ type interestIndex struct {
 
 type interestSet struct {
 	mu sync.Mutex
-	t  *btree.BTreeG[InterestPos]
+	t  *interestTree
 }
 
 // ErrInterestsNotLoaded is returned by ScanInterests until the interest
@@ -52,29 +51,13 @@ type interestSet struct {
 var ErrInterestsNotLoaded = errors.New("the interest index is being rebuilt from the stored profiles")
 
 // InterestEntryBytes estimates the Go heap an entry of the interest index
-// takes, node overhead included: 24 bytes of entry in B-tree nodes half
-// to fully used. A rebuild loads each value's entries in order, which
-// leaves its nodes half full (57 bytes per entry measured at 317k
-// profiles, 5.7M entries); random puts fill them (BenchmarkInterestIndex's
-// heap-B/entry: 28 in a set of 100k entries, 43 in one of 1M). The
-// estimate is the rebuild's, the higher.
-const InterestEntryBytes = 56
-
-// interestDegree is the B-tree's degree: nodes of up to 2×degree−1
-// entries.
-const interestDegree = 32
-
-func lessInterest(a, b InterestPos) bool { return cmpInterest(a, b) < 0 }
-
-func cmpInterest(a, b InterestPos) int {
-	if a.Key != b.Key {
-		if a.Key < b.Key {
-			return -1
-		}
-		return 1
-	}
-	return bytes.Compare(a.Visitor[:], b.Visitor[:])
-}
+// takes, nodes included: 24 bytes of entry in leaves about 80% full. A
+// rebuild loads leaves 7/8 full (28.3 bytes per entry,
+// BenchmarkInterestIndexGC); random puts keep them 80% full
+// (BenchmarkInterestIndex's heap-B/entry: 30.3 in a set of 100k
+// entries, 29.7 in one of 1M). The general B-tree this replaced took
+// 52–57 after a rebuild, 28–43 after random puts.
+const InterestEntryBytes = 30
 
 func newInterestIndex() *interestIndex {
 	return &interestIndex{sets: make(map[string]*interestSet)}
@@ -92,7 +75,7 @@ func (ix *interestIndex) set(key []byte, create bool) *interestSet {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if s = ix.sets[string(key)]; s == nil {
-		s = &interestSet{t: btree.NewBTreeGOptions(lessInterest, btree.Options{NoLocks: true, Degree: interestDegree})}
+		s = &interestSet{t: newInterestTree(interestLeafCap, interestInnerCap)}
 		ix.sets[string(key)] = s
 	}
 	return s
@@ -125,10 +108,10 @@ func (ix *interestIndex) apply(arena []byte, ops []interestOp) {
 			s.mu.Lock()
 		}
 		if o.del {
-			if _, ok := s.t.Delete(o.pos); ok {
+			if s.t.Delete(o.pos) {
 				n--
 			}
-		} else if _, replaced := s.t.Set(o.pos); !replaced {
+		} else if s.t.Set(o.pos) {
 			n++
 		}
 	}
@@ -149,14 +132,14 @@ func (ix *interestIndex) clear() {
 
 // snapshot returns a copy of key's set that later writes do not change,
 // nil when the set does not exist.
-func (ix *interestIndex) snapshot(key []byte) *btree.BTreeG[InterestPos] {
+func (ix *interestIndex) snapshot(key []byte) *interestTree {
 	s := ix.set(key, false)
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.t.Copy()
+	return s.t.Snapshot()
 }
 
 // InterestEntries returns how many entries the interest index holds; the
@@ -203,9 +186,10 @@ func (db *DB) ScanInterests(site, dim, value string, maxKey uint64, after *Inter
 
 // IndexWriter rebuilds the interest index: NewIndexWriter empties it, Put
 // collects the entries of every stored profile, Flush sorts each value's
-// entries and loads them in order (a B-tree filled in order is built
-// node after node; put one by one at random, each insert missed the cache
-// at every level: 86 µs per profile of 18 entries at 317k profiles) and
+// entries and loads them (interestTree.Load builds the tree level by
+// level from the sorted entries; put one by one at random, each insert
+// missed the cache at every level: 86 µs per profile of 18 entries at
+// 317k profiles) and
 // marks the index loaded. The builder runs it at start, before any commit.
 // Until Flush the entries take 24 bytes each beside the index.
 type IndexWriter struct {
@@ -248,15 +232,13 @@ func (w *IndexWriter) Flush() int {
 	for key, entries := range w.sets {
 		es := *entries
 		slices.SortFunc(es, cmpInterest)
-		t := btree.NewBTreeGOptions(lessInterest, btree.Options{NoLocks: true, Degree: interestDegree})
-		for _, e := range es {
-			t.Load(e)
-		}
+		t := newInterestTree(interestLeafCap, interestInnerCap)
+		t.Load(slices.Compact(es))
 		ix.mu.Lock()
 		if s := ix.sets[key]; s != nil {
 			// Written by a commit during the rebuild: merged.
 			s.mu.Lock()
-			t.Scan(func(e InterestPos) bool { s.t.Set(e); return true })
+			t.Ascend(InterestPos{}, func(e InterestPos) bool { s.t.Set(e); return true })
 			s.mu.Unlock()
 		} else {
 			ix.sets[key] = &interestSet{t: t}

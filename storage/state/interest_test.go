@@ -293,3 +293,36 @@ func BenchmarkInterestIndex(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInterestIndexGC measures what a rebuilt interest index of 5M
+// entries (in 100 values, as the builder's start loads it) costs: the
+// heap per entry, and the time of one full GC with it live (the index is
+// most of the builder's heap at 10M visitors, and each GC cycle marks it).
+func BenchmarkInterestIndexGC(b *testing.B) {
+	const entries, values = 5_000_000, 100
+	db := openDB(b, b.TempDir())
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	w, err := db.NewIndexWriter()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for n := range entries {
+		var v [16]byte
+		binary.BigEndian.PutUint64(v[8:], uint64(n))
+		if err := w.Put("s1", "brand", fmt.Sprint(n%values), uint64(n)*2654435761%(1<<40), v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w.Flush()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perEntry := float64(after.HeapAlloc-before.HeapAlloc) / entries
+	b.ResetTimer()
+	for b.Loop() {
+		runtime.GC()
+	}
+	b.ReportMetric(perEntry, "heap-B/entry")
+	runtime.KeepAlive(db)
+}
