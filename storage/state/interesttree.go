@@ -312,7 +312,7 @@ func (t *interestTree) Delete(pos InterestPos) bool {
 		return false
 	}
 	t.len--
-	for t.root.kids != nil && len(t.root.kids) == 1 {
+	for len(t.root.kids) == 1 {
 		t.root = t.root.kids[0]
 	}
 	if len(t.root.items) == 0 && len(t.root.kids) == 0 {
