@@ -29,7 +29,7 @@ func TestQuickQuery(t *testing.T) {
 	if rep.SegmentSize != int64(o.Visitors) {
 		t.Errorf("segment %q has %d members; want %d", rep.Rule, rep.SegmentSize, o.Visitors)
 	}
-	for _, r := range []LookupResult{rep.LookupMax, rep.Idle, rep.IdleBaseline, rep.UnderIngest} {
+	for _, r := range []LookupResult{rep.LookupMax, rep.Idle, rep.IdleBaseline, rep.UnderIngest, rep.IngestBaseline} {
 		if r.Lookups == 0 || r.OK != r.Lookups {
 			t.Errorf("%s: %d of %d lookups answered 200 with the profile (%d 404, %d other, %d errors; last: %s)",
 				r.Name, r.OK, r.Lookups, r.NotFound, r.Other, r.Errors, r.LastError)

@@ -126,6 +126,7 @@ var systemColors = map[string]string{
 	sysNaive: "#d62728", sysNaiveTuned: "#ff7f0e", "e2e-max": "#9467bd", "e2e": "#1f77b4",
 	"affinity": "#1f77b4", "redis": "#d62728",
 	"lookup-max": "#7f7f7f", "lookup-idle": "#2ca02c", "lookup-ingest": "#d62728",
+	"lookup-noop": "#bcbd22", "lookup-noop-ingest": "#ff7f0e",
 	"1-node": "#7f7f7f", "2-nodes": "#1f77b4", "survivor-takeover": "#d62728", "joiner-rebuild": "#2ca02c",
 }
 

@@ -219,8 +219,8 @@ func run(args []string) error {
 				rep.Query = r
 				bench.PrintQuery(os.Stdout, r)
 				if len(r.Timeline) > 0 {
-					if err := bench.WriteSVGUnit(base+"-query.svg", "affinity query: GET /v1/visitors, maximum, idle, then under ingest at half its maximum",
-						"lookups/s", r.Timeline, []string{"lookup-max", "lookup-idle", "lookup-ingest"}); err != nil {
+					if err := bench.WriteSVGUnit(base+"-query.svg", "affinity query: GET /v1/visitors, maximum, idle, then under ingest at half its maximum; each beside a no-op server's",
+						"lookups/s", r.Timeline, []string{"lookup-max", "lookup-idle", "lookup-noop", "lookup-ingest", "lookup-noop-ingest"}); err != nil {
 						return err
 					}
 				}
