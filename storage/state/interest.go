@@ -21,8 +21,8 @@ import (
 // the builder's CPU at 1M visitors (DESIGN.md, "Scoring").
 //
 // Each set is an interestTree: a B+tree whose leaves are pointer-free
-// arrays of 170 24-byte entries, allocated once and kept 7/8 full or
-// so, which the GC marks without scanning.
+// arrays of 170 24-byte entries, allocated once and kept 80–88% full,
+// which the GC marks without scanning.
 //
 // Concurrency: sets holds every value's set, created on first put and kept
 // until Close (an empty set is a few hundred bytes; values are bounded by
@@ -186,12 +186,12 @@ func (db *DB) ScanInterests(site, dim, value string, maxKey uint64, after *Inter
 
 // IndexWriter rebuilds the interest index: NewIndexWriter empties it, Put
 // collects the entries of every stored profile, Flush sorts each value's
-// entries and loads them (interestTree.Load builds the tree level by
-// level from the sorted entries; put one by one at random, each insert
-// missed the cache at every level: 86 µs per profile of 18 entries at
-// 317k profiles) and
-// marks the index loaded. The builder runs it at start, before any commit.
-// Until Flush the entries take 24 bytes each beside the index.
+// entries, loads them (interestTree.Load builds the tree level by level
+// from the sorted entries; put one by one at random, each insert missed
+// the cache at every level: 86 µs per profile of 18 entries at 317k
+// profiles) and marks the index loaded. The builder runs it at start,
+// before any commit. Until Flush the entries take 24 bytes each beside
+// the index.
 type IndexWriter struct {
 	ix   *interestIndex
 	key  []byte
