@@ -172,9 +172,51 @@ type embeddedPartition struct {
 	first atomic.Int64 // first offset still stored
 	bytes atomic.Int64 // stored bytes of records [first, committed)
 
+	// sizesMu guards sizes: the stored bytes of each record of [first,
+	// committed), so that a trim knows what it frees without reading
+	// the records it deletes. The writer pushes before it publishes;
+	// trims pop.
+	sizesMu sync.Mutex
+	sizes   recordSizes
+
 	next int64 // next offset to assign; owned by the writer goroutine
 
 	trimMu sync.Mutex // one Trim at a time per partition
+}
+
+// recordSizes is a queue of record sizes in offset order, 4 bytes a
+// record not yet trimmed: 20 MB for a full log of the default 1 GiB
+// budget in records of 200 bytes (a record is a batch of events).
+type recordSizes struct {
+	s    []uint32
+	head int // s[head:] is the queue
+}
+
+func (q *recordSizes) len() int { return len(q.s) - q.head }
+
+func (q *recordSizes) push(sizes []uint32) { q.s = append(q.s, sizes...) }
+
+// sum returns the total of the first n sizes; n <= q.len().
+func (q *recordSizes) sum(n int) int64 {
+	var t int64
+	for _, v := range q.s[q.head : q.head+n] {
+		t += int64(v)
+	}
+	return t
+}
+
+// pop drops the first n sizes; n <= q.len(). The slice is compacted once
+// its dropped head is as long as what is left, so pops and pushes stay
+// O(1) amortized and the memory follows the queue's length.
+func (q *recordSizes) pop(n int) {
+	q.head += n
+	switch {
+	case q.head == len(q.s):
+		q.s, q.head = q.s[:0], 0
+	case q.head >= 1024 && 2*q.head >= len(q.s):
+		k := copy(q.s, q.s[q.head:])
+		q.s, q.head = q.s[:k], 0
+	}
 }
 
 // watch returns the committed watermark and a channel closed when it moves.
@@ -316,11 +358,15 @@ func (l *EmbeddedLog) recover() error {
 				return err
 			}
 
-			// One keys-only pass gives the first and last offsets and the
-			// byte count; values are inline, so their sizes are exact.
+			// One keys-only pass gives the first and last offsets and each
+			// record's size (values are inline, so sizes are exact). A
+			// trim deletes records and moves the trim point in one
+			// transaction, so no record is below it, and appends are
+			// dense; an offset missing all the same counts 0 bytes.
+			pt := &l.parts[p]
 			first, next, bytes := int64(-1), trimmed, int64(0)
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: partitionPrefix(p)})
-			for it.Rewind(); it.Valid(); it.Next() {
+			for it.Seek(appendRecordKey(nil, p, trimmed)); it.Valid(); it.Next() {
 				item := it.Item()
 				_, off, err := parseRecordKey(item.Key())
 				if err != nil {
@@ -328,18 +374,21 @@ func (l *EmbeddedLog) recover() error {
 					return fmt.Errorf("partition %d: %w", p, err)
 				}
 				if first < 0 {
-					first = off
+					first, next = off, off
 				}
-				next = max(next, off+1)
-				bytes += item.KeySize() + item.ValueSize()
+				for ; next < off; next++ {
+					pt.sizes.push([]uint32{0})
+				}
+				size := item.KeySize() + item.ValueSize()
+				pt.sizes.push([]uint32{uint32(size)})
+				next = off + 1
+				bytes += size
 			}
 			it.Close()
 			if first < 0 {
 				first = next
 			}
-			first = max(first, trimmed)
 
-			pt := &l.parts[p]
 			pt.first.Store(first)
 			pt.committed.Store(next)
 			pt.next = next
@@ -428,7 +477,7 @@ func (l *EmbeddedLog) Append(ctx context.Context, msgs []Message) error {
 // queue is closed and drained.
 func (l *EmbeddedLog) writer() {
 	defer close(l.writerDone)
-	w := groupWriter{l: l, added: make([]int64, len(l.parts))}
+	w := groupWriter{l: l, added: make([]int64, len(l.parts)), sizes: make([][]uint32, len(l.parts))}
 	var carry *appendReq
 	for {
 		w.group = w.group[:0]
@@ -472,8 +521,9 @@ type groupWriter struct {
 	group   []*appendReq
 	live    []*appendReq
 	arena   []byte
-	touched []int   // partitions written by the current group
-	added   []int64 // bytes the current group adds, per partition
+	touched []int      // partitions written by the current group
+	added   []int64    // bytes the current group adds, per partition
+	sizes   [][]uint32 // the size of each record it adds, per partition
 }
 
 // write writes the live requests of w.group in one transaction and answers
@@ -524,6 +574,7 @@ func (w *groupWriter) write() {
 			}
 			pt.next++
 			w.added[p] += int64(len(buf) - start)
+			w.sizes[p] = append(w.sizes[p], uint32(len(buf)-start))
 		}
 		if err != nil {
 			break
@@ -541,10 +592,14 @@ func (w *groupWriter) write() {
 		if err != nil {
 			pt.next = pt.committed.Load() // nothing of the group is stored
 		} else {
+			pt.sizesMu.Lock()
+			pt.sizes.push(w.sizes[p])
+			pt.sizesMu.Unlock()
 			pt.bytes.Add(w.added[p])
 			pt.publish(pt.next)
 		}
 		w.added[p] = 0
+		w.sizes[p] = w.sizes[p][:0]
 	}
 	w.touched = w.touched[:0]
 
@@ -621,7 +676,9 @@ func (l *EmbeddedLog) Trim(ctx context.Context, p int, before int64) error {
 }
 
 // trimChunk deletes up to trimChunk records of p below before and moves the
-// trim point in the same transaction. It returns the bytes freed.
+// trim point in the same transaction. It returns the bytes freed. It reads
+// nothing: the records of [first, committed) are dense, so their keys are
+// known, and the partition's sizes say what they hold.
 func (l *EmbeddedLog) trimChunk(p int, before int64) (int64, error) {
 	if !l.g.enter() {
 		return 0, ErrClosed
@@ -629,40 +686,37 @@ func (l *EmbeddedLog) trimChunk(p int, before int64) (int64, error) {
 	defer l.g.leave()
 	pt := &l.parts[p]
 	from := pt.first.Load()
+	n := int(min(before-from, trimChunk))
+	pt.sizesMu.Lock()
+	have := pt.sizes.len()
+	var freed int64
+	if n <= have {
+		freed = pt.sizes.sum(n)
+	}
+	pt.sizesMu.Unlock()
+	if n > have {
+		return 0, fmt.Errorf("BUG: trimming %d records from offset %d, but the sizes of only %d are known", n, from, have)
+	}
 	txn := l.db.NewTransaction(true)
 	defer txn.Discard()
-	var freed int64
-	newFirst := before
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: partitionPrefix(p)})
-	n := 0
-	for it.Seek(appendRecordKey(nil, p, from)); it.Valid(); it.Next() {
-		item := it.Item()
-		_, off, err := parseRecordKey(item.Key())
-		if err != nil {
-			it.Close()
+	keys := make([]byte, 0, n*recordKeyLen)
+	for off := from; off < from+int64(n); off++ {
+		start := len(keys)
+		keys = appendRecordKey(keys, p, off)
+		if err := txn.Delete(keys[start:len(keys):len(keys)]); err != nil {
 			return 0, err
 		}
-		if off >= before {
-			break
-		}
-		if n == trimChunk {
-			newFirst = off
-			break
-		}
-		if err := txn.Delete(item.KeyCopy(nil)); err != nil {
-			it.Close()
-			return 0, err
-		}
-		freed += item.KeySize() + item.ValueSize()
-		n++
 	}
-	it.Close()
+	newFirst := from + int64(n)
 	if err := txn.Set(metaKey(p), encodeMeta(newFirst)); err != nil {
 		return 0, err
 	}
 	if err := txn.Commit(); err != nil {
 		return 0, err
 	}
+	pt.sizesMu.Lock()
+	pt.sizes.pop(n)
+	pt.sizesMu.Unlock()
 	pt.first.Store(newFirst)
 	pt.bytes.Add(-freed)
 	l.reserved.Add(-freed)

@@ -46,3 +46,43 @@ func BenchmarkEmbeddedAppend(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEmbeddedTrim measures a trim per record, as the builder makes
+// them after each commit: records of 512 bytes appended in batches of 50,
+// then trimmed in steps of 1,000 (the timer runs only for the trims).
+func BenchmarkEmbeddedTrim(b *testing.B) {
+	opts := storage.DefaultEmbeddedOptions(b.TempDir())
+	opts.Partitions = 1
+	opts.MaxBytes = 1 << 40
+	l, err := storage.OpenEmbeddedLog(opts)
+	if err != nil {
+		b.Fatalf("OpenEmbeddedLog: %s", err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	value := make([]byte, 512)
+	msgs := make([]storage.Message, 50)
+	for i := range msgs {
+		msgs[i] = storage.Message{Key: []byte("site-1|visitor-0001"), Value: value}
+	}
+	const step = 1000 // 20 appends
+	b.ReportAllocs()
+	b.SetBytes(int64(len(value)))
+	b.ResetTimer()
+	for done := 0; done < b.N; done += step {
+		b.StopTimer()
+		for range step / len(msgs) {
+			if err := l.Append(ctx, msgs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		_, next, err := l.Offsets(ctx, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := l.Trim(ctx, 0, next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
