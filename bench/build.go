@@ -509,8 +509,10 @@ func sampleEnv() time.Duration {
 }
 
 // runWithProgress runs work, printing "progress <count()>" every sample
-// until it returns.
+// until it returns (and tracing the dips of count, EnvTraceDips).
 func runWithProgress(emit func(string), count func() int64, work func() error) error {
+	dips := newDipTracer()
+	defer dips.stop()
 	done := make(chan error, 1)
 	go func() { done <- work() }()
 	t := time.NewTicker(sampleEnv())
@@ -520,8 +522,10 @@ func runWithProgress(emit func(string), count func() int64, work func() error) e
 		case err := <-done:
 			emit("progress " + strconv.FormatInt(count(), 10))
 			return err
-		case <-t.C:
-			emit("progress " + strconv.FormatInt(count(), 10))
+		case now := <-t.C:
+			n := count()
+			emit("progress " + strconv.FormatInt(n, 10))
+			dips.observe(now, n)
 		}
 	}
 }

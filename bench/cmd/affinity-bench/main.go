@@ -37,6 +37,7 @@ func run(args []string) error {
 	dir := fs.String("dir", "", "scratch directory for logs and state (default: a temporary one, removed after)")
 	seed := fs.Uint64("seed", 1, "workload seed: the same seed gives the same traffic")
 	cpuprofile := fs.String("cpuprofile", "", "directory where every system-under-test process writes <role>.pprof (go tool pprof -top)")
+	traceDips := fs.String("trace-dips", "", "directory where a build process writes a Go execution trace of the seconds around each of its first 3 dips below 0.3 of its median 1-s rate, <role>-dip-<n>.trace (go tool trace)")
 
 	in := bench.DefaultIngestOptions()
 	systems := fs.String("systems", strings.Join(in.Systems, ","), "ingest systems, in round order: "+strings.Join(bench.AllIngestSystems, ","))
@@ -93,6 +94,12 @@ func run(args []string) error {
 			return err
 		}
 		os.Setenv(bench.EnvCPUProfile, *cpuprofile) // inherited by the role processes
+	}
+	if *traceDips != "" {
+		if err := os.MkdirAll(*traceDips, 0o755); err != nil {
+			return err
+		}
+		os.Setenv(bench.EnvTraceDips, *traceDips)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
