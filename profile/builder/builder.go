@@ -581,7 +581,7 @@ func (b *Builder) Visit(site string, visitor event.UUID, fn func(batch *state.Ba
 	if err != nil {
 		return fmt.Errorf("cannot visit visitor %s of site %q: %w", visitor, site, err)
 	}
-	defer pt.mu.Unlock()
+	defer pt.unlock()
 	return pt.visit(site, visitor, fn)
 }
 
@@ -600,7 +600,7 @@ func (pt *partition) visit(site string, visitor event.UUID, fn func(batch *state
 		pt.batch.Reset()
 		return err
 	}
-	if err := pt.batch.Commit(); err != nil {
+	if err := pt.commitBatch(); err != nil {
 		return fmt.Errorf("cannot visit visitor %s of site %q: %w", visitor, site, err)
 	}
 	return nil
@@ -618,6 +618,10 @@ type partition struct {
 	products *productCache
 	batch    *state.Batch
 	reader   storage.Reader
+	// visitors reads the profiles the cache misses, through one read
+	// transaction per batch (state.VisitorReader); commitBatch ends it,
+	// so that a read never predates a commit of the partition's.
+	visitors state.VisitorReader
 	eb       event.Batch
 	dirty    []*entry
 	counter  Counter // nil: engagement events are dropped
@@ -806,7 +810,7 @@ func (pt *partition) waitWritable(ctx context.Context) bool {
 // reopen restarts the reader at the consumed offset.
 func (pt *partition) reopen() error {
 	pt.mu.Lock()
-	defer pt.mu.Unlock()
+	defer pt.unlock()
 	_ = pt.reader.Close()
 	r, err := pt.b.opts.Log.OpenReader(pt.id, pt.consumed.Load())
 	if err != nil {
@@ -823,7 +827,7 @@ func (pt *partition) reopen() error {
 // the caller re-reads from the consumed offset.
 func (pt *partition) apply(recs []storage.Record) error {
 	pt.mu.Lock()
-	defer pt.mu.Unlock()
+	defer pt.unlock()
 	start := time.Now()
 	erased := pt.b.erased.of(pt.id)
 	for i := range recs {
@@ -887,7 +891,7 @@ func (pt *partition) reachMark(ctx context.Context) error {
 			return fmt.Errorf("cannot reconcile partition %d at its emission mark %d: %w", pt.id, mark, err)
 		}
 		pt.mu.Lock()
-		defer pt.mu.Unlock()
+		defer pt.unlock()
 		if pt.fenced {
 			return &NotOwnerError{Partition: pt.id}
 		}
@@ -926,6 +930,13 @@ func (pt *partition) releaseChanges(en *entry) {
 		pt.spareChanges = append(pt.spareChanges, en.changes[:0])
 	}
 	en.changes = nil
+}
+
+// commitBatch commits pt.batch and ends the read transaction of
+// pt.visitors, whatever the outcome: the next read sees this commit.
+func (pt *partition) commitBatch() error {
+	defer pt.visitors.Release()
+	return pt.batch.Commit()
 }
 
 // abort drops the uncommitted work: dirty entries leave the cache (the
@@ -1211,7 +1222,7 @@ func (pt *partition) entry(site string, visitor event.UUID) (*entry, error) {
 		return en, nil
 	}
 	pt.b.m.cacheMisses.Inc()
-	v, found, err := pt.b.opts.State.Visitor(site, visitor, pt.valBuf)
+	v, found, err := pt.visitors.Visitor(site, visitor, pt.valBuf)
 	pt.valBuf = v.Buf[:0]
 	if err != nil {
 		return nil, err
@@ -1307,7 +1318,7 @@ func (pt *partition) commit(next int64) error {
 		}
 	}
 	writes := batch.Len()
-	if err := batch.Commit(); err != nil {
+	if err := pt.commitBatch(); err != nil {
 		b.m.commitErrors.Inc()
 		return err
 	}
@@ -1373,7 +1384,7 @@ func (pt *partition) deleteVisitor(site string, visitor event.UUID) (bool, error
 	if err := pt.lockOwned(); err != nil {
 		return false, fmt.Errorf("cannot delete visitor %s of site %q: %w", visitor, site, err)
 	}
-	defer pt.mu.Unlock()
+	defer pt.unlock()
 	en, err := pt.entry(site, visitor)
 	if err != nil {
 		return false, fmt.Errorf("cannot delete visitor %s of site %q: %w", visitor, site, err)
@@ -1427,7 +1438,7 @@ func (pt *partition) deleteLocked(en *entry, expired bool) error {
 			return fmt.Errorf("hook: %w", err)
 		}
 	}
-	err := batch.Commit()
+	err := pt.commitBatch()
 	pt.cache.remove(en)
 	pt.cacheBytes.Store(pt.cache.bytes)
 	if err != nil {

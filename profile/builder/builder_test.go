@@ -422,6 +422,33 @@ func TestVisit(t *testing.T) {
 	}
 }
 
+// TestMidBatchCommitsReadTheirWrites: a fetched batch past the
+// transaction budget commits part-way, and the decoded tier then drops
+// its visitors; the next record of the same visitor in that batch reads
+// it from Badger, and must read what the commit just stored, not the
+// profile as it was when the batch's read transaction began
+// (state.VisitorReader lives no longer than one commit).
+func TestMidBatchCommitsReadTheirWrites(t *testing.T) {
+	e := profiletest.Open(t, profiletest.Options{Partitions: 1, Hook: profiletest.NoHook,
+		State:   func(o *state.Options) { o.VisitorCacheBytes, o.MemTableBytes = -1, 1<<20 },
+		Builder: func(o *builder.Options) { o.CacheBytes, o.FetchMax = 1, 1000 }})
+	var all []*event.Batch
+	for i := range 400 {
+		p := acme
+		if i%3 == 0 {
+			p = other
+		}
+		// Runs of 4 records of one visitor, each a few commits long.
+		all = append(all, profiletest.Batch("s1", profiletest.Visitor(i/4%10), view(i, t0+int64(i)*1000, p), view(10_000+i, t0+int64(i)*1000+1, acme)))
+	}
+	e.Append(t, all...) // one group: the builder fetches them together
+	e.Wait(t)
+	checkState(t, e.DB, e.Config, reference(e.Config, all))
+	if commits := counter(e.Metrics, "affinity_builder_commits_total"); commits < 10 {
+		t.Fatalf("%d commits for 400 records fetched together; want 10 or more: part-way commits (a small transaction budget)", commits)
+	}
+}
+
 // TestCacheTiers runs a decoded tier too small to keep any visitor between
 // commits, so every record reads its visitor from state: from the state's
 // visitor cache of committed values or, without one, from Badger. The

@@ -155,7 +155,7 @@ func (b *Builder) Erased(site string, visitor event.UUID, partition int, offset 
 	if pt == nil || pt.lockOwned() != nil {
 		return nil
 	}
-	defer pt.mu.Unlock()
+	defer pt.unlock()
 	en, err := pt.entry(site, visitor)
 	if err != nil {
 		return fmt.Errorf("cannot delete erased visitor %s of site %q: %w", visitor, site, err)

@@ -95,6 +95,13 @@ func (b *Builder) owner(site string, visitor event.UUID) (*partition, error) {
 	return parts[p], nil
 }
 
+// unlock ends the read transaction of pt.visitors, which lives only as
+// long as one operation under the lock, and unlocks pt.
+func (pt *partition) unlock() {
+	pt.visitors.Release()
+	pt.mu.Unlock()
+}
+
 // lockOwned locks pt unless it has been revoked (a caller that found it in
 // an older ownership): then it returns a NotOwnerError, unlocked.
 func (pt *partition) lockOwned() error {
@@ -130,6 +137,7 @@ func (b *Builder) newPartition(p, shares int) *partition {
 		cache:    newCache(b.opts.CacheBytes / int64(max(shares, 1))),
 		products: newProductCache(b.opts.State),
 		batch:    b.opts.State.NewBatch(),
+		visitors: b.opts.State.VisitorReader(),
 	}
 	if b.opts.Counter != nil {
 		pt.counter = b.opts.Counter(p)

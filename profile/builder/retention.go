@@ -121,7 +121,7 @@ func (pt *partition) expire(site string, visitor event.UUID, day uint32, cutoff 
 	if err := pt.lockOwned(); err != nil {
 		return false, err
 	}
-	defer pt.mu.Unlock()
+	defer pt.unlock()
 	en, err := pt.entry(site, visitor)
 	if err != nil {
 		return false, fmt.Errorf("cannot expire visitor %s of site %q: %w", visitor, site, err)

@@ -335,6 +335,33 @@ type VisitorValue struct {
 // ok is false when the visitor has no profile. A value a commit of this
 // process stored comes from the visitor cache, without Badger.
 func (db *DB) Visitor(site string, visitor [16]byte, dst []byte) (v VisitorValue, ok bool, err error) {
+	r := db.VisitorReader()
+	defer r.Release()
+	return r.Visitor(site, visitor, dst)
+}
+
+// VisitorReader reads visitors through one Badger read transaction, taken
+// at its first read that misses the visitor cache and kept until Release.
+// A read transaction costs Badger's oracle a lock, two watermark messages
+// and a wait for every commit in flight to be written (any partition's):
+// one per read, it held the builder's partitions waiting on each other's
+// commits for most of their time at 10M visitors, where most events are a
+// visitor's first (bench build). The builder takes one per batch instead:
+// its partition's own commits are done before it reads, and other
+// partitions write other visitors. Not safe for concurrent use.
+type VisitorReader struct {
+	db  *DB
+	txn *badger.Txn
+}
+
+// VisitorReader returns a reader of db; its first read that misses the
+// visitor cache begins its transaction.
+func (db *DB) VisitorReader() VisitorReader { return VisitorReader{db: db} }
+
+// Visitor is DB.Visitor, read from r's transaction when the visitor cache
+// misses.
+func (r *VisitorReader) Visitor(site string, visitor [16]byte, dst []byte) (v VisitorValue, ok bool, err error) {
+	db := r.db
 	if db.closed.Load() {
 		return v, false, ErrClosed
 	}
@@ -349,9 +376,10 @@ func (db *DB) Visitor(site string, visitor [16]byte, dst []byte) (v VisitorValue
 		}
 		dst = v.Buf
 	}
-	txn := db.db.NewTransaction(false)
-	defer txn.Discard()
-	item, err := txn.Get(key)
+	if r.txn == nil {
+		r.txn = db.db.NewTransaction(false)
+	}
+	item, err := r.txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return VisitorValue{Buf: dst[:0]}, false, nil
 	}
@@ -367,6 +395,15 @@ func (db *DB) Visitor(site string, visitor [16]byte, dst []byte) (v VisitorValue
 		return v, false, fmt.Errorf("cannot read visitor %x of site %q: %w", visitor, site, err)
 	}
 	return v, true, nil
+}
+
+// Release ends r's transaction: the next read takes a new one, which sees
+// every commit done by then. It must be called before the DB closes.
+func (r *VisitorReader) Release() {
+	if r.txn != nil {
+		r.txn.Discard()
+		r.txn = nil
+	}
 }
 
 // ScanVisitors calls fn with every visitor of site that has a profile, in
