@@ -422,6 +422,14 @@ func TestVisit(t *testing.T) {
 	}
 }
 
+// everyThird is the product of view i: other for every third, else acme.
+func everyThird(i int) event.Product {
+	if i%3 == 0 {
+		return other
+	}
+	return acme
+}
+
 // TestMidBatchCommitsReadTheirWrites: a fetched batch past the
 // transaction budget commits part-way, and the decoded tier then drops
 // its visitors; the next record of the same visitor in that batch reads
@@ -434,12 +442,8 @@ func TestMidBatchCommitsReadTheirWrites(t *testing.T) {
 		Builder: func(o *builder.Options) { o.CacheBytes, o.FetchMax = 1, 1000 }})
 	var all []*event.Batch
 	for i := range 400 {
-		p := acme
-		if i%3 == 0 {
-			p = other
-		}
 		// Runs of 4 records of one visitor, each a few commits long.
-		all = append(all, profiletest.Batch("s1", profiletest.Visitor(i/4%10), view(i, t0+int64(i)*1000, p), view(10_000+i, t0+int64(i)*1000+1, acme)))
+		all = append(all, profiletest.Batch("s1", profiletest.Visitor(i/4%10), view(i, t0+int64(i)*1000, everyThird(i)), view(10_000+i, t0+int64(i)*1000+1, acme)))
 	}
 	e.Append(t, all...) // one group: the builder fetches them together
 	e.Wait(t)
@@ -463,11 +467,7 @@ func TestCacheTiers(t *testing.T) {
 				Builder: func(o *builder.Options) { o.CacheBytes, o.FetchMax = 1, 4 }})
 			var all []*event.Batch
 			for i := range 300 {
-				p := acme
-				if i%3 == 0 {
-					p = other
-				}
-				b := profiletest.Batch("s1", profiletest.Visitor(i%40), view(i, t0+int64(i)*1000, p))
+				b := profiletest.Batch("s1", profiletest.Visitor(i%40), view(i, t0+int64(i)*1000, everyThird(i)))
 				all = append(all, b)
 				e.Append(t, b)
 			}
