@@ -875,11 +875,12 @@ func (r *embeddedReader) read(dst []Record, committed int64, max int) ([]Record,
 	defer l.g.leave()
 	txn := l.db.NewTransaction(false)
 	defer txn.Discard()
-	it := txn.NewIterator(badger.IteratorOptions{
-		PrefetchValues: true,
-		PrefetchSize:   min(max, 256),
-		Prefix:         partitionPrefix(r.p),
-	})
+	// No prefetch: the records are inline in the LSM tree, and Badger
+	// prefetches each value in a goroutine of its own that ValueCopy then
+	// waits for; on a busy node those goroutines queue behind all the rest
+	// (11.5 of the builder's 27 blocked seconds in a trace of a 10M build's
+	// slowest seconds).
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: partitionPrefix(r.p)})
 	defer it.Close()
 	n := 0
 	next := committed // if nothing is left below committed, it was trimmed
