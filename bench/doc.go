@@ -15,7 +15,8 @@
 //     pipelining; at two sizes (200k and 1M visitors by default) for the
 //     CPU per event of each and their ratio, with the slowest 1-second
 //     window of each run beside its median and the builder's peak RSS
-//     beside the budget.
+//     beside the budget; with --trace-dips (EnvTraceDips), Go execution
+//     traces of the builder's slowest seconds (dips.go).
 //   - e2e: HTTP → log → profiles in one process (collector, embedded log,
 //     builder): the maximum request rate, then an open loop at half of it,
 //     with the event-to-profile lag measured in the builder's commit hook.
