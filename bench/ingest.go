@@ -266,20 +266,18 @@ func RunIngest(o IngestOptions) (*IngestReport, error) {
 			return nil, fmt.Errorf("cannot run ingest: unknown system %q (known: %s)", s, strings.Join(AllIngestSystems, ", "))
 		}
 	}
-	if o.Dir == "" {
-		d, err := os.MkdirTemp("", "affinity-bench-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		o.Dir = d
+	// A --dir that does not exist yet is made, as the other scenarios
+	// make theirs.
+	done, err := o.scratchDir("ingest")
+	if err != nil {
+		return nil, fmt.Errorf("cannot run ingest: %w", err)
 	}
+	defer done()
 
 	// Start the processes: the broker first, then every system.
 	var (
 		broker *proc
 		procs  = map[string]*proc{}
-		err    error
 	)
 	stopAll := func() {
 		for _, p := range procs {
