@@ -13,13 +13,12 @@ import (
 // EnvTraceDips, when set to a directory, makes the build roles keep a Go
 // execution trace of their last seconds (runtime/trace's flight recorder)
 // and write it there as <role>-dip-<n>.trace shortly after a 1-s window
-// of their progress falls below dipFraction of the median so far: what
+// of their progress falls below targetSlowestToMedian (the build's slowest-window target) of the median so far: what
 // every goroutine did in and just before the bench's slowest windows
 // (go tool trace). At most maxDipTraces per process.
 const EnvTraceDips = "AFFINITY_BENCH_TRACE_DIPS"
 
 const (
-	dipFraction  = 0.3
 	maxDipTraces = 3
 	// dipMinWindows is how many 1-s windows make a median worth comparing
 	// against (the first seconds of a build warm caches up).
@@ -70,7 +69,7 @@ func (d *dipTracer) observe(now time.Time, count int64) {
 	if i >= 0 && now.Sub(d.times[i]) < 2*time.Second {
 		rate := float64(count-d.counts[i]) / now.Sub(d.times[i]).Seconds()
 		if len(d.rates) >= dipMinWindows && d.dumpAt.IsZero() && d.dumped < maxDipTraces && now.Sub(d.lastDip) > 5*time.Second {
-			if med := medianOf(d.rates); rate < dipFraction*med {
+			if med := medianOf(d.rates); rate < targetSlowestToMedian*med {
 				// A second more, so that the trace holds the dip's inside.
 				d.dumpAt, d.lastDip = now.Add(time.Second), now
 				log.Printf("dip: %.0f/s over the last second, %.2f of the median %.0f/s; tracing it", rate, rate/med, med)
