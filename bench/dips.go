@@ -13,9 +13,10 @@ import (
 // EnvTraceDips, when set to a directory, makes the build roles keep a Go
 // execution trace of their last seconds (runtime/trace's flight recorder)
 // and write it there as <role>-dip-<n>.trace shortly after a 1-s window
-// of their progress falls below targetSlowestToMedian (the build's slowest-window target) of the median so far: what
-// every goroutine did in and just before the bench's slowest windows
-// (go tool trace). At most maxDipTraces per process.
+// of their progress falls below targetSlowestToMedian (the build's
+// slowest-window target) of the median so far: what every goroutine did
+// in and just before the bench's slowest windows (go tool trace). At most
+// maxDipTraces per process.
 const EnvTraceDips = "AFFINITY_BENCH_TRACE_DIPS"
 
 const (
