@@ -87,7 +87,7 @@ func (e *Engine) Erase(site string, visitors []defs.Erased, emails []string, at 
 	// After the commit: a copy that read the marks before reads them again
 	// before its next write, and one that wrote before is scrubbed below.
 	e.erasures.Add(1)
-	return e.Scrub(site, ids, emails)
+	return e.Scrub(site, ids, emails, nil)
 }
 
 // erasedKey: 'U' | site str | visitor <16b>.

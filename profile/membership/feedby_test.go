@@ -86,7 +86,7 @@ func TestSourceChanges(t *testing.T) {
 		}
 	}
 	gone := want[0].Visitor
-	if n, err := e.Segments.Scrub("shop", []event.UUID{gone}, nil); err != nil || n != 2 {
+	if n, err := e.Segments.Scrub("shop", []event.UUID{gone}, nil, nil); err != nil || n != 2 {
 		t.Fatalf("Scrub: %d %v; want 2 records", n, err)
 	}
 	same("after a scrub", e.sourceChanges(t, "shop", "viewers", from...), slices.DeleteFunc(slices.Clone(want), func(c membership.Change) bool { return c.Visitor == gone }))

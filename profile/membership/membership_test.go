@@ -159,14 +159,14 @@ func TestDeleteVisitorLeaves(t *testing.T) {
 	// Another visitor's records stay; the erased one's go, by id or email.
 	w := profiletest.Visitor(4)
 	e.Send(t, profiletest.Batch("shop", w, profiletest.Event(event.TypeView, t0, lego)))
-	if n, err := e.Segments.Scrub("shop", []event.UUID{v}, nil); n != 2 || err != nil {
+	if n, err := e.Segments.Scrub("shop", []event.UUID{v}, nil, nil); n != 2 || err != nil {
 		t.Fatalf("Scrub = %d, %v; want 2 records (one per segment), nil", n, err)
 	}
 	checkChanges(t, e.changes(t, "shop", "viewers"), []wantChange{{w, true, t0, "event"}})
 	checkChanges(t, e.changes(t, "shop", "known"), nil)
 	u := profiletest.Visitor(5)
 	e.Send(t, profiletest.Batch("shop", u, profiletest.Identify(t0, "u@b.c")))
-	if n, err := e.Segments.Scrub("shop", nil, []string{"u@b.c"}); n != 1 || err != nil {
+	if n, err := e.Segments.Scrub("shop", nil, []string{"u@b.c"}, nil); n != 1 || err != nil {
 		t.Fatalf("Scrub by email = %d, %v; want 1, nil", n, err)
 	}
 	checkChanges(t, e.changes(t, "shop", "known"), nil)

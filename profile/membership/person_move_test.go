@@ -253,7 +253,7 @@ func TestPersonsMoveAfterErasure(t *testing.T) {
 	// Her only visitor is erased, on its owner and on the reference, and
 	// the erasure reaches node 1 as the definitions topic brings it.
 	for _, n := range []*env{ref, n0} {
-		if _, _, err := people.Erase(n.Builder, n.Segments, "shop", []event.UUID{f}, nil); err != nil {
+		if _, _, err := people.Erase(n.Builder, n.Segments, "shop", []event.UUID{f}, nil, nil); err != nil {
 			t.Fatalf("Erase: %s", err)
 		}
 	}

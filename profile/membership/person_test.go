@@ -111,7 +111,7 @@ func TestPersonSegment(t *testing.T) {
 	if err != nil || !found {
 		t.Fatalf("Find ann = %v, %v", found, err)
 	}
-	if _, _, err := people.Erase(e.Builder, e.Segments, "shop", p.Visitors, p.Emails); err != nil {
+	if _, _, err := people.Erase(e.Builder, e.Segments, "shop", p.Visitors, p.Emails, p.Customers); err != nil {
 		t.Fatalf("Erase: %s", err)
 	}
 	e.Wait(t)
@@ -153,6 +153,76 @@ func TestPersonJoin(t *testing.T) {
 	if last.Entered || last.Why != "linked" || last.Visitor != membership.PersonID("shop", "e:b@x.com") {
 		t.Fatalf("last change = %+v; want b's person left, linked", last)
 	}
+}
+
+// TestScrubPersonByCustomer: a person with no email is keyed by its
+// customer id, and its records name it by that person id alone; erasing
+// it scrubs them by the customer id — through people.Erase, and by the id
+// alone when its visitors are already gone (a DELETE finishing an erasure
+// a crash interrupted) — and the records of another such person stay.
+func TestScrubPersonByCustomer(t *testing.T) {
+	f := func(name string, erase func(t *testing.T, e *env, visitor event.UUID) int, want int) {
+		t.Run(name, func(t *testing.T) {
+			clk := &profiletest.Clock{}
+			clk.Set(t0 + hour)
+			e := openEnv(t, t.TempDir(), clk, nil)
+			e.putPerson(t, "shop", "fans", `count(view) >= 1`)
+			a, b := e.VisitorOn("shop", 0, 1), e.VisitorOn("shop", 1, 1)
+			gone, kept := membership.PersonID("shop", "c:C7"), membership.PersonID("shop", "c:C8")
+			e.Send(t,
+				profiletest.Batch("shop", a, append(views(t0), profiletest.IdentifyCustomer(t0+1, "C7", ""))...),
+				profiletest.Batch("shop", b, append(views(t0), profiletest.IdentifyCustomer(t0+1, "C8", ""))...),
+			)
+			if _, err := e.Segments.Sequence(context.Background()); err != nil {
+				t.Fatalf("Sequence: %s", err)
+			}
+			byPerson := func() map[event.UUID]int {
+				n := map[event.UUID]int{}
+				for _, c := range e.changes(t, "shop", "fans") {
+					n[c.Visitor]++
+				}
+				return n
+			}
+			if n := byPerson(); n[gone] == 0 || n[kept] == 0 {
+				t.Fatalf("records before erasure by person = %v; want some of %s (c:C7) and %s (c:C8)", n, gone, kept)
+			}
+			keptBefore := byPerson()[kept]
+			if n := erase(t, e, a); n != want {
+				t.Fatalf("records scrubbed = %d; want %d", n, want)
+			}
+			n := byPerson()
+			if n[gone] != 0 {
+				t.Fatalf("records of c:C7 after erasure = %d; want none (all records: %+v)", n[gone], e.changes(t, "shop", "fans"))
+			}
+			if n[kept] != keptBefore {
+				t.Fatalf("records of c:C8 after erasure = %d; want the %d of before", n[kept], keptBefore)
+			}
+		})
+	}
+	// The person's entry and the leave its last visitor's erasure made.
+	f("erase", func(t *testing.T, e *env, _ event.UUID) int {
+		p := &people.Person{}
+		found, err := people.Find(e.DB, e.Config, "shop", people.ID{Value: "C7"}, 0, p)
+		if err != nil || !found || len(p.Emails) != 0 {
+			t.Fatalf("Find C7 = %v, %v, emails %v; want found, no email", found, err, p.Emails)
+		}
+		_, n, err := people.Erase(e.Builder, e.Segments, "shop", p.Visitors, p.Emails, p.Customers)
+		if err != nil {
+			t.Fatalf("Erase: %s", err)
+		}
+		return n
+	}, 2)
+	f("finish", func(t *testing.T, e *env, visitor event.UUID) int {
+		if _, err := e.Builder.DeleteVisitor("shop", visitor); err != nil {
+			t.Fatalf("DeleteVisitor: %s", err)
+		}
+		e.Wait(t)
+		n, err := e.Segments.Scrub("shop", nil, nil, []string{"C7"})
+		if err != nil {
+			t.Fatalf("Scrub by customer id: %s", err)
+		}
+		return n
+	}, 2)
 }
 
 // TestPersonMarksDurable: marks written by the builder's commits while no

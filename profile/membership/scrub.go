@@ -13,19 +13,21 @@ import (
 const scrubBatch = 1024
 
 // Scrub deletes from the change feeds of site, and from the outbox not yet
-// sequenced, every change record naming one of visitors or, when not
-// empty, one of emails or the person keyed by one of them: the history
-// erasure forgets. It returns how many
-// it deleted. It waits for a webhook delivery in flight to be answered, so
-// that once it returns no delivery carries a deleted record, and holds the
-// sequencer meanwhile, so no record moves from the outbox past it. The
-// feeds keep their numbers: a cursor skips the gaps.
+// sequenced, every change record naming one of visitors or one of emails,
+// or the person keyed by one of emails or customers (customer ids): the
+// history erasure forgets. A person with no email is keyed by a customer
+// id, and its records name it by that key's PersonID alone, so without
+// customers they would stay. It returns how many it deleted. It waits for
+// a webhook delivery in flight to be answered, so that once it returns no
+// delivery carries a deleted record, and holds the sequencer meanwhile, so
+// no record moves from the outbox past it. The feeds keep their numbers: a
+// cursor skips the gaps.
 //
 // It reads every record of the site's feeds — erasure is rare, and a
 // per-visitor index of the feeds would cost a write per change record.
 // Records already published to a Sink (the Kafka changes topic) stay there
 // until the topic's retention.
-func (e *Engine) Scrub(site string, visitors []event.UUID, emails []string) (int, error) {
+func (e *Engine) Scrub(site string, visitors []event.UUID, emails, customers []string) (int, error) {
 	if err := checkSite(site); err != nil {
 		return 0, err
 	}
@@ -38,12 +40,16 @@ func (e *Engine) Scrub(site string, visitors []event.UUID, emails []string) (int
 	defer e.scrubMu.Unlock()
 	e.seqMu.Lock()
 	defer e.seqMu.Unlock()
-	// The persons keyed by the emails are erased with them: their ids go
-	// too, with the record of the leave their last visitor's erasure made
-	// (erasedPersonKey), which names them by id alone.
+	// The persons keyed by the emails or customer ids are erased with
+	// them: their ids go too, with the record of the leave their last
+	// visitor's erasure made (erasedPersonKey), which names them by id
+	// alone.
 	ids := slices.Clone(visitors)
 	for _, em := range emails {
 		ids = append(ids, PersonID(site, "e:"+em))
+	}
+	for _, c := range customers {
+		ids = append(ids, PersonID(site, "c:"+c))
 	}
 	names := func(c *Change) bool {
 		return slices.Contains(ids, c.Visitor) || c.Email != "" && slices.Contains(emails, c.Email)

@@ -197,3 +197,65 @@ func TestErasePerson(t *testing.T) {
 		}
 	}
 }
+
+// TestErasePersonByCustomer: a person with no email is keyed by its
+// customer id, and a per-person segment's records name it by that key's
+// person id alone. DELETE /v1/people of the customer id scrubs them, and
+// so does a DELETE of a person whose visitors are already gone (finishing
+// an erasure a crash interrupted); another person's records stay.
+func TestErasePersonByCustomer(t *testing.T) {
+	e := &env{profiletest.Open(t, profiletest.Options{Serve: true})}
+	e.Clock.Set(t0)
+	if code, body := e.Do(t, http.MethodPut, "/v1/segments/"+site+"/fans?per=person", "text/plain", []byte(`count(view) >= 1`), true); code != 201 {
+		t.Fatalf("PUT segment: %d %s", code, body)
+	}
+	vs := visitorsOnPartitions(e, site, 2)
+	e.Append(t,
+		profiletest.Batch(site, vs[0], profiletest.View(t0, lego), profiletest.IdentifyCustomer(t0, "c7", "")),
+		profiletest.Batch(site, vs[1], profiletest.View(t0, lego), profiletest.IdentifyCustomer(t0, "c8", "")),
+	)
+	e.Wait(t)
+	c7, c8 := membership.PersonID(site, "c:c7").String(), membership.PersonID(site, "c:c8").String()
+	changes := func() string {
+		t.Helper()
+		if _, err := e.Segments.Sequence(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		code, body := e.Get(t, "/v1/segments/"+site+"/fans/changes")
+		if code != 200 {
+			t.Fatalf("GET changes: %d %s", code, body)
+		}
+		return body
+	}
+	if body := changes(); !strings.Contains(body, c7) || !strings.Contains(body, c8) {
+		t.Fatalf("changes before erasure name neither c7's person %s nor c8's %s:\n%s", c7, c8, body)
+	}
+
+	// The person's entry and the leave its last visitor's erasure made.
+	code, body := e.Do(t, http.MethodDelete, "/v1/people/"+site+"/c7", "", nil, true)
+	if code != 200 || !strings.Contains(body, `"visitors_deleted":1`) || !strings.Contains(body, `"changes_scrubbed":2`) {
+		t.Fatalf("DELETE person c7: %d %s; want 200, 1 visitor deleted, 2 records scrubbed", code, body)
+	}
+	if body := changes(); strings.Contains(body, c7) || strings.Contains(body, `"c:c7"`) || !strings.Contains(body, c8) {
+		t.Fatalf("changes after erasing c7 = %s; want none naming %s, c8's %s kept", body, c7, c8)
+	}
+
+	// An erasure interrupted after the visitors' deletes: DELETE of the
+	// visitor scrubs the records naming it, not its person's.
+	if code, body := e.Do(t, http.MethodDelete, "/v1/visitors/"+site+"/"+vs[1].String(), "", nil, true); code != 204 {
+		t.Fatalf("DELETE visitor: %d %s; want 204", code, body)
+	}
+	if body := changes(); !strings.Contains(body, c8) {
+		t.Fatalf("changes after the visitor's DELETE = %s; want c8's person %s still named", body, c8)
+	}
+	code, body = e.Do(t, http.MethodDelete, "/v1/people/"+site+"/c8", "", nil, true)
+	if code != 200 || !strings.Contains(body, `"visitors_deleted":0`) || !strings.Contains(body, `"changes_scrubbed":2`) {
+		t.Fatalf("DELETE person c8 without visitors: %d %s; want 200, 0 visitors deleted, 2 records scrubbed", code, body)
+	}
+	if body := changes(); strings.Contains(body, c8) || strings.Contains(body, `"c:c8"`) {
+		t.Fatalf("changes after erasing c8 = %s; want none naming %s", body, c8)
+	}
+	if code, body := e.Do(t, http.MethodDelete, "/v1/people/"+site+"/c8", "", nil, true); code != 404 {
+		t.Fatalf("DELETE erased person c8 again: %d %s; want 404", code, body)
+	}
+}

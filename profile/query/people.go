@@ -137,16 +137,19 @@ func (h *Handler) deletePerson(ctx *fasthttp.RequestCtx, site string, id people.
 			h.internalError(ctx, err)
 			return
 		}
-		visitors, emails := p.Visitors, p.Emails
+		visitors, emails, customers := p.Visitors, p.Emails, p.Customers
 		if !found {
-			// Nobody left: scrub by the id still, which finishes an
-			// erasure a crash interrupted.
+			// Nobody left: scrub by the id still, email or customer id
+			// (Find keeps it in p), which finishes an erasure a crash
+			// interrupted.
 			visitors = nil
-			if !id.Email {
+			if id.Email {
+				customers = nil
+			} else {
 				emails = nil
 			}
 		}
-		d, s, err := people.Erase(forget, h.scrubber(), site, visitors, emails)
+		d, s, err := people.Erase(forget, h.scrubber(), site, visitors, emails, customers)
 		deleted, scrubbed = deleted+d, scrubbed+s
 		if notOwner(ctx, err) {
 			return
@@ -196,13 +199,14 @@ func (h *Handler) scrubber() people.Scrubber {
 // applying the visitors' records of before the erasure again, and a scrub
 // of the node's own feeds), and answers this node's count once this node
 // applied it, so a DELETE answers 2xx only once the record is on the
-// topic; the emails, which the record does not carry, it scrubs here.
+// topic; the emails and customer ids, which the record does not carry, it
+// scrubs here.
 // Each visitor goes with where its partition was at the erasure, as this
 // node's builder knows it: a visitor erased at its owner (the DELETE is
 // forwarded there) is in that owner's record with it.
 type groupScrubber struct{ h *Handler }
 
-func (s groupScrubber) Scrub(site string, visitors []event.UUID, emails []string) (int, error) {
+func (s groupScrubber) Scrub(site string, visitors []event.UUID, emails, customers []string) (int, error) {
 	n := 0
 	if len(visitors) > 0 {
 		erased := make([]defs.Erased, len(visitors))
@@ -217,10 +221,10 @@ func (s groupScrubber) Scrub(site string, visitors []event.UUID, emails []string
 		}
 		n = v.(int)
 	}
-	if len(emails) == 0 {
+	if len(emails) == 0 && len(customers) == 0 {
 		return n, nil
 	}
-	m, err := s.h.opts.Segments.Scrub(site, nil, emails)
+	m, err := s.h.opts.Segments.Scrub(site, nil, emails, customers)
 	return n + m, err
 }
 

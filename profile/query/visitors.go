@@ -98,7 +98,7 @@ func (h *Handler) deleteVisitor(ctx *fasthttp.RequestCtx, site string, visitor e
 		noBuilder(ctx)
 		return
 	}
-	deleted, scrubbed, err := people.Erase(h.opts.Builder, h.scrubber(), site, []event.UUID{visitor}, nil)
+	deleted, scrubbed, err := people.Erase(h.opts.Builder, h.scrubber(), site, []event.UUID{visitor}, nil, nil)
 	if notOwner(ctx, err) {
 		return
 	}
