@@ -173,19 +173,27 @@ func (l *lagHook) Changed(_ *state.Batch, _ string, _ event.UUID, p *profile.Pro
 }
 
 // startE2E is the e2e role: the collector on the embedded log and the
-// builder consuming it, in one process as `affinity serve` runs them.
+// builder consuming it, in one process as `affinity serve` runs them,
+// within serve's default memory budget (the Go heap limit and its GC
+// pacing included).
 func startE2E() (*roleSystem, error) {
+	split, err := roleMemory()
+	if err != nil {
+		return nil, err
+	}
 	log.Printf("GOMAXPROCS %d", storage.SpareProcs()) // as serve
 	lo := storage.DefaultEmbeddedOptions(os.Getenv(envDir))
 	lo.Partitions = benchPartitions
 	lo.MaxBytes = benchLogMaxBytes
 	lo.Logger = log.Printf
+	split.ApplyLog(&lo)
 	l, err := storage.OpenEmbeddedLog(lo)
 	if err != nil {
 		return nil, err
 	}
 	so := state.DefaultOptions(os.Getenv(envState))
 	so.Logger = log.Printf
+	split.ApplyState(&so)
 	db, err := state.Open(so)
 	if err != nil {
 		l.Close()

@@ -138,11 +138,13 @@ func (s Split) ApplyLog(o *storage.EmbeddedOptions) {
 }
 
 // SetGoMemLimit sets the process's Go heap limit to GoMemLimit, or leaves
-// a lower one set by the GOMEMLIMIT environment variable, and returns the
-// limit in force.
+// a lower one set by the GOMEMLIMIT environment variable, starts pacing
+// the GC against that limit (gcpace.go: unless GOGC is set), and returns
+// the limit in force.
 func (s Split) SetGoMemLimit() int64 {
 	limit := min(debug.SetMemoryLimit(-1), s.GoMemLimit)
 	debug.SetMemoryLimit(limit)
+	paceGC()
 	return limit
 }
 

@@ -25,5 +25,12 @@
 // bloom filters are read from the mmapped tables (its index cache serves
 // only encrypted tables), so they are file pages, not a part of the split.
 //
+// The limit bounds the heap; when the GC runs below it is paced here too
+// (gcpace.go): after each cycle GOGC is set so that the next starts when
+// the heap reaches 0.7 of the limit, never sooner than GOGC=100 would
+// start it, so a node whose live heap is small against its budget
+// collects rarely, and one whose live heap is large collects as before.
+// GOGC in the environment turns the pacing off.
+//
 // A Split is a plain value: safe to copy and to share.
 package budget
