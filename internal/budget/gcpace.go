@@ -101,9 +101,9 @@ func (p *gcPacer) adjust() {
 	}
 }
 
-// GCPercent returns the GOGC the pacer set last; -1 when it does not run
+// gcPercent returns the GOGC the pacer set last; -1 when it does not run
 // (GOGC set in the environment, or no heap limit set yet).
-func GCPercent() int {
+func gcPercent() int {
 	if pacer.p == nil {
 		return -1
 	}

@@ -46,7 +46,7 @@ func TestPaceGC(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			runtime.GC()
-			p := GCPercent()
+			p := gcPercent()
 			if ok(p) {
 				return
 			}
