@@ -235,10 +235,19 @@ func decodeHead(c *Campaign, v []byte) error {
 		var a Arm
 		a.Name = string(d.Bytes())
 		switch k := d.Byte(); k {
-		case 's':
-			a.Segment = string(d.Bytes())
-		case 'l':
-			a.List = string(d.Bytes())
+		case 's', 'l':
+			// An arm names its segment or list: appendHead tells the
+			// kinds apart by which name is set, so an empty one would
+			// come back as the other kind.
+			name := string(d.Bytes())
+			if d.Err() == nil && name == "" {
+				d.Failf("arm kind %q with an empty name", k)
+			}
+			if k == 's' {
+				a.Segment = name
+			} else {
+				a.List = name
+			}
 		default:
 			if d.Err() == nil {
 				d.Failf("arm kind %q; want 's' or 'l'", k)
