@@ -634,7 +634,13 @@ func TestIndexWrites(t *testing.T) {
 	// Two visitors of acme's 5 indexed values, on /metrics.
 	var out bytes.Buffer
 	e.Metrics.WritePrometheus(&out)
-	for _, want := range []string{"affinity_state_interest_entries 10\n", fmt.Sprintf("affinity_state_interest_bytes %d\n", 10*state.InterestEntryBytes)} {
+	// Its bytes: the entries' and the visitor dictionary's first chunk
+	// (1 MiB) and shards' tables (4 bytes a slot).
+	heap := e.DB.InterestBytes()
+	if min := int64(10*state.InterestEntryBytes + 1<<20); heap < min || heap > min+256*64*4 {
+		t.Errorf("InterestBytes = %d; want within [%d, %d]", heap, min, min+256*64*4)
+	}
+	for _, want := range []string{"affinity_state_interest_entries 10\n", fmt.Sprintf("affinity_state_interest_bytes %d\n", heap)} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("metrics lack %q", want)
 		}

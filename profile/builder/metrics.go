@@ -40,7 +40,7 @@ func newBuilderMetrics(set *metrics.Set, db *state.DB) *builderMetrics {
 	// The interest index is on the Go heap (budget: README "--memory").
 	set.GetOrCreateGauge("affinity_state_interest_entries", func() float64 { return float64(db.InterestEntries()) })
 	set.GetOrCreateGauge("affinity_state_interest_bytes", func() float64 {
-		return float64(db.InterestEntries() * state.InterestEntryBytes)
+		return float64(db.InterestBytes())
 	})
 	return &builderMetrics{
 		eventsApplied:        set.GetOrCreateCounter("affinity_builder_events_applied_total"),

@@ -21,8 +21,9 @@ import (
 // the builder's CPU at 1M visitors (DESIGN.md, "Scoring").
 //
 // Each set is an interestTree: a B+tree whose leaves are pointer-free
-// arrays of 170 24-byte entries, allocated once and kept 80–88% full,
-// which the GC marks without scanning.
+// arrays of 341 12-byte entries, allocated once and kept 80–88% full,
+// which the GC marks without scanning. An entry holds its visitor as a
+// number of dict, the index's visitorDict, which every set shares.
 //
 // Concurrency: sets holds every value's set, created on first put and kept
 // until Close (an empty set is a few hundred bytes; values are bounded by
@@ -33,6 +34,7 @@ import (
 type interestIndex struct {
 	mu   sync.RWMutex
 	sets map[string]*interestSet
+	dict *visitorDict // replaced with sets by clear
 
 	// entries counts the entries of every set.
 	entries atomic.Int64
@@ -51,16 +53,14 @@ type interestSet struct {
 var ErrInterestsNotLoaded = errors.New("the interest index is being rebuilt from the stored profiles")
 
 // InterestEntryBytes estimates the Go heap an entry of the interest index
-// takes, nodes included: 24 bytes of entry in leaves about 80% full. A
-// rebuild loads leaves 7/8 full (28.3 bytes per entry,
-// BenchmarkInterestIndexGC); random puts keep them 80% full
-// (BenchmarkInterestIndex's heap-B/entry: 30.3 in a set of 100k
-// entries, 29.7 in one of 1M). The general B-tree this replaced took
-// 52–57 after a rebuild, 28–43 after random puts.
-const InterestEntryBytes = 30
+// takes in its tree, nodes included: 12 bytes of entry in leaves 75–88%
+// full (a rebuild loads them 7/8 full, random puts keep them about 80%:
+// ~14 and ~16 bytes). The visitor dictionary comes on top
+// (DB.InterestBytes).
+const InterestEntryBytes = 16
 
 func newInterestIndex() *interestIndex {
-	return &interestIndex{sets: make(map[string]*interestSet)}
+	return &interestIndex{sets: make(map[string]*interestSet), dict: newVisitorDict()}
 }
 
 // set returns the set of key (an interest prefix), nil when it has none
@@ -75,7 +75,7 @@ func (ix *interestIndex) set(key []byte, create bool) *interestSet {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if s = ix.sets[string(key)]; s == nil {
-		s = &interestSet{t: newInterestTree(interestLeafCap, interestInnerCap)}
+		s = &interestSet{t: newInterestTree(ix.dict, interestLeafCap, interestInnerCap)}
 		ix.sets[string(key)] = s
 	}
 	return s
@@ -90,12 +90,17 @@ type interestOp struct {
 }
 
 // apply makes ops, in order, in the index. Consecutive ops of one set
-// take its lock once.
+// take its lock once, and consecutive ops of one visitor (a profile's
+// changes) look its number up once.
 func (ix *interestIndex) apply(arena []byte, ops []interestOp) {
 	var (
 		s   *interestSet
 		cur []byte
 		n   int64
+
+		// the last visitor numbered, in lastDict
+		last     interestProbe
+		lastDict *visitorDict
 	)
 	for i := range ops {
 		o := &ops[i]
@@ -107,11 +112,17 @@ func (ix *interestIndex) apply(arena []byte, ops []interestOp) {
 			s, cur = ix.set(key, true), key
 			s.mu.Lock()
 		}
+		p := interestProbe{key: o.pos.Key, visitor: o.pos.Visitor}
+		if lastDict == s.t.dict && last.visitor == p.visitor {
+			p.num = last.num
+		} else if p.num = s.t.dict.number(&p.visitor, !o.del); p.num != 0 {
+			last, lastDict = p, s.t.dict
+		}
 		if o.del {
-			if s.t.Delete(o.pos) {
+			if p.num != 0 && s.t.delete(&p) {
 				n--
 			}
-		} else if s.t.Set(o.pos) {
+		} else if s.t.set(&p) {
 			n++
 		}
 	}
@@ -126,6 +137,7 @@ func (ix *interestIndex) clear() {
 	ix.loaded.Store(false)
 	ix.mu.Lock()
 	ix.sets = make(map[string]*interestSet)
+	ix.dict = newVisitorDict()
 	ix.entries.Store(0)
 	ix.mu.Unlock()
 }
@@ -142,9 +154,18 @@ func (ix *interestIndex) snapshot(key []byte) *interestTree {
 	return s.t.Snapshot()
 }
 
-// InterestEntries returns how many entries the interest index holds; the
-// index takes about InterestEntryBytes of Go heap each.
+// InterestEntries returns how many entries the interest index holds.
 func (db *DB) InterestEntries() int64 { return db.interests.entries.Load() }
+
+// InterestBytes estimates the Go heap the interest index takes: about
+// InterestEntryBytes an entry, and its visitor dictionary.
+func (db *DB) InterestBytes() int64 {
+	ix := db.interests
+	ix.mu.RLock()
+	dict := ix.dict
+	ix.mu.RUnlock()
+	return ix.entries.Load()*InterestEntryBytes + dict.Bytes()
+}
 
 // InterestsLoaded reports whether the interest index was rebuilt from the
 // stored profiles, so that ScanInterests answers.
@@ -190,12 +211,13 @@ func (db *DB) ScanInterests(site, dim, value string, maxKey uint64, after *Inter
 // from the sorted entries; put one by one at random, each insert missed
 // the cache at every level: 86 µs per profile of 18 entries at 317k
 // profiles) and marks the index loaded. The builder runs it at start,
-// before any commit. Until Flush the entries take 24 bytes each beside
-// the index.
+// before any commit. Until Flush the entries take 12 bytes each beside
+// the index, their visitors numbered in the index's new dictionary.
 type IndexWriter struct {
 	ix   *interestIndex
+	dict *visitorDict
 	key  []byte
-	sets map[string]*[]InterestPos
+	sets map[string]*[]interestEntry
 	n    int
 }
 
@@ -205,8 +227,12 @@ func (db *DB) NewIndexWriter() (*IndexWriter, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
-	db.interests.clear()
-	return &IndexWriter{ix: db.interests, sets: make(map[string]*[]InterestPos)}, nil
+	ix := db.interests
+	ix.clear()
+	ix.mu.RLock()
+	dict := ix.dict
+	ix.mu.RUnlock()
+	return &IndexWriter{ix: ix, dict: dict, sets: make(map[string]*[]interestEntry)}, nil
 }
 
 // Put adds the entry (site, dim, value, orderKey, visitor).
@@ -217,10 +243,12 @@ func (w *IndexWriter) Put(site, dim, value string, orderKey uint64, visitor [16]
 	w.key = appendInterestPrefix(w.key[:0], site, dim, value)
 	entries := w.sets[string(w.key)]
 	if entries == nil {
-		entries = new([]InterestPos)
+		entries = new([]interestEntry)
 		w.sets[string(w.key)] = entries
 	}
-	*entries = append(*entries, InterestPos{Key: orderKey, Visitor: visitor})
+	p := interestProbe{key: orderKey, visitor: visitor}
+	p.num = w.dict.number(&p.visitor, true)
+	*entries = append(*entries, p.entry())
 	w.n++
 	return nil
 }
@@ -231,8 +259,8 @@ func (w *IndexWriter) Flush() int {
 	ix := w.ix
 	for key, entries := range w.sets {
 		es := *entries
-		slices.SortFunc(es, cmpInterest)
-		t := newInterestTree(interestLeafCap, interestInnerCap)
+		slices.SortFunc(es, w.dict.cmpEntries)
+		t := newInterestTree(w.dict, interestLeafCap, interestInnerCap)
 		t.Load(slices.Compact(es))
 		ix.mu.Lock()
 		if s := ix.sets[key]; s != nil {

@@ -7,22 +7,34 @@ import (
 )
 
 // interestTree is the ordered set of one (site, dimension, value) of the
-// interest index: a B+tree of InterestPos, ascending by cmpInterest.
+// interest index: a B+tree of entries (order key, visitor number),
+// ascending by order key, then by the visitor's bytes.
 //
-// It is made for tens of millions of 24-byte entries on the Go heap:
+// It is made for tens of millions of 12-byte entries on the Go heap:
+//   - an entry holds the visitor's number in the index's visitorDict, not
+//     its 16 bytes: 12 bytes an entry instead of 24;
 //   - a leaf's entries are one array allocated once at full capacity
 //     (interestLeafCap, 4 KiB: a size class with no slack) and never
-//     grown, and arrays of InterestPos hold no pointers, so the GC marks a
-//     leaf's 170 entries as one object without scanning them;
+//     grown, and arrays of entries hold no pointers, so the GC marks a
+//     leaf's 341 entries as one object without scanning them;
 //   - leaves stay full: a full leaf first moves entries to a sibling with
 //     room, and splits only when its siblings are nearly full too; a leaf
 //     fallen to a third merges with or borrows from a sibling; a rebuild
-//     (load) fills them to 7/8. 28.3 bytes of heap per entry after a
-//     rebuild, 29.7–30.3 after random puts, against 51.6 and 27.7–42.9
-//     for the general B-tree before it (github.com/tidwall/btree; the
-//     heap-B/entry of BenchmarkInterestIndexGC and BenchmarkInterestIndex);
+//     (load) fills them to 7/8. ~14 bytes of heap per entry after a
+//     rebuild, ~16 after random puts, and the dictionary's ~21 per
+//     visitor: 17.3 per entry at 7 entries a visitor after a rebuild
+//     (BenchmarkInterestIndexGC), 39.9 at one after random puts
+//     (BenchmarkInterestIndex, 1M). Entries holding the visitor's 16
+//     bytes took 28.3 and 29.7; the general B-tree before them 51.6 and
+//     27.7–42.9;
 //   - only the root leaf of a small set is smaller (4, 16, 64 entries),
 //     as most values have few visitors.
+//
+// Entries of one order key are ordered by the visitors' bytes, not their
+// numbers, so that the order is the same on every node of a cluster and
+// after a restart (the query fan-out merges nodes' pages, and a page's
+// cursor is an order key and a visitor): comparing two such entries reads
+// the dictionary.
 //
 // Snapshots are O(1) copy-on-write: every node carries the generation of
 // the tree that may write it, Snapshot gives the tree a new generation,
@@ -37,6 +49,7 @@ type interestTree struct {
 	root *interestNode
 	gen  uint64
 	len  int
+	dict *visitorDict
 
 	// maxLeaf and maxInner are the capacities: entries of a leaf, children
 	// of an inner node. Tests make them small to build deep trees.
@@ -45,16 +58,38 @@ type interestTree struct {
 
 type interestNode struct {
 	gen   uint64
-	items []InterestPos   // a leaf's entries, or an inner node's separators (len(kids)-1)
+	items []interestEntry // a leaf's entries, or an inner node's separators (len(kids)-1)
 	kids  []*interestNode // nil for a leaf
 }
 
+// interestEntry is an entry of an interestTree: the order key in two
+// halves (a uint64 would align it to 16 bytes) and the visitor's number
+// in the tree's visitorDict.
+type interestEntry struct {
+	keyHi, keyLo, num uint32
+}
+
+func (e interestEntry) key() uint64 { return uint64(e.keyHi)<<32 | uint64(e.keyLo) }
+
+// interestProbe is what a search looks for: an order key and a visitor,
+// with the visitor's number, 0 when the dictionary has none (a scan's
+// pivot may name a visitor the index never had).
+type interestProbe struct {
+	key     uint64
+	num     uint32
+	visitor [16]byte
+}
+
+func (p *interestProbe) entry() interestEntry {
+	return interestEntry{keyHi: uint32(p.key >> 32), keyLo: uint32(p.key), num: p.num}
+}
+
 const (
-	// interestLeafCap entries of 24 bytes are 4,080 bytes, in Go's
+	// interestLeafCap entries of 12 bytes are 4,092 bytes, in Go's
 	// 4,096-byte size class.
-	interestLeafCap = 170
-	// interestInnerCap children (512 bytes) and 63 separators (1,512 bytes,
-	// of the 1,536 class): one inner node per ~10,000 entries.
+	interestLeafCap = 341
+	// interestInnerCap children (512 bytes) and 63 separators (756 bytes,
+	// of the 768 class): one inner node per ~20,000 entries.
 	interestInnerCap = 64
 )
 
@@ -62,24 +97,18 @@ const (
 // only by the tree of its generation.
 var interestGen atomic.Uint64
 
-// newInterestTree returns an empty tree of leaves of maxLeaf ≥ 2 entries
-// and inner nodes of maxInner children, even and ≥ 4 (halves of a split
-// are then at the inner nodes' minimum).
-func newInterestTree(maxLeaf, maxInner int) *interestTree {
-	return &interestTree{gen: interestGen.Add(1), maxLeaf: maxLeaf, maxInner: maxInner}
+// newInterestTree returns an empty tree numbering its visitors in dict,
+// of leaves of maxLeaf ≥ 2 entries and inner nodes of maxInner children,
+// even and ≥ 4 (halves of a split are then at the inner nodes' minimum).
+func newInterestTree(dict *visitorDict, maxLeaf, maxInner int) *interestTree {
+	return &interestTree{gen: interestGen.Add(1), dict: dict, maxLeaf: maxLeaf, maxInner: maxInner}
 }
 
-func cmpInterest(a, b InterestPos) int {
-	if a.Key != b.Key {
-		if a.Key < b.Key {
-			return -1
-		}
-		return 1
-	}
-	// The visitor bytes compare as two big-endian words, as bytes.Compare
-	// orders them.
+// cmpVisitors orders visitors as bytes.Compare does, as two big-endian
+// words.
+func cmpVisitors(a, b *[16]byte) int {
 	for i := 0; i < 16; i += 8 {
-		x, y := binary.BigEndian.Uint64(a.Visitor[i:]), binary.BigEndian.Uint64(b.Visitor[i:])
+		x, y := binary.BigEndian.Uint64(a[i:]), binary.BigEndian.Uint64(b[i:])
 		if x != y {
 			if x < y {
 				return -1
@@ -90,53 +119,94 @@ func cmpInterest(a, b InterestPos) int {
 	return 0
 }
 
-// searchInterest returns the index of the first of items ≥ pos, and
-// whether it is pos.
-func searchInterest(items []InterestPos, pos InterestPos) (int, bool) {
+// cmp orders e against p.
+func (d *visitorDict) cmp(e interestEntry, p *interestProbe) int {
+	if k := e.key(); k != p.key {
+		if k < p.key {
+			return -1
+		}
+		return 1
+	}
+	if e.num == p.num {
+		return 0
+	}
+	return cmpVisitors(d.id(e.num), &p.visitor)
+}
+
+// cmpEntries orders two entries of d's visitors.
+func (d *visitorDict) cmpEntries(a, b interestEntry) int {
+	if a.keyHi != b.keyHi || a.keyLo != b.keyLo {
+		if a.key() < b.key() {
+			return -1
+		}
+		return 1
+	}
+	if a.num == b.num {
+		return 0
+	}
+	return cmpVisitors(d.id(a.num), d.id(b.num))
+}
+
+// pos returns e as the InterestPos it stands for.
+func (d *visitorDict) pos(e interestEntry) InterestPos {
+	return InterestPos{Key: e.key(), Visitor: *d.id(e.num)}
+}
+
+// probe returns the probe of pos, numbering its visitor when create is
+// set; ok is false when the visitor has no number (and is in no tree).
+func (t *interestTree) probe(pos InterestPos, create bool) (p interestProbe, ok bool) {
+	p = interestProbe{key: pos.Key, visitor: pos.Visitor}
+	p.num = t.dict.number(&p.visitor, create)
+	return p, p.num != 0
+}
+
+// searchInterest returns the index of the first of items ≥ p, and
+// whether it is p.
+func (t *interestTree) searchInterest(items []interestEntry, p *interestProbe) (int, bool) {
 	lo, hi := 0, len(items)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if cmpInterest(items[m], pos) < 0 {
+		if t.dict.cmp(items[m], p) < 0 {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	return lo, lo < len(items) && items[lo] == pos
+	return lo, lo < len(items) && t.dict.cmp(items[lo], p) == 0
 }
 
-// kidIndex returns the child of inner node n whose entries pos belongs
+// kidIndex returns the child of inner node n whose entries p belongs
 // among.
-func (n *interestNode) kidIndex(pos InterestPos) int {
-	i, found := searchInterest(n.items, pos)
+func (t *interestTree) kidIndex(n *interestNode, p *interestProbe) int {
+	i, found := t.searchInterest(n.items, p)
 	if found {
 		i++
 	}
 	return i
 }
 
-func (n *interestNode) has(pos InterestPos) bool {
+func (t *interestTree) has(n *interestNode, p *interestProbe) bool {
 	for n.kids != nil {
-		n = n.kids[n.kidIndex(pos)]
+		n = n.kids[t.kidIndex(n, p)]
 	}
-	_, found := searchInterest(n.items, pos)
+	_, found := t.searchInterest(n.items, p)
 	return found
 }
 
 // ascend calls fn with n's entries ≥ pivot in order until fn returns
 // false, and reports whether it did not.
-func (n *interestNode) ascend(pivot InterestPos, fn func(InterestPos) bool) bool {
+func (t *interestTree) ascend(n *interestNode, pivot *interestProbe, fn func(InterestPos) bool) bool {
 	if n.kids == nil {
-		j, _ := searchInterest(n.items, pivot)
+		j, _ := t.searchInterest(n.items, pivot)
 		for _, e := range n.items[j:] {
-			if !fn(e) {
+			if !fn(t.dict.pos(e)) {
 				return false
 			}
 		}
 		return true
 	}
-	for _, c := range n.kids[n.kidIndex(pivot):] {
-		if !c.ascend(pivot, fn) {
+	for _, c := range n.kids[t.kidIndex(n, pivot):] {
+		if !t.ascend(c, pivot, fn) {
 			return false
 		}
 	}
@@ -150,7 +220,8 @@ func (t *interestTree) Len() int { return t.len }
 // false.
 func (t *interestTree) Ascend(pivot InterestPos, fn func(InterestPos) bool) {
 	if t.root != nil {
-		t.root.ascend(pivot, fn)
+		p := interestProbe{key: pivot.Key, visitor: pivot.Visitor}
+		t.ascend(t.root, &p, fn)
 	}
 }
 
@@ -163,7 +234,7 @@ func (t *interestTree) Snapshot() *interestTree {
 }
 
 func (t *interestTree) clone(n *interestNode) *interestNode {
-	c := &interestNode{gen: t.gen, items: make([]InterestPos, len(n.items), cap(n.items))}
+	c := &interestNode{gen: t.gen, items: make([]interestEntry, len(n.items), cap(n.items))}
 	copy(c.items, n.items)
 	if n.kids != nil {
 		c.kids = make([]*interestNode, len(n.kids), cap(n.kids))
@@ -202,19 +273,26 @@ func (t *interestTree) rootLeafCap(n int) int {
 
 // Set puts pos and reports whether it was not there yet.
 func (t *interestTree) Set(pos InterestPos) bool {
+	p, _ := t.probe(pos, true)
+	return t.set(&p)
+}
+
+// set puts p, of a numbered visitor, and reports whether it was not
+// there yet.
+func (t *interestTree) set(p *interestProbe) bool {
 	if t.root == nil {
-		t.root = &interestNode{gen: t.gen, items: make([]InterestPos, 0, t.rootLeafCap(1))}
+		t.root = &interestNode{gen: t.gen, items: make([]interestEntry, 0, t.rootLeafCap(1))}
 	} else if t.root.gen != t.gen {
 		t.root = t.clone(t.root)
 	}
 	n := t.root
 	if t.full(n) {
 		if n.kids == nil && cap(n.items) < t.maxLeaf {
-			items := make([]InterestPos, len(n.items), t.rootLeafCap(cap(n.items)+1))
+			items := make([]interestEntry, len(n.items), t.rootLeafCap(cap(n.items)+1))
 			copy(items, n.items)
 			n.items = items
 		} else {
-			r := &interestNode{gen: t.gen, items: make([]InterestPos, 0, t.maxInner-1), kids: make([]*interestNode, 1, t.maxInner)}
+			r := &interestNode{gen: t.gen, items: make([]interestEntry, 0, t.maxInner-1), kids: make([]*interestNode, 1, t.maxInner)}
 			r.kids[0] = n
 			t.splitKid(r, 0)
 			t.root, n = r, r
@@ -223,22 +301,22 @@ func (t *interestTree) Set(pos InterestPos) bool {
 	// Down from a node with room: a full child makes room first, so that
 	// the node can take a separator from it.
 	for n.kids != nil {
-		i := n.kidIndex(pos)
+		i := t.kidIndex(n, p)
 		c := t.mutKid(n, i)
 		if t.full(c) {
 			if c.kids != nil || !t.shiftFromLeaf(n, i) {
 				t.splitKid(n, i)
 			}
-			i = n.kidIndex(pos)
+			i = t.kidIndex(n, p)
 			c = t.mutKid(n, i)
 		}
 		n = c
 	}
-	j, found := searchInterest(n.items, pos)
+	j, found := t.searchInterest(n.items, p)
 	if found {
 		return false
 	}
-	n.items = slices.Insert(n.items, j, pos) // within its capacity
+	n.items = slices.Insert(n.items, j, p.entry()) // within its capacity
 	t.len++
 	return true
 }
@@ -276,10 +354,10 @@ func (t *interestTree) shiftFromLeaf(n *interestNode, i int) bool {
 func (t *interestTree) splitKid(n *interestNode, i int) {
 	c := n.kids[i]
 	r := &interestNode{gen: t.gen}
-	var sep InterestPos
+	var sep interestEntry
 	if c.kids == nil {
 		mid := len(c.items) / 2
-		r.items = make([]InterestPos, len(c.items)-mid, t.maxLeaf)
+		r.items = make([]interestEntry, len(c.items)-mid, t.maxLeaf)
 		copy(r.items, c.items[mid:])
 		c.items = c.items[:mid]
 		sep = r.items[0]
@@ -290,7 +368,7 @@ func (t *interestTree) splitKid(n *interestNode, i int) {
 		clear(c.kids[mid:])
 		c.kids = c.kids[:mid]
 		sep = c.items[mid-1]
-		r.items = make([]InterestPos, len(c.items)-mid, t.maxInner-1)
+		r.items = make([]interestEntry, len(c.items)-mid, t.maxInner-1)
 		copy(r.items, c.items[mid:])
 		c.items = c.items[:mid-1]
 	}
@@ -300,16 +378,23 @@ func (t *interestTree) splitKid(n *interestNode, i int) {
 
 // Delete removes pos and reports whether it was there.
 func (t *interestTree) Delete(pos InterestPos) bool {
+	p, ok := t.probe(pos, false)
+	return ok && t.delete(&p)
+}
+
+// delete removes p, of a numbered visitor, and reports whether it was
+// there.
+func (t *interestTree) delete(p *interestProbe) bool {
 	if t.root == nil {
 		return false
 	}
 	if t.root.gen != t.gen {
-		if !t.root.has(pos) {
+		if !t.has(t.root, p) {
 			return false // copies nothing
 		}
 		t.root = t.clone(t.root)
 	}
-	if !t.del(t.root, pos) {
+	if !t.del(t.root, p) {
 		return false
 	}
 	t.len--
@@ -322,20 +407,20 @@ func (t *interestTree) Delete(pos InterestPos) bool {
 	return true
 }
 
-// del removes pos from n's subtree, n written by t.
-func (t *interestTree) del(n *interestNode, pos InterestPos) bool {
+// del removes p from n's subtree, n written by t.
+func (t *interestTree) del(n *interestNode, p *interestProbe) bool {
 	if n.kids == nil {
-		j, found := searchInterest(n.items, pos)
+		j, found := t.searchInterest(n.items, p)
 		if found {
 			n.items = slices.Delete(n.items, j, j+1)
 		}
 		return found
 	}
-	i := n.kidIndex(pos)
-	if c := n.kids[i]; c.gen != t.gen && !c.has(pos) {
+	i := t.kidIndex(n, p)
+	if c := n.kids[i]; c.gen != t.gen && !t.has(c, p) {
 		return false
 	}
-	if !t.del(t.mutKid(n, i), pos) {
+	if !t.del(t.mutKid(n, i), p) {
 		return false
 	}
 	t.fixKid(n, i)
@@ -434,33 +519,34 @@ func (t *interestTree) removeKid(n *interestNode, i int) {
 	n.kids = slices.Delete(n.kids, i, i+1)
 }
 
-// Load replaces t's entries with es, sorted ascending without
-// duplicates, building the tree level by level: leaves filled to 7/8,
-// so that the writes after a rebuild find room.
-func (t *interestTree) Load(es []InterestPos) {
+// Load replaces t's entries with es, of t.dict's visitors, sorted
+// ascending (cmpEntries) without duplicates, building the tree level by
+// level: leaves filled to 7/8, so that the writes after a rebuild find
+// room.
+func (t *interestTree) Load(es []interestEntry) {
 	t.gen = interestGen.Add(1)
 	t.len = len(es)
 	if len(es) <= t.maxLeaf {
 		t.root = nil
 		if len(es) > 0 {
-			t.root = &interestNode{gen: t.gen, items: make([]InterestPos, len(es), t.rootLeafCap(len(es)))}
+			t.root = &interestNode{gen: t.gen, items: make([]interestEntry, len(es), t.rootLeafCap(len(es)))}
 			copy(t.root.items, es)
 		}
 		return
 	}
 	var nodes []*interestNode
-	var lows []InterestPos // each node's first entry
+	var lows []interestEntry // each node's first entry
 	for _, part := range evenParts(len(es), t.maxLeaf-t.maxLeaf/8) {
-		leaf := &interestNode{gen: t.gen, items: make([]InterestPos, part[1]-part[0], t.maxLeaf)}
+		leaf := &interestNode{gen: t.gen, items: make([]interestEntry, part[1]-part[0], t.maxLeaf)}
 		copy(leaf.items, es[part[0]:part[1]])
 		nodes, lows = append(nodes, leaf), append(lows, leaf.items[0])
 	}
 	for len(nodes) > 1 {
 		var up []*interestNode
-		var upLows []InterestPos
+		var upLows []interestEntry
 		for _, part := range evenParts(len(nodes), t.maxInner-t.maxInner/4) {
 			a, b := part[0], part[1]
-			n := &interestNode{gen: t.gen, items: make([]InterestPos, b-a-1, t.maxInner-1), kids: make([]*interestNode, b-a, t.maxInner)}
+			n := &interestNode{gen: t.gen, items: make([]interestEntry, b-a-1, t.maxInner-1), kids: make([]*interestNode, b-a, t.maxInner)}
 			copy(n.items, lows[a+1:b])
 			copy(n.kids, nodes[a:b])
 			up, upLows = append(up, n), append(upLows, lows[a])

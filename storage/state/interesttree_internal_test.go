@@ -21,16 +21,17 @@ func checkTree(t *interestTree) error {
 		return nil
 	}
 	n, depth := 0, -1
-	var walk func(x *interestNode, d int, lo, hi *InterestPos) error
-	walk = func(x *interestNode, d int, lo, hi *InterestPos) error {
+	cmp := t.dict.cmpEntries
+	var walk func(x *interestNode, d int, lo, hi *interestEntry) error
+	walk = func(x *interestNode, d int, lo, hi *interestEntry) error {
 		if x.gen > t.gen {
 			return fmt.Errorf("node of generation %d in a tree of %d", x.gen, t.gen)
 		}
 		for j, e := range x.items {
-			if j > 0 && cmpInterest(x.items[j-1], e) >= 0 {
+			if j > 0 && cmp(x.items[j-1], e) >= 0 {
 				return fmt.Errorf("depth %d: items %v, %v out of order", d, x.items[j-1], e)
 			}
-			if (lo != nil && cmpInterest(e, *lo) < 0) || (hi != nil && cmpInterest(e, *hi) >= 0) {
+			if (lo != nil && cmp(e, *lo) < 0) || (hi != nil && cmp(e, *hi) >= 0) {
 				return fmt.Errorf("depth %d: %v outside [%v, %v)", d, e, lo, hi)
 			}
 		}
@@ -84,6 +85,28 @@ func treeEntries(t *interestTree) []InterestPos {
 	return got
 }
 
+// cmpInterest is the order of the index's entries, on InterestPos: by
+// order key, then by visitor bytes.
+func cmpInterest(a, b InterestPos) int {
+	if a.Key != b.Key {
+		if a.Key < b.Key {
+			return -1
+		}
+		return 1
+	}
+	return slices.Compare(a.Visitor[:], b.Visitor[:])
+}
+
+// loadPos loads es, sorted by cmpInterest, into t.
+func loadPos(t *interestTree, es []InterestPos) {
+	entries := make([]interestEntry, len(es))
+	for i, e := range es {
+		p, _ := t.probe(e, true)
+		entries[i] = p.entry()
+	}
+	t.Load(entries)
+}
+
 func testPos(key uint64, v uint16) InterestPos {
 	var p InterestPos
 	p.Key = key
@@ -107,15 +130,21 @@ func TestInterestTreeModel(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("leaf=%d,inner=%d", c.leaf, c.inner), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(c.leaf), uint64(c.inner)))
-			tree := newInterestTree(c.leaf, c.inner)
+			tree := newInterestTree(newVisitorDict(), c.leaf, c.inner)
 			var model []InterestPos
 			type snap struct {
 				tree *interestTree
 				want []InterestPos
 			}
 			var snaps []snap
+			// Four visitors, numbered in the order they come, which is not
+			// their bytes' order; a scan's pivot may also name a visitor
+			// between them that the tree never had.
 			randPos := func() InterestPos {
-				return testPos(uint64(rng.IntN(c.keys/4)), uint16(rng.IntN(4)))
+				return testPos(uint64(rng.IntN(c.keys/4)), uint16(2*rng.IntN(4)))
+			}
+			randPivot := func() InterestPos {
+				return testPos(uint64(rng.IntN(c.keys/4)), uint16(rng.IntN(8)))
 			}
 			put := func(p InterestPos) {
 				j, found := slices.BinarySearchFunc(model, p, cmpInterest)
@@ -160,7 +189,7 @@ func TestInterestTreeModel(t *testing.T) {
 						put(p)
 					}
 				case r < 95:
-					pivot := randPos()
+					pivot := randPivot()
 					limit := rng.IntN(50)
 					var got []InterestPos
 					tree.Ascend(pivot, func(e InterestPos) bool {
@@ -184,7 +213,7 @@ func TestInterestTreeModel(t *testing.T) {
 					}
 				default:
 					if rng.IntN(10) == 0 {
-						tree.Load(model)
+						loadPos(tree, model)
 					}
 				}
 				if err := checkTree(tree); err != nil {
@@ -211,7 +240,7 @@ func TestInterestTreeModel(t *testing.T) {
 // interestIndex); each snapshot must read what the tree held when taken.
 // Run with -race.
 func TestInterestTreeSnapshotConcurrent(t *testing.T) {
-	tree := newInterestTree(8, 4)
+	tree := newInterestTree(newVisitorDict(), 8, 4)
 	var mu sync.Mutex
 	var writer, readers sync.WaitGroup
 	stop := make(chan struct{})
@@ -277,14 +306,14 @@ func TestInterestTreeSnapshotConcurrent(t *testing.T) {
 // the invariants, and takes writes after it.
 func TestInterestTreeLoad(t *testing.T) {
 	for _, c := range []struct{ leaf, inner int }{{4, 4}, {interestLeafCap, interestInnerCap}} {
-		for _, n := range []int{0, 1, 3, 4, 5, 16, 17, 64, 65, 169, 170, 171, 1000, 40_000} {
-			tree := newInterestTree(c.leaf, c.inner)
+		for _, n := range []int{0, 1, 3, 4, 5, 16, 17, 64, 65, 340, 341, 342, 1000, 40_000} {
+			tree := newInterestTree(newVisitorDict(), c.leaf, c.inner)
 			tree.Set(testPos(1<<40, 0)) // replaced by the load
 			es := make([]InterestPos, n)
 			for i := range es {
 				es[i] = testPos(uint64(i)*3, uint16(i))
 			}
-			tree.Load(es)
+			loadPos(tree, es)
 			if err := checkTree(tree); err != nil {
 				t.Fatalf("leaf %d, %d entries: %v", c.leaf, n, err)
 			}
