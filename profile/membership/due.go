@@ -136,10 +136,10 @@ func (e *Engine) dueLoop() {
 	}
 }
 
-// sleep waits for wait, or a poke on wake; it reports false when the
-// engine closes. A wait ≤ 0 — work still due after a run, whose
+// sleep waits for wait, or a poke (or close) of wake; it reports false
+// when the engine closes. A wait ≤ 0 — work still due after a run, whose
 // evaluation failed (logged) — waits 100 ms, not spinning.
-func (e *Engine) sleep(wait time.Duration, wake chan struct{}) bool {
+func (e *Engine) sleep(wait time.Duration, wake <-chan struct{}) bool {
 	if wait <= 0 {
 		wait = 100 * time.Millisecond
 	}

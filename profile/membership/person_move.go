@@ -278,7 +278,7 @@ func (e *Engine) RestorePersons(ctx context.Context, marks map[int]int64) {
 				return
 			}
 			e.logf("membership: %s; retrying", err)
-			if !e.sleep(time.Second, nil) {
+			if !e.sleep(time.Second, ctx.Done()) {
 				return
 			}
 		}
@@ -292,7 +292,7 @@ func (e *Engine) RestorePersons(ctx context.Context, marks map[int]int64) {
 		m.run.Lock()
 		defer m.run.Unlock()
 		start := time.Now()
-		for {
+		for ctx.Err() == nil {
 			st, err := e.restorePersons(ctx, todo, n)
 			if err == nil {
 				e.logf("membership: restored %d per-person memberships of %d persons of partitions %v from %d records of the changes topic in %s",
@@ -313,7 +313,9 @@ func (e *Engine) RestorePersons(ctx context.Context, marks map[int]int64) {
 			}
 			e.m.errors.Inc()
 			e.logf("membership: partitions %v: %s; retrying", sortedParts(todo), err)
-			if !e.sleep(time.Second, nil) {
+			// A newer assignment cancels ctx: its restore, waiting for run,
+			// starts now rather than after this sleep.
+			if !e.sleep(time.Second, ctx.Done()) {
 				return
 			}
 		}
