@@ -17,8 +17,9 @@ import (
 // Letting the heap grow toward the limit instead (GOGC=off) made those
 // rare, but a heap that lives at its limit collects continuously there
 // and returns pages to the kernel that the next allocation faults back in
-// (under a container's limit, from the page cache by direct reclaim): the
-// 1M-visitor build spent 1.4x the CPU per event.
+// (on the bench's VM a page the host must back anew costs ~30 µs: README
+// "Performance", issue #10's late session): the 1M-visitor build spent
+// 1.4x the CPU per event.
 //
 // So the pacer aims between the two: after each GC, GOGC is set so that
 // the next one starts when the heap reaches gcGoalOfLimit of the limit,

@@ -53,9 +53,6 @@ type dictShard struct {
 
 func newVisitorDict() *visitorDict { return new(visitorDict) }
 
-// Len returns how many visitors have a number.
-func (d *visitorDict) Len() int { return int(d.next.Load()) }
-
 // Bytes returns the heap the dictionary takes.
 func (d *visitorDict) Bytes() int64 {
 	var b int64
