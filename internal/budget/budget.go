@@ -32,6 +32,16 @@ const (
 	memTableHeapTenths = 13
 	memTableFileTenths = 10
 
+	// maxStateMemTable caps the state's memtables. Badger allocates the
+	// next memtable's arena (its size plus ~30%) and zeroes it while it
+	// holds the DB's lock, which every commit and read takes, so each
+	// rotation stops the builder for as long as that takes. On the
+	// bench's VM a page its host must back anew costs ~30 µs: a 64 MiB
+	// memtable stopped every partition for 0.58–0.75 s, the 10M build's
+	// slowest second (README "Performance", issue #10). 32 MiB halves
+	// that; 16 MiB made compactions run all the time.
+	maxStateMemTable = 32 * mib
+
 	// minWorkHeap is the least Go heap left for the work itself.
 	minWorkHeap = 64 * mib
 )
@@ -83,7 +93,7 @@ func New(total int64, embeddedLog bool) (Split, error) {
 		s.LogNumMemTables = memTables
 		s.LogBlockCacheBytes = clamp(total/128, 4*mib, 16*mib)
 	}
-	s.StateMemTableBytes = clamp(total/32, 8*mib, 64*mib)
+	s.StateMemTableBytes = clamp(total/32, 8*mib, maxStateMemTable)
 	s.StateNumMemTables = memTables
 	// What is left after the reserve, the memtables and the log's cache:
 	// a fifth to the block cache, a quarter to the (off-heap) profile

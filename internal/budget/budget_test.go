@@ -21,11 +21,11 @@ func TestNewSplit(t *testing.T) {
 		{512 * mib, true, 16 * mib, 4 * mib},
 		{gib, true, 32 * mib, 8 * mib},
 		{gib, false, 32 * mib, 0},
-		{Default, true, 64 * mib, 16 * mib},
-		{3 * gib / 2, true, 48 * mib, 12 * mib},
-		{2 * gib, true, 64 * mib, 16 * mib},
-		{8 * gib, true, 64 * mib, 16 * mib},
-		{64 * gib, false, 64 * mib, 0},
+		{3 * gib / 4, true, 24 * mib, 6 * mib},
+		{Default, true, 32 * mib, 16 * mib},
+		{2 * gib, true, 32 * mib, 16 * mib},
+		{8 * gib, true, 32 * mib, 16 * mib},
+		{64 * gib, false, 32 * mib, 0},
 	} {
 		s, err := New(tc.total, tc.log)
 		if err != nil {

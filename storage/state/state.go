@@ -105,6 +105,16 @@ type DB struct {
 // GB). The garbage the rewrites leave in the value log is reclaimed by
 // gcLoop, a file (Options.ValueLogFileBytes) at a time.
 //
+// The threshold is 64 bytes, not 256, for the profiles of visitors with
+// few events: most of a large audience (at 10M visitors and 30M events,
+// three events a visitor) has a profile and dedup list under 256 bytes,
+// and inline those filled the tree, whose compactions then took 0.6–1.4
+// of the machine's 2 cores for seconds at a time while the builder slowed
+// to 0.25–0.4 of its median rate (README "Performance", issue #10's last
+// session). What stays inline is the keys' small values: offsets, the
+// empty values of link and membership keys, and the odd profile of a
+// single event.
+//
 // The tree's tables are not compressed: with profiles in the value log
 // they hold keys, value pointers and small values, which Snappy shrank by
 // a third (83 against 116 MB of tables at 1M visitors, 3% of the state's
@@ -114,7 +124,7 @@ type DB struct {
 // against 167k and 213k, slowest 1-s windows 0.34 and 0.32 of the median
 // against 0.21 and 0.26).
 const (
-	valueThreshold = 256
+	valueThreshold = 64
 	vlogFileSize   = 64 << 20
 	vlogGCInterval = time.Minute
 	vlogGCDiscard  = 0.5 // rewrite a value log file once half of it is garbage
