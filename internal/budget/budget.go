@@ -37,9 +37,10 @@ const (
 	// holds the DB's lock, which every commit and read takes, so each
 	// rotation stops the builder for as long as that takes. On the
 	// bench's VM a page its host must back anew costs ~30 µs: a 64 MiB
-	// memtable stopped every partition for 0.58–0.75 s, the 10M build's
-	// slowest second (README "Performance", issue #10). 32 MiB halves
-	// that; 16 MiB made compactions run all the time.
+	// memtable stopped every partition for 0.58–0.75 s, the slowest
+	// second of builds at 1M and at 10M visitors (README "Performance",
+	// issue #10). 32 MiB halves that; eight of 16 MiB made compactions
+	// run all the time.
 	maxStateMemTable = 32 * mib
 
 	// minWorkHeap is the least Go heap left for the work itself.
